@@ -1,0 +1,159 @@
+"""The ``kdtune`` command: ``run`` a sweep, ``plan`` it without training, ``report`` its results.
+
+Wrong input (sweep file, flags, data folder, run folder) ends with one line on stderr and exit
+status 2, before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kdtune.errors import KdtuneError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise KdtuneError(f"{self.prog}: {message}")
+
+
+def _csv(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _add_sweep_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sweep", help="the sweep file (YAML)")
+    p.add_argument("--data-dir", help="data folder (e.g. the one holding MNIST/raw); overrides data.root")
+    p.add_argument("--out", help="run folder (default: the sweep's output, runs/<name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a sweep field, e.g. --set train.epochs=3 (repeatable; VALUE is YAML)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``kdtune``."""
+    parser = _Parser(prog="kdtune", description="Knowledge-distillation sweeps on Ray Tune.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a sweep: teachers, then students; then print the report")
+    _add_sweep_args(run)
+    run.add_argument("--address", help="join this Ray cluster (e.g. auto or ray://head:10001) instead of starting a local instance")
+    run.add_argument("--executor", choices=("ray", "inline"), default="ray",
+                     help="ray (default): Ray Tune; inline: one trial after another in this process, for debugging")
+    run.add_argument("--metric", action="append", help="metric(s) of the printed report (default: accuracy and ece)")
+    run.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+
+    plan = sub.add_parser("plan", help="validate a sweep and show its trials and stages without training")
+    _add_sweep_args(plan)
+
+    rep = sub.add_parser("report", help="mean ± std tables of a finished run folder")
+    rep.add_argument("run_dir", help="a run folder written by kdtune run (e.g. runs/quickstart)")
+    rep.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
+    rep.add_argument("--metric", action="append", help="accuracy, nll, ece, agreement or kl (repeatable; default accuracy and ece)")
+    rep.add_argument("--rows", type=_csv, default=["student"], help="comma-separated row keys (default: student)")
+    rep.add_argument("--cols", type=_csv, default=["eval_set", "teacher"], help="comma-separated column keys (default: eval_set,teacher)")
+    rep.add_argument("--eval-sets", type=_csv, help="eval sets to show (default: all but val)")
+    rep.add_argument("--digits", type=int, default=3, help="decimals (default 3)")
+    rep.add_argument("--output", "-o", help="write to this file instead of standard output")
+
+    dl = sub.add_parser("download", help="fetch a data set that needs files (uses the optional torchvision extra)")
+    dl.add_argument("dataset", choices=("mnist",))
+    dl.add_argument("--data-dir", required=True, help="where to put it (torchvision layout)")
+    return parser
+
+
+def _load(args: argparse.Namespace):
+    from kdtune.data import make_dataset
+    from kdtune.plan import make_plan
+    from kdtune.spec import load_sweep
+
+    spec = load_sweep(args.sweep, args.overrides, data_root=args.data_dir, output=args.out)
+    make_dataset(spec.data).check(spec.data_root)
+    return make_plan(spec)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    plan = _load(args)
+    print(f"sweep {plan.spec.name}: {len(plan.trials)} trials in {len(plan.stages)} stages → {plan.spec.output}")
+    from kdtune.rundir import is_finished
+
+    for k, stage in enumerate(plan.stages, 1):
+        n = sum(len(g.trials) for g in stage)
+        done = sum(is_finished(plan.spec.output, t.id) for g in stage for t in g.trials)
+        print(f"stage {k}: {n} trials in {len(stage)} groups, {done} already finished")
+        for g in stage:
+            t = g.trials[0]
+            loss = t.config.loss
+            kd = f" τ={loss.temperature:g} w_hard={loss.w_hard:g} w_soft={loss.w_soft:g}" if loss.distills else ""
+            seeds = ",".join(str(x.seed) for x in g.trials)
+            teachers = "" if not loss.distills else " ← " + ",".join(x.config.teacher_id[:8] for x in g.trials)  # type: ignore[index]
+            print(f"  {g.name}: seeds {seeds}{kd}{teachers}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    plan = _load(args)
+    from kdtune.execute import InlineExecutor, RayExecutor, execute
+    from kdtune.report import render
+    from kdtune.results import collect, write_results, write_sweep_record
+
+    spec = plan.spec
+    print(f"sweep {spec.name}: {len(plan.trials)} trials in {len(plan.stages)} stages → {spec.output}")
+    write_sweep_record(plan)
+    if args.executor == "inline":
+        executor: InlineExecutor | RayExecutor = InlineExecutor()
+    else:
+        executor = RayExecutor(
+            args.address, spec.resources.cpu, spec.resources.gpu, spec.execution.max_concurrent_trials,
+            spec.execution.max_failures, spec.output / "ray",
+        )
+    failures = execute(plan, executor)
+    df = collect(plan, failures)
+    path = write_results(plan, df)
+    print(f"results: {path} ({len(df)} rows)")
+    if failures:
+        print(f"{len(failures)} trials did not finish:", file=sys.stderr)
+        for tid, err in list(failures.items())[:10]:
+            print(f"  {tid}: {err}", file=sys.stderr)
+    if not args.no_report and (df["status"] == "ok").any():
+        print()
+        print(render(df, args.metric or ("accuracy", "ece")))
+    return 1 if failures else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from kdtune.report import render
+    from kdtune.results import read_results
+
+    df = read_results(args.run_dir)
+    text = render(df, args.metric or ("accuracy", "ece"), args.format, args.rows, args.cols, args.eval_sets, args.digits)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from kdtune.data.mnist import download_mnist
+
+    print(f"MNIST in {download_mnist(Path(args.data_dir))}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kdtune`` console script."""
+    try:
+        args = build_parser().parse_args(argv)
+        return {"run": _cmd_run, "plan": _cmd_plan, "report": _cmd_report, "download": _cmd_download}[args.command](args)
+    except KdtuneError as e:
+        print(f"kdtune: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kdtune: interrupted; finished trials are kept and a re-run resumes from them", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

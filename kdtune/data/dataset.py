@@ -1,0 +1,101 @@
+"""The data-set interface and the shared image pipeline (train/val split, corrupted eval sets)."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from kdtune.data.base import DataBundle, DataInfo, Split, split_train_val
+from kdtune.data.corruptions import CORRUPTIONS
+from kdtune.registry import Registry
+
+
+@dataclass(frozen=True)
+class EvalSetSpec:
+    """An evaluation set: a base split (``test`` or ``val``) and a corruption applied to it."""
+
+    name: str
+    source: str = "test"
+    corruption: str = "identity"
+    params: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Everything that determines a trial's data (the data folder is not part of it)."""
+
+    name: str
+    params: tuple[tuple[str, Any], ...] = ()
+    val_size: float | int = 0.1
+    split_seed: int = 0
+    corruption_seed: int = 0
+    eval_sets: tuple[EvalSetSpec, ...] = field(default_factory=tuple)
+
+
+class Dataset:
+    """Base class of registered data sets. Subclasses take their params as keyword arguments."""
+
+    kind: ClassVar[str] = "image"
+    needs_root: ClassVar[bool] = False
+    default_eval_sets: ClassVar[dict[str, EvalSetSpec]] = {}
+
+    def describe(self) -> DataInfo:
+        """Input shape and classes without loading anything (used to validate models up front)."""
+        raise NotImplementedError
+
+    def check(self, root: Path | None) -> None:
+        """Raise DataError (one line) if the data cannot be read from ``root``; cheap, before any work."""
+
+    def build(self, spec: DataSpec, root: Path | None) -> DataBundle:
+        """Load the data and build train, val and every eval set."""
+        raise NotImplementedError
+
+
+DATASETS: Registry[type[Dataset]] = Registry("data set")
+
+
+def _seed_for(name: str, seed: int) -> int:
+    return (zlib.crc32(name.encode()) + 1_000_003 * seed) % (2**63)
+
+
+class ImageDataset(Dataset):
+    """Images in [0, 1] (N×C×H×W) with a fixed test split; OOD sets are corruptions of the test split."""
+
+    kind = "image"
+    num_classes: ClassVar[int] = 10
+    image_shape: ClassVar[tuple[int, int, int]] = (1, 28, 28)
+    default_eval_sets = {
+        "test": EvalSetSpec("test"),
+        "translated": EvalSetSpec("translated", "test", "translate", (("shift", 3),)),
+        "scaled": EvalSetSpec("scaled", "test", "scale", (("factor", 0.7),)),
+    }
+
+    def describe(self) -> DataInfo:
+        return DataInfo("image", self.image_shape, self.num_classes)
+
+    def load_arrays(self, root: Path | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(train images, train labels, test images, test labels): float32 N×C×H×W in [0, 1], int64."""
+        raise NotImplementedError
+
+    def build(self, spec: DataSpec, root: Path | None) -> DataBundle:
+        x_tr, y_tr, x_te, y_te = self.load_arrays(root)
+        tr_idx, val_idx = split_train_val(len(y_tr), spec.val_size, spec.split_seed)
+        train, val = Split(x_tr[tr_idx], y_tr[tr_idx]), Split(x_tr[val_idx], y_tr[val_idx])
+        base = {"test": Split(x_te, y_te), "val": val}
+        evals: dict[str, Split] = {"val": val}
+        for es in spec.eval_sets:
+            src = base[es.source]
+            if es.corruption == "identity":
+                evals[es.name] = src
+                continue
+            gen = torch.Generator().manual_seed(_seed_for(es.name, spec.corruption_seed))
+            x = CORRUPTIONS.get(es.corruption)(src.x, generator=gen, **dict(es.params))
+            evals[es.name] = Split(x, src.y)
+        info = self.describe()
+        if tuple(x_tr.shape[1:]) != info.input_shape:
+            raise ValueError(f"{type(self).__name__} loaded images of shape {tuple(x_tr.shape[1:])}, described {info.input_shape}")
+        return DataBundle(info, train, val, evals)

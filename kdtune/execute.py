@@ -1,0 +1,228 @@
+"""Run a plan: one Ray Tune ``Tuner`` per stage (a local Ray instance by default, or ``--address``).
+
+Each Ray Tune trial is a :class:`~kdtune.plan.TrialGroup` (trials differing only in seed). Finished
+trials are found in the run folder by id and skipped, which is also how an interrupted sweep
+resumes. The ``inline`` executor runs groups one after another in this process, for debugging.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kdtune.plan import Plan, TrialConfig, TrialGroup
+from kdtune.rundir import METRICS, is_finished, read_json, trial_dir
+
+Payload = dict[str, Any]
+
+
+def group_payload(plan: Plan, group: TrialGroup, run_dir: Path, data_root: Path | None) -> Payload:
+    """Everything a worker needs to train ``group`` (JSON-able, absolute paths)."""
+    return {
+        "name": group.name,
+        "stage": group.stage,
+        "run_dir": str(run_dir.resolve()),
+        "data_root": str(data_root.resolve()) if data_root else None,
+        "device": plan.spec.execution.device,
+        "cpus": plan.spec.resources.cpu,
+        "trials": [
+            {"id": t.id, "config": t.config.to_dict(), "export_train_logits": t.id in plan.needs_train_logits}
+            for t in group.trials
+        ],
+    }
+
+
+def run_group(payload: Payload, on_epoch: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, Any]]:
+    """Worker side: train every unfinished trial of a group; returns each trial's metrics."""
+    import torch
+
+    from kdtune.train import resolve_device, train_trial
+
+    torch.set_num_threads(max(1, int(payload["cpus"])))
+    device = resolve_device(payload["device"])
+    run_dir = Path(payload["run_dir"])
+    out = []
+    for t in payload["trials"]:
+        if is_finished(run_dir, t["id"]):
+            out.append(read_json(trial_dir(run_dir, t["id"]) / METRICS))
+            continue
+        config = TrialConfig.from_dict(t["config"])
+        if config.id != t["id"]:
+            raise RuntimeError(f"trial {t['id']}: config hashes to {config.id} on this worker (kdtune versions differ?)")
+        out.append(train_trial(config, run_dir, payload["data_root"], device, t["export_train_logits"], on_epoch))
+    return out
+
+
+def tune_trainable(config: dict[str, Any]) -> None:
+    """The Ray Tune function trainable: trains one group, reports its validation means."""
+    from ray import tune
+
+    from kdtune.train import summarize
+
+    tune.report(summarize(run_group(config["group"])))
+
+
+@dataclass
+class StageOutcome:
+    """What happened to a stage's groups: names that failed, with a one-line reason."""
+
+    ran: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _last_line(error: BaseException | str) -> str:
+    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+class InlineExecutor:
+    """Run groups sequentially in this process (no Ray): for debugging and small tests."""
+
+    name = "inline"
+
+    def __enter__(self) -> InlineExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def run_stage(self, stage: int, payloads: list[Payload], log: Callable[[str], None]) -> StageOutcome:
+        outcome = StageOutcome(ran=len(payloads))
+        start = time.perf_counter()
+        for i, p in enumerate(payloads, 1):
+            try:
+                results = run_group(p)
+                log(f"  [{i}/{len(payloads)}] {p['name']}: val accuracy " + ", ".join(f"{r['eval']['val']['accuracy']:.3f}" for r in results))
+            except Exception as e:  # one failing group must not stop the others
+                outcome.errors[p["name"]] = f"{type(e).__name__}: {_last_line(e)}"
+                log(f"  [{i}/{len(payloads)}] {p['name']}: FAILED {outcome.errors[p['name']]}")
+        outcome.seconds = time.perf_counter() - start
+        return outcome
+
+
+class RayExecutor:
+    """Run each stage as one Ray Tune ``Tuner`` over its groups (grid search over payloads)."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None, cpu: float, gpu: float, max_concurrent: int | None, max_failures: int, storage: Path) -> None:
+        self.address, self.cpu, self.gpu = address, cpu, gpu
+        self.max_concurrent, self.max_failures, self.storage = max_concurrent, max_failures, storage
+        self._started = False
+
+    def __enter__(self) -> RayExecutor:
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial CSV/JSON/TensorBoard files
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+        os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
+        import ray
+
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
+            if self.address:
+                ray.init(address=self.address, **kwargs)
+            else:  # local instance, no dashboard, small object store (trial data is loaded by the workers)
+                ray.init(include_dashboard=False, object_store_memory=256 * 1024**2, **kwargs)
+            self._started = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._started:
+            import ray
+
+            ray.shutdown()
+
+    def run_stage(self, stage: int, payloads: list[Payload], log: Callable[[str], None]) -> StageOutcome:
+        from ray import tune
+
+        total = len(payloads)
+        done = [0]
+
+        class Progress(tune.Callback):
+            def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+                done[0] += 1
+                acc = (trial.last_result or {}).get("val_accuracy")
+                log(f"  [{done[0]}/{total}] {trial.config['group']['name']}: mean val accuracy {acc:.3f}" if acc is not None else f"  [{done[0]}/{total}] {trial.config['group']['name']}")
+
+            def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+                done[0] += 1
+                log(f"  [{done[0]}/{total}] {trial.config['group']['name']}: FAILED")
+
+        resources = {"cpu": self.cpu, "gpu": self.gpu}
+        tuner = tune.Tuner(
+            tune.with_resources(tune_trainable, resources),
+            param_space={"group": tune.grid_search(payloads)},
+            tune_config=tune.TuneConfig(
+                reuse_actors=True,
+                max_concurrent_trials=self.max_concurrent,
+                trial_name_creator=lambda t: t.config["group"]["name"],
+                trial_dirname_creator=lambda t: t.config["group"]["name"],
+            ),
+            run_config=tune.RunConfig(
+                name=f"stage{stage}",
+                storage_path=str(self.storage.resolve()),
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=self.max_failures, fail_fast=False),
+                callbacks=[Progress()],
+            ),
+        )
+        start = time.perf_counter()
+        grid = tuner.fit()
+        outcome = StageOutcome(ran=total, seconds=time.perf_counter() - start)
+        for result in grid:
+            if result.error is not None:
+                outcome.errors[result.config["group"]["name"]] = _last_line(result.error)
+        return outcome
+
+
+def unfinished_groups(plan: Plan, stage: list[TrialGroup], run_dir: Path) -> tuple[list[TrialGroup], list[TrialGroup]]:
+    """(groups with work to do, groups blocked because a teacher did not finish) of one stage."""
+    todo, blocked = [], []
+    for g in stage:
+        pending = tuple(t for t in g.trials if not is_finished(run_dir, t.id))
+        if not pending:
+            continue
+        if any(t.config.teacher_id and not is_finished(run_dir, t.config.teacher_id) for t in pending):
+            blocked.append(TrialGroup(pending))
+        else:
+            todo.append(TrialGroup(pending))
+    return todo, blocked
+
+
+def execute(plan: Plan, executor: InlineExecutor | RayExecutor, log: Callable[[str], None] = print) -> dict[str, str]:
+    """Run every unfinished trial of ``plan``, stage by stage; returns {trial id: error} for failures."""
+    spec = plan.spec
+    run_dir = spec.output
+    failures: dict[str, str] = {}
+    started = False
+    for k, stage in enumerate(plan.stages, 1):
+        todo, blocked = unfinished_groups(plan, stage, run_dir)
+        for g in blocked:
+            for t in g.trials:
+                failures[t.id] = f"skipped: teacher {t.config.teacher_id} did not finish"
+        n_done = sum(len(g.trials) for g in stage) - sum(len(g.trials) for g in todo + blocked)
+        if not todo:
+            log(f"stage {k}: nothing to run ({n_done} trials already finished)")
+            continue
+        if not started:
+            executor.__enter__()
+            started = True
+        n_trials = sum(len(g.trials) for g in todo)
+        log(f"stage {k}: {n_trials} trials in {len(todo)} groups on {executor.name} ({n_done} already finished)")
+        payloads = [group_payload(plan, g, run_dir, spec.data_root) for g in todo]
+        outcome = executor.run_stage(k, payloads, log)
+        log(f"stage {k}: finished in {outcome.seconds:.1f} s")
+        for g in todo:
+            for t in g.trials:
+                if not is_finished(run_dir, t.id):
+                    failures[t.id] = outcome.errors.get(g.name, "did not finish")
+    if started:
+        executor.__exit__(None, None, None)
+    sys.stdout.flush()
+    return failures

@@ -1,0 +1,55 @@
+"""Evaluation metrics on logits or probabilities (tensors or arrays); each returns a Python float."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ArrayLike = torch.Tensor | np.ndarray
+
+
+def _t(a: ArrayLike) -> torch.Tensor:
+    return a if isinstance(a, torch.Tensor) else torch.as_tensor(a)
+
+
+def accuracy(logits: ArrayLike, labels: ArrayLike) -> float:
+    """Fraction of examples whose arg-max class equals the label."""
+    return (_t(logits).argmax(-1) == _t(labels)).double().mean().item()
+
+
+def nll(logits: ArrayLike, labels: ArrayLike) -> float:
+    """Mean negative log-likelihood of the labels, ``-mean_i log softmax(z_i)[y_i]``."""
+    return F.cross_entropy(_t(logits).double(), _t(labels).long()).item()
+
+
+def ece(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> float:
+    """Expected calibration error (Guo et al., 2017) of the top-1 confidence.
+
+    ``sum_b |B_b|/N · |acc(B_b) - conf(B_b)|`` over ``n_bins`` equal-width bins ``(b/n, (b+1)/n]``.
+    """
+    p = _t(probs).double()
+    conf, pred = p.max(-1)
+    correct = (pred == _t(labels)).double()
+    bins = (torch.ceil(conf * n_bins).long() - 1).clamp(0, n_bins - 1)
+    count = torch.bincount(bins, minlength=n_bins).double()
+    sum_conf = torch.bincount(bins, weights=conf, minlength=n_bins)
+    sum_acc = torch.bincount(bins, weights=correct, minlength=n_bins)
+    return ((sum_acc - sum_conf).abs().sum() / len(p)).item()
+
+
+def agreement(logits_a: ArrayLike, logits_b: ArrayLike) -> float:
+    """Fraction of examples on which the two models' top-1 predictions agree."""
+    return (_t(logits_a).argmax(-1) == _t(logits_b).argmax(-1)).double().mean().item()
+
+
+def kl(teacher_logits: ArrayLike, student_logits: ArrayLike) -> float:
+    """Mean over examples of ``KL(softmax(teacher) ‖ softmax(student))`` at temperature 1.
+
+    Log-probabilities are accepted as logits, so saved probabilities can be passed as ``log(p)``.
+    """
+    log_p_t = F.log_softmax(_t(teacher_logits).double(), -1)
+    log_p_s = F.log_softmax(_t(student_logits).double(), -1)
+    p_t = log_p_t.exp()
+    terms = torch.where(p_t > 0, p_t * (log_p_t - log_p_s), torch.zeros_like(p_t))
+    return terms.sum(-1).mean().item()

@@ -1,0 +1,50 @@
+"""The paper's CNN (Abnar et al., appendix F): two 3×3 convolutions, spatial max-pooling, a third
+3×3 convolution with maxout over channels, global average pooling, then a linear projection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from kdtune.data.base import DataInfo
+from kdtune.models import MODELS
+
+
+@MODELS.register("cnn")
+class CNN(nn.Module):
+    """Translation-equivariant convolutions with cross-channel (maxout) pooling.
+
+    ``channels`` are the widths of the three convolutions (the third before maxout); ``maxout`` is
+    the number of linear pieces pooled per output channel. Features: the pooled 3rd-layer channels.
+    """
+
+    def __init__(
+        self,
+        info: DataInfo,
+        dropout: float = 0.0,
+        channels: Sequence[int] = (32, 32, 64),
+        maxout: int = 2,
+        kernel_size: int = 3,
+    ) -> None:
+        super().__init__()
+        if len(channels) != 3:
+            raise ValueError(f"channels must list 3 widths, got {list(channels)}")
+        c_in, pad = info.input_shape[0], kernel_size // 2
+        self.maxout = maxout
+        self.conv1 = nn.Conv2d(c_in, channels[0], kernel_size, padding=pad)
+        self.conv2 = nn.Conv2d(channels[0], channels[1], kernel_size, padding=pad)
+        self.pool = nn.MaxPool2d(2)
+        self.conv3 = nn.Conv2d(channels[1], channels[2] * maxout, kernel_size, padding=pad)
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(channels[2], info.num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.conv1(x))
+        h = self.pool(torch.relu(self.conv2(h)))
+        h = self.conv3(self.dropout(h))
+        n, c, hh, ww = h.shape
+        h = h.view(n, c // self.maxout, self.maxout, hh, ww).amax(dim=2)
+        features = h.mean(dim=(2, 3))
+        return self.proj(self.dropout(features)), features

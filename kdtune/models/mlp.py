@@ -1,0 +1,30 @@
+"""The paper's MLP (Abnar et al., appendix F): fully connected layers on the flattened input."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from kdtune.data.base import DataInfo
+from kdtune.models import MODELS
+
+
+@MODELS.register("mlp")
+class MLP(nn.Module):
+    """``len(hidden) + 1`` linear layers with ReLU and dropout; features: the last hidden layer."""
+
+    def __init__(self, info: DataInfo, dropout: float = 0.0, hidden: Sequence[int] = (512, 256)) -> None:
+        super().__init__()
+        sizes = [math.prod(info.input_shape), *hidden]
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(sizes[-1], info.num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = x.flatten(1)
+        for layer in self.hidden:
+            h = self.dropout(torch.relu(layer(h)))
+        return self.out(h), h

@@ -1,0 +1,201 @@
+"""Plan: a :class:`SweepSpec` → stages of trials with dependencies.
+
+A trial is one model trained with one seed under one resolved config; its id is a hash of that
+config (teacher's id included), so the same trial reached from two grid cells, two sweeps or a
+re-run is the same folder and is never trained twice. Stage 1 trains from data (baselines and
+teachers); a student sits one stage after its teacher. Trials that differ only in their seed form a
+:class:`TrialGroup`, the unit handed to Ray Tune (``execution.seeds_per_trial`` seeds each).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from kdtune.data import DataSpec, EvalSetSpec
+from kdtune.distill import LossSpec
+from kdtune.spec import NO_TEACHER, AugmentSpec, OutputSpec, ScheduleSpec, SweepSpec, TrainSpec, resolve_train
+
+SCHEMA = "kdtune.trial/1"
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything that determines a trial's result. Its hash is the trial id."""
+
+    arch: str
+    params: tuple[tuple[str, Any], ...]
+    data: DataSpec
+    train: TrainSpec
+    loss: LossSpec
+    seed: int
+    teacher_id: str | None = None
+    outputs: OutputSpec = OutputSpec()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able, canonical form (tuples of pairs become mappings)."""
+        return _jsonable(dataclasses.asdict(self)) | {"schema": SCHEMA}
+
+    @property
+    def id(self) -> str:
+        """Stable id: the first 16 hex digits of the SHA-256 of the canonical JSON."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrialConfig:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(d["data"])
+        data["params"] = _pairs(data["params"])
+        data["eval_sets"] = tuple(
+            EvalSetSpec(e["name"], e["source"], e["corruption"], _pairs(e["params"])) for e in data["eval_sets"]
+        )
+        train = dict(d["train"])
+        train["schedule"] = ScheduleSpec(train["schedule"]["name"], _pairs(train["schedule"]["params"]))
+        if train["augment"] is not None:
+            train["augment"] = AugmentSpec(train["augment"]["name"], _pairs(train["augment"]["params"]))
+        return cls(
+            arch=d["arch"],
+            params=_pairs(d["params"]),
+            data=DataSpec(**data),
+            train=TrainSpec(**train),
+            loss=LossSpec(**d["loss"]),
+            seed=d["seed"],
+            teacher_id=d["teacher_id"],
+            outputs=OutputSpec(**d["outputs"]),
+        )
+
+
+def _is_pairs(v: Any) -> bool:
+    return isinstance(v, (tuple, list)) and all(isinstance(i, (tuple, list)) and len(i) == 2 and isinstance(i[0], str) for i in v)
+
+
+def _jsonable(v: Any, key: str = "") -> Any:
+    if isinstance(v, dict):
+        return {k: _jsonable(x, k) for k, x in v.items()}
+    if key == "params" and _is_pairs(v):
+        return {k: _jsonable(x) for k, x in v}
+    if isinstance(v, (tuple, list)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def _freeze(v: Any) -> Any:
+    if isinstance(v, dict):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    if isinstance(v, list):
+        return tuple(_freeze(x) for x in v)
+    return v
+
+
+def _pairs(d: dict[str, Any] | list[Any]) -> tuple[tuple[str, Any], ...]:
+    return _freeze(d) if isinstance(d, dict) else tuple((k, _freeze(v)) for k, v in d)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A planned trial: its config plus the labels it is reported under."""
+
+    config: TrialConfig
+    stage: int
+    student: str  # model label
+    teacher: str  # teacher model label, or "data"
+    teacher_seed: int | None = None
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+
+@dataclass(frozen=True)
+class TrialGroup:
+    """Trials identical but for the seed, executed together as one Ray Tune trial."""
+
+    trials: tuple[Trial, ...]
+
+    @property
+    def name(self) -> str:
+        t = self.trials[0]
+        return f"{t.student}-from-{t.teacher}-{t.id[:8]}"
+
+    @property
+    def stage(self) -> int:
+        return self.trials[0].stage
+
+
+@dataclass
+class Plan:
+    """Stages of trial groups; ``stages[0]`` runs first. ``labels`` are every trial's report labels."""
+
+    spec: SweepSpec
+    stages: list[list[TrialGroup]]
+    trials: dict[str, Trial]
+    needs_train_logits: set[str] = field(default_factory=set)  # teacher ids whose logits students cache
+
+    def groups(self) -> list[TrialGroup]:
+        """All groups, stage by stage."""
+        return [g for stage in self.stages for g in stage]
+
+    def teacher_of(self, trial: Trial) -> Trial | None:
+        """The planned teacher of ``trial`` (None for trials trained from data)."""
+        return self.trials[trial.config.teacher_id] if trial.config.teacher_id else None
+
+
+def _train_overrides(spec: SweepSpec) -> list[tuple[tuple[str, Any], ...]]:
+    axes = spec.grid.train
+    return [tuple(zip((k for k, _ in axes), combo)) for combo in itertools.product(*(v for _, v in axes))]
+
+
+def make_plan(spec: SweepSpec) -> Plan:
+    """Expand the grid of ``spec`` into trials, deduplicated by id and ordered in stages."""
+    grid = spec.grid
+    trials: dict[str, Trial] = {}
+    needs_logits: set[str] = set()
+
+    def add(trial: Trial) -> Trial:
+        return trials.setdefault(trial.id, trial)
+
+    def from_data(label: str, seed: int, overrides: tuple[tuple[str, Any], ...]) -> Trial:
+        model = spec.models[label]
+        train = resolve_train(spec, model, student=False, overrides=overrides)
+        loss = LossSpec(kind="ce", w_hard=1.0, w_soft=0.0)
+        cfg = TrialConfig(model.arch, model.params, spec.data, train, loss, seed, None, spec.outputs)
+        return add(Trial(cfg, 1, label, NO_TEACHER))
+
+    for (teacher, student), overrides in itertools.product(grid.pairs, _train_overrides(spec)):
+        for seed in grid.seeds:
+            if teacher == NO_TEACHER:
+                from_data(student, seed, overrides)
+                continue
+            t_seed = seed if grid.teacher_seed == "same" else int(grid.teacher_seed)
+            t = from_data(teacher, t_seed, ())
+            model = spec.models[student]
+            train = resolve_train(spec, model, student=True, overrides=overrides)
+            if train.augment is None:
+                needs_logits.add(t.id)
+            for tau, w_hard, w_soft, kind in itertools.product(grid.temperature, grid.w_hard, grid.w_soft, grid.loss):
+                loss = LossSpec(kind=kind, temperature=tau, w_hard=w_hard, w_soft=w_soft)
+                cfg = TrialConfig(model.arch, model.params, spec.data, train, loss, seed, t.id, spec.outputs)
+                add(Trial(cfg, t.stage + 1, student, teacher, t_seed))
+
+    by_config: dict[tuple[Any, ...], list[Trial]] = defaultdict(list)
+    for trial in trials.values():
+        seedless = dataclasses.replace(trial.config, seed=0, teacher_id=None)
+        by_config[(trial.stage, trial.student, trial.teacher, seedless)].append(trial)
+    n_stages = max(t.stage for t in trials.values())
+    stages: list[list[TrialGroup]] = [[] for _ in range(n_stages)]
+    k = spec.execution.seeds_per_trial
+    for (stage, *_), members in by_config.items():
+        members.sort(key=lambda t: t.seed)
+        for i in range(0, len(members), k):
+            stages[stage - 1].append(TrialGroup(tuple(members[i : i + k])))
+    return Plan(spec, stages, trials, needs_logits)

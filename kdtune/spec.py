@@ -1,0 +1,606 @@
+"""Sweep files: YAML (``yaml.safe_load`` only) → a validated, typed :class:`SweepSpec`.
+
+Everything a person wrote is checked here, before any work starts; a wrong value raises
+:class:`~kdtune.errors.SpecError`, one line naming the file, the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from kdtune.data import DATASETS, DataInfo, DataSpec, EvalSetSpec, make_dataset
+from kdtune.data.augment import AUGMENTATIONS
+from kdtune.data.corruptions import CORRUPTIONS
+from kdtune.distill import KD_LOSSES
+from kdtune.errors import KdtuneError, SpecError
+from kdtune.models import MODELS, build_model
+from kdtune.optim import OPTIMIZERS, SCHEDULES
+
+Params = tuple[tuple[str, Any], ...]
+NO_TEACHER = "data"
+SELF_TEACHER = "self"
+SELECT_CHOICES = ("last", "val_accuracy", "val_nll")
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+_LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_.+-]*$")
+
+
+def freeze(value: Any) -> Any:
+    """Lists → tuples and mappings → sorted (key, value) tuples, recursively (hashable, canonical)."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(params: Params) -> dict[str, Any]:
+    """A parameter tuple back as keyword arguments."""
+    return dict(params)
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A learning-rate schedule from :data:`kdtune.optim.SCHEDULES` and its parameters."""
+
+    name: str = "constant"
+    params: Params = ()
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """A random augmentation from :data:`kdtune.data.augment.AUGMENTATIONS` and its parameters."""
+
+    name: str
+    params: Params = ()
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How one model is trained: optimizer, schedule, regularization, selection."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    eval_batch_size: int = 2048
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    dropout: float = 0.0
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    schedule: ScheduleSpec = ScheduleSpec()
+    augment: AugmentSpec | None = None
+    select: str = "val_accuracy"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model of the sweep: a label (used in tables), a registered architecture and its settings."""
+
+    label: str
+    arch: str
+    params: Params = ()
+    train: Params = ()  # overrides of the sweep's ``train`` for this model
+    distill: Params = ()  # overrides of the sweep's ``distill`` for this model as a student
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """The grid: (teacher, student) pairs × distillation settings × training overrides × seeds."""
+
+    pairs: tuple[tuple[str, str], ...]  # (teacher label or "data", student label)
+    temperature: tuple[float, ...] = (1.0,)
+    w_hard: tuple[float, ...] = (0.0,)
+    w_soft: tuple[float, ...] = (1.0,)
+    loss: tuple[str, ...] = ("hinton",)
+    seeds: tuple[int, ...] = (0,)
+    teacher_seed: str | int = "same"
+    train: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # train field → values, crossed
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one Ray Tune trial asks for; fractions allowed."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+@dataclass(frozen=True)
+class ExecutionSpec:
+    """How trials are executed."""
+
+    seeds_per_trial: int = 1
+    max_concurrent_trials: int | None = None
+    max_failures: int = 0
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What each trial leaves beyond its metrics."""
+
+    feature_examples: int = 1000
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep file."""
+
+    name: str
+    source: str
+    output: Path
+    data: DataSpec
+    data_root: Path | None
+    models: dict[str, ModelSpec]
+    train: Params
+    distill: Params
+    grid: GridSpec
+    resources: Resources = Resources()
+    execution: ExecutionSpec = ExecutionSpec()
+    outputs: OutputSpec = OutputSpec()
+    description: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+# ---------------------------------------------------------------- value checks
+
+
+class _Bad(ValueError):
+    """A value that fails a check; ``suffix`` extends the field name (e.g. ``[2]``)."""
+
+    def __init__(self, message: str, suffix: str = "") -> None:
+        super().__init__(message)
+        self.suffix = suffix
+
+
+Conv = Callable[[Any], Any]
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Bad(f"must be {what}, got {_kind(value)} {value!r}")
+    return float(value)
+
+
+def as_float(gt: float | None = None, ge: float | None = None, lt: float | None = None) -> Conv:
+    """A number within the given bounds, as float."""
+    bounds = [f"> {gt}" if gt is not None else "", f">= {ge}" if ge is not None else "", f"< {lt}" if lt is not None else ""]
+    what = "a number" + (" " + " and ".join(b for b in bounds if b) if any(bounds) else "")
+
+    def conv(value: Any) -> float:
+        v = _number(value, what)
+        if (gt is not None and not v > gt) or (ge is not None and not v >= ge) or (lt is not None and not v < lt):
+            raise _Bad(f"must be {what}, got {value!r}")
+        return v
+
+    return conv
+
+
+def as_int(ge: int | None = None) -> Conv:
+    """An integer (not a bool) >= ``ge``."""
+    what = "an integer" + (f" >= {ge}" if ge is not None else "")
+
+    def conv(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or (ge is not None and value < ge):
+            raise _Bad(f"must be {what}, got {_kind(value)} {value!r}")
+        return value
+
+    return conv
+
+
+def as_str(choices: Sequence[str] | None = None) -> Conv:
+    """A string, optionally one of ``choices``."""
+
+    def conv(value: Any) -> str:
+        if not isinstance(value, str):
+            raise _Bad(f"must be a string, got {_kind(value)} {value!r}")
+        if choices is not None and value not in choices:
+            raise _Bad(f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    return conv
+
+
+def as_list(item: Conv, allow_scalar: bool = True) -> Conv:
+    """A non-empty list of items (a single item counts as a one-element list if ``allow_scalar``)."""
+
+    def conv(value: Any) -> tuple[Any, ...]:
+        if not isinstance(value, list):
+            if allow_scalar and value is not None and not isinstance(value, Mapping):
+                value = [value]
+            else:
+                raise _Bad(f"must be a list, got {_kind(value)}")
+        if not value:
+            raise _Bad("must not be empty")
+        out = []
+        for i, v in enumerate(value):
+            try:
+                out.append(item(v))
+            except _Bad as e:
+                raise _Bad(str(e), f"[{i}]{e.suffix}") from None
+        return tuple(out)
+
+    return conv
+
+
+def optional(conv: Conv) -> Conv:
+    """``None`` or a value passing ``conv``."""
+    return lambda value: None if value is None else conv(value)
+
+
+def _callable_params(fn: Callable[..., Any], skip: Sequence[str]) -> dict[str, inspect.Parameter]:
+    return {n: p for n, p in inspect.signature(fn).parameters.items() if n not in skip and n != "self"}
+
+
+def _like(value: Any, default: Any) -> bool:
+    """Whether ``value`` has the type of a parameter whose default is ``default``."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, list)
+    return isinstance(value, (int, float, str, list))
+
+
+def _named_params(registry_kind: str, fn: Callable[..., Any], skip: Sequence[str], raw: Mapping[str, Any]) -> Params:
+    allowed = _callable_params(fn, skip)
+    for k, v in raw.items():
+        if k not in allowed:
+            raise _Bad(f"unknown parameter {k!r} for this {registry_kind}; allowed: {', '.join(allowed) or 'none'}", f".{k}")
+        if not _like(v, allowed[k].default):
+            raise _Bad(f"must be of the type of its default {allowed[k].default!r}, got {_kind(v)} {v!r}", f".{k}")
+    return freeze(raw)
+
+
+def _registered(registry: Any) -> Conv:
+    def conv(value: Any) -> str:
+        as_str()(value)
+        if value not in registry:
+            raise _Bad(f"unknown {registry.kind} {value!r}; known: {', '.join(registry.names())}")
+        return value
+
+    return conv
+
+
+def as_schedule(value: Any) -> ScheduleSpec:
+    """``"exponential"`` or ``{name: exponential, decay_rate: 0.9}``."""
+    raw = {"name": value} if isinstance(value, str) else value
+    if not isinstance(raw, Mapping) or "name" not in raw:
+        raise _Bad(f"must be a schedule name or a mapping with 'name' (one of {', '.join(SCHEDULES.names())})")
+    name = _registered(SCHEDULES)(raw["name"])
+    params = {k: v for k, v in raw.items() if k != "name"}
+    frozen = _named_params("schedule", SCHEDULES.get(name), ("epoch", "total_epochs"), params)
+    for k, v in params.items():
+        try:
+            (as_float(ge=0, lt=1.0000001) if k == "alpha" else as_float(gt=0))(v)
+        except _Bad as e:
+            raise _Bad(str(e), f".{k}") from None
+    return ScheduleSpec(name, frozen)
+
+
+def as_augment(value: Any) -> AugmentSpec | None:
+    """``null``, ``"translate"`` or ``{name: translate, max_shift: 2}``."""
+    if value is None:
+        return None
+    raw = {"name": value} if isinstance(value, str) else value
+    if not isinstance(raw, Mapping) or "name" not in raw:
+        raise _Bad(f"must be null, an augmentation name or a mapping with 'name' (one of {', '.join(AUGMENTATIONS.names())})")
+    name = _registered(AUGMENTATIONS)(raw["name"])
+    params = {k: v for k, v in raw.items() if k != "name"}
+    return AugmentSpec(name, _named_params("augmentation", AUGMENTATIONS.get(name), ("x", "generator"), params))
+
+
+TRAIN_FIELDS: dict[str, Conv] = {
+    "epochs": as_int(ge=1),
+    "batch_size": as_int(ge=1),
+    "eval_batch_size": as_int(ge=1),
+    "optimizer": _registered(OPTIMIZERS),
+    "lr": as_float(gt=0),
+    "weight_decay": as_float(ge=0),
+    "dropout": as_float(ge=0, lt=1),
+    "label_smoothing": as_float(ge=0, lt=1),
+    "grad_clip": optional(as_float(gt=0)),
+    "schedule": as_schedule,
+    "augment": as_augment,
+    "select": as_str(SELECT_CHOICES),
+}
+GRID_TRAIN_AXES = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing", "grad_clip")
+
+
+# ---------------------------------------------------------------- sections
+
+
+class _Section:
+    """Reads one mapping of the sweep file field by field; unknown keys are errors."""
+
+    def __init__(self, source: str, path: str, raw: Any, allowed: Sequence[str] | None = None) -> None:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise SpecError(source, path, f"must be a mapping, got {_kind(raw)}")
+        self.source, self.path, self.raw = source, path, raw
+        if allowed is not None:
+            unknown = [k for k in raw if k not in allowed]
+            if unknown:
+                raise SpecError(source, self.name(str(unknown[0])), f"unknown key; allowed here: {', '.join(allowed)}")
+
+    def name(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path and key else (key or self.path)
+
+    def check(self, key: str, conv: Conv, value: Any) -> Any:
+        try:
+            return conv(value)
+        except _Bad as e:
+            raise SpecError(self.source, self.name(key) + e.suffix, str(e)) from None
+
+    def get(self, key: str, conv: Conv, default: Any) -> Any:
+        if key not in self.raw:
+            return default
+        return self.check(key, conv, self.raw[key])
+
+
+def _train_overrides(source: str, path: str, raw: Any) -> Params:
+    sec = _Section(source, path, raw, list(TRAIN_FIELDS))
+    return tuple((k, sec.check(k, TRAIN_FIELDS[k], v)) for k, v in sec.raw.items())
+
+
+def _data(source: str, raw: Any) -> tuple[DataSpec, Path | None]:
+    sec = _Section(source, "data", raw, ["name", "params", "val_size", "split_seed", "corruption_seed", "eval_sets", "root"])
+    if "name" not in sec.raw:
+        raise SpecError(source, "data.name", f"is required; one of {', '.join(DATASETS.names())}")
+    name = sec.get("name", _registered(DATASETS), None)
+    cls = DATASETS.get(name)
+    params_raw = _Section(source, "data.params", sec.raw.get("params")).raw
+    params = sec.check("params", lambda v: _named_params("data set", cls.__init__, (), v), params_raw)
+    try:
+        cls(**dict(params))
+    except (TypeError, ValueError) as e:
+        raise SpecError(source, "data.params", str(e)) from None
+
+    def val_size(v: Any) -> float | int:
+        if isinstance(v, float) and 0 < v < 1:
+            return v
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+            return v
+        raise _Bad(f"must be a fraction in (0, 1) or a count >= 1, got {v!r}")
+
+    eval_sets = []
+    for i, item in enumerate(sec.get("eval_sets", as_list(lambda v: v), tuple(cls.default_eval_sets))):
+        where = f"data.eval_sets[{i}]"
+        if isinstance(item, str):
+            if item not in cls.default_eval_sets:
+                raise SpecError(source, where, f"unknown eval set {item!r} for {name}; known: {', '.join(cls.default_eval_sets)} (or a mapping with name, source, corruption)")
+            eval_sets.append(cls.default_eval_sets[item])
+            continue
+        es = _Section(source, where, item)
+        if not isinstance(es.raw.get("name"), str) or es.raw["name"] == "val":
+            raise SpecError(source, where + ".name", "is required: a string other than 'val' (val is always evaluated)")
+        corruption = es.get("corruption", _registered(CORRUPTIONS), "identity")
+        src = es.get("source", as_str(("test", "val")), "test")
+        cparams = {k: v for k, v in es.raw.items() if k not in ("name", "corruption", "source")}
+        cp = es.check("", lambda v: _named_params("corruption", CORRUPTIONS.get(corruption), ("x", "generator"), v), cparams)
+        eval_sets.append(EvalSetSpec(es.raw["name"], src, corruption, cp))
+    names = [e.name for e in eval_sets]
+    if len(set(names)) != len(names):
+        raise SpecError(source, "data.eval_sets", f"names must be unique, got {names}")
+    root = sec.get("root", optional(as_str()), None)
+    spec = DataSpec(
+        name=name,
+        params=params,
+        val_size=sec.get("val_size", val_size, 0.1),
+        split_seed=sec.get("split_seed", as_int(ge=0), 0),
+        corruption_seed=sec.get("corruption_seed", as_int(ge=0), 0),
+        eval_sets=tuple(eval_sets),
+    )
+    return spec, Path(root) if root else None
+
+
+def _models(source: str, raw: Any, info: DataInfo) -> dict[str, ModelSpec]:
+    sec = _Section(source, "models", raw)
+    if not sec.raw:
+        raise SpecError(source, "models", "must define at least one model, e.g. {CNN: {arch: cnn}}")
+    out = {}
+    for label, body in sec.raw.items():
+        where = f"models.{label}"
+        if not isinstance(label, str) or not _LABEL.match(label) or label in (NO_TEACHER, SELF_TEACHER):
+            raise SpecError(source, where, f"model labels must start with a letter, use letters, digits, _ . + - and not be {NO_TEACHER!r} or {SELF_TEACHER!r}")
+        m = _Section(source, where, {"arch": body} if isinstance(body, str) else body, ["arch", "params", "train", "distill"])
+        if "arch" not in m.raw:
+            raise SpecError(source, where + ".arch", f"is required; one of {', '.join(MODELS.names())}")
+        arch = m.get("arch", _registered(MODELS), None)
+        params = _Section(source, where + ".params", m.raw.get("params")).raw
+        frozen = m.check("params", lambda v: _named_params("model", MODELS.get(arch).__init__, ("info", "dropout"), v), params)
+        try:
+            with torch.device("meta"):  # builds the module to check its parameters, allocates nothing
+                build_model(arch, info, 0.0, thaw(frozen))
+        except (TypeError, ValueError) as e:
+            raise SpecError(source, where + ".params", str(e)) from None
+        out[label] = ModelSpec(
+            label,
+            arch,
+            frozen,
+            _train_overrides(source, where + ".train", m.raw.get("train")),
+            _train_overrides(source, where + ".distill", m.raw.get("distill")),
+        )
+    return out
+
+
+def _grid(source: str, raw: Any, models: Mapping[str, ModelSpec]) -> GridSpec:
+    keys = ["students", "teachers", "pairs", "temperature", "w_hard", "w_soft", "loss", "seeds", "teacher_seed", *GRID_TRAIN_AXES]
+    sec = _Section(source, "grid", raw, keys)
+    model_label = as_str(list(models))
+
+    def teacher(v: Any) -> str:
+        return as_str([NO_TEACHER, SELF_TEACHER, *models])(v)
+
+    if "pairs" in sec.raw:
+        if "students" in sec.raw or "teachers" in sec.raw:
+            raise SpecError(source, "grid.pairs", "use either pairs or students × teachers, not both")
+
+        def pair(v: Any) -> tuple[str, str]:
+            if isinstance(v, str) and "->" in v:
+                v = dict(zip(("teacher", "student"), (s.strip() for s in v.split("->", 1))))
+            if not isinstance(v, Mapping) or set(v) != {"teacher", "student"}:
+                raise _Bad("each pair must be 'TEACHER -> STUDENT' or {teacher: ..., student: ...}")
+            return teacher(v["teacher"]), model_label(v["student"])
+
+        pairs = sec.get("pairs", as_list(pair, allow_scalar=False), ())
+    else:
+        if "students" not in sec.raw:
+            raise SpecError(source, "grid.students", f"is required (or grid.pairs); models: {', '.join(models)}")
+        students = sec.get("students", as_list(model_label), ())
+        teachers = sec.get("teachers", as_list(teacher), (NO_TEACHER,))
+        pairs = tuple((t, s) for s in students for t in teachers)
+    pairs = tuple(dict.fromkeys((s if t == SELF_TEACHER else t, s) for t, s in pairs))
+
+    def seeds(v: Any) -> tuple[int, ...]:
+        if isinstance(v, int) and not isinstance(v, bool):
+            if v < 1:
+                raise _Bad(f"a count of seeds must be >= 1, got {v}")
+            return tuple(range(v))
+        out = as_list(as_int(ge=0), allow_scalar=False)(v)
+        if len(set(out)) != len(out):
+            raise _Bad(f"seeds must be distinct, got {list(out)}")
+        return out
+
+    def teacher_seed(v: Any) -> str | int:
+        if v == "same" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+            return v
+        raise _Bad(f"must be 'same' (student seed s reads teacher seed s) or a seed >= 0, got {v!r}")
+
+    grid = GridSpec(
+        pairs=pairs,
+        temperature=sec.get("temperature", as_list(as_float(gt=0)), GridSpec.temperature),
+        w_hard=sec.get("w_hard", as_list(as_float(ge=0)), GridSpec.w_hard),
+        w_soft=sec.get("w_soft", as_list(as_float(ge=0)), GridSpec.w_soft),
+        loss=sec.get("loss", as_list(_registered(KD_LOSSES)), GridSpec.loss),
+        seeds=sec.get("seeds", seeds, GridSpec.seeds),
+        teacher_seed=sec.get("teacher_seed", teacher_seed, "same"),
+        train=tuple((k, sec.get(k, as_list(TRAIN_FIELDS[k]), ())) for k in GRID_TRAIN_AXES if k in sec.raw),
+    )
+    if any(t != NO_TEACHER for t, _ in pairs) and 0.0 in grid.w_hard and 0.0 in grid.w_soft:
+        raise SpecError(source, "grid", "w_hard = 0 and w_soft = 0 together leave a student without a loss; drop one of the zeros")
+    return grid
+
+
+def parse_sweep(raw: Any, source: str = "<sweep>", data_root: str | Path | None = None, output: str | Path | None = None) -> SweepSpec:
+    """Validate a sweep mapping (as loaded from YAML) into a :class:`SweepSpec`."""
+    top = ["name", "description", "output", "data", "models", "train", "distill", "grid", "resources", "execution", "outputs"]
+    sec = _Section(source, "", raw, top)
+    for key in ("data", "models", "grid"):
+        if key not in sec.raw:
+            raise SpecError(source, key, "is required (a sweep file needs data, models and grid)")
+    stem = Path(source).stem if source != "<sweep>" else "sweep"
+    name = sec.get("name", as_str(), stem)
+    if not _LABEL.match(name):
+        raise SpecError(source, "name", f"must be a folder-safe name (letters, digits, _ . + -), got {name!r}")
+    data, root = _data(source, sec.raw["data"])
+    models = _models(source, sec.raw["models"], make_dataset(data).describe())
+    train = _train_overrides(source, "train", sec.raw.get("train"))
+    distill = _train_overrides(source, "distill", sec.raw.get("distill"))
+    grid = _grid(source, sec.raw["grid"], models)
+    res = _Section(source, "resources", sec.raw.get("resources"), ["cpu", "gpu"])
+    resources = Resources(res.get("cpu", as_float(ge=0), 1.0), res.get("gpu", as_float(ge=0), 0.0))
+    if resources.cpu == 0 and resources.gpu == 0:
+        raise SpecError(source, "resources", "a trial must ask for some cpu or gpu")
+    ex = _Section(source, "execution", sec.raw.get("execution"), [f.name for f in fields(ExecutionSpec)])
+    execution = ExecutionSpec(
+        seeds_per_trial=ex.get("seeds_per_trial", as_int(ge=1), 1),
+        max_concurrent_trials=ex.get("max_concurrent_trials", optional(as_int(ge=1)), None),
+        max_failures=ex.get("max_failures", as_int(ge=0), 0),
+        device=ex.get("device", as_str(DEVICE_CHOICES), "auto"),
+    )
+    if execution.device == "cuda" and resources.gpu == 0:
+        raise SpecError(source, "execution.device", "is cuda but resources.gpu is 0; ask for a gpu (fractions allowed)")
+    outs = _Section(source, "outputs", sec.raw.get("outputs"), ["feature_examples"])
+    outputs = OutputSpec(outs.get("feature_examples", as_int(ge=0), 1000))
+    out_dir = Path(output) if output else Path(sec.get("output", as_str(), f"runs/{name}"))
+    root = Path(data_root) if data_root else root
+    return SweepSpec(
+        name=name,
+        source=source,
+        output=out_dir,
+        data=data,
+        data_root=root,
+        models=models,
+        train=train,
+        distill=distill,
+        grid=grid,
+        resources=resources,
+        execution=execution,
+        outputs=outputs,
+        description=sec.get("description", as_str(), ""),
+        raw=raw,
+    )
+
+
+def resolve_train(spec: SweepSpec, model: ModelSpec, student: bool = False, overrides: Params = ()) -> TrainSpec:
+    """The training settings of one trial: defaults < sweep ``train`` < model ``train`` < (students
+    only: sweep ``distill`` < model ``distill``) < grid values."""
+    layers = [spec.train, model.train] + ([spec.distill, model.distill] if student else []) + [overrides]
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(dict(layer))
+    return replace(TrainSpec(), **merged)
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``--set a.b.c=VALUE`` overrides (VALUE parsed as YAML) to a sweep mapping."""
+    out: dict[str, Any] = dict(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise SpecError("--set", item, "expected KEY=VALUE with a dotted key, e.g. train.epochs=3")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise SpecError("--set", key, f"value {text!r} is not valid YAML") from None
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = {}
+            elif not isinstance(child, Mapping):
+                raise SpecError("--set", key, f"{part!r} is not a mapping in the sweep file")
+            node[part] = child = dict(child)
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_sweep(
+    path: str | Path, overrides: Sequence[str] = (), data_root: str | Path | None = None, output: str | Path | None = None
+) -> SweepSpec:
+    """Read and validate a sweep file; raise a one-line error if anything in it is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise KdtuneError(f"{path}: no such sweep file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(str(path), "", f"not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise KdtuneError(f"{path}: cannot read ({e})") from None
+    if not isinstance(raw, Mapping):
+        raise SpecError(str(path), "", f"must be a YAML mapping at the top level, got {_kind(raw)}")
+    return parse_sweep(apply_overrides(raw, overrides), str(path), data_root=data_root, output=output)

@@ -1,0 +1,261 @@
+"""Train one trial: data tensors on the device → model → loss (CE or KD) → metrics → run folder.
+
+No per-example Python: an epoch is a device-side permutation sliced into batches; teachers'
+training-set logits are computed once and cached in the teacher's folder (unless the student's
+inputs are randomly augmented, when the teacher runs in eval mode on each augmented batch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdtune import metrics
+from kdtune.data import DataBundle, Inputs, load_data, num_rows, take
+from kdtune.data.augment import AUGMENTATIONS
+from kdtune.distill import objective
+from kdtune.errors import KdtuneError
+from kdtune.models import build_model
+from kdtune.optim import OPTIMIZERS, SCHEDULES
+from kdtune.plan import TrialConfig
+from kdtune.rundir import (
+    TrialWriter,
+    is_finished,
+    load_outputs,
+    load_state,
+    read_json,
+    save_array_atomic,
+    trial_dir,
+)
+
+FEATURE_SUBSET_SEED = 1234  # the same examples for every trial, so their features can be compared
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → the GPU Ray assigned to this trial if any, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise KdtuneError("execution.device is cuda but no CUDA device is visible to this trial")
+    return torch.device(device)
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, x: Inputs, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and penultimate features of ``model`` (in eval mode) on every example of ``x``."""
+    was_training = model.training
+    model.eval()
+    outs = [model(take(x, slice(i, i + batch_size))) for i in range(0, num_rows(x), batch_size)]
+    model.train(was_training)
+    return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+
+
+def feature_index(n: int, k: int) -> torch.Tensor:
+    """The fixed subset of ``k`` examples (out of ``n``) whose features every trial saves."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(FEATURE_SUBSET_SEED))
+    return perm[: min(k, n)].sort().values
+
+
+def data_fingerprint(config: TrialConfig) -> str:
+    """Short hash of the data spec (keys the teacher-logit cache to the exact training split)."""
+    text = json.dumps(config.to_dict()["data"], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def load_trained_model(run_dir: Path, trial_id: str, info: Any, device: torch.device) -> nn.Module:
+    """Rebuild a finished trial's model from its folder, in eval mode."""
+    cfg = TrialConfig.from_dict(read_json(trial_dir(run_dir, trial_id) / "config.json")["config"])
+    model = build_model(cfg.arch, info, cfg.train.dropout, dict(cfg.params)).to(device)
+    model.load_state_dict(load_state(run_dir, trial_id, device))
+    return model.eval()
+
+
+def teacher_train_logits(run_dir: Path, teacher_id: str, data: DataBundle, config: TrialConfig, device: torch.device) -> torch.Tensor:
+    """The teacher's logits on the training split: read from its cache, or computed once and cached."""
+    path = trial_dir(run_dir, teacher_id) / f"train_logits-{data_fingerprint(config)}.npy"
+    if path.is_file():
+        logits = np.load(path, allow_pickle=False)
+        if logits.shape[0] == len(data.train):
+            return torch.from_numpy(logits).to(device)
+    teacher = load_trained_model(run_dir, teacher_id, data.info, device)
+    logits = predict(teacher, data.train.x, config.train.eval_batch_size)[0].float()
+    save_array_atomic(path, logits.cpu().numpy())
+    return logits
+
+
+def _schedule(config: TrialConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    fn, params, epochs = SCHEDULES.get(config.train.schedule.name), dict(config.train.schedule.params), config.train.epochs
+    return lambda step: fn(step / steps_per_epoch, epochs, **params)
+
+
+def _better(select: str, value: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return value > best if select == "val_accuracy" else value < best
+
+
+def train_trial(
+    config: TrialConfig,
+    run_dir: Path,
+    data_root: str | None,
+    device: torch.device,
+    export_train_logits: bool = False,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Train one trial and publish its folder; returns its ``metrics.json`` content."""
+    start = time.perf_counter()
+    tr = config.train
+    data = load_data(config.data, data_root, str(device))
+    torch.manual_seed(config.seed)  # initialisation and dropout
+    gen = torch.Generator(device=device).manual_seed(config.seed)  # data order and augmentation
+    model = build_model(config.arch, data.info, tr.dropout, dict(config.params)).to(device)
+
+    cached_logits: torch.Tensor | None = None
+    teacher: nn.Module | None = None
+    teacher_probs: dict[str, np.ndarray] = {}
+    if config.loss.distills:
+        tid = config.teacher_id
+        if tid is None or not is_finished(run_dir, tid):
+            raise KdtuneError(f"teacher {tid} of trial {config.id} has not finished; run its stage first")
+        if tr.augment is None:
+            cached_logits = teacher_train_logits(run_dir, tid, data, config, device)
+        else:
+            teacher = load_trained_model(run_dir, tid, data.info, device)
+        teacher_probs = load_outputs(run_dir, tid)
+
+    optimizer = OPTIMIZERS.get(tr.optimizer)(model.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
+    n = len(data.train)
+    steps = math.ceil(n / tr.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, steps))
+    augment = (AUGMENTATIONS.get(tr.augment.name), dict(tr.augment.params)) if tr.augment else None
+
+    history: list[dict[str, float]] = []
+    best_value: float | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch = tr.epochs
+    for epoch in range(1, tr.epochs + 1):
+        model.train()
+        perm = torch.randperm(n, generator=gen, device=device)
+        loss_sum = torch.zeros((), device=device)
+        for i in range(steps):
+            idx = perm[i * tr.batch_size : (i + 1) * tr.batch_size]
+            x, y = take(data.train.x, idx), data.train.y[idx]
+            if augment is not None:
+                x = augment[0](x, generator=gen, **augment[1])
+            t_logits = None
+            if cached_logits is not None:
+                t_logits = cached_logits[idx]
+            elif teacher is not None:
+                with torch.inference_mode():
+                    t_logits = teacher(x)[0]
+                t_logits = t_logits.clone()
+            logits, _ = model(x)
+            loss = objective(config.loss, logits, y, t_logits, tr.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tr.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach() * len(idx)
+        val_logits = predict(model, data.val.x, tr.eval_batch_size)[0]
+        row = {
+            "epoch": epoch,
+            "train_loss": loss_sum.item() / n,
+            "val_accuracy": metrics.accuracy(val_logits, data.val.y),
+            "val_nll": metrics.nll(val_logits, data.val.y),
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+        if not math.isfinite(row["train_loss"]):
+            raise FloatingPointError(f"trial {config.id}: training loss became {row['train_loss']} in epoch {epoch}")
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+        if tr.select != "last" and _better(tr.select, row[tr.select], best_value):
+            best_value, best_epoch = row[tr.select], epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        model.load_state_dict(best_state)
+
+    writer = TrialWriter(run_dir, config.id)
+    try:
+        evals: dict[str, dict[str, float]] = {}
+        arrays: dict[str, np.ndarray] = {}
+        for name, split in data.evals.items():
+            logits, feats = predict(model, split.x, tr.eval_batch_size)
+            probs = F.softmax(logits.double(), -1)
+            row = {
+                "n": len(split),
+                "accuracy": metrics.accuracy(logits, split.y),
+                "nll": metrics.nll(logits, split.y),
+                "ece": metrics.ece(probs, split.y),
+            }
+            if f"probs__{name}" in teacher_probs:
+                t_log = torch.from_numpy(teacher_probs[f"probs__{name}"]).to(device).double().log()
+                row["agreement"] = metrics.agreement(t_log, logits)
+                row["kl"] = metrics.kl(t_log, logits)
+            evals[name] = row
+            fidx = feature_index(len(split), config.outputs.feature_examples)
+            arrays[f"probs__{name}"] = probs.float().cpu().numpy()
+            arrays[f"labels__{name}"] = split.y.cpu().numpy()
+            arrays[f"features__{name}"] = feats[fidx.to(feats.device)].float().cpu().numpy()
+            arrays[f"feature_index__{name}"] = fidx.numpy()
+        writer.save_model(model.state_dict())
+        writer.save_outputs(arrays)
+        if export_train_logits:
+            train_logits = predict(model, data.train.x, tr.eval_batch_size)[0].float().cpu().numpy()
+            np.save(writer.path(f"train_logits-{data_fingerprint(config)}.npy"), train_logits)
+        result = {
+            "status": "ok",
+            "id": config.id,
+            "seed": config.seed,
+            "teacher_id": config.teacher_id,
+            "best_epoch": best_epoch,
+            "history": history,
+            "eval": evals,
+            "seconds": time.perf_counter() - start,
+            "device": str(device),
+            "torch": torch.__version__,
+            "num_parameters": sum(p.numel() for p in model.parameters()),
+        }
+        writer.commit({"id": config.id, "config": config.to_dict()}, result)
+    except BaseException:
+        writer.abort()
+        raise
+    return result
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, float]:
+    """What a group reports to Ray Tune: validation metrics averaged over its seeds."""
+    out: dict[str, float] = {"trials": float(len(results))}
+    for key in ("accuracy", "nll", "ece"):
+        vals = [r["eval"]["val"][key] for r in results if "val" in r.get("eval", {})]
+        if vals:
+            out[f"val_{key}"] = float(np.mean(vals))
+    return out
+
+
+def config_summary(config: TrialConfig) -> dict[str, Any]:
+    """A flat view of the settings reports group by (used by results tables)."""
+    tr = asdict(config.train)
+    return {
+        "arch": config.arch,
+        "temperature": config.loss.temperature,
+        "w_hard": config.loss.w_hard if config.loss.distills else None,
+        "w_soft": config.loss.w_soft if config.loss.distills else None,
+        "kd_loss": config.loss.kind if config.loss.distills else None,
+        **{k: tr[k] for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing")},
+        "schedule": config.train.schedule.name,
+        "augment": config.train.augment.name if config.train.augment else None,
+    }
