@@ -27,8 +27,14 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep", help="the sweep file (YAML)")
     p.add_argument("--data-dir", help="data folder (e.g. the one holding MNIST/raw); overrides data.root")
     p.add_argument("--out", help="run folder (default: the sweep's output, runs/<name>)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a sweep field, e.g. --set train.epochs=3 (repeatable; VALUE is YAML)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a sweep field, e.g. --set train.epochs=3 (repeatable; VALUE is YAML)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,9 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a sweep: teachers, then students; then print the report")
     _add_sweep_args(run)
-    run.add_argument("--address", help="join this Ray cluster (e.g. auto or ray://head:10001) instead of starting a local instance")
-    run.add_argument("--executor", choices=("ray", "inline"), default="ray",
-                     help="ray (default): Ray Tune; inline: one trial after another in this process, for debugging")
+    run.add_argument(
+        "--address", help="join this Ray cluster (e.g. auto or ray://head:10001) instead of starting a local instance"
+    )
+    run.add_argument(
+        "--executor",
+        choices=("ray", "inline"),
+        default="ray",
+        help="ray (default): Ray Tune; inline: one trial after another in this process, for debugging",
+    )
     run.add_argument("--metric", action="append", help="metric(s) of the printed report (default: accuracy and ece)")
     run.add_argument("--no-report", action="store_true", help="do not print the report at the end")
 
@@ -50,9 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="mean ± std tables of a finished run folder")
     rep.add_argument("run_dir", help="a run folder written by kdtune run (e.g. runs/quickstart)")
     rep.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
-    rep.add_argument("--metric", action="append", help="accuracy, nll, ece, agreement or kl (repeatable; default accuracy and ece)")
+    rep.add_argument(
+        "--metric", action="append", help="accuracy, nll, ece, agreement or kl (repeatable; default accuracy and ece)"
+    )
     rep.add_argument("--rows", type=_csv, default=["student"], help="comma-separated row keys (default: student)")
-    rep.add_argument("--cols", type=_csv, default=["eval_set", "teacher"], help="comma-separated column keys (default: eval_set,teacher)")
+    rep.add_argument(
+        "--cols", type=_csv, default=["eval_set", "teacher"], help="comma-separated column keys (default: eval_set,teacher)"
+    )
     rep.add_argument("--eval-sets", type=_csv, help="eval sets to show (default: all but val)")
     rep.add_argument("--digits", type=int, default=3, help="decimals (default 3)")
     rep.add_argument("--output", "-o", help="write to this file instead of standard output")
@@ -105,8 +121,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         executor: InlineExecutor | RayExecutor = InlineExecutor()
     else:
         executor = RayExecutor(
-            args.address, spec.resources.cpu, spec.resources.gpu, spec.execution.max_concurrent_trials,
-            spec.execution.max_failures, spec.output / "ray",
+            args.address,
+            spec.resources.cpu,
+            spec.resources.gpu,
+            spec.execution.max_concurrent_trials,
+            spec.execution.max_failures,
+            spec.output / "ray",
         )
     failures = execute(plan, executor)
     df = collect(plan, failures)
@@ -150,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KdtuneError as e:
         print(f"kdtune: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into e.g. `head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("kdtune: interrupted; finished trials are kept and a re-run resumes from them", file=sys.stderr)
         return 130

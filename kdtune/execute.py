@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kdtune.errors import KdtuneError
 from kdtune.plan import Plan, TrialConfig, TrialGroup
 from kdtune.rundir import METRICS, is_finished, read_json, trial_dir
 
@@ -99,7 +100,10 @@ class InlineExecutor:
         for i, p in enumerate(payloads, 1):
             try:
                 results = run_group(p)
-                log(f"  [{i}/{len(payloads)}] {p['name']}: val accuracy " + ", ".join(f"{r['eval']['val']['accuracy']:.3f}" for r in results))
+                log(
+                    f"  [{i}/{len(payloads)}] {p['name']}: val accuracy "
+                    + ", ".join(f"{r['eval']['val']['accuracy']:.3f}" for r in results)
+                )
             except Exception as e:  # one failing group must not stop the others
                 outcome.errors[p["name"]] = f"{type(e).__name__}: {_last_line(e)}"
                 log(f"  [{i}/{len(payloads)}] {p['name']}: FAILED {outcome.errors[p['name']]}")
@@ -107,19 +111,43 @@ class InlineExecutor:
         return outcome
 
 
+def _progress_callback(total: int) -> Any:
+    """A Ray Tune callback printing one line per finished group (picklable: no captured functions)."""
+    from ray import tune
+
+    class Progress(tune.Callback):
+        def __init__(self) -> None:
+            self.done = 0
+
+        def _line(self, trial: Any, text: str) -> None:
+            self.done += 1
+            print(f"  [{self.done}/{total}] {trial.config['group']['name']}: {text}", flush=True)
+
+        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            acc = (trial.last_result or {}).get("val_accuracy")
+            self._line(trial, f"mean val accuracy {acc:.3f}" if acc is not None else "done")
+
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self._line(trial, "FAILED")
+
+    return Progress()
+
+
 class RayExecutor:
     """Run each stage as one Ray Tune ``Tuner`` over its groups (grid search over payloads)."""
 
     name = "ray"
 
-    def __init__(self, address: str | None, cpu: float, gpu: float, max_concurrent: int | None, max_failures: int, storage: Path) -> None:
+    def __init__(
+        self, address: str | None, cpu: float, gpu: float, max_concurrent: int | None, max_failures: int, storage: Path
+    ) -> None:
         self.address, self.cpu, self.gpu = address, cpu, gpu
         self.max_concurrent, self.max_failures, self.storage = max_concurrent, max_failures, storage
         self._started = False
 
     def __enter__(self) -> RayExecutor:
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial CSV/JSON/TensorBoard files
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no progress tables
         os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
         import ray
 
@@ -130,6 +158,13 @@ class RayExecutor:
             else:  # local instance, no dashboard, small object store (trial data is loaded by the workers)
                 ray.init(include_dashboard=False, object_store_memory=256 * 1024**2, **kwargs)
             self._started = True
+        have = ray.cluster_resources()
+        for key, need in (("CPU", self.cpu), ("GPU", self.gpu)):
+            if need > have.get(key, 0):
+                self.__exit__()
+                where = f"the Ray cluster at {self.address}" if self.address else "this machine's local Ray instance"
+                hint = " (on a CPU-only machine: --set resources.gpu=0)" if key == "GPU" else ""
+                raise KdtuneError(f"resources.{key.lower()}={need:g} per trial but {where} has {have.get(key, 0):g} {key}s{hint}")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -140,19 +175,7 @@ class RayExecutor:
 
     def run_stage(self, stage: int, payloads: list[Payload], log: Callable[[str], None]) -> StageOutcome:
         from ray import tune
-
-        total = len(payloads)
-        done = [0]
-
-        class Progress(tune.Callback):
-            def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-                done[0] += 1
-                acc = (trial.last_result or {}).get("val_accuracy")
-                log(f"  [{done[0]}/{total}] {trial.config['group']['name']}: mean val accuracy {acc:.3f}" if acc is not None else f"  [{done[0]}/{total}] {trial.config['group']['name']}")
-
-            def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-                done[0] += 1
-                log(f"  [{done[0]}/{total}] {trial.config['group']['name']}: FAILED")
+        from ray.tune.logger import JsonLoggerCallback
 
         resources = {"cpu": self.cpu, "gpu": self.gpu}
         tuner = tune.Tuner(
@@ -169,12 +192,12 @@ class RayExecutor:
                 storage_path=str(self.storage.resolve()),
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=self.max_failures, fail_fast=False),
-                callbacks=[Progress()],
+                callbacks=[_progress_callback(len(payloads)), JsonLoggerCallback()],
             ),
         )
         start = time.perf_counter()
         grid = tuner.fit()
-        outcome = StageOutcome(ran=total, seconds=time.perf_counter() - start)
+        outcome = StageOutcome(ran=len(payloads), seconds=time.perf_counter() - start)
         for result in grid:
             if result.error is not None:
                 outcome.errors[result.config["group"]["name"]] = _last_line(result.error)

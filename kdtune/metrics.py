@@ -32,7 +32,6 @@ def ece(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> float:
     conf, pred = p.max(-1)
     correct = (pred == _t(labels)).double()
     bins = (torch.ceil(conf * n_bins).long() - 1).clamp(0, n_bins - 1)
-    count = torch.bincount(bins, minlength=n_bins).double()
     sum_conf = torch.bincount(bins, weights=conf, minlength=n_bins)
     sum_acc = torch.bincount(bins, weights=correct, minlength=n_bins)
     return ((sum_acc - sum_conf).abs().sum() / len(p)).item()

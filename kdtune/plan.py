@@ -35,7 +35,7 @@ class TrialConfig:
     loss: LossSpec
     seed: int
     teacher_id: str | None = None
-    outputs: OutputSpec = OutputSpec()
+    outputs: OutputSpec = field(default_factory=OutputSpec)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able, canonical form (tuples of pairs become mappings)."""
@@ -152,7 +152,7 @@ class Plan:
 
 def _train_overrides(spec: SweepSpec) -> list[tuple[tuple[str, Any], ...]]:
     axes = spec.grid.train
-    return [tuple(zip((k for k, _ in axes), combo)) for combo in itertools.product(*(v for _, v in axes))]
+    return [tuple(zip((k for k, _ in axes), combo, strict=True)) for combo in itertools.product(*(v for _, v in axes))]
 
 
 def make_plan(spec: SweepSpec) -> Plan:

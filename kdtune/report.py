@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from kdtune.errors import KdtuneError
+from kdtune.spec import NO_TEACHER
 
 FORMATS = ("markdown", "latex", "csv")
 SETTINGS = [
@@ -32,8 +33,26 @@ def _varying(df: pd.DataFrame, keys: list[str]) -> list[str]:
         extra.append(more[0])
 
 
+def _ordered(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """Key columns as ordered categoricals: their own order if categorical, else order of appearance
+    ("data", i.e. no teacher, first), so tables follow the sweep rather than the alphabet."""
+    df = df.copy()
+    for k in keys:
+        if isinstance(df[k].dtype, pd.CategoricalDtype) or df[k].dtype.kind in "biuf":
+            continue
+        cats = list(dict.fromkeys(df[k].dropna()))
+        if k == "teacher" and NO_TEACHER in cats:
+            cats.remove(NO_TEACHER)
+            cats.insert(0, NO_TEACHER)
+        df[k] = pd.Categorical(df[k], categories=cats, ordered=True)
+    return df
+
+
 def aggregate(
-    df: pd.DataFrame, metric: str, rows: Sequence[str] = ("student",), cols: Sequence[str] = ("eval_set", "teacher"),
+    df: pd.DataFrame,
+    metric: str,
+    rows: Sequence[str] = ("student",),
+    cols: Sequence[str] = ("eval_set", "teacher"),
     eval_sets: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Mean, std (ddof=1) and n of ``metric`` over seeds per (rows × cols) cell, tidy."""
@@ -44,14 +63,15 @@ def aggregate(
     if eval_sets:
         unknown = sorted(set(eval_sets) - set(ok["eval_set"].astype(str)))
         if unknown:
-            raise KdtuneError(f"unknown eval set(s) {', '.join(unknown)}; in these results: {', '.join(sorted(set(ok['eval_set'].astype(str))))}")
+            known = ", ".join(sorted(set(ok["eval_set"].astype(str))))
+            raise KdtuneError(f"unknown eval set(s) {', '.join(unknown)}; in these results: {known}")
         ok = ok[ok["eval_set"].astype(str).isin(eval_sets)]
     elif "eval_set" in ok:
         ok = ok[ok["eval_set"].astype(str) != "val"]
     if ok.empty:
         raise KdtuneError(f"no finished trials with a value for {metric!r} in these results")
-    keys = [*rows, *cols]
-    keys = [*rows, *_varying(ok, keys), *cols]
+    ok = _ordered(ok, [*rows, *cols])
+    keys = [*rows, *_varying(ok, [*rows, *cols]), *cols]
     g = ok.groupby(keys, observed=True, dropna=False)[metric]
     return g.agg(mean="mean", std="std", n="count").reset_index()
 
@@ -65,7 +85,7 @@ def _cell(mean: float, std: float, n: int, digits: int, pm: str) -> str:
 def pivot(agg: pd.DataFrame, cols: Sequence[str], digits: int = 3, pm: str = "±") -> pd.DataFrame:
     """Cells ``mean ± std (n)`` with rows × columns as in the paper's tables."""
     agg = agg.copy()
-    agg["cell"] = [_cell(m, s, int(n), digits, pm) for m, s, n in zip(agg["mean"], agg["std"], agg["n"])]
+    agg["cell"] = [_cell(m, s, int(n), digits, pm) for m, s, n in zip(agg["mean"], agg["std"], agg["n"], strict=True)]
     index = [c for c in agg.columns if c not in (*cols, "mean", "std", "n", "cell")]
     table = agg.pivot_table(index=index, columns=list(cols), values="cell", aggfunc="first", observed=True)
     return table.fillna("–")

@@ -51,7 +51,7 @@ def collect(plan: Plan, failures: dict[str, str] | None = None) -> pd.DataFrame:
     for col in ID_COLUMNS + METRIC_COLUMNS + ["n", "status", "error", "best_epoch", "seconds"]:
         if col not in df:
             df[col] = None
-    for col in METRIC_COLUMNS + ["temperature", "w_hard", "w_soft", "seconds"]:
+    for col in [*METRIC_COLUMNS, "temperature", "w_hard", "w_soft", "seconds"]:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     models = list(plan.spec.models)
     df["student"] = pd.Categorical(df["student"], categories=models, ordered=True)
@@ -82,7 +82,13 @@ def write_sweep_record(plan: Plan) -> None:
             "sweep": plan.spec.name,
             "stages": [[{"group": g.name, "trials": [t.id for t in g.trials]} for g in stage] for stage in plan.stages],
             "trials": {
-                t.id: {"stage": t.stage, "student": t.student, "teacher": t.teacher, "seed": t.seed, "teacher_id": t.config.teacher_id}
+                t.id: {
+                    "stage": t.stage,
+                    "student": t.student,
+                    "teacher": t.teacher,
+                    "seed": t.seed,
+                    "teacher_id": t.config.teacher_id,
+                }
                 for t in plan.trials.values()
             },
         },

@@ -386,7 +386,12 @@ def _data(source: str, raw: Any) -> tuple[DataSpec, Path | None]:
         where = f"data.eval_sets[{i}]"
         if isinstance(item, str):
             if item not in cls.default_eval_sets:
-                raise SpecError(source, where, f"unknown eval set {item!r} for {name}; known: {', '.join(cls.default_eval_sets)} (or a mapping with name, source, corruption)")
+                raise SpecError(
+                    source,
+                    where,
+                    f"unknown eval set {item!r} for {name}; known: {', '.join(cls.default_eval_sets)} "
+                    "(or a mapping with name, source, corruption)",
+                )
             eval_sets.append(cls.default_eval_sets[item])
             continue
         es = _Section(source, where, item)
@@ -395,7 +400,7 @@ def _data(source: str, raw: Any) -> tuple[DataSpec, Path | None]:
         corruption = es.get("corruption", _registered(CORRUPTIONS), "identity")
         src = es.get("source", as_str(("test", "val")), "test")
         cparams = {k: v for k, v in es.raw.items() if k not in ("name", "corruption", "source")}
-        cp = es.check("", lambda v: _named_params("corruption", CORRUPTIONS.get(corruption), ("x", "generator"), v), cparams)
+        cp = es.check("", lambda v, c=corruption: _named_params("corruption", CORRUPTIONS.get(c), ("x", "generator"), v), cparams)
         eval_sets.append(EvalSetSpec(es.raw["name"], src, corruption, cp))
     names = [e.name for e in eval_sets]
     if len(set(names)) != len(names):
@@ -420,13 +425,20 @@ def _models(source: str, raw: Any, info: DataInfo) -> dict[str, ModelSpec]:
     for label, body in sec.raw.items():
         where = f"models.{label}"
         if not isinstance(label, str) or not _LABEL.match(label) or label in (NO_TEACHER, SELF_TEACHER):
-            raise SpecError(source, where, f"model labels must start with a letter, use letters, digits, _ . + - and not be {NO_TEACHER!r} or {SELF_TEACHER!r}")
+            raise SpecError(
+                source,
+                where,
+                "model labels must start with a letter, use letters, digits, _ . + - "
+                f"and not be {NO_TEACHER!r} or {SELF_TEACHER!r}",
+            )
         m = _Section(source, where, {"arch": body} if isinstance(body, str) else body, ["arch", "params", "train", "distill"])
         if "arch" not in m.raw:
             raise SpecError(source, where + ".arch", f"is required; one of {', '.join(MODELS.names())}")
         arch = m.get("arch", _registered(MODELS), None)
         params = _Section(source, where + ".params", m.raw.get("params")).raw
-        frozen = m.check("params", lambda v: _named_params("model", MODELS.get(arch).__init__, ("info", "dropout"), v), params)
+        frozen = m.check(
+            "params", lambda v, a=arch: _named_params("model", MODELS.get(a).__init__, ("info", "dropout"), v), params
+        )
         try:
             with torch.device("meta"):  # builds the module to check its parameters, allocates nothing
                 build_model(arch, info, 0.0, thaw(frozen))
@@ -456,7 +468,7 @@ def _grid(source: str, raw: Any, models: Mapping[str, ModelSpec]) -> GridSpec:
 
         def pair(v: Any) -> tuple[str, str]:
             if isinstance(v, str) and "->" in v:
-                v = dict(zip(("teacher", "student"), (s.strip() for s in v.split("->", 1))))
+                v = dict(zip(("teacher", "student"), (s.strip() for s in v.split("->", 1)), strict=True))
             if not isinstance(v, Mapping) or set(v) != {"teacher", "student"}:
                 raise _Bad("each pair must be 'TEACHER -> STUDENT' or {teacher: ..., student: ...}")
             return teacher(v["teacher"]), model_label(v["student"])
@@ -496,11 +508,15 @@ def _grid(source: str, raw: Any, models: Mapping[str, ModelSpec]) -> GridSpec:
         train=tuple((k, sec.get(k, as_list(TRAIN_FIELDS[k]), ())) for k in GRID_TRAIN_AXES if k in sec.raw),
     )
     if any(t != NO_TEACHER for t, _ in pairs) and 0.0 in grid.w_hard and 0.0 in grid.w_soft:
-        raise SpecError(source, "grid", "w_hard = 0 and w_soft = 0 together leave a student without a loss; drop one of the zeros")
+        raise SpecError(
+            source, "grid", "w_hard = 0 and w_soft = 0 together leave a student without a loss; drop one of the zeros"
+        )
     return grid
 
 
-def parse_sweep(raw: Any, source: str = "<sweep>", data_root: str | Path | None = None, output: str | Path | None = None) -> SweepSpec:
+def parse_sweep(
+    raw: Any, source: str = "<sweep>", data_root: str | Path | None = None, output: str | Path | None = None
+) -> SweepSpec:
     """Validate a sweep mapping (as loaded from YAML) into a :class:`SweepSpec`."""
     top = ["name", "description", "output", "data", "models", "train", "distill", "grid", "resources", "execution", "outputs"]
     sec = _Section(source, "", raw, top)
@@ -603,4 +619,10 @@ def load_sweep(
         raise KdtuneError(f"{path}: cannot read ({e})") from None
     if not isinstance(raw, Mapping):
         raise SpecError(str(path), "", f"must be a YAML mapping at the top level, got {_kind(raw)}")
-    return parse_sweep(apply_overrides(raw, overrides), str(path), data_root=data_root, output=output)
+    try:
+        return parse_sweep(apply_overrides(raw, overrides), str(path), data_root=data_root, output=output)
+    except SpecError as e:
+        keys = [o.partition("=")[0] for o in overrides]
+        if any(e.field == k or e.field.startswith((k + ".", k + "[")) for k in keys):
+            raise SpecError("--set", e.field, e.message) from None
+        raise

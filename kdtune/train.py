@@ -81,7 +81,9 @@ def load_trained_model(run_dir: Path, trial_id: str, info: Any, device: torch.de
     return model.eval()
 
 
-def teacher_train_logits(run_dir: Path, teacher_id: str, data: DataBundle, config: TrialConfig, device: torch.device) -> torch.Tensor:
+def teacher_train_logits(
+    run_dir: Path, teacher_id: str, data: DataBundle, config: TrialConfig, device: torch.device
+) -> torch.Tensor:
     """The teacher's logits on the training split: read from its cache, or computed once and cached."""
     path = trial_dir(run_dir, teacher_id) / f"train_logits-{data_fingerprint(config)}.npy"
     if path.is_file():

@@ -79,7 +79,7 @@ class DataBundle:
 
 def split_train_val(n: int, val_size: float | int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (train, val) of a fixed random hold-out of ``val_size`` (a fraction < 1 or a count)."""
-    n_val = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
+    n_val = round(val_size * n) if isinstance(val_size, float) and val_size < 1 else int(val_size)
     if not 0 < n_val < n:
         raise ValueError(f"val_size {val_size} leaves no training or no validation data out of {n} examples")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))

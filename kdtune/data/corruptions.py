@@ -81,4 +81,3 @@ def scale(x: torch.Tensor, factor: float = 0.7, generator: torch.Generator | Non
     src_r = (cr + (r - cr) / factor)[:, None].expand(h, w)
     src_c = (cc + (c - cc) / factor)[None, :].expand(h, w)
     return bilinear_sample(x, src_r, src_c).clamp(0, 1)
-

@@ -67,8 +67,8 @@ class ImageDataset(Dataset):
 
     kind = "image"
     num_classes: ClassVar[int] = 10
-    image_shape: ClassVar[tuple[int, int, int]] = (1, 28, 28)
-    default_eval_sets = {
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    default_eval_sets: ClassVar[dict[str, EvalSetSpec]] = {
         "test": EvalSetSpec("test"),
         "translated": EvalSetSpec("translated", "test", "translate", (("shift", 3),)),
         "scaled": EvalSetSpec("scaled", "test", "scale", (("factor", 0.7),)),
@@ -97,5 +97,7 @@ class ImageDataset(Dataset):
             evals[es.name] = Split(x, src.y)
         info = self.describe()
         if tuple(x_tr.shape[1:]) != info.input_shape:
-            raise ValueError(f"{type(self).__name__} loaded images of shape {tuple(x_tr.shape[1:])}, described {info.input_shape}")
+            raise ValueError(
+                f"{type(self).__name__} loaded images of shape {tuple(x_tr.shape[1:])}, described {info.input_shape}"
+            )
         return DataBundle(info, train, val, evals)

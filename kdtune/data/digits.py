@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -17,7 +18,7 @@ class Digits(ImageDataset):
     The padding plays the role of MNIST's empty border, so translated digits stay on the canvas.
     """
 
-    default_eval_sets = {
+    default_eval_sets: ClassVar[dict[str, EvalSetSpec]] = {
         "test": EvalSetSpec("test"),
         "translated": EvalSetSpec("translated", "test", "translate", (("shift", 2),)),
         "scaled": EvalSetSpec("scaled", "test", "scale", (("factor", 0.7),)),
@@ -39,6 +40,6 @@ class Digits(ImageDataset):
         x = torch.nn.functional.pad(x, (self.pad,) * 4)
         y = torch.tensor(d.target, dtype=torch.int64)
         perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(20150101))
-        n_test = int(round(self.test_fraction * len(y)))
+        n_test = round(self.test_fraction * len(y))
         te, tr = perm[:n_test].sort().values, perm[n_test:].sort().values
         return x[tr], y[tr], x[te], y[te]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -19,7 +20,7 @@ class MLP(nn.Module):
     def __init__(self, info: DataInfo, dropout: float = 0.0, hidden: Sequence[int] = (512, 256)) -> None:
         super().__init__()
         sizes = [math.prod(info.input_shape), *hidden]
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(sizes[-1], info.num_classes)
 

@@ -1,0 +1,78 @@
+"""Report tables from a hand-made results table."""
+
+import pandas as pd
+import pytest
+
+from kdtune.errors import KdtuneError
+from kdtune.report import aggregate, render
+
+
+@pytest.fixture
+def results():
+    rows = []
+    for student, teacher, eval_set, accs, tau in [
+        ("MLP", "data", "test", [0.9, 1.0], None),
+        ("MLP", "CNN", "test", [0.8, 0.9, 1.0], 5.0),
+        ("MLP", "CNN", "translated", [0.5, 0.7], 5.0),
+        ("CNN", "data", "test", [0.95], None),
+        ("MLP", "data", "val", [0.1, 0.1], None),
+    ]:
+        for seed, acc in enumerate(accs):
+            rows.append(
+                {
+                    "student": student,
+                    "teacher": teacher,
+                    "eval_set": eval_set,
+                    "seed": seed,
+                    "accuracy": acc,
+                    "ece": 1 - acc,
+                    "temperature": tau,
+                    "status": "ok",
+                    "schedule": "exp" if teacher == "data" else "cos",
+                }
+            )
+    rows.append({"student": "MLP", "teacher": "MLP", "eval_set": "test", "seed": 0, "accuracy": None, "status": "failed"})
+    return pd.DataFrame(rows)
+
+
+def test_aggregate_mean_sample_std_and_count(results):
+    agg = aggregate(results, "accuracy")
+    cell = agg[(agg.student == "MLP") & (agg.teacher == "CNN") & (agg.eval_set == "test")].iloc[0]
+    assert cell["mean"] == pytest.approx(0.9) and cell["std"] == pytest.approx(0.1) and cell["n"] == 3
+    assert "val" not in set(agg.eval_set)  # validation is for selection, not reported by default
+    assert "temperature" not in agg.columns  # one value per cell: not added to the rows
+
+
+def test_markdown_layout_students_by_eval_set_and_teacher(results):
+    text = render(results, ["accuracy"], "markdown")
+    lines = text.splitlines()
+    assert lines[2] == "| student | test / data | test / CNN | translated / CNN |"
+    assert "| MLP | 0.950 ± 0.071 (2) | 0.900 ± 0.100 (3) | 0.600 ± 0.141 (2) |" in lines
+    assert "| CNN | 0.950 (1) | – | – |" in lines
+
+
+def test_settings_that_vary_inside_a_cell_become_rows(results):
+    extra = results[results.teacher == "CNN"].assign(temperature=1.0, accuracy=0.2)
+    agg = aggregate(pd.concat([results, extra]), "accuracy")
+    assert "temperature" in agg.columns
+    assert set(agg[agg.teacher == "CNN"].temperature) == {1.0, 5.0}
+
+
+def test_latex_is_booktabs_with_spanning_headers(results):
+    text = render(results, ["accuracy"], "latex")
+    assert r"\toprule" in text and r"\bottomrule" in text and r"\midrule" in text
+    assert r"\multicolumn{2}{c}{test} & translated \\" in text and r"\cmidrule(lr){2-3}" in text
+    assert r"0.900 $\pm$ 0.100 (3)" in text
+
+
+def test_csv_is_tidy_numbers(results):
+    lines = render(results, ["accuracy", "ece"], "csv").splitlines()
+    assert lines[0] == "student,eval_set,teacher,mean,std,n,metric"
+    assert any(line.startswith("MLP,test,CNN,0.9") and line.endswith(",3,accuracy") for line in lines)
+
+
+def test_unknown_metric_or_eval_set_is_a_clear_error(results):
+    with pytest.raises(KdtuneError, match="no column 'f1'"):
+        render(results, ["f1"])
+    with pytest.raises(KdtuneError, match="unknown eval set"):
+        render(results, ["accuracy"], eval_sets=["rotated"])
