@@ -260,13 +260,15 @@ def _like(value: Any, default: Any) -> bool:
 
 
 def _named_params(registry_kind: str, fn: Callable[..., Any], skip: Sequence[str], raw: Mapping[str, Any]) -> Params:
+    """Check ``raw`` against ``fn``'s keyword parameters; return all of them, defaults filled in."""
     allowed = _callable_params(fn, skip)
     for k, v in raw.items():
         if k not in allowed:
             raise _Bad(f"unknown parameter {k!r} for this {registry_kind}; allowed: {', '.join(allowed) or 'none'}", f".{k}")
         if not _like(v, allowed[k].default):
             raise _Bad(f"must be of the type of its default {allowed[k].default!r}, got {_kind(v)} {v!r}", f".{k}")
-    return freeze(raw)
+    defaults = {k: p.default for k, p in allowed.items() if p.default is not inspect.Parameter.empty}
+    return freeze(defaults | dict(raw))  # defaults made explicit: they are part of a trial's identity
 
 
 def _registered(registry: Any) -> Conv:

@@ -17,7 +17,8 @@ class CNN(nn.Module):
     """Translation-equivariant convolutions with cross-channel (maxout) pooling.
 
     ``channels`` are the widths of the three convolutions (the third before maxout); ``maxout`` is
-    the number of linear pieces pooled per output channel. Features: the pooled 3rd-layer channels.
+    the number of linear pieces pooled per output channel; ``batch_norm`` normalizes every
+    convolution's output (as the authors' implementation does). Features: the pooled channels.
     """
 
     def __init__(
@@ -27,6 +28,7 @@ class CNN(nn.Module):
         channels: Sequence[int] = (32, 32, 64),
         maxout: int = 2,
         kernel_size: int = 3,
+        batch_norm: bool = True,
     ) -> None:
         super().__init__()
         if len(channels) != 3:
@@ -37,13 +39,15 @@ class CNN(nn.Module):
         self.conv2 = nn.Conv2d(channels[0], channels[1], kernel_size, padding=pad)
         self.pool = nn.MaxPool2d(2)
         self.conv3 = nn.Conv2d(channels[1], channels[2] * maxout, kernel_size, padding=pad)
+        norm = nn.BatchNorm2d if batch_norm else (lambda c: nn.Identity())
+        self.norm1, self.norm2, self.norm3 = norm(channels[0]), norm(channels[1]), norm(channels[2] * maxout)
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(channels[2], info.num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = torch.relu(self.conv1(x))
-        h = self.pool(torch.relu(self.conv2(h)))
-        h = self.conv3(self.dropout(h))
+        h = torch.relu(self.norm1(self.conv1(x)))
+        h = self.pool(torch.relu(self.norm2(self.conv2(h))))
+        h = self.norm3(self.conv3(self.dropout(h)))
         n, c, hh, ww = h.shape
         h = h.view(n, c // self.maxout, self.maxout, hh, ww).amax(dim=2)
         features = h.mean(dim=(2, 3))

@@ -15,17 +15,23 @@ from kdtune.models import MODELS
 
 @MODELS.register("mlp")
 class MLP(nn.Module):
-    """``len(hidden) + 1`` linear layers with ReLU and dropout; features: the last hidden layer."""
+    """``len(hidden) + 1`` linear layers with ReLU (optionally batch norm) and dropout.
 
-    def __init__(self, info: DataInfo, dropout: float = 0.0, hidden: Sequence[int] = (512, 256)) -> None:
+    Features: the last hidden layer's activations.
+    """
+
+    def __init__(
+        self, info: DataInfo, dropout: float = 0.0, hidden: Sequence[int] = (512, 256), batch_norm: bool = False
+    ) -> None:
         super().__init__()
         sizes = [math.prod(info.input_shape), *hidden]
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
+        self.norms = nn.ModuleList((nn.BatchNorm1d(b) if batch_norm else nn.Identity()) for b in hidden)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(sizes[-1], info.num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = x.flatten(1)
-        for layer in self.hidden:
-            h = self.dropout(torch.relu(layer(h)))
+        for layer, norm in zip(self.hidden, self.norms, strict=True):
+            h = self.dropout(norm(torch.relu(layer(h))))
         return self.out(h), h
