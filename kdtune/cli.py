@@ -10,8 +10,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kdtune.errors import KdtuneError
+
+if TYPE_CHECKING:
+    from kdtune.spec import ReportSpec
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,14 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir", help="a run folder written by kdtune run (e.g. runs/quickstart)")
     rep.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
     rep.add_argument(
-        "--metric", action="append", help="accuracy, nll, ece, agreement or kl (repeatable; default accuracy and ece)"
+        "--metric", action="append", help="accuracy, nll, ece, agreement, kl, d_accuracy, a_accuracy, perplexity (repeatable)"
     )
-    rep.add_argument("--rows", type=_csv, default=["student"], help="comma-separated row keys (default: student)")
-    rep.add_argument(
-        "--cols", type=_csv, default=["eval_set", "teacher"], help="comma-separated column keys (default: eval_set,teacher)"
-    )
-    rep.add_argument("--eval-sets", type=_csv, help="eval sets to show (default: all but val)")
-    rep.add_argument("--digits", type=int, default=3, help="decimals (default 3)")
+    rep.add_argument("--rows", type=_csv, help="comma-separated row keys (default: the sweep's report.rows, else student)")
+    rep.add_argument("--cols", type=_csv, help="comma-separated column keys (default: report.cols, else eval_set,teacher)")
+    rep.add_argument("--eval-sets", type=_csv, help="eval sets to show (default: report.eval_sets, else all but val)")
+    rep.add_argument("--digits", type=int, help="decimals (default 3)")
     rep.add_argument("--output", "-o", help="write to this file instead of standard output")
 
     dl = sub.add_parser("download", help="fetch a data set that needs files (uses the optional torchvision extra)")
@@ -137,8 +139,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for tid, err in list(failures.items())[:10]:
             print(f"  {tid}: {err}", file=sys.stderr)
     if not args.no_report and (df["status"] == "ok").any():
+        r = spec.report
         print()
-        print(render(df, args.metric or ("accuracy", "ece")))
+        print(render(df, args.metric or r.metrics, "markdown", r.rows, r.cols, r.eval_sets, r.digits))
     return 1 if failures else 0
 
 
@@ -147,12 +150,34 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from kdtune.results import read_results
 
     df = read_results(args.run_dir)
-    text = render(df, args.metric or ("accuracy", "ece"), args.format, args.rows, args.cols, args.eval_sets, args.digits)
+    r = report_defaults(Path(args.run_dir))
+    text = render(
+        df,
+        args.metric or r.metrics,
+        args.format,
+        args.rows or r.rows,
+        args.cols or r.cols,
+        args.eval_sets or r.eval_sets,
+        r.digits if args.digits is None else args.digits,
+    )
     if args.output:
         Path(args.output).write_text(text)
     else:
         sys.stdout.write(text)
     return 0
+
+
+def report_defaults(run_dir: Path) -> ReportSpec:
+    """The ``report`` section of the sweep recorded in a run folder (built-in defaults without one)."""
+    import yaml
+
+    from kdtune.spec import ReportSpec, parse_report
+
+    path = run_dir / "sweep.yaml"
+    if not path.is_file():
+        return ReportSpec()
+    raw = yaml.safe_load(path.read_text()) or {}
+    return parse_report(raw.get("report") if isinstance(raw, dict) else None, str(path))
 
 
 def _cmd_download(args: argparse.Namespace) -> int:

@@ -18,6 +18,15 @@ def accuracy(logits: ArrayLike, labels: ArrayLike) -> float:
     return (_t(logits).argmax(-1) == _t(labels)).double().mean().item()
 
 
+def macro_accuracy(logits: ArrayLike, labels: ArrayLike, groups: ArrayLike) -> float:
+    """Accuracy averaged over groups (e.g. distance or number of attractors), each group weighing the same."""
+    correct = (_t(logits).argmax(-1) == _t(labels)).double()
+    g = _t(groups).long()
+    _, inverse = torch.unique(g, return_inverse=True)
+    hits = torch.bincount(inverse, weights=correct)
+    return (hits / torch.bincount(inverse).double()).mean().item()
+
+
 def nll(logits: ArrayLike, labels: ArrayLike) -> float:
     """Mean negative log-likelihood of the labels, ``-mean_i log softmax(z_i)[y_i]``."""
     return F.cross_entropy(_t(logits).double(), _t(labels).long()).item()

@@ -12,13 +12,10 @@ from collections.abc import Sequence
 import pandas as pd
 
 from kdtune.errors import KdtuneError
-from kdtune.spec import NO_TEACHER
+from kdtune.spec import NO_TEACHER, SETTING_COLUMNS
 
 FORMATS = ("markdown", "latex", "csv")
-SETTINGS = [
-    "temperature", "w_hard", "w_soft", "kd_loss", "lr", "weight_decay", "dropout", "label_smoothing",
-    "epochs", "batch_size", "optimizer", "schedule", "augment",
-]  # fmt: skip
+SETTINGS = ["eval_set", "student", "teacher", *SETTING_COLUMNS]  # never averaged over inside one cell
 
 
 def _varying(df: pd.DataFrame, keys: list[str]) -> list[str]:

@@ -14,7 +14,7 @@ from kdtune.rundir import METRICS, is_finished, read_json, trial_dir, write_json
 from kdtune.spec import NO_TEACHER
 from kdtune.train import config_summary
 
-METRIC_COLUMNS = ["accuracy", "nll", "ece", "agreement", "kl"]
+METRIC_COLUMNS = ["accuracy", "nll", "ece", "agreement", "kl"]  # every task; tasks may add more (e.g. a_accuracy)
 ID_COLUMNS = ["trial_id", "stage", "student", "teacher", "seed", "teacher_seed", "teacher_id", "eval_set"]
 RESULTS = "results.parquet"
 
@@ -45,13 +45,14 @@ def collect(plan: Plan, failures: dict[str, str] | None = None) -> pd.DataFrame:
             rows.append(
                 base
                 | {"eval_set": eval_set, "status": "ok", "error": "", "best_epoch": m["best_epoch"], "seconds": m["seconds"]}
-                | {k: vals.get(k) for k in ("n", *METRIC_COLUMNS)}
+                | vals
             )
     df = pd.DataFrame(rows)
     for col in ID_COLUMNS + METRIC_COLUMNS + ["n", "status", "error", "best_epoch", "seconds"]:
         if col not in df:
             df[col] = None
-    for col in [*METRIC_COLUMNS, "temperature", "w_hard", "w_soft", "seconds"]:
+    extra = [c for c in df.columns if c in ("d_accuracy", "a_accuracy", "perplexity", "token_nll")]
+    for col in [*METRIC_COLUMNS, *extra, "temperature", "w_hard", "w_soft", "seconds"]:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     models = list(plan.spec.models)
     df["student"] = pd.Categorical(df["student"], categories=models, ordered=True)

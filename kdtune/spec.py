@@ -130,6 +130,35 @@ class OutputSpec:
     feature_examples: int = 1000
 
 
+REPORT_METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "d_accuracy", "a_accuracy", "perplexity", "token_nll")
+SETTING_COLUMNS = ("temperature", "w_hard", "w_soft", "kd_loss", "lr", "weight_decay", "dropout", "label_smoothing",
+                   "epochs", "batch_size", "optimizer", "schedule", "augment")  # fmt: skip
+REPORT_KEYS = ("student", "teacher", "eval_set", "seed", "arch", *SETTING_COLUMNS)  # what tables can group by
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """Defaults of ``kdtune report`` (and of the table ``kdtune run`` prints) for this sweep."""
+
+    metrics: tuple[str, ...] = ("accuracy", "ece")
+    rows: tuple[str, ...] = ("student",)
+    cols: tuple[str, ...] = ("eval_set", "teacher")
+    eval_sets: tuple[str, ...] | None = None
+    digits: int = 3
+
+
+def parse_report(raw: Any, source: str) -> ReportSpec:
+    """The ``report`` section of a sweep file (also read back from a run folder's sweep.yaml)."""
+    sec = _Section(source, "report", raw, [f.name for f in fields(ReportSpec)])
+    return ReportSpec(
+        metrics=sec.get("metrics", as_list(as_str(REPORT_METRICS)), ReportSpec.metrics),
+        rows=sec.get("rows", as_list(as_str(REPORT_KEYS)), ReportSpec.rows),
+        cols=sec.get("cols", as_list(as_str(REPORT_KEYS)), ReportSpec.cols),
+        eval_sets=sec.get("eval_sets", as_list(as_str()), None),
+        digits=sec.get("digits", as_int(ge=0), 3),
+    )
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """A validated sweep file."""
@@ -146,6 +175,7 @@ class SweepSpec:
     resources: Resources = Resources()
     execution: ExecutionSpec = ExecutionSpec()
     outputs: OutputSpec = OutputSpec()
+    report: ReportSpec = ReportSpec()
     description: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -520,7 +550,8 @@ def parse_sweep(
     raw: Any, source: str = "<sweep>", data_root: str | Path | None = None, output: str | Path | None = None
 ) -> SweepSpec:
     """Validate a sweep mapping (as loaded from YAML) into a :class:`SweepSpec`."""
-    top = ["name", "description", "output", "data", "models", "train", "distill", "grid", "resources", "execution", "outputs"]
+    top = ["name", "description", "output", "data", "models", "train", "distill", "grid", "resources", "execution", "outputs",
+           "report"]  # fmt: skip
     sec = _Section(source, "", raw, top)
     for key in ("data", "models", "grid"):
         if key not in sec.raw:
@@ -564,6 +595,7 @@ def parse_sweep(
         resources=resources,
         execution=execution,
         outputs=outputs,
+        report=parse_report(sec.raw.get("report"), source),
         description=sec.get("description", as_str(), ""),
         raw=raw,
     )

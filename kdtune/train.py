@@ -18,13 +18,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from kdtune import metrics
-from kdtune.data import DataBundle, Inputs, load_data, num_rows, take
+from kdtune.data import DataBundle, DataInfo, load_data
 from kdtune.data.augment import AUGMENTATIONS
-from kdtune.distill import objective
 from kdtune.errors import KdtuneError
 from kdtune.models import build_model
 from kdtune.optim import OPTIMIZERS, SCHEDULES
@@ -32,14 +29,12 @@ from kdtune.plan import TrialConfig
 from kdtune.rundir import (
     TrialWriter,
     is_finished,
-    load_outputs,
     load_state,
     read_json,
     save_array_atomic,
     trial_dir,
 )
-
-FEATURE_SUBSET_SEED = 1234  # the same examples for every trial, so their features can be compared
+from kdtune.tasks import Task, batch_inputs, task_for
 
 
 def resolve_device(device: str) -> torch.device:
@@ -51,29 +46,13 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-@torch.inference_mode()
-def predict(model: nn.Module, x: Inputs, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and penultimate features of ``model`` (in eval mode) on every example of ``x``."""
-    was_training = model.training
-    model.eval()
-    outs = [model(take(x, slice(i, i + batch_size))) for i in range(0, num_rows(x), batch_size)]
-    model.train(was_training)
-    return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
-
-
-def feature_index(n: int, k: int) -> torch.Tensor:
-    """The fixed subset of ``k`` examples (out of ``n``) whose features every trial saves."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(FEATURE_SUBSET_SEED))
-    return perm[: min(k, n)].sort().values
-
-
 def data_fingerprint(config: TrialConfig) -> str:
     """Short hash of the data spec (keys the teacher-logit cache to the exact training split)."""
     text = json.dumps(config.to_dict()["data"], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def load_trained_model(run_dir: Path, trial_id: str, info: Any, device: torch.device) -> nn.Module:
+def load_trained_model(run_dir: Path, trial_id: str, info: DataInfo, device: torch.device) -> nn.Module:
     """Rebuild a finished trial's model from its folder, in eval mode."""
     cfg = TrialConfig.from_dict(read_json(trial_dir(run_dir, trial_id) / "config.json")["config"])
     model = build_model(cfg.arch, info, cfg.train.dropout, dict(cfg.params)).to(device)
@@ -82,16 +61,15 @@ def load_trained_model(run_dir: Path, trial_id: str, info: Any, device: torch.de
 
 
 def teacher_train_logits(
-    run_dir: Path, teacher_id: str, data: DataBundle, config: TrialConfig, device: torch.device
+    run_dir: Path, teacher_id: str, data: DataBundle, task: Task, config: TrialConfig, teacher: nn.Module
 ) -> torch.Tensor:
     """The teacher's logits on the training split: read from its cache, or computed once and cached."""
     path = trial_dir(run_dir, teacher_id) / f"train_logits-{data_fingerprint(config)}.npy"
     if path.is_file():
         logits = np.load(path, allow_pickle=False)
         if logits.shape[0] == len(data.train):
-            return torch.from_numpy(logits).to(device)
-    teacher = load_trained_model(run_dir, teacher_id, data.info, device)
-    logits = predict(teacher, data.train.x, config.train.eval_batch_size)[0].float()
+            return torch.from_numpy(logits).to(data.train.y.device)
+    logits = task.predict(teacher, data.train, config.train.eval_batch_size)[0].float()
     save_array_atomic(path, logits.cpu().numpy())
     return logits
 
@@ -102,6 +80,8 @@ def _schedule(config: TrialConfig, steps_per_epoch: int) -> Callable[[int], floa
 
 
 def _better(select: str, value: float, best: float | None) -> bool:
+    if not math.isfinite(value):
+        return False
     if best is None:
         return True
     return value > best if select == "val_accuracy" else value < best
@@ -119,22 +99,20 @@ def train_trial(
     start = time.perf_counter()
     tr = config.train
     data = load_data(config.data, data_root, str(device))
+    task = task_for(data.info)
     torch.manual_seed(config.seed)  # initialisation and dropout
     gen = torch.Generator(device=device).manual_seed(config.seed)  # data order and augmentation
     model = build_model(config.arch, data.info, tr.dropout, dict(config.params)).to(device)
 
     cached_logits: torch.Tensor | None = None
     teacher: nn.Module | None = None
-    teacher_probs: dict[str, np.ndarray] = {}
     if config.loss.distills:
         tid = config.teacher_id
         if tid is None or not is_finished(run_dir, tid):
             raise KdtuneError(f"teacher {tid} of trial {config.id} has not finished; run its stage first")
-        if tr.augment is None:
-            cached_logits = teacher_train_logits(run_dir, tid, data, config, device)
-        else:
-            teacher = load_trained_model(run_dir, tid, data.info, device)
-        teacher_probs = load_outputs(run_dir, tid)
+        teacher = load_trained_model(run_dir, tid, data.info, device)
+        if task.cache_teacher and tr.augment is None:
+            cached_logits = teacher_train_logits(run_dir, tid, data, task, config, teacher)
 
     optimizer = OPTIMIZERS.get(tr.optimizer)(model.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
     n = len(data.train)
@@ -152,18 +130,16 @@ def train_trial(
         loss_sum = torch.zeros((), device=device)
         for i in range(steps):
             idx = perm[i * tr.batch_size : (i + 1) * tr.batch_size]
-            x, y = take(data.train.x, idx), data.train.y[idx]
+            x = batch_inputs(data.train.x, idx)
             if augment is not None:
                 x = augment[0](x, generator=gen, **augment[1])
             t_logits = None
             if cached_logits is not None:
                 t_logits = cached_logits[idx]
             elif teacher is not None:
-                with torch.inference_mode():
-                    t_logits = teacher(x)[0]
-                t_logits = t_logits.clone()
-            logits, _ = model(x)
-            loss = objective(config.loss, logits, y, t_logits, tr.label_smoothing)
+                t_logits = task.teacher_logits(teacher, x)
+            logits, _ = task.outputs(model, x)
+            loss = task.train_loss(logits, data.train, idx, x, t_logits, config.loss, tr.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tr.grad_clip:
@@ -171,12 +147,12 @@ def train_trial(
             optimizer.step()
             scheduler.step()
             loss_sum += loss.detach() * len(idx)
-        val_logits = predict(model, data.val.x, tr.eval_batch_size)[0]
+        val = task.validate(model, data.val, tr.eval_batch_size)
         row = {
             "epoch": epoch,
             "train_loss": loss_sum.item() / n,
-            "val_accuracy": metrics.accuracy(val_logits, data.val.y),
-            "val_nll": metrics.nll(val_logits, data.val.y),
+            "val_accuracy": val.get("accuracy", float("nan")),
+            "val_nll": val["nll"],
             "lr": optimizer.param_groups[0]["lr"],
         }
         if not math.isfinite(row["train_loss"]):
@@ -195,28 +171,12 @@ def train_trial(
         evals: dict[str, dict[str, float]] = {}
         arrays: dict[str, np.ndarray] = {}
         for name, split in data.evals.items():
-            logits, feats = predict(model, split.x, tr.eval_batch_size)
-            probs = F.softmax(logits.double(), -1)
-            row = {
-                "n": len(split),
-                "accuracy": metrics.accuracy(logits, split.y),
-                "nll": metrics.nll(logits, split.y),
-                "ece": metrics.ece(probs, split.y),
-            }
-            if f"probs__{name}" in teacher_probs:
-                t_log = torch.from_numpy(teacher_probs[f"probs__{name}"]).to(device).double().log()
-                row["agreement"] = metrics.agreement(t_log, logits)
-                row["kl"] = metrics.kl(t_log, logits)
-            evals[name] = row
-            fidx = feature_index(len(split), config.outputs.feature_examples)
-            arrays[f"probs__{name}"] = probs.float().cpu().numpy()
-            arrays[f"labels__{name}"] = split.y.cpu().numpy()
-            arrays[f"features__{name}"] = feats[fidx.to(feats.device)].float().cpu().numpy()
-            arrays[f"feature_index__{name}"] = fidx.numpy()
+            evals[name], saved = task.evaluate(model, split, tr.eval_batch_size, config.outputs.feature_examples, teacher)
+            arrays |= {f"{key}__{name}": value for key, value in saved.items()}
         writer.save_model(model.state_dict())
         writer.save_outputs(arrays)
-        if export_train_logits:
-            train_logits = predict(model, data.train.x, tr.eval_batch_size)[0].float().cpu().numpy()
+        if export_train_logits and task.cache_teacher:
+            train_logits = task.predict(model, data.train, tr.eval_batch_size)[0].float().cpu().numpy()
             np.save(writer.path(f"train_logits-{data_fingerprint(config)}.npy"), train_logits)
         result = {
             "status": "ok",

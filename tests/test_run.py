@@ -12,7 +12,8 @@ from kdtune.execute import InlineExecutor, execute
 from kdtune.plan import make_plan
 from kdtune.results import collect
 from kdtune.rundir import load_state, trial_dir
-from kdtune.train import load_trained_model, predict, teacher_train_logits
+from kdtune.tasks import task_for
+from kdtune.train import load_trained_model, teacher_train_logits
 
 
 @pytest.fixture
@@ -49,11 +50,11 @@ def test_teacher_logit_cache_holds_the_teachers_training_set_logits(finished):
     student = next(t for t in finished.trials.values() if t.stage == 2)
     run, tid = finished.spec.output, student.config.teacher_id
     data = load_data(student.config.data, None)
-    cached = teacher_train_logits(run, tid, data, student.config, torch.device("cpu"))
-    assert list(trial_dir(run, tid).glob("train_logits-*.npy"))
     model = load_trained_model(run, tid, data.info, torch.device("cpu"))
     assert not model.training  # teachers predict in eval mode
-    assert torch.allclose(cached, predict(model, data.train.x, 512)[0], atol=1e-5)
+    assert list(trial_dir(run, tid).glob("train_logits-*.npy"))  # written by the teacher's own trial
+    cached = teacher_train_logits(run, tid, data, task_for(data.info), student.config, model)
+    assert torch.allclose(cached, task_for(data.info).predict(model, data.train, 512)[0], atol=1e-5)
 
 
 def test_results_table_has_one_row_per_trial_and_eval_set(finished):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from kdtune.data import digits, mnist  # noqa: F401  (registrations)
+from kdtune.data import agreement, digits, linzen, mnist  # noqa: F401  (registrations)
 from kdtune.data.base import DataBundle, DataInfo, Inputs, Split, num_rows, take, to_device
 from kdtune.data.dataset import DATASETS, Dataset, DataSpec, EvalSetSpec, ImageDataset
 

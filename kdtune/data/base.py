@@ -53,8 +53,9 @@ class DataInfo:
 
     kind: str  # "image" or "tokens"
     input_shape: tuple[int, ...]
-    num_classes: int
+    num_classes: int  # classes, or the vocabulary size for a language model
     extra: tuple[tuple[str, Any], ...] = ()
+    task: str = "classification"  # a kdtune.tasks.TASKS name
 
     def get(self, key: str, default: Any = None) -> Any:
         """A data-set specific value (e.g. ``vocab_size``)."""

@@ -16,9 +16,20 @@ from kdtune.registry import Registry
 
 MODELS: Registry[type[nn.Module]] = Registry("model")
 
-from kdtune.models import cnn, mlp  # noqa: E402,F401  (registrations)
+from kdtune.models import cnn, lstm, mlp, transformer  # noqa: E402,F401  (registrations)
 
 
 def build_model(arch: str, info: DataInfo, dropout: float = 0.0, params: Mapping[str, Any] | None = None) -> nn.Module:
-    """Instantiate the registered model ``arch`` for data described by ``info``."""
-    return MODELS.get(arch)(info, dropout=dropout, **dict(params or {}))
+    """Instantiate the registered model ``arch`` for data described by ``info``.
+
+    A model class declares the tasks it serves (``tasks``, default classification) and the input
+    kinds it reads (``kinds``); a mismatch is a ValueError naming both.
+    """
+    cls = MODELS.get(arch)
+    tasks = getattr(cls, "tasks", ("classification",))
+    kinds = getattr(cls, "kinds", (info.kind,))
+    if info.task not in tasks or info.kind not in kinds:
+        raise ValueError(
+            f"model {arch!r} serves {'/'.join(tasks)} on {'/'.join(kinds)} inputs; the data is {info.task} on {info.kind}"
+        )
+    return cls(info, dropout=dropout, **dict(params or {}))

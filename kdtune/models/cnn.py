@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -20,6 +21,8 @@ class CNN(nn.Module):
     the number of linear pieces pooled per output channel; ``batch_norm`` normalizes every
     convolution's output (as the authors' implementation does). Features: the pooled channels.
     """
+
+    kinds: ClassVar[tuple[str, ...]] = ("image",)
 
     def __init__(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -19,6 +20,8 @@ class MLP(nn.Module):
 
     Features: the last hidden layer's activations.
     """
+
+    kinds: ClassVar[tuple[str, ...]] = ("image",)
 
     def __init__(
         self, info: DataInfo, dropout: float = 0.0, hidden: Sequence[int] = (512, 256), batch_norm: bool = False
