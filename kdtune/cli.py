@@ -27,6 +27,15 @@ def _csv(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
+def _digits(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return int(text)
+
+
+METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "d_accuracy", "a_accuracy", "perplexity", "token_nll")
+
+
 def _add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep", help="the sweep file (YAML)")
     p.add_argument("--data-dir", help="data folder (e.g. the one holding MNIST/raw); overrides data.root")
@@ -57,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="ray",
         help="ray (default): Ray Tune; inline: one trial after another in this process, for debugging",
     )
-    run.add_argument("--metric", action="append", help="metric(s) of the printed report (default: accuracy and ece)")
+    run.add_argument(
+        "--metric", action="append", choices=METRICS, help="metric(s) of the printed report (default: the sweep's report)"
+    )
     run.add_argument("--no-report", action="store_true", help="do not print the report at the end")
 
     plan = sub.add_parser("plan", help="validate a sweep and show its trials and stages without training")
@@ -66,13 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="mean ± std tables of a finished run folder")
     rep.add_argument("run_dir", help="a run folder written by kdtune run (e.g. runs/quickstart)")
     rep.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
-    rep.add_argument(
-        "--metric", action="append", help="accuracy, nll, ece, agreement, kl, d_accuracy, a_accuracy, perplexity (repeatable)"
-    )
+    rep.add_argument("--metric", action="append", choices=METRICS, help="a metric to tabulate (repeatable)")
     rep.add_argument("--rows", type=_csv, help="comma-separated row keys (default: the sweep's report.rows, else student)")
     rep.add_argument("--cols", type=_csv, help="comma-separated column keys (default: report.cols, else eval_set,teacher)")
     rep.add_argument("--eval-sets", type=_csv, help="eval sets to show (default: report.eval_sets, else all but val)")
-    rep.add_argument("--digits", type=int, help="decimals (default 3)")
+    rep.add_argument("--digits", type=_digits, help="decimals (default 3)")
     rep.add_argument("--output", "-o", help="write to this file instead of standard output")
 
     dl = sub.add_parser("download", help="fetch a data set that needs files (uses the optional torchvision extra)")
@@ -82,12 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace):
-    from kdtune.data import make_dataset
+    from kdtune.data import load_data, make_dataset
     from kdtune.plan import make_plan
     from kdtune.spec import load_sweep
 
     spec = load_sweep(args.sweep, args.overrides, data_root=args.data_dir, output=args.out)
-    make_dataset(spec.data).check(spec.data_root)
+    dataset = make_dataset(spec.data)
+    dataset.check(spec.data_root)
+    if dataset.needs_root:  # read the files once here: a malformed line stops the run before any work
+        load_data(spec.data, spec.data_root)
     return make_plan(spec)
 
 
@@ -161,7 +173,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
         r.digits if args.digits is None else args.digits,
     )
     if args.output:
-        Path(args.output).write_text(text)
+        try:
+            Path(args.output).write_text(text)
+        except OSError as e:
+            raise KdtuneError(f"{args.output}: cannot write the report ({e.strerror})") from None
     else:
         sys.stdout.write(text)
     return 0
@@ -176,7 +191,10 @@ def report_defaults(run_dir: Path) -> ReportSpec:
     path = run_dir / "sweep.yaml"
     if not path.is_file():
         return ReportSpec()
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise KdtuneError(f"{path}: cannot read the recorded sweep ({type(e).__name__})") from None
     return parse_report(raw.get("report") if isinstance(raw, dict) else None, str(path))
 
 

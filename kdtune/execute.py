@@ -7,6 +7,7 @@ resumes. The ``inline`` executor runs groups one after another in this process, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -32,6 +33,7 @@ def group_payload(plan: Plan, group: TrialGroup, run_dir: Path, data_root: Path 
         "data_root": str(data_root.resolve()) if data_root else None,
         "device": plan.spec.execution.device,
         "cpus": plan.spec.resources.cpu,
+        "eval_batch_size": plan.spec.execution.eval_batch_size,
         "trials": [
             {"id": t.id, "config": t.config.to_dict(), "export_train_logits": t.id in plan.needs_train_logits}
             for t in group.trials
@@ -56,7 +58,11 @@ def run_group(payload: Payload, on_epoch: Callable[[dict[str, float]], None] | N
         config = TrialConfig.from_dict(t["config"])
         if config.id != t["id"]:
             raise RuntimeError(f"trial {t['id']}: config hashes to {config.id} on this worker (kdtune versions differ?)")
-        out.append(train_trial(config, run_dir, payload["data_root"], device, t["export_train_logits"], on_epoch))
+        out.append(
+            train_trial(
+                config, run_dir, payload["data_root"], device, t["export_train_logits"], on_epoch, payload["eval_batch_size"]
+            )
+        )
     return out
 
 
@@ -223,29 +229,28 @@ def execute(plan: Plan, executor: InlineExecutor | RayExecutor, log: Callable[[s
     spec = plan.spec
     run_dir = spec.output
     failures: dict[str, str] = {}
-    started = False
-    for k, stage in enumerate(plan.stages, 1):
-        todo, blocked = unfinished_groups(plan, stage, run_dir)
-        for g in blocked:
-            for t in g.trials:
-                failures[t.id] = f"skipped: teacher {t.config.teacher_id} did not finish"
-        n_done = sum(len(g.trials) for g in stage) - sum(len(g.trials) for g in todo + blocked)
-        if not todo:
-            log(f"stage {k}: nothing to run ({n_done} trials already finished)")
-            continue
-        if not started:
-            executor.__enter__()
-            started = True
-        n_trials = sum(len(g.trials) for g in todo)
-        log(f"stage {k}: {n_trials} trials in {len(todo)} groups on {executor.name} ({n_done} already finished)")
-        payloads = [group_payload(plan, g, run_dir, spec.data_root) for g in todo]
-        outcome = executor.run_stage(k, payloads, log)
-        log(f"stage {k}: finished in {outcome.seconds:.1f} s")
-        for g in todo:
-            for t in g.trials:
-                if not is_finished(run_dir, t.id):
-                    failures[t.id] = outcome.errors.get(g.name, "did not finish")
-    if started:
-        executor.__exit__(None, None, None)
+    with contextlib.ExitStack() as stack:  # Ray, if started, is shut down whatever happens
+        started = False
+        for k, stage in enumerate(plan.stages, 1):
+            todo, blocked = unfinished_groups(plan, stage, run_dir)
+            for g in blocked:
+                for t in g.trials:
+                    failures[t.id] = f"skipped: teacher {t.config.teacher_id} did not finish"
+            n_done = sum(len(g.trials) for g in stage) - sum(len(g.trials) for g in todo + blocked)
+            if not todo:
+                log(f"stage {k}: nothing to run ({n_done} trials already finished)")
+                continue
+            if not started:
+                stack.enter_context(executor)
+                started = True
+            n_trials = sum(len(g.trials) for g in todo)
+            log(f"stage {k}: {n_trials} trials in {len(todo)} groups on {executor.name} ({n_done} already finished)")
+            payloads = [group_payload(plan, g, run_dir, spec.data_root) for g in todo]
+            outcome = executor.run_stage(k, payloads, log)
+            log(f"stage {k}: finished in {outcome.seconds:.1f} s")
+            for g in todo:
+                for t in g.trials:
+                    if not is_finished(run_dir, t.id):
+                        failures[t.id] = outcome.errors.get(g.name, "did not finish")
     sys.stdout.flush()
     return failures

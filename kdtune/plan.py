@@ -19,6 +19,7 @@ from typing import Any
 
 from kdtune.data import DataSpec, EvalSetSpec
 from kdtune.distill import LossSpec
+from kdtune.errors import KdtuneError
 from kdtune.spec import NO_TEACHER, AugmentSpec, OutputSpec, ScheduleSpec, SweepSpec, TrainSpec, resolve_train
 
 SCHEMA = "kdtune.trial/1"
@@ -162,7 +163,13 @@ def make_plan(spec: SweepSpec) -> Plan:
     needs_logits: set[str] = set()
 
     def add(trial: Trial) -> Trial:
-        return trials.setdefault(trial.id, trial)
+        known = trials.setdefault(trial.id, trial)
+        if (known.student, known.teacher) != (trial.student, trial.teacher):
+            raise KdtuneError(
+                f"{spec.source}: models {known.student!r} and {trial.student!r} resolve to the same configuration "
+                f"(trial {trial.id}); give them different arch, params or train settings, or drop one"
+            )
+        return known
 
     def from_data(label: str, seed: int, overrides: tuple[tuple[str, Any], ...]) -> Trial:
         model = spec.models[label]

@@ -24,7 +24,7 @@ def _varying(df: pd.DataFrame, keys: list[str]) -> list[str]:
     while True:
         by = keys + extra
         grouped = df.groupby(by, observed=True, dropna=False)
-        more = [c for c in SETTINGS if c in df and c not in by and (grouped[c].nunique(dropna=True) > 1).any()]
+        more = [c for c in SETTINGS if c in df and c not in by and (grouped[c].nunique(dropna=False) > 1).any()]
         if not more:
             return extra
         extra.append(more[0])

@@ -68,7 +68,6 @@ class TrainSpec:
 
     epochs: int = 10
     batch_size: int = 128
-    eval_batch_size: int = 2048
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -118,6 +117,7 @@ class ExecutionSpec:
     """How trials are executed."""
 
     seeds_per_trial: int = 1
+    eval_batch_size: int = 512  # how many examples a forward pass takes at evaluation (no effect on results)
     max_concurrent_trials: int | None = None
     max_failures: int = 0
     device: str = "auto"
@@ -132,7 +132,7 @@ class OutputSpec:
 
 REPORT_METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "d_accuracy", "a_accuracy", "perplexity", "token_nll")
 SETTING_COLUMNS = ("temperature", "w_hard", "w_soft", "kd_loss", "lr", "weight_decay", "dropout", "label_smoothing",
-                   "epochs", "batch_size", "optimizer", "schedule", "augment")  # fmt: skip
+                   "grad_clip", "epochs", "batch_size", "optimizer", "schedule", "augment")  # fmt: skip
 REPORT_KEYS = ("student", "teacher", "eval_set", "seed", "arch", *SETTING_COLUMNS)  # what tables can group by
 
 
@@ -298,7 +298,8 @@ def _named_params(registry_kind: str, fn: Callable[..., Any], skip: Sequence[str
         if not _like(v, allowed[k].default):
             raise _Bad(f"must be of the type of its default {allowed[k].default!r}, got {_kind(v)} {v!r}", f".{k}")
     defaults = {k: p.default for k, p in allowed.items() if p.default is not inspect.Parameter.empty}
-    return freeze(defaults | dict(raw))  # defaults made explicit: they are part of a trial's identity
+    given = {k: float(v) if isinstance(defaults.get(k), float) else v for k, v in raw.items()}  # 1 and 1.0: one id
+    return freeze(defaults | given)  # defaults made explicit: they are part of a trial's identity
 
 
 def _registered(registry: Any) -> Conv:
@@ -342,7 +343,6 @@ def as_augment(value: Any) -> AugmentSpec | None:
 TRAIN_FIELDS: dict[str, Conv] = {
     "epochs": as_int(ge=1),
     "batch_size": as_int(ge=1),
-    "eval_batch_size": as_int(ge=1),
     "optimizer": _registered(OPTIMIZERS),
     "lr": as_float(gt=0),
     "weight_decay": as_float(ge=0),
@@ -572,6 +572,7 @@ def parse_sweep(
     ex = _Section(source, "execution", sec.raw.get("execution"), [f.name for f in fields(ExecutionSpec)])
     execution = ExecutionSpec(
         seeds_per_trial=ex.get("seeds_per_trial", as_int(ge=1), 1),
+        eval_batch_size=ex.get("eval_batch_size", as_int(ge=1), 512),
         max_concurrent_trials=ex.get("max_concurrent_trials", optional(as_int(ge=1)), None),
         max_failures=ex.get("max_failures", as_int(ge=0), 0),
         device=ex.get("device", as_str(DEVICE_CHOICES), "auto"),

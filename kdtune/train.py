@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -46,6 +47,15 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def trial_seed(config: TrialConfig) -> int:
+    """The seed of a trial's initialisation, dropout and data order. Students draw theirs apart from
+    teachers', so student seed s distilled from teacher seed s of the same model does not start as
+    an exact copy of its teacher."""
+    if not config.loss.distills:
+        return config.seed
+    return zlib.crc32(f"student:{config.seed}".encode())
+
+
 def data_fingerprint(config: TrialConfig) -> str:
     """Short hash of the data spec (keys the teacher-logit cache to the exact training split)."""
     text = json.dumps(config.to_dict()["data"], sort_keys=True)
@@ -61,7 +71,13 @@ def load_trained_model(run_dir: Path, trial_id: str, info: DataInfo, device: tor
 
 
 def teacher_train_logits(
-    run_dir: Path, teacher_id: str, data: DataBundle, task: Task, config: TrialConfig, teacher: nn.Module
+    run_dir: Path,
+    teacher_id: str,
+    data: DataBundle,
+    task: Task,
+    config: TrialConfig,
+    teacher: nn.Module,
+    eval_batch_size: int = 512,
 ) -> torch.Tensor:
     """The teacher's logits on the training split: read from its cache, or computed once and cached."""
     path = trial_dir(run_dir, teacher_id) / f"train_logits-{data_fingerprint(config)}.npy"
@@ -69,7 +85,7 @@ def teacher_train_logits(
         logits = np.load(path, allow_pickle=False)
         if logits.shape[0] == len(data.train):
             return torch.from_numpy(logits).to(data.train.y.device)
-    logits = task.predict(teacher, data.train, config.train.eval_batch_size)[0].float()
+    logits = task.predict(teacher, data.train, eval_batch_size)[0].float()
     save_array_atomic(path, logits.cpu().numpy())
     return logits
 
@@ -94,14 +110,16 @@ def train_trial(
     device: torch.device,
     export_train_logits: bool = False,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    eval_batch_size: int = 512,
 ) -> dict[str, Any]:
     """Train one trial and publish its folder; returns its ``metrics.json`` content."""
     start = time.perf_counter()
     tr = config.train
     data = load_data(config.data, data_root, str(device))
     task = task_for(data.info)
-    torch.manual_seed(config.seed)  # initialisation and dropout
-    gen = torch.Generator(device=device).manual_seed(config.seed)  # data order and augmentation
+    seed = trial_seed(config)
+    torch.manual_seed(seed)  # initialisation and dropout
+    gen = torch.Generator(device=device).manual_seed(seed)  # data order and augmentation
     model = build_model(config.arch, data.info, tr.dropout, dict(config.params)).to(device)
 
     cached_logits: torch.Tensor | None = None
@@ -112,11 +130,11 @@ def train_trial(
             raise KdtuneError(f"teacher {tid} of trial {config.id} has not finished; run its stage first")
         teacher = load_trained_model(run_dir, tid, data.info, device)
         if task.cache_teacher and tr.augment is None:
-            cached_logits = teacher_train_logits(run_dir, tid, data, task, config, teacher)
+            cached_logits = teacher_train_logits(run_dir, tid, data, task, config, teacher, eval_batch_size)
 
     optimizer = OPTIMIZERS.get(tr.optimizer)(model.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
     n = len(data.train)
-    steps = math.ceil(n / tr.batch_size)
+    steps = max(1, n // tr.batch_size if n % tr.batch_size == 1 else math.ceil(n / tr.batch_size))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, steps))
     augment = (AUGMENTATIONS.get(tr.augment.name), dict(tr.augment.params)) if tr.augment else None
 
@@ -129,7 +147,7 @@ def train_trial(
         perm = torch.randperm(n, generator=gen, device=device)
         loss_sum = torch.zeros((), device=device)
         for i in range(steps):
-            idx = perm[i * tr.batch_size : (i + 1) * tr.batch_size]
+            idx = perm[i * tr.batch_size : n if i == steps - 1 else (i + 1) * tr.batch_size]  # no batch of one
             x = batch_inputs(data.train.x, idx)
             if augment is not None:
                 x = augment[0](x, generator=gen, **augment[1])
@@ -147,7 +165,7 @@ def train_trial(
             optimizer.step()
             scheduler.step()
             loss_sum += loss.detach() * len(idx)
-        val = task.validate(model, data.val, tr.eval_batch_size)
+        val = task.validate(model, data.val, eval_batch_size)
         row = {
             "epoch": epoch,
             "train_loss": loss_sum.item() / n,
@@ -171,12 +189,12 @@ def train_trial(
         evals: dict[str, dict[str, float]] = {}
         arrays: dict[str, np.ndarray] = {}
         for name, split in data.evals.items():
-            evals[name], saved = task.evaluate(model, split, tr.eval_batch_size, config.outputs.feature_examples, teacher)
+            evals[name], saved = task.evaluate(model, split, eval_batch_size, config.outputs.feature_examples, teacher)
             arrays |= {f"{key}__{name}": value for key, value in saved.items()}
         writer.save_model(model.state_dict())
         writer.save_outputs(arrays)
         if export_train_logits and task.cache_teacher:
-            train_logits = task.predict(model, data.train, tr.eval_batch_size)[0].float().cpu().numpy()
+            train_logits = task.predict(model, data.train, eval_batch_size)[0].float().cpu().numpy()
             np.save(writer.path(f"train_logits-{data_fingerprint(config)}.npy"), train_logits)
         result = {
             "status": "ok",
@@ -217,7 +235,10 @@ def config_summary(config: TrialConfig) -> dict[str, Any]:
         "w_hard": config.loss.w_hard if config.loss.distills else None,
         "w_soft": config.loss.w_soft if config.loss.distills else None,
         "kd_loss": config.loss.kind if config.loss.distills else None,
-        **{k: tr[k] for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing")},
+        **{
+            k: tr[k]
+            for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing", "grad_clip")
+        },
         "schedule": config.train.schedule.name,
         "augment": config.train.augment.name if config.train.augment else None,
     }

@@ -11,7 +11,7 @@ from kdtune import metrics
 from kdtune.data import DataSpec, EvalSetSpec, load_data
 from kdtune.data.agreement import NOUNS, SyntheticAgreement
 from kdtune.data.base import DataInfo, Split
-from kdtune.data.linzen import TSV_COLUMNS, LinzenSimple, parse_simple, parse_tsv
+from kdtune.data.linzen import TSV_COLUMNS, LinzenSimple, inflect, parse_simple, parse_tsv
 from kdtune.data.text import Vocabulary, plural_of, singular_of
 from kdtune.errors import DataError, SpecError
 from kdtune.models import build_model
@@ -85,8 +85,11 @@ def test_real_simple_files_have_the_documented_sizes():
 
 def _tsv_row(sentence, verb_pos, subj_index, verb_index, distance, n_diff):
     row = dict.fromkeys(TSV_COLUMNS, "x")
-    row |= {"sentence": sentence, "verb_pos": verb_pos, "subj_index": str(subj_index), "verb_index": str(verb_index),
-            "distance": str(distance), "n_diff_intervening": str(n_diff)}  # fmt: skip
+    tags = ["DT"] * len(sentence.split())
+    if isinstance(verb_index, int) and verb_index <= len(tags):
+        tags[verb_index - 1] = verb_pos
+    row |= {"sentence": sentence, "pos_sentence": " ".join(tags), "verb_pos": verb_pos, "subj_index": str(subj_index),
+            "verb_index": str(verb_index), "distance": str(distance), "n_diff_intervening": str(n_diff)}  # fmt: skip
     return "\t".join(row[c] for c in TSV_COLUMNS)
 
 
@@ -97,10 +100,13 @@ def test_tsv_parses_one_based_indices_distance_attractors_and_verb_forms(tmp_pat
         _tsv_row("the keys to the cabinet are here", "VBP", 2, 6, 4, 1),
         _tsv_row("the dog runs", "VBZ", 2, 3, 1, 0),
     ]) + "\n")  # fmt: skip
-    a, b = parse_tsv(p)
+    (a, _), (b, _) = parse_tsv(p)
     assert a.words[: a.verb_index] == ["the", "keys", "to", "the", "cabinet"] and a.words[a.verb_index] == "are"
-    assert (a.number, a.distance, a.attractors, a.singular, a.plural) == (1, 4, 1, "is", "are")
-    assert (b.number, b.singular, b.plural) == (0, "runs", "run")
+    assert (a.number, a.distance, a.attractors) == (1, 4, 1)
+    # verb forms pair up only when both were seen with their tags in the training sentences
+    inflect([a, b], [(["it", "is"], ["PRP", "VBZ"]), (["they", "are", "runs"], ["PRP", "VBP", "VBZ"])])
+    assert (a.singular, a.plural) == ("is", "are")
+    assert (b.singular, b.plural) == ("", "")  # "run" was never seen as VBP
 
 
 @pytest.mark.parametrize(
@@ -279,3 +285,36 @@ def test_lm_agreement_compares_the_two_verb_forms_at_the_verb():
     assert row["accuracy"] == 0.5 and row["a_accuracy"] == 0.5
     # calibration of the two-way choice: confidences 0.75 (right) and 0.875 (wrong)
     assert row["ece"] == pytest.approx(0.5 * (1 - 0.75) + 0.5 * 0.875)
+
+
+def test_trial_seeds_differ_between_a_self_distilled_student_and_its_teacher(tiny_raw, tmp_path):
+    from kdtune.plan import make_plan
+    from kdtune.train import trial_seed
+
+    tiny_raw["grid"] = {"students": ["MLP"], "teachers": ["self"], "seeds": 1}
+    plan = make_plan(parse_sweep(tiny_raw, "s.yaml", output=tmp_path))
+    student = next(t for t in plan.trials.values() if t.stage == 2)
+    teacher = plan.teacher_of(student)
+    assert student.seed == teacher.seed == 0
+    assert trial_seed(student.config) != trial_seed(teacher.config) and trial_seed(teacher.config) == 0
+
+
+def test_a_malformed_data_file_stops_the_run_before_any_work(tmp_path, tiny_raw):
+    import subprocess
+    import sys
+
+    import yaml
+
+    d = tmp_path / "data" / "agreement" / "linzen_simple"
+    _write_simple(d, {"numpred.train": ["VBZ\tthe dog"] * 5 + ["VBZ the dog"], "numpred.test.1": ["VBP\tthe dogs"]})
+    tiny_raw["data"] = {"name": "linzen_simple"}
+    tiny_raw["models"] = {"LSTM": {"arch": "lstm", "params": {"hidden_size": 8, "embedding_dim": 8}}}
+    tiny_raw["grid"] = {"students": ["LSTM"], "seeds": 1}
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(tiny_raw))
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "kdtune", "run", str(p), "--data-dir", str(tmp_path / "data"), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "numpred.train:6: expected 'VBZ' or 'VBP', a tab" in proc.stderr
+    assert not out.exists()

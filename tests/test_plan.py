@@ -84,3 +84,20 @@ def test_seeds_per_trial_groups_seeds_of_one_config(tiny_raw, tmp_path):
             assert len({(t.student, t.teacher) for t in g.trials}) == 1
             by_cell.setdefault((g.trials[0].student, g.trials[0].teacher), []).append([t.seed for t in g.trials])
         assert all(v == [[0, 1], [2, 3], [4]] for v in by_cell.values())
+
+
+def test_two_labels_with_one_configuration_are_rejected(tiny_raw, tmp_path):
+    from kdtune.errors import KdtuneError
+
+    tiny_raw["models"]["MLP2"] = {"arch": "mlp", "params": {"hidden": [32]}}
+    tiny_raw["grid"] = {"students": ["MLP", "MLP2"], "seeds": 1}
+    with pytest.raises(KdtuneError, match="models 'MLP' and 'MLP2' resolve to the same configuration"):
+        make_plan(parse_sweep(tiny_raw, "g.yaml", output=tmp_path))
+
+
+def test_integer_and_float_spellings_of_a_float_parameter_give_one_id(tiny_raw, tmp_path):
+    ids = []
+    for rate in (1, 1.0):
+        tiny_raw["train"]["schedule"] = {"name": "exponential", "decay_epochs": rate}
+        ids.append(list(make_plan(parse_sweep(tiny_raw, "g.yaml", output=tmp_path)).trials))
+    assert ids[0] == ids[1]

@@ -76,3 +76,9 @@ def test_unknown_metric_or_eval_set_is_a_clear_error(results):
         render(results, ["f1"])
     with pytest.raises(KdtuneError, match="unknown eval set"):
         render(results, ["accuracy"], eval_sets=["rotated"])
+
+
+def test_none_and_a_value_of_a_setting_are_not_pooled(results):
+    extra = results[results.teacher == "CNN"].assign(grad_clip=1.0)
+    agg = aggregate(pd.concat([results.assign(grad_clip=None), extra]), "accuracy")
+    assert "grad_clip" in agg.columns

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from kdtune.data.dataset import DATASETS
+from kdtune.data.dataset import DATASETS, DataSpec
 from kdtune.data.text import AgreementDataset, Item
 
 NOUNS = [
@@ -117,7 +117,7 @@ class SyntheticAgreement(AgreementDataset):
         self.max_modifiers, self.max_attractors, self.p_attractor, self.seed = max_modifiers, max_attractors, p_attractor, seed
         self.p_preamble = p_preamble
 
-    def read(self, root: Path | None) -> dict[str, list[Item]]:
+    def read(self, root: Path | None, spec: DataSpec | None = None) -> dict[str, list[Item]]:
         gen = _Generator(np.random.default_rng(self.seed))
         train = []
         for _ in range(self.train_size):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from kdtune.data.dataset import DATASETS
+from kdtune.data.dataset import DATASETS, DataSpec
 from kdtune.data.text import VBZ_VBP, AgreementDataset, Item, plural_of, read_lines, singular_of
 from kdtune.errors import DataError
 
@@ -88,7 +88,7 @@ class LinzenSimple(AgreementDataset):
         ]
         return sorted(found)
 
-    def read(self, root: Path | None) -> dict[str, list[Item]]:
+    def read(self, root: Path | None, spec: DataSpec) -> dict[str, list[Item]]:
         self.check(root)
         path = _folder(root, self.folder, "linzen_simple")
         parts = {"train": parse_simple(path / self.train_file)}
@@ -98,8 +98,9 @@ class LinzenSimple(AgreementDataset):
         return parts
 
 
-def parse_tsv(path: Path) -> list[Item]:
-    """Items of Linzen's original TSV; indices in it are 1-based. Errors name the file and line."""
+def parse_tsv(path: Path) -> list[tuple[Item, list[str]]]:
+    """Items of Linzen's original TSV with each sentence's POS tags; indices in it are 1-based.
+    Verb forms are left empty here (see :func:`inflect`). Errors name the file and line."""
     lines = read_lines(path)
     if not lines or lines[0].split("\t") != TSV_COLUMNS:
         raise DataError(f"{path}:1: expected a header with the 18 columns {', '.join(TSV_COLUMNS)}")
@@ -123,16 +124,32 @@ def parse_tsv(path: Path) -> list[Item]:
             raise DataError(
                 f"{path}:{i}: subj_index {subj_index + 1} and verb_index {verb_index + 1} do not fit a {len(words)}-word sentence"
             )
-        verb, number = words[verb_index], VBZ_VBP[row["verb_pos"]]
-        singular, plural = (verb, plural_of(verb)) if number == 0 else (singular_of(verb), verb)
-        items.append(Item(words, verb_index, number, distance, attractors, singular, plural))
+        items.append((Item(words, verb_index, VBZ_VBP[row["verb_pos"]], distance, attractors), row["pos_sentence"].split()))
     return items
+
+
+def inflect(items: list[Item], tagged: list[tuple[list[str], list[str]]]) -> None:
+    """Fill each item's singular and plural verb forms, as Linzen et al.'s ``gen_inflect_from_vocab``:
+    a VBZ form and a VBP form pair up when both were seen with those tags (in ``tagged``, the training
+    sentences) and one inflects into the other. Items without a known pair keep empty forms (a
+    language model is then not scored on them)."""
+    seen: dict[str, set[str]] = {"VBZ": set(), "VBP": set()}
+    for words, tags in tagged:
+        if len(words) == len(tags):
+            for w, t in zip(words, tags, strict=True):
+                if t in seen:
+                    seen[t].add(w)
+    for it in items:
+        verb = it.words[it.verb_index]
+        other = plural_of(verb) if it.number == 0 else singular_of(verb)
+        if other != verb and other in seen["VBP" if it.number == 0 else "VBZ"]:
+            it.singular, it.plural = (verb, other) if it.number == 0 else (other, verb)
 
 
 @DATASETS.register("linzen_tsv")
 class LinzenTSV(AgreementDataset):
-    """``file`` (under --data-dir) in Linzen et al.'s 18-column format, split train / val / test by
-    ``split`` fractions (9/1/90 as in the paper) with a fixed ``split_seed``."""
+    """``file`` (under --data-dir) in Linzen et al.'s 18-column format, split train / val / test by the
+    ``split`` fractions (9/1/90 as in the paper), shuffled with ``data.split_seed``."""
 
     needs_root = True
 
@@ -143,12 +160,11 @@ class LinzenTSV(AgreementDataset):
         max_vocab: int = 10000,
         max_words: int = 50,
         split: list = (0.09, 0.01, 0.9),  # type: ignore[assignment]
-        split_seed: int = 0,
     ) -> None:
         super().__init__(objective, max_vocab, max_words)
         if len(split) != 3 or any(f < 0 for f in split) or abs(sum(split) - 1) > 1e-6:
             raise ValueError(f"split must be three fractions (train, val, test) summing to 1, got {list(split)}")
-        self.file, self.split, self.split_seed = file, tuple(split), split_seed
+        self.file, self.split = file, tuple(split)
 
     def check(self, root: Path | None) -> None:
         if root is None:
@@ -156,14 +172,13 @@ class LinzenTSV(AgreementDataset):
         if not (root / self.file).is_file():
             raise DataError(f"{root / self.file}: no such file (Linzen et al.'s agr_50_mostcommon_10K.tsv)")
 
-    def read(self, root: Path | None) -> dict[str, list[Item]]:
+    def read(self, root: Path | None, spec: DataSpec) -> dict[str, list[Item]]:
         self.check(root)
-        items = parse_tsv(root / self.file)  # type: ignore[operator]
-        perm = torch.randperm(len(items), generator=torch.Generator().manual_seed(self.split_seed)).tolist()
-        n_train, n_val = round(self.split[0] * len(items)), round(self.split[1] * len(items))
-        take = lambda ix: [items[i] for i in sorted(ix)]
-        return {
-            "train": take(perm[:n_train]),
-            "val": take(perm[n_train : n_train + n_val]),
-            "test": take(perm[n_train + n_val :]),
-        }
+        rows = parse_tsv(root / self.file)  # type: ignore[operator]
+        perm = torch.randperm(len(rows), generator=torch.Generator().manual_seed(spec.split_seed)).tolist()
+        n_train, n_val = round(self.split[0] * len(rows)), round(self.split[1] * len(rows))
+        bounds = {"train": perm[:n_train], "val": perm[n_train : n_train + n_val], "test": perm[n_train + n_val :]}
+        parts = {name: [rows[i][0] for i in sorted(ix)] for name, ix in bounds.items()}
+        train_tagged = [(rows[i][0].words, rows[i][1]) for i in bounds["train"]]
+        inflect([it for items in parts.values() for it in items], train_tagged)
+        return parts

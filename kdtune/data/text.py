@@ -124,13 +124,14 @@ class AgreementDataset(Dataset):
         n = PLACEHOLDER_VOCAB
         return DataInfo("tokens", (self.max_words + 2,), n if lm else 2, (("vocab_size", n), ("pad_id", 0)), self.objective)
 
-    def read(self, root: Path | None) -> dict[str, list[Item]]:
+    def read(self, root: Path | None, spec: DataSpec) -> dict[str, list[Item]]:
         """Items of ``train`` and of every eval set (and ``val`` if the source has its own)."""
         raise NotImplementedError
 
     def build(self, spec: DataSpec, root: Path | None) -> DataBundle:
         parts = {
-            k: [it for it in v if len(it.words) <= self.max_words and it.verb_index >= 1] for k, v in self.read(root).items()
+            k: [it for it in v if len(it.words) <= self.max_words and it.verb_index >= 1]
+            for k, v in self.read(root, spec).items()
         }
         if "val" not in parts:
             tr, va = split_train_val(len(parts["train"]), spec.val_size, spec.split_seed)
@@ -155,8 +156,8 @@ class AgreementDataset(Dataset):
     def encode(self, items: list[Item], vocab: Vocabulary, name: str) -> Split:
         """Items of split ``name`` → padded token tensors (eval rows sorted by length: slices pad little)."""
         lm, training = self.objective == "language_model", name == "train"
-        if lm and not training:  # scoring needs both verb forms in the vocabulary
-            items = [it for it in items if it.singular in vocab and it.plural in vocab]
+        if lm and not training:  # scoring needs two distinct verb forms, both in the vocabulary
+            items = [it for it in items if it.singular != it.plural and it.singular in vocab and it.plural in vocab]
         if not training:
             items = sorted(items, key=lambda it: len(it.words) if lm else it.verb_index)
         if not items:
