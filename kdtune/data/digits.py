@@ -15,12 +15,13 @@ class Digits(ImageDataset):
     """sklearn ``load_digits``: 1,797 8×8 images (0-16 scaled to [0, 1]), zero-padded by ``pad`` px.
 
     A fixed ``test_fraction`` is held out with a fixed seed, so every sweep sees the same test set.
-    The padding plays the role of MNIST's empty border, so translated digits stay on the canvas.
+    The padding plays the role of MNIST's empty border, so translated digits stay on the canvas; the
+    translation is 1 px (8% of the 12-px canvas, as MNIST-C's 3 px are 11% of 28).
     """
 
     default_eval_sets: ClassVar[dict[str, EvalSetSpec]] = {
         "test": EvalSetSpec("test"),
-        "translated": EvalSetSpec("translated", "test", "translate", (("shift", 2),)),
+        "translated": EvalSetSpec("translated", "test", "translate", (("shift", 1),)),
         "scaled": EvalSetSpec("scaled", "test", "scale", (("factor", 0.7),)),
     }
 
