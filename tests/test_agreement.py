@@ -318,3 +318,36 @@ def test_a_malformed_data_file_stops_the_run_before_any_work(tmp_path, tiny_raw)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "numpred.train:6: expected 'VBZ' or 'VBP', a tab" in proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", ["classification", "language_model"])
+def test_agreement_sweep_end_to_end_with_distillation(tmp_path, objective):
+    from kdtune.execute import InlineExecutor, execute
+    from kdtune.plan import make_plan
+    from kdtune.report import render
+    from kdtune.results import collect
+
+    lm = objective == "language_model"
+    small = {"d_model": 16, "n_heads": 2, "n_layers": 1}
+    raw = {
+        "data": {"name": "agreement_synthetic", "params": {"objective": objective, "train_size": 300, "test_per_group": 20}},
+        "models": {
+            "LSTM": {"arch": "lstm_lm" if lm else "lstm", "params": {"embedding_dim": 16, "hidden_size": 16, "num_layers": 1}},
+            "TF": {"arch": "transformer_lm" if lm else "transformer_seq", "params": small},
+        },
+        "train": {"epochs": 2, "batch_size": 32, "lr": 0.01},
+        "grid": {"students": ["TF"], "teachers": ["data", "LSTM", "TF"], "seeds": 1},
+        "outputs": {"feature_examples": 10},
+    }
+    plan = make_plan(parse_sweep(raw, "a.yaml", output=tmp_path / "run"))
+    assert execute(plan, InlineExecutor(), log=lambda s: None) == {}
+    df = collect(plan)
+    test = df[df.eval_set == "test"]
+    assert test.a_accuracy.between(0, 1).all() and test.d_accuracy.between(0, 1).all()
+    students = test[test.stage == 2]
+    assert students.agreement.between(0, 1).all() and (students.kl >= 0).all()
+    if lm:
+        assert (test.perplexity > 1).all() and (test.perplexity < 200).all()
+    table = render(df, ["a_accuracy"], "markdown", ["student"], ["teacher"], ["test"])
+    assert table.splitlines()[2] == "| student | data | LSTM | TF |"
