@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -139,6 +140,17 @@ def _progress_callback(total: int) -> Any:
     return Progress()
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` nobody listens on (Ray itself retries for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return  # "auto", "ray://…": Ray resolves these itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise KdtuneError(f"cannot join the Ray cluster at {address}: nothing answers there ({e.strerror or e})") from None
+
+
 class RayExecutor:
     """Run each stage as one Ray Tune ``Tuner`` over its groups (grid search over payloads)."""
 
@@ -159,8 +171,13 @@ class RayExecutor:
 
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
-            if self.address:
-                ray.init(address=self.address, **kwargs)
+            if self.address:  # workers run the driver's own kdtune, whatever is installed on the nodes
+                _check_reachable(self.address)
+                runtime_env = {"py_modules": [str(Path(__file__).resolve().parent)]}
+                try:
+                    ray.init(address=self.address, runtime_env=runtime_env, **kwargs)
+                except (ConnectionError, RuntimeError, ValueError, SystemExit) as e:
+                    raise KdtuneError(f"cannot join the Ray cluster at {self.address}: {_last_line(e)}") from None
             else:  # local instance, no dashboard, small object store (trial data is loaded by the workers)
                 ray.init(include_dashboard=False, object_store_memory=256 * 1024**2, **kwargs)
             self._started = True
@@ -178,6 +195,7 @@ class RayExecutor:
             import ray
 
             ray.shutdown()
+            self._started = False
 
     def run_stage(self, stage: int, payloads: list[Payload], log: Callable[[str], None]) -> StageOutcome:
         from ray import tune

@@ -31,3 +31,50 @@ def test_ray_tune_runs_both_stages_and_matches_the_inline_run(tiny_spec, tmp_pat
     logs.clear()
     assert execute(make_plan(tiny_spec), ray_exec, log=logs.append) == {}
     assert all("nothing to run" in line for line in logs)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_joining_an_existing_ray_cluster_with_address(tiny_spec, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    port = _free_port()
+    cmd = [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false", "--block"]
+    head = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        address = f"127.0.0.1:{port}"
+        plan = make_plan(tiny_spec)
+        ray_exec = RayExecutor(address, cpu=1, gpu=0, max_concurrent=None, max_failures=0, storage=tmp_path / "ray")
+        for _ in range(60):  # the head takes a few seconds to come up
+            try:
+                failures = execute(plan, ray_exec, log=lambda s: None)
+                break
+            except Exception as e:
+                if "cannot join" not in str(e):
+                    raise
+                time.sleep(1)
+        assert failures == {}
+        assert len(collect(plan).drop_duplicates("trial_id")) == len(plan.trials)
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+
+
+def test_a_wrong_address_is_one_clear_error(tiny_spec, tmp_path):
+    from kdtune.errors import KdtuneError
+
+    ray_exec = RayExecutor(f"127.0.0.1:{_free_port()}", 1, 0, None, 0, tmp_path / "ray")
+    with pytest.raises(KdtuneError, match=r"cannot join the Ray cluster at 127\.0\.0\.1"):
+        execute(make_plan(tiny_spec), ray_exec, log=lambda s: None)
