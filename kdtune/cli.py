@@ -150,6 +150,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"{len(failures)} trials did not finish:", file=sys.stderr)
         for tid, err in list(failures.items())[:10]:
             print(f"  {tid}: {err}", file=sys.stderr)
+        if args.executor == "ray":
+            print(f"  full tracebacks: {spec.output / 'ray'}/stage*/<trial>/error.txt", file=sys.stderr)
     if not args.no_report and (df["status"] == "ok").any():
         r = spec.report
         print()

@@ -170,7 +170,8 @@ class RayExecutor:
         import ray
 
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
+            # workers' own output stays in Ray's log files; failures are reported per trial below
+            kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
             if self.address:  # workers run the driver's own kdtune, whatever is installed on the nodes
                 _check_reachable(self.address)
                 runtime_env = {"py_modules": [str(Path(__file__).resolve().parent)]}
