@@ -7,6 +7,7 @@ status 2, before any work starts.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a sweep: teachers, then students; then print the report")
     _add_sweep_args(run)
     run.add_argument(
-        "--address", help="join this Ray cluster (e.g. auto or ray://head:10001) instead of starting a local instance"
+        "--address",
+        default=os.environ.get("RAY_ADDRESS") or None,
+        help="join this Ray cluster (e.g. auto or ray://head:10001; default: $RAY_ADDRESS) "
+        "instead of starting a fresh local instance",
     )
     run.add_argument(
         "--executor",

@@ -179,8 +179,8 @@ class RayExecutor:
                     ray.init(address=self.address, runtime_env=runtime_env, **kwargs)
                 except (ConnectionError, RuntimeError, ValueError, SystemExit) as e:
                     raise KdtuneError(f"cannot join the Ray cluster at {self.address}: {_last_line(e)}") from None
-            else:  # local instance, no dashboard, small object store (trial data is loaded by the workers)
-                ray.init(include_dashboard=False, object_store_memory=256 * 1024**2, **kwargs)
+            else:  # a fresh local instance (never a stale one from /tmp/ray), no dashboard, small object store
+                ray.init(address="local", include_dashboard=False, object_store_memory=256 * 1024**2, **kwargs)
             self._started = True
         have = ray.cluster_resources()
         for key, need in (("CPU", self.cpu), ("GPU", self.gpu)):

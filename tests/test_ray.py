@@ -78,3 +78,19 @@ def test_a_wrong_address_is_one_clear_error(tiny_spec, tmp_path):
     ray_exec = RayExecutor(f"127.0.0.1:{_free_port()}", 1, 0, None, 0, tmp_path / "ray")
     with pytest.raises(KdtuneError, match=r"cannot join the Ray cluster at 127\.0\.0\.1"):
         execute(make_plan(tiny_spec), ray_exec, log=lambda s: None)
+
+
+def test_ray_address_from_the_environment_is_joined_like_address(tmp_path, tiny_raw):
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text(yaml.safe_dump(tiny_raw))
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{_free_port()}"}
+    cmd = [sys.executable, "-m", "kdtune", "run", str(sweep), "--out", str(tmp_path / "run")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"cannot join the Ray cluster at {env['RAY_ADDRESS']}" in proc.stderr
