@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from kdtune.errors import KdtuneError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from kdtune.spec import ReportSpec
 
 
@@ -102,8 +104,10 @@ def _load(args: argparse.Namespace):
     spec = load_sweep(args.sweep, args.overrides, data_root=args.data_dir, output=args.out)
     dataset = make_dataset(spec.data)
     dataset.check(spec.data_root)
-    if dataset.needs_root:  # read the files once here: a malformed line stops the run before any work
+    try:  # load the data once here: a malformed line or an impossible split stops the run before any work
         load_data(spec.data, spec.data_root)
+    except ValueError as e:
+        raise KdtuneError(f"{args.sweep}: data: {e}") from None
     return make_plan(spec)
 
 
@@ -159,7 +163,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report and (df["status"] == "ok").any():
         r = spec.report
         print()
-        print(render(df, args.metric or r.metrics, "markdown", r.rows, r.cols, r.eval_sets, r.digits))
+        print(render(df, _metrics(df, args.metric, r.metrics), "markdown", r.rows, r.cols, r.eval_sets, r.digits))
     return 1 if failures else 0
 
 
@@ -171,7 +175,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     r = report_defaults(Path(args.run_dir))
     text = render(
         df,
-        args.metric or r.metrics,
+        _metrics(df, args.metric, r.metrics),
         args.format,
         args.rows or r.rows,
         args.cols or r.cols,
@@ -186,6 +190,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _metrics(df: pd.DataFrame, asked: Sequence[str] | None, defaults: Sequence[str]) -> list[str]:
+    """The metrics to report: those asked for on the command line, else the sweep's defaults that
+    these results have (e.g. no d_accuracy for data without distances), with a note on the others."""
+    if asked:
+        return list(asked)
+    have = [m for m in defaults if m in df.columns and df[m].notna().any()]
+    missing = [m for m in defaults if m not in have]
+    if missing:
+        print(f"note: no {', '.join(missing)} in these results; reporting {', '.join(have) or 'nothing'}", file=sys.stderr)
+    if not have:
+        raise KdtuneError(f"none of the report's metrics ({', '.join(defaults)}) is in these results; pick one with --metric")
+    return have
 
 
 def report_defaults(run_dir: Path) -> ReportSpec:

@@ -40,6 +40,8 @@ def cosine_restarts(
 ) -> float:
     """SGDR (Loshchilov & Hutter) as TF ``cosine_decay_restarts``: periods ``first_epochs·t_mul^i``,
     peak ``m_mul^i`` in period i, each decaying to ``alpha`` times its peak."""
+    if t_mul < 1.0:  # the periods would shrink to nothing before the end of training
+        raise ValueError(f"t_mul must be >= 1, got {t_mul}")
     t, i, period = epoch / first_epochs, 0, 1.0
     if t_mul == 1.0:
         i = int(t)

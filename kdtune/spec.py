@@ -7,13 +7,13 @@ Everything a person wrote is checked here, before any work starts; a wrong value
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from kdtune.data import DATASETS, DataInfo, DataSpec, EvalSetSpec, make_dataset
@@ -21,7 +21,7 @@ from kdtune.data.augment import AUGMENTATIONS
 from kdtune.data.corruptions import CORRUPTIONS
 from kdtune.distill import KD_LOSSES
 from kdtune.errors import KdtuneError, SpecError
-from kdtune.models import MODELS, build_model
+from kdtune.models import MODELS, check_model
 from kdtune.optim import OPTIMIZERS, SCHEDULES
 
 Params = tuple[tuple[str, Any], ...]
@@ -201,6 +201,8 @@ def _kind(value: Any) -> str:
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _Bad(f"must be {what}, got {_kind(value)} {value!r}")
+    if not math.isfinite(value):
+        raise _Bad(f"must be a finite number, got {value!r}")
     return float(value)
 
 
@@ -322,7 +324,7 @@ def as_schedule(value: Any) -> ScheduleSpec:
     frozen = _named_params("schedule", SCHEDULES.get(name), ("epoch", "total_epochs"), params)
     for k, v in params.items():
         try:
-            (as_float(ge=0, lt=1.0000001) if k == "alpha" else as_float(gt=0))(v)
+            {"alpha": as_float(ge=0, lt=1.0000001), "t_mul": as_float(ge=1)}.get(k, as_float(gt=0))(v)
         except _Bad as e:
             raise _Bad(str(e), f".{k}") from None
     return ScheduleSpec(name, frozen)
@@ -471,11 +473,11 @@ def _models(source: str, raw: Any, info: DataInfo) -> dict[str, ModelSpec]:
         frozen = m.check(
             "params", lambda v, a=arch: _named_params("model", MODELS.get(a).__init__, ("info", "dropout"), v), params
         )
-        try:
-            with torch.device("meta"):  # builds the module to check its parameters, allocates nothing
-                build_model(arch, info, 0.0, thaw(frozen))
-        except (TypeError, ValueError) as e:
-            raise SpecError(source, where + ".params", str(e)) from None
+        try:  # build it and run it on a small batch: parameters that only fail on data fail here
+            check_model(arch, info, thaw(frozen))
+        except Exception as e:  # any error from a model's constructor or forward means a bad parameter
+            msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise SpecError(source, where + ".params", f"{msg} (with {dict(thaw(frozen)) or 'the defaults'})") from None
         out[label] = ModelSpec(
             label,
             arch,

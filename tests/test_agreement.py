@@ -186,6 +186,17 @@ def test_generator_attractor_counts_distances_and_test_strata():
     assert np.bincount([it.attractors for it in parts["test"]]).tolist() == [30] * 5
     train_counts = np.bincount([it.attractors for it in parts["train"]], minlength=5)
     assert train_counts[0] > train_counts[2] > train_counts[4]  # many-attractor items are rare in training
+    seen = {tuple(it.words[: it.verb_index]) for it in parts["train"]}
+    assert not any(tuple(it.words[: it.verb_index]) in seen for it in parts["test"])  # held out, not repeated
+
+
+def test_generator_distance_follows_the_number_of_modifiers():
+    near = SyntheticAgreement(train_size=200, test_per_group=10, max_modifiers=0, max_attractors=0).read(None)
+    assert {it.distance for it in near["train"] + near["test"]} == {1}  # "the dog ... barks": subject next to verb
+    far = SyntheticAgreement(train_size=200, test_per_group=10, min_modifiers=3).read(None)
+    assert min(it.distance for it in far["train"] + far["test"]) > max(it.distance for it in near["train"])
+    with pytest.raises(ValueError, match="min_modifiers <= max_modifiers"):
+        SyntheticAgreement(min_modifiers=5)
 
 
 # ---------------------------------------------------------------- models and masking

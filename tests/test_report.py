@@ -82,3 +82,13 @@ def test_none_and_a_value_of_a_setting_are_not_pooled(results):
     extra = results[results.teacher == "CNN"].assign(grad_clip=1.0)
     agg = aggregate(pd.concat([results.assign(grad_clip=None), extra]), "accuracy")
     assert "grad_clip" in agg.columns
+
+
+def test_default_metrics_missing_from_the_results_are_left_out_with_a_note(results, capsys):
+    from kdtune.cli import _metrics
+
+    assert _metrics(results, None, ["accuracy", "d_accuracy", "ece"]) == ["accuracy", "ece"]
+    assert "note: no d_accuracy in these results" in capsys.readouterr().err
+    assert _metrics(results, ["d_accuracy"], ["accuracy"]) == ["d_accuracy"]  # asked for: the report says it is missing
+    with pytest.raises(KdtuneError, match="none of the report's metrics"):
+        _metrics(results, None, ["d_accuracy"])

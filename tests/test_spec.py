@@ -41,6 +41,16 @@ BAD = [
     ({"train": {"dropout": 1.5}}, "train.dropout: must be a number >= 0 and < 1, got 1.5"),
     ({"train": {"schedule": {"name": "linear"}}}, "train.schedule: unknown schedule 'linear'; known: constant, cosine"),
     ({"train": {"schedule": {"name": "exponential", "rate": 0.9}}}, "train.schedule.rate: unknown parameter 'rate'"),
+    ({"grid": {"students": ["MLP"], "temperature": [float("inf")]}}, "grid.temperature[0]: must be a finite number, got inf"),
+    (
+        {"train": {"schedule": {"name": "cosine_restarts", "t_mul": 0.5}}},
+        "train.schedule.t_mul: must be a number >= 1, got 0.5",
+    ),
+    ({"models": {"MLP": {"arch": "mlp", "params": {"hidden": [-5]}}}}, "models.MLP.params: Trying to create tensor with"),
+    (
+        {"models": {"CNN": {"arch": "cnn", "params": {"channels": [4, 4, 8], "pool": 20}}}},
+        "models.CNN.params: Given input size: (4x12x12). Calculated output size: (4x0x0). Output size is too small",
+    ),
     ({"train": {"optimizer": "lbfgs"}}, "train.optimizer: unknown optimizer 'lbfgs'; known: adam, adamw, sgd"),
     (
         {"models": {"MLP": {"arch": "transformer9"}}},
@@ -129,3 +139,14 @@ def test_cli_rejects_unknown_flags_in_one_line():
     proc = subprocess.run([sys.executable, "-m", "kdtune", "report", "x", "--format", "html"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "argument --format: invalid choice: 'html'" in proc.stderr
+
+
+def test_cli_checks_the_data_split_before_any_work(tmp_path, tiny_raw):
+    tiny_raw["data"]["val_size"] = 5000  # digits has 1,797 images
+    p = tmp_path / "big_val.yaml"
+    p.write_text(yaml.safe_dump(tiny_raw))
+    cmd = [sys.executable, "-m", "kdtune", "run", str(p), "--out", str(tmp_path / "run")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"kdtune: error: {p}: data: val_size 5000 leaves no training")
+    assert not (tmp_path / "run").exists()

@@ -92,10 +92,12 @@ class _Generator:
 
 @DATASETS.register("agreement_synthetic")
 class SyntheticAgreement(AgreementDataset):
-    """Generated subject-verb agreement; ``train_size`` sentences with up to ``max_modifiers``
-    modifiers (each an attractor with probability ``p_attractor``), ``test_per_group`` test sentences
-    for each attractor count 0 … ``max_attractors``; a sentence starts with a preamble (so the subject
-    is not simply the first noun) with probability ``p_preamble``. Deterministic given ``seed``."""
+    """Generated subject-verb agreement; ``train_size`` sentences with ``min_modifiers`` to
+    ``max_modifiers`` modifiers between subject and verb (the distance; each an attractor with
+    probability ``p_attractor``), ``test_per_group`` test sentences for each attractor count
+    0 … ``max_attractors``, none of whose prefixes occurs in training; a sentence starts with a
+    preamble (so the subject is not simply the first noun) with probability ``p_preamble``.
+    Deterministic given ``seed``."""
 
     def __init__(
         self,
@@ -105,6 +107,7 @@ class SyntheticAgreement(AgreementDataset):
         train_size: int = 4000,
         test_per_group: int = 400,
         max_modifiers: int = 4,
+        min_modifiers: int = 0,
         max_attractors: int = 4,
         p_attractor: float = 0.25,
         p_preamble: float = 0.5,
@@ -113,20 +116,31 @@ class SyntheticAgreement(AgreementDataset):
         super().__init__(objective, max_vocab, max_words)
         if not 0 <= p_attractor <= 1 or max_attractors > max_modifiers or min(train_size, test_per_group) < 1:
             raise ValueError("need 0 <= p_attractor <= 1, max_attractors <= max_modifiers and positive sizes")
+        if not 0 <= min_modifiers <= max_modifiers:
+            raise ValueError(f"need 0 <= min_modifiers <= max_modifiers, got {min_modifiers} and {max_modifiers}")
         self.train_size, self.test_per_group = train_size, test_per_group
         self.max_modifiers, self.max_attractors, self.p_attractor, self.seed = max_modifiers, max_attractors, p_attractor, seed
-        self.p_preamble = p_preamble
+        self.p_preamble, self.min_modifiers = p_preamble, min_modifiers
 
     def read(self, root: Path | None, spec: DataSpec | None = None) -> dict[str, list[Item]]:
         gen = _Generator(np.random.default_rng(self.seed))
         train = []
         for _ in range(self.train_size):
-            m = int(gen.rng.integers(self.max_modifiers + 1))
+            m = int(gen.rng.integers(self.min_modifiers, self.max_modifiers + 1))
             train.append(gen.sentence([bool(gen.rng.random() < self.p_attractor) for _ in range(m)], self.p_preamble))
+        seen = {tuple(item.words[: item.verb_index]) for item in train}
         test = []
         for a in range(self.max_attractors + 1):
             for _ in range(self.test_per_group):
-                flags = [True] * a + [False] * int(gen.rng.integers(self.max_modifiers - a + 1))
-                gen.rng.shuffle(flags)
-                test.append(gen.sentence(flags, self.p_preamble))
+                for _attempt in range(1000):  # test prefixes are never training prefixes
+                    others = gen.rng.integers(max(self.min_modifiers - a, 0), self.max_modifiers - a + 1)
+                    flags = [True] * a + [False] * int(others)
+                    gen.rng.shuffle(flags)
+                    item = gen.sentence(flags, self.p_preamble)
+                    if tuple(item.words[: item.verb_index]) not in seen:
+                        break
+                else:
+                    raise ValueError(f"cannot draw {self.test_per_group} test sentences with {a} attractors unseen in training")
+                seen.add(tuple(item.words[: item.verb_index]))
+                test.append(item)
         return {"train": train, "test": test}
