@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -36,3 +40,17 @@ def tiny_spec(tiny_raw: dict[str, Any], tmp_path: Path):
     from kdtune.spec import parse_sweep
 
     return parse_sweep(tiny_raw, "tiny.yaml", output=tmp_path / "run")
+
+
+@pytest.fixture
+def kdtune_run(tmp_path: Path) -> Callable[..., tuple[Path, subprocess.CompletedProcess[str]]]:
+    """``kdtune run`` as a user types it, on a sweep mapping written to ``tmp_path/name``, into
+    ``tmp_path/run``; returns the sweep file and the finished process."""
+
+    def run(raw: Mapping[str, Any], name: str = "sweep.yaml", env: Mapping[str, str] | None = None):
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(dict(raw)))
+        cmd = [sys.executable, "-m", "kdtune", "run", str(path), "--out", str(tmp_path / "run")]
+        return path, subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+
+    return run

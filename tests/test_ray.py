@@ -80,17 +80,10 @@ def test_a_wrong_address_is_one_clear_error(tiny_spec, tmp_path):
         execute(make_plan(tiny_spec), ray_exec, log=lambda s: None)
 
 
-def test_ray_address_from_the_environment_is_joined_like_address(tmp_path, tiny_raw):
+def test_ray_address_from_the_environment_is_joined_like_address(tiny_raw, kdtune_run):
     import os
-    import subprocess
-    import sys
 
-    import yaml
-
-    sweep = tmp_path / "tiny.yaml"
-    sweep.write_text(yaml.safe_dump(tiny_raw))
     env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{_free_port()}"}
-    cmd = [sys.executable, "-m", "kdtune", "run", str(sweep), "--out", str(tmp_path / "run")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    _, proc = kdtune_run(tiny_raw, env=env)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert f"cannot join the Ray cluster at {env['RAY_ADDRESS']}" in proc.stderr

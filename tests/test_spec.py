@@ -119,16 +119,9 @@ def test_yaml_tags_are_not_executed(tmp_path):
         load_sweep(p)
 
 
-def test_cli_prints_one_line_and_exits_2_on_a_bad_sweep(tmp_path, tiny_raw):
+def test_cli_prints_one_line_and_exits_2_on_a_bad_sweep(tmp_path, tiny_raw, kdtune_run):
     tiny_raw["grid"]["temperature"] = [-5]
-    p = tmp_path / "bad.yaml"
-    p.write_text(yaml.safe_dump(tiny_raw))
-    proc = subprocess.run(
-        [sys.executable, "-m", "kdtune", "run", str(p), "--out", str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    p, proc = kdtune_run(tiny_raw, "bad.yaml")
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"kdtune: error: {p}: grid.temperature[0]: must be a number > 0, got -5")
@@ -141,12 +134,9 @@ def test_cli_rejects_unknown_flags_in_one_line():
     assert "argument --format: invalid choice: 'html'" in proc.stderr
 
 
-def test_cli_checks_the_data_split_before_any_work(tmp_path, tiny_raw):
+def test_cli_checks_the_data_split_before_any_work(tmp_path, tiny_raw, kdtune_run):
     tiny_raw["data"]["val_size"] = 5000  # digits has 1,797 images
-    p = tmp_path / "big_val.yaml"
-    p.write_text(yaml.safe_dump(tiny_raw))
-    cmd = [sys.executable, "-m", "kdtune", "run", str(p), "--out", str(tmp_path / "run")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    p, proc = kdtune_run(tiny_raw, "big_val.yaml")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"kdtune: error: {p}: data: val_size 5000 leaves no training")
     assert not (tmp_path / "run").exists()

@@ -128,7 +128,7 @@ class SyntheticAgreement(AgreementDataset):
         for _ in range(self.train_size):
             m = int(gen.rng.integers(self.min_modifiers, self.max_modifiers + 1))
             train.append(gen.sentence([bool(gen.rng.random() < self.p_attractor) for _ in range(m)], self.p_preamble))
-        seen = {tuple(item.words[: item.verb_index]) for item in train}
+        seen = {item.prefix for item in train}
         test = []
         for a in range(self.max_attractors + 1):
             for _ in range(self.test_per_group):
@@ -137,10 +137,10 @@ class SyntheticAgreement(AgreementDataset):
                     flags = [True] * a + [False] * int(others)
                     gen.rng.shuffle(flags)
                     item = gen.sentence(flags, self.p_preamble)
-                    if tuple(item.words[: item.verb_index]) not in seen:
+                    if item.prefix not in seen:
                         break
                 else:
                     raise ValueError(f"cannot draw {self.test_per_group} test sentences with {a} attractors unseen in training")
-                seen.add(tuple(item.words[: item.verb_index]))
+                seen.add(item.prefix)
                 test.append(item)
         return {"train": train, "test": test}

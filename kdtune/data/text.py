@@ -66,6 +66,11 @@ class Item:
     singular: str = ""  # the two verb forms (language modelling only)
     plural: str = ""
 
+    @property
+    def prefix(self) -> tuple[str, ...]:
+        """The words before the verb: what a classifier reads."""
+        return tuple(self.words[: self.verb_index])
+
 
 VBZ_VBP = {"VBZ": 0, "VBP": 1}
 IRREGULAR = {"is": "are", "has": "have", "does": "do", "was": "were"}
@@ -138,7 +143,7 @@ class AgreementDataset(Dataset):
             parts["val"] = [parts["train"][i] for i in va.tolist()]
             parts["train"] = [parts["train"][i] for i in tr.tolist()]
         lm = self.objective == "language_model"
-        vocab = Vocabulary.build((it.words if lm else it.words[: it.verb_index] for it in parts["train"]), self.max_vocab)
+        vocab = Vocabulary.build((it.words if lm else it.prefix for it in parts["train"]), self.max_vocab)
         splits = {name: self.encode(items, vocab, name) for name, items in parts.items()}
         missing = [e.name for e in spec.eval_sets if e.name not in splits]
         if missing:
@@ -166,7 +171,7 @@ class AgreementDataset(Dataset):
         if lm:
             rows = [[vocab.index[BOS], *vocab.encode(it.words), vocab.index[EOS]] for it in items]
         else:
-            rows = [vocab.encode(it.words[: it.verb_index]) for it in items]
+            rows = [vocab.encode(it.prefix) for it in items]
         tokens, lengths = _pad(rows)
         meta = {
             "distance": torch.tensor([it.distance for it in items]),
