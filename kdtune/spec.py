@@ -615,7 +615,8 @@ def resolve_train(spec: SweepSpec, model: ModelSpec, student: bool = False, over
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``--set a.b.c=VALUE`` overrides (VALUE parsed as YAML) to a sweep mapping."""
+    """Apply ``--set a.b.c=VALUE`` overrides (VALUE parsed as YAML) to a sweep mapping; ``VALUE`` null
+    removes the field, so its default applies (e.g. ``grid.students=null`` before setting ``grid.pairs``)."""
     out: dict[str, Any] = dict(raw)
     for item in overrides:
         key, sep, text = item.partition("=")
@@ -635,7 +636,10 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
                 raise SpecError("--set", key, f"{part!r} is not a mapping in the sweep file")
             node[part] = child = dict(child)
             node = child
-        node[parts[-1]] = value
+        if value is None:
+            node.pop(parts[-1], None)
+        else:
+            node[parts[-1]] = value
     return out
 
 

@@ -112,6 +112,16 @@ def test_set_overrides_apply_before_validation(tmp_path, tiny_raw):
         load_sweep(p, ["nonsense"])
 
 
+def test_set_null_removes_a_field(tmp_path, tiny_raw):
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(tiny_raw))
+    with pytest.raises(SpecError, match="use either pairs or students × teachers"):
+        load_sweep(p, ["grid.pairs=['CNN -> MLP']"])
+    spec = load_sweep(p, ["grid.students=null", "grid.teachers=null", "grid.pairs=['CNN -> MLP']", "train.lr=null"])
+    assert spec.grid.pairs == (("CNN", "MLP"),)
+    assert "lr" not in dict(spec.train) and dict(spec.train)["epochs"] == 2
+
+
 def test_yaml_tags_are_not_executed(tmp_path):
     p = tmp_path / "evil.yaml"
     p.write_text("data: !!python/object/apply:os.system ['echo hacked']\n")
