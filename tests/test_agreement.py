@@ -158,6 +158,17 @@ def test_vocabulary_comes_from_training_words_only():
     assert len(Vocabulary.build([["a", "b", "a"]], max_size=5)) == 5
 
 
+@pytest.mark.parametrize("max_vocab", [2, 4, -1])
+def test_a_vocabulary_too_small_for_the_special_tokens_is_a_sweep_error(max_vocab):
+    raw = {
+        "data": {"name": "agreement_synthetic", "params": {"max_vocab": max_vocab}},
+        "models": {"LSTM": {"arch": "lstm", "params": {"embedding_dim": 8, "hidden_size": 8, "num_layers": 1}}},
+        "grid": {"pairs": ["data -> LSTM"]},
+    }
+    with pytest.raises(SpecError, match=r"data.params: max_vocab must be 0 \(all words\) or > 4"):
+        parse_sweep(raw, "s.yaml")
+
+
 @pytest.mark.parametrize("sing,plur", [("is", "are"), ("has", "have"), ("runs", "run"), ("tries", "try"), ("watches", "watch")])
 def test_verb_inflection_round_trips(sing, plur):
     assert plural_of(sing) == plur and singular_of(plur) == sing

@@ -111,7 +111,7 @@ class AgreementDataset(Dataset):
     """Base of the agreement sources. Subclasses implement :meth:`read` (items per split).
 
     ``objective`` picks the task; the vocabulary comes from the training split (``max_vocab`` words at
-    most, 0 for all); sentences longer than ``max_words`` are dropped.
+    most, 0 for all); sentences longer than ``max_words`` (counting the verb) are dropped.
     """
 
     kind = "tokens"
@@ -120,8 +120,8 @@ class AgreementDataset(Dataset):
     def __init__(self, objective: str = "classification", max_vocab: int = 10000, max_words: int = 100) -> None:
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
-        if max_vocab < 0 or max_words < 2:
-            raise ValueError("max_vocab must be >= 0 and max_words >= 2")
+        if not (max_vocab == 0 or max_vocab > len(SPECIALS)) or max_words < 2:
+            raise ValueError(f"max_vocab must be 0 (all words) or > {len(SPECIALS)} (the special tokens), and max_words >= 2")
         self.objective, self.max_vocab, self.max_words = objective, max_vocab, max_words
 
     def describe(self) -> DataInfo:
