@@ -97,14 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace):
-    from kdtune.data import load_data, make_dataset
+    from kdtune.data import load_data
     from kdtune.plan import make_plan
     from kdtune.spec import load_sweep
 
     spec = load_sweep(args.sweep, args.overrides, data_root=args.data_dir, output=args.out)
-    dataset = make_dataset(spec.data)
-    dataset.check(spec.data_root)
-    try:  # load the data once here: a malformed line or an impossible split stops the run before any work
+    # Load the data once here (each source checks its files first): a missing file, a malformed line
+    # or an impossible split stops the run before any work.
+    try:
         load_data(spec.data, spec.data_root)
     except ValueError as e:
         raise KdtuneError(f"{args.sweep}: data: {e}") from None

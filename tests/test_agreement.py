@@ -197,8 +197,8 @@ def test_generator_attractor_counts_distances_and_test_strata():
     assert np.bincount([it.attractors for it in parts["test"]]).tolist() == [30] * 5
     train_counts = np.bincount([it.attractors for it in parts["train"]], minlength=5)
     assert train_counts[0] > train_counts[2] > train_counts[4]  # many-attractor items are rare in training
-    seen = {tuple(it.words[: it.verb_index]) for it in parts["train"]}
-    assert not any(tuple(it.words[: it.verb_index]) in seen for it in parts["test"])  # held out, not repeated
+    seen = {it.prefix for it in parts["train"]}
+    assert not any(it.prefix in seen for it in parts["test"])  # held out, not repeated
 
 
 def test_generator_distance_follows_the_number_of_modifiers():

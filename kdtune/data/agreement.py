@@ -129,18 +129,18 @@ class SyntheticAgreement(AgreementDataset):
             m = int(gen.rng.integers(self.min_modifiers, self.max_modifiers + 1))
             train.append(gen.sentence([bool(gen.rng.random() < self.p_attractor) for _ in range(m)], self.p_preamble))
         seen = {item.prefix for item in train}
-        test = []
-        for a in range(self.max_attractors + 1):
-            for _ in range(self.test_per_group):
-                for _attempt in range(1000):  # test prefixes are never training prefixes
-                    others = gen.rng.integers(max(self.min_modifiers - a, 0), self.max_modifiers - a + 1)
-                    flags = [True] * a + [False] * int(others)
-                    gen.rng.shuffle(flags)
-                    item = gen.sentence(flags, self.p_preamble)
-                    if item.prefix not in seen:
-                        break
-                else:
-                    raise ValueError(f"cannot draw {self.test_per_group} test sentences with {a} attractors unseen in training")
-                seen.add(item.prefix)
-                test.append(item)
+        test = [self._unseen_test_item(gen, a, seen) for a in range(self.max_attractors + 1) for _ in range(self.test_per_group)]
         return {"train": train, "test": test}
+
+    def _unseen_test_item(self, gen: _Generator, attractors: int, seen: set[tuple[str, ...]]) -> Item:
+        """A test sentence with exactly ``attractors`` attractors whose prefix is not in ``seen`` (the
+        training prefixes and the test prefixes drawn so far); adds its prefix to ``seen``."""
+        for _ in range(1000):
+            others = gen.rng.integers(max(self.min_modifiers - attractors, 0), self.max_modifiers - attractors + 1)
+            flags = [True] * attractors + [False] * int(others)
+            gen.rng.shuffle(flags)
+            item = gen.sentence(flags, self.p_preamble)
+            if item.prefix not in seen:
+                seen.add(item.prefix)
+                return item
+        raise ValueError(f"cannot draw {self.test_per_group} test sentences with {attractors} attractors unseen in training")
