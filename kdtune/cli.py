@@ -18,6 +18,7 @@ from kdtune.errors import KdtuneError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from kdtune.plan import Plan
     from kdtune.spec import ReportSpec
 
 
@@ -80,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="validate a sweep and show its trials and stages without training")
     _add_sweep_args(plan)
 
-    rep = sub.add_parser("report", help="mean ± std tables of a finished run folder")
-    rep.add_argument("run_dir", help="a run folder written by kdtune run (e.g. runs/quickstart)")
+    rep = sub.add_parser("report", help="mean ± std tables of one or more run folders (finished trials so far)")
+    rep.add_argument("run_dir", nargs="+", help="run folder(s) written by kdtune run (e.g. runs/quickstart); several are merged")
+    rep.add_argument("--sweep", help="only this sweep recorded in the run folder (default: every sweep run into it)")
     rep.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
     rep.add_argument("--metric", action="append", choices=METRICS, help="a metric to tabulate (repeatable)")
     rep.add_argument("--rows", type=_csv, help="comma-separated row keys (default: the sweep's report.rows, else student)")
@@ -89,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--eval-sets", type=_csv, help="eval sets to show (default: report.eval_sets, else all but val)")
     rep.add_argument("--digits", type=_digits, help="decimals (default 3)")
     rep.add_argument("--output", "-o", help="write to this file instead of standard output")
+
+    st = sub.add_parser("status", help="what a run folder holds: finished, failed, running, pending (read-only)")
+    st.add_argument("run_dir", help="a run folder written by kdtune run")
+    st.add_argument("--sweep", help="only this sweep recorded in the run folder")
 
     dl = sub.add_parser("download", help="fetch a data set that needs files (uses the optional torchvision extra)")
     dl.add_argument("dataset", choices=("mnist",))
@@ -112,14 +118,17 @@ def _load(args: argparse.Namespace):
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    plan = _load(args)
-    print(f"sweep {plan.spec.name}: {len(plan.trials)} trials in {len(plan.stages)} stages → {plan.spec.output}")
+    from kdtune.execute import plural
     from kdtune.rundir import is_finished
 
+    plan = _load(args)
+    print(
+        f"sweep {plan.spec.name}: {plural(len(plan.trials), 'trial')} in {plural(len(plan.stages), 'stage')} → {plan.spec.output}"
+    )
     for k, stage in enumerate(plan.stages, 1):
         n = sum(len(g.trials) for g in stage)
         done = sum(is_finished(plan.spec.output, t.id) for g in stage for t in g.trials)
-        print(f"stage {k}: {n} trials in {len(stage)} groups, {done} already finished")
+        print(f"stage {k}: {plural(n, 'trial')} in {plural(len(stage), 'group')}, {done} already finished")
         for g in stage:
             t = g.trials[0]
             loss = t.config.loss
@@ -131,14 +140,24 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from kdtune.rundir import RunLock, check_out_dir, init_run_dir
+
     plan = _load(args)
-    from kdtune.execute import InlineExecutor, RayExecutor, execute
+    spec = plan.spec
+    check_out_dir(spec.output)
+    init_run_dir(spec.output)
+    with RunLock(spec.output):
+        return _run_locked(args, plan)
+
+
+def _run_locked(args: argparse.Namespace, plan: Plan) -> int:
+    from kdtune.execute import InlineExecutor, RayExecutor, execute, plural
     from kdtune.report import render
-    from kdtune.results import collect, write_results, write_sweep_record
+    from kdtune.results import collect, collect_run, record_outcome, write_results, write_sweep_record
 
     spec = plan.spec
-    print(f"sweep {spec.name}: {len(plan.trials)} trials in {len(plan.stages)} stages → {spec.output}")
-    write_sweep_record(plan)
+    print(f"sweep {spec.name}: {plural(len(plan.trials), 'trial')} in {plural(len(plan.stages), 'stage')} → {spec.output}")
+    record = write_sweep_record(plan, sys.argv[1:])
     if args.executor == "inline":
         executor: InlineExecutor | RayExecutor = InlineExecutor()
     else:
@@ -150,16 +169,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
             spec.execution.max_failures,
             spec.output / "ray",
         )
-    failures = execute(plan, executor)
+    exit_status: int | str = "interrupted"
+    failures: dict[str, str] = {}
+    try:
+        failures = execute(plan, executor)
+        exit_status = 1 if failures else 0
+    finally:
+        record_outcome(record, failures, exit_status)
+        union = collect_run(spec.output)
+        path = write_results(spec.output, union)
+    n_sweeps = union["sweep"].str.split(",").explode().nunique()
+    print(f"results: {path} ({plural(union['trial_id'].nunique(), 'trial')} of {plural(n_sweeps, 'sweep')} run into this folder)")
     df = collect(plan, failures)
-    path = write_results(plan, df)
-    print(f"results: {path} ({len(df)} rows)")
     if failures:
-        print(f"{len(failures)} trials did not finish:", file=sys.stderr)
+        print(f"{plural(len(failures), 'trial')} did not finish:", file=sys.stderr)
         for tid, err in list(failures.items())[:10]:
             print(f"  {tid}: {err}", file=sys.stderr)
-        if args.executor == "ray":
-            print(f"  full tracebacks: {spec.output / 'ray'}/stage*/<trial>/error.txt", file=sys.stderr)
+        if len(failures) > 10:
+            print(f"  … and {len(failures) - 10} more (kdtune status {spec.output})", file=sys.stderr)
     if not args.no_report and (df["status"] == "ok").any():
         r = spec.report
         print()
@@ -168,11 +195,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from kdtune.execute import plural
     from kdtune.report import render
-    from kdtune.results import read_results
+    from kdtune.results import collect_runs, select_records
 
-    df = read_results(args.run_dir)
-    r = report_defaults(Path(args.run_dir))
+    df, notes = collect_runs(args.run_dir, args.sweep)
+    for d in args.run_dir:
+        records = select_records(d, args.sweep)
+        if len(records) > 1 or len(args.run_dir) > 1:
+            which = ", ".join(f"{r.name} ({plural(len(r.trials), 'trial')})" for r in records)
+            scope = "union of" if len(records) > 1 else "sweep"
+            print(f"{d}: {scope} {which}" + ("; --sweep NAME for one" if len(records) > 1 else ""), file=sys.stderr)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    r = report_defaults(Path(args.run_dir[0]), args.sweep)
     text = render(
         df,
         _metrics(df, args.metric, r.metrics),
@@ -187,8 +223,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
             Path(args.output).write_text(text)
         except OSError as e:
             raise KdtuneError(f"{args.output}: cannot write the report ({e.strerror})") from None
+        print(f"report written to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from kdtune.status import run_status
+
+    sys.stdout.write(run_status(Path(args.run_dir), args.sweep))
     return 0
 
 
@@ -206,20 +250,14 @@ def _metrics(df: pd.DataFrame, asked: Sequence[str] | None, defaults: Sequence[s
     return have
 
 
-def report_defaults(run_dir: Path) -> ReportSpec:
-    """The ``report`` section of the sweep recorded in a run folder (built-in defaults without one)."""
-    import yaml
+def report_defaults(run_dir: Path, sweep: str | None = None) -> ReportSpec:
+    """The ``report`` section of the latest sweep recorded in a run folder (or of ``sweep``)."""
+    from kdtune.results import select_records
+    from kdtune.spec import parse_report
 
-    from kdtune.spec import ReportSpec, parse_report
-
-    path = run_dir / "sweep.yaml"
-    if not path.is_file():
-        return ReportSpec()
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise KdtuneError(f"{path}: cannot read the recorded sweep ({type(e).__name__})") from None
-    return parse_report(raw.get("report") if isinstance(raw, dict) else None, str(path))
+    record = select_records(run_dir, sweep)[-1]
+    source = str(record.path / "sweep.yaml") if record.path else str(run_dir)
+    return parse_report(record.raw.get("report"), source)
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
@@ -233,7 +271,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kdtune`` console script."""
     try:
         args = build_parser().parse_args(argv)
-        return {"run": _cmd_run, "plan": _cmd_plan, "report": _cmd_report, "download": _cmd_download}[args.command](args)
+        return {
+            "run": _cmd_run,
+            "plan": _cmd_plan,
+            "report": _cmd_report,
+            "status": _cmd_status,
+            "download": _cmd_download,
+        }[args.command](args)
     except KdtuneError as e:
         print(f"kdtune: error: {e}", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ from typing import Any
 
 from kdtune.errors import KdtuneError
 from kdtune.plan import Plan, TrialConfig, TrialGroup
-from kdtune.rundir import METRICS, is_finished, read_json, trial_dir
+from kdtune.rundir import METRICS, check_trial, finished_trials, is_finished, quarantine, read_json, trial_dir
 
 Payload = dict[str, Any]
 
@@ -243,11 +243,44 @@ def unfinished_groups(plan: Plan, stage: list[TrialGroup], run_dir: Path) -> tup
     return todo, blocked
 
 
+def plural(n: int, word: str) -> str:
+    """``1 trial``, ``2 trials``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def quarantine_damaged(plan: Plan, run_dir: Path, log: Callable[[str], None]) -> list[str]:
+    """Check the checksums of every finished trial the plan would reuse; move a damaged one, and every
+    finished trial that learnt from it, to ``<run>/damaged/`` so they are trained again. Returns their ids."""
+    damaged: list[str] = []
+    for tid in plan.trials:
+        if not is_finished(run_dir, tid):
+            continue
+        problem = check_trial(run_dir, tid)
+        if problem is None:
+            continue
+        students: list[str] = []
+        frontier = [tid]
+        configs = finished_trials(run_dir)
+        while frontier:
+            parent = frontier.pop()
+            kids = [k for k, c in configs.items() if (c.get("config") or {}).get("teacher_id") == parent and k not in students]
+            students += kids
+            frontier += kids
+        tail = f", with the {plural(len(students), 'trial')} distilled from it" if students else ""
+        log(f"damaged: {problem}; trial {tid} will be trained again{tail} (old files in {run_dir / 'damaged'})")
+        for t in [tid, *students]:
+            quarantine(run_dir, t)
+            damaged.append(t)
+    return damaged
+
+
 def execute(plan: Plan, executor: InlineExecutor | RayExecutor, log: Callable[[str], None] = print) -> dict[str, str]:
-    """Run every unfinished trial of ``plan``, stage by stage; returns {trial id: error} for failures."""
+    """Run every unfinished trial of ``plan``, stage by stage; returns {trial id: error} for failures.
+    Finished trials are reused only if their files pass their checksums."""
     spec = plan.spec
     run_dir = spec.output
     failures: dict[str, str] = {}
+    quarantine_damaged(plan, run_dir, log)
     with contextlib.ExitStack() as stack:  # Ray, if started, is shut down whatever happens
         started = False
         for k, stage in enumerate(plan.stages, 1):
@@ -255,15 +288,21 @@ def execute(plan: Plan, executor: InlineExecutor | RayExecutor, log: Callable[[s
             for g in blocked:
                 for t in g.trials:
                     failures[t.id] = f"skipped: teacher {t.config.teacher_id} did not finish"
-            n_done = sum(len(g.trials) for g in stage) - sum(len(g.trials) for g in todo + blocked)
+            n_all = sum(len(g.trials) for g in stage)
+            n_done = n_all - sum(len(g.trials) for g in todo + blocked)
             if not todo:
-                log(f"stage {k}: nothing to run ({n_done} trials already finished)")
+                n_blocked = sum(len(g.trials) for g in blocked)
+                done = f"{n_done} of {plural(n_all, 'trial')}" if n_blocked else plural(n_all, "trial")
+                log(f"stage {k}: nothing to run ({done} already finished" + (f", {n_blocked} skipped)" if n_blocked else ")"))
                 continue
             if not started:
                 stack.enter_context(executor)
                 started = True
             n_trials = sum(len(g.trials) for g in todo)
-            log(f"stage {k}: {n_trials} trials in {len(todo)} groups on {executor.name} ({n_done} already finished)")
+            log(
+                f"stage {k}: {n_trials} of {plural(n_all, 'trial')} to run, in {plural(len(todo), 'group')} on {executor.name}"
+                + (f" ({n_done} already finished)" if n_done else "")
+            )
             payloads = [group_payload(plan, g, run_dir, spec.data_root) for g in todo]
             outcome = executor.run_stage(k, payloads, log)
             log(f"stage {k}: finished in {outcome.seconds:.1f} s")

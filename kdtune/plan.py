@@ -22,7 +22,11 @@ from kdtune.distill import LossSpec
 from kdtune.errors import KdtuneError
 from kdtune.spec import NO_TEACHER, AugmentSpec, OutputSpec, ScheduleSpec, SweepSpec, TrainSpec, resolve_train
 
-SCHEMA = "kdtune.trial/1"
+# The version of the code paths that change a trial's result for the same config: part of every trial
+# id, so results of older code are never mistaken for results of this one. Bump it with any such change.
+# 2: data fingerprint in the id; ties in model selection broken by validation NLL; divergence checks.
+RESULTS_VERSION = 2
+SCHEMA = f"kdtune.trial/{RESULTS_VERSION}"
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class TrialConfig:
     seed: int
     teacher_id: str | None = None
     outputs: OutputSpec = field(default_factory=OutputSpec)
+    data_fingerprint: str = ""  # hash of the tensors actually loaded (kdtune.data.data_fingerprint)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able, canonical form (tuples of pairs become mappings)."""
@@ -69,6 +74,7 @@ class TrialConfig:
             seed=d["seed"],
             teacher_id=d["teacher_id"],
             outputs=OutputSpec(**d["outputs"]),
+            data_fingerprint=d.get("data_fingerprint", ""),
         )
 
 
@@ -156,8 +162,16 @@ def _train_overrides(spec: SweepSpec) -> list[tuple[tuple[str, Any], ...]]:
     return [tuple(zip((k for k, _ in axes), combo, strict=True)) for combo in itertools.product(*(v for _, v in axes))]
 
 
-def make_plan(spec: SweepSpec) -> Plan:
-    """Expand the grid of ``spec`` into trials, deduplicated by id and ordered in stages."""
+def make_plan(spec: SweepSpec, fingerprint: str | None = None) -> Plan:
+    """Expand the grid of ``spec`` into trials, deduplicated by id and ordered in stages. Trial ids
+    include ``fingerprint``, the hash of the data actually loaded (computed here if not given)."""
+    if fingerprint is None:
+        from kdtune.data import data_fingerprint
+
+        try:
+            fingerprint = data_fingerprint(spec.data, spec.data_root)
+        except ValueError as e:
+            raise KdtuneError(f"{spec.source}: data: {e}") from None
     grid = spec.grid
     trials: dict[str, Trial] = {}
     needs_logits: set[str] = set()
@@ -175,7 +189,7 @@ def make_plan(spec: SweepSpec) -> Plan:
         model = spec.models[label]
         train = resolve_train(spec, model, student=False, overrides=overrides)
         loss = LossSpec(kind="ce", w_hard=1.0, w_soft=0.0)
-        cfg = TrialConfig(model.arch, model.params, spec.data, train, loss, seed, None, spec.outputs)
+        cfg = TrialConfig(model.arch, model.params, spec.data, train, loss, seed, None, spec.outputs, fingerprint)
         return add(Trial(cfg, 1, label, NO_TEACHER))
 
     for (teacher, student), overrides in itertools.product(grid.pairs, _train_overrides(spec)):
@@ -191,7 +205,7 @@ def make_plan(spec: SweepSpec) -> Plan:
                 needs_logits.add(t.id)
             for tau, w_hard, w_soft, kind in itertools.product(grid.temperature, grid.w_hard, grid.w_soft, grid.loss):
                 loss = LossSpec(kind=kind, temperature=tau, w_hard=w_hard, w_soft=w_soft)
-                cfg = TrialConfig(model.arch, model.params, spec.data, train, loss, seed, t.id, spec.outputs)
+                cfg = TrialConfig(model.arch, model.params, spec.data, train, loss, seed, t.id, spec.outputs, fingerprint)
                 add(Trial(cfg, t.stage + 1, student, teacher, t_seed))
 
     by_config: dict[tuple[Any, ...], list[Trial]] = defaultdict(list)

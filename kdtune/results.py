@@ -1,7 +1,21 @@
-"""Run folder → results table: one row per trial × eval set (tidy), written as parquet and CSV."""
+"""Run folder → results table: one row per trial × eval set (tidy), written as parquet and CSV.
+
+Every ``kdtune run`` into a folder leaves a *sweep record* in ``<run>/sweeps/<record>/``: the sweep as
+run (``sweep.yaml``, after ``--set``), its planned trials with their labels and configs
+(``plan.json``) and what became of them (``outcome.json``: the failures of its last invocation, and
+a log of its invocations). The results table of a run folder is built from the records and the trial
+folders, never from memory: the union of every record by default, or one record. A trial that did
+not finish still gets one row (status ``failed``, ``skipped``, ``damaged`` or ``pending``, with its
+reason), so reports can say what is missing.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -9,99 +23,304 @@ import pandas as pd
 import yaml
 
 from kdtune.errors import KdtuneError
-from kdtune.plan import Plan
-from kdtune.rundir import METRICS, is_finished, read_json, trial_dir, write_json
+from kdtune.plan import Plan, TrialConfig
+from kdtune.rundir import CHECKSUMS, CONFIG, METRICS, check_trial, is_finished, is_run_dir, read_json, trial_dir, write_json
 from kdtune.spec import NO_TEACHER
 from kdtune.train import config_summary
 
 METRIC_COLUMNS = ["accuracy", "nll", "ece", "agreement", "kl"]  # every task; tasks may add more (e.g. a_accuracy)
+EXTRA_METRICS = ["d_accuracy", "a_accuracy", "perplexity", "token_nll"]
 ID_COLUMNS = ["trial_id", "stage", "student", "teacher", "seed", "teacher_seed", "teacher_id", "eval_set"]
 RESULTS = "results.parquet"
+SWEEPS = "sweeps"
 
 
-def collect(plan: Plan, failures: dict[str, str] | None = None) -> pd.DataFrame:
-    """The results table of ``plan`` read from its run folder (unfinished trials get one status row)."""
-    failures = failures or {}
-    run_dir = plan.spec.output
-    rows: list[dict[str, Any]] = []
-    for trial in plan.trials.values():
-        base = {
-            "trial_id": trial.id,
-            "stage": trial.stage,
-            "student": trial.student,
-            "teacher": trial.teacher,
-            "seed": trial.seed,
-            "teacher_seed": trial.teacher_seed,
-            "teacher_id": trial.config.teacher_id,
-            **config_summary(trial.config),
+@dataclass
+class SweepRecord:
+    """One sweep run into a run folder: its name, folder, planned trials and the last failures."""
+
+    name: str
+    path: Path | None
+    sweep: str
+    trials: dict[str, dict[str, Any]]  # id → {stage, student, teacher, seed, teacher_seed, teacher_id, config}
+    eval_sets: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)  # the sweep as run
+    updated: float = 0.0
+
+
+def _plan_trials(plan: Plan) -> dict[str, dict[str, Any]]:
+    return {
+        t.id: {
+            "stage": t.stage,
+            "student": t.student,
+            "teacher": t.teacher,
+            "seed": t.seed,
+            "teacher_seed": t.teacher_seed,
+            "teacher_id": t.config.teacher_id,
+            "config": t.config.to_dict(),
         }
-        if not is_finished(run_dir, trial.id):
-            err = failures.get(trial.id, "")
-            status = "skipped" if err.startswith("skipped") else ("failed" if err else "pending")
-            rows.append(base | {"eval_set": None, "status": status, "error": err})
-            continue
-        m = read_json(trial_dir(run_dir, trial.id) / METRICS)
-        for eval_set, vals in m["eval"].items():
-            rows.append(
-                base
-                | {"eval_set": eval_set, "status": "ok", "error": "", "best_epoch": m["best_epoch"], "seconds": m["seconds"]}
-                | vals
-            )
+        for t in plan.trials.values()
+    }
+
+
+def plan_hash(plan: Plan) -> str:
+    """A short hash of the planned trials and their labels: the same sweep run again has the same one."""
+    text = json.dumps(sorted((t.id, t.student, t.teacher) for t in plan.trials.values()))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def write_sweep_record(plan: Plan, argv: Sequence[str] | None = None) -> Path:
+    """Record the sweep as run (after overrides) and its planned trials, before any training. A re-run
+    of the same sweep reuses its record; another sweep into the same folder gets its own."""
+    out = plan.spec.output
+    root = out / SWEEPS
+    h = plan_hash(plan)
+    existing = {r.name: r for r in load_records(out) if r.path is not None}
+    same = [r for r in existing.values() if r.path is not None and (r.path / "plan.json").is_file() and _hash_of(r) == h]
+    if same:
+        path = same[0].path
+    else:
+        name = plan.spec.name if plan.spec.name not in existing else f"{plan.spec.name}-{h}"
+        path = root / name
+    assert path is not None
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "sweep.yaml").write_text(yaml.safe_dump(dict(plan.spec.raw), sort_keys=False))
+    write_json(
+        path / "plan.json",
+        {
+            "sweep": plan.spec.name,
+            "record": path.name,
+            "plan_hash": h,
+            "source": plan.spec.source,
+            "eval_sets": [e.name for e in plan.spec.data.eval_sets],
+            "models": list(plan.spec.models),
+            "stages": [[{"group": g.name, "trials": [t.id for t in g.trials]} for g in stage] for stage in plan.stages],
+            "trials": _plan_trials(plan),
+        },
+    )
+    outcome = _read_outcome(path)
+    outcome.setdefault("runs", []).append(
+        {"command": " ".join(["kdtune", *(argv or [])]), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "ended": None}
+    )
+    write_json(path / "outcome.json", outcome)
+    return path
+
+
+def _hash_of(record: SweepRecord) -> str | None:
+    assert record.path is not None
+    try:
+        return json.loads((record.path / "plan.json").read_text()).get("plan_hash")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _read_outcome(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / "outcome.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def record_outcome(record: Path, failures: dict[str, str], exit_status: int | str) -> None:
+    """Store the failures of this invocation (replacing the last ones) and how it ended."""
+    outcome = _read_outcome(record)
+    outcome["failures"] = dict(failures)
+    runs = outcome.setdefault("runs", [{}])
+    runs[-1] |= {"ended": time.strftime("%Y-%m-%d %H:%M:%S"), "exit": exit_status, "failed": len(failures)}
+    write_json(record / "outcome.json", outcome)
+
+
+def _record_from(path: Path, plan: dict[str, Any], raw_sweep: dict[str, Any]) -> SweepRecord:
+    outcome = _read_outcome(path)
+    trials = plan.get("trials", {})
+    return SweepRecord(
+        name=plan.get("record", path.name),
+        path=path,
+        sweep=plan.get("sweep", path.name),
+        trials=trials,
+        eval_sets=list(plan.get("eval_sets", [])),
+        models=list(plan.get("models", dict.fromkeys(t["student"] for t in trials.values()))),
+        failures=dict(outcome.get("failures", {})),
+        raw=raw_sweep,
+        updated=(path / "plan.json").stat().st_mtime,
+    )
+
+
+def _yaml_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    except (OSError, yaml.YAMLError):
+        raw = {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def load_records(run_dir: str | Path) -> list[SweepRecord]:
+    """Every sweep record of a run folder, oldest first (a folder of an older kdtune has one, at its root)."""
+    run_dir = Path(run_dir)
+    found: list[SweepRecord] = []
+    root = run_dir / SWEEPS
+    if root.is_dir():
+        for d in root.iterdir():
+            if (d / "plan.json").is_file():
+                found.append(_record_from(d, read_json(d / "plan.json"), _yaml_file(d / "sweep.yaml")))
+    elif (run_dir / "plan.json").is_file():  # the layout before sweep records
+        found.append(_record_from(run_dir, read_json(run_dir / "plan.json"), _yaml_file(run_dir / "sweep.yaml")))
+    return sorted(found, key=lambda r: r.updated)
+
+
+def select_records(run_dir: str | Path, sweep: str | None = None) -> list[SweepRecord]:
+    """The records ``report``/``status`` read: all, or the one named ``sweep`` (a record name, or a sweep
+    name when that names one record); one-line errors for a folder that is not a run folder."""
+    path = Path(run_dir)
+    if not path.exists():
+        raise KdtuneError(f"{run_dir}: no such run folder")
+    if not path.is_dir():
+        raise KdtuneError(f"{run_dir}: is a file, not a run folder; give a folder written by `kdtune run` (e.g. runs/quickstart)")
+    records = load_records(path)
+    if not records:
+        what = "a kdtune run folder, but no sweep has been recorded in it" if is_run_dir(path) else "not a kdtune run folder"
+        raise KdtuneError(f"{run_dir}: {what}; give a folder written by `kdtune run` (e.g. runs/quickstart)")
+    if sweep is None:
+        return records
+    chosen = [r for r in records if r.name == sweep] or [r for r in records if r.sweep == sweep]
+    if not chosen:
+        raise KdtuneError(f"{run_dir}: no sweep {sweep!r} recorded here; recorded: {', '.join(r.name for r in records)}")
+    if len(chosen) > 1:
+        raise KdtuneError(f"{run_dir}: several records of sweep {sweep!r}; pick one of {', '.join(r.name for r in chosen)}")
+    return chosen
+
+
+def trial_status(run_dir: Path, tid: str, failure: str | None, full: bool = False) -> tuple[str, str]:
+    """(status, reason) of a planned trial: ok, damaged (its metrics and config, or with ``full`` every
+    file, fail their checksums), failed or skipped (``failure`` given), or pending."""
+    if is_finished(run_dir, tid):
+        if (trial_dir(run_dir, tid) / CHECKSUMS).is_file():
+            problem = check_trial(run_dir, tid, None if full else (CONFIG, METRICS))
+            if problem:
+                return "damaged", problem
+        return "ok", ""
+    if failure:
+        return ("skipped" if failure.startswith("skipped") else "failed"), failure
+    return "pending", ""
+
+
+def _rows(run_dir: Path, tid: str, info: dict[str, Any], failure: str | None, sweeps: str) -> list[dict[str, Any]]:
+    status, err = trial_status(run_dir, tid, failure)
+    config_dict = info.get("config")
+    metrics: dict[str, Any] = {}
+    if status == "ok":
+        metrics = read_json(trial_dir(run_dir, tid) / METRICS)
+        if config_dict is None:  # records of older kdtune versions: the trial folder has it
+            config_dict = read_json(trial_dir(run_dir, tid) / CONFIG).get("config")
+    summary = config_summary(TrialConfig.from_dict(config_dict)) if config_dict else {}
+    base = {
+        "trial_id": tid,
+        "stage": info.get("stage"),
+        "student": info.get("student"),
+        "teacher": info.get("teacher"),
+        "seed": info.get("seed"),
+        "teacher_seed": info.get("teacher_seed"),
+        "teacher_id": info.get("teacher_id"),
+        "sweep": sweeps,
+        **summary,
+    }
+    if status != "ok":
+        return [base | {"eval_set": None, "status": status, "error": err}]
+    extra = {"status": "ok", "error": "", "best_epoch": metrics.get("best_epoch"), "seconds": metrics.get("seconds")}
+    return [base | {"eval_set": name} | extra | vals for name, vals in metrics.get("eval", {}).items()]
+
+
+def _table(rows: list[dict[str, Any]], models: Iterable[str], eval_sets: Iterable[str]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
-    for col in ID_COLUMNS + METRIC_COLUMNS + ["n", "status", "error", "best_epoch", "seconds"]:
+    for col in [*ID_COLUMNS, *METRIC_COLUMNS, "n", "status", "error", "best_epoch", "seconds", "sweep"]:
         if col not in df:
             df[col] = None
-    extra = [c for c in df.columns if c in ("d_accuracy", "a_accuracy", "perplexity", "token_nll")]
+    extra = [c for c in df.columns if c in EXTRA_METRICS]
     for col in [*METRIC_COLUMNS, *extra, "temperature", "w_hard", "w_soft", "seconds"]:
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    models = list(plan.spec.models)
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    models = list(dict.fromkeys([*models, *df["student"].dropna()]))
     df["student"] = pd.Categorical(df["student"], categories=models, ordered=True)
-    df["teacher"] = pd.Categorical(df["teacher"], categories=[NO_TEACHER, *models], ordered=True)
-    eval_sets = [e.name for e in plan.spec.data.eval_sets] + ["val"]
+    teachers = list(dict.fromkeys([NO_TEACHER, *models, *df["teacher"].dropna()]))
+    df["teacher"] = pd.Categorical(df["teacher"], categories=teachers, ordered=True)
+    eval_sets = list(dict.fromkeys([*eval_sets, *df["eval_set"].dropna(), "val"]))
     df["eval_set"] = pd.Categorical(df["eval_set"], categories=eval_sets, ordered=True)
     rest = [c for c in df.columns if c not in ID_COLUMNS + METRIC_COLUMNS]
     return df[ID_COLUMNS + METRIC_COLUMNS + rest]
 
 
-def write_results(plan: Plan, df: pd.DataFrame) -> Path:
-    """Write ``results.parquet`` and ``results.csv`` (plus the sweep as run) into the run folder."""
-    out = plan.spec.output
+def collect(plan: Plan, failures: dict[str, str] | None = None) -> pd.DataFrame:
+    """The results table of ``plan`` alone, read from its run folder (unfinished trials get one status row)."""
+    failures = failures or {}
+    rows: list[dict[str, Any]] = []
+    for tid, info in _plan_trials(plan).items():
+        rows += _rows(plan.spec.output, tid, info, failures.get(tid), plan.spec.name)
+    return _table(rows, plan.spec.models, [e.name for e in plan.spec.data.eval_sets])
+
+
+def collect_run(run_dir: str | Path, sweep: str | None = None) -> pd.DataFrame:
+    """The results table of a run folder: the union of its sweep records (a trial once, however many
+    records plan it), or the record ``sweep``. Unfinished trials take the reason from the latest record
+    that failed them."""
+    run_dir = Path(run_dir)
+    records = select_records(run_dir, sweep)
+    owners: dict[str, list[str]] = {}
+    info: dict[str, dict[str, Any]] = {}
+    failure: dict[str, str] = {}
+    for r in records:
+        for tid, t in r.trials.items():
+            owners.setdefault(tid, []).append(r.name)
+            info.setdefault(tid, t)
+            if tid in r.failures:
+                failure[tid] = r.failures[tid]
+    rows: list[dict[str, Any]] = []
+    for tid, t in info.items():
+        rows += _rows(run_dir, tid, t, failure.get(tid), ",".join(owners[tid]))
+    models = [m for r in records for m in r.models]
+    return _table(rows, models, [e for r in records for e in r.eval_sets])
+
+
+def collect_runs(run_dirs: Sequence[str | Path], sweep: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The union of several run folders' tables, a trial id once (the first folder's), and notes on
+    what was merged or dropped."""
+    frames, notes, seen = [], [], set()
+    for d in run_dirs:
+        df = collect_run(d, sweep)
+        df["run"] = str(d)
+        dup = df["trial_id"].isin(seen)
+        if dup.any():
+            n = df.loc[dup, "trial_id"].nunique()
+            notes.append(f"{d}: {n} trial(s) also in an earlier run folder (same id, same config) counted once")
+            df = df[~dup]
+        seen |= set(df["trial_id"])
+        frames.append(df)
+    if len(frames) == 1:
+        return frames[0], notes
+    models = [c for f in frames for c in f["student"].cat.categories]
+    eval_sets = [c for f in frames for c in f["eval_set"].cat.categories]
+    plain = [f.astype({"student": object, "teacher": object, "eval_set": object}) for f in frames]
+    rows = pd.concat(plain, ignore_index=True).to_dict("records")
+    return _table(rows, models, eval_sets), notes
+
+
+def write_results(run_dir: str | Path, df: pd.DataFrame) -> Path:
+    """Write ``results.parquet`` and ``results.csv`` (an export; the run folder stays the source) atomically."""
+    out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(out / RESULTS, index=False)
-    df.to_csv(out / "results.csv", index=False)
+    tmp = out / f".{RESULTS}.tmp"
+    df.to_parquet(tmp, index=False)
+    tmp.replace(out / RESULTS)
+    tmp_csv = out / ".results.csv.tmp"
+    df.to_csv(tmp_csv, index=False)
+    tmp_csv.replace(out / "results.csv")
     return out / RESULTS
 
 
-def write_sweep_record(plan: Plan) -> None:
-    """Record the sweep as run (after overrides) and the plan's trials, before any training."""
-    out = plan.spec.output
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.yaml").write_text(yaml.safe_dump(dict(plan.spec.raw), sort_keys=False))
-    write_json(
-        out / "plan.json",
-        {
-            "sweep": plan.spec.name,
-            "stages": [[{"group": g.name, "trials": [t.id for t in g.trials]} for g in stage] for stage in plan.stages],
-            "trials": {
-                t.id: {
-                    "stage": t.stage,
-                    "student": t.student,
-                    "teacher": t.teacher,
-                    "seed": t.seed,
-                    "teacher_id": t.config.teacher_id,
-                }
-                for t in plan.trials.values()
-            },
-        },
-    )
-
-
-def read_results(run_dir: str | Path) -> pd.DataFrame:
-    """The results table of a run folder; a one-line error if there is none."""
-    path = Path(run_dir)
-    path = path / RESULTS if path.is_dir() else path
-    if not path.is_file():
-        raise KdtuneError(f"{run_dir}: no {RESULTS} here; give a run folder written by `kdtune run` (e.g. runs/quickstart)")
+def read_results(path: str | Path) -> pd.DataFrame:
+    """A results table written by ``write_results`` (a parquet file); a one-line error if unreadable."""
+    path = Path(path)
     try:
         return pd.read_parquet(path)
     except Exception as e:  # pyarrow raises several types for damaged files

@@ -7,8 +7,6 @@ inputs are randomly augmented, when the teacher runs in eval mode on each augmen
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 import zlib
@@ -21,18 +19,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdtune.data import DataBundle, DataInfo, load_data
+from kdtune.data import DataBundle, DataInfo, data_fingerprint, load_data
 from kdtune.data.augment import AUGMENTATIONS
 from kdtune.errors import KdtuneError
 from kdtune.models import build_model
 from kdtune.optim import OPTIMIZERS, SCHEDULES
 from kdtune.plan import TrialConfig
 from kdtune.rundir import (
+    MODEL,
     TrialWriter,
+    check_trial,
     is_finished,
     load_state,
     read_json,
     save_array_atomic,
+    sha256_file,
     trial_dir,
 )
 from kdtune.tasks import Task, batch_inputs, task_for
@@ -56,14 +57,32 @@ def trial_seed(config: TrialConfig) -> int:
     return zlib.crc32(f"student:{config.seed}".encode())
 
 
-def data_fingerprint(config: TrialConfig) -> str:
-    """Short hash of the data spec (keys the teacher-logit cache to the exact training split)."""
-    text = json.dumps(config.to_dict()["data"], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+DIVERGENCE_FACTOR = 10.0  # an epoch's training loss this many times its first batch's counts as diverged
+
+
+class DivergedError(FloatingPointError):
+    """Training diverged: a non-finite loss or parameter, or a loss far above its starting value."""
+
+
+def check_divergence(config: TrialConfig, epoch: int, train_loss: float, start_loss: float, model: nn.Module) -> None:
+    """Raise :class:`DivergedError` with its reason if the epoch just trained diverged."""
+    where = f"trial {config.id}, epoch {epoch}"
+    if not math.isfinite(train_loss):
+        raise DivergedError(f"{where}: training loss became {train_loss}")
+    if start_loss > 0 and train_loss > DIVERGENCE_FACTOR * start_loss:
+        raise DivergedError(
+            f"{where}: training loss {train_loss:.3g} is over {DIVERGENCE_FACTOR:g}× its starting value {start_loss:.3g}"
+        )
+    bad = next((n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())), None)
+    if bad is not None:
+        raise DivergedError(f"{where}: parameter {bad} is not finite")
 
 
 def load_trained_model(run_dir: Path, trial_id: str, info: DataInfo, device: torch.device) -> nn.Module:
-    """Rebuild a finished trial's model from its folder, in eval mode."""
+    """Rebuild a finished trial's model from its folder, in eval mode (its checkpoint's checksum checked)."""
+    problem = check_trial(run_dir, trial_id, ("config.json", MODEL))
+    if problem:
+        raise KdtuneError(f"teacher {trial_id}: {problem}; re-run the sweep to train it again")
     cfg = TrialConfig.from_dict(read_json(trial_dir(run_dir, trial_id) / "config.json")["config"])
     model = build_model(cfg.arch, info, cfg.train.dropout, dict(cfg.params)).to(device)
     model.load_state_dict(load_state(run_dir, trial_id, device))
@@ -79,14 +98,22 @@ def teacher_train_logits(
     teacher: nn.Module,
     eval_batch_size: int = 512,
 ) -> torch.Tensor:
-    """The teacher's logits on the training split: read from its cache, or computed once and cached."""
-    path = trial_dir(run_dir, teacher_id) / f"train_logits-{data_fingerprint(config)}.npy"
+    """The teacher's logits on the training split: read from its cache, or computed once and cached.
+    The cache is named by the fingerprint of the data it was computed on and read only if its checksum
+    (recorded in the teacher's checksums.json, or in a ``.sha256`` file beside it) matches."""
+    name = f"train_logits-{config.data_fingerprint}.npy"
+    path = trial_dir(run_dir, teacher_id) / name
+    sidecar = path.with_name(name + ".sha256")
     if path.is_file():
-        logits = np.load(path, allow_pickle=False)
-        if logits.shape[0] == len(data.train):
-            return torch.from_numpy(logits).to(data.train.y.device)
+        recorded = sidecar.read_text().strip() if sidecar.is_file() else None
+        valid = sha256_file(path) == recorded if recorded else check_trial(run_dir, teacher_id, (name,)) is None
+        if valid:
+            logits = np.load(path, allow_pickle=False)
+            if logits.shape[0] == len(data.train):
+                return torch.from_numpy(logits).to(data.train.y.device)
     logits = task.predict(teacher, data.train, eval_batch_size)[0].float()
     save_array_atomic(path, logits.cpu().numpy())
+    sidecar.write_text(sha256_file(path) + "\n")
     return logits
 
 
@@ -95,12 +122,14 @@ def _schedule(config: TrialConfig, steps_per_epoch: int) -> Callable[[int], floa
     return lambda step: fn(step / steps_per_epoch, epochs, **params)
 
 
-def _better(select: str, value: float, best: float | None) -> bool:
-    if not math.isfinite(value):
-        return False
-    if best is None:
-        return True
-    return value > best if select == "val_accuracy" else value < best
+def selection_key(select: str, row: dict[str, float]) -> tuple[float, float]:
+    """What model selection maximises: validation accuracy, ties broken by lower validation NLL
+    (``val_accuracy``); or lower validation NLL, ties broken by higher accuracy (``val_nll``). Among
+    epochs equal in both, the earliest is kept."""
+    acc, nll = row.get("val_accuracy", float("nan")), row["val_nll"]
+    acc = acc if math.isfinite(acc) else -math.inf
+    nll = nll if math.isfinite(nll) else math.inf
+    return (acc, -nll) if select == "val_accuracy" else (-nll, acc)
 
 
 def train_trial(
@@ -116,6 +145,12 @@ def train_trial(
     start = time.perf_counter()
     tr = config.train
     data = load_data(config.data, data_root, str(device))
+    fingerprint = data_fingerprint(config.data, data_root)
+    if config.data_fingerprint and fingerprint != config.data_fingerprint:
+        raise KdtuneError(
+            f"trial {config.id}: the data loaded here (fingerprint {fingerprint}) differs from the data it was planned on "
+            f"({config.data_fingerprint}); is the data folder the same on every node?"
+        )
     task = task_for(data.info)
     seed = trial_seed(config)
     torch.manual_seed(seed)  # initialisation and dropout
@@ -139,7 +174,8 @@ def train_trial(
     augment = (AUGMENTATIONS.get(tr.augment.name), dict(tr.augment.params)) if tr.augment else None
 
     history: list[dict[str, float]] = []
-    best_value: float | None = None
+    best_value: tuple[float, float] | None = None
+    start_loss = 0.0
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch = tr.epochs
     for epoch in range(1, tr.epochs + 1):
@@ -164,6 +200,8 @@ def train_trial(
                 nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
             optimizer.step()
             scheduler.step()
+            if epoch == 1 and i == 0:
+                start_loss = float(loss.detach())
             loss_sum += loss.detach() * len(idx)
         val = task.validate(model, data.val, eval_batch_size)
         row = {
@@ -173,13 +211,13 @@ def train_trial(
             "val_nll": val["nll"],
             "lr": optimizer.param_groups[0]["lr"],
         }
-        if not math.isfinite(row["train_loss"]):
-            raise FloatingPointError(f"trial {config.id}: training loss became {row['train_loss']} in epoch {epoch}")
+        check_divergence(config, epoch, row["train_loss"], start_loss, model)
         history.append(row)
         if on_epoch is not None:
             on_epoch(row)
-        if tr.select != "last" and _better(tr.select, row[tr.select], best_value):
-            best_value, best_epoch = row[tr.select], epoch
+        key = selection_key(tr.select, row) if tr.select != "last" else None
+        if key is not None and (best_value is None or key > best_value):
+            best_value, best_epoch = key, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -195,7 +233,7 @@ def train_trial(
         writer.save_outputs(arrays)
         if export_train_logits and task.cache_teacher:
             train_logits = task.predict(model, data.train, eval_batch_size)[0].float().cpu().numpy()
-            np.save(writer.path(f"train_logits-{data_fingerprint(config)}.npy"), train_logits)
+            np.save(writer.path(f"train_logits-{config.data_fingerprint}.npy"), train_logits)
         result = {
             "status": "ok",
             "id": config.id,
@@ -231,7 +269,7 @@ def config_summary(config: TrialConfig) -> dict[str, Any]:
     tr = asdict(config.train)
     return {
         "arch": config.arch,
-        "temperature": config.loss.temperature,
+        "temperature": config.loss.temperature if config.loss.distills else None,
         "w_hard": config.loss.w_hard if config.loss.distills else None,
         "w_soft": config.loss.w_soft if config.loss.distills else None,
         "kd_loss": config.loss.kind if config.loss.distills else None,

@@ -102,7 +102,7 @@ def test_a_lost_trial_is_retrained_alone_and_reproduced_exactly(finished):
     shutil.rmtree(trial_dir(run, student.id))
     logs = []
     execute(make_plan(finished.spec), InlineExecutor(), log=logs.append)
-    assert "stage 2: 1 trials in 1 groups on inline (1 already finished)" in logs
+    assert "stage 2: 1 of 2 trials to run, in 1 group on inline (1 already finished)" in logs
     after = json.loads((trial_dir(run, student.id) / "metrics.json").read_text())
     assert after["eval"] == before["eval"] and after["history"] == before["history"]
 
