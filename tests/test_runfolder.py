@@ -44,9 +44,10 @@ def test_a_second_sweep_into_the_folder_keeps_the_first_ones_trials_reportable(t
     assert _run(sweep, out) == 0
     full = collect_run(out)
     assert full["trial_id"].nunique() == 6  # 2 CNN + 2 MLP from data, 2 MLP students
-    assert _run(sweep, out, "--set", "grid.students=null", "--set", "grid.teachers=null", "--set", "grid.pairs=[data -> MLP]") == 0
+    subset = ["--set", "grid.students=null", "--set", "grid.teachers=null", "--set", "grid.pairs=[data -> MLP]"]
+    assert _run(sweep, out, *subset) == 0
     records = load_records(out)
-    assert [r.name for r in records][0] == "tiny" and len(records) == 2
+    assert records[0].name == "tiny" and len(records) == 2
     union = collect_run(out)
     assert set(union["trial_id"]) == set(full["trial_id"])  # nothing lost; the subset's trials were already there
     stored = pd.read_parquet(out / "results.parquet")
@@ -90,7 +91,7 @@ def test_report_on_a_sweep_file_or_a_missing_folder_is_one_line(tmp_path, tiny_r
     sweep = _write(tmp_path, tiny_raw)
     assert main(["report", str(sweep)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"kdtune: error: {sweep}: is a file, not a run folder; give a folder written by `kdtune run` (e.g. runs/quickstart)"]
+    assert err == [f"kdtune: error: {sweep}: is a file, not a run folder; give a folder written by `kdtune run` (e.g. runs/quickstart)"]  # noqa: E501
     assert main(["status", str(tmp_path / "nope")]) == 2
     assert "no such run folder" in capsys.readouterr().err
 
@@ -146,7 +147,7 @@ def test_the_trainer_keeps_the_tied_epoch_with_the_lowest_validation_nll(tiny_sp
     from kdtune.tasks import Task
 
     scripted = iter([(0.9, 0.5), (0.9, 0.2), (0.9, 0.3), (0.8, 0.1)])
-    monkeypatch.setattr(Task, "validate", lambda self, model, split, bs: dict(zip(("accuracy", "nll"), next(scripted))))
+    monkeypatch.setattr(Task, "validate", lambda self, model, split, bs: dict(zip(("accuracy", "nll"), next(scripted), strict=True)))
     plan = make_plan(tiny_spec)
     trial = next(t for t in plan.trials.values() if t.student == "MLP" and t.stage == 1)
     cfg = trial.config
