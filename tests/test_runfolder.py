@@ -91,7 +91,9 @@ def test_report_on_a_sweep_file_or_a_missing_folder_is_one_line(tmp_path, tiny_r
     sweep = _write(tmp_path, tiny_raw)
     assert main(["report", str(sweep)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"kdtune: error: {sweep}: is a file, not a run folder; give a folder written by `kdtune run` (e.g. runs/quickstart)"]  # noqa: E501
+    assert err == [
+        f"kdtune: error: {sweep}: is a file, not a run folder; give a folder written by `kdtune run` (e.g. runs/quickstart)"
+    ]  # noqa: E501
     assert main(["status", str(tmp_path / "nope")]) == 2
     assert "no such run folder" in capsys.readouterr().err
 
@@ -147,7 +149,12 @@ def test_the_trainer_keeps_the_tied_epoch_with_the_lowest_validation_nll(tiny_sp
     from kdtune.tasks import Task
 
     scripted = iter([(0.9, 0.5), (0.9, 0.2), (0.9, 0.3), (0.8, 0.1)])
-    monkeypatch.setattr(Task, "validate", lambda self, model, split, bs: dict(zip(("accuracy", "nll"), next(scripted), strict=True)))
+
+    def validate(self, model, split, batch_size):
+        accuracy, nll = next(scripted)
+        return {"accuracy": accuracy, "nll": nll}
+
+    monkeypatch.setattr(Task, "validate", validate)
     plan = make_plan(tiny_spec)
     trial = next(t for t in plan.trials.values() if t.student == "MLP" and t.stage == 1)
     cfg = trial.config
