@@ -46,9 +46,9 @@ def test_aggregate_mean_sample_std_and_count(results):
 def test_markdown_layout_students_by_eval_set_and_teacher(results):
     text = render(results, ["accuracy"], "markdown")
     lines = text.splitlines()
-    assert lines[2] == "| student | test / data | test / CNN | translated / CNN |"
-    assert "| MLP | 0.950 ± 0.071 (2) | 0.900 ± 0.100 (3) | 0.600 ± 0.141 (2) |" in lines
-    assert "| CNN | 0.950 (1) | – | – |" in lines
+    assert lines[2] == "| student | test / data | test / CNN | test / MLP | translated / CNN | translated / MLP |"
+    assert "| MLP | 0.950 ± 0.071 (2) | 0.900 ± 0.100 (3) | failed (0/1) | 0.600 ± 0.141 (2) | failed (0/1) |" in lines
+    assert "| CNN | 0.950 (1) | – | – | – | – |" in lines
 
 
 def test_settings_that_vary_inside_a_cell_become_rows(results):
@@ -61,14 +61,15 @@ def test_settings_that_vary_inside_a_cell_become_rows(results):
 def test_latex_is_booktabs_with_spanning_headers(results):
     text = render(results, ["accuracy"], "latex")
     assert r"\toprule" in text and r"\bottomrule" in text and r"\midrule" in text
-    assert r"\multicolumn{2}{c}{test} & translated \\" in text and r"\cmidrule(lr){2-3}" in text
+    assert r"\multicolumn{3}{c}{test} & \multicolumn{2}{c}{translated} \\" in text and r"\cmidrule(lr){2-4}" in text
     assert r"0.900 $\pm$ 0.100 (3)" in text
 
 
 def test_csv_is_tidy_numbers(results):
     lines = render(results, ["accuracy", "ece"], "csv").splitlines()
-    assert lines[0] == "student,eval_set,teacher,mean,std,n,metric"
-    assert any(line.startswith("MLP,test,CNN,0.9") and line.endswith(",3,accuracy") for line in lines)
+    assert lines[0] == "student,eval_set,teacher,mean,std,n,n_expected,metric"
+    assert any(line.startswith("MLP,test,CNN,0.9") and line.endswith(",3,3,accuracy") for line in lines)
+    assert "MLP,test,MLP,,,0,1,accuracy" in lines  # the failed trial's cell is kept, with n = 0
 
 
 def test_unknown_metric_or_eval_set_is_a_clear_error(results):
@@ -92,3 +93,31 @@ def test_default_metrics_missing_from_the_results_are_left_out_with_a_note(resul
     assert _metrics(results, ["d_accuracy"], ["accuracy"]) == ["d_accuracy"]  # asked for: the report says it is missing
     with pytest.raises(KdtuneError, match="none of the report's metrics"):
         _metrics(results, None, ["d_accuracy"])
+
+
+@pytest.mark.parametrize(
+    "rows, cols, named",
+    [
+        (["student"], ["student"], "'student' is given more than once (in both rows and cols)"),
+        (["student", "student"], ["teacher"], "'student' is given more than once (in rows)"),
+        (["student"], ["eval_set", "eval_set"], "'eval_set' is given more than once (in cols)"),
+        (["student"], ["temp"], "unknown report key 'temp'"),
+        ("student", "studnet", "unknown report key 'studnet'"),
+    ],
+)
+def test_bad_keys_are_one_line_listing_the_valid_ones(results, rows, cols, named):
+    with pytest.raises(KdtuneError) as e:
+        render(results, ["accuracy"], rows=rows, cols=cols)
+    assert named in str(e.value) and "\n" not in str(e.value)
+    assert str(e.value).endswith("valid keys: student, teacher, eval_set, seed, arch, temperature, w_hard, w_soft, kd_loss, "
+                                 "lr, weight_decay, dropout, label_smoothing, grad_clip, epochs, batch_size, optimizer, "
+                                 "schedule, augment")  # fmt: skip
+
+
+def test_keys_are_checked_before_any_work():
+    from kdtune.report import KEYS
+    from kdtune.spec import REPORT_KEYS
+
+    assert KEYS == REPORT_KEYS and "eval_set" in KEYS
+    with pytest.raises(KdtuneError, match="unknown report key 'bogus'"):
+        render(pd.DataFrame(), ["no_such_metric"], rows=["bogus"])

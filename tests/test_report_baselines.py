@@ -1,0 +1,85 @@
+"""Report tables keep the "data" baselines when a distillation setting is a row or column key."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kdtune.report import aggregate, render
+
+NOTE_TAU = "data: trained without distillation; the same models appear under every temperature"
+
+
+def _sweep(baseline_temperature: float | None, vary: str = "temperature", teachers=("data", "CNN", "MLP")) -> pd.DataFrame:
+    """Students CNN, MLP × ``teachers`` × ``vary`` in {a, b}, one seed, eval set test; accuracy by hand."""
+    values = {"temperature": (2.0, 5.0), "w_hard": (0.0, 0.5)}[vary]
+    base_acc = {"CNN": 0.90, "MLP": 0.80}
+    rows = []
+    for student in ("CNN", "MLP"):
+        for teacher in teachers:
+            if teacher == "data":  # old collect filled the loss default in; new collect leaves NaN
+                kd = {"temperature": baseline_temperature, "w_hard": None, "w_soft": None, "kd_loss": None}
+                rows.append({"student": student, "teacher": teacher, "acc": base_acc[student], **kd})
+                continue
+            for k, v in enumerate(values):
+                kd = {"temperature": 4.0, "w_hard": 0.0, "w_soft": 1.0, "kd_loss": "hinton", vary: v}
+                acc = base_acc[student] + (0.01 if teacher == "CNN" else -0.05) + 0.01 * k
+                rows.append({"student": student, "teacher": teacher, "acc": acc, **kd})
+    df = pd.DataFrame(rows).rename(columns={"acc": "accuracy"})
+    return df.assign(eval_set="test", seed=0, status="ok", lr=0.01)
+
+
+@pytest.mark.parametrize("baseline_temperature", [None, 1.0])
+def test_baselines_are_shared_by_every_temperature_in_markdown(baseline_temperature):
+    lines = render(_sweep(baseline_temperature), ["accuracy"], "markdown").splitlines()
+    assert lines[2] == "| student | temperature | test / data | test / CNN | test / MLP |"
+    assert lines[4:8] == [
+        "| CNN | 2 | 0.900 (1) | 0.910 (1) | 0.850 (1) |",
+        "| CNN | 5 | 0.900 (1) | 0.920 (1) | 0.860 (1) |",
+        "| MLP | 2 | 0.800 (1) | 0.810 (1) | 0.750 (1) |",
+        "| MLP | 5 | 0.800 (1) | 0.820 (1) | 0.760 (1) |",
+    ]
+    assert lines[8:] == ["", NOTE_TAU]
+
+
+def test_baselines_are_shared_in_latex_with_a_comment():
+    text = render(_sweep(None), ["accuracy"], "latex")
+    assert r"CNN & 5 & 0.900 (1) & 0.920 (1) & 0.860 (1) \\" in text
+    assert text.rstrip().endswith("\\end{tabular}\n% " + NOTE_TAU)
+
+
+def test_temperature_as_the_only_column():
+    lines = render(_sweep(1.0), ["accuracy"], "markdown", cols=["temperature"]).splitlines()
+    assert lines[2] == "| student | teacher | 2 | 5 |"
+    assert "| CNN | data | 0.900 (1) | 0.900 (1) |" in lines
+    assert "| MLP | MLP | 0.750 (1) | 0.760 (1) |" in lines
+    assert lines[-1] == NOTE_TAU
+
+
+def test_one_real_teacher_still_gets_a_teacher_key():
+    df = _sweep(None, teachers=("data", "CNN"))  # no two teachers in one temperature cell: teacher is added anyway
+    lines = render(df, ["accuracy"], "markdown", cols=["temperature"]).splitlines()
+    assert lines[2] == "| student | teacher | 2 | 5 |"
+    assert lines[4:6] == ["| CNN | data | 0.900 (1) | 0.900 (1) |", "| CNN | CNN | 0.910 (1) | 0.920 (1) |"]
+
+
+def test_w_hard_sweep_with_w_hard_and_teacher_as_columns():
+    lines = render(_sweep(None, "w_hard"), ["accuracy"], "markdown", cols=["w_hard", "teacher"]).splitlines()
+    assert lines[2] == "| student | 0 / data | 0 / CNN | 0 / MLP | 0.5 / data | 0.5 / CNN | 0.5 / MLP |"
+    assert "| MLP | 0.800 (1) | 0.810 (1) | 0.750 (1) | 0.800 (1) | 0.820 (1) | 0.760 (1) |" in lines
+    assert lines[-1] == "data: trained without distillation; the same models appear under every w_hard"
+
+
+def test_baselines_counted_once_with_empty_kd_settings_in_aggregate_and_csv():
+    df = _sweep(1.0)
+    df = pd.concat([df, df[df.teacher == "data"].assign(seed=1, accuracy=lambda d: d.accuracy + 0.02)])
+    agg = aggregate(df, "accuracy")
+    base = agg[agg.teacher == "data"]
+    assert len(base) == 2 and list(base.n) == [2, 2] and base.temperature.isna().all()
+    csv = pd.read_csv(io.StringIO(render(df, ["accuracy"], "csv")))
+    assert list(csv.columns) == ["student", "temperature", "eval_set", "teacher", "mean", "std", "n", "n_expected", "metric"]
+    row = csv[(csv.student == "CNN") & (csv.teacher == "data")]
+    assert len(row) == 1 and np.isnan(row.temperature.iloc[0])
+    assert row["mean"].iloc[0] == pytest.approx(0.91) and row.n.iloc[0] == 2 and row.n_expected.iloc[0] == 2
+    assert len(csv) == 2 + 2 * 2 * 2  # 2 baselines + 2 students × 2 teachers × 2 temperatures
