@@ -241,7 +241,8 @@ def _metrics(df: pd.DataFrame, asked: Sequence[str] | None, defaults: Sequence[s
     these results have (e.g. no d_accuracy for data without distances), with a note on the others."""
     if asked:
         return list(asked)
-    have = [m for m in defaults if m in df.columns and df[m].notna().any()]
+    nothing_finished = not (df["status"] == "ok").any()  # still a table: every cell says what failed
+    have = [m for m in defaults if m in df.columns and (df[m].notna().any() or nothing_finished)]
     missing = [m for m in defaults if m not in have]
     if missing:
         print(f"note: no {', '.join(missing)} in these results; reporting {', '.join(have) or 'nothing'}", file=sys.stderr)
