@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from kdtune.errors import KdtuneError
 
@@ -22,9 +22,18 @@ if TYPE_CHECKING:
     from kdtune.spec import ReportSpec
 
 
+class _UsageError(KdtuneError):
+    """A wrong command line: ``main`` prints the usage of the (sub)command, then the one-line error."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise KdtuneError(f"{self.prog}: {message}")
+    def error(self, message: str) -> NoReturn:
+        """Raise instead of exiting, so that ``main`` prints ``kdtune: error: ...`` once (after the usage)."""
+        raise _UsageError(message, self.format_usage())
 
 
 def _csv(text: str) -> list[str]:
@@ -105,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _load(args: argparse.Namespace):
     from kdtune.data import load_data
     from kdtune.plan import make_plan
-    from kdtune.spec import load_sweep
+    from kdtune.spec import load_sweep, sweep_warnings
 
     spec = load_sweep(args.sweep, args.overrides, data_root=args.data_dir, output=args.out)
     # Load the data once here (each source checks its files first): a missing file, a malformed line
@@ -114,7 +123,10 @@ def _load(args: argparse.Namespace):
         load_data(spec.data, spec.data_root)
     except ValueError as e:
         raise KdtuneError(f"{args.sweep}: data: {e}") from None
-    return make_plan(spec)
+    plan = make_plan(spec)
+    for warning in sweep_warnings(spec):  # valid but likely unintended settings; the run goes on
+        print(f"kdtune: warning: {warning}", file=sys.stderr)
+    return plan
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -280,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "download": _cmd_download,
         }[args.command](args)
     except KdtuneError as e:
+        if isinstance(e, _UsageError):
+            sys.stderr.write(e.usage)
         print(f"kdtune: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. `head`

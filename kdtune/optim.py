@@ -4,7 +4,8 @@ independent models, Adam with cosine decay with restarts for students)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 
@@ -53,6 +54,64 @@ def cosine_restarts(
             period *= t_mul
         t /= period
     return (m_mul**i) * (alpha + (1 - alpha) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def restart_cycle_end(total_epochs: float, first_epochs: float, t_mul: float) -> tuple[float, float, int]:
+    """Where a ``cosine_restarts`` run of ``total_epochs`` ends: (start epoch of the cycle it ends in,
+    fraction of that cycle done at the end, its index); fraction 1.0 when the run ends with a cycle."""
+    tol = 1e-9 * max(total_epochs, 1.0)
+    if t_mul == 1.0:  # closed form: a tiny first_epochs must not loop for ages
+        i = max(math.ceil((total_epochs - tol) / first_epochs) - 1, 0)
+        start, period = i * first_epochs, first_epochs
+    else:
+        start, period, i = 0.0, first_epochs, 0
+        while start + period < total_epochs - tol:
+            start, period, i = start + period, period * t_mul, i + 1
+    if abs(start + period - total_epochs) <= tol:
+        return start, 1.0, i
+    return start, (total_epochs - start) / period, i
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _restart_fixes(total_epochs: int, first_epochs: float, t_mul: float) -> list[str]:
+    """Settings that end a cycle exactly at ``total_epochs``, whole first_epochs only: with the same t_mul
+    (2-4 cycles), with t_mul 1 (the nearest to the current first_epochs), else one cycle."""
+    fixes = []
+    if t_mul != 1.0:
+        same = [(total_epochs / sum(t_mul**j for j in range(k)), k) for k in range(2, 5)]
+        whole = [(round(f), k) for f, k in same if f >= 1 and abs(f - round(f)) < 1e-9]
+        if whole:
+            f, k = min(whole, key=lambda fk: (abs(fk[0] - first_epochs), -fk[1]))
+            fixes.append(f"first_epochs {f}, t_mul {_fmt(t_mul)} ({k} cycles)")
+    divisors = [d for d in range(1, total_epochs // 2 + 1) if total_epochs % d == 0]
+    if divisors:
+        d = min(divisors, key=lambda d: (abs(d - first_epochs), -d))
+        fixes.append(f"first_epochs {d}, t_mul 1 ({total_epochs // d} cycles)")
+    return [*fixes, f"first_epochs {total_epochs} (one cycle, no restart)"]
+
+
+def schedule_warning(name: str, params: Mapping[str, Any], total_epochs: int) -> str | None:
+    """One line if schedule ``name`` with ``params`` ends training mid-cycle (a restart schedule whose
+    last cycle is cut short: the run stops at a high learning rate), else None."""
+    if name != "cosine_restarts":
+        return None
+    first, t_mul, alpha = float(params.get("first_epochs", 1.0)), float(params.get("t_mul", 2.0)), float(params.get("alpha", 0.0))
+    start, done, _ = restart_cycle_end(total_epochs, first, t_mul)
+    if done >= 1.0:
+        return None
+    level = alpha + (1 - alpha) * 0.5 * (1 + math.cos(math.pi * done))
+    fixes = _restart_fixes(total_epochs, first, t_mul)
+    if start > 0:
+        where, fixes = f"restarts at epoch {_fmt(start)} of {total_epochs}", fixes[:2]
+    else:  # the first cycle is longer than the run: one cycle as long as the run is the plain fix
+        where, fixes = f"does not restart within {total_epochs} epoch{'s' if total_epochs != 1 else ''}", fixes[::-1][:2]
+    return (
+        f"cosine_restarts (first_epochs {_fmt(first)}, t_mul {_fmt(t_mul)}) {where} and ends at {level:.2f} of its peak "
+        f"learning rate; use {' or '.join(fixes)} to end a cycle at epoch {total_epochs}"
+    )
 
 
 @OPTIMIZERS.register("adam")

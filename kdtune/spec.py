@@ -1,4 +1,4 @@
-"""Sweep files: YAML (``yaml.safe_load`` only) → a validated, typed :class:`SweepSpec`.
+"""Sweep files: YAML (:func:`load_yaml`: safe loading, YAML 1.2 numbers) → a validated, typed :class:`SweepSpec`.
 
 Everything a person wrote is checked here, before any work starts; a wrong value raises
 :class:`~kdtune.errors.SpecError`, one line naming the file, the field and what is allowed.
@@ -7,6 +7,7 @@ Everything a person wrote is checked here, before any work starts; a wrong value
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,7 @@ from kdtune.data.corruptions import CORRUPTIONS
 from kdtune.distill import KD_LOSSES
 from kdtune.errors import KdtuneError, SpecError
 from kdtune.models import MODELS, check_model
-from kdtune.optim import OPTIMIZERS, SCHEDULES
+from kdtune.optim import OPTIMIZERS, SCHEDULES, schedule_warning
 
 Params = tuple[tuple[str, Any], ...]
 NO_TEACHER = "data"
@@ -30,6 +31,34 @@ SELF_TEACHER = "self"
 SELECT_CHOICES = ("last", "val_accuracy", "val_nll")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 _LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_.+-]*$")
+
+
+# YAML 1.2 core-schema floats that YAML 1.1 (PyYAML) reads as strings: 3e-4, 1e5, -2E-3, -.5, 5. (a dot or
+# an exponent is required, so integers stay integers).
+_FLOAT_12 = re.compile(r"^[-+]?(?:(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)$")
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader (no Python objects) that also reads YAML 1.2 floats such as ``3e-4``."""
+
+
+class _Dumper(yaml.SafeDumper):
+    """``yaml.safe_dump``'s dumper that quotes strings :class:`_Loader` would read as numbers (``'3e-4'``)."""
+
+
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+.0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML like ``yaml.safe_load``, but read every number YAML 1.2 reads (``3e-4`` is 0.0003,
+    not a string); quoted scalars stay strings. Raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader: no Python objects
+
+
+def dump_yaml(data: Any) -> str:
+    """``yaml.safe_dump`` (key order kept) whose output :func:`load_yaml` reads back unchanged."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False)
 
 
 def freeze(value: Any) -> Any:
@@ -623,7 +652,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
         if not sep or not key or any(not part for part in key.split(".")):
             raise SpecError("--set", item, "expected KEY=VALUE with a dotted key, e.g. train.epochs=3")
         try:
-            value = yaml.safe_load(text)
+            value = load_yaml(text)
         except yaml.YAMLError:
             raise SpecError("--set", key, f"value {text!r} is not valid YAML") from None
         node = out
@@ -643,15 +672,56 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
     return out
 
 
+def _folder_message(path: Path) -> str:
+    """What to say when a folder is given as the sweep file: the YAML files in it, or an example."""
+    found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    if not found:
+        return f"{path}: is a folder; give a sweep file (e.g. sweeps/quickstart.yaml)"
+    shown = ", ".join(str(path / p.name) for p in found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+    example = next((p for p in found if p.name == "quickstart.yaml"), found[0])
+    return f"{path}: is a folder; give a sweep file (e.g. {path / example.name}); sweep files in it: {shown}"
+
+
+def _under(field: str, key: str) -> bool:
+    """Whether error field ``field`` is the dotted ``key`` or inside the value set there."""
+    return field == key or field.startswith((key + ".", key + "["))
+
+
+def _blame_overrides(error: SpecError, overrides: Sequence[str], check: Callable[[], Any]) -> SpecError:
+    """Who an error after ``--set`` is on: the ``--set`` flag that wrote that field (or a path to it that does
+    not exist), the combination (the file alone does not fail so), or else the file. ``check`` validates the file alone."""
+    keys = [o.partition("=")[0] for o in overrides]
+
+    def on_set(field: str) -> SpecError:  # an unknown key is named: the user typed it, it may be a typo
+        msg = error.message
+        if msg.startswith("unknown key;"):
+            msg = f"unknown key {error.field.rsplit('.', 1)[-1]!r}{msg[len('unknown key') :]}"
+        return SpecError("--set", field, msg)
+
+    if any(_under(error.field, k) for k in keys):
+        return on_set(error.field)
+    try:
+        check()
+    except KdtuneError as alone:  # e.g. a data error of the file alone: not this error
+        if isinstance(alone, SpecError) and (alone.field, alone.message) == (error.field, error.message):
+            return error  # the file fails so without --set too
+    parents = [k for k in keys if error.field and k.startswith(error.field + ".")]
+    if parents:  # e.g. trian.epochs: 'trian' is not a section; models.MLP.params.hidden=[-3]: the model fails
+        return on_set(parents[0] if error.message.startswith("unknown key;") else error.field)
+    return SpecError(f"{error.source} with --set", error.field, error.message)
+
+
 def load_sweep(
     path: str | Path, overrides: Sequence[str] = (), data_root: str | Path | None = None, output: str | Path | None = None
 ) -> SweepSpec:
     """Read and validate a sweep file; raise a one-line error if anything in it is wrong."""
     path = Path(path)
+    if path.is_dir():
+        raise KdtuneError(_folder_message(path))
     if not path.is_file():
         raise KdtuneError(f"{path}: no such sweep file")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -660,10 +730,40 @@ def load_sweep(
         raise KdtuneError(f"{path}: cannot read ({e})") from None
     if not isinstance(raw, Mapping):
         raise SpecError(str(path), "", f"must be a YAML mapping at the top level, got {_kind(raw)}")
+    changed = apply_overrides(raw, overrides)
     try:
-        return parse_sweep(apply_overrides(raw, overrides), str(path), data_root=data_root, output=output)
+        return parse_sweep(changed, str(path), data_root=data_root, output=output)
     except SpecError as e:
-        keys = [o.partition("=")[0] for o in overrides]
-        if any(e.field == k or e.field.startswith((k + ".", k + "[")) for k in keys):
-            raise SpecError("--set", e.field, e.message) from None
-        raise
+        if not overrides:
+            raise
+        check = lambda: parse_sweep(raw, str(path), data_root=data_root, output=output)
+        raise _blame_overrides(e, overrides, check) from None
+
+
+def sweep_warnings(spec: SweepSpec) -> list[str]:
+    """One line per model and role (trained from data, or as a student) whose learning-rate schedule ends
+    training mid-cycle, e.g. a restart just before the end; such a run is valid but rarely what was meant."""
+    roles: dict[tuple[str, bool, Params], None] = {}  # the trainings make_plan will plan, in its order
+    axes = spec.grid.train
+    for teacher, student in spec.grid.pairs:
+        for combo in itertools.product(*(v for _, v in axes)):
+            overrides = tuple(zip((k for k, _ in axes), combo, strict=True))
+            if teacher == NO_TEACHER:
+                roles[(student, False, overrides)] = None
+            else:
+                roles[(teacher, False, ())] = None  # teachers are trained without the grid's train axes
+                roles[(student, True, overrides)] = None
+    out: dict[str, None] = {}
+    for label, student, overrides in roles:
+        model = spec.models[label]
+        train = resolve_train(spec, model, student, overrides)
+        text = schedule_warning(train.schedule.name, thaw(train.schedule.params), train.epochs)
+        if text is None:
+            continue
+        layers = [("train", spec.train), (f"models.{label}.train", model.train)]
+        layers += [("distill", spec.distill), (f"models.{label}.distill", model.distill)] if student else []
+        where = [name for name, layer in layers if "schedule" in dict(layer)][-1] + ".schedule"
+        role = "as a student" if student else "trained from data"
+        grid = f" with grid epochs {train.epochs}" if "epochs" in dict(overrides) else ""
+        out[f"{spec.source}: models.{label} {role}{grid} ({where}): {text}"] = None
+    return list(out)

@@ -138,10 +138,11 @@ def test_cli_prints_one_line_and_exits_2_on_a_bad_sweep(tmp_path, tiny_raw, kdtu
     assert not (tmp_path / "run").exists()  # nothing started
 
 
-def test_cli_rejects_unknown_flags_in_one_line():
+def test_cli_rejects_unknown_flags_with_the_usage_and_one_error_line():
     proc = subprocess.run([sys.executable, "-m", "kdtune", "report", "x", "--format", "html"], capture_output=True, text=True)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
-    assert "argument --format: invalid choice: 'html'" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.startswith("usage: kdtune report ")
+    assert proc.stderr.splitlines()[-1].startswith("kdtune: error: argument --format: invalid choice: 'html'")
+    assert proc.stderr.count("error") == 1
 
 
 def test_cli_checks_the_data_split_before_any_work(tmp_path, tiny_raw, kdtune_run):
