@@ -117,6 +117,10 @@ def _load(args: argparse.Namespace):
     from kdtune.spec import load_sweep, sweep_warnings
 
     spec = load_sweep(args.sweep, args.overrides, data_root=args.data_dir, output=args.out)
+    if args.command == "run":
+        from kdtune.rundir import check_out_dir
+
+        check_out_dir(spec.output)  # before loading any data
     # Load the data once here (each source checks its files first): a missing file, a malformed line
     # or an impossible split stops the run before any work.
     try:

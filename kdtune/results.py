@@ -25,7 +25,7 @@ import yaml
 from kdtune.errors import KdtuneError
 from kdtune.plan import Plan, TrialConfig
 from kdtune.rundir import CHECKSUMS, CONFIG, METRICS, check_trial, is_finished, is_run_dir, read_json, trial_dir, write_json
-from kdtune.spec import NO_TEACHER
+from kdtune.spec import NO_TEACHER, dump_yaml, load_yaml
 from kdtune.train import config_summary
 
 METRIC_COLUMNS = ["accuracy", "nll", "ece", "agreement", "kl"]  # every task; tasks may add more (e.g. a_accuracy)
@@ -86,7 +86,7 @@ def write_sweep_record(plan: Plan, argv: Sequence[str] | None = None) -> Path:
         path = root / name
     assert path is not None
     path.mkdir(parents=True, exist_ok=True)
-    (path / "sweep.yaml").write_text(yaml.safe_dump(dict(plan.spec.raw), sort_keys=False))
+    (path / "sweep.yaml").write_text(dump_yaml(dict(plan.spec.raw)))
     write_json(
         path / "plan.json",
         {
@@ -150,7 +150,7 @@ def _record_from(path: Path, plan: dict[str, Any], raw_sweep: dict[str, Any]) ->
 
 def _yaml_file(path: Path) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(path.read_text()) if path.is_file() else {}
+        raw = load_yaml(path.read_text()) if path.is_file() else {}
     except (OSError, yaml.YAMLError):
         raw = {}
     return raw if isinstance(raw, dict) else {}

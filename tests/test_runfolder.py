@@ -93,7 +93,7 @@ def test_report_on_a_sweep_file_or_a_missing_folder_is_one_line(tmp_path, tiny_r
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         f"kdtune: error: {sweep}: is a file, not a run folder; give a folder written by `kdtune run` (e.g. runs/quickstart)"
-    ]  # noqa: E501
+    ]
     assert main(["status", str(tmp_path / "nope")]) == 2
     assert "no such run folder" in capsys.readouterr().err
 
