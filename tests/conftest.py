@@ -22,7 +22,7 @@ TINY: dict[str, Any] = {
         "MLP": {"arch": "mlp", "params": {"hidden": [32]}},
     },
     "train": {"epochs": 2, "batch_size": 128, "lr": 0.01},
-    "distill": {"schedule": {"name": "cosine_restarts", "first_epochs": 1}},
+    "distill": {"schedule": {"name": "cosine_restarts", "first_epochs": 1, "t_mul": 1}},
     "grid": {"students": ["MLP"], "teachers": ["data", "CNN"], "temperature": [4], "w_hard": [0], "w_soft": [1], "seeds": 2},
     "outputs": {"feature_examples": 50},
 }

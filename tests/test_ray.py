@@ -16,7 +16,7 @@ def test_ray_tune_runs_both_stages_and_matches_the_inline_run(tiny_spec, tmp_pat
     ray_exec = RayExecutor(None, cpu=1, gpu=0, max_concurrent=None, max_failures=0, storage=tmp_path / "ray")
     logs = []
     assert execute(plan, ray_exec, log=logs.append) == {}
-    assert any(line.startswith("stage 2: 2 trials in 2 groups on ray") for line in logs)
+    assert any(line.startswith("stage 2: 2 of 2 trials to run, in 2 groups on ray") for line in logs)
     ray_df = collect(plan).sort_values(["trial_id", "eval_set"]).reset_index(drop=True)
 
     inline_spec = dataclasses.replace(tiny_spec, output=tmp_path / "inline")

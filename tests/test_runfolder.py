@@ -315,7 +315,7 @@ def test_a_second_run_into_a_locked_folder_is_refused_and_the_lock_dies_with_its
         assert (out / ".lock.json").is_file(), "the first run never took the lock"
         second = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
         assert second.returncode == 2
-        lines = second.stderr.strip().splitlines()
+        lines = [ln for ln in second.stderr.splitlines() if ln.startswith("kdtune: error")]
         assert len(lines) == 1 and f"in use by another kdtune run (pid {first.pid} on " in lines[0], second.stderr
         status = subprocess.run([*cmd[:3], "status", str(out)], capture_output=True, text=True, timeout=60, env=env)
         assert status.returncode == 0 and f"a kdtune run is writing into it (pid {first.pid}" in status.stdout
