@@ -81,9 +81,10 @@ class Task:
             return self.outputs(teacher, x)[0].clone()
 
     def validate(self, model: nn.Module, split: Split, batch_size: int) -> dict[str, float]:
-        """Per-epoch selection metrics on the validation split: ``accuracy`` and ``nll``."""
+        """Per-epoch metrics on the validation split: ``accuracy`` and ``nll`` (what selection reads),
+        ``ece`` and D-/A-accuracy where the split has them (what a search may optimise)."""
         logits, _ = self.predict(model, split, batch_size)
-        return {"accuracy": metrics.accuracy(logits, split.y), "nll": metrics.nll(logits, split.y)}
+        return self.scores(logits, split)
 
     def evaluate(
         self, model: nn.Module, split: Split, batch_size: int, feature_examples: int, teacher: nn.Module | None
@@ -189,7 +190,8 @@ class LanguageModel(Task):
 
     def validate(self, model: nn.Module, split: Split, batch_size: int) -> dict[str, float]:
         """Selection metrics: agreement accuracy at the verb and token-level NLL."""
-        out = {"nll": self.token_stats(model, split, batch_size)["token_nll"]}
+        stats = self.token_stats(model, split, batch_size)
+        out = {"nll": stats["token_nll"], "token_nll": stats["token_nll"], "perplexity": stats["perplexity"]}
         if "verb_index" in split.meta:
             two_way, _ = self.predict(model, split, batch_size)
             out["accuracy"] = metrics.accuracy(two_way, split.y)

@@ -7,10 +7,14 @@ inputs are randomly augmented, when the teacher runs in eval mode on each augmen
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
+import socket
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -132,6 +136,175 @@ def selection_key(select: str, row: dict[str, float]) -> tuple[float, float]:
     return (acc, -nll) if select == "val_accuracy" else (-nll, acc)
 
 
+class Trainer:
+    """One trial's training, advanced one epoch at a time: data on the device, model, teacher (and its
+    cached logits), optimizer, schedule, selection on validation. Each trainer keeps its own random
+    state, so trials trained in lockstep (the seeds of a search trial) give exactly what they give alone."""
+
+    def __init__(
+        self,
+        config: TrialConfig,
+        run_dir: Path,
+        data_root: str | None,
+        device: torch.device,
+        eval_batch_size: int = 512,
+    ) -> None:
+        self.start = time.perf_counter()
+        self.config, self.run_dir, self.device, self.eval_batch_size = config, Path(run_dir), device, eval_batch_size
+        tr = config.train
+        self.data = data = load_data(config.data, data_root, str(device))
+        fingerprint = data_fingerprint(config.data, data_root)
+        if config.data_fingerprint and fingerprint != config.data_fingerprint:
+            raise KdtuneError(
+                f"trial {config.id}: the data loaded here (fingerprint {fingerprint}) differs from the data it was planned on "
+                f"({config.data_fingerprint}); is the data folder the same on every node?"
+            )
+        self.task = task = task_for(data.info)
+        seed = trial_seed(config)
+        with self._fresh_rng(seed):
+            self.model = build_model(config.arch, data.info, tr.dropout, dict(config.params)).to(device)
+        self.gen = torch.Generator(device=device).manual_seed(seed)  # data order and augmentation
+
+        self.cached_logits: torch.Tensor | None = None
+        self.teacher: nn.Module | None = None
+        if config.loss.distills:
+            tid = config.teacher_id
+            if tid is None or not is_finished(run_dir, tid):
+                raise KdtuneError(f"teacher {tid} of trial {config.id} has not finished; run its stage first")
+            self.teacher = load_trained_model(run_dir, tid, data.info, device)
+            if task.cache_teacher and tr.augment is None:
+                self.cached_logits = teacher_train_logits(run_dir, tid, data, task, config, self.teacher, eval_batch_size)
+
+        self.optimizer = OPTIMIZERS.get(tr.optimizer)(self.model.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
+        n = len(data.train)
+        self.steps = max(1, n // tr.batch_size if n % tr.batch_size == 1 else math.ceil(n / tr.batch_size))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(config, self.steps))
+        self.augment = (AUGMENTATIONS.get(tr.augment.name), dict(tr.augment.params)) if tr.augment else None
+        self.history: list[dict[str, float]] = []
+        self.epoch = 0
+        self.start_loss = 0.0
+        self.best_value: tuple[float, float] | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_epoch = tr.epochs
+
+    @contextlib.contextmanager
+    def _fresh_rng(self, seed: int | None = None) -> Iterator[None]:
+        """Run with this trainer's own global random state (initialisation and dropout), leaving the
+        caller's untouched."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type=self.device.type if devices else "cuda"):
+            if seed is not None:
+                torch.manual_seed(seed)
+            else:
+                torch.set_rng_state(self._rng)
+                if devices:
+                    torch.cuda.set_rng_state(self._cuda_rng, self.device)
+            yield
+            self._rng = torch.get_rng_state()
+            if devices:
+                self._cuda_rng = torch.cuda.get_rng_state(self.device)
+
+    @property
+    def done(self) -> bool:
+        """Whether every epoch has been trained."""
+        return self.epoch >= self.config.train.epochs
+
+    def train_epoch(self) -> dict[str, float]:
+        """Train one epoch, validate, update the selected model; returns the epoch's history row
+        (``epoch``, ``train_loss``, ``lr`` and ``val_<metric>`` for every validation metric)."""
+        with self._fresh_rng():
+            return self._train_epoch()
+
+    def _train_epoch(self) -> dict[str, float]:
+        config, tr, data, task, model, device = self.config, self.config.train, self.data, self.task, self.model, self.device
+        self.epoch += 1
+        epoch, n, gen = self.epoch, len(data.train), self.gen
+        model.train()
+        perm = torch.randperm(n, generator=gen, device=device)
+        loss_sum = torch.zeros((), device=device)
+        for i in range(self.steps):
+            idx = perm[i * tr.batch_size : n if i == self.steps - 1 else (i + 1) * tr.batch_size]  # no batch of one
+            x = batch_inputs(data.train.x, idx)
+            if self.augment is not None:
+                x = self.augment[0](x, generator=gen, **self.augment[1])
+            t_logits = None
+            if self.cached_logits is not None:
+                t_logits = self.cached_logits[idx]
+            elif self.teacher is not None:
+                t_logits = task.teacher_logits(self.teacher, x)
+            logits, _ = task.outputs(model, x)
+            loss = task.train_loss(logits, data.train, idx, x, t_logits, config.loss, tr.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tr.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            if epoch == 1 and i == 0:
+                self.start_loss = float(loss.detach())
+            loss_sum += loss.detach() * len(idx)
+        val = task.validate(model, data.val, self.eval_batch_size)
+        row = {"epoch": epoch, "train_loss": loss_sum.item() / n, "lr": self.optimizer.param_groups[0]["lr"]}
+        row |= {"val_accuracy": float("nan")} | {f"val_{k}": v for k, v in val.items() if k != "n"}
+        check_divergence(config, epoch, row["train_loss"], self.start_loss, model)
+        self.history.append(row)
+        key = selection_key(tr.select, row) if tr.select != "last" else None
+        if key is not None and (self.best_value is None or key > self.best_value):
+            self.best_value, self.best_epoch = key, epoch
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return row
+
+    def finish(self, export_train_logits: bool = False) -> dict[str, Any]:
+        """Restore the selected epoch, evaluate every eval set, publish the trial folder; returns its
+        ``metrics.json`` content."""
+        config, data, task, model = self.config, self.data, self.task, self.model
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        bs = self.eval_batch_size
+        writer = TrialWriter(self.run_dir, config.id)
+        try:
+            evals: dict[str, dict[str, float]] = {}
+            arrays: dict[str, np.ndarray] = {}
+            for name, split in data.evals.items():
+                evals[name], saved = task.evaluate(model, split, bs, config.outputs.feature_examples, self.teacher)
+                arrays |= {f"{key}__{name}": value for key, value in saved.items()}
+            writer.save_model(model.state_dict())
+            writer.save_outputs(arrays)
+            if export_train_logits and task.cache_teacher:
+                train_logits = task.predict(model, data.train, bs)[0].float().cpu().numpy()
+                np.save(writer.path(f"train_logits-{config.data_fingerprint}.npy"), train_logits)
+            result = {
+                "status": "ok",
+                "id": config.id,
+                "seed": config.seed,
+                "teacher_id": config.teacher_id,
+                "best_epoch": self.best_epoch,
+                "history": self.history,
+                "eval": evals,
+                "seconds": time.perf_counter() - self.start,
+                "device": str(self.device),
+                "torch": torch.__version__,
+                "num_parameters": sum(p.numel() for p in model.parameters()),
+            }
+            writer.commit({"id": config.id, "config": config.to_dict()}, result)
+        except BaseException:
+            writer.abort()
+            raise
+        log_training(self.run_dir, config.id, result["seconds"])
+        return result
+
+
+def log_training(run_dir: Path, trial_id: str, seconds: float) -> None:
+    """Append one line per committed training to ``<run>/logs/trainings.jsonl`` (an audit of what was
+    trained, when and where; appends of one short line are atomic)."""
+    path = Path(run_dir) / "logs" / "trainings.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"id": trial_id, "pid": os.getpid(), "host": socket.gethostname(), "seconds": round(seconds, 3),
+                       "finished": time.strftime("%Y-%m-%d %H:%M:%S")})  # fmt: skip
+    with open(path, "a") as f:
+        f.write(line + "\n")
+
+
 def train_trial(
     config: TrialConfig,
     run_dir: Path,
@@ -142,116 +315,12 @@ def train_trial(
     eval_batch_size: int = 512,
 ) -> dict[str, Any]:
     """Train one trial and publish its folder; returns its ``metrics.json`` content."""
-    start = time.perf_counter()
-    tr = config.train
-    data = load_data(config.data, data_root, str(device))
-    fingerprint = data_fingerprint(config.data, data_root)
-    if config.data_fingerprint and fingerprint != config.data_fingerprint:
-        raise KdtuneError(
-            f"trial {config.id}: the data loaded here (fingerprint {fingerprint}) differs from the data it was planned on "
-            f"({config.data_fingerprint}); is the data folder the same on every node?"
-        )
-    task = task_for(data.info)
-    seed = trial_seed(config)
-    torch.manual_seed(seed)  # initialisation and dropout
-    gen = torch.Generator(device=device).manual_seed(seed)  # data order and augmentation
-    model = build_model(config.arch, data.info, tr.dropout, dict(config.params)).to(device)
-
-    cached_logits: torch.Tensor | None = None
-    teacher: nn.Module | None = None
-    if config.loss.distills:
-        tid = config.teacher_id
-        if tid is None or not is_finished(run_dir, tid):
-            raise KdtuneError(f"teacher {tid} of trial {config.id} has not finished; run its stage first")
-        teacher = load_trained_model(run_dir, tid, data.info, device)
-        if task.cache_teacher and tr.augment is None:
-            cached_logits = teacher_train_logits(run_dir, tid, data, task, config, teacher, eval_batch_size)
-
-    optimizer = OPTIMIZERS.get(tr.optimizer)(model.parameters(), lr=tr.lr, weight_decay=tr.weight_decay)
-    n = len(data.train)
-    steps = max(1, n // tr.batch_size if n % tr.batch_size == 1 else math.ceil(n / tr.batch_size))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, steps))
-    augment = (AUGMENTATIONS.get(tr.augment.name), dict(tr.augment.params)) if tr.augment else None
-
-    history: list[dict[str, float]] = []
-    best_value: tuple[float, float] | None = None
-    start_loss = 0.0
-    best_state: dict[str, torch.Tensor] | None = None
-    best_epoch = tr.epochs
-    for epoch in range(1, tr.epochs + 1):
-        model.train()
-        perm = torch.randperm(n, generator=gen, device=device)
-        loss_sum = torch.zeros((), device=device)
-        for i in range(steps):
-            idx = perm[i * tr.batch_size : n if i == steps - 1 else (i + 1) * tr.batch_size]  # no batch of one
-            x = batch_inputs(data.train.x, idx)
-            if augment is not None:
-                x = augment[0](x, generator=gen, **augment[1])
-            t_logits = None
-            if cached_logits is not None:
-                t_logits = cached_logits[idx]
-            elif teacher is not None:
-                t_logits = task.teacher_logits(teacher, x)
-            logits, _ = task.outputs(model, x)
-            loss = task.train_loss(logits, data.train, idx, x, t_logits, config.loss, tr.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tr.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            if epoch == 1 and i == 0:
-                start_loss = float(loss.detach())
-            loss_sum += loss.detach() * len(idx)
-        val = task.validate(model, data.val, eval_batch_size)
-        row = {
-            "epoch": epoch,
-            "train_loss": loss_sum.item() / n,
-            "val_accuracy": val.get("accuracy", float("nan")),
-            "val_nll": val["nll"],
-            "lr": optimizer.param_groups[0]["lr"],
-        }
-        check_divergence(config, epoch, row["train_loss"], start_loss, model)
-        history.append(row)
+    trainer = Trainer(config, run_dir, data_root, device, eval_batch_size)
+    while not trainer.done:
+        row = trainer.train_epoch()
         if on_epoch is not None:
             on_epoch(row)
-        key = selection_key(tr.select, row) if tr.select != "last" else None
-        if key is not None and (best_value is None or key > best_value):
-            best_value, best_epoch = key, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if best_state is not None:
-        model.load_state_dict(best_state)
-
-    writer = TrialWriter(run_dir, config.id)
-    try:
-        evals: dict[str, dict[str, float]] = {}
-        arrays: dict[str, np.ndarray] = {}
-        for name, split in data.evals.items():
-            evals[name], saved = task.evaluate(model, split, eval_batch_size, config.outputs.feature_examples, teacher)
-            arrays |= {f"{key}__{name}": value for key, value in saved.items()}
-        writer.save_model(model.state_dict())
-        writer.save_outputs(arrays)
-        if export_train_logits and task.cache_teacher:
-            train_logits = task.predict(model, data.train, eval_batch_size)[0].float().cpu().numpy()
-            np.save(writer.path(f"train_logits-{config.data_fingerprint}.npy"), train_logits)
-        result = {
-            "status": "ok",
-            "id": config.id,
-            "seed": config.seed,
-            "teacher_id": config.teacher_id,
-            "best_epoch": best_epoch,
-            "history": history,
-            "eval": evals,
-            "seconds": time.perf_counter() - start,
-            "device": str(device),
-            "torch": torch.__version__,
-            "num_parameters": sum(p.numel() for p in model.parameters()),
-        }
-        writer.commit({"id": config.id, "config": config.to_dict()}, result)
-    except BaseException:
-        writer.abort()
-        raise
-    return result
+    return trainer.finish(export_train_logits)
 
 
 def summarize(results: list[dict[str, Any]]) -> dict[str, float]:
