@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from kdtune.data import DataSpec, EvalSetSpec
 from kdtune.distill import LossSpec
 from kdtune.errors import KdtuneError
 from kdtune.spec import NO_TEACHER, AugmentSpec, OutputSpec, ScheduleSpec, SweepSpec, TrainSpec, resolve_train
+from kdtune.tuning.space import LOSS_SETTINGS
 
 # The version of the code paths that change a trial's result for the same config: part of every trial
 # id, so results of older code are never mistaken for results of this one. Bump it with any such change.
@@ -162,9 +164,22 @@ def _train_overrides(spec: SweepSpec) -> list[tuple[tuple[str, Any], ...]]:
     return [tuple(zip((k for k, _ in axes), combo, strict=True)) for combo in itertools.product(*(v for _, v in axes))]
 
 
-def make_plan(spec: SweepSpec, fingerprint: str | None = None) -> Plan:
+def _tuned(spec: SweepSpec, model: str, teacher: str, skip: Collection[tuple[str, str]]) -> dict[str, Any] | None:
+    """The tuned values ``model`` uses (from data, or as ``teacher``'s student), if it is marked so."""
+    if teacher not in spec.models[model].tuned or (model, teacher) in skip:
+        return None
+    from kdtune.tuning.tuned import read_tuned
+
+    return read_tuned(spec.output, model, teacher, spec.source, spec.name)
+
+
+def make_plan(spec: SweepSpec, fingerprint: str | None = None, skip_tuned: Collection[tuple[str, str]] = ()) -> Plan:
     """Expand the grid of ``spec`` into trials, deduplicated by id and ordered in stages. Trial ids
-    include ``fingerprint``, the hash of the data actually loaded (computed here if not given)."""
+    include ``fingerprint``, the hash of the data actually loaded (computed here if not given). Models
+    marked ``hparams: tuned`` read their tuned values, except the (model, teacher) pairs in ``skip_tuned``
+    (what ``kdtune tune`` is tuning)."""
+    from kdtune.tuning.values import apply_values
+
     if fingerprint is None:
         from kdtune.data import data_fingerprint
 
@@ -189,6 +204,9 @@ def make_plan(spec: SweepSpec, fingerprint: str | None = None) -> Plan:
         model = spec.models[label]
         train = resolve_train(spec, model, student=False, overrides=overrides)
         loss = LossSpec(kind="ce", w_hard=1.0, w_soft=0.0)
+        values = _tuned(spec, label, NO_TEACHER, skip_tuned)
+        if values:
+            train, _ = apply_values(train, loss, {k: v for k, v in values.items() if k not in LOSS_SETTINGS})
         cfg = TrialConfig(model.arch, model.params, spec.data, train, loss, seed, None, spec.outputs, fingerprint)
         return add(Trial(cfg, 1, label, NO_TEACHER))
 
@@ -203,8 +221,11 @@ def make_plan(spec: SweepSpec, fingerprint: str | None = None) -> Plan:
             train = resolve_train(spec, model, student=True, overrides=overrides)
             if train.augment is None:
                 needs_logits.add(t.id)
+            values = _tuned(spec, student, teacher, skip_tuned)
             for tau, w_hard, w_soft, kind in itertools.product(grid.temperature, grid.w_hard, grid.w_soft, grid.loss):
                 loss = LossSpec(kind=kind, temperature=tau, w_hard=w_hard, w_soft=w_soft)
+                if values:  # tuned values replace the grid's for this pair (equal cells are one trial)
+                    train, loss = apply_values(train, loss, values)
                 cfg = TrialConfig(model.arch, model.params, spec.data, train, loss, seed, t.id, spec.outputs, fingerprint)
                 add(Trial(cfg, t.stage + 1, student, teacher, t_seed))
 

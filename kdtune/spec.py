@@ -24,6 +24,7 @@ from kdtune.distill import KD_LOSSES
 from kdtune.errors import KdtuneError, SpecError
 from kdtune.models import MODELS, check_model
 from kdtune.optim import OPTIMIZERS, SCHEDULES, schedule_warning
+from kdtune.tuning.space import LOSS_SETTINGS, TuneSpec, parse_tune
 
 Params = tuple[tuple[str, Any], ...]
 NO_TEACHER = "data"
@@ -117,6 +118,7 @@ class ModelSpec:
     params: Params = ()
     train: Params = ()  # overrides of the sweep's ``train`` for this model
     distill: Params = ()  # overrides of the sweep's ``distill`` for this model as a student
+    tuned: tuple[str, ...] = ()  # teachers ("data": trained from data) whose tuned values this model uses
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,7 @@ class SweepSpec:
     execution: ExecutionSpec = ExecutionSpec()
     outputs: OutputSpec = OutputSpec()
     report: ReportSpec = ReportSpec()
+    tune: TuneSpec = TuneSpec()  # noqa: RUF009  (frozen, so sharing the default is safe)
     description: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -494,7 +497,9 @@ def _models(source: str, raw: Any, info: DataInfo) -> dict[str, ModelSpec]:
                 "model labels must start with a letter, use letters, digits, _ . + - "
                 f"and not be {NO_TEACHER!r} or {SELF_TEACHER!r}",
             )
-        m = _Section(source, where, {"arch": body} if isinstance(body, str) else body, ["arch", "params", "train", "distill"])
+        m = _Section(
+            source, where, {"arch": body} if isinstance(body, str) else body, ["arch", "params", "train", "distill", "hparams"]
+        )
         if "arch" not in m.raw:
             raise SpecError(source, where + ".arch", f"is required; one of {', '.join(MODELS.names())}")
         arch = m.get("arch", _registered(MODELS), None)
@@ -513,8 +518,28 @@ def _models(source: str, raw: Any, info: DataInfo) -> dict[str, ModelSpec]:
             frozen,
             _train_overrides(source, where + ".train", m.raw.get("train")),
             _train_overrides(source, where + ".distill", m.raw.get("distill")),
+            _hparams(source, where + ".hparams", m.raw.get("hparams"), list(sec.raw)),
         )
     return out
+
+
+def _hparams(source: str, where: str, raw: Any, labels: Sequence[str]) -> tuple[str, ...]:
+    """``hparams: tuned`` (trained from data) or ``{data: tuned, CNN: tuned}`` (also as CNN's student)."""
+    if raw is None or raw == "defaults":
+        return ()
+    if raw == "tuned":
+        return (NO_TEACHER,)
+    if isinstance(raw, Mapping):
+        out = []
+        for teacher, value in raw.items():
+            if teacher not in (NO_TEACHER, *labels):
+                raise SpecError(source, f"{where}.{teacher}", f"must be data or a model label ({', '.join(labels)})")
+            if value not in ("tuned", "defaults"):
+                raise SpecError(source, f"{where}.{teacher}", f"must be tuned or defaults, got {value!r}")
+            if value == "tuned":
+                out.append(teacher)
+        return tuple(out)
+    raise SpecError(source, where, f"must be tuned, defaults or a mapping {{data: tuned, TEACHER: tuned}}, got {raw!r}")
 
 
 def _grid(source: str, raw: Any, models: Mapping[str, ModelSpec]) -> GridSpec:
@@ -582,7 +607,7 @@ def parse_sweep(
 ) -> SweepSpec:
     """Validate a sweep mapping (as loaded from YAML) into a :class:`SweepSpec`."""
     top = ["name", "description", "output", "data", "models", "train", "distill", "grid", "resources", "execution", "outputs",
-           "report"]  # fmt: skip
+           "report", "tune"]  # fmt: skip
     sec = _Section(source, "", raw, top)
     for key in ("data", "models", "grid"):
         if key not in sec.raw:
@@ -628,9 +653,29 @@ def parse_sweep(
         execution=execution,
         outputs=outputs,
         report=parse_report(sec.raw.get("report"), source),
+        tune=_tune(source, sec.raw.get("tune"), models, train, distill),
         description=sec.get("description", as_str(), ""),
         raw=raw,
     )
+
+
+def _tune(source: str, raw: Any, models: Mapping[str, ModelSpec], train: Params, distill: Params) -> TuneSpec:
+    def check_value(setting: str, value: Any, model: str, teacher: str) -> str | None:
+        try:
+            if setting in LOSS_SETTINGS:
+                (as_float(gt=0) if setting == "temperature" else as_float(ge=0))(value)
+            elif setting.startswith("schedule."):
+                m = models[model]
+                layers = [train, m.train] + ([distill, m.distill] if teacher != NO_TEACHER else [])
+                schedule = replace(TrainSpec(), **{k: v for layer in layers for k, v in layer}).schedule
+                as_schedule({"name": schedule.name, setting.split(".", 1)[1]: value})
+            else:
+                TRAIN_FIELDS[setting](value)
+        except _Bad as e:
+            return f"{e} (bound or choice {value!r})"
+        return None
+
+    return parse_tune(raw, source, models, check_value)
 
 
 def resolve_train(spec: SweepSpec, model: ModelSpec, student: bool = False, overrides: Params = ()) -> TrainSpec:
