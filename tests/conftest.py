@@ -54,3 +54,4 @@ def kdtune_run(tmp_path: Path) -> Callable[..., tuple[Path, subprocess.Completed
         return path, subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
 
     return run
+from tests.postgres import postgres_url  # noqa: F401
