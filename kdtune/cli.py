@@ -40,6 +40,12 @@ def _csv(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def _digits(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
@@ -86,6 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--metric", action="append", choices=METRICS, help="metric(s) of the printed report (default: the sweep's report)"
     )
     run.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+
+    tun = sub.add_parser("tune", help="tune one model's (or one teacher → student pair's) settings with Optuna on Ray Tune")
+    _add_sweep_args(tun)
+    tun.add_argument("--model", required=True, help="the model to tune (a label of the sweep's models)")
+    tun.add_argument("--teacher", default="data", help="tune the model as this teacher's student (τ, w_hard, w_soft too)")
+    tun.add_argument("--trials", type=_positive, default=20, help="search trials the study should end with (default 20)")
+    tun.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db (default: SQLite in the run folder)")
+    tun.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS") or None,
+        help="join this Ray cluster (default: $RAY_ADDRESS, else a fresh local instance)",
+    )
 
     plan = sub.add_parser("plan", help="validate a sweep and show its trials and stages without training")
     _add_sweep_args(plan)
@@ -245,6 +263,41 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from kdtune.execute import RayExecutor, execute
+    from kdtune.rundir import RunLock, check_out_dir, init_run_dir
+    from kdtune.spec import load_sweep
+    from kdtune.tuning.search import prepare, run_search
+
+    spec = load_sweep(args.sweep, args.overrides, data_root=args.data_dir, output=args.out)
+    check_out_dir(spec.output)
+    setup = prepare(spec, args.model, args.teacher)
+    t = spec.tune
+    print(
+        f"tune {setup.label} on {spec.name}: val {t.metric} ({t.direction}), the mean of {t.seeds} seeds per search trial; "
+        + ", ".join(f"{k} {d.describe()}" for k, d in setup.space.params)
+        + f" → {spec.output}"
+    )
+    init_run_dir(spec.output)
+
+    def executor() -> RayExecutor:
+        ex = spec.execution
+        return RayExecutor(
+            args.address, spec.resources.cpu, spec.resources.gpu, ex.max_concurrent_trials, ex.max_failures, spec.output / "ray"
+        )
+
+    with RunLock(spec.output):
+        if setup.teachers is not None:
+            failures = execute(setup.teachers, executor())
+            if failures:
+                raise KdtuneError(
+                    f"{len(failures)} teacher trial(s) of {args.teacher} did not finish: {next(iter(failures.values()))}"
+                )
+        with executor() as ray_executor:
+            summary = run_search(setup, args.trials, args.storage, ray_executor)
+    return 0 if summary["best"] is not None and summary["counts"]["finished"] >= args.trials else 1
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from kdtune.status import run_status
 
@@ -290,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return {
             "run": _cmd_run,
+            "tune": _cmd_tune,
             "plan": _cmd_plan,
             "report": _cmd_report,
             "status": _cmd_status,

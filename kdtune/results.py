@@ -25,7 +25,7 @@ import yaml
 from kdtune.errors import KdtuneError
 from kdtune.plan import Plan, TrialConfig
 from kdtune.rundir import CHECKSUMS, CONFIG, METRICS, check_trial, is_finished, is_run_dir, read_json, trial_dir, write_json
-from kdtune.spec import NO_TEACHER, dump_yaml, load_yaml
+from kdtune.spec import NO_TEACHER, SweepSpec, dump_yaml, load_yaml
 from kdtune.train import config_summary
 
 METRIC_COLUMNS = ["accuracy", "nll", "ece", "agreement", "kl"]  # every task; tasks may add more (e.g. a_accuracy)
@@ -48,6 +48,7 @@ class SweepRecord:
     failures: dict[str, str] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)  # the sweep as run
     updated: float = 0.0
+    kind: str = "sweep"  # or "tune": the seed trials of a search (reported only when asked for by name)
 
 
 def _plan_trials(plan: Plan) -> dict[str, dict[str, Any]]:
@@ -108,6 +109,27 @@ def write_sweep_record(plan: Plan, argv: Sequence[str] | None = None) -> Path:
     return path
 
 
+def write_trials_record(spec: SweepSpec, name: str, trials: dict[str, dict[str, Any]], kind: str = "tune") -> Path:
+    """A record of trials made otherwise than by ``kdtune run`` (e.g. a search's seed trials), replaced
+    whole each time: ``trials`` maps id → {stage, student, teacher, seed, teacher_seed, teacher_id, config}."""
+    path = spec.output / SWEEPS / name
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "sweep.yaml").write_text(dump_yaml(dict(spec.raw)))
+    write_json(
+        path / "plan.json",
+        {
+            "sweep": spec.name,
+            "record": name,
+            "kind": kind,
+            "source": spec.source,
+            "eval_sets": [e.name for e in spec.data.eval_sets],
+            "models": list(spec.models),
+            "trials": trials,
+        },
+    )
+    return path
+
+
 def _hash_of(record: SweepRecord) -> str | None:
     assert record.path is not None
     try:
@@ -145,6 +167,7 @@ def _record_from(path: Path, plan: dict[str, Any], raw_sweep: dict[str, Any]) ->
         failures=dict(outcome.get("failures", {})),
         raw=raw_sweep,
         updated=(path / "plan.json").stat().st_mtime,
+        kind=plan.get("kind", "sweep"),
     )
 
 
@@ -170,9 +193,10 @@ def load_records(run_dir: str | Path) -> list[SweepRecord]:
     return sorted(found, key=lambda r: r.updated)
 
 
-def select_records(run_dir: str | Path, sweep: str | None = None) -> list[SweepRecord]:
-    """The records ``report``/``status`` read: all, or the one named ``sweep`` (a record name, or a sweep
-    name when that names one record); one-line errors for a folder that is not a run folder."""
+def select_records(run_dir: str | Path, sweep: str | None = None, include_tuning: bool = False) -> list[SweepRecord]:
+    """The records ``report``/``status`` read: every sweep's (and with ``include_tuning`` every search's),
+    or the one named ``sweep`` (a record name, or a sweep name when that names one record); one-line
+    errors for a folder that is not a run folder."""
     path = Path(run_dir)
     if not path.exists():
         raise KdtuneError(f"{run_dir}: no such run folder")
@@ -183,7 +207,8 @@ def select_records(run_dir: str | Path, sweep: str | None = None) -> list[SweepR
         what = "a kdtune run folder, but no sweep has been recorded in it" if is_run_dir(path) else "not a kdtune run folder"
         raise KdtuneError(f"{run_dir}: {what}; give a folder written by `kdtune run` (e.g. runs/quickstart)")
     if sweep is None:
-        return records
+        sweeps = [r for r in records if include_tuning or r.kind != "tune"]
+        return sweeps or records
     chosen = [r for r in records if r.name == sweep] or [r for r in records if r.sweep == sweep]
     if not chosen:
         raise KdtuneError(f"{run_dir}: no sweep {sweep!r} recorded here; recorded: {', '.join(r.name for r in records)}")

@@ -46,7 +46,7 @@ def _label(info: dict[str, Any], tid: str) -> str:
 
 def run_status(run_dir: Path, sweep: str | None = None) -> str:
     """The status report of a run folder as text (one block per recorded sweep)."""
-    records = select_records(run_dir, sweep)
+    records = select_records(run_dir, sweep, include_tuning=True)
     holder = lock_holder(run_dir)
     if holder is not None:
         who = f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}: {holder.get('command')}"
@@ -69,7 +69,8 @@ def run_status(run_dir: Path, sweep: str | None = None) -> str:
             if last
             else "no run recorded"
         )
-        lines += ["", f"sweep {r.name}: {len(r.trials)} trials; {how}"]
+        kind = "search" if r.kind == "tune" else "sweep"
+        lines += ["", f"{kind} {r.name}: {len(r.trials)} trials; {how}"]
         states: dict[str, tuple[str, str]] = {}
         for tid in r.trials:
             status, reason = trial_status(run_dir, tid, r.failures.get(tid), full=True)
