@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="mean ± std tables of one or more run folders (finished trials so far)")
     rep.add_argument("run_dir", nargs="+", help="run folder(s) written by kdtune run (e.g. runs/quickstart); several are merged")
     rep.add_argument("--sweep", help="only this sweep recorded in the run folder (default: every sweep run into it)")
+    rep.add_argument("--tuning", action="store_true", help="the tuning studies: best search trials, importances, figures")
+    rep.add_argument("--storage", help="with --tuning: the Optuna storage URL (default: SQLite in the run folder)")
     rep.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
     rep.add_argument("--metric", action="append", choices=METRICS, help="a metric to tabulate (repeatable)")
     rep.add_argument("--rows", type=_csv, help="comma-separated row keys (default: the sweep's report.rows, else student)")
@@ -233,6 +235,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from kdtune.report import render
     from kdtune.results import collect_runs, select_records
 
+    if args.tuning:
+        return _report_tuning(args)
+
     df, notes = collect_runs(args.run_dir, args.sweep)
     for d in args.run_dir:
         records = select_records(d, args.sweep)
@@ -252,15 +257,34 @@ def _cmd_report(args: argparse.Namespace) -> int:
         args.eval_sets or r.eval_sets,
         r.digits if args.digits is None else args.digits,
     )
-    if args.output:
+    _write_report(text, args.output)
+    return 0
+
+
+def _report_tuning(args: argparse.Namespace) -> int:
+    from kdtune.tuning.report import render_tuning
+
+    if len(args.run_dir) != 1:
+        raise KdtuneError("--tuning reports one run folder at a time")
+    run_dir = Path(args.run_dir[0])
+    if not run_dir.is_dir():
+        raise KdtuneError(f"{run_dir}: no such run folder")
+    text, figures = render_tuning(run_dir, args.storage, args.format, 4 if args.digits is None else args.digits)
+    _write_report(text, args.output)
+    if figures:
+        print(f"figures: {figures[0].parent} ({', '.join(p.name for p in figures)})", file=sys.stderr)
+    return 0
+
+
+def _write_report(text: str, output: str | None) -> None:
+    if output:
         try:
-            Path(args.output).write_text(text)
+            Path(output).write_text(text)
         except OSError as e:
-            raise KdtuneError(f"{args.output}: cannot write the report ({e.strerror})") from None
-        print(f"report written to {args.output}", file=sys.stderr)
+            raise KdtuneError(f"{output}: cannot write the report ({e.strerror})") from None
+        print(f"report written to {output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
-    return 0
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
@@ -272,6 +296,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     spec = load_sweep(args.sweep, args.overrides, data_root=args.data_dir, output=args.out)
     check_out_dir(spec.output)
     setup = prepare(spec, args.model, args.teacher)
+    if args.storage:  # a wrong URL or a server that does not answer stops here, before any work
+        from kdtune.tuning.study import open_storage
+
+        open_storage(args.storage)
     t = spec.tune
     print(
         f"tune {setup.label} on {spec.name}: val {t.metric} ({t.direction}), the mean of {t.seeds} seeds per search trial; "

@@ -672,7 +672,7 @@ def _tune(source: str, raw: Any, models: Mapping[str, ModelSpec], train: Params,
             else:
                 TRAIN_FIELDS[setting](value)
         except _Bad as e:
-            return f"{e} (bound or choice {value!r})"
+            return str(e)
         return None
 
     return parse_tune(raw, source, models, check_value)

@@ -1,0 +1,304 @@
+"""Per-model tuning: search spaces and their errors, the objective against its definition, tuned values
+in sweeps, and whole searches through Ray Tune (interrupted, killed, resumed; on PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+
+from kdtune.cli import main
+from kdtune.errors import KdtuneError, SpecError
+from kdtune.rundir import read_json, trial_dir
+from kdtune.spec import parse_sweep
+from kdtune.tuning.search import prepare, run_search_trial
+from kdtune.tuning.values import apply_values
+
+
+def _with_tune(raw: dict[str, Any], **tune: Any) -> dict[str, Any]:
+    raw["tune"] = {
+        "metric": "accuracy",
+        "seeds": 2,
+        "space": {"MLP": {"lr": {"loguniform": [1.0e-3, 1.0e-1]}}, "CNN -> MLP": {"temperature": {"uniform": [1, 8]}}},
+    } | tune
+    return raw
+
+
+# ---------------------------------------------------------------- search spaces
+
+
+def test_search_spaces_parse_into_optuna_distributions(tiny_raw):
+    raw = _with_tune(tiny_raw)
+    raw["tune"]["space"]["MLP"] |= {
+        "dropout": {"uniform": [0.0, 0.5], "step": 0.1},
+        "epochs": {"int": [2, 8], "step": 2},
+        "batch_size": {"categorical": [32, 64]},
+        "weight_decay": {"loguniform": [1.0e-6, 1.0e-2]},
+    }
+    raw["train"]["schedule"] = {"name": "exponential", "decay_rate": 0.9}
+    raw["tune"]["space"]["MLP"]["schedule.decay_rate"] = {"uniform": [0.8, 0.99]}
+    spec = parse_sweep(raw, "t.yaml")
+    space = dict(spec.tune.space_for("MLP").params)
+    assert spec.tune.direction == "maximize" and spec.tune.seeds == 2
+    d = {k: v.to_optuna() for k, v in space.items()}
+    assert isinstance(d["lr"], optuna.distributions.FloatDistribution) and d["lr"].log and d["lr"].low == 1e-3
+    assert d["dropout"].step == 0.1 and not d["dropout"].log
+    assert isinstance(d["epochs"], optuna.distributions.IntDistribution) and d["epochs"].step == 2
+    assert d["batch_size"].choices == (32, 64)
+    assert spec.tune.space_for("MLP", "CNN").params[0][0] == "temperature"
+    assert spec.tune.space_for("CNN") is None
+
+
+@pytest.mark.parametrize(
+    ("setting", "dist", "field", "message"),
+    [
+        ("lr", {"loguniform": [0.1, 0.01]}, "tune.space.MLP.lr.loguniform", "low must be < high, got [0.1, 0.01]"),
+        ("lr", {"loguniform": [0, 0.1]}, "tune.space.MLP.lr.loguniform", "a log scale needs low > 0, got 0"),
+        ("lr", {"normal": [0, 1]}, "tune.space.MLP.lr", "must be a distribution"),
+        ("optimizer", {"categorical": []}, "tune.space.MLP.optimizer.categorical", "must be a non-empty list of choices"),
+        ("optimizer", {"categorical": ["adam", "lion"]}, "tune.space.MLP.optimizer", "unknown optimizer 'lion'"),
+        ("dropout", {"uniform": [0.0, 1.5]}, "tune.space.MLP.dropout", "must be a number >= 0 and < 1, got 1.5"),
+        ("epochs", {"uniform": [2, 8]}, "tune.space.MLP.epochs", "is a whole number"),
+        ("epochs", {"int": [2.5, 8]}, "tune.space.MLP.epochs.int", "bounds must be integers"),
+        ("temperature", {"uniform": [1, 8]}, "tune.space.MLP.temperature", "cannot be tuned here"),
+        ("momentum", {"uniform": [0, 1]}, "tune.space.MLP.momentum", "cannot be tuned here"),
+        ("schedule.gamma", {"uniform": [0, 1]}, "tune.space.MLP.schedule.gamma", "unknown parameter 'gamma'"),
+    ],
+)
+def test_a_bad_search_space_is_one_line_naming_the_field(tiny_raw, setting, dist, field, message):
+    raw = _with_tune(tiny_raw)
+    raw["tune"]["space"]["MLP"] = {setting: dist}
+    with pytest.raises(SpecError) as e:
+        parse_sweep(raw, "t.yaml")
+    assert e.value.field == field and message in e.value.message, str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_tune_settings_are_refused(tiny_raw):
+    for key, value, message in [
+        ("metric", "test_accuracy", "must be a validation metric"),
+        ("seeds", 0, "must be an integer >= 1"),
+        ("asha", {"grace_period": 0}, "must be an integer >= 1"),
+        ("space", {"GNN": {"lr": {"uniform": [0.1, 0.2]}}}, "must be a model label"),
+    ]:
+        raw = _with_tune(tiny_raw, **{key: value})
+        with pytest.raises(SpecError, match=message):
+            parse_sweep(raw, "t.yaml")
+
+
+# ---------------------------------------------------------------- values and the objective
+
+
+def test_values_go_where_they_belong(tiny_spec):
+    setup = prepare(parse_sweep(_with_tune(dict(tiny_spec.raw)), "t.yaml", output=tiny_spec.output), "MLP", "CNN")
+    t = setup.templates[0]
+    train, loss = apply_values(t.train, t.loss, {"lr": 0.02, "epochs": 3.0, "temperature": 2, "schedule.first_epochs": 3})
+    assert train.lr == 0.02 and train.epochs == 3 and isinstance(train.epochs, int)
+    assert loss.temperature == 2.0 and dict(train.schedule.params)["first_epochs"] == 3.0
+
+
+def test_the_objective_is_the_mean_of_the_seeds_validation_metric(tiny_raw, tmp_path):
+    spec = parse_sweep(_with_tune(tiny_raw), "t.yaml", output=tmp_path / "run")
+    setup = prepare(spec, "MLP")
+    reports: list[dict[str, Any]] = []
+    payload = {
+        "run_dir": str(spec.output.resolve()),
+        "data_root": None,
+        "device": "cpu",
+        "cpus": 1,
+        "eval_batch_size": 512,
+        "metric": "accuracy",
+        "templates": [t.to_dict() for t in setup.templates],
+    }
+    result = run_search_trial({"lr": 0.02}, payload, reports.append)
+    metrics = [read_json(trial_dir(spec.output, tid) / "metrics.json") for tid in result["trial_ids"]]
+    assert len(metrics) == 2 and {m["seed"] for m in metrics} == {0, 1}
+    final = [m["eval"]["val"]["accuracy"] for m in metrics]
+    assert result["objective"] == pytest.approx(np.mean(final)) and result["seed_values"] == final
+    assert result["objective_std"] == pytest.approx(np.std(final, ddof=1))
+    assert [r["final"] for r in reports] == [0, 0, 1]  # one report per epoch, then the objective
+    for epoch, r in enumerate(reports[:2]):
+        assert r["objective"] == pytest.approx(np.mean([m["history"][epoch]["val_accuracy"] for m in metrics]))
+    configs = [read_json(trial_dir(spec.output, tid) / "config.json")["config"] for tid in result["trial_ids"]]
+    assert all(c["train"]["lr"] == 0.02 for c in configs)
+    # the same configuration again trains nothing: both seeds are read from the run folder
+    again = run_search_trial({"lr": 0.02}, payload, lambda r: None)
+    assert again["trained"] == 0 and again["objective"] == result["objective"]
+
+
+def test_a_student_search_tunes_temperature_and_loss_weights(tiny_raw, tmp_path):
+    from kdtune.execute import InlineExecutor, execute
+
+    raw = _with_tune(tiny_raw)
+    raw["tune"]["space"]["CNN -> MLP"] = {"temperature": {"uniform": [1, 8]}, "w_hard": {"uniform": [0, 1]}}
+    spec = parse_sweep(raw, "t.yaml", output=tmp_path / "run")
+    setup = prepare(spec, "MLP", "CNN")
+    assert setup.teachers is not None and {t.student for t in setup.teachers.trials.values()} == {"CNN"}
+    assert execute(setup.teachers, InlineExecutor(), log=lambda s: None) == {}
+    payload = {
+        "run_dir": str(spec.output.resolve()),
+        "data_root": None,
+        "device": "cpu",
+        "cpus": 1,
+        "eval_batch_size": 512,
+        "metric": "accuracy",
+        "templates": [t.to_dict() for t in setup.templates],
+    }
+    result = run_search_trial({"temperature": 3.0, "w_hard": 0.25}, payload, lambda r: None)
+    for tid in result["trial_ids"]:
+        cfg = read_json(trial_dir(spec.output, tid) / "config.json")["config"]
+        assert cfg["loss"]["temperature"] == 3.0 and cfg["loss"]["w_hard"] == 0.25 and cfg["teacher_id"]
+
+
+def test_a_missing_tuned_file_is_one_line_with_the_command_that_makes_it(tiny_raw, tmp_path, capsys):
+    raw = _with_tune(tiny_raw)
+    raw["models"]["MLP"]["hparams"] = {"data": "tuned", "CNN": "tuned"}
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    assert main(["plan", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"kdtune: error: {path}: models.MLP uses tuned values trained from data (hparams: tuned) but {out}/tuned/MLP.yaml "
+        f"does not exist; make it with: kdtune tune {path} --model MLP --out {out}"
+    ]
+    (out / "tuned").mkdir(parents=True)
+    (out / "tuned" / "MLP.yaml").write_text("values: {lr: 0.02}\n")
+    assert main(["plan", str(path), "--out", str(out)]) == 2
+    assert "--model MLP --teacher CNN" in capsys.readouterr().err
+    (out / "tuned" / "MLP.yaml").write_text("values: {momentum: 0.9}\n")
+    assert main(["plan", str(path), "--out", str(out)]) == 2
+    assert "'momentum' is not a tunable setting here" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- whole searches through Ray Tune
+
+
+def _sweep(tmp_path: Path, raw: dict[str, Any]) -> Path:
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _trainings(out: Path) -> list[str]:
+    path = out / "logs" / "trainings.jsonl"
+    return [json.loads(line)["id"] for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def _finished(out: Path, name: str = "tiny:MLP:data:accuracy") -> int:
+    from kdtune.tuning.study import counts
+
+    db = out / "tuning" / "optuna.db"
+    if not db.is_file():
+        return 0
+    try:
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+        return counts(study)["finished"]
+    except Exception:  # not created yet, or its tables are being created right now
+        return 0
+
+
+@pytest.mark.slow
+def test_a_search_writes_tuned_values_that_a_sweep_then_uses(tiny_raw, tmp_path, capsys):
+    sweep, out = _sweep(tmp_path, _with_tune(tiny_raw, asha=False)), tmp_path / "run"
+    assert main(["tune", str(sweep), "--model", "MLP", "--trials", "4", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("  [") for line in lines) == 4  # one line per search trial
+    tuned = yaml.safe_load((out / "tuned" / "MLP.yaml").read_text())
+    assert tuned["trials"]["finished"] == 4 and tuned["metric"]["n_seeds"] == 2
+    assert tuned["metric"]["mean"] == pytest.approx(np.mean(tuned["metric"]["seed_values"]))
+    lr = tuned["values"]["lr"]
+    trained = len(_trainings(out))
+    assert trained == 8 and len(set(_trainings(out))) == 8  # 4 search trials × 2 seeds, each once
+
+    raw = yaml.safe_load(sweep.read_text())
+    raw["models"]["MLP"]["hparams"] = "tuned"
+    raw["grid"]["seeds"] = 2
+    assert main(["run", str(_sweep(tmp_path, raw)), "--out", str(out), "--executor", "inline", "--no-report"]) == 0
+    from kdtune.results import collect_run
+
+    df = collect_run(out)
+    mlp = df[(df.student == "MLP") & (df.teacher == "data")].drop_duplicates("trial_id")
+    for tid in mlp.trial_id:
+        assert read_json(trial_dir(out, tid) / "config.json")["config"]["train"]["lr"] == lr
+    assert set(mlp.trial_id) == set(tuned["trial_ids"])  # the best search trial's seeds: not trained again
+    assert len(_trainings(out)) == trained + 4  # only the 2 CNN teachers and the 2 MLP students
+    capsys.readouterr()
+    assert main(["report", str(out), "--tuning", "--format", "csv"]) == 0
+    assert "tiny:MLP:data:accuracy" in capsys.readouterr().out
+    assert (out / "tuning" / "figures" / "tiny--MLP--data--accuracy-history.pdf").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_a_search_interrupted_and_started_again_ends_with_exactly_the_trials_asked_for(tiny_raw, tmp_path, sig):
+    raw = _with_tune(tiny_raw, asha=False)
+    raw["train"]["epochs"] = 6
+    sweep, out = _sweep(tmp_path, raw), tmp_path / "run"
+    cmd = [sys.executable, "-m", "kdtune", "tune", str(sweep), "--model", "MLP", "--trials", "8", "--out", str(out)]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while _finished(out) < 2 and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.2)
+        assert first.poll() is None, "the search ended before it could be interrupted"
+        assert 2 <= _finished(out) < 8
+        os.killpg(first.pid, sig)  # the whole process group, as a terminal's Ctrl-C does
+        first.wait(60)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait(30)
+    if sig == signal.SIGINT:
+        assert first.returncode == 130
+    before = _trainings(out)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert _finished(out) == 8
+    trained = _trainings(out)
+    assert len(trained) == len(set(trained)), "a configuration was trained twice"
+    assert trained[: len(before)] == before
+    tuned = yaml.safe_load((out / "tuned" / "MLP.yaml").read_text())
+    assert tuned["trials"]["finished"] == 8
+
+
+@pytest.mark.slow
+def test_a_search_on_a_real_postgresql_server(tiny_raw, tmp_path, postgres_url, capsys):
+    sweep, out = _sweep(tmp_path, _with_tune(tiny_raw)), tmp_path / "run"
+    args = ["tune", str(sweep), "--model", "MLP", "--trials", "3", "--out", str(out), "--storage", postgres_url]
+    assert main(args) == 0
+    study = optuna.load_study(study_name="tiny:MLP:data:accuracy", storage=postgres_url)
+    assert len([t for t in study.trials if t.state.is_finished()]) == 3
+    assert not (out / "tuning" / "optuna.db").exists()  # nothing went to the default SQLite
+    tuned = yaml.safe_load((out / "tuned" / "MLP.yaml").read_text())
+    assert tuned["study"]["storage"] == postgres_url and tuned["values"] == study.best_params
+    # the same command continues the same study on the server: already complete, nothing to train
+    n = len(_trainings(out))
+    assert main(args) == 0
+    assert len(_trainings(out)) == n
+
+
+def test_a_wrong_storage_url_is_one_line(tiny_raw, tmp_path, capsys):
+    sweep = _sweep(tmp_path, _with_tune(tiny_raw))
+    args = ["tune", str(sweep), "--model", "MLP", "--out", str(tmp_path / "run"), "--storage", "nosuchdb://x"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("kdtune: error: --storage nosuchdb://x: cannot open the Optuna storage")
+
+
+def test_tune_refuses_a_model_without_a_search_space(tiny_raw, tmp_path):
+    spec = parse_sweep(_with_tune(tiny_raw), "t.yaml", output=tmp_path / "run")
+    with pytest.raises(KdtuneError, match="no search space for CNN in tune.space"):
+        prepare(spec, "CNN")
+    with pytest.raises(KdtuneError, match="--model GNN: not a model of t.yaml"):
+        prepare(spec, "GNN")
