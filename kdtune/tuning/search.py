@@ -141,7 +141,9 @@ def run_search_trial(config: dict[str, Any], payload: Payload, report: Callable[
                     row = history[min(epoch, len(history)) - 1]
                 values.append(row.get(f"val_{metric}", float("nan")))
             mean, std = _mean_std(values)
-            report({"objective": mean, "objective_std": std, "epoch": epoch, "epochs": epochs, "final": 0})
+            report(
+                {"objective": mean, "objective_std": std, "epoch": epoch, "epochs": epochs, "final": 0, "trained": len(trainers)}
+            )
         for i, trainer in trainers.items():
             done[i] = trainer.finish()
     final = [float(done[i]["eval"]["val"].get(metric, float("nan"))) for i in range(len(configs))]
@@ -184,6 +186,8 @@ def _searcher_class() -> type:
             if ot_trial is None or trial_id in self._completed_trials:
                 return
             value, state = None, TrialState.FAIL
+            if result:  # seed-epochs this trial trained (seeds read from the run folder cost none)
+                ot_trial.set_user_attr("seed_epochs", int(result.get("trained", 0)) * int(result.get("epoch", 0)))
             if result and not error and result.get("final") and math.isfinite(result.get("objective", math.nan)):
                 for key in ("seed_values", "trial_ids"):
                     ot_trial.set_user_attr(key, list(result.get(key, [])))
@@ -381,6 +385,7 @@ def finish(setup: SearchSetup, study: Any, url: str, n_trials: int, log: Callabl
         "trials": {k: c[k] for k in ("finished", "complete", "pruned", "failed", "interrupted")} | {"best": best.number},
         "study": {"name": study.study_name, "storage": studies.masked(url)},
         "trial_ids": seeds["trial_ids"],
+        "seed_epochs_trained": seed_epochs(study),
     }
     path = tuned_path(spec.output, setup.model, setup.teacher)
     write_tuned(path, content)
@@ -390,9 +395,14 @@ def finish(setup: SearchSetup, study: Any, url: str, n_trials: int, log: Callabl
         + ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(best.params.items()))
     )
     counted = f"{c['finished']} finished: {c['complete']} complete, {c['pruned']} stopped early, {c['failed']} failed"
-    log(f"tuned values: {path} ({counted})")
+    log(f"tuned values: {path} ({counted}; {seed_epochs(study)} seed-epochs trained in all)")
     summary |= {"best": content, "path": str(path)}
     return summary
+
+
+def seed_epochs(study: Any) -> int:
+    """Epochs trained by all search trials of a study, summed over seeds (what early stopping saves)."""
+    return sum(int(t.user_attrs.get("seed_epochs", 0)) for t in study.get_trials(deepcopy=False))
 
 
 def _record(setup: SearchSetup, study: Any) -> None:
