@@ -1,0 +1,192 @@
+"""Cross-run analyses: a finished run folder → figures, tables and one HTML page, never retraining.
+
+Each analysis is one file in this package plus one registration::
+
+    @ANALYSES.register("calibration")
+    def calibration(view: RunView, out: Path) -> Output: ...
+
+It reads only the run folder through :class:`RunView` (stored probabilities and features, checkpoints,
+and the data those were computed on) and returns an :class:`Output`: the figures it wrote under
+``out`` (PNG and PDF), its tables, notes, and one line per thing it skipped and why.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kdtune.errors import KdtuneError
+from kdtune.registry import Registry
+
+MODULES = ("similarity", "paths", "barriers", "errors", "calibration", "invariance", "hardness")
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """A finished trial as analyses see it: its labels and its config."""
+
+    id: str
+    student: str
+    teacher: str
+    seed: int
+    config: Any  # kdtune.plan.TrialConfig
+
+    @property
+    def arch(self) -> str:
+        return self.config.arch
+
+    @property
+    def group(self) -> str:
+        """``MLP (data)`` or ``MLP ← CNN``: how figures and tables label the trial's kind."""
+        return f"{self.student} (data)" if self.teacher == "data" else f"{self.student} ← {self.teacher}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.group} s{self.seed}"
+
+
+@dataclass
+class Output:
+    """What one analysis produced."""
+
+    name: str
+    title: str
+    figures: list[Path] = field(default_factory=list)  # PNGs (a PDF beside each)
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)  # (title, table with a named index)
+    notes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+Analysis = Callable[["RunView", Path], Output]
+ANALYSES: Registry[Analysis] = Registry("analysis")
+
+
+class RunView:
+    """Read-only access to a run folder's finished trials (after ``where`` filters) for analyses."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        where: dict[str, list[str]] | None = None,
+        eval_sets: Sequence[str] | None = None,
+        data_root: str | Path | None = None,
+        sweep: str | None = None,
+    ) -> None:
+        from kdtune.plan import TrialConfig
+        from kdtune.results import collect_run
+        from kdtune.rundir import CONFIG, read_json, trial_dir
+
+        self.run_dir = Path(run_dir)
+        self.results = collect_run(self.run_dir, sweep)
+        ok = self.results[self.results["status"] == "ok"]
+        rows = ok.drop_duplicates("trial_id")
+        for key, values in (where or {}).items():
+            if key not in rows.columns:
+                raise KdtuneError(f"--where {key}: not a column of the results; e.g. student, teacher, seed, arch, temperature")
+            rows = rows[rows[key].astype(str).isin(values) | rows[key].map(_num_str).isin(values)]
+        self.trials: list[TrialView] = []
+        for r in rows.itertuples(index=False):
+            cfg = TrialConfig.from_dict(read_json(trial_dir(self.run_dir, r.trial_id) / CONFIG)["config"])
+            self.trials.append(TrialView(r.trial_id, str(r.student), str(r.teacher), int(r.seed), cfg))
+        known = [e for e in ok["eval_set"].astype(str).unique() if e != "val"]
+        if eval_sets:
+            unknown = [e for e in eval_sets if e not in known and e != "val"]
+            if unknown:
+                raise KdtuneError(f"--eval-set {unknown[0]}: not in these results; known: {', '.join(known)}")
+        self.eval_sets = list(eval_sets) if eval_sets else known
+        self.data_root = data_root
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019  (one view per command; trials' arrays are read once)
+    def outputs(self, trial_id: str) -> dict[str, np.ndarray]:
+        """The trial's saved arrays (``probs__<eval set>``, ``labels__…``, ``features__…``, ``feature_index__…``)."""
+        from kdtune.rundir import load_outputs
+
+        return load_outputs(self.run_dir, trial_id)
+
+    def data(self, trial: TrialView) -> Any:
+        """The data bundle the trial was trained and evaluated on (CPU), checked against its fingerprint."""
+        from kdtune.data import data_fingerprint, load_data
+
+        cfg = trial.config
+        root = self.data_root if self.data_root is not None else None
+        bundle = load_data(cfg.data, root)
+        if cfg.data_fingerprint and data_fingerprint(cfg.data, root) != cfg.data_fingerprint:
+            raise KdtuneError(f"trial {trial.id}: the data found now differs from the data it was trained on (--data-dir?)")
+        return bundle
+
+    def model(self, trial: TrialView, device: str = "cpu") -> Any:
+        """The trial's model with its checkpoint (checked), in eval mode."""
+        import torch
+
+        from kdtune.train import load_trained_model
+
+        return load_trained_model(self.run_dir, trial.id, self.data(trial).info, torch.device(device))
+
+    def groups(self) -> dict[str, list[TrialView]]:
+        """Trials by group (``MLP (data)``, ``MLP ← CNN``…), in the order they appear."""
+        out: dict[str, list[TrialView]] = {}
+        for t in self.trials:
+            out.setdefault(t.group, []).append(t)
+        return out
+
+
+def _num_str(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def load_all() -> None:
+    """Import every analysis module (each registers itself)."""
+    for name in MODULES:
+        importlib.import_module(f"kdtune.analysis.{name}")
+
+
+def run_analyses(
+    view: RunView, out_dir: Path, only: Sequence[str] | None = None, log: Callable[[str], None] = print
+) -> list[Output]:
+    """Run the registered analyses (or ``only`` those) on ``view``; each writes under ``out_dir/<name>/``."""
+    load_all()
+    names = list(only) if only else [n for n in MODULES if n in ANALYSES]
+    unknown = [n for n in names if n not in ANALYSES]
+    if unknown:
+        raise KdtuneError(f"--only {unknown[0]}: unknown analysis; known: {', '.join(ANALYSES.names())}")
+    outputs = []
+    for name in names:
+        folder = out_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        result = ANALYSES.get(name)(view, folder)
+        for line in result.skipped:
+            log(f"  {name}: skipped {line}")
+        log(f"{name}: {len(result.figures)} figure(s), {len(result.tables)} table(s)")
+        outputs.append(result)
+    return outputs
+
+
+def save_figure(fig: Any, out: Path, stem: str) -> Path:
+    """Save a matplotlib figure as ``<stem>.png`` (150 dpi) and ``<stem>.pdf`` in ``out``; close it; return the PNG."""
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / f"{stem}.png"
+    fig.savefig(png, dpi=150, bbox_inches="tight")
+    fig.savefig(out / f"{stem}.pdf", bbox_inches="tight")
+    plt.close(fig)
+    return png
+
+
+def write_table(table: pd.DataFrame, out: Path, stem: str, title: str) -> None:
+    """Write a table (named index) as ``<stem>.md``, ``<stem>.tex`` (booktabs) and ``<stem>.csv`` in ``out``."""
+    from kdtune.report import to_latex, to_markdown
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(to_markdown(table, title) + "\n")
+    (out / f"{stem}.tex").write_text(to_latex(table, title) + "\n")
+    table.to_csv(out / f"{stem}.csv")
