@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,9 +145,10 @@ def _num_str(v: Any) -> str:
 
 
 def load_all() -> None:
-    """Import every analysis module (each registers itself)."""
+    """Import every analysis module of :data:`MODULES` that exists (each registers itself); a missing one is not registered."""
     for name in MODULES:
-        importlib.import_module(f"kdtune.analysis.{name}")
+        if importlib.util.find_spec(f"kdtune.analysis.{name}") is not None:
+            importlib.import_module(f"kdtune.analysis.{name}")
 
 
 def run_analyses(
