@@ -125,6 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("run_dir", help="a run folder written by kdtune run")
     st.add_argument("--sweep", help="only this sweep recorded in the run folder")
 
+    an = sub.add_parser("analyze", help="figures and tables across a run folder's finished trials, and one HTML page")
+    an.add_argument("run_dir", help="a run folder written by kdtune run; writes only under RUN/analysis/")
+    an.add_argument("--only", type=_csv, help="comma-separated analyses to run, e.g. similarity,barriers (default: all)")
+    an.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="only trials whose results column KEY is one of V1,V2, e.g. student=MLP (repeatable; all must hold)",
+    )
+    an.add_argument("--eval-set", action="append", type=_csv, help="eval set(s) to analyse (repeatable; default: all but val)")
+    an.add_argument("--data-dir", help="data folder the trials were trained on (for analyses that read the data)")
+    an.add_argument("--sweep", help="only this sweep recorded in the run folder (default: every sweep run into it)")
+
     dl = sub.add_parser("download", help="fetch a data set that needs files (uses the optional torchvision extra)")
     dl.add_argument("dataset", choices=("mnist",))
     dl.add_argument("--data-dir", required=True, help="where to put it (torchvision layout)")
@@ -358,6 +372,72 @@ def report_defaults(run_dir: Path, sweep: str | None = None) -> ReportSpec:
     return parse_report(record.raw.get("report"), source)
 
 
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    import shlex
+    import traceback
+
+    from kdtune.analysis import ANALYSES, MODULES, Output, RunView, load_all, run_analyses
+    from kdtune.analysis.page import AnalysisFailure, report_tables, where_rows, write_page
+    from kdtune.execute import plural
+    from kdtune.results import select_records
+
+    run_dir = Path(args.run_dir)
+    select_records(run_dir, args.sweep)  # not a run folder, or no such sweep: one line, before any work
+    load_all()
+    names = list(dict.fromkeys(args.only)) if args.only else [n for n in MODULES if n in ANALYSES]
+    unknown = [n for n in names if n not in ANALYSES]
+    if unknown:
+        raise KdtuneError(f"--only {unknown[0]}: unknown analysis; known: {', '.join(ANALYSES.names()) or 'none installed'}")
+    where: dict[str, list[str]] = {}
+    for text in args.where:
+        key, _, values = text.partition("=")
+        if not key.strip() or not _csv(values):
+            raise KdtuneError(f"--where {text}: must be KEY=V1,V2 (KEY a results column), e.g. student=MLP or teacher=CNN,data")
+        where.setdefault(key.strip(), []).extend(v for v in _csv(values) if v not in where.get(key.strip(), []))
+    eval_sets = list(dict.fromkeys(e for group in args.eval_set or [] for e in group)) or None
+    if args.data_dir and not Path(args.data_dir).is_dir():
+        raise KdtuneError(f"--data-dir {args.data_dir}: no such folder")
+    view = RunView(run_dir, where, eval_sets, args.data_dir, args.sweep)  # checks the --where keys and --eval-set names
+    scope = " and ".join(f"{k} in {{{', '.join(v)}}}" for k, v in where.items())
+    scope = f" with {scope}" if scope else ""
+    if not view.trials:
+        raise KdtuneError(f"{run_dir}: no finished trial{scope} to analyse")
+    r = report_defaults(run_dir, args.sweep)
+    report_notes: list[str] = []
+    try:
+        df = where_rows(view.results, where)
+        tables = report_tables(df, _metrics(df, None, r.metrics), r.rows, r.cols, eval_sets or r.eval_sets, r.digits)
+    except KdtuneError as e:  # the analyses can still be useful
+        tables, report_notes = [], [f"no report tables: {e}"]
+    out_dir = run_dir / "analysis"
+    try:
+        out_dir.mkdir(exist_ok=True)
+    except OSError as e:
+        raise KdtuneError(f"{out_dir}: cannot create it ({e.strerror})") from None
+    print(f"analyze {run_dir}: {plural(len(view.trials), 'finished trial')}{scope} → {out_dir}")
+    if not names:
+        print("no analyses installed; the page shows the report only")
+    sections: list[Output | AnalysisFailure] = []
+    for name in names:
+        try:
+            sections += run_analyses(view, out_dir, [name])
+        except Exception as e:  # one analysis failing does not stop the others
+            message = " ".join((str(e) if isinstance(e, KdtuneError) else f"{type(e).__name__}: {e}").split())
+            print(f"{name}: failed: {message}", file=sys.stderr)
+            sections.append(AnalysisFailure(name, message, traceback.format_exc()))
+    command = ["kdtune", "analyze", args.run_dir]
+    command += ["--only", ",".join(args.only)] if args.only else []
+    command += [a for text in args.where for a in ("--where", text)]
+    command += ["--eval-set", ",".join(eval_sets)] if eval_sets else []
+    command += ["--data-dir", args.data_dir] if args.data_dir else []
+    command += ["--sweep", args.sweep] if args.sweep else []
+    facts = [("trials", plural(len(view.trials), "finished trial") + scope)]
+    facts += [("eval sets", ", ".join(view.eval_sets))]
+    page = write_page(run_dir, sections, shlex.join(command), tables, sweep=args.sweep, facts=facts, report_notes=report_notes)
+    print(f"page: {page}")
+    return 1 if any(isinstance(s, AnalysisFailure) for s in sections) else 0
+
+
 def _cmd_download(args: argparse.Namespace) -> int:
     from kdtune.data.mnist import download_mnist
 
@@ -375,6 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "plan": _cmd_plan,
             "report": _cmd_report,
             "status": _cmd_status,
+            "analyze": _cmd_analyze,
             "download": _cmd_download,
         }[args.command](args)
     except KdtuneError as e:
