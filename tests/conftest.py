@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.postgres import postgres_url  # noqa: F401  (a real PostgreSQL server for tests that ask for it)
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 TINY: dict[str, Any] = {
@@ -54,4 +56,3 @@ def kdtune_run(tmp_path: Path) -> Callable[..., tuple[Path, subprocess.Completed
         return path, subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
 
     return run
-from tests.postgres import postgres_url  # noqa: F401

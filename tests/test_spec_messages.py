@@ -75,7 +75,11 @@ def test_folder_lists_at_most_eight_files(tmp_path):
 @pytest.mark.parametrize(
     "args,usage,error",
     [
-        ((), "usage: kdtune [-h] {run,plan,report,status,download}", "the following arguments are required: command"),
+        (
+            (),
+            "usage: kdtune [-h] {run,tune,plan,report,status,analyze,download}",
+            "the following arguments are required: command",
+        ),
         (("runn",), "usage: kdtune [-h]", "argument command: invalid choice: 'runn'"),
         (("report", "--bogus", "x"), "usage: kdtune", "unrecognized arguments: --bogus"),
         (("report", "x", "--format", "html"), "usage: kdtune report [-h]", "argument --format: invalid choice: 'html'"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -298,7 +299,7 @@ def test_a_wrong_storage_url_is_one_line(tiny_raw, tmp_path, capsys):
 
 def test_tune_refuses_a_model_without_a_search_space(tiny_raw, tmp_path):
     spec = parse_sweep(_with_tune(tiny_raw), "t.yaml", output=tmp_path / "run")
-    with pytest.raises(KdtuneError, match="no search space for CNN in tune.space"):
+    with pytest.raises(KdtuneError, match=re.escape("no search space for CNN in tune.space")):
         prepare(spec, "CNN")
-    with pytest.raises(KdtuneError, match="--model GNN: not a model of t.yaml"):
+    with pytest.raises(KdtuneError, match=re.escape("--model GNN: not a model of t.yaml")):
         prepare(spec, "GNN")

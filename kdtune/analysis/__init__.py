@@ -87,16 +87,13 @@ class RunView:
         self.run_dir = Path(run_dir)
         self.results = collect_run(self.run_dir, sweep)
         ok = self.results[self.results["status"] == "ok"]
-        rows = ok.drop_duplicates("trial_id")
-        for key, values in (where or {}).items():
-            if key not in rows.columns:
-                raise KdtuneError(f"--where {key}: not a column of the results; e.g. student, teacher, seed, arch, temperature")
-            rows = rows[rows[key].astype(str).isin(values) | rows[key].map(_num_str).isin(values)]
+        rows = filter_rows(ok.drop_duplicates("trial_id"), where or {})
         self.trials: list[TrialView] = []
         for r in rows.itertuples(index=False):
             cfg = TrialConfig.from_dict(read_json(trial_dir(self.run_dir, r.trial_id) / CONFIG)["config"])
             self.trials.append(TrialView(r.trial_id, str(r.student), str(r.teacher), int(r.seed), cfg))
-        known = [e for e in ok["eval_set"].astype(str).unique() if e != "val"]
+        present = set(ok["eval_set"].astype(str))
+        known = [str(e) for e in self.results["eval_set"].cat.categories if str(e) in present and e != "val"]
         if eval_sets:
             unknown = [e for e in eval_sets if e not in known and e != "val"]
             if unknown:
@@ -142,6 +139,15 @@ def _num_str(v: Any) -> str:
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     return str(v)
+
+
+def filter_rows(df: pd.DataFrame, where: dict[str, list[str]]) -> pd.DataFrame:
+    """Rows of a results table whose ``key`` is one of the given values (as typed: ``seed=0``, ``temperature=4``)."""
+    for key, values in where.items():
+        if key not in df.columns:
+            raise KdtuneError(f"--where {key}: not a column of the results; e.g. student, teacher, seed, arch, temperature")
+        df = df[df[key].astype(str).isin(values) | df[key].map(_num_str).isin(values)]
+    return df
 
 
 def load_all() -> None:

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from kdtune.analysis import Output, _num_str
+from kdtune.analysis import Output, filter_rows
 
 PAGE = "index.html"
 ReportTable = tuple[str, pd.DataFrame, list[str]]  # (title, table with a named index, notes as markdown lines)
@@ -85,9 +85,7 @@ def kdtune_version() -> str:
 
 def where_rows(df: pd.DataFrame, where: Mapping[str, Sequence[str]] | None) -> pd.DataFrame:
     """The rows of a results table whose columns take one of the given values (as :class:`RunView` filters)."""
-    for key, values in (where or {}).items():
-        df = df[df[key].astype(str).isin(values) | df[key].map(_num_str).isin(values)]
-    return df
+    return filter_rows(df, {k: list(v) for k, v in (where or {}).items()})
 
 
 def report_tables(
