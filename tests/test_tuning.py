@@ -108,11 +108,9 @@ def test_values_go_where_they_belong(tiny_spec):
     assert loss.temperature == 2.0 and dict(train.schedule.params)["first_epochs"] == 3.0
 
 
-def test_the_objective_is_the_mean_of_the_seeds_validation_metric(tiny_raw, tmp_path):
-    spec = parse_sweep(_with_tune(tiny_raw), "t.yaml", output=tmp_path / "run")
-    setup = prepare(spec, "MLP")
-    reports: list[dict[str, Any]] = []
-    payload = {
+def _payload(spec: Any, setup: Any) -> dict[str, Any]:
+    """What the driver hands a search trial's worker."""
+    return {
         "run_dir": str(spec.output.resolve()),
         "data_root": None,
         "device": "cpu",
@@ -121,6 +119,13 @@ def test_the_objective_is_the_mean_of_the_seeds_validation_metric(tiny_raw, tmp_
         "metric": "accuracy",
         "templates": [t.to_dict() for t in setup.templates],
     }
+
+
+def test_the_objective_is_the_mean_of_the_seeds_validation_metric(tiny_raw, tmp_path):
+    spec = parse_sweep(_with_tune(tiny_raw), "t.yaml", output=tmp_path / "run")
+    setup = prepare(spec, "MLP")
+    reports: list[dict[str, Any]] = []
+    payload = _payload(spec, setup)
     result = run_search_trial({"lr": 0.02}, payload, reports.append)
     metrics = [read_json(trial_dir(spec.output, tid) / "metrics.json") for tid in result["trial_ids"]]
     assert len(metrics) == 2 and {m["seed"] for m in metrics} == {0, 1}
@@ -146,15 +151,7 @@ def test_a_student_search_tunes_temperature_and_loss_weights(tiny_raw, tmp_path)
     setup = prepare(spec, "MLP", "CNN")
     assert setup.teachers is not None and {t.student for t in setup.teachers.trials.values()} == {"CNN"}
     assert execute(setup.teachers, InlineExecutor(), log=lambda s: None) == {}
-    payload = {
-        "run_dir": str(spec.output.resolve()),
-        "data_root": None,
-        "device": "cpu",
-        "cpus": 1,
-        "eval_batch_size": 512,
-        "metric": "accuracy",
-        "templates": [t.to_dict() for t in setup.templates],
-    }
+    payload = _payload(spec, setup)
     result = run_search_trial({"temperature": 3.0, "w_hard": 0.25}, payload, lambda r: None)
     for tid in result["trial_ids"]:
         cfg = read_json(trial_dir(spec.output, tid) / "config.json")["config"]
