@@ -112,11 +112,8 @@ Trio = tuple[str, list[TrialView], list[str]]  # panel title, 2–3 trials, thei
 
 
 def venn_trios(view: RunView, trials: dict[str, TrialView]) -> tuple[list[Trio], list[str]]:
-    """Representative sets of 2–3 trials (title, trials, roles), as in figures 10–12, and what could not be formed.
-
-    Per architecture with two seeds from data: two of them and one of the next architecture; per
-    distilled group: its lowest seed's teacher, that student, and the student trained from data (same seed;
-    another seed where that is the teacher)."""
+    """Sets of 2–3 trials to draw (as figures 10–12): two from-data seeds of an architecture with one of the next;
+    per distilled group, its lowest seed's teacher, student and from-data twin. Also what could not be formed."""
     groups = ordered_groups(view)
     data = {g[0].student: g for g in groups.values() if g[0].teacher == "data"}
     out: list[Trio] = []
