@@ -1,0 +1,128 @@
+"""Calibration (Abnar et al., figure 5): reliability diagrams per group and eval set, with the ECE of
+:func:`kdtune.metrics.ece` at the diagram's bins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kdtune import metrics
+from kdtune.analysis import ANALYSES, Output, RunView, TrialView, save_figure, write_table
+from kdtune.analysis.errors import _order, cell, ordered_eval_sets, ordered_groups, safe_stem
+
+N_BINS = 10
+
+
+def confidence_bins(probs: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
+    """Bin of each example's top-1 confidence: ``b`` for ``(b/n, (b+1)/n]`` (as :func:`kdtune.metrics.ece` bins)."""
+    conf = np.asarray(probs, dtype=np.float64).max(-1)
+    return np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
+
+
+def reliability(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> pd.DataFrame:
+    """Per confidence bin: its edges, the number of examples, their mean confidence and their accuracy (NaN if empty)."""
+    p = np.asarray(probs, dtype=np.float64)
+    conf, correct = p.max(-1), (p.argmax(-1) == np.asarray(labels)).astype(float)
+    b = confidence_bins(p, n_bins)
+    count = np.bincount(b, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(b, weights=conf, minlength=n_bins) / count
+        acc = np.bincount(b, weights=correct, minlength=n_bins) / count
+    edges = np.arange(n_bins + 1) / n_bins
+    return pd.DataFrame(
+        {"lo": edges[:-1], "hi": edges[1:], "examples": count, "confidence": mean_conf, "accuracy": acc},
+        index=pd.RangeIndex(n_bins, name="bin"),
+    )
+
+
+def ece_of_bins(table: pd.DataFrame) -> float:
+    """ECE from a :func:`reliability` table: ``sum_b n_b/N · |acc_b - conf_b|``."""
+    full = table[table["examples"] > 0]
+    return float((full["examples"] * (full["accuracy"] - full["confidence"]).abs()).sum() / full["examples"].sum())
+
+
+def _panel(ax_acc, ax_n, table: pd.DataFrame, title: str) -> None:
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    width = 1 / len(table)
+    full = table[table["examples"] > 0]
+    ax_acc.plot([0, 1], [0, 1], ls="--", color="0.4", lw=1, label="perfect calibration")
+    ax_acc.bar(
+        full["lo"], full["accuracy"], width=width, align="edge", color="#4c72b0", edgecolor="black", lw=0.6, label="accuracy"
+    )
+    ax_acc.hlines(full["confidence"], full["lo"], full["hi"], color="#c44e52", lw=2.2, label="mean confidence")
+    ax_acc.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
+    ax_acc.set_title(title, fontsize=9)
+    ax_acc.tick_params(labelbottom=False)
+    ax_n.bar(full["lo"], full["examples"], width=width, align="edge", color="0.6", edgecolor="black", lw=0.6)
+    ax_n.set_yscale("log")
+    ax_n.yaxis.set_major_locator(LogLocator(base=10, numticks=4))
+    ax_n.yaxis.set_minor_formatter(NullFormatter())
+    ax_n.set(xlim=(0, 1), ylim=(0.7, None), xlabel="confidence", ylabel="examples")
+
+
+@ANALYSES.register("calibration")
+def calibration(view: RunView, out: Path) -> Output:
+    """Reliability diagrams (10 equal-width confidence bins, each group's seeds pooled) per eval set, ECE per group."""
+    import matplotlib.pyplot as plt
+
+    result = Output("calibration", "Calibration: reliability diagrams (Abnar et al., figure 5)")
+    groups = ordered_groups(view)
+    if not groups:
+        result.skipped.append("all: no finished trials")
+        return result
+    students = [s for s in _order(view, "student") if any(g[0].student == s for g in groups.values())]
+    teachers = [k for k in _order(view, "teacher") if any(g[0].teacher == k for g in groups.values())]
+    ece_table = pd.DataFrame(index=pd.Index(list(groups), name="group"), dtype=object)
+    bins_rows = []
+    for e in ordered_eval_sets(view):
+        pooled: dict[str, tuple[pd.DataFrame, list[float], int]] = {}
+        for name, trials in groups.items():
+            have: list[TrialView] = [t for t in trials if f"probs__{e}" in view.outputs(t.id)]
+            if len(have) < len(trials):
+                result.skipped.append(f"{e}: {len(trials) - len(have)} trial(s) of {name} have no stored probabilities on it")
+            if not have:
+                continue
+            probs = [view.outputs(t.id)[f"probs__{e}"] for t in have]
+            labels = [view.outputs(t.id)[f"labels__{e}"] for t in have]
+            eces = [metrics.ece(p, y, n_bins=N_BINS) for p, y in zip(probs, labels, strict=True)]
+            table = reliability(np.concatenate(probs), np.concatenate(labels))
+            pooled[name] = (table, eces, len(have))
+            ece_table.loc[name, e] = cell(eces)
+            bins_rows += [{"eval_set": e, "group": name, "bin": int(b), **r} for b, r in table.iterrows()]
+        if not pooled:
+            continue
+        nrows, ncols = len(students), len(teachers)
+        height = 4.0 * nrows + 1.35
+        fig = plt.figure(figsize=(3.4 * ncols, height))
+        outer = fig.add_gridspec(nrows, ncols, hspace=0.45, wspace=0.35, top=1 - 1.35 / height, bottom=0.4 / height)
+        for i, s in enumerate(students):
+            for j, k in enumerate(teachers):
+                name = next((n for n, g in groups.items() if g[0].student == s and g[0].teacher == k), None)
+                if name not in pooled:
+                    continue
+                table, eces, n = pooled[name]
+                inner = outer[i, j].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.08)
+                ax_acc = fig.add_subplot(inner[0])
+                ax_n = fig.add_subplot(inner[1], sharex=ax_acc)
+                _panel(ax_acc, ax_n, table, f"{name} ({n} seed{'s' * (n != 1)} pooled)\nECE {cell(eces)}")
+        fig.suptitle(
+            f"Reliability on {e}: accuracy per confidence bin; ECE per seed, mean ± std (n), {N_BINS} bins", y=1 - 0.12 / height
+        )
+        handles, names = ax_acc.get_legend_handles_labels()
+        fig.legend(handles, names, loc="upper center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 1 - 0.4 / height))
+        result.figures.append(save_figure(fig, out, f"reliability__{safe_stem(e)}"))
+    if len(ece_table.columns):
+        ece_table = ece_table.fillna("–")
+        title = f"ECE ({N_BINS} equal-width bins), mean ± std (n) over seeds"
+        write_table(ece_table, out, "ece", title)
+        result.tables.append((title, ece_table))
+        pd.DataFrame(bins_rows).to_csv(out / "reliability_bins.csv", index=False)
+        result.notes.append(
+            f"ECE here uses the diagrams' {N_BINS} bins (kdtune.metrics.ece); the results tables use 15, "
+            "so the numbers differ slightly. "
+            "reliability_bins.csv: each diagram's bins (examples, mean confidence, accuracy)."
+        )
+    return result

@@ -1,0 +1,82 @@
+"""Student vs teacher probability of the true class (kdtune.analysis.hardness): binning by hand, pairing,
+and the training split's probabilities from the checkpoints of a tiny run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kdtune.analysis.hardness import TrainProbs, hardness, hardness_bins, true_class_probs
+from tests.test_analysis_errors import FakeView, trial
+
+
+def test_true_class_probs_pick_each_examples_label():
+    probs = np.array([[0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    assert true_class_probs(probs, np.array([1, 0, 0])).tolist() == pytest.approx([0.8, 0.6, 0.3])
+
+
+def test_bins_of_the_teachers_probability_hold_mean_teacher_and_student_p():
+    teacher = np.array([0.05, 0.15, 0.12, 0.95, 1.0, 0.1])
+    student = np.array([0.1, 0.3, 0.2, 0.9, 0.8, 0.4])
+    table = hardness_bins(teacher, student, n_bins=10)  # [b/10, (b+1)/10), 1.0 in the last bin
+    full = table[table["examples"] > 0]
+    assert full.index.tolist() == [0, 1, 9]
+    assert full["examples"].tolist() == [1, 3, 2]
+    assert full["teacher_p"].tolist() == pytest.approx([0.05, (0.15 + 0.12 + 0.1) / 3, 0.975])
+    assert full["student_p"].tolist() == pytest.approx([0.1, (0.3 + 0.2 + 0.4) / 3, 0.85])
+    assert len(hardness_bins(teacher, student, n_bins=20)) == 20
+
+
+def test_hardness_pairs_students_with_their_teachers_and_from_data_twins(tmp_path):
+    y = np.array([0, 1, 0, 1])
+
+    def arrays(p_true):  # two classes: p(true) as given
+        p = np.where(y[:, None] == np.arange(2), np.array(p_true)[:, None], 1 - np.array(p_true)[:, None])
+        return {"probs__test": p, "labels__test": y}
+
+    stored = {
+        "t0": arrays([0.05, 0.15, 0.95, 0.95]),
+        "s0": arrays([0.1, 0.3, 0.9, 0.7]),
+        "d0": arrays([0.5, 0.5, 0.99, 0.99]),
+        "d1": arrays([0.2, 0.2, 0.2, 0.2]),
+    }
+    ts = [trial("t0", "CNN", "data", 0), trial("d0", "MLP", "data", 0), trial("d1", "MLP", "data", 1)]
+    ts.append(trial("s0", "MLP", "CNN", 0, "t0"))
+    out = hardness(FakeView(ts, stored, ["test"]), tmp_path)
+    assert any(s.startswith("train: ") and "no data in a fake view" in s for s in out.skipped)  # no checkpoints here
+    assert [p.name for p in out.figures] == ["hardness__test.png"]
+    ((_, table),) = out.tables
+    rows = table.loc["MLP ← CNN"]
+    assert rows.index.tolist() == ["0.00–0.10", "0.10–0.20", "0.90–1.00"]
+    assert rows["examples"].tolist() == [1, 1, 2]
+    assert rows["distilled student p"].tolist() == ["0.100", "0.300", "0.800"]
+    assert rows["from-data student p"].tolist() == ["0.500", "0.500", "0.990"]  # d0: same seed as s0
+    assert "MLP ← CNN s0 ↔ MLP (data) s0" in out.notes[0]
+
+
+def test_training_split_probabilities_come_from_the_checkpoints(tiny_raw, tmp_path):
+    import torch
+
+    from kdtune.analysis import RunView
+    from kdtune.execute import InlineExecutor, execute
+    from kdtune.plan import make_plan
+    from kdtune.results import write_sweep_record
+    from kdtune.rundir import trial_dir
+    from kdtune.spec import parse_sweep
+
+    tiny_raw["train"]["epochs"], tiny_raw["grid"]["seeds"], tiny_raw["data"]["eval_sets"] = 1, 1, ["test"]
+    plan = make_plan(parse_sweep(tiny_raw, "tiny.yaml", output=tmp_path / "run"))
+    write_sweep_record(plan)
+    assert execute(plan, InlineExecutor(), log=lambda s: None) == {}
+    view = RunView(tmp_path / "run")
+    teacher = next(t for t in view.trials if t.student == "CNN")
+    got = TrainProbs(view)(teacher)
+    (cache,) = trial_dir(view.run_dir, teacher.id).glob("train_logits-*.npy")  # what the students were taught with
+    y = view.data(teacher).train.y.numpy()
+    expected = torch.softmax(torch.as_tensor(np.load(cache)).double(), -1).numpy()[np.arange(len(y)), y]
+    assert got == pytest.approx(expected, abs=1e-5)
+    out = hardness(view, tmp_path / "out")
+    assert [p.name for p in out.figures] == ["hardness__train.png", "hardness__test.png"]
+    assert out.skipped == []
+    train = out.tables[0][1]
+    assert train["examples"].sum() == len(y)  # one seed: every training example once
