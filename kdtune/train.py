@@ -86,7 +86,7 @@ def load_trained_model(run_dir: Path, trial_id: str, info: DataInfo, device: tor
     """Rebuild a finished trial's model from its folder, in eval mode (its checkpoint's checksum checked)."""
     problem = check_trial(run_dir, trial_id, ("config.json", MODEL))
     if problem:
-        raise KdtuneError(f"teacher {trial_id}: {problem}; re-run the sweep to train it again")
+        raise KdtuneError(f"trial {trial_id}: {problem}; re-run the sweep to train it again")
     cfg = TrialConfig.from_dict(read_json(trial_dir(run_dir, trial_id) / "config.json")["config"])
     model = build_model(cfg.arch, info, cfg.train.dropout, dict(cfg.params)).to(device)
     model.load_state_dict(load_state(run_dir, trial_id, device))

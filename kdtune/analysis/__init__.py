@@ -26,6 +26,7 @@ import pandas as pd
 from kdtune.errors import KdtuneError
 from kdtune.registry import Registry
 
+KD_KEYS = {"temperature": "τ", "w_hard": "w_hard", "w_soft": "w_soft", "kd_loss": "loss"}  # told apart in group labels
 MODULES = ("similarity", "paths", "barriers", "errors", "calibration", "invariance", "hardness")
 
 
@@ -38,6 +39,7 @@ class TrialView:
     teacher: str
     seed: int
     config: Any  # kdtune.plan.TrialConfig
+    detail: str = ""  # distillation settings that vary in the view, e.g. "τ=4"
 
     @property
     def arch(self) -> str:
@@ -45,8 +47,10 @@ class TrialView:
 
     @property
     def group(self) -> str:
-        """``MLP (data)`` or ``MLP ← CNN``: how figures and tables label the trial's kind."""
-        return f"{self.student} (data)" if self.teacher == "data" else f"{self.student} ← {self.teacher}"
+        """``MLP (data)``, ``MLP ← CNN`` (or ``MLP ← CNN τ=4`` when temperatures vary): the trial's kind."""
+        if self.teacher == "data":
+            return f"{self.student} (data)"
+        return f"{self.student} ← {self.teacher}" + (f" {self.detail}" if self.detail else "")
 
     @property
     def label(self) -> str:
@@ -89,9 +93,12 @@ class RunView:
         ok = self.results[self.results["status"] == "ok"]
         rows = filter_rows(ok.drop_duplicates("trial_id"), where or {})
         self.trials: list[TrialView] = []
+        distilled = rows[rows["teacher"].astype(str) != "data"]
+        varying = [k for k in KD_KEYS if k in distilled and distilled[k].nunique() > 1]
         for r in rows.itertuples(index=False):
             cfg = TrialConfig.from_dict(read_json(trial_dir(self.run_dir, r.trial_id) / CONFIG)["config"])
-            self.trials.append(TrialView(r.trial_id, str(r.student), str(r.teacher), int(r.seed), cfg))
+            detail = " ".join(f"{KD_KEYS[k]}={_num_str(getattr(r, k))}" for k in varying) if str(r.teacher) != "data" else ""
+            self.trials.append(TrialView(r.trial_id, str(r.student), str(r.teacher), int(r.seed), cfg, detail))
         present = set(ok["eval_set"].astype(str))
         known = [str(e) for e in self.results["eval_set"].cat.categories if str(e) in present and e != "val"]
         if eval_sets:
