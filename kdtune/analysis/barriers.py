@@ -1,0 +1,421 @@
+"""Performance barriers (Abnar et al., appendix C, figures 8–9): the loss along the straight line between two
+checkpoints of the same architecture, θ(λ) = λ·θ₁ + (1−λ)·θ₂, with BatchNorm statistics recomputed at every λ.
+
+The barrier height of a pair is ``max_λ [loss(λ) − (λ·loss(1) + (1−λ)·loss(0))]``: how far the loss rises above
+the chord between the two end points. Pairs are grouped by the teachers of the two models, as in figure 9.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from kdtune.analysis import ANALYSES, Output, RunView, TrialView, save_figure, write_table
+from kdtune.errors import KdtuneError
+
+NUM_LAMBDAS = 25
+MAX_PAIRS = 6  # per (teacher of model 1, teacher of model 2) cell and architecture
+BATCH_SIZE = 512
+# one intra-op thread on a CPU device: the forward passes here are small, and on a shared 2-core machine two threads
+# took 5× the CPU time (waiting on each other); ``barriers(..., threads=None)`` keeps torch's setting
+CPU_THREADS = 1
+NO_TEACHER = "data"
+KINDS = ("independent", "same teacher", "different teachers", "student vs independent")
+
+
+def lambda_grid(n: int = NUM_LAMBDAS) -> np.ndarray:
+    """``n`` evenly spaced interpolation coefficients from 0 to 1 (both included)."""
+    if n < 2:
+        raise ValueError(f"the λ grid needs at least 2 points (0 and 1), got {n}")
+    return np.linspace(0.0, 1.0, n)
+
+
+def interpolate_state(
+    theta1: Mapping[str, torch.Tensor], theta2: Mapping[str, torch.Tensor], lam: float
+) -> dict[str, torch.Tensor]:
+    """``λ·θ₁ + (1−λ)·θ₂`` for every floating-point entry; integer buffers (e.g. ``num_batches_tracked``) from the nearer end."""
+    if theta1.keys() != theta2.keys():
+        raise ValueError(f"the checkpoints differ in their entries: {sorted(set(theta1) ^ set(theta2))[:5]}")
+    out = {}
+    for key, a in theta1.items():
+        b = theta2[key]
+        if a.shape != b.shape:
+            raise ValueError(f"{key}: shapes {tuple(a.shape)} and {tuple(b.shape)} differ")
+        if a.is_floating_point():
+            out[key] = a * lam + b * (1.0 - lam)
+        else:
+            out[key] = (a if lam >= 0.5 else b).clone()
+    return out
+
+
+def batch_norm_layers(model: nn.Module) -> list[nn.Module]:
+    """The model's BatchNorm layers that keep running statistics."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
+def _batches(n: int, batch_size: int) -> list[slice]:
+    """Consecutive slices of at most ``batch_size`` rows; never a last batch of one row (BatchNorm cannot train on it)."""
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return [slice(s, starts[i + 1] if i + 1 < len(starts) else n) for i, s in enumerate(starts)]
+
+
+def recompute_batch_norm(model: nn.Module, task: Any, split: Any, batch_size: int = BATCH_SIZE) -> None:
+    """Reset every BatchNorm's running statistics and recompute them over one pass of ``split`` (cumulative average over
+    batches, only the BatchNorm layers in train mode, so dropout stays off); leaves the model in eval mode."""
+    from kdtune.tasks import batch_inputs
+
+    layers = batch_norm_layers(model)
+    model.eval()
+    if not layers:
+        return
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()  # running mean 0, variance 1, num_batches_tracked 0
+        m.momentum = None  # cumulative moving average: every batch weighs the same
+        m.train()
+    try:
+        with torch.no_grad():
+            for idx in _batches(len(split), batch_size):
+                task.outputs(model, batch_inputs(split.x, idx))
+    finally:
+        for m, momentum in zip(layers, momenta, strict=True):
+            m.momentum = momentum
+        model.eval()
+
+
+def evaluate(model: nn.Module, task: Any, split: Any, batch_size: int = BATCH_SIZE) -> tuple[float, float]:
+    """``(loss, accuracy)`` of the model on a split: the task's mean NLL and accuracy, in eval mode without gradients."""
+    logits, _ = task.predict(model, split, batch_size)
+    scores = task.scores(logits, split)
+    return float(scores["nll"]), float(scores["accuracy"])
+
+
+def interpolation_curve(
+    model: nn.Module,
+    theta1: Mapping[str, torch.Tensor],
+    theta2: Mapping[str, torch.Tensor],
+    task: Any,
+    train: Any,
+    eval_split: Any,
+    lambdas: Sequence[float] | np.ndarray | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> pd.DataFrame:
+    """Loss and accuracy on ``eval_split`` of θ(λ) = λ·θ₁ + (1−λ)·θ₂ for each λ (columns ``lam``, ``loss``,
+    ``accuracy``), BatchNorm statistics recomputed on ``train`` at every λ; ``model`` is the (overwritten) carrier."""
+    lambdas = lambda_grid() if lambdas is None else np.asarray(lambdas, dtype=float)
+    rows = []
+    for lam in lambdas:
+        model.load_state_dict(interpolate_state(theta1, theta2, float(lam)))
+        recompute_batch_norm(model, task, train, batch_size)
+        loss, acc = evaluate(model, task, eval_split, batch_size)
+        rows.append({"lam": float(lam), "loss": loss, "accuracy": acc})
+    return pd.DataFrame(rows)
+
+
+def _at(lambdas: np.ndarray, values: np.ndarray, lam: float) -> float:
+    hit = np.flatnonzero(np.isclose(lambdas, lam, rtol=0.0, atol=1e-9))
+    if not len(hit):
+        raise ValueError(f"the λ grid must contain {lam}")
+    return float(values[hit[0]])
+
+
+def barrier_height(lambdas: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndarray) -> float:
+    """``max_λ [loss(λ) − (λ·loss(1) + (1−λ)·loss(0))]`` over the grid (which must contain 0 and 1)."""
+    lam, loss = np.asarray(lambdas, dtype=float), np.asarray(losses, dtype=float)
+    if lam.shape != loss.shape or lam.ndim != 1:
+        raise ValueError(f"λ and losses must be 1-d of one length, got {lam.shape} and {loss.shape}")
+    chord = lam * _at(lam, loss, 1.0) + (1.0 - lam) * _at(lam, loss, 0.0)
+    return float(np.max(loss - chord))
+
+
+def pair_kind(teacher1: str, teacher2: str) -> str:
+    """Figure 9's kinds: ``independent`` (both from data), ``same teacher``, ``different teachers`` or ``student vs independent``
+    (one from data)."""
+    if teacher1 == NO_TEACHER and teacher2 == NO_TEACHER:
+        return "independent"
+    if NO_TEACHER in (teacher1, teacher2):
+        return "student vs independent"
+    return "same teacher" if teacher1 == teacher2 else "different teachers"
+
+
+@dataclass
+class Cell:
+    """One cell of the grid: the teachers of model 1 (row) and model 2 (column), and the pairs chosen for it."""
+
+    teacher1: str
+    teacher2: str
+    pairs: list[tuple[TrialView, TrialView]]
+    available: int  # pairs there were before the limit
+
+    @property
+    def kind(self) -> str:
+        return pair_kind(self.teacher1, self.teacher2)
+
+
+def architectures(trials: Sequence[TrialView]) -> dict[str, list[TrialView]]:
+    """Trials whose checkpoints can be interpolated (same arch, params and data), by a name made of their students' names."""
+    by_key: dict[tuple[Any, ...], list[TrialView]] = {}
+    for t in trials:
+        key = (t.arch, repr(sorted(dict(t.config.params).items())), t.config.data_fingerprint or repr(t.config.data))
+        by_key.setdefault(key, []).append(t)
+    out: dict[str, list[TrialView]] = {}
+    for group in by_key.values():
+        name = "/".join(dict.fromkeys(t.student for t in group))
+        while name in out:
+            name += "'"
+        out[name] = group
+    return out
+
+
+def teacher_order(trials: Sequence[TrialView]) -> list[str]:
+    """The grid's rows and columns: data first, then the students' own architecture (self-distillation), then other teachers."""
+    teachers = list(dict.fromkeys(t.teacher for t in trials))
+    students = {t.student for t in trials}
+    return sorted(teachers, key=lambda x: (x != NO_TEACHER, x not in students, teachers.index(x)))
+
+
+def choose_pairs(
+    candidates: Sequence[tuple[TrialView, TrialView]], max_pairs: int, salt: str = ""
+) -> list[tuple[TrialView, TrialView]]:
+    """At most ``max_pairs`` of the candidates, drawn by a fixed-seed shuffle (the same run gives the same pairs)."""
+    ordered = sorted(candidates, key=lambda p: (p[0].seed, p[1].seed, p[0].id, p[1].id))
+    if len(ordered) <= max_pairs:
+        return ordered
+    rng = np.random.default_rng(zlib.crc32(salt.encode()))
+    keep = sorted(rng.choice(len(ordered), size=max_pairs, replace=False).tolist())
+    return [ordered[i] for i in keep]
+
+
+def grid_cells(trials: Sequence[TrialView], max_pairs: int = MAX_PAIRS) -> list[Cell]:
+    """Figure 9's lower triangle for one architecture: every (row teacher, column teacher ≤ row) with its chosen pairs."""
+    teachers = teacher_order(trials)
+    by_teacher = {k: [t for t in trials if t.teacher == k] for k in teachers}
+    cells = []
+    for i, t1 in enumerate(teachers):
+        for t2 in teachers[: i + 1]:
+            if t1 == t2:
+                candidates = list(itertools.combinations(sorted(by_teacher[t1], key=lambda t: (t.seed, t.id)), 2))
+            else:
+                candidates = [(a, b) for a in by_teacher[t1] for b in by_teacher[t2]]
+            cells.append(Cell(t1, t2, choose_pairs(candidates, max_pairs, f"{t1}|{t2}"), len(candidates)))
+    return cells
+
+
+def _mean_std(values: Sequence[float], digits: int = 3) -> str:
+    v = np.asarray(values, dtype=float)
+    if not len(v):
+        return "– (0)"
+    if len(v) < 2:
+        return f"{v[0]:.{digits}f} (1)"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f} ({len(v)})"
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def arch_curves(
+    view: RunView,
+    name: str,
+    trials: Sequence[TrialView],
+    eval_set: str,
+    lambdas: np.ndarray,
+    max_pairs: int = MAX_PAIRS,
+    device: torch.device | None = None,
+) -> tuple[list[Cell], pd.DataFrame]:
+    """One architecture's grid cells and the curves of their pairs (one row per pair and λ)."""
+    from kdtune.tasks import task_for
+    from kdtune.train import load_trained_model, trial_seed
+
+    device = device or _device()
+    cells = grid_cells(trials, max_pairs)
+    needed = list(dict.fromkeys(t for c in cells for p in c.pairs for t in p))
+    if not needed:
+        return cells, pd.DataFrame()
+    data = view.data(needed[0]).to(device)
+    task = task_for(data.info)
+    if eval_set not in data.evals:
+        raise KdtuneError(f"barriers: eval set {eval_set} is not in the data of {name}")
+    states, model = {}, None
+    for t in needed:
+        model = load_trained_model(view.run_dir, t.id, data.info, device)
+        states[t.id] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    assert model is not None
+    rows = []
+    for cell in cells:
+        for a, b in cell.pairs:
+            curve = interpolation_curve(model, states[a.id], states[b.id], task, data.train, data.evals[eval_set], lambdas)
+            curve.insert(0, "model", name)
+            info = {"teacher1": cell.teacher1, "teacher2": cell.teacher2, "kind": cell.kind,
+                    "trial1": a.id, "trial2": b.id, "seed1": a.seed, "seed2": b.seed,
+                    "same_init": trial_seed(a.config) == trial_seed(b.config)}  # fmt: skip
+            for i, (k, v) in enumerate(info.items()):
+                curve.insert(1 + i, k, v)
+            rows.append(curve)
+    return cells, pd.concat(rows, ignore_index=True)
+
+
+def pair_summary(curves: pd.DataFrame) -> pd.DataFrame:
+    """One row per pair: barrier height, accuracy at λ = 0.5 (interpolated if off the grid) and the ends' mean accuracy."""
+    keys = ["model", "teacher1", "teacher2", "kind", "trial1", "trial2", "seed1", "seed2", "same_init"]
+    rows = []
+    for key, g in curves.groupby(keys, sort=False):
+        g = g.sort_values("lam")
+        lam, loss, acc = g["lam"].to_numpy(), g["loss"].to_numpy(), g["accuracy"].to_numpy()
+        rows.append(dict(zip(keys, key, strict=True)) | {
+            "barrier": barrier_height(lam, loss),
+            "accuracy_mid": float(np.interp(0.5, lam, acc)),
+            "accuracy_ends": (_at(lam, acc, 0.0) + _at(lam, acc, 1.0)) / 2,
+            "loss_0": _at(lam, loss, 0.0),
+            "loss_1": _at(lam, loss, 1.0),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def barrier_table(cells_by_model: Mapping[str, Sequence[Cell]], pairs: pd.DataFrame) -> pd.DataFrame:
+    """Barrier heights and accuracies mean ± std (n pairs) per (model, teacher of model 1, teacher of model 2)."""
+    index, rows = [], []
+    for model, cells in cells_by_model.items():
+        for c in cells:
+            sel = pairs[(pairs["model"] == model) & (pairs["teacher1"] == c.teacher1) & (pairs["teacher2"] == c.teacher2)]
+            index.append((model, c.teacher1, c.teacher2))
+            rows.append({
+                "kind": c.kind,
+                "pairs": f"{len(c.pairs)} of {c.available}",
+                "barrier height": _mean_std(sel["barrier"]),
+                "accuracy at λ = 0.5": _mean_std(sel["accuracy_mid"]),
+                "accuracy at λ = 0, 1": _mean_std(sel["accuracy_ends"]),
+            })  # fmt: skip
+    names = ["model", "teacher of model 1", "teacher of model 2"]
+    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=names))
+
+
+def plot_grid(name: str, cells: Sequence[Cell], curves: pd.DataFrame, eval_set: str) -> Any:
+    """Figure 9's layout for one architecture: rows the teacher of model 1, columns that of model 2, loss over λ per pair."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    teachers = list(dict.fromkeys(c.teacher1 for c in cells))
+    n = len(teachers)
+    fig, axes = plt.subplots(n, n, figsize=(2.9 * n + 0.6, 2.3 * n + 0.6), sharex=True, sharey="row", squeeze=False)
+    colors = plt.get_cmap("tab10").colors
+    for c in cells:
+        i, j = teachers.index(c.teacher1), teachers.index(c.teacher2)
+        ax = axes[i][j]
+        sel = curves[(curves["teacher1"] == c.teacher1) & (curves["teacher2"] == c.teacher2)] if len(curves) else curves
+        heights = []
+        for k, (_, g) in enumerate(sel.groupby(["trial1", "trial2"], sort=False)):
+            g = g.sort_values("lam")
+            dashed = bool(g["same_init"].iloc[0]) if "same_init" in g else False
+            ax.plot(g["lam"], g["loss"], color=colors[k % len(colors)], lw=1.3, ls=(0, (4, 2)) if dashed else "-")
+            heights.append(barrier_height(g["lam"].to_numpy(), g["loss"].to_numpy()))
+        label = f"{c.kind}\nbarrier {np.mean(heights):.3g} (n={len(heights)})" if heights else f"{c.kind}\nno pairs"
+        ax.set_title(label, fontsize=8.5)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8, labelleft=True)
+    for i in range(n):
+        for j in range(i + 1, n):
+            axes[i][j].set_visible(False)
+        axes[i][0].set_ylabel(f"model 1 ← {teachers[i]}\n{eval_set} loss", fontsize=9)
+        axes[n - 1][i].set_xlabel(f"λ\nmodel 2 ← {teachers[i]}", fontsize=9)
+        axes[i][i].tick_params(labelbottom=True)
+    title = f"{name}: {eval_set} loss (NLL) of λ·θ₁ + (1−λ)·θ₂  (θ₁ = model 1 at λ = 1, θ₂ = model 2 at λ = 0)"
+    if len(curves) and bool(curves["same_init"].any()):
+        title += "\ndashed: the two models share their initialisation (students of the same seed)"
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _eval_set(view: RunView) -> str:
+    return "test" if "test" in view.eval_sets else view.eval_sets[0]
+
+
+def _stem(name: str) -> str:
+    return "barriers_" + "".join(ch if ch.isalnum() else "_" for ch in name)
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None, device: torch.device) -> Iterator[None]:
+    """Run with ``n`` intra-op CPU threads (on a CPU device; ``None``: unchanged), restoring the previous number after."""
+    before = torch.get_num_threads()
+    if n is not None and device.type == "cpu":
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@ANALYSES.register("barriers")
+def barriers(
+    view: RunView,
+    out: Path,
+    num_lambdas: int = NUM_LAMBDAS,
+    max_pairs: int = MAX_PAIRS,
+    threads: int | None = CPU_THREADS,
+    device: str | None = None,
+) -> Output:
+    """Loss barriers along linear interpolations between pairs of checkpoints of each architecture (figure 9)."""
+    result = Output("barriers", "Performance barriers between checkpoints (linear interpolation)")
+    archs = architectures(view.trials)
+    usable = {k: v for k, v in archs.items() if len(v) >= 2}
+    if not usable or not view.eval_sets:
+        why = "no eval set" if not view.eval_sets else "no architecture has two finished checkpoints to interpolate between"
+        result.skipped.append(why)
+        return result
+    for name, trials in archs.items():
+        if len(trials) < 2:
+            result.skipped.append(f"{name}: one checkpoint, no pair to interpolate")
+    eval_set, lambdas, start = _eval_set(view), lambda_grid(num_lambdas), time.perf_counter()
+    cells_by_model: dict[str, list[Cell]] = {}
+    all_curves = []
+    dev = torch.device(device) if device else _device()
+    for name, trials in usable.items():
+        with cpu_threads(threads, dev):
+            cells, curves = arch_curves(view, name, trials, eval_set, lambdas, max_pairs, dev)
+        cells_by_model[name] = cells
+        all_curves.append(curves)
+        result.figures.append(save_figure(plot_grid(name, cells, curves, eval_set), out, _stem(name)))
+    curves = pd.concat(all_curves, ignore_index=True)
+    pairs = pair_summary(curves)
+    curves.to_csv(out / "curves.csv", index=False)
+    pairs.to_csv(out / "pairs.csv", index=False)
+    table = barrier_table(cells_by_model, pairs)
+    title = f"Barrier height on {eval_set}: mean ± std (n pairs)"
+    write_table(table, out, "barriers", title)
+    result.tables.append((title, table))
+    limited = sum(len(c.pairs) < c.available for cells in cells_by_model.values() for c in cells)
+    result.notes += [
+        f"Eval set: {eval_set} (loss = mean NLL); θ(λ) = λ·θ₁ + (1−λ)·θ₂ on {len(lambdas)} evenly spaced λ from 0 to 1; "
+        "model 1 (θ₁, λ = 1) has the row's teacher, model 2 (θ₂, λ = 0) the column's.",
+        "Barrier height = max over λ of loss(λ) − (λ·loss(1) + (1−λ)·loss(0)): the rise above the straight line "
+        "between the end points (0 when the loss is convex along the path).",
+        "BatchNorm statistics are recomputed at every λ (the ends included) on the training split: running statistics "
+        f"reset, then one pass in batches of {BATCH_SIZE} with only the BatchNorm layers in train mode (dropout off), "
+        "as a cumulative average over batches; so the ends can differ slightly from the trials' stored metrics.",
+        f"At most {max_pairs} pairs per cell (chosen by a fixed-seed shuffle when there are more"
+        + (f"; {limited} cell(s) were limited" if limited else "; none was")
+        + "). kdtune's seed also sets the initialisation: unlike the paper's pairs (one initialisation, different "
+        "seeds), pairs of different seeds start from different initialisations, while students of the same seed share "
+        "theirs whatever their teacher (column same_init of pairs.csv; dashed in the figures).",
+        f"Kinds: independent (both trained from data), same teacher (students of one teacher model, "
+        "possibly different teacher checkpoints), different teachers, student vs independent. "
+        f"Curves in curves.csv, one row per pair in pairs.csv; {time.perf_counter() - start:.1f} s on {dev}.",
+    ]
+    return result
