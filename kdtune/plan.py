@@ -46,8 +46,12 @@ class TrialConfig:
     data_fingerprint: str = ""  # hash of the tensors actually loaded (kdtune.data.data_fingerprint)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able, canonical form (tuples of pairs become mappings)."""
-        return _jsonable(dataclasses.asdict(self)) | {"schema": SCHEMA}
+        """A JSON-able, canonical form (tuples of pairs become mappings). An empty ``outputs.feature_epochs``
+        is left out, so configs that keep no training-path features have the ids they had before it existed."""
+        d = _jsonable(dataclasses.asdict(self)) | {"schema": SCHEMA}
+        if not d["outputs"]["feature_epochs"]:
+            del d["outputs"]["feature_epochs"]
+        return d
 
     @property
     def id(self) -> str:
@@ -75,7 +79,7 @@ class TrialConfig:
             loss=LossSpec(**d["loss"]),
             seed=d["seed"],
             teacher_id=d["teacher_id"],
-            outputs=OutputSpec(**d["outputs"]),
+            outputs=OutputSpec(**{k: tuple(v) if k == "feature_epochs" else v for k, v in d["outputs"].items()}),
             data_fingerprint=d.get("data_fingerprint", ""),
         )
 

@@ -156,9 +156,12 @@ class ExecutionSpec:
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """What each trial leaves beyond its metrics."""
+    """What each trial leaves beyond its metrics. ``feature_epochs``: epochs (0 = initialisation, sorted,
+    distinct) at which a trial keeps penultimate features of the fixed subset for training paths; epochs
+    beyond a model's training are skipped (models of one sweep may train for different epochs)."""
 
     feature_examples: int = 1000
+    feature_epochs: tuple[int, ...] = ()
 
 
 REPORT_METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "d_accuracy", "a_accuracy", "perplexity", "token_nll")
@@ -635,8 +638,13 @@ def parse_sweep(
     )
     if execution.device == "cuda" and resources.gpu == 0:
         raise SpecError(source, "execution.device", "is cuda but resources.gpu is 0; ask for a gpu (fractions allowed)")
-    outs = _Section(source, "outputs", sec.raw.get("outputs"), ["feature_examples"])
-    outputs = OutputSpec(outs.get("feature_examples", as_int(ge=0), 1000))
+    outs = _Section(source, "outputs", sec.raw.get("outputs"), ["feature_examples", "feature_epochs"])
+    epochs = outs.get("feature_epochs", as_list(as_int(ge=0)), ())
+    if len(set(epochs)) != len(epochs):
+        raise SpecError(source, "outputs.feature_epochs", f"must be distinct epochs, got {list(epochs)}")
+    outputs = OutputSpec(outs.get("feature_examples", as_int(ge=0), 1000), tuple(sorted(epochs)))
+    if outputs.feature_epochs and outputs.feature_examples == 0:
+        raise SpecError(source, "outputs.feature_epochs", "needs outputs.feature_examples > 0")
     out_dir = Path(output) if output else Path(sec.get("output", as_str(), f"runs/{name}"))
     root = Path(data_root) if data_root else root
     return SweepSpec(

@@ -25,6 +25,7 @@ from torch import nn
 
 from kdtune.data import DataBundle, DataInfo, data_fingerprint, load_data
 from kdtune.data.augment import AUGMENTATIONS
+from kdtune.data.base import Split, take
 from kdtune.errors import KdtuneError
 from kdtune.models import build_model
 from kdtune.optim import OPTIMIZERS, SCHEDULES
@@ -40,7 +41,9 @@ from kdtune.rundir import (
     sha256_file,
     trial_dir,
 )
-from kdtune.tasks import Task, batch_inputs, task_for
+from kdtune.tasks import Task, batch_inputs, feature_index, task_for
+
+PATHS = "paths.npz"  # training-path features: path_features__e<epoch>, epochs, feature_index, eval_set
 
 
 def resolve_device(device: str) -> torch.device:
@@ -186,6 +189,25 @@ class Trainer:
         self.best_value: tuple[float, float] | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_epoch = tr.epochs
+        self.path_epochs = {e for e in config.outputs.feature_epochs if e <= tr.epochs}  # later ones: skipped
+        self.path_features: dict[int, np.ndarray] = {}
+        if self.path_epochs:
+            self.path_set = next((k for k in data.evals if k != "val"), "val")  # the first eval set, as analyses read
+            split = data.evals[self.path_set]
+            self.path_index = feature_index(len(split), config.outputs.feature_examples)
+            idx = self.path_index.to(split.y.device)
+            self.path_split = Split(take(split.x, idx), split.y[idx], {k: take(v, idx) for k, v in split.meta.items()})
+            self._snapshot()  # epoch 0: the initialisation
+
+    def _snapshot(self) -> None:
+        """Keep the penultimate features of the fixed subset if this epoch is asked for (``outputs.feature_epochs``).
+        Eval mode, no gradients, the training mode restored, every random state left as it was."""
+        if self.epoch not in self.path_epochs:
+            return
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type=self.device.type if devices else "cuda"):
+            feats = self.task.predict(self.model, self.path_split, self.eval_batch_size)[1]
+        self.path_features[self.epoch] = feats.float().cpu().numpy()
 
     @contextlib.contextmanager
     def _fresh_rng(self, seed: int | None = None) -> Iterator[None]:
@@ -213,7 +235,9 @@ class Trainer:
         """Train one epoch, validate, update the selected model; returns the epoch's history row
         (``epoch``, ``train_loss``, ``lr`` and ``val_<metric>`` for every validation metric)."""
         with self._fresh_rng():
-            return self._train_epoch()
+            row = self._train_epoch()
+        self._snapshot()
+        return row
 
     def _train_epoch(self) -> dict[str, float]:
         config, tr, data, task, model, device = self.config, self.config.train, self.data, self.task, self.model, self.device
@@ -270,6 +294,15 @@ class Trainer:
                 arrays |= {f"{key}__{name}": value for key, value in saved.items()}
             writer.save_model(model.state_dict())
             writer.save_outputs(arrays)
+            if self.path_features:
+                paths = {f"path_features__e{e}": f for e, f in sorted(self.path_features.items())}
+                np.savez(
+                    writer.path(PATHS),
+                    **paths,
+                    epochs=np.array(sorted(self.path_features)),
+                    feature_index=self.path_index.numpy(),
+                    eval_set=np.array(self.path_set),
+                )
             if export_train_logits and task.cache_teacher:
                 train_logits = task.predict(model, data.train, bs)[0].float().cpu().numpy()
                 np.save(writer.path(f"train_logits-{config.data_fingerprint}.npy"), train_logits)

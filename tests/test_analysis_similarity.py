@@ -1,0 +1,152 @@
+"""Representational similarity (appendix B), linear CKA and debiased CKA against their definitions; the
+blockwise m×m matrices against pairwise computations; the analysis on a finished tiny run."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kdtune.analysis import RunView
+from kdtune.analysis.similarity import (
+    MEASURES,
+    distances,
+    embed_2d,
+    group_table,
+    linear_cka,
+    relational_similarity,
+    similarity,
+    similarity_matrix,
+)
+
+
+def _features(rng: np.random.Generator, n: int = 60, d: int = 8) -> np.ndarray:
+    return np.maximum(rng.normal(size=(n, d)), 0) + 0.1 * rng.normal(size=(n, d))  # ReLU-like, some negatives
+
+
+def test_similarity_matches_a_hand_computation():
+    a = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    b = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 3.0]])
+    # normalised a: e1, e2, (e1+e2)/√2 → rows (1, 0, 1/√2), (0, 1, 1/√2), (1/√2, 1/√2, 1)
+    # normalised b: e1, e1, e2 → rows (1, 1, 0), (1, 1, 0), (0, 0, 1); row cosines 1/√3, 1/√3, 1/√2
+    assert relational_similarity(a, b) == pytest.approx((2 / math.sqrt(3) + 1 / math.sqrt(2)) / 3)
+
+
+def test_similarity_with_itself_is_one_and_survives_rotation_and_scaling():
+    rng = np.random.default_rng(0)
+    x = _features(rng)
+    q, _ = np.linalg.qr(rng.normal(size=(8, 8)))  # an orthogonal matrix
+    assert relational_similarity(x, x) == pytest.approx(1.0)
+    assert relational_similarity(x, 3.7 * x @ q) == pytest.approx(1.0)
+    assert relational_similarity(x, _features(rng)) < 0.99  # and it does tell models apart
+
+
+def test_linear_cka_equals_the_hsic_formula_and_is_one_with_itself():
+    rng = np.random.default_rng(1)
+    x, y = _features(rng, 50, 6), _features(rng, 50, 9)
+    n = len(x)
+    h = np.eye(n) - np.ones((n, n)) / n
+
+    def hsic(kx, ky):  # Gretton et al. 2005: tr(K H L H) / (n - 1)²
+        return np.trace(kx @ h @ ky @ h) / (n - 1) ** 2
+
+    kx, ky = x @ x.T, y @ y.T
+    assert linear_cka(x, y) == pytest.approx(hsic(kx, ky) / math.sqrt(hsic(kx, kx) * hsic(ky, ky)))
+    assert linear_cka(x, x) == pytest.approx(1.0)
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    assert linear_cka(x, 2.5 * x @ q + 4.0) == pytest.approx(1.0)  # rotation, scale and shift
+
+
+def test_debiased_cka_is_the_unbiased_hsic_estimator_and_near_zero_for_independent_features():
+    rng = np.random.default_rng(2)
+    x, y = _features(rng, 40, 5), _features(rng, 40, 7)
+    n = len(x)
+
+    def hsic_u(kx, ky):  # Song et al. 2012, eq. 5: diagonals zeroed
+        kx, ky = kx - np.diag(np.diag(kx)), ky - np.diag(np.diag(ky))
+        one = np.ones(n)
+        cross = one @ kx @ one * (one @ ky @ one) / ((n - 1) * (n - 2))
+        return (np.trace(kx @ ky) + cross - 2 / (n - 2) * one @ kx @ ky @ one) / (n * (n - 3))
+
+    kx, ky = x @ x.T, y @ y.T
+    assert linear_cka(x, y, debiased=True) == pytest.approx(hsic_u(kx, ky) / math.sqrt(hsic_u(kx, kx) * hsic_u(ky, ky)))
+    assert linear_cka(x, x, debiased=True) == pytest.approx(1.0)
+
+    a, b = rng.normal(size=(500, 50)), rng.normal(size=(500, 50))
+    assert abs(linear_cka(a, b, debiased=True)) < 0.05
+    assert linear_cka(a, b) > 0.05  # the biased estimate is not: what debiasing is for
+
+
+@pytest.mark.parametrize("budget", [1, 8 * 5 * 30 * 7, 1 << 30])  # one row per block, 7 rows, everything at once
+def test_blockwise_matrices_equal_the_pairwise_definitions(budget):
+    rng = np.random.default_rng(3)
+    feats = [_features(rng, 30, d) for d in (4, 6, 6, 10, 3)]
+    feats[2] = feats[1] @ np.linalg.qr(rng.normal(size=(6, 6)))[0]  # a rotated copy
+    pairwise = {
+        "similarity": relational_similarity,
+        "cka": linear_cka,
+        "cka_debiased": lambda a, b: linear_cka(a, b, debiased=True),
+    }
+    for measure, fn in pairwise.items():
+        expected = np.array([[fn(a, b) for b in feats] for a in feats])
+        np.testing.assert_allclose(similarity_matrix(feats, measure, budget=budget), expected, atol=1e-10)
+    assert set(pairwise) == set(MEASURES)
+
+
+def test_distances_are_one_minus_similarity_over_its_maximum():
+    s = np.array([[1.0, 0.8, 0.4], [0.8, 1.0, 0.5], [0.4, 0.5, 1.0]])
+    np.testing.assert_allclose(distances(s), np.array([[0, 0.2, 0.6], [0.2, 0, 0.5], [0.6, 0.5, 0]]) / 0.6)
+    coords = embed_2d(distances(s))  # three points in the plane: MDS reproduces their distances
+    d = np.linalg.norm(coords[:, None] - coords[None], axis=-1)
+    np.testing.assert_allclose(d, distances(s), atol=1e-3)
+
+
+def test_group_table_averages_pairs_between_groups_without_self_pairs():
+    s = np.array([[1.0, 0.9, 0.3, 0.1], [0.9, 1.0, 0.5, 0.3], [0.3, 0.5, 1.0, 0.7], [0.1, 0.3, 0.7, 1.0]])
+    table = group_table(s, ["A", "A", "B", "C"], digits=2)
+    assert table.loc["A", "A"] == "0.90 ± 0.00 (1)"
+    assert table.loc["A", "B"] == table.loc["B", "A"] == "0.40 ± 0.10 (2)"  # 0.3 and 0.5
+    assert table.loc["A", "C"] == "0.20 ± 0.10 (2)"
+    assert pd.isna(table.loc["B", "B"])  # one trial: no pair (tables print –)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from kdtune.execute import InlineExecutor, execute
+    from kdtune.plan import make_plan
+    from kdtune.results import write_sweep_record
+    from kdtune.spec import parse_sweep
+    from tests.conftest import TINY
+
+    raw = copy.deepcopy(TINY)
+    raw["grid"]["seeds"] = 1  # CNN and MLP from data, MLP ← CNN
+    spec = parse_sweep(raw, "tiny.yaml", output=tmp_path_factory.mktemp("sim") / "run")
+    plan = make_plan(spec)
+    write_sweep_record(plan)  # what kdtune run records first; RunView reads the trials it planned
+    assert execute(plan, InlineExecutor(), log=lambda s: None) == {}
+    return spec.output
+
+
+def test_the_analysis_writes_heatmap_mds_and_group_tables(tiny_run, tmp_path):
+    view = RunView(tiny_run)
+    out = similarity(view, tmp_path)
+    assert [p.name for p in out.figures] == ["similarity.png", "mds.png"] and all(p.is_file() for p in out.figures)
+    assert len(out.tables) == 3 and not out.skipped
+    groups = ["CNN (data)", "MLP (data)", "MLP ← CNN"]
+    for _, table in out.tables:
+        assert list(table.index) == groups and list(table.columns) == groups
+    assert "eval set test" in out.notes[0]
+    matrix = np.loadtxt(tmp_path / "similarity_matrix.csv", delimiter=",", skiprows=1, usecols=(1, 2, 3))
+    np.testing.assert_allclose(np.diag(matrix), 1.0)
+    for stem in ("groups_similarity", "groups_cka", "groups_cka_debiased"):
+        assert (tmp_path / f"{stem}.md").is_file() and (tmp_path / f"{stem}.tex").is_file()
+
+
+def test_the_analysis_skips_with_one_line_when_fewer_than_two_trials(tiny_run, tmp_path):
+    view = RunView(tiny_run, where={"student": ["CNN"]})
+    out = similarity(view, tmp_path)
+    assert out.figures == [] and out.tables == []
+    assert out.skipped == ["similarity needs 2 trials with penultimate features of test; found 1"]
