@@ -7,7 +7,10 @@ status 2, before any work starts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shlex
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -466,8 +469,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:
-        print("kdtune: interrupted; finished trials are kept and a re-run resumes from them", file=sys.stderr)
+    except KeyboardInterrupt as e:  # Ctrl-C; during a run, kdtune.execute.Interrupted once Ray is shut down
+        with contextlib.suppress(ValueError):  # (not in the main thread)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting: no traceback
+        finished, total = getattr(e, "finished", None), getattr(e, "total", None)
+        if finished is None:
+            print("kdtune: interrupted", file=sys.stderr)
+            return 130
+        words = sys.argv[1:] if argv is None else list(argv)
+        prog = "python -m kdtune" if argv is None and sys.argv[0].endswith("__main__.py") else "kdtune"
+        print(
+            f"kdtune: interrupted; {finished} of {total} trials finished and are kept. "
+            f"Resume with the same command: {prog} {shlex.join(words)}",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -3,26 +3,47 @@
 Each Ray Tune trial is a :class:`~kdtune.plan.TrialGroup` (trials differing only in seed). Finished
 trials are found in the run folder by id and skipped, which is also how an interrupted sweep
 resumes. The ``inline`` executor runs groups one after another in this process, for debugging.
+
+While trials run, :class:`~kdtune.progress.Progress` shows them (fed by epoch reports); kdtune's,
+Ray's and Ray Tune's log records (tracebacks included) go to ``RUN/logs/<time>-run.log``, not the
+terminal. The first Ctrl-C stops the run at once: Ray is shut down, no later stage starts, finished
+trials stay, and :class:`Interrupted` says how many.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from kdtune.errors import KdtuneError
 from kdtune.plan import Plan, TrialConfig, TrialGroup
+from kdtune.progress import Progress
 from kdtune.rundir import METRICS, check_trial, finished_trials, is_finished, quarantine, read_json, trial_dir
 
 Payload = dict[str, Any]
+EpochCallback = Callable[[dict[str, Any]], None]
+
+logger = logging.getLogger(__name__)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`execute`, raised after shutting down: how many of the plan's trials are finished."""
+
+    def __init__(self, finished: int, total: int) -> None:
+        super().__init__(f"{finished} of {total} trials finished")
+        self.finished, self.total = finished, total
 
 
 def group_payload(plan: Plan, group: TrialGroup, run_dir: Path, data_root: Path | None) -> Payload:
@@ -42,8 +63,9 @@ def group_payload(plan: Plan, group: TrialGroup, run_dir: Path, data_root: Path 
     }
 
 
-def run_group(payload: Payload, on_epoch: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, Any]]:
-    """Worker side: train every unfinished trial of a group; returns each trial's metrics."""
+def run_group(payload: Payload, on_epoch: EpochCallback | None = None) -> list[dict[str, Any]]:
+    """Worker side: train every unfinished trial of a group; returns each trial's metrics. ``on_epoch`` gets
+    train_trial's row of each epoch plus ``trial_index`` (in the group, from 0) and ``epochs``."""
     import torch
 
     from kdtune.train import resolve_device, train_trial
@@ -52,28 +74,40 @@ def run_group(payload: Payload, on_epoch: Callable[[dict[str, float]], None] | N
     device = resolve_device(payload["device"])
     run_dir = Path(payload["run_dir"])
     out = []
-    for t in payload["trials"]:
+    for i, t in enumerate(payload["trials"]):
         if is_finished(run_dir, t["id"]):
             out.append(read_json(trial_dir(run_dir, t["id"]) / METRICS))
             continue
         config = TrialConfig.from_dict(t["config"])
         if config.id != t["id"]:
             raise RuntimeError(f"trial {t['id']}: config hashes to {config.id} on this worker (kdtune versions differ?)")
+        each = None if on_epoch is None else functools.partial(_tag_epoch, on_epoch, i, config.train.epochs)
         out.append(
-            train_trial(
-                config, run_dir, payload["data_root"], device, t["export_train_logits"], on_epoch, payload["eval_batch_size"]
-            )
+            train_trial(config, run_dir, payload["data_root"], device, t["export_train_logits"], each, payload["eval_batch_size"])
         )
     return out
 
 
+def _tag_epoch(on_epoch: EpochCallback, trial_index: int, epochs: int, row: dict[str, float]) -> None:
+    on_epoch({"trial_index": trial_index, "epochs": epochs, **row})
+
+
+def _report_epoch(row: dict[str, Any]) -> None:
+    """An intermediate Ray Tune result after each epoch (the driver's progress display reads it)."""
+    from ray import tune
+
+    keys = ("trial_index", "epoch", "epochs")
+    tune.report({**{k: row[k] for k in keys}, "epoch_val_accuracy": row["val_accuracy"], "epoch_train_loss": row["train_loss"]})
+
+
 def tune_trainable(config: dict[str, Any]) -> None:
-    """The Ray Tune function trainable: trains one group, reports its validation means."""
+    """The Ray Tune function trainable: trains one group, reporting after every epoch; its last report
+    holds the group's validation means (``val_accuracy``, ``val_nll``, ``val_ece``) and ``trials``."""
     from ray import tune
 
     from kdtune.train import summarize
 
-    tune.report(summarize(run_group(config["group"])))
+    tune.report(summarize(run_group(config["group"], _report_epoch)))
 
 
 @dataclass
@@ -90,54 +124,182 @@ def _last_line(error: BaseException | str) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
+def _error_line(error: BaseException | str) -> str:
+    """``Type: message`` of a trial's error in one line (of the trial's own exception if Ray wrapped it)."""
+    cause = getattr(error, "cause", None)  # ray.exceptions.RayTaskError
+    if isinstance(cause, BaseException):
+        error = cause
+    if isinstance(error, str):
+        return _last_line(error)
+    return f"{type(error).__name__}: {_last_line(error)}"
+
+
+class _Interrupts:
+    """kdtune's SIGINT handler while an executor runs. ``defer`` (Ray): the first Ctrl-C takes effect at the
+    next :meth:`check` (the Tune loop checks 10 times a second), not inside Ray's own code, where a
+    KeyboardInterrupt can be swallowed; a second one at once, except while :meth:`held` (Ray starting its
+    processes, which an interrupt would leave half-started). Without ``defer``: at once. Once
+    :attr:`stopping`, Ctrl-C is ignored (Ray shuts down, the process exits)."""
+
+    def __init__(self, defer: bool) -> None:
+        self.defer, self.requested, self.stopping, self.holding = defer, False, False, False
+        self.previous: Any = None
+
+    def install(self) -> None:
+        """Become the SIGINT handler (only the main thread may set one)."""
+        self.requested = self.stopping = False
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Within: every Ctrl-C waits for the next :meth:`check`."""
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.stopping:
+            return
+        first, self.requested = not self.requested, True
+        if not (self.holding or (self.defer and first)):
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """A safe point: raise the KeyboardInterrupt of a deferred Ctrl-C."""
+        if self.requested and not self.stopping:
+            raise KeyboardInterrupt
+
+    def release(self, exc_type: type[BaseException] | None) -> None:
+        """The executor exits: after a Ctrl-C, ignore more of them until the process ends; else restore the handler."""
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self.stopping = True
+        elif self.previous is not None and signal.getsignal(signal.SIGINT) == self._handle:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+
+def _is_console(handler: logging.Handler) -> bool:
+    """Whether a log handler writes to a stream (the terminal) rather than a file."""
+    return isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+
+
+@contextlib.contextmanager
+def run_log(run_dir: Path) -> Iterator[Path]:
+    """Send log records (kdtune's, and Ray's once :class:`RayExecutor` redirects them) to ``RUN/logs/<time>-run.log``."""
+    path = Path(run_dir) / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-run.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    kdtune_logger = logging.getLogger("kdtune")
+    level = kdtune_logger.level
+    kdtune_logger.setLevel(logging.INFO)
+    logging.getLogger().addHandler(handler)
+    try:
+        yield path
+    finally:
+        logging.getLogger().removeHandler(handler)
+        kdtune_logger.setLevel(level)
+        handler.close()
+
+
 class InlineExecutor:
     """Run groups sequentially in this process (no Ray): for debugging and small tests."""
 
     name = "inline"
 
+    def __init__(self) -> None:
+        self._interrupts = _Interrupts(defer=False)
+
     def __enter__(self) -> InlineExecutor:
+        self._interrupts.install()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        return None
+    def __exit__(self, exc_type: type[BaseException] | None = None, *exc: object) -> None:
+        self._interrupts.release(exc_type)
 
-    def run_stage(self, stage: int, payloads: list[Payload], log: Callable[[str], None]) -> StageOutcome:
+    def run_stage(self, stage: int, payloads: list[Payload], progress: Progress) -> StageOutcome:
         outcome = StageOutcome(ran=len(payloads))
         start = time.perf_counter()
-        for i, p in enumerate(payloads, 1):
+        for p in payloads:
+            name = p["name"]
+            progress.group_started(name)
             try:
-                results = run_group(p)
-                log(
-                    f"  [{i}/{len(payloads)}] {p['name']}: val accuracy "
-                    + ", ".join(f"{r['eval']['val']['accuracy']:.3f}" for r in results)
-                )
+                results = run_group(p, functools.partial(_epoch_event, progress, name))
             except Exception as e:  # one failing group must not stop the others
-                outcome.errors[p["name"]] = f"{type(e).__name__}: {_last_line(e)}"
-                log(f"  [{i}/{len(payloads)}] {p['name']}: FAILED {outcome.errors[p['name']]}")
+                logger.error("group %s failed", name, exc_info=True)
+                outcome.errors[name] = _error_line(e)
+                progress.group_failed(name, outcome.errors[name])
+            else:
+                progress.group_finished(name, "val accuracy " + ", ".join(f"{r['eval']['val']['accuracy']:.3f}" for r in results))
         outcome.seconds = time.perf_counter() - start
         return outcome
 
 
-def _progress_callback(total: int) -> Any:
-    """A Ray Tune callback printing one line per finished group (picklable: no captured functions)."""
+def _epoch_event(progress: Progress, name: str, row: dict[str, Any]) -> None:
+    progress.epoch_done(name, row["trial_index"], row["epoch"])
+
+
+def _progress_callback(progress: Progress, check_interrupt: Callable[[], None]) -> Any:
+    """A Ray Tune callback feeding ``progress`` from trial events and epoch reports, and raising a deferred
+    Ctrl-C after each step of the Tune loop (Tune pickles its callbacks; the pickled copy does neither)."""
     from ray import tune
 
-    class Progress(tune.Callback):
+    class ProgressCallback(tune.Callback):
         def __init__(self) -> None:
-            self.done = 0
+            self.progress: Progress | None = progress
+            self.check_interrupt: Callable[[], None] | None = check_interrupt
 
-        def _line(self, trial: Any, text: str) -> None:
-            self.done += 1
-            print(f"  [{self.done}/{total}] {trial.config['group']['name']}: {text}", flush=True)
+        def __getstate__(self) -> dict[str, Any]:
+            return {"progress": None, "check_interrupt": None}
+
+        def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+            if self.check_interrupt:
+                self.check_interrupt()
+            if self.progress:
+                self.progress.tick()
+
+        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            if self.progress:
+                self.progress.group_started(trial.config["group"]["name"])
+
+        def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
+            if self.progress and "trial_index" in result:
+                self.progress.epoch_done(trial.config["group"]["name"], int(result["trial_index"]), int(result["epoch"]))
 
         def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             acc = (trial.last_result or {}).get("val_accuracy")
-            self._line(trial, f"mean val accuracy {acc:.3f}" if acc is not None else "done")
+            if self.progress:
+                text = f"mean val accuracy {acc:.3f}" if acc is not None else "done"
+                self.progress.group_finished(trial.config["group"]["name"], text)
+
+        def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            if self.progress:
+                self.progress.group_retried(trial.config["group"]["name"], _trial_error(trial))
 
         def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            self._line(trial, "FAILED")
+            if self.progress:
+                self.progress.group_failed(trial.config["group"]["name"], _trial_error(trial))
 
-    return Progress()
+    return ProgressCallback()
+
+
+def _trial_error(trial: Any) -> str:
+    """The one-line error of a failed Ray Tune trial, from the error files Tune just wrote on this machine."""
+    import ray.cloudpickle
+
+    try:
+        if trial.pickled_error_file and os.path.isfile(trial.pickled_error_file):
+            with open(trial.pickled_error_file, "rb") as f:
+                return _error_line(ray.cloudpickle.load(f))
+        if trial.error_file and os.path.isfile(trial.error_file):
+            return _last_line(Path(trial.error_file).read_text())
+    except Exception:  # an unreadable error file must not stop the run
+        logger.warning("cannot read the error of trial %s", trial, exc_info=True)
+    return "(see the run log)"
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -162,43 +324,79 @@ class RayExecutor:
         self.address, self.cpu, self.gpu = address, cpu, gpu
         self.max_concurrent, self.max_failures, self.storage = max_concurrent, max_failures, storage
         self._started = False
+        self._interrupts = _Interrupts(defer=True)
 
     def __enter__(self) -> RayExecutor:
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial CSV/JSON/TensorBoard files
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no progress tables
         os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
+        # Ray Tune's own SIGINT handler would end a stage gracefully (slowly, advising Tuner.restore) and let
+        # the next one start; kdtune's stops the whole run at once instead
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        self._interrupts.install()
         import ray
+        import ray.tune  # sets up Ray's loggers before they are redirected
 
-        if not ray.is_initialized():
-            # workers' own output stays in Ray's log files; failures are reported per trial below
-            kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
-            if self.address:  # workers run the driver's own kdtune, whatever is installed on the nodes
-                _check_reachable(self.address)
-                runtime_env = {"py_modules": [str(Path(__file__).resolve().parent)]}
-                try:
-                    ray.init(address=self.address, runtime_env=runtime_env, **kwargs)
-                except (ConnectionError, RuntimeError, ValueError, SystemExit) as e:
-                    raise KdtuneError(f"cannot join the Ray cluster at {self.address}: {_last_line(e)}") from None
-            else:  # a fresh local instance (never a stale one from /tmp/ray), no dashboard, small object store
-                ray.init(address="local", include_dashboard=False, object_store_memory=256 * 1024**2, **kwargs)
-            self._started = True
-        have = ray.cluster_resources()
-        for key, need in (("CPU", self.cpu), ("GPU", self.gpu)):
-            if need > have.get(key, 0):
-                self.__exit__()
-                where = f"the Ray cluster at {self.address}" if self.address else "this machine's local Ray instance"
-                hint = " (on a CPU-only machine: --set resources.gpu=0)" if key == "GPU" else ""
-                raise KdtuneError(f"resources.{key.lower()}={need:g} per trial but {where} has {have.get(key, 0):g} {key}s{hint}")
+        self._redirect_ray_logs()
+        try:
+            if not ray.is_initialized():
+                # workers' own output stays in Ray's log files; failures are reported per trial below
+                kwargs: dict[str, Any] = {"configure_logging": False, "log_to_driver": False}
+                self._started = True
+                if self.address:  # workers run the driver's own kdtune, whatever is installed on the nodes
+                    _check_reachable(self.address)
+                    runtime_env = {"py_modules": [str(Path(__file__).resolve().parent)]}
+                    try:
+                        with self._interrupts.held():
+                            ray.init(address=self.address, runtime_env=runtime_env, **kwargs)
+                    except (ConnectionError, RuntimeError, ValueError, SystemExit) as e:
+                        raise KdtuneError(f"cannot join the Ray cluster at {self.address}: {_last_line(e)}") from None
+                else:  # a fresh local instance (never a stale one from /tmp/ray), no dashboard, small object store
+                    with self._interrupts.held():
+                        ray.init(address="local", include_dashboard=False, object_store_memory=256 * 1024**2, **kwargs)
+            self._interrupts.check()
+            have = ray.cluster_resources()
+            for key, need in (("CPU", self.cpu), ("GPU", self.gpu)):
+                if need > have.get(key, 0):
+                    where = f"the Ray cluster at {self.address}" if self.address else "this machine's local Ray instance"
+                    hint = " (on a CPU-only machine: --set resources.gpu=0)" if key == "GPU" else ""
+                    raise KdtuneError(
+                        f"resources.{key.lower()}={need:g} per trial but {where} has {have.get(key, 0):g} {key}s{hint}"
+                    )
+        except BaseException as e:  # not entered: shut down what started
+            self.__exit__(type(e))
+            raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None = None, *exc: object) -> None:
+        interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        if interrupted:
+            self._interrupts.release(exc_type)  # first: a second Ctrl-C must not stop the shutdown
         if self._started:
             import ray
 
             ray.shutdown()
             self._started = False
+        self._restore_ray_logs()
+        if not interrupted:
+            self._interrupts.release(exc_type)
 
-    def run_stage(self, stage: int, payloads: list[Payload], log: Callable[[str], None]) -> StageOutcome:
+    def _redirect_ray_logs(self) -> None:
+        """Ray's loggers stop writing to the terminal; their records go up to the root logger (the run log)."""
+        self._ray_loggers: list[tuple[logging.Logger, list[logging.Handler], bool]] = []
+        names = ["ray", *(n for n in logging.root.manager.loggerDict if n.startswith("ray."))]
+        for lg in map(logging.getLogger, names):
+            if lg.handlers or not lg.propagate:
+                self._ray_loggers.append((lg, list(lg.handlers), lg.propagate))
+                lg.handlers = [h for h in lg.handlers if not _is_console(h)]
+                lg.propagate = True
+
+    def _restore_ray_logs(self) -> None:
+        for lg, handlers, propagate in getattr(self, "_ray_loggers", []):
+            lg.handlers, lg.propagate = handlers, propagate
+        self._ray_loggers = []
+
+    def run_stage(self, stage: int, payloads: list[Payload], progress: Progress) -> StageOutcome:
         from ray import tune
         from ray.tune.logger import JsonLoggerCallback
 
@@ -217,15 +415,17 @@ class RayExecutor:
                 storage_path=str(self.storage.resolve()),
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=self.max_failures, fail_fast=False),
-                callbacks=[_progress_callback(len(payloads)), JsonLoggerCallback()],
+                callbacks=[_progress_callback(progress, self._interrupts.check), JsonLoggerCallback()],
             ),
         )
         start = time.perf_counter()
+        self._interrupts.check()
         grid = tuner.fit()
+        self._interrupts.check()  # a Ctrl-C after the loop's last check
         outcome = StageOutcome(ran=len(payloads), seconds=time.perf_counter() - start)
         for result in grid:
             if result.error is not None:
-                outcome.errors[result.config["group"]["name"]] = _last_line(result.error)
+                outcome.errors[result.config["group"]["name"]] = _error_line(result.error)
         return outcome
 
 
@@ -274,14 +474,21 @@ def quarantine_damaged(plan: Plan, run_dir: Path, log: Callable[[str], None]) ->
     return damaged
 
 
-def execute(plan: Plan, executor: InlineExecutor | RayExecutor, log: Callable[[str], None] = print) -> dict[str, str]:
-    """Run every unfinished trial of ``plan``, stage by stage; returns {trial id: error} for failures.
-    Finished trials are reused only if their files pass their checksums."""
+def execute(
+    plan: Plan, executor: InlineExecutor | RayExecutor, log: Callable[[str], None] = print, live: bool | None = None
+) -> dict[str, str]:
+    """Run every unfinished trial of ``plan``, stage by stage; returns {trial id: error} for failures. ``live``
+    (default: printing to a terminal) draws a progress bar; Ctrl-C raises :class:`Interrupted`. Finished
+    trials are reused only if their files pass their checksums."""
     spec = plan.spec
     run_dir = spec.output
     failures: dict[str, str] = {}
+    if live is None:
+        live = log is print and sys.stdout.isatty() and sys.stderr.isatty()
+    log_path, errored = None, False
     quarantine_damaged(plan, run_dir, log)
     with contextlib.ExitStack() as stack:  # Ray, if started, is shut down whatever happens
+        stack.push(functools.partial(_count_kept, plan))  # runs last
         started = False
         for k, stage in enumerate(plan.stages, 1):
             todo, blocked = unfinished_groups(plan, stage, run_dir)
@@ -296,7 +503,9 @@ def execute(plan: Plan, executor: InlineExecutor | RayExecutor, log: Callable[[s
                 log(f"stage {k}: nothing to run ({done} already finished" + (f", {n_blocked} skipped)" if n_blocked else ")"))
                 continue
             if not started:
+                log_path = stack.enter_context(run_log(run_dir))
                 stack.enter_context(executor)
+                progress = stack.enter_context(Progress(run_dir, log, live, len(plan.stages)))  # closed before Ray
                 started = True
             n_trials = sum(len(g.trials) for g in todo)
             log(
@@ -304,11 +513,29 @@ def execute(plan: Plan, executor: InlineExecutor | RayExecutor, log: Callable[[s
                 + (f" ({n_done} already finished)" if n_done else "")
             )
             payloads = [group_payload(plan, g, run_dir, spec.data_root) for g in todo]
-            outcome = executor.run_stage(k, payloads, log)
+            progress.start_stage(k, {p["name"]: _trial_epochs(p) for p in payloads})
+            outcome = executor.run_stage(k, payloads, progress)
+            progress.end_stage()
+            errored = errored or bool(outcome.errors)
             log(f"stage {k}: finished in {outcome.seconds:.1f} s")
             for g in todo:
                 for t in g.trials:
                     if not is_finished(run_dir, t.id):
                         failures[t.id] = outcome.errors.get(g.name, "did not finish")
+    if errored:
+        log(f"log with the full tracebacks: {log_path}")
     sys.stdout.flush()
     return failures
+
+
+def _trial_epochs(payload: Payload) -> list[tuple[str, int]]:
+    """(trial id, epochs) of each trial of a group, for :meth:`Progress.start_stage`."""
+    return [(t["id"], t["config"]["train"]["epochs"]) for t in payload["trials"]]
+
+
+def _count_kept(plan: Plan, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+    """Exit callback of :func:`execute`: a Ctrl-C becomes :class:`Interrupted`, counting the finished trials."""
+    if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) and not isinstance(exc, Interrupted):
+        finished = sum(is_finished(plan.spec.output, tid) for tid in plan.trials)
+        raise Interrupted(finished, len(plan.trials)) from None
+    return False

@@ -1,5 +1,8 @@
 """The same tiny sweep through Ray Tune (a local instance): same results as in process, resumable."""
 
+import json
+import re
+
 import pytest
 
 from kdtune.execute import InlineExecutor, RayExecutor, execute
@@ -17,7 +20,16 @@ def test_ray_tune_runs_both_stages_and_matches_the_inline_run(tiny_spec, tmp_pat
     logs = []
     assert execute(plan, ray_exec, log=logs.append) == {}
     assert any(line.startswith("stage 2: 2 of 2 trials to run, in 2 groups on ray") for line in logs)
+    assert sum(bool(re.fullmatch(r"  \[\d/4\] (MLP|CNN)-from-data-\w{8}: mean val accuracy 0\.\d{3}", s)) for s in logs) == 4
     ray_df = collect(plan).sort_values(["trial_id", "eval_set"]).reset_index(drop=True)
+
+    # every epoch is an intermediate Ray Tune result; the last result is the group's summary
+    rows = [json.loads(line) for line in next((tmp_path / "ray" / "stage1").glob("CNN-*/result.json")).open()]
+    assert [(r["trial_index"], r["epoch"], r["epochs"]) for r in rows[:-1]] == [(0, 1, 2), (0, 2, 2)]
+    assert {"val_accuracy", "val_nll", "val_ece", "trials"} <= set(rows[-1]) and "epoch" not in rows[-1]
+    progress = json.loads((tiny_spec.output / "progress.json").read_text())
+    assert progress["state"] == "finished" and progress["stage"] == 2
+    assert all(g["state"] == "done" and g["epoch"] == g["epochs"] == 2 for g in progress["groups"].values())
 
     inline_spec = dataclasses.replace(tiny_spec, output=tmp_path / "inline")
     inline_plan = make_plan(inline_spec)
@@ -87,3 +99,22 @@ def test_ray_address_from_the_environment_is_joined_like_address(tiny_raw, kdtun
     _, proc = kdtune_run(tiny_raw, env=env)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert f"cannot join the Ray cluster at {env['RAY_ADDRESS']}" in proc.stderr
+
+
+def test_a_failing_trial_is_one_line_and_its_traceback_goes_to_the_run_log(tiny_raw, kdtune_run, tmp_path):
+    tiny_raw["models"]["MLP"]["train"] = {"lr": 1.0e30, "optimizer": "sgd"}  # its loss becomes nan in epoch 1
+    _, proc = kdtune_run(tiny_raw)
+    out, err = proc.stdout, proc.stderr
+    assert proc.returncode == 1, out + err
+    failed = [s for s in out.splitlines() if "FAILED" in s]
+    assert len(failed) == 4  # 2 MLP teachers, then 2 MLP students of the CNN teachers
+    error = r"FloatingPointError: trial \w{16}: training loss became nan in epoch 1"
+    for line in failed:
+        assert re.fullmatch(r"  \[\d/\d\] MLP-from-(data|CNN)-\w{8}: FAILED " + error, line)
+    for text in ("Traceback", "Token authentication", "Failed to fetch metrics", "Trial task failed", "WARNING", "ERROR"):
+        assert text not in out + err
+    (log,) = (tmp_path / "run" / "logs").glob("*-run.log")
+    assert out.count(str(log)) == 1
+    text = log.read_text()
+    assert text.count("Trial task failed") == 4 and "Traceback" in text and "FloatingPointError" in text
+    assert "Started a local Ray instance" in text  # Ray's own records
