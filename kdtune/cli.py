@@ -305,7 +305,7 @@ def _write_report(text: str, output: str | None) -> None:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from kdtune.execute import RayExecutor, execute
+    from kdtune.execute import RayExecutor, execute, run_log
     from kdtune.rundir import RunLock, check_out_dir, init_run_dir
     from kdtune.spec import load_sweep
     from kdtune.tuning.search import prepare, run_search
@@ -338,8 +338,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
                 raise KdtuneError(
                     f"{len(failures)} teacher trial(s) of {args.teacher} did not finish: {next(iter(failures.values()))}"
                 )
-        with executor() as ray_executor:
+        with run_log(spec.output) as log_path, executor() as ray_executor:
             summary = run_search(setup, args.trials, args.storage, ray_executor)
+        if summary["counts"]["failed"]:
+            print(f"log with the full tracebacks: {log_path}")
     return 0 if summary["best"] is not None and summary["counts"]["finished"] >= args.trials else 1
 
 

@@ -396,6 +396,10 @@ class RayExecutor:
             lg.handlers, lg.propagate = handlers, propagate
         self._ray_loggers = []
 
+    def check_interrupt(self) -> None:
+        """A safe point for a deferred Ctrl-C (Tune callbacks call it after every step of Tune's loop)."""
+        self._interrupts.check()
+
     def run_stage(self, stage: int, payloads: list[Payload], progress: Progress) -> StageOutcome:
         from ray import tune
         from ray.tune.logger import JsonLoggerCallback

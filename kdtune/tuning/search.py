@@ -205,36 +205,58 @@ def _searcher_class() -> type:
 
 
 def _progress_callback(
-    searcher: Any, total: int, metric: str, direction: str, best: float | None, log: Callable[[str], None]
+    searcher: Any,
+    total: int,
+    metric: str,
+    direction: str,
+    best: float | None,
+    log: Callable[[str], None],
+    check: Callable[[], None],
 ) -> Any:
+    """A Ray Tune callback printing one line per finished, stopped or failed search trial, with the best so
+    far, and raising a deferred Ctrl-C after each step of Tune's loop. Tune pickles its callbacks; the
+    pickled copy holds none of the driver's objects and does nothing."""
     from ray import tune
 
     class SearchProgress(tune.Callback):
-        """One line per finished, pruned or failed search trial, with the best so far."""
-
-        def __init__(self) -> None:
+        def __init__(self, searcher: Any, log: Callable[[str], None], check: Callable[[], None]) -> None:
             self.done, self.best, self.best_number = 0, best, None
+            self.searcher: Any = searcher
+            self.log: Callable[[str], None] | None = log
+            self.check: Callable[[], None] | None = check
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {"done": 0, "best": None, "best_number": None, "searcher": None, "log": None, "check": None}
+
+        def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+            if self.check:
+                self.check()
 
         def _line(self, trial: Any, text: str) -> None:
             self.done += 1
-            number = searcher.number_of(trial.trial_id)
+            number = self.searcher.number_of(trial.trial_id)
             values = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(trial.config.items()))
             best_text = f"; best {self.best:.4f}" + (f" (#{self.best_number})" if self.best_number is not None else "")
-            log(f"  [{self.done}/{total}] #{number} {values}: {text}{best_text if self.best is not None else ''}")
+            if self.log:
+                self.log(f"  [{self.done}/{total}] #{number} {values}: {text}{best_text if self.best is not None else ''}")
 
         def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            if not self.log:
+                return
             r = trial.last_result or {}
             if r.get("final") and math.isfinite(r.get("objective", math.nan)):
                 value = r["objective"]
                 better = self.best is None or (value > self.best if direction == "maximize" else value < self.best)
                 if better:
-                    self.best, self.best_number = value, searcher.number_of(trial.trial_id)
+                    self.best, self.best_number = value, self.searcher.number_of(trial.trial_id)
                 n = len(r.get("seed_values", []))
                 self._line(trial, f"{metric} {value:.4f} ± {r.get('objective_std', 0.0):.4f} ({n} seeds)")
             else:
                 self._line(trial, f"stopped by ASHA after epoch {r.get('epoch')} ({metric} {r.get('objective', math.nan):.4f})")
 
         def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            if not self.log:
+                return
             reason = ""
             path = getattr(trial, "error_file", None)
             if path and os.path.isfile(path):
@@ -242,7 +264,7 @@ def _progress_callback(
                 reason = lines[-1] if lines else ""
             self._line(trial, f"FAILED {reason}".rstrip())
 
-    return SearchProgress()
+    return SearchProgress(searcher, log, check)
 
 
 def _fmt(v: Any) -> str:
@@ -290,7 +312,6 @@ def run_search(
         f"study {name} in {studies.masked(url)}: {before['finished']} of {n_trials} search trials finished"
         + (f", best {tspec.metric} {prior.value:.4f} (#{prior.number})" if prior else "")
     )
-    started_numbers: set[int] = set()
     if remaining > 0:
         payload: Payload = {
             "run_dir": str(run_dir.resolve()),
@@ -327,7 +348,8 @@ def run_search(
         else:
             scheduler = FIFOScheduler()
         limit = _max_concurrent(spec.resources.cpu, spec.resources.gpu)
-        progress = _progress_callback(searcher, remaining, tspec.metric, tspec.direction, prior.value if prior else None, log)
+        best = prior.value if prior else None
+        progress = _progress_callback(searcher, remaining, tspec.metric, tspec.direction, best, log, executor.check_interrupt)
         tuner = tune.Tuner(
             tune.with_resources(
                 tune.with_parameters(search_trainable, payload=payload), {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
@@ -350,10 +372,15 @@ def run_search(
         log(f"search: {remaining} more search trials of {len(setup.templates)} seeds, {limit} at a time, {asha}")
         start = time.perf_counter()
         try:
+            executor.check_interrupt()
             tuner.fit()
-        finally:
+            executor.check_interrupt()
+        except KeyboardInterrupt:
             started_numbers = {t.number for t in searcher._ot_trials.values()}
             studies.recover(study, only=started_numbers)  # what Ctrl-C left running is retried next time
+            from kdtune.execute import Interrupted
+
+            raise Interrupted(studies.counts(study)["finished"], n_trials) from None
         log(f"search: finished in {time.perf_counter() - start:.1f} s")
     return finish(setup, study, url, n_trials, log)
 
