@@ -236,9 +236,11 @@ def _progress_callback(
             self.done += 1
             number = self.searcher.number_of(trial.trial_id)
             values = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(trial.config.items()))
-            best_text = f"; best {self.best:.4f}" + (f" (#{self.best_number})" if self.best_number is not None else "")
+            best_text = ""
+            if self.best is not None:
+                best_text = f"; best {self.best:.4f}" + (f" (#{self.best_number})" if self.best_number is not None else "")
             if self.log:
-                self.log(f"  [{self.done}/{total}] #{number} {values}: {text}{best_text if self.best is not None else ''}")
+                self.log(f"  [{self.done}/{total}] #{number} {values}: {text}{best_text}")
 
         def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             if not self.log:
