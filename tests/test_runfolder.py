@@ -319,6 +319,12 @@ def test_a_second_run_into_a_locked_folder_is_refused_and_the_lock_dies_with_its
         assert len(lines) == 1 and f"in use by another kdtune run (pid {first.pid} on " in lines[0], second.stderr
         status = subprocess.run([*cmd[:3], "status", str(out)], capture_output=True, text=True, timeout=60, env=env)
         assert status.returncode == 0 and f"a kdtune run is writing into it (pid {first.pid}" in status.stdout
+        # report works mid-run, read-only: what has not finished yet is counted in every cell, not left out
+        report = subprocess.run(
+            [*cmd[:3], "report", str(out), "--metric", "accuracy"], capture_output=True, text=True, timeout=60
+        )
+        assert report.returncode == 0, report.stderr
+        assert "/2)" in report.stdout and "did not finish" in report.stdout
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(30)
