@@ -25,16 +25,18 @@ def reliability(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> 
     """Per confidence bin: its edges, the number of examples, their mean confidence and their accuracy (NaN if empty)."""
     p = np.asarray(probs, dtype=np.float64)
     conf, correct = p.max(-1), (p.argmax(-1) == np.asarray(labels)).astype(float)
-    b = confidence_bins(p, n_bins)
-    count = np.bincount(b, minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_conf = np.bincount(b, weights=conf, minlength=n_bins) / count
-        acc = np.bincount(b, weights=correct, minlength=n_bins) / count
+    return binned_means(confidence_bins(p, n_bins), n_bins, {"confidence": conf, "accuracy": correct})
+
+
+def binned_means(bins: np.ndarray, n_bins: int, values: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Per bin ``[b/n, (b+1)/n)``: its edges, the number of examples and the mean of each of ``values`` (NaN if empty)."""
+    count = np.bincount(bins, minlength=n_bins)
     edges = np.arange(n_bins + 1) / n_bins
-    return pd.DataFrame(
-        {"lo": edges[:-1], "hi": edges[1:], "examples": count, "confidence": mean_conf, "accuracy": acc},
-        index=pd.RangeIndex(n_bins, name="bin"),
-    )
+    columns: dict[str, np.ndarray] = {"lo": edges[:-1], "hi": edges[1:], "examples": count}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for name, v in values.items():
+            columns[name] = np.bincount(bins, weights=v, minlength=n_bins) / count
+    return pd.DataFrame(columns, index=pd.RangeIndex(n_bins, name="bin"))
 
 
 def ece_of_bins(table: pd.DataFrame) -> float:

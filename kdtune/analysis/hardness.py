@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from kdtune.analysis import ANALYSES, Output, RunView, TrialView, save_figure, write_table
+from kdtune.analysis.calibration import binned_means
 from kdtune.analysis.errors import _order, from_data_twin, ordered_eval_sets, ordered_groups, run_trials, safe_stem
 from kdtune.errors import KdtuneError
 
@@ -29,15 +30,7 @@ def hardness_bins(teacher_p: np.ndarray, student_p: np.ndarray, n_bins: int = N_
     """Per bin ``[b/n, (b+1)/n)`` of the teacher's probability (the last closed): examples, mean teacher p, mean student p."""
     t, s = np.asarray(teacher_p, dtype=np.float64), np.asarray(student_p, dtype=np.float64)
     b = np.clip(np.floor(t * n_bins).astype(int), 0, n_bins - 1)
-    count = np.bincount(b, minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_t = np.bincount(b, weights=t, minlength=n_bins) / count
-        mean_s = np.bincount(b, weights=s, minlength=n_bins) / count
-    edges = np.arange(n_bins + 1) / n_bins
-    return pd.DataFrame(
-        {"lo": edges[:-1], "hi": edges[1:], "examples": count, "teacher_p": mean_t, "student_p": mean_s},
-        index=pd.RangeIndex(n_bins, name="bin"),
-    )
+    return binned_means(b, n_bins, {"teacher_p": t, "student_p": s})
 
 
 class TrainProbs:
