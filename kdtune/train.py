@@ -12,6 +12,7 @@ import json
 import math
 import os
 import socket
+import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -316,6 +317,8 @@ class Trainer:
                 "eval": evals,
                 "seconds": time.perf_counter() - self.start,
                 "device": str(self.device),
+                "host": socket.gethostname(),
+                "node_id": ray_node_id(),
                 "torch": torch.__version__,
                 "num_parameters": sum(p.numel() for p in model.parameters()),
             }
@@ -327,13 +330,22 @@ class Trainer:
         return result
 
 
+def ray_node_id() -> str | None:
+    """The id of the Ray node this process runs on, or None outside Ray."""
+    if "ray" not in sys.modules:  # never import Ray just to learn that it is not running
+        return None
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
 def log_training(run_dir: Path, trial_id: str, seconds: float) -> None:
     """Append one line per committed training to ``<run>/logs/trainings.jsonl`` (an audit of what was
     trained, when and where; appends of one short line are atomic)."""
     path = Path(run_dir) / "logs" / "trainings.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"id": trial_id, "pid": os.getpid(), "host": socket.gethostname(), "seconds": round(seconds, 3),
-                       "finished": time.strftime("%Y-%m-%d %H:%M:%S")})  # fmt: skip
+    line = json.dumps({"id": trial_id, "pid": os.getpid(), "host": socket.gethostname(), "node_id": ray_node_id(),
+                       "seconds": round(seconds, 3), "finished": time.strftime("%Y-%m-%d %H:%M:%S")})  # fmt: skip
     with open(path, "a") as f:
         f.write(line + "\n")
 
