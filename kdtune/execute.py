@@ -257,9 +257,9 @@ def _progress_callback(progress: Progress, check_interrupt: Callable[[], None]) 
     from ray import tune
 
     class ProgressCallback(tune.Callback):
-        def __init__(self) -> None:
-            self.progress: Progress | None = progress
-            self.check_interrupt: Callable[[], None] | None = check_interrupt
+        # no closure over the arguments: Tune pickles this class by value, and must not pickle them with it
+        def __init__(self, progress: Progress | None, check_interrupt: Callable[[], None] | None) -> None:
+            self.progress, self.check_interrupt = progress, check_interrupt
 
         def __getstate__(self) -> dict[str, Any]:
             return {"progress": None, "check_interrupt": None}
@@ -292,7 +292,7 @@ def _progress_callback(progress: Progress, check_interrupt: Callable[[], None]) 
             if self.progress:
                 self.progress.group_failed(trial.config["group"]["name"], _trial_error(trial))
 
-    return ProgressCallback()
+    return ProgressCallback(progress, check_interrupt)
 
 
 def _trial_error(trial: Any) -> str:
@@ -407,6 +407,9 @@ class RayExecutor:
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial CSV/JSON/TensorBoard files
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no progress tables
         os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
+        # Ray replaces builtins.print when a worker dies (its tqdm support), and the Tuner of the next stage
+        # then fails to pickle the progress display's print
+        os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
         # Ray Tune's own SIGINT handler would end a stage gracefully (slowly, advising Tuner.restore) and let
         # the next one start; kdtune's stops the whole run at once instead
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
