@@ -8,6 +8,10 @@ While trials run, :class:`~kdtune.progress.Progress` shows them (fed by epoch re
 Ray's and Ray Tune's log records (tracebacks included) go to ``RUN/logs/<time>-run.log``, not the
 terminal. The first Ctrl-C stops the run at once: Ray is shut down, no later stage starts, finished
 trials stay, and :class:`Interrupted` says how many.
+
+Before any trial, a run on a Ray cluster (``--address``) checks that every alive node sees the run folder and the data folder as
+this machine does (a marker with a random token in the run folder, read back by a task pinned to each
+node), and stops with one line naming the node and the path if one does not.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,6 +226,9 @@ class InlineExecutor:
     def __exit__(self, exc_type: type[BaseException] | None = None, *exc: object) -> None:
         self._interrupts.release(exc_type)
 
+    def check_storage(self, run_dir: Path, data_root: Path | None) -> None:
+        """Nothing to check: one process, one machine."""
+
     def run_stage(self, stage: int, payloads: list[Payload], progress: Progress) -> StageOutcome:
         outcome = StageOutcome(ran=len(payloads))
         start = time.perf_counter()
@@ -249,9 +257,9 @@ def _progress_callback(progress: Progress, check_interrupt: Callable[[], None]) 
     from ray import tune
 
     class ProgressCallback(tune.Callback):
-        def __init__(self) -> None:
-            self.progress: Progress | None = progress
-            self.check_interrupt: Callable[[], None] | None = check_interrupt
+        # no closure over the arguments: Tune pickles this class by value, and must not pickle them with it
+        def __init__(self, progress: Progress | None, check_interrupt: Callable[[], None] | None) -> None:
+            self.progress, self.check_interrupt = progress, check_interrupt
 
         def __getstate__(self) -> dict[str, Any]:
             return {"progress": None, "check_interrupt": None}
@@ -284,7 +292,7 @@ def _progress_callback(progress: Progress, check_interrupt: Callable[[], None]) 
             if self.progress:
                 self.progress.group_failed(trial.config["group"]["name"], _trial_error(trial))
 
-    return ProgressCallback()
+    return ProgressCallback(progress, check_interrupt)
 
 
 def _trial_error(trial: Any) -> str:
@@ -313,6 +321,75 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         raise KdtuneError(f"cannot join the Ray cluster at {address}: nothing answers there ({e.strerror or e})") from None
 
 
+STORAGE_TIMEOUT = 120.0  # seconds a node has to answer the shared-storage check
+
+
+def _seen_as(path: str) -> Path:
+    """``path`` as the storage check on this node looks for it (``KDTUNE_FAULT=view:FOLDER`` puts it under FOLDER)."""
+    view = next((f[5:] for f in os.environ.get("KDTUNE_FAULT", "").split(",") if f.strip().startswith("view:")), None)
+    return Path(view.strip() + path) if view else Path(path)
+
+
+def _listing(folder: Path) -> list[tuple[str, int]] | None:
+    """(name, size) of a folder's entries, sorted; None if it is not a readable folder."""
+    try:
+        return sorted((e.name, e.stat().st_size if e.is_file() else -1) for e in os.scandir(folder))
+    except OSError:
+        return None
+
+
+def _storage_view(marker: str, data_root: str | None) -> dict[str, Any]:
+    """Ray task body (on one node): the marker's content as seen here, and the data folder's listing."""
+    try:
+        token: str | None = _seen_as(marker).read_text()
+    except OSError:
+        token = None
+    return {"token": token, "data": _listing(_seen_as(data_root)) if data_root else None, "host": socket.gethostname()}
+
+
+def check_shared_storage(run_dir: Path, data_root: Path | None, timeout: float = STORAGE_TIMEOUT) -> int:
+    """Check that every alive Ray node sees ``run_dir`` and ``data_root`` as this machine does; a one-line
+    :class:`KdtuneError` naming the first node that does not. Returns how many were checked."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if not nodes:
+        return 0
+    run_dir, data = Path(run_dir).resolve(), Path(data_root).resolve() if data_root else None
+    token = uuid.uuid4().hex
+    marker = run_dir / f".kdtune-storage-{token[:12]}"
+    marker.write_text(token)
+    expected = _listing(data) if data else None
+    view = ray.remote(num_cpus=0, max_retries=0)(_storage_view)
+    tail = "; the run folder and data folder must be on storage every node mounts at the same path"
+    try:
+        refs = {
+            n["NodeID"]: view.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+                str(marker), str(data) if data else None
+            )
+            for n in nodes
+        }
+        for n in nodes:
+            node = f"node {n['NodeID']} (host {n.get('NodeManagerHostname', '?')})"
+            try:
+                got = ray.get(refs[n["NodeID"]], timeout=timeout)
+            except ray.exceptions.GetTimeoutError:
+                raise KdtuneError(f"cannot use {node}: it did not answer the shared-storage check in {timeout:g} s") from None
+            except ray.exceptions.RayError as e:
+                raise KdtuneError(f"cannot use {node}: the shared-storage check failed there ({_error_line(e)})") from None
+            if got["token"] != token:
+                what, why = f"run folder {run_dir}", "marker missing" if got["token"] is None else "marker holds another token"
+            elif data is not None and got["data"] != expected:
+                what, why = f"data folder {data}", "missing" if got["data"] is None else "its files differ"
+            else:
+                continue
+            raise KdtuneError(f"cannot use {node}: it does not see the {what} as this machine does ({why}){tail}")
+    finally:
+        marker.unlink(missing_ok=True)
+    return len(nodes)
+
+
 class RayExecutor:
     """Run each stage as one Ray Tune ``Tuner`` over its groups (grid search over payloads)."""
 
@@ -330,6 +407,9 @@ class RayExecutor:
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial CSV/JSON/TensorBoard files
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no progress tables
         os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
+        # Ray replaces builtins.print when a worker dies (its tqdm support), and the Tuner of the next stage
+        # then fails to pickle the progress display's print
+        os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
         # Ray Tune's own SIGINT handler would end a stage gracefully (slowly, advising Tuner.restore) and let
         # the next one start; kdtune's stops the whole run at once instead
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
@@ -345,7 +425,9 @@ class RayExecutor:
                 self._started = True
                 if self.address:  # workers run the driver's own kdtune, whatever is installed on the nodes
                     _check_reachable(self.address)
-                    runtime_env = {"py_modules": [str(Path(__file__).resolve().parent)]}
+                    runtime_env: dict[str, Any] = {"py_modules": [str(Path(__file__).resolve().parent)]}
+                    if os.environ.get("KDTUNE_FAULT"):  # the test-only fault switch reaches every node's workers
+                        runtime_env["env_vars"] = {"KDTUNE_FAULT": os.environ["KDTUNE_FAULT"]}
                     try:
                         with self._interrupts.held():
                             ray.init(address=self.address, runtime_env=runtime_env, **kwargs)
@@ -395,6 +477,17 @@ class RayExecutor:
         for lg, handlers, propagate in getattr(self, "_ray_loggers", []):
             lg.handlers, lg.propagate = handlers, propagate
         self._ray_loggers = []
+
+    def check_storage(self, run_dir: Path, data_root: Path | None) -> None:
+        """Refuse a cluster node that does not see the run and data folders as this machine does (with
+        ``--address`` only: the local instance is this machine)."""
+        if not self.address:
+            return
+        with self._interrupts.held():
+            n = check_shared_storage(run_dir, data_root)
+        self._interrupts.check()
+        if n:
+            logger.info("shared storage: %d node(s) see %s as this machine does", n, run_dir)
 
     def check_interrupt(self) -> None:
         """A safe point for a deferred Ctrl-C (Tune callbacks call it after every step of Tune's loop)."""
@@ -509,6 +602,7 @@ def execute(
             if not started:
                 log_path = stack.enter_context(run_log(run_dir))
                 stack.enter_context(executor)
+                executor.check_storage(run_dir, spec.data_root)
                 progress = stack.enter_context(Progress(run_dir, log, live, len(plan.stages)))  # closed before Ray
                 started = True
             n_trials = sum(len(g.trials) for g in todo)

@@ -1,9 +1,9 @@
 """``kdtune status RUN``: what a run folder holds against its sweep records, read-only.
 
 Per recorded sweep and stage: finished, failed (with reasons), skipped, damaged, running and pending
-trials. "Running" comes from ``progress.json``, which the ``kdtune run`` holding the folder's lock
-keeps up to date; without a holder nothing is running. Safe while a run is going on: it writes
-nothing and takes no lock.
+trials, and how many finished trials each Ray node (or host) ran. "Running" comes from ``progress.json``,
+which the ``kdtune run`` holding the folder's lock keeps up to date; without a holder nothing is running.
+Safe while a run is going on: it writes nothing and takes no lock.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kdtune.results import select_records, trial_status
-from kdtune.rundir import lock_holder
+from kdtune.rundir import METRICS, lock_holder, trial_dir
 
 STATES = ("finished", "failed", "skipped", "damaged", "running", "pending")
 SHOWN = 10  # trials listed per state and sweep before "… and N more"
@@ -42,6 +42,26 @@ def _label(info: dict[str, Any], tid: str) -> str:
     teacher = info.get("teacher")
     who = info.get("student") if teacher in (None, "data") else f"{info.get('student')} ← {teacher}"
     return f"{who}, seed {info.get('seed')} ({tid[:8]})"
+
+
+def _where(run_dir: Path, tid: str) -> str | None:
+    """``node 1a2b3c4d on HOST`` (or ``HOST`` outside Ray) for a finished trial, from its metrics.json."""
+    try:
+        m = json.loads((trial_dir(run_dir, tid) / METRICS).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    node, host = m.get("node_id"), m.get("host")
+    if node is None and host is None:
+        return None  # written by an older kdtune
+    return f"node {node[:8]} on {host}" if node else f"{host} (no Ray)"
+
+
+def _nodes_line(where: dict[str, str | None]) -> str | None:
+    """One line counting the finished trials per node (None if no trial recorded where it ran)."""
+    counts = Counter(w for w in where.values() if w)
+    if not counts:
+        return None
+    return "  ran on: " + ", ".join(f"{w}: {n}" for w, n in counts.most_common())
 
 
 def run_status(run_dir: Path, sweep: str | None = None) -> str:
@@ -78,17 +98,24 @@ def run_status(run_dir: Path, sweep: str | None = None) -> str:
             if status in ("pending", "failed", "skipped") and tid in running:
                 status, reason = "running", running[tid]
             states[tid] = (status, reason)
+        where = {tid: _where(run_dir, tid) for tid, (s, _) in states.items() if s in ("finished", "damaged")}
         for stage in sorted({int(t.get("stage") or 0) for t in r.trials.values()}):
             ids = [tid for tid, t in r.trials.items() if int(t.get("stage") or 0) == stage]
             counts = Counter(states[tid][0] for tid in ids)
             parts = ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s] or s in ("finished", "pending"))
             lines.append(f"  stage {stage}: {parts} (of {len(ids)})")
+        nodes = _nodes_line(where)
+        if nodes:
+            lines.append(nodes)
         for state in ("failed", "skipped", "damaged", "running"):
             listed = [(tid, reason) for tid, (s, reason) in states.items() if s == state]
             if not listed:
                 continue
             lines.append(f"  {state}:")
-            lines += [f"    {_label(r.trials[tid], tid)}: {reason}" for tid, reason in listed[:SHOWN]]
+            lines += [
+                f"    {_label(r.trials[tid], tid)}" + (f" [{where[tid]}]" if where.get(tid) else "") + f": {reason}"
+                for tid, reason in listed[:SHOWN]
+            ]
             if len(listed) > SHOWN:
                 lines.append(f"    … and {len(listed) - SHOWN} more")
     return "\n".join(lines) + "\n"

@@ -3,6 +3,13 @@
 No per-example Python: an epoch is a device-side permutation sliced into batches; teachers'
 training-set logits are computed once and cached in the teacher's folder (unless the student's
 inputs are randomly augmented, when the teacher runs in eval mode on each augmented batch).
+
+For developers' tests, ``KDTUNE_FAULT`` injects faults for real (comma-separated ``KIND:PREFIX:EPOCH[:once]``):
+in epoch EPOCH (from 1) of every trial whose id starts with PREFIX, after its first batch, ``raise`` raises
+:class:`InjectedFault`, ``nan`` makes the loss nan (the divergence check then fails the trial), ``kill`` sends
+SIGKILL to the process training it. With ``once`` only the first attempt does (a file in ``RUN/faults/``
+records it). ``view:FOLDER`` makes the shared-storage check on the nodes whose environment has it look for
+every path under FOLDER, as a node mounting the storage elsewhere would (see :mod:`kdtune.execute`).
 """
 
 from __future__ import annotations
@@ -11,7 +18,9 @@ import contextlib
 import json
 import math
 import os
+import signal
 import socket
+import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -44,6 +53,38 @@ from kdtune.rundir import (
 from kdtune.tasks import Task, batch_inputs, feature_index, task_for
 
 PATHS = "paths.npz"  # training-path features: path_features__e<epoch>, epochs, feature_index, eval_set
+
+
+FAULT_ENV = "KDTUNE_FAULT"
+FAULT_KINDS = ("raise", "nan", "kill")
+
+
+class InjectedFault(RuntimeError):
+    """The failure ``KDTUNE_FAULT=raise:…`` asks for."""
+
+
+def injected_fault(run_dir: Path, trial_id: str, epoch: int) -> str | None:
+    """The fault ``KDTUNE_FAULT`` asks for in this trial's epoch (``raise``, ``nan`` or ``kill``), or None.
+    A ``once`` fault is claimed by creating ``RUN/faults/<kind>-<id>-<epoch>``: only its first attempt gets it."""
+    for item in filter(None, (s.strip() for s in os.environ.get(FAULT_ENV, "").split(","))):
+        kind, _, rest = item.partition(":")
+        if kind not in FAULT_KINDS:
+            continue  # view:…, read by the storage check
+        prefix, _, rest = rest.partition(":")
+        at, _, flag = rest.partition(":")
+        if not at.isdigit() or flag not in ("", "once"):
+            raise ValueError(f"{FAULT_ENV}: {item!r} is not KIND:PREFIX:EPOCH[:once]")
+        if not trial_id.startswith(prefix) or int(at) != epoch:
+            continue
+        if flag == "once":
+            marker = Path(run_dir) / "faults" / f"{kind}-{trial_id}-{epoch}"
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                continue
+        return kind
+    return None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -246,6 +287,7 @@ class Trainer:
         model.train()
         perm = torch.randperm(n, generator=gen, device=device)
         loss_sum = torch.zeros((), device=device)
+        fault = injected_fault(self.run_dir, config.id, epoch) if FAULT_ENV in os.environ else None
         for i in range(self.steps):
             idx = perm[i * tr.batch_size : n if i == self.steps - 1 else (i + 1) * tr.batch_size]  # no batch of one
             x = batch_inputs(data.train.x, idx)
@@ -258,6 +300,9 @@ class Trainer:
                 t_logits = task.teacher_logits(self.teacher, x)
             logits, _ = task.outputs(model, x)
             loss = task.train_loss(logits, data.train, idx, x, t_logits, config.loss, tr.label_smoothing)
+            if fault and i == min(1, self.steps - 1):
+                self._inject(fault, epoch)
+                loss = loss * float("nan")  # only "nan" gets here
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tr.grad_clip:
@@ -277,6 +322,13 @@ class Trainer:
             self.best_value, self.best_epoch = key, epoch
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return row
+
+    def _inject(self, fault: str, epoch: int) -> None:
+        """Fail now as ``KDTUNE_FAULT`` asked (``nan`` returns: the caller poisons the loss)."""
+        if fault == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if fault == "raise":
+            raise InjectedFault(f"trial {self.config.id}, epoch {epoch}: fault injected by {FAULT_ENV}")
 
     def finish(self, export_train_logits: bool = False) -> dict[str, Any]:
         """Restore the selected epoch, evaluate every eval set, publish the trial folder; returns its
@@ -316,6 +368,8 @@ class Trainer:
                 "eval": evals,
                 "seconds": time.perf_counter() - self.start,
                 "device": str(self.device),
+                "host": socket.gethostname(),
+                "node_id": ray_node_id(),
                 "torch": torch.__version__,
                 "num_parameters": sum(p.numel() for p in model.parameters()),
             }
@@ -327,13 +381,22 @@ class Trainer:
         return result
 
 
+def ray_node_id() -> str | None:
+    """The id of the Ray node this process runs on, or None outside Ray."""
+    if "ray" not in sys.modules:  # never import Ray just to learn that it is not running
+        return None
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
 def log_training(run_dir: Path, trial_id: str, seconds: float) -> None:
     """Append one line per committed training to ``<run>/logs/trainings.jsonl`` (an audit of what was
     trained, when and where; appends of one short line are atomic)."""
     path = Path(run_dir) / "logs" / "trainings.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"id": trial_id, "pid": os.getpid(), "host": socket.gethostname(), "seconds": round(seconds, 3),
-                       "finished": time.strftime("%Y-%m-%d %H:%M:%S")})  # fmt: skip
+    line = json.dumps({"id": trial_id, "pid": os.getpid(), "host": socket.gethostname(), "node_id": ray_node_id(),
+                       "seconds": round(seconds, 3), "finished": time.strftime("%Y-%m-%d %H:%M:%S")})  # fmt: skip
     with open(path, "a") as f:
         f.write(line + "\n")
 

@@ -53,6 +53,6 @@ def kdtune_run(tmp_path: Path) -> Callable[..., tuple[Path, subprocess.Completed
         path = tmp_path / name
         path.write_text(yaml.safe_dump(dict(raw)))
         cmd = [sys.executable, "-m", "kdtune", "run", str(path), "--out", str(tmp_path / "run")]
-        return path, subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+        return path, subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
 
     return run

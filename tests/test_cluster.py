@@ -1,0 +1,171 @@
+"""A real two-node Ray cluster on 127.0.0.1: trials land on both nodes, students find their teachers,
+results equal a local run's; a node that does not see the run folder is refused before any trial."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from kdtune.execute import InlineExecutor, execute
+from kdtune.plan import make_plan
+from kdtune.results import collect
+
+pytestmark = pytest.mark.slow
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_node(args: list[str], temp_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``ray start … --block`` in its own process group (so exactly its processes can be stopped); waits until it is up."""
+    cmd = [RAY, "start", *args, "--num-cpus=1", "--node-ip-address=127.0.0.1", "--object-store-memory=80000000"]
+    log = temp_dir.parent / f"{temp_dir.name}.log"
+    with open(log, "wb") as f:
+        node = subprocess.Popen(
+            [*cmd, f"--temp-dir={temp_dir}", "--block"], stdout=f, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
+    try:
+        _wait_started(node, log)
+    except BaseException:
+        _stop_node(node)
+        raise
+    return node
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop_node(node: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """SIGTERM the node's process group, SIGKILL what is left after ``timeout``; wait until none is left."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 30)):
+        if not _group_alive(node.pid):
+            break
+        os.killpg(node.pid, sig)
+        end = time.monotonic() + wait
+        while _group_alive(node.pid) and time.monotonic() < end:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.wait(timeout=0.5)
+    assert not _group_alive(node.pid), f"processes of node group {node.pid} still running"
+
+
+def _wait_started(node: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
+    """Wait until ``ray start`` says the node's runtime started (it has joined the cluster)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if "Ray runtime started" in log.read_text(errors="replace"):
+            return
+        assert node.poll() is None, log.read_text(errors="replace")[-3000:]
+        time.sleep(0.5)
+    raise AssertionError(f"the Ray node logging to {log} did not start in {timeout:g} s")
+
+
+@dataclasses.dataclass
+class Cluster:
+    """A head and a worker node started by the test; ``tmp`` holds their temp dirs and logs; ``env`` (with the
+    cluster's own auth token) is what its nodes and drivers run with."""
+
+    address: str
+    tmp: Path
+    env: dict[str, str]
+    nodes: list[subprocess.Popen[bytes]]
+
+    def add_node(self, name: str, **env: str) -> subprocess.Popen[bytes]:
+        """Start one more node joining this cluster (``env``: added to its environment)."""
+        (self.tmp / name).mkdir()
+        node = _start_node([f"--address={self.address}"], self.tmp / name, self.env | env)
+        self.nodes.append(node)
+        return node
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """Two Ray nodes on 127.0.0.1, one CPU each, each with its own temp dir; stopped whatever happens."""
+    tmp = Path(tempfile.mkdtemp(prefix="kdc", dir="/tmp"))  # short: Ray's socket paths live under it
+    port = _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex}  # not ~/.ray/auth_token
+    env.pop("KDTUNE_FAULT", None)
+    c = Cluster(f"127.0.0.1:{port}", tmp, env, [])
+    try:
+        (tmp / "h").mkdir()
+        head = ["--head", f"--port={port}", "--include-dashboard=false", '--resources={"head_slot": 1}']
+        c.nodes.append(_start_node(head, tmp / "h", env))
+        c.add_node("w")
+        yield c
+    finally:
+        for node in reversed(c.nodes):
+            _stop_node(node)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _kdtune_run(sweep: Path, out: Path, cluster: Cluster) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "kdtune", "run", str(sweep), "--out", str(out), "--address", cluster.address, "--no-report"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=cluster.env)
+
+
+def test_a_sweep_on_two_nodes_uses_both_and_matches_a_local_run(cluster, tiny_raw, tiny_spec, tmp_path):
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text(yaml.safe_dump(tiny_raw))
+    proc = _kdtune_run(sweep, tmp_path / "run", cluster)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    df = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    assert (df["status"] == "ok").all()
+    per_trial = df.drop_duplicates("trial_id")
+    assert per_trial["node_id"].nunique() == 2, per_trial[["trial_id", "node_id"]]  # both nodes trained trials
+    assert per_trial["host"].notna().all()
+    students = per_trial[per_trial["teacher"] == "CNN"]
+    assert len(students) == 2 and set(students["teacher_id"]) <= set(per_trial["trial_id"])
+    status = subprocess.run([sys.executable, "-m", "kdtune", "status", str(tmp_path / "run")], capture_output=True, text=True)
+    assert status.stdout.count("ran on: ") == 1 and status.stdout.count("node ") == 2, status.stdout
+
+    local_spec = dataclasses.replace(tiny_spec, output=tmp_path / "local")
+    plan = make_plan(local_spec)
+    assert execute(plan, InlineExecutor(), log=lambda s: None) == {}
+    local = collect(plan).sort_values(["trial_id", "eval_set"]).reset_index(drop=True)
+    ours = df.sort_values(["trial_id", "eval_set"]).reset_index(drop=True)
+    assert list(ours.trial_id) == list(local.trial_id) and list(ours.eval_set) == list(local.eval_set.astype(str))
+    for col in ("accuracy", "nll", "ece", "agreement", "kl"):
+        assert ours[col].fillna(-1).tolist() == pytest.approx(local[col].fillna(-1).tolist(), abs=1e-6)
+
+
+def test_a_node_that_does_not_see_the_run_folder_is_refused_before_any_trial(cluster, tiny_raw, tmp_path):
+    # a third node whose storage check looks for every path under another folder, as a node mounting elsewhere would
+    node = cluster.add_node("v", KDTUNE_FAULT=f"view:{cluster.tmp / 'elsewhere'}")
+    try:
+        sweep = tmp_path / "tiny.yaml"
+        sweep.write_text(yaml.safe_dump(tiny_raw))
+        out = tmp_path / "run"
+        proc = _kdtune_run(sweep, out, cluster)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+        (line,) = [s for s in proc.stderr.splitlines() if "cannot use node" in s]
+        assert f"it does not see the run folder {out.resolve()} as this machine does (marker missing)" in line
+        assert "(host " in line and "every node mounts at the same path" in line
+        assert not (out / "trials").exists() or not any((out / "trials").iterdir())  # no trial started
+        assert not list(out.glob(".kdtune-storage-*"))  # the marker is removed
+    finally:
+        _stop_node(node)
+        cluster.nodes.remove(node)
