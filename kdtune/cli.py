@@ -193,13 +193,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from kdtune.rundir import RunLock, check_out_dir, init_run_dir
+    from kdtune.rundir import RunLock, check_out_dir, init_run_dir, remove_scratch
 
     plan = _load(args)
     spec = plan.spec
     check_out_dir(spec.output)
     init_run_dir(spec.output)
     with RunLock(spec.output):
+        remove_scratch(spec.output)  # what a worker killed mid-commit left; no worker of this run has started yet
         return _run_locked(args, plan)
 
 

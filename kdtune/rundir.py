@@ -148,6 +148,18 @@ def check_out_dir(path: Path) -> None:
             )
 
 
+def remove_scratch(run_dir: Path) -> int:
+    """Remove the scratch folders (``trials/.<id>.*``) that a worker killed mid-commit left behind; call it
+    only while holding the run folder's lock, before any worker starts. Returns how many were removed."""
+    root = Path(run_dir) / "trials"
+    if not root.is_dir():
+        return 0
+    leftovers = [d for d in root.iterdir() if d.name.startswith(".") and d.is_dir()]
+    for d in leftovers:
+        shutil.rmtree(d, ignore_errors=True)
+    return len(leftovers)
+
+
 def init_run_dir(path: Path) -> None:
     """Create a run folder (or adopt one of an older kdtune version) and mark it as such."""
     path = Path(path)

@@ -77,6 +77,16 @@ def test_report_merges_several_run_folders_and_counts_a_shared_trial_once(tiny_r
     }
 
 
+def test_a_scratch_folder_left_by_a_killed_worker_is_removed_by_the_next_run(tiny_raw, tmp_path):
+    sweep, out = _write(tmp_path, tiny_raw), tmp_path / "run"
+    assert _run(sweep, out) == 0
+    scratch = out / "trials" / ".0123456789abcdef.x1y2z3"
+    scratch.mkdir()
+    (scratch / "model.pt").write_bytes(b"half written")
+    assert _run(sweep, out) == 0
+    assert not scratch.exists() and len(list((out / "trials").iterdir())) == 6
+
+
 def test_report_rebuilds_the_table_from_the_trial_folders_when_results_were_deleted(tiny_raw, tmp_path, capsys):
     sweep, out = _write(tmp_path, tiny_raw), tmp_path / "run"
     assert _run(sweep, out) == 0
