@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--metric", action="append", choices=METRICS, help="metric(s) of the printed report (default: the sweep's report)"
     )
     run.add_argument("--no-report", action="store_true", help="do not print the report at the end")
+    run.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="write each trial's per-epoch curves to RUN/tensorboard/ (as execution.tensorboard: true; ids unchanged)",
+    )
 
     tun = sub.add_parser("tune", help="tune one model's (or one teacher → student pair's) settings with Optuna on Ray Tune")
     _add_sweep_args(tun)
@@ -205,10 +210,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_locked(args: argparse.Namespace, plan: Plan) -> int:
+    import dataclasses
+
     from kdtune.execute import InlineExecutor, RayExecutor, execute, plural
     from kdtune.report import render
     from kdtune.results import collect, collect_run, record_outcome, write_results, write_sweep_record
 
+    if getattr(args, "tensorboard", False) and not plan.spec.execution.tensorboard:
+        execution = dataclasses.replace(plan.spec.execution, tensorboard=True)
+        plan = dataclasses.replace(plan, spec=dataclasses.replace(plan.spec, execution=execution))
     spec = plan.spec
     print(f"sweep {spec.name}: {plural(len(plan.trials), 'trial')} in {plural(len(plan.stages), 'stage')} → {spec.output}")
     record = write_sweep_record(plan, sys.argv[1:])

@@ -61,6 +61,7 @@ def group_payload(plan: Plan, group: TrialGroup, run_dir: Path, data_root: Path 
         "device": plan.spec.execution.device,
         "cpus": plan.spec.resources.cpu,
         "eval_batch_size": plan.spec.execution.eval_batch_size,
+        "tensorboard": plan.spec.execution.tensorboard,
         "trials": [
             {"id": t.id, "config": t.config.to_dict(), "export_train_logits": t.id in plan.needs_train_logits}
             for t in group.trials
@@ -73,7 +74,7 @@ def run_group(payload: Payload, on_epoch: EpochCallback | None = None) -> list[d
     train_trial's row of each epoch plus ``trial_index`` (in the group, from 0) and ``epochs``."""
     import torch
 
-    from kdtune.train import resolve_device, train_trial
+    from kdtune.train import TENSORBOARD, resolve_device, train_trial
 
     torch.set_num_threads(max(1, int(payload["cpus"])))
     device = resolve_device(payload["device"])
@@ -87,8 +88,11 @@ def run_group(payload: Payload, on_epoch: EpochCallback | None = None) -> list[d
         if config.id != t["id"]:
             raise RuntimeError(f"trial {t['id']}: config hashes to {config.id} on this worker (kdtune versions differ?)")
         each = None if on_epoch is None else functools.partial(_tag_epoch, on_epoch, i, config.train.epochs)
+        board = run_dir / TENSORBOARD / payload["name"] / t["id"] if payload.get("tensorboard") else None
         out.append(
-            train_trial(config, run_dir, payload["data_root"], device, t["export_train_logits"], each, payload["eval_batch_size"])
+            train_trial(
+                config, run_dir, payload["data_root"], device, t["export_train_logits"], each, payload["eval_batch_size"], board
+            )
         )
     return out
 

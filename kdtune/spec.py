@@ -152,6 +152,7 @@ class ExecutionSpec:
     max_concurrent_trials: int | None = None
     max_failures: int = 0
     device: str = "auto"
+    tensorboard: bool = False  # per-trial TensorBoard curves in RUN/tensorboard/ (not part of trial ids)
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,17 @@ def as_str(choices: Sequence[str] | None = None) -> Conv:
             raise _Bad(f"must be a string, got {_kind(value)} {value!r}")
         if choices is not None and value not in choices:
             raise _Bad(f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    return conv
+
+
+def as_bool() -> Conv:
+    """true or false (not 0 or 1)."""
+
+    def conv(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise _Bad(f"must be true or false, got {_kind(value)} {value!r}")
         return value
 
     return conv
@@ -635,6 +647,7 @@ def parse_sweep(
         max_concurrent_trials=ex.get("max_concurrent_trials", optional(as_int(ge=1)), None),
         max_failures=ex.get("max_failures", as_int(ge=0), 0),
         device=ex.get("device", as_str(DEVICE_CHOICES), "auto"),
+        tensorboard=ex.get("tensorboard", as_bool(), False),
     )
     if execution.device == "cuda" and resources.gpu == 0:
         raise SpecError(source, "execution.device", "is cuda but resources.gpu is 0; ask for a gpu (fractions allowed)")

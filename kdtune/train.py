@@ -18,6 +18,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -52,6 +53,7 @@ from kdtune.rundir import (
 )
 from kdtune.tasks import Task, batch_inputs, feature_index, task_for
 
+TENSORBOARD = "tensorboard"  # RUN/tensorboard/<group name>/<trial id>/: per-epoch curves (execution.tensorboard)
 PATHS = "paths.npz"  # training-path features: path_features__e<epoch>, epochs, feature_index, eval_set
 
 
@@ -409,14 +411,35 @@ def train_trial(
     export_train_logits: bool = False,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     eval_batch_size: int = 512,
+    tensorboard_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Train one trial and publish its folder; returns its ``metrics.json`` content."""
+    """Train one trial and publish its folder; returns its ``metrics.json`` content. With ``tensorboard_dir``,
+    each epoch's history row is also written there as TensorBoard scalars (step = epoch) as soon as it is trained."""
     trainer = Trainer(config, run_dir, data_root, device, eval_batch_size)
-    while not trainer.done:
-        row = trainer.train_epoch()
-        if on_epoch is not None:
-            on_epoch(row)
+    board = epoch_board(tensorboard_dir) if tensorboard_dir is not None else None
+    try:
+        while not trainer.done:
+            row = trainer.train_epoch()
+            if board is not None:
+                for key, value in row.items():
+                    if key != "epoch":
+                        board.add_scalar(key, value, int(row["epoch"]))
+                board.flush()
+            if on_epoch is not None:
+                on_epoch(row)
+    finally:
+        if board is not None:
+            board.close()
     return trainer.finish(export_train_logits)
+
+
+def epoch_board(folder: Path) -> Any:
+    """A ``tensorboardX.SummaryWriter`` on an emptied ``folder``: one event file per trial, even after a retry."""
+    from tensorboardX import SummaryWriter
+
+    shutil.rmtree(folder, ignore_errors=True)  # an earlier attempt's curves
+    folder.mkdir(parents=True, exist_ok=True)
+    return SummaryWriter(logdir=str(folder), flush_secs=5)
 
 
 def summarize(results: list[dict[str, Any]]) -> dict[str, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ import yaml
 from kdtune.execute import InlineExecutor, execute
 from kdtune.plan import make_plan
 from kdtune.results import collect
+from kdtune.spec import parse_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -169,3 +171,65 @@ def test_a_node_that_does_not_see_the_run_folder_is_refused_before_any_trial(clu
     finally:
         _stop_node(node)
         cluster.nodes.remove(node)
+
+
+def _node_commands(pid: int) -> list[str]:
+    """Command lines of the processes in process group ``pid`` (a node's) and of their descendants."""
+    procs: dict[int, tuple[int, int, str]] = {}  # pid: (ppid, pgid, command line)
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            procs[int(proc.name)] = (int(fields[1]), int(fields[2]), cmdline)
+    ours = {p for p, (_, pgid, _) in procs.items() if pgid == pid}
+    while more := {p for p, (ppid, _, _) in procs.items() if ppid in ours and p not in ours}:
+        ours |= more
+    return [procs[p][2] for p in ours]
+
+
+def test_a_worker_node_lost_mid_sweep_has_its_trials_retried_elsewhere(cluster, tiny_raw, tiny_spec, tmp_path):
+    from tests.test_tensorboard import check_boards
+
+    node = cluster.add_node("k")  # a third node, lost while it trains a trial
+    tiny_raw["train"]["epochs"] = 12
+    tiny_raw["grid"] |= {"students": ["MLP", "CNN"], "teachers": ["data"], "seeds": 3}
+    tiny_raw["execution"] = {"max_failures": 2, "tensorboard": True}
+    sweep, out = tmp_path / "tiny.yaml", tmp_path / "run"
+    sweep.write_text(yaml.safe_dump(tiny_raw))
+    cmd = [sys.executable, "-m", "kdtune", "run", str(sweep), "--out", str(out), "--address", cluster.address, "--no-report"]
+    run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env)
+    try:
+        end = time.monotonic() + 180
+        seen: set[str] = set()
+        while not any("ImplicitFunc" in c for c in _node_commands(node.pid)):  # a trial is training there
+            seen |= {c[:80] for c in _node_commands(node.pid)}
+            assert run.poll() is None and time.monotonic() < end, f"no trial ran on the third node: {seen}"
+            time.sleep(0.2)
+        time.sleep(1.0)
+        os.killpg(node.pid, signal.SIGKILL)
+        _stop_node(node)
+        cluster.nodes.remove(node)
+        stdout, stderr = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        if node in cluster.nodes:
+            _stop_node(node)
+            cluster.nodes.remove(node)
+    assert run.returncode == 0, stdout + stderr
+    assert "trying again" in stdout, stdout  # the lost trial failed and Ray Tune retried it
+    df = pd.read_parquet(out / "results.parquet")
+    assert (df["status"] == "ok").all() and df["trial_id"].nunique() == 6
+    trained = [json.loads(line)["id"] for line in (out / "logs" / "trainings.jsonl").read_text().splitlines()]
+    assert sorted(trained) == sorted(df["trial_id"].unique())  # each trial committed once
+
+    local_spec = parse_sweep(tiny_raw, "tiny.yaml", output=tmp_path / "local")
+    plan = make_plan(local_spec)
+    check_boards(out, plan)  # one event file per trial, the retried one's included
+    assert execute(plan, InlineExecutor(), log=lambda s: None) == {}
+    local = collect(plan).sort_values(["trial_id", "eval_set"]).reset_index(drop=True)
+    ours = df.sort_values(["trial_id", "eval_set"]).reset_index(drop=True)
+    assert list(ours.trial_id) == list(local.trial_id) and list(ours.eval_set) == list(local.eval_set.astype(str))
+    for col in ("accuracy", "nll", "ece"):
+        assert ours[col].fillna(-1).tolist() == pytest.approx(local[col].fillna(-1).tolist(), abs=1e-6)
