@@ -206,6 +206,19 @@ def _finished(out: Path, name: str = "tiny:MLP:data:accuracy") -> int:
         return 0
 
 
+def _finished_read_only(out: Path) -> int:
+    """Finished search trials, read without Optuna while the search runs (an RDBStorage would create the
+    schema itself, racing the search that is creating it)."""
+    import sqlite3
+
+    db = out / "tuning" / "optuna.db"
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return con.execute("SELECT count(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED', 'FAIL')").fetchone()[0]
+    except sqlite3.Error:  # not there yet, tables not created yet, or locked for a moment
+        return 0
+
+
 @pytest.mark.slow
 def test_a_search_writes_tuned_values_that_a_sweep_then_uses(tiny_raw, tmp_path, capsys):
     sweep, out = _sweep(tmp_path, _with_tune(tiny_raw, asha=False)), tmp_path / "run"
@@ -247,7 +260,7 @@ def test_a_search_interrupted_and_started_again_ends_with_exactly_the_trials_ask
     first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
-        while _finished(out) < 2 and time.monotonic() < deadline and first.poll() is None:
+        while _finished_read_only(out) < 2 and time.monotonic() < deadline and first.poll() is None:
             time.sleep(0.2)
         assert first.poll() is None, "the search ended before it could be interrupted"
         assert 2 <= _finished(out) < 8
