@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="what a run folder holds: finished, failed, running, pending (read-only)")
     st.add_argument("run_dir", help="a run folder written by kdtune run")
     st.add_argument("--sweep", help="only this sweep recorded in the run folder")
+    st.add_argument("--trials", action="store_true", help="also list every finished trial with the node and host that ran it")
 
     an = sub.add_parser("analyze", help="figures and tables across a run folder's finished trials, and one HTML page")
     an.add_argument("run_dir", help="a run folder written by kdtune run; writes only under RUN/analysis/")
@@ -359,7 +360,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from kdtune.status import run_status
 
-    sys.stdout.write(run_status(Path(args.run_dir), args.sweep))
+    sys.stdout.write(run_status(Path(args.run_dir), args.sweep, args.trials))
     return 0
 
 

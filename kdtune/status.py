@@ -64,8 +64,9 @@ def _nodes_line(where: dict[str, str | None]) -> str | None:
     return "  ran on: " + ", ".join(f"{w}: {n}" for w, n in counts.most_common())
 
 
-def run_status(run_dir: Path, sweep: str | None = None) -> str:
-    """The status report of a run folder as text (one block per recorded sweep)."""
+def run_status(run_dir: Path, sweep: str | None = None, trials: bool = False) -> str:
+    """The status report of a run folder as text (one block per recorded sweep); with ``trials``, also
+    every finished trial with the node that ran it."""
     records = select_records(run_dir, sweep, include_tuning=True)
     holder = lock_holder(run_dir)
     if holder is not None:
@@ -107,6 +108,11 @@ def run_status(run_dir: Path, sweep: str | None = None) -> str:
         nodes = _nodes_line(where)
         if nodes:
             lines.append(nodes)
+        if trials:
+            listed = [tid for tid, (st, _) in states.items() if st == "finished"]
+            if listed:
+                lines.append("  finished:")
+                lines += [f"    {_label(r.trials[tid], tid)}: {where.get(tid) or 'where unknown'}" for tid in listed]
         for state in ("failed", "skipped", "damaged", "running"):
             listed = [(tid, reason) for tid, (s, reason) in states.items() if s == state]
             if not listed:

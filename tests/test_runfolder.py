@@ -363,6 +363,9 @@ def test_status_lists_finished_failed_and_skipped_trials_per_stage(tiny_raw, tmp
     assert "stage 2: 0 finished, 2 skipped, 0 pending (of 2)" in text
     assert "    CNN, seed 0 (" in text and "DivergedError" in text
     assert "    MLP ← CNN, seed 1 (" in text
+    assert main(["status", str(out), "--trials"]) == 0
+    listed = capsys.readouterr().out.split("  finished:\n")[1].splitlines()
+    assert len([ln for ln in listed if ln.startswith("    MLP, seed")]) == 2 and all("(no Ray)" in ln for ln in listed[:2])
     model = next((out / "trials").glob("*/model.pt"))
     model.write_bytes(b"x")
     assert main(["status", str(out)]) == 0
