@@ -89,8 +89,12 @@ def _kill_when(cmd: list[str], ready: Callable[[], bool], timeout: float = 200) 
             proc.wait(timeout=30)
 
 
-def test_a_killed_driver_resumes_without_retraining_and_leaves_no_ray_behind(tiny_raw, tiny_spec, tmp_path):
+def test_a_killed_driver_resumes_without_retraining_and_leaves_no_ray_behind(tiny_raw, tmp_path):
+    from kdtune.spec import parse_sweep
+
+    tiny_raw["distill"]["epochs"] = 40  # students train long enough to be killed in the middle of stage 2
     out = tmp_path / "run"
+    tiny_spec = parse_sweep(tiny_raw, "tiny.yaml", output=out)
     sweep = tmp_path / "tiny.yaml"
     sweep.write_text(yaml.safe_dump(tiny_raw))
     cmd = [sys.executable, "-m", "kdtune", "run", str(sweep), "--out", str(out), "--no-report"]
@@ -109,7 +113,7 @@ def test_a_killed_driver_resumes_without_retraining_and_leaves_no_ray_behind(tin
     points = {
         "during stage 1": lambda: 0 < len(_finished(out, stage1)) < len(stage1),
         "between stages": lambda: len(_finished(out, stage1)) == len(stage1),
-        "during stage 2": lambda: stage2_running() or bool(_finished(out, stage2)),
+        "during stage 2": lambda: stage2_running() and len(_finished(out, stage2)) < len(stage2),
     }
     killed_sessions: set[str] = set()
     kept: dict[str, tuple[int, str]] = {}
