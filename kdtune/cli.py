@@ -199,11 +199,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from kdtune.rundir import RunLock, check_out_dir, init_run_dir, remove_scratch
+    from kdtune.rundir import RunLock, init_run_dir, remove_scratch
 
-    plan = _load(args)
+    plan = _load(args)  # checks --out before loading any data
     spec = plan.spec
-    check_out_dir(spec.output)
     init_run_dir(spec.output)
     with RunLock(spec.output):
         remove_scratch(spec.output)  # what a worker killed mid-commit left; no worker of this run has started yet
@@ -226,14 +225,7 @@ def _run_locked(args: argparse.Namespace, plan: Plan) -> int:
     if args.executor == "inline":
         executor: InlineExecutor | RayExecutor = InlineExecutor()
     else:
-        executor = RayExecutor(
-            args.address,
-            spec.resources.cpu,
-            spec.resources.gpu,
-            spec.execution.max_concurrent_trials,
-            spec.execution.max_failures,
-            spec.output / "ray",
-        )
+        executor = RayExecutor.for_sweep(spec, args.address)
     exit_status: int | str = "interrupted"
     failures: dict[str, str] = {}
     try:
@@ -337,20 +329,14 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     )
     init_run_dir(spec.output)
 
-    def executor() -> RayExecutor:
-        ex = spec.execution
-        return RayExecutor(
-            args.address, spec.resources.cpu, spec.resources.gpu, ex.max_concurrent_trials, ex.max_failures, spec.output / "ray"
-        )
-
     with RunLock(spec.output):
         if setup.teachers is not None:
-            failures = execute(setup.teachers, executor())
+            failures = execute(setup.teachers, RayExecutor.for_sweep(spec, args.address))
             if failures:
                 raise KdtuneError(
                     f"{len(failures)} teacher trial(s) of {args.teacher} did not finish: {next(iter(failures.values()))}"
                 )
-        with run_log(spec.output) as log_path, executor() as ray_executor:
+        with run_log(spec.output) as log_path, RayExecutor.for_sweep(spec, args.address) as ray_executor:
             summary = run_search(setup, args.trials, args.storage, ray_executor)
         if summary["counts"]["failed"]:
             print(f"log with the full tracebacks: {log_path}")

@@ -36,6 +36,7 @@ from kdtune.errors import KdtuneError
 from kdtune.plan import Plan, TrialConfig, TrialGroup
 from kdtune.progress import Progress
 from kdtune.rundir import METRICS, check_trial, finished_trials, is_finished, quarantine, read_json, trial_dir
+from kdtune.spec import SweepSpec
 
 Payload = dict[str, Any]
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -492,6 +493,14 @@ class RayExecutor:
         self._interrupts.check()
         if n:
             logger.info("shared storage: %d node(s) see %s as this machine does", n, run_dir)
+
+    @classmethod
+    def for_sweep(cls, spec: SweepSpec, address: str | None) -> RayExecutor:
+        """The executor of a sweep's trials: its resources, concurrency and retries; Ray's files in ``RUN/ray``."""
+        ex = spec.execution
+        return cls(
+            address, spec.resources.cpu, spec.resources.gpu, ex.max_concurrent_trials, ex.max_failures, spec.output / "ray"
+        )
 
     def check_interrupt(self) -> None:
         """A safe point for a deferred Ctrl-C (Tune callbacks call it after every step of Tune's loop)."""

@@ -49,6 +49,7 @@ class SweepRecord:
     raw: dict[str, Any] = field(default_factory=dict)  # the sweep as run
     updated: float = 0.0
     kind: str = "sweep"  # or "tune": the seed trials of a search (reported only when asked for by name)
+    plan_hash: str | None = None  # of a sweep's planned trials (see plan_hash): the same sweep reuses its record
 
 
 def _plan_trials(plan: Plan) -> dict[str, dict[str, Any]]:
@@ -75,32 +76,13 @@ def plan_hash(plan: Plan) -> str:
 def write_sweep_record(plan: Plan, argv: Sequence[str] | None = None) -> Path:
     """Record the sweep as run (after overrides) and its planned trials, before any training. A re-run
     of the same sweep reuses its record; another sweep into the same folder gets its own."""
-    out = plan.spec.output
-    root = out / SWEEPS
+    spec = plan.spec
     h = plan_hash(plan)
-    existing = {r.name: r for r in load_records(out) if r.path is not None}
-    same = [r for r in existing.values() if r.path is not None and (r.path / "plan.json").is_file() and _hash_of(r) == h]
-    if same:
-        path = same[0].path
-    else:
-        name = plan.spec.name if plan.spec.name not in existing else f"{plan.spec.name}-{h}"
-        path = root / name
-    assert path is not None
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "sweep.yaml").write_text(dump_yaml(dict(plan.spec.raw)))
-    write_json(
-        path / "plan.json",
-        {
-            "sweep": plan.spec.name,
-            "record": path.name,
-            "plan_hash": h,
-            "source": plan.spec.source,
-            "eval_sets": [e.name for e in plan.spec.data.eval_sets],
-            "models": list(plan.spec.models),
-            "stages": [[{"group": g.name, "trials": [t.id for t in g.trials]} for g in stage] for stage in plan.stages],
-            "trials": _plan_trials(plan),
-        },
-    )
+    existing = {r.name: r for r in load_records(spec.output)}
+    same = next((r.name for r in existing.values() if r.plan_hash == h), None)
+    name = same or (spec.name if spec.name not in existing else f"{spec.name}-{h}")
+    stages = [[{"group": g.name, "trials": [t.id for t in g.trials]} for g in stage] for stage in plan.stages]
+    path = write_trials_record(spec, name, _plan_trials(plan), kind="sweep", plan_hash=h, stages=stages)
     outcome = _read_outcome(path)
     outcome.setdefault("runs", []).append(
         {"command": " ".join(["kdtune", *(argv or [])]), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "ended": None}
@@ -109,33 +91,24 @@ def write_sweep_record(plan: Plan, argv: Sequence[str] | None = None) -> Path:
     return path
 
 
-def write_trials_record(spec: SweepSpec, name: str, trials: dict[str, dict[str, Any]], kind: str = "tune") -> Path:
-    """A record of trials made otherwise than by ``kdtune run`` (e.g. a search's seed trials), replaced
-    whole each time: ``trials`` maps id → {stage, student, teacher, seed, teacher_seed, teacher_id, config}."""
+def write_trials_record(spec: SweepSpec, name: str, trials: dict[str, dict[str, Any]], kind: str = "tune", **extra: Any) -> Path:
+    """Write the record ``name`` (its sweep.yaml and plan.json, replaced whole): ``trials`` maps id →
+    {stage, student, teacher, seed, teacher_seed, teacher_id, config}; ``extra`` goes into plan.json too.
+    ``kdtune run`` writes kind ``sweep``; a search's seed trials are kind ``tune``."""
     path = spec.output / SWEEPS / name
     path.mkdir(parents=True, exist_ok=True)
     (path / "sweep.yaml").write_text(dump_yaml(dict(spec.raw)))
-    write_json(
-        path / "plan.json",
-        {
-            "sweep": spec.name,
-            "record": name,
-            "kind": kind,
-            "source": spec.source,
-            "eval_sets": [e.name for e in spec.data.eval_sets],
-            "models": list(spec.models),
-            "trials": trials,
-        },
-    )
+    plan = {
+        "sweep": spec.name,
+        "record": name,
+        "kind": kind,
+        "source": spec.source,
+        "eval_sets": [e.name for e in spec.data.eval_sets],
+        "models": list(spec.models),
+        "trials": trials,
+    }
+    write_json(path / "plan.json", plan | extra)
     return path
-
-
-def _hash_of(record: SweepRecord) -> str | None:
-    assert record.path is not None
-    try:
-        return json.loads((record.path / "plan.json").read_text()).get("plan_hash")
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def _read_outcome(path: Path) -> dict[str, Any]:
@@ -168,6 +141,7 @@ def _record_from(path: Path, plan: dict[str, Any], raw_sweep: dict[str, Any]) ->
         raw=raw_sweep,
         updated=(path / "plan.json").stat().st_mtime,
         kind=plan.get("kind", "sweep"),
+        plan_hash=plan.get("plan_hash"),
     )
 
 

@@ -120,7 +120,7 @@ class RunView:
         from kdtune.data import data_fingerprint, load_data
 
         cfg = trial.config
-        root = self.data_root if self.data_root is not None else None
+        root = self.data_root
         bundle = load_data(cfg.data, root)
         if cfg.data_fingerprint and data_fingerprint(cfg.data, root) != cfg.data_fingerprint:
             raise KdtuneError(f"trial {trial.id}: the data found now differs from the data it was trained on (--data-dir?)")

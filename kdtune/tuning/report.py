@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pandas as pd
@@ -16,6 +15,7 @@ from optuna.trial import TrialState
 from kdtune.errors import KdtuneError
 from kdtune.report import FORMATS, to_latex, to_markdown
 from kdtune.tuning import study as studies
+from kdtune.tuning.search import format_value
 
 TOP = 10  # search trials in the best-trials table
 
@@ -31,10 +31,6 @@ def _storage_url(run_dir: Path, storage: str | None) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 def best_trials(study: optuna.Study, digits: int = 4, top: int = TOP) -> pd.DataFrame:
     """The ``top`` complete search trials, best first: number, settings, ``mean ± std (n)``."""
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
@@ -44,7 +40,7 @@ def best_trials(study: optuna.Study, digits: int = 4, top: int = TOP) -> pd.Data
         s = studies.seed_summary(t)
         std = s["std"] if s["std"] is not None and math.isfinite(s["std"]) else 0.0
         cell = f"{s['mean']:.{digits}f} ± {std:.{digits}f} ({s['n_seeds']})"
-        rows.append({"trial": t.number, **{k: _fmt(v) for k, v in sorted(t.params.items())}, "objective": cell})
+        rows.append({"trial": t.number, **{k: format_value(v) for k, v in sorted(t.params.items())}, "objective": cell})
     return pd.DataFrame(rows).set_index("trial") if rows else pd.DataFrame()
 
 

@@ -235,7 +235,7 @@ def _progress_callback(
         def _line(self, trial: Any, text: str) -> None:
             self.done += 1
             number = self.searcher.number_of(trial.trial_id)
-            values = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(trial.config.items()))
+            values = ", ".join(f"{k}={format_value(v)}" for k, v in sorted(trial.config.items()))
             best_text = ""
             if self.best is not None:
                 best_text = f"; best {self.best:.4f}" + (f" (#{self.best_number})" if self.best_number is not None else "")
@@ -269,7 +269,8 @@ def _progress_callback(
     return SearchProgress(searcher, log, check)
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
+    """A searched setting's value as progress lines and tables show it (floats to 4 significant digits)."""
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
@@ -421,7 +422,7 @@ def finish(setup: SearchSetup, study: Any, url: str, n_trials: int, log: Callabl
     _record(setup, study)
     log(
         f"best: #{best.number} {tspec.metric} {seeds['mean']:.4f} ± {seeds['std'] or 0:.4f} ({seeds['n_seeds']} seeds), "
-        + ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(best.params.items()))
+        + ", ".join(f"{k}={format_value(v)}" for k, v in sorted(best.params.items()))
     )
     counted = f"{c['finished']} finished: {c['complete']} complete, {c['pruned']} stopped early, {c['failed']} failed"
     log(f"tuned values: {path} ({counted}; {seed_epochs(study)} seed-epochs trained in all)")
