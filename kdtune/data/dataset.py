@@ -34,6 +34,24 @@ class DataSpec:
     split_seed: int = 0
     corruption_seed: int = 0
     eval_sets: tuple[EvalSetSpec, ...] = field(default_factory=tuple)
+    folds: int = 1  # k > 1: k-fold cross-validation over the training pool; fold i is the validation split
+    fold: int = 0  # which fold is held out (0 … folds-1)
+
+
+def train_val_indices(n: int, spec: DataSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (train, val) into a data set's training pool of ``n`` examples: a fixed random hold-out of
+    ``spec.val_size``, or with ``spec.folds = k > 1`` the ``spec.fold``-th of k disjoint folds that together
+    cover the pool (sizes differ by at most one), the other k-1 folds training. Shuffled by ``split_seed``."""
+    if spec.folds <= 1:
+        return split_train_val(n, spec.val_size, spec.split_seed)
+    if not 0 <= spec.fold < spec.folds:
+        raise ValueError(f"fold {spec.fold} is not one of the {spec.folds} folds 0..{spec.folds - 1}")
+    if n < spec.folds:
+        raise ValueError(f"{spec.folds} folds need at least {spec.folds} examples, got {n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(spec.split_seed))
+    held = torch.zeros(n, dtype=torch.bool)
+    held[perm[torch.arange(n) % spec.folds == spec.fold]] = True
+    return (~held).nonzero().flatten(), held.nonzero().flatten()
 
 
 class Dataset:
@@ -83,7 +101,7 @@ class ImageDataset(Dataset):
 
     def build(self, spec: DataSpec, root: Path | None) -> DataBundle:
         x_tr, y_tr, x_te, y_te = self.load_arrays(root)
-        tr_idx, val_idx = split_train_val(len(y_tr), spec.val_size, spec.split_seed)
+        tr_idx, val_idx = train_val_indices(len(y_tr), spec)
         train, val = Split(x_tr[tr_idx], y_tr[tr_idx]), Split(x_tr[val_idx], y_tr[val_idx])
         base = {"test": Split(x_te, y_te), "val": val}
         evals: dict[str, Split] = {"val": val}

@@ -18,8 +18,8 @@ from typing import ClassVar
 
 import torch
 
-from kdtune.data.base import DataBundle, DataInfo, Split, split_train_val
-from kdtune.data.dataset import Dataset, DataSpec, EvalSetSpec
+from kdtune.data.base import DataBundle, DataInfo, Split
+from kdtune.data.dataset import Dataset, DataSpec, EvalSetSpec, train_val_indices
 from kdtune.errors import DataError
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
@@ -139,7 +139,7 @@ class AgreementDataset(Dataset):
             for k, v in self.read(root, spec).items()
         }
         if "val" not in parts:
-            tr, va = split_train_val(len(parts["train"]), spec.val_size, spec.split_seed)
+            tr, va = train_val_indices(len(parts["train"]), spec)
             parts["val"] = [parts["train"][i] for i in va.tolist()]
             parts["train"] = [parts["train"][i] for i in tr.tolist()]
         lm = self.objective == "language_model"

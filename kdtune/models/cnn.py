@@ -11,6 +11,7 @@ from torch import nn
 
 from kdtune.data.base import DataInfo
 from kdtune.models import MODELS
+from kdtune.models.layers import Dropout
 
 
 @MODELS.register("cnn")
@@ -50,7 +51,7 @@ class CNN(nn.Module):
         # averaged over the whole map, the features barely vary between images; normalizing them lets
         # the projection learn at the pace of the rest of the network
         self.norm_features = nn.BatchNorm1d(channels[2]) if batch_norm else nn.Identity()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.proj = nn.Linear(channels[2], info.num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,6 +10,7 @@ from torch import nn
 
 from kdtune.data.base import DataInfo
 from kdtune.models import MODELS
+from kdtune.models.layers import Dropout
 
 
 class LSTMBackbone(nn.Module):
@@ -20,7 +21,7 @@ class LSTMBackbone(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(info.get("vocab_size"), embedding_dim, padding_idx=info.get("pad_id", 0))
         self.lstm = nn.LSTM(embedding_dim, hidden_size, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         hidden, _ = self.lstm(self.dropout(self.embed(tokens)))

@@ -12,6 +12,7 @@ from torch import nn
 
 from kdtune.data.base import DataInfo
 from kdtune.models import MODELS
+from kdtune.models.layers import Dropout
 
 
 @MODELS.register("mlp")
@@ -30,7 +31,7 @@ class MLP(nn.Module):
         sizes = [math.prod(info.input_shape), *hidden]
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
         self.norms = nn.ModuleList((nn.BatchNorm1d(b) if batch_norm else nn.Identity()) for b in hidden)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.out = nn.Linear(sizes[-1], info.num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,6 +16,7 @@ from torch import nn
 
 from kdtune.data.base import DataInfo
 from kdtune.models import MODELS
+from kdtune.models.layers import Dropout
 
 
 class TransformerBackbone(nn.Module):
@@ -45,7 +46,7 @@ class TransformerBackbone(nn.Module):
         )
         self.step = nn.Embedding(n_layers, d_model) if shared else None
         self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Hidden states, B × T × d_model (B × (T+1) with a CLS token first)."""
