@@ -27,7 +27,7 @@ from kdtune.errors import KdtuneError
 from kdtune.registry import Registry
 
 KD_KEYS = {"temperature": "τ", "w_hard": "w_hard", "w_soft": "w_soft", "kd_loss": "loss"}  # told apart in group labels
-MODULES = ("similarity", "paths", "barriers", "errors", "calibration", "invariance", "hardness")
+MODULES = ("similarity", "paths", "barriers", "errors", "calibration", "invariance", "hardness", "symmetry", "switch")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,205 @@
+"""Switching to distillation mid-training (student-teacher deviations paper, section 3.2): a metric of the
+students against the switch point (``start``: labels first, the teacher from there on; ``stop``: the
+reverse control), with the student trained from data and the student distilled throughout (start 0) as
+references, and the fraction of the distillation gain a switch recovers,
+``(m(switch) − m(data)) / (m(start 0) − m(data))``, per seed (and fold), mean ± std."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kdtune.analysis import KD_KEYS, ANALYSES, Output, RunView, save_figure, write_table
+from kdtune.analysis.errors import cell, ordered_eval_sets, safe_stem
+from kdtune.analysis.symmetry import finished_rows, summary
+from kdtune.spec import NO_TEACHER
+
+METRICS = ("accuracy", "nll")
+SERIES = {
+    "start": "labels, then the teacher from the switch",
+    "stop": "the teacher, then labels from the switch (control)",
+}
+
+
+def recovered_fraction(m: float, m_data: float, m_throughout: float) -> float:
+    """``(m − m_data) / (m_throughout − m_data)``: 1 = the whole distillation gain, 0 = none (NaN if no gain)."""
+    gain = m_throughout - m_data
+    return float("nan") if gain == 0 or pd.isna(gain) else float((m - m_data) / gain)
+
+
+def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
+    return pd.to_numeric(df[column], errors="coerce") if column in df.columns else pd.Series(np.nan, index=df.index)
+
+
+def _pair_key(df: pd.DataFrame) -> pd.Series:
+    fold = df["fold"].astype(str) if "fold" in df.columns else pd.Series("", index=df.index)
+    return df["seed"].astype(str) + "/" + fold
+
+
+def switch_points(df: pd.DataFrame) -> pd.DataFrame:
+    """Distilled rows with their ``series`` (start: stop unset; stop: start 0 and stop set; None otherwise)
+    and ``point`` (the switch); start unset reads 0 (distillation from the first epoch)."""
+    out = df.copy()
+    start, stop = _numeric(out, "start").fillna(0.0), _numeric(out, "stop")
+    out["series"] = np.where(stop.isna(), "start", np.where(start == 0, "stop", None))
+    out["point"] = np.where(stop.isna(), start, stop)
+    out["throughout"] = (start == 0) & stop.isna()
+    return out
+
+
+def switch_table(rows: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Per group (teacher, student architecture, varying KD settings), series and switch point: each
+    metric and its recovered fraction; the display table, the numeric long table and what was left out."""
+    rows = rows.copy()
+    skipped: list[str] = []
+    distilled = switch_points(rows[rows["teacher"] != NO_TEACHER])
+    data = rows[rows["teacher"] == NO_TEACHER]
+    keys = ["teacher", "arch", *[k for k in KD_KEYS if k in distilled and distilled[k].nunique() > 1]]
+    windows = distilled["series"].isna()
+    if windows.any():
+        skipped.append(f"{int(windows.sum())} row(s) with both start > 0 and stop set (a window, not a switch)")
+    distilled = distilled[~windows]
+    long, display = [], []
+    for key, group in distilled.groupby(keys, sort=False, observed=True):
+        key = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+        throughout = group[group["throughout"]]
+        student = str(throughout["student"].iloc[0]) if len(throughout) else str(group["student"].iloc[0])
+        detail = " ".join(f"{KD_KEYS[k]}={key[k]:g}" if isinstance(key[k], float) else f"{KD_KEYS[k]}={key[k]}"
+                          for k in keys[2:])  # fmt: skip
+        name = f"{student} ← {key['teacher']}" + (f" {detail}" if detail else "")
+        same_arch = data[data["arch"] == key["arch"]]
+        ref = same_arch[same_arch["student"] == student] if (same_arch["student"] == student).any() else same_arch
+        if ref.empty:
+            skipped.append(f"{name}: no {key['arch']} student trained from data to compare")
+        if throughout.empty:
+            skipped.append(f"{name}: no student distilled throughout (start 0, no stop) to compare")
+        ref_by = {m: dict(zip(_pair_key(ref), pd.to_numeric(ref[m], errors="coerce"), strict=True)) for m in metrics}
+        top_by = {
+            m: dict(zip(_pair_key(throughout), pd.to_numeric(throughout[m], errors="coerce"), strict=True)) for m in metrics
+        }
+        refs = {"from data": ref, "distilled throughout": throughout}
+        for label, sel in refs.items():
+            shown = {"group": name, "series": label, "switch": "–"}
+            for m in metrics:
+                vals = pd.to_numeric(sel[m], errors="coerce").tolist()
+                mean, std, n = summary(vals)
+                long.append({"group": name, "series": label, "point": np.nan, "metric": m, "mean": mean, "std": std, "n": n,
+                             "recovered_mean": np.nan, "recovered_std": np.nan, "recovered_n": 0})  # fmt: skip
+                shown[m], shown[f"{m} recovered"] = cell(vals) if n else "–", "–"
+            display.append(shown)
+        for series in SERIES:
+            part = group[group["series"] == series]
+            for point in sorted(part["point"].unique()):
+                sel = part[part["point"] == point]
+                shown = {"group": name, "series": series, "switch": f"{point:g}"}
+                pairs = _pair_key(sel)
+                for m in metrics:
+                    vals = pd.to_numeric(sel[m], errors="coerce").tolist()
+                    fracs = [
+                        recovered_fraction(v, ref_by[m][k], top_by[m][k])
+                        for k, v in zip(pairs, vals, strict=True)
+                        if k in ref_by[m] and k in top_by[m]
+                    ]
+                    unpaired = len(vals) - len(fracs)
+                    if unpaired and not ref.empty and not throughout.empty:
+                        skipped.append(f"{name} {series}={point:g}: {unpaired} trial(s) without a from-data and "
+                                       "a throughout twin of the same seed and fold")  # fmt: skip
+                    mean, std, n = summary(vals)
+                    f_mean, f_std, f_n = summary(fracs)
+                    long.append({"group": name, "series": series, "point": float(point), "metric": m, "mean": mean,
+                                 "std": std, "n": n, "recovered_mean": f_mean, "recovered_std": f_std,
+                                 "recovered_n": f_n})  # fmt: skip
+                    shown[m] = cell(vals) if n else "–"
+                    shown[f"{m} recovered"] = cell(fracs) if f_n else "–"
+                display.append(shown)
+    table = pd.DataFrame(display)
+    if len(table):
+        table = table.set_index(["group", "series", "switch"])
+    return table, pd.DataFrame(long), list(dict.fromkeys(skipped))
+
+
+def _figure(long: pd.DataFrame, metrics: list[str], title: str, xlabel: str):
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys(long["group"]))
+    ncols = len(metrics) + 1
+    fig, axes = plt.subplots(len(groups), ncols, figsize=(3.6 * ncols, 3.2 * len(groups) + 0.6), squeeze=False)
+    style = {"start": ("#c44e52", "o", "-"), "stop": ("#8172b2", "s", "--")}
+    refs = {"from data": ("#4c72b0", "--"), "distilled throughout": ("#dd8452", ":")}
+    for i, g in enumerate(groups):
+        mine = long[long["group"] == g]
+        for j, m in enumerate(metrics):
+            ax = axes[i][j]
+            sub = mine[mine["metric"] == m]
+            for label, (color, ls) in refs.items():
+                r = sub[(sub["series"] == label) & (sub["n"] > 0)]
+                if len(r):
+                    mean, std = float(r["mean"].iloc[0]), float(np.nan_to_num(r["std"].iloc[0]))
+                    ax.axhline(mean, color=color, ls=ls, lw=1.3, label=f"student {label}")
+                    ax.axhspan(mean - std, mean + std, color=color, alpha=0.15, lw=0)
+            for series, (color, marker, ls) in style.items():
+                r = sub[(sub["series"] == series) & (sub["n"] > 0)].sort_values("point")
+                if len(r):
+                    ax.errorbar(r["point"], r["mean"], yerr=np.nan_to_num(r["std"]), color=color, marker=marker, ls=ls,
+                                ms=4, capsize=3, label=SERIES[series])  # fmt: skip
+            ax.set(xlabel=xlabel, ylabel=m)
+            ax.set_title(f"{g}: {m}", fontsize=9)
+        ax = axes[i][-1]
+        ax.axhline(0, color="#4c72b0", ls="--", lw=1)
+        ax.axhline(1, color="#dd8452", ls=":", lw=1)
+        for series, (color, marker, ls) in style.items():
+            for m, fill in zip(metrics, ("full", "none"), strict=False):
+                r = mine[(mine["series"] == series) & (mine["metric"] == m) & (mine["recovered_n"] > 0)].sort_values("point")
+                if len(r):
+                    ax.errorbar(r["point"], r["recovered_mean"], yerr=np.nan_to_num(r["recovered_std"]), color=color,
+                                marker=marker, ls=ls, ms=5, capsize=3, fillstyle=fill,
+                                label=f"{m}, {series}")  # fmt: skip
+        ax.set(xlabel=xlabel, ylabel="fraction of the gain recovered")
+        ax.set_title(f"{g}: (m − m_data) / (m_throughout − m_data)", fontsize=9)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.suptitle(title, y=1.0 + 0.25 / (3.2 * len(groups) + 0.6) * 4)
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, fontsize=8, bbox_to_anchor=(0.5, 0.99))
+    fig.tight_layout()
+    return fig
+
+
+@ANALYSES.register("switch")
+def switch(view: RunView, out: Path) -> Output:
+    """Test accuracy and NLL against the switch point (``start`` / ``stop``), with the from-data and
+    distilled-throughout students as references and the fraction of the distillation gain recovered."""
+    result = Output("switch", "Switching to distillation mid-training (deviations paper, section 3.2)")
+    eval_sets = ordered_eval_sets(view)
+    rows = finished_rows(view, eval_sets[0]) if eval_sets else pd.DataFrame()
+    if rows.empty:
+        result.skipped.append("all: no finished trials")
+        return result
+    points = switch_points(rows[rows["teacher"] != NO_TEACHER])
+    if not ({"start", "stop"} & set(rows.columns)) or points[["series", "point"]].drop_duplicates().shape[0] < 2:
+        result.skipped.append("all: no start or stop axis among these trials (one switch point or none)")
+        return result
+    metrics = [m for m in METRICS if m in rows.columns and pd.to_numeric(rows[m], errors="coerce").notna().any()]
+    table, long, skipped = switch_table(rows, metrics)
+    result.skipped += skipped
+    if long.empty or not (long["recovered_n"] > 0).any():
+        result.skipped.append(f"{eval_sets[0]}: no switch point with a from-data and a throughout twin to compare")
+    e = eval_sets[0]
+    pts = long["point"].dropna()
+    xlabel = "switch point (fraction of the epochs)" if len(pts) and (pts < 1).all() else "switch point (epoch or fraction)"
+    title = f"Switching to distillation on {e}: mean ± std over seeds × folds"
+    result.figures.append(save_figure(_figure(long, metrics, title, xlabel), out, f"switch__{safe_stem(e)}"))
+    table_title = (
+        f"{e}: {', '.join(metrics)} per switch point and the fraction of the distillation gain recovered, "
+        "(m − m_data) / (m_throughout − m_data) per seed and fold; mean ± std (n)"
+    )
+    write_table(table, out, f"switch__{safe_stem(e)}", table_title)
+    long.to_csv(out / f"switch__{safe_stem(e)}__long.csv", index=False)
+    result.tables.append((table_title, table))
+    result.notes.append(
+        "start = s: labels before the switch, the teacher from it on; stop = s: the reverse. A fraction in [0, 1) "
+        "is a share of the epochs, a number ≥ 1 an epoch. Recovered 1: the whole gain of distilling throughout."
+    )
+    return result

@@ -1,0 +1,197 @@
+"""Symmetry invariances (symmetry-invariance paper, figure 1): one panel per metric against the temperature
+τ, a solid line per distilled group (teacher → student, self-distillation, augmented self-distillation,
+teacher′ → student) and a dashed line with a band per model trained from data (the student, the student
+on augmented data, the teacher), from the results table, on one eval set; mean ± std over seeds × folds.
+
+Also the helpers the switch analysis shares: the view's finished rows on an eval set and per-group
+summaries of a metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kdtune.analysis import ANALYSES, Output, RunView, save_figure, write_table
+from kdtune.analysis.errors import cell, ordered_eval_sets, safe_stem
+from kdtune.spec import NO_TEACHER
+
+METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "im")
+TITLES = {
+    "accuracy": "top-1 accuracy",
+    "nll": "NLL",
+    "ece": "ECE",
+    "agreement": "student–teacher agreement",
+    "kl": "KL(teacher ‖ student)",
+    "im": "IM (invariance metric)",
+}
+SPREAD = "seeds × folds"  # what one cell's std is over: every finished trial (a seed of a fold) once
+
+
+def finished_rows(view: RunView, eval_set: str | None = None) -> pd.DataFrame:
+    """The results rows of the view's trials (after ``--where``), one per trial and eval set (or on ``eval_set``)."""
+    ids = {t.id for t in view.trials}
+    df = view.results
+    df = df[(df["status"].astype(str) == "ok") & df["trial_id"].isin(ids)].copy()
+    df["eval_set"] = df["eval_set"].astype(str)
+    df["student"], df["teacher"] = df["student"].astype(str), df["teacher"].astype(str)
+    if eval_set is not None:
+        df = df[df["eval_set"] == eval_set]
+    return df.drop_duplicates(["trial_id", "eval_set"])
+
+
+def summary(values: Sequence[float]) -> tuple[float, float, int]:
+    """``(mean, std, n)`` of the non-NaN values (std with ddof 1; NaN for fewer than two)."""
+    v = np.asarray([x for x in values if not pd.isna(x)], dtype=float)
+    if len(v) == 0:
+        return float("nan"), float("nan"), 0
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan"), len(v)
+
+
+def metric_eval_set(df: pd.DataFrame, metric: str, chosen: str, eval_sets: Sequence[str]) -> str | None:
+    """The eval set a metric is read on: ``chosen`` if any row has it there, else (for IM, which a run
+    may compute on its transformed sets only) the first eval set that has it; None if none has it."""
+    if metric not in df.columns:
+        return None
+    have = set(df.loc[pd.to_numeric(df[metric], errors="coerce").notna(), "eval_set"])
+    if chosen in have:
+        return chosen
+    if metric == "im":
+        return next((e for e in eval_sets if e in have), None)
+    return None
+
+
+def _group_name(student: str, teacher: str) -> str:
+    return f"{student} (data)" if teacher == NO_TEACHER else f"{student} ← {teacher}"
+
+
+def _kind(student: str, teacher: str, augment: str) -> str:
+    aug = f", augmented: {augment}" if augment else ""
+    if teacher == NO_TEACHER:
+        return f"from data{aug}"
+    return f"self-distillation{aug}" if teacher == student else f"distillation{aug}"
+
+
+def _augment(rows: pd.DataFrame) -> str:
+    if "augment" not in rows.columns:
+        return ""
+    names = sorted({str(a) for a in rows["augment"] if not pd.isna(a) and a is not None and str(a) != "None"})
+    return ",".join(names)
+
+
+def symmetry_table(view: RunView, eval_set: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """Per group (``student ← teacher``, τ; models from data with τ ``–``) and metric: the display table
+    (``mean ± std (n)`` cells), the numeric long table (mean, std, n) and each metric's eval set."""
+    rows = finished_rows(view)
+    eval_sets = ordered_eval_sets(view)
+    sources = {m: e for m in METRICS if (e := metric_eval_set(rows, m, eval_set, eval_sets)) is not None}
+    keys: list[tuple[str, str]] = []
+    for s, k in rows[["student", "teacher"]].itertuples(index=False):
+        if (s, k) not in keys:
+            keys.append((s, k))
+    students = [str(c) for c in view.results["student"].cat.categories] if hasattr(view.results["student"], "cat") else []
+    keys.sort(key=lambda sk: (sk[1] != NO_TEACHER, students.index(sk[0]) if sk[0] in students else len(students)))
+    long, display = [], []
+    for s, k in keys:
+        mine = rows[(rows["student"] == s) & (rows["teacher"] == k)]
+        taus = [float("nan")] if k == NO_TEACHER else sorted(pd.to_numeric(mine["temperature"]).dropna().unique())
+        for tau in taus:
+            sel = mine if k == NO_TEACHER else mine[pd.to_numeric(mine["temperature"]) == tau]
+            base = {"group": _group_name(s, k), "student": s, "teacher": k, "kind": _kind(s, k, _augment(sel))}
+            shown = {"group": base["group"], "τ": "–" if k == NO_TEACHER else f"{tau:g}"}
+            for m, e in sources.items():
+                vals = pd.to_numeric(sel.loc[sel["eval_set"] == e, m], errors="coerce").tolist()
+                mean, std, n = summary(vals)
+                long.append(base | {"temperature": tau, "metric": m, "eval_set": e, "mean": mean, "std": std, "n": n})
+                shown[m] = cell(vals) if n else "–"
+            display.append(shown)
+    table = pd.DataFrame(display)
+    if len(table):
+        table = table.set_index(["group", "τ"])
+    return table, pd.DataFrame(long), sources
+
+
+def _figure(long: pd.DataFrame, sources: dict[str, str], title: str):
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in METRICS if m in sources and long.loc[long["metric"] == m, "n"].sum() > 0]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 3.4), squeeze=False)
+    groups = list(dict.fromkeys(long["group"]))
+    colors = {g: plt.get_cmap("tab10")(i % 10) for i, g in enumerate(groups)}
+    distilled = long[long["teacher"] != NO_TEACHER]
+    taus = sorted(distilled["temperature"].dropna().unique()) if len(distilled) else [1.0]
+    for ax, m in zip(axes[0], metrics, strict=True):
+        sub = long[(long["metric"] == m) & (long["n"] > 0)]
+        for g in groups:
+            rows = sub[sub["group"] == g].sort_values("temperature")
+            if rows.empty:
+                continue
+            label = f"{g} ({rows['kind'].iloc[0]})"
+            if rows["teacher"].iloc[0] == NO_TEACHER:
+                mean, std = float(rows["mean"].iloc[0]), float(np.nan_to_num(rows["std"].iloc[0]))
+                ax.axhline(mean, ls="--", color=colors[g], lw=1.3, label=label)
+                ax.axhspan(mean - std, mean + std, color=colors[g], alpha=0.15, lw=0)
+            else:
+                ax.errorbar(
+                    rows["temperature"], rows["mean"], yerr=np.nan_to_num(rows["std"]), marker="o", ms=4,
+                    capsize=3, color=colors[g], lw=1.5, label=label,
+                )  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(taus)
+        ax.set_xticklabels([f"{t:g}" for t in taus])
+        ax.set_xlabel("temperature τ")
+        where = sources[m]
+        ax.set_title(TITLES[m] + (f"\n(on {where})" if where != sources.get("accuracy", where) else ""), fontsize=9)
+    handles, labels = {}, []
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    fig.suptitle(title, y=1.02 + 0.035 * ((len(labels) + 2) // 3))
+    fig.legend([handles[lab] for lab in labels], labels, loc="lower center", ncol=3, frameon=False, fontsize=8,
+               bbox_to_anchor=(0.5, 1.0))  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+@ANALYSES.register("symmetry")
+def symmetry(view: RunView, out: Path) -> Output:
+    """Figure-1 panel of the symmetry paper: each metric against τ for the distilled groups, the models from
+    data as dashed lines, on the first eval set of the view (``--eval-set`` picks another); and its table."""
+    result = Output("symmetry", "Teaching symmetry invariances: metrics against τ (symmetry paper, figure 1)")
+    eval_sets = ordered_eval_sets(view)
+    rows = finished_rows(view)
+    if not eval_sets or rows.empty:
+        result.skipped.append("all: no finished trials")
+        return result
+    if not (rows["teacher"] != NO_TEACHER).any():
+        result.skipped.append("all: no distilled students among these trials")
+        return result
+    chosen = eval_sets[0]
+    table, long, sources = symmetry_table(view, chosen)
+    if not sources:
+        result.skipped.append(f"{chosen}: none of {', '.join(METRICS)} in the results")
+        return result
+    missing = [m for m in METRICS if m not in sources]
+    if missing:
+        result.skipped.append(f"{chosen}: no {', '.join(missing)} in the results (metrics not computed by this run)")
+    stem = f"symmetry__{safe_stem(chosen)}"
+    title = f"Metrics against τ on {chosen}: solid = distilled, dashed = from data; mean ± std over {SPREAD}"
+    result.figures.append(save_figure(_figure(long, sources, title), out, stem))
+    table_title = f"{chosen}: every metric per group and τ, mean ± std (n) over {SPREAD}"
+    if any(e != chosen for e in sources.values()):
+        table_title += "; " + ", ".join(f"{m} on {e}" for m, e in sources.items() if e != chosen)
+    write_table(table, out, stem, table_title)
+    long.to_csv(out / f"{stem}__long.csv", index=False)
+    result.tables.append((table_title, table))
+    others = eval_sets[1:]
+    result.notes.append(
+        f"Eval set {chosen} (the first of the view); "
+        + (f"`--eval-set {others[0]}` draws the panel on another. " if others else "")
+        + f"{stem}__long.csv holds the numbers (mean, std, n) behind the figure."
+    )
+    return result
