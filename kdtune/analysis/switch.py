@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdtune.analysis import KD_KEYS, ANALYSES, Output, RunView, save_figure, write_table
+from kdtune.analysis import ANALYSES, KD_KEYS, Output, RunView, save_figure, write_table
 from kdtune.analysis.errors import cell, ordered_eval_sets, safe_stem
 from kdtune.analysis.symmetry import finished_rows, summary
 from kdtune.spec import NO_TEACHER
@@ -36,6 +36,11 @@ def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
 def _pair_key(df: pd.DataFrame) -> pd.Series:
     fold = df["fold"].astype(str) if "fold" in df.columns else pd.Series("", index=df.index)
     return df["seed"].astype(str) + "/" + fold
+
+
+def _by_pair(df: pd.DataFrame, metrics: list[str]) -> dict[str, dict[str, float]]:
+    keys = _pair_key(df)
+    return {m: dict(zip(keys, pd.to_numeric(df[m], errors="coerce"), strict=True)) for m in metrics}
 
 
 def switch_points(df: pd.DataFrame) -> pd.DataFrame:
@@ -75,10 +80,7 @@ def switch_table(rows: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, 
             skipped.append(f"{name}: no {key['arch']} student trained from data to compare")
         if throughout.empty:
             skipped.append(f"{name}: no student distilled throughout (start 0, no stop) to compare")
-        ref_by = {m: dict(zip(_pair_key(ref), pd.to_numeric(ref[m], errors="coerce"), strict=True)) for m in metrics}
-        top_by = {
-            m: dict(zip(_pair_key(throughout), pd.to_numeric(throughout[m], errors="coerce"), strict=True)) for m in metrics
-        }
+        ref_by, top_by = _by_pair(ref, metrics), _by_pair(throughout, metrics)
         refs = {"from data": ref, "distilled throughout": throughout}
         for label, sel in refs.items():
             shown = {"group": name, "series": label, "switch": "–"}
