@@ -92,8 +92,7 @@ def symmetry_table(view: RunView, eval_set: str) -> tuple[pd.DataFrame, pd.DataF
     for s, k in rows[["student", "teacher"]].itertuples(index=False):
         if (s, k) not in keys:
             keys.append((s, k))
-    students = [str(c) for c in view.results["student"].cat.categories] if hasattr(view.results["student"], "cat") else []
-    keys.sort(key=lambda sk: (sk[1] != NO_TEACHER, students.index(sk[0]) if sk[0] in students else len(students)))
+    keys.sort(key=lambda sk: sk[1] != NO_TEACHER)  # models from data first, then as the run lists them
     long, display = [], []
     for s, k in keys:
         mine = rows[(rows["student"] == s) & (rows["teacher"] == k)]
@@ -114,47 +113,52 @@ def symmetry_table(view: RunView, eval_set: str) -> tuple[pd.DataFrame, pd.DataF
     return table, pd.DataFrame(long), sources
 
 
+def _legend_label(rows: pd.DataFrame) -> str:
+    group, kind = str(rows["group"].iloc[0]), str(rows["kind"].iloc[0])
+    if rows["teacher"].iloc[0] == NO_TEACHER:
+        return group if kind == "from data" else f"{group[: -len(' (data)')]} ({kind})"
+    return f"{group} ({kind})"
+
+
 def _figure(long: pd.DataFrame, sources: dict[str, str], title: str):
     import matplotlib.pyplot as plt
 
     metrics = [m for m in METRICS if m in sources and long.loc[long["metric"] == m, "n"].sum() > 0]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 3.4), squeeze=False)
+    ncols = min(3, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.9 * nrows + 1.4), squeeze=False, layout="constrained")
     groups = list(dict.fromkeys(long["group"]))
     colors = {g: plt.get_cmap("tab10")(i % 10) for i, g in enumerate(groups)}
     distilled = long[long["teacher"] != NO_TEACHER]
     taus = sorted(distilled["temperature"].dropna().unique()) if len(distilled) else [1.0]
-    for ax, m in zip(axes[0], metrics, strict=True):
+    handles: dict[str, object] = {}
+    for ax, m in zip(axes.flat, metrics, strict=False):
         sub = long[(long["metric"] == m) & (long["n"] > 0)]
         for g in groups:
             rows = sub[sub["group"] == g].sort_values("temperature")
             if rows.empty:
                 continue
-            label = f"{g} ({rows['kind'].iloc[0]})"
+            label = _legend_label(rows)
             if rows["teacher"].iloc[0] == NO_TEACHER:
                 mean, std = float(rows["mean"].iloc[0]), float(np.nan_to_num(rows["std"].iloc[0]))
-                ax.axhline(mean, ls="--", color=colors[g], lw=1.3, label=label)
-                ax.axhspan(mean - std, mean + std, color=colors[g], alpha=0.15, lw=0)
+                handles.setdefault(label, ax.axhline(mean, ls="--", color=colors[g], lw=1.3))
+                ax.axhspan(mean - std, mean + std, color=colors[g], alpha=0.12, lw=0)
             else:
-                ax.errorbar(
+                line = ax.errorbar(
                     rows["temperature"], rows["mean"], yerr=np.nan_to_num(rows["std"]), marker="o", ms=4,
-                    capsize=3, color=colors[g], lw=1.5, label=label,
+                    capsize=3, color=colors[g], lw=1.5,
                 )  # fmt: skip
+                handles.setdefault(label, line)
         ax.set_xscale("log", base=2)
-        ax.set_xticks(taus)
-        ax.set_xticklabels([f"{t:g}" for t in taus])
+        ax.set_xticks(taus, [f"{t:g}" for t in taus])
+        ax.minorticks_off()
         ax.set_xlabel("temperature τ")
         where = sources[m]
-        ax.set_title(TITLES[m] + (f"\n(on {where})" if where != sources.get("accuracy", where) else ""), fontsize=9)
-    handles, labels = {}, []
-    for ax in axes[0]:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            if lab not in handles:
-                handles[lab] = h
-                labels.append(lab)
-    fig.suptitle(title, y=1.02 + 0.035 * ((len(labels) + 2) // 3))
-    fig.legend([handles[lab] for lab in labels], labels, loc="lower center", ncol=3, frameon=False, fontsize=8,
-               bbox_to_anchor=(0.5, 1.0))  # fmt: skip
-    fig.tight_layout()
+        ax.set_title(TITLES[m] + (f" (on {where})" if where != sources.get("accuracy", where) else ""), fontsize=9)
+    for ax in list(axes.flat)[len(metrics) :]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=10)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=2, frameon=False, fontsize=8)
     return fig
 
 

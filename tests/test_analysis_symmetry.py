@@ -1,0 +1,129 @@
+"""Figure-1 panel of the symmetry paper (kdtune.analysis.symmetry) on a results frame built by hand:
+the table's cells are the means ± stds over seeds × folds of the rows, the figure and tables are written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kdtune.analysis.errors import cell
+from kdtune.analysis.symmetry import metric_eval_set, summary, symmetry, symmetry_table
+from tests.test_analysis_errors import trial
+
+METRICS = ["accuracy", "nll", "ece", "agreement", "kl", "im"]
+# (student, teacher, augment) of the section-2.3 design; distilled ones at τ 1 and 4
+GROUPS = [
+    ("MLP", "data", None),
+    ("MLP_trans", "data", "translate"),
+    ("ResNet", "data", None),
+    ("MLP", "MLP", None),
+    ("MLP_trans", "MLP_trans", "translate"),
+    ("MLP", "ResNet", None),
+    ("MLP", "ResNetP", None),
+]
+
+
+def results_frame(eval_sets=("test", "translated"), im_on=("test", "translated"), seed: int = 0) -> pd.DataFrame:
+    """Rows for 2 seeds × 2 folds of each group (and τ), random metrics; ``im`` only on ``im_on``."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for student, teacher, augment in GROUPS:
+        taus = [None] if teacher == "data" else [1.0, 4.0]
+        for tau in taus:
+            for s in (0, 1):
+                for fold in (0, 1):
+                    tid = f"{student}-{teacher}-{tau}-{s}-{fold}"
+                    for e in eval_sets:
+                        vals = {m: float(rng.uniform(0, 1)) for m in METRICS}
+                        if teacher == "data":
+                            vals["agreement"] = vals["kl"] = np.nan
+                        if e not in im_on:
+                            vals["im"] = np.nan
+                        rows.append({"trial_id": tid, "student": student, "teacher": teacher, "seed": s, "fold": fold,
+                                     "eval_set": e, "status": "ok", "temperature": tau, "augment": augment,
+                                     "arch": student.lower(), **vals})  # fmt: skip
+    df = pd.DataFrame(rows)
+    models = ["MLP", "MLP_trans", "ResNet", "ResNetP"]
+    df["student"] = pd.Categorical(df["student"], categories=models)
+    df["teacher"] = pd.Categorical(df["teacher"], categories=["data", *models])
+    df["eval_set"] = pd.Categorical(df["eval_set"], categories=[*eval_sets, "val"])
+    return df
+
+
+def view_of(df: pd.DataFrame, eval_sets: list[str]) -> SimpleNamespace:
+    """What the analysis reads of a RunView: its results, its trials (ids) and eval sets."""
+    ids = df.drop_duplicates("trial_id")
+    trials = [trial(r.trial_id, str(r.student), str(r.teacher), int(r.seed)) for r in ids.itertuples()]
+    return SimpleNamespace(results=df, trials=trials, eval_sets=eval_sets, run_dir=Path("/nonexistent"))
+
+
+def _hand(df: pd.DataFrame, student: str, teacher: str, tau: float | None, e: str, m: str) -> list[float]:
+    sel = df[(df["student"] == student) & (df["teacher"] == teacher) & (df["eval_set"] == e)]
+    if tau is not None:
+        sel = sel[sel["temperature"] == tau]
+    return sel[m].tolist()
+
+
+def test_summary_is_mean_and_sample_std_of_the_non_nan_values():
+    assert summary([1.0, 2.0, np.nan, 4.0]) == pytest.approx((7 / 3, np.std([1, 2, 4], ddof=1), 3))
+    mean, std, n = summary([0.5])
+    assert (mean, n) == (0.5, 1) and np.isnan(std)
+    assert summary([np.nan])[2] == 0
+
+
+def test_table_cells_are_means_and_stds_over_seeds_and_folds(tmp_path):
+    df = results_frame()
+    table, long, sources = symmetry_table(view_of(df, ["test", "translated"]), "test")
+    assert sources == dict.fromkeys(METRICS, "test")
+    assert list(table.index.get_level_values("group").unique()) == [
+        "MLP (data)", "MLP_trans (data)", "ResNet (data)", "MLP ← MLP", "MLP_trans ← MLP_trans", "MLP ← ResNet", "MLP ← ResNetP",
+    ]  # fmt: skip
+    for m in METRICS:
+        vals = _hand(df, "MLP", "ResNet", 4.0, "test", m)
+        assert len(vals) == 4  # 2 seeds × 2 folds
+        assert table.loc[("MLP ← ResNet", "4"), m] == cell(vals)
+        row = long[(long["group"] == "MLP ← ResNet") & (long["temperature"] == 4.0) & (long["metric"] == m)].iloc[0]
+        assert (row["mean"], row["std"], row["n"]) == pytest.approx((np.mean(vals), np.std(vals, ddof=1), 4))
+    assert table.loc[("MLP_trans (data)", "–"), "im"] == cell(_hand(df, "MLP_trans", "data", None, "test", "im"))
+    assert table.loc[("MLP (data)", "–"), "agreement"] == "–"  # no teacher
+    kinds = long.drop_duplicates("group").set_index("group")["kind"]
+    assert kinds["MLP_trans ← MLP_trans"] == "self-distillation, augmented: translate"
+    assert kinds["MLP ← MLP"] == "self-distillation" and kinds["MLP ← ResNetP"] == "distillation"
+    assert kinds["ResNet (data)"] == "from data"
+
+
+def test_im_is_read_on_the_first_eval_set_that_has_it():
+    df = results_frame(im_on=("translated",))
+    assert metric_eval_set(df, "im", "test", ["test", "translated"]) == "translated"
+    assert metric_eval_set(df, "accuracy", "test", ["test", "translated"]) == "test"
+    assert metric_eval_set(df.drop(columns="ece"), "ece", "test", ["test"]) is None
+    table, _, sources = symmetry_table(view_of(df, ["test", "translated"]), "test")
+    assert sources["im"] == "translated" and sources["accuracy"] == "test"
+    assert table.loc[("MLP ← MLP", "1"), "im"] == cell(_hand(df, "MLP", "MLP", 1.0, "translated", "im"))
+
+
+def test_symmetry_writes_the_figure_and_the_table_on_the_chosen_eval_set(tmp_path):
+    df = results_frame()
+    out = symmetry(view_of(df, ["translated"]), tmp_path)
+    assert [p.name for p in out.figures] == ["symmetry__translated.png"]
+    assert (tmp_path / "symmetry__translated.pdf").is_file()
+    for ext in ("md", "tex", "csv"):
+        assert (tmp_path / f"symmetry__translated.{ext}").is_file()
+    ((_, table),) = out.tables
+    assert table.loc[("MLP ← ResNetP", "1"), "accuracy"] == cell(_hand(df, "MLP", "ResNetP", 1.0, "translated", "accuracy"))
+    long = pd.read_csv(tmp_path / "symmetry__translated__long.csv")
+    assert set(long["eval_set"]) == {"translated"} and out.skipped == []
+
+
+def test_a_run_without_distilled_students_or_without_im_says_so(tmp_path):
+    df = results_frame()
+    only_data = df[df["teacher"] == "data"]
+    out = symmetry(view_of(only_data, ["test"]), tmp_path / "a")
+    assert out.figures == [] and out.skipped == ["all: no distilled students among these trials"]
+    out = symmetry(view_of(df.drop(columns="im"), ["test"]), tmp_path / "b")
+    assert out.skipped == ["test: no im in the results (metrics not computed by this run)"]
+    assert len(out.figures) == 1
