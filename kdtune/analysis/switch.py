@@ -17,6 +17,7 @@ from kdtune.analysis.symmetry import finished_rows, summary
 from kdtune.spec import NO_TEACHER
 
 METRICS = ("accuracy", "nll")
+LABELS = {"accuracy": "top-1 accuracy", "nll": "NLL"}
 SERIES = {
     "start": "labels, then the teacher from the switch",
     "stop": "the teacher, then labels from the switch (control)",
@@ -44,11 +45,11 @@ def _by_pair(df: pd.DataFrame, metrics: list[str]) -> dict[str, dict[str, float]
 
 
 def switch_points(df: pd.DataFrame) -> pd.DataFrame:
-    """Distilled rows with their ``series`` (start: stop unset; stop: start 0 and stop set; None otherwise)
+    """Distilled rows with their ``series`` (start: stop unset; stop: start 0 and stop set; window: both)
     and ``point`` (the switch); start unset reads 0 (distillation from the first epoch)."""
     out = df.copy()
     start, stop = _numeric(out, "start").fillna(0.0), _numeric(out, "stop")
-    out["series"] = np.where(stop.isna(), "start", np.where(start == 0, "stop", None))
+    out["series"] = np.where(stop.isna(), "start", np.where(start == 0, "stop", "window"))
     out["point"] = np.where(stop.isna(), start, stop)
     out["throughout"] = (start == 0) & stop.isna()
     return out
@@ -62,7 +63,7 @@ def switch_table(rows: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, 
     distilled = switch_points(rows[rows["teacher"] != NO_TEACHER])
     data = rows[rows["teacher"] == NO_TEACHER]
     keys = ["teacher", "arch", *[k for k in KD_KEYS if k in distilled and distilled[k].nunique() > 1]]
-    windows = distilled["series"].isna()
+    windows = distilled["series"] == "window"
     if windows.any():
         skipped.append(f"{int(windows.sum())} row(s) with both start > 0 and stop set (a window, not a switch)")
     distilled = distilled[~windows]
@@ -127,7 +128,9 @@ def _figure(long: pd.DataFrame, metrics: list[str], title: str, xlabel: str):
 
     groups = list(dict.fromkeys(long["group"]))
     ncols = len(metrics) + 1
-    fig, axes = plt.subplots(len(groups), ncols, figsize=(3.6 * ncols, 3.2 * len(groups) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        len(groups), ncols, figsize=(3.6 * ncols, 3.2 * len(groups) + 1.0), squeeze=False, layout="constrained"
+    )
     style = {"start": ("#c44e52", "o", "-"), "stop": ("#8172b2", "s", "--")}
     refs = {"from data": ("#4c72b0", "--"), "distilled throughout": ("#dd8452", ":")}
     for i, g in enumerate(groups):
@@ -146,8 +149,8 @@ def _figure(long: pd.DataFrame, metrics: list[str], title: str, xlabel: str):
                 if len(r):
                     ax.errorbar(r["point"], r["mean"], yerr=np.nan_to_num(r["std"]), color=color, marker=marker, ls=ls,
                                 ms=4, capsize=3, label=SERIES[series])  # fmt: skip
-            ax.set(xlabel=xlabel, ylabel=m)
-            ax.set_title(f"{g}: {m}", fontsize=9)
+            ax.set(xlabel=xlabel, ylabel=LABELS.get(m, m))
+            ax.set_title(f"{g}: {LABELS.get(m, m)}", fontsize=9)
         ax = axes[i][-1]
         ax.axhline(0, color="#4c72b0", ls="--", lw=1)
         ax.axhline(1, color="#dd8452", ls=":", lw=1)
@@ -163,9 +166,8 @@ def _figure(long: pd.DataFrame, metrics: list[str], title: str, xlabel: str):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.suptitle(title, y=1.0 + 0.25 / (3.2 * len(groups) + 0.6) * 4)
-    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, fontsize=8, bbox_to_anchor=(0.5, 0.99))
-    fig.tight_layout()
+    fig.suptitle(title, fontsize=10)
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False, fontsize=8)
     return fig
 
 

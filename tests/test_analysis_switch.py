@@ -1,0 +1,127 @@
+"""Switching to distillation mid-training (kdtune.analysis.switch) on a results frame built by hand: the
+metric per switch point, the references, and the recovered fraction against its formula, per seed and fold."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kdtune.analysis.errors import cell
+from kdtune.analysis.switch import recovered_fraction, switch, switch_points, switch_table
+from tests.test_analysis_errors import trial
+
+SEEDS, FOLDS = (0, 1, 2), (0, 1)
+DATA_ACC = {s: 0.80 + 0.01 * s for s in SEEDS}  # MLP from data, per seed (fold adds 0.002 · fold)
+THROUGHOUT_ACC = {s: 0.90 + 0.01 * s for s in SEEDS}  # distilled from the first epoch
+
+
+def _acc(start: float | None, stop: float | None, s: int, fold: int) -> float:
+    """Accuracy by hand: a late switch keeps less of the gain, differently per seed."""
+    base = 0.002 * fold
+    if start is None:
+        return DATA_ACC[s] + base
+    gain = THROUGHOUT_ACC[s] - DATA_ACC[s]
+    keep = 1 - start * (1 + 0.1 * s) if stop is None else stop
+    return DATA_ACC[s] + base + keep * gain + 0.001 * s * (start > 0)
+
+
+def results_frame(eval_sets=("test",), windows: bool = False) -> pd.DataFrame:
+    """MLP from data, MLP ← CNN at start 0, 0.25, 0.5, 0.75 and stop 0.5 (and a window if asked), 3 seeds × 2 folds."""
+    settings = [(None, None), (0.0, None), (0.25, None), (0.5, None), (0.75, None), (0.0, 0.5)]
+    if windows:
+        settings.append((0.25, 0.5))
+    rows = []
+    for start, stop in settings:
+        teacher = "data" if start is None else "CNN"
+        for s in SEEDS:
+            for fold in FOLDS:
+                acc = _acc(start, stop, s, fold)
+                for e in eval_sets:
+                    rows.append({"trial_id": f"{teacher}-{start}-{stop}-{s}-{fold}", "student": "MLP", "teacher": teacher,
+                                 "seed": s, "fold": fold, "eval_set": e, "status": "ok", "arch": "mlp",
+                                 "temperature": None if start is None else 4.0, "start": start, "stop": stop,
+                                 "accuracy": acc, "nll": 1.0 - acc})  # fmt: skip
+    df = pd.DataFrame(rows)
+    df["eval_set"] = pd.Categorical(df["eval_set"], categories=[*eval_sets, "val"])
+    df["student"] = pd.Categorical(df["student"], categories=["CNN", "MLP"])
+    df["teacher"] = pd.Categorical(df["teacher"], categories=["data", "CNN", "MLP"])
+    return df
+
+
+def view_of(df: pd.DataFrame, eval_sets: list[str]) -> SimpleNamespace:
+    ids = df.drop_duplicates("trial_id")
+    trials = [trial(r.trial_id, str(r.student), str(r.teacher), int(r.seed)) for r in ids.itertuples()]
+    return SimpleNamespace(results=df, trials=trials, eval_sets=eval_sets, run_dir=Path("/nonexistent"))
+
+
+def test_recovered_fraction_is_the_share_of_the_gain():
+    assert recovered_fraction(0.85, 0.80, 0.90) == pytest.approx(0.5)
+    assert recovered_fraction(0.90, 0.80, 0.90) == pytest.approx(1.0)
+    assert recovered_fraction(0.75, 0.80, 0.90) == pytest.approx(-0.5)  # worse than from data
+    assert recovered_fraction(0.3, 0.4, 0.2) == pytest.approx(0.5)  # NLL: a gain is a decrease
+    assert math.isnan(recovered_fraction(0.85, 0.80, 0.80))  # no gain to recover
+
+
+def test_switch_points_name_the_series():
+    df = switch_points(results_frame(windows=True).query("teacher != 'data'"))
+    firsts = df.drop_duplicates(["start", "stop"])
+    assert firsts["series"].tolist() == ["start", "start", "start", "start", "stop", "window"]
+    assert firsts["point"].tolist() == [0.0, 0.25, 0.5, 0.75, 0.5, 0.5]
+    assert firsts["throughout"].tolist() == [True, False, False, False, False, False]
+
+
+def test_table_holds_the_metric_and_the_recovered_fraction_per_seed_and_fold():
+    df = results_frame(windows=True)
+    table, long, skipped = switch_table(df[df["eval_set"] == "test"], ["accuracy", "nll"])
+    assert skipped == ["6 row(s) with both start > 0 and stop set (a window, not a switch)"]
+    group = "MLP ← CNN"
+    for start in (0.25, 0.5, 0.75):
+        accs = [_acc(start, None, s, f) for s in SEEDS for f in FOLDS]
+        fracs = [
+            (_acc(start, None, s, f) - _acc(None, None, s, f)) / (_acc(0.0, None, s, f) - _acc(None, None, s, f))
+            for s in SEEDS
+            for f in FOLDS
+        ]
+        row = table.loc[(group, "start", f"{start:g}")]
+        assert row["accuracy"] == cell(accs)
+        assert row["accuracy recovered"] == cell(fracs)
+        assert row["nll recovered"] == cell(fracs)  # nll = 1 − accuracy: the same share of the gain
+        num = long[(long["series"] == "start") & (long["point"] == start) & (long["metric"] == "accuracy")].iloc[0]
+        assert (num["recovered_mean"], num["recovered_std"], num["recovered_n"]) == pytest.approx(
+            (np.mean(fracs), np.std(fracs, ddof=1), 6)
+        )
+    assert table.loc[(group, "start", "0"), "accuracy recovered"] == cell([1.0] * 6)
+    # by construction start 0.5 keeps 1 − 0.5·(1 + 0.1 s) of seed s's gain of 0.1, plus 0.001 s (folds cancel)
+    at_half = long[(long["point"] == 0.5) & (long["series"] == "start") & (long["metric"] == "accuracy")].iloc[0]
+    assert at_half["recovered_mean"] == pytest.approx(np.mean([1 - 0.5 * (1 + 0.1 * s) + 0.001 * s / 0.1 for s in SEEDS]))
+    stop = table.loc[(group, "stop", "0.5")]
+    assert stop["accuracy recovered"] == cell([0.5] * 6)
+    assert table.loc[(group, "from data", "–"), "accuracy"] == cell([_acc(None, None, s, f) for s in SEEDS for f in FOLDS])
+    assert table.loc[(group, "distilled throughout", "–"), "accuracy"] == cell(
+        [_acc(0.0, None, s, f) for s in SEEDS for f in FOLDS]
+    )
+
+
+def test_switch_writes_the_figure_and_table_and_skips_runs_without_a_switch(tmp_path):
+    df = results_frame(eval_sets=("test", "translated"))
+    out = switch(view_of(df, ["test", "translated"]), tmp_path)
+    assert [p.name for p in out.figures] == ["switch__test.png"] and out.skipped == []
+    for ext in ("pdf", "md", "tex", "csv"):
+        assert (tmp_path / f"switch__test.{ext}").is_file()
+    assert (tmp_path / "switch__test__long.csv").is_file()
+    plain = df[df["start"].isna() | (df["start"] == 0.0) & df["stop"].isna()]
+    out = switch(view_of(plain, ["test"]), tmp_path / "plain")
+    assert out.figures == [] and out.skipped == ["all: no start or stop axis among these trials (one switch point or none)"]
+
+
+def test_a_missing_twin_is_named():
+    df = results_frame()
+    df = df[~((df["teacher"] == "data") & (df["seed"] == 2))]  # seed 2's student from data is gone
+    table, _, skipped = switch_table(df[df["eval_set"] == "test"], ["accuracy"])
+    assert "MLP ← CNN start=0.25: 2 trial(s) without a from-data and a throughout twin of the same seed and fold" in skipped
+    assert table.loc[("MLP ← CNN", "start", "0.25"), "accuracy recovered"].endswith("(4)")
