@@ -92,7 +92,9 @@ def symmetry_table(view: RunView, eval_set: str) -> tuple[pd.DataFrame, pd.DataF
     for s, k in rows[["student", "teacher"]].itertuples(index=False):
         if (s, k) not in keys:
             keys.append((s, k))
-    keys.sort(key=lambda sk: sk[1] != NO_TEACHER)  # models from data first, then as the run lists them
+    students = {s for s, k in keys if k != NO_TEACHER}
+    # the students from data, then the other models from data (teachers), self-distillation, the rest
+    keys.sort(key=lambda sk: (sk[1] != NO_TEACHER, sk[0] not in students if sk[1] == NO_TEACHER else sk[0] != sk[1]))
     long, display = [], []
     for s, k in keys:
         mine = rows[(rows["student"] == s) & (rows["teacher"] == k)]
