@@ -127,3 +127,28 @@ def test_a_run_without_distilled_students_or_without_im_says_so(tmp_path):
     out = symmetry(view_of(df.drop(columns="im"), ["test"]), tmp_path / "b")
     assert out.skipped == ["test: no im in the results (metrics not computed by this run)"]
     assert len(out.figures) == 1
+
+
+def test_symmetry_on_a_tiny_run_tabulates_each_trials_metrics(tiny_raw, tmp_path):
+    from kdtune.analysis import RunView
+    from kdtune.execute import InlineExecutor, execute
+    from kdtune.plan import make_plan
+    from kdtune.results import write_sweep_record
+    from kdtune.spec import parse_sweep
+
+    tiny_raw["train"]["epochs"], tiny_raw["grid"]["seeds"] = 1, 1
+    tiny_raw["grid"]["teachers"], tiny_raw["grid"]["temperature"] = ["data", "self", "CNN"], [1, 4]
+    plan = make_plan(parse_sweep(tiny_raw, "tiny.yaml", output=tmp_path / "run"))
+    write_sweep_record(plan)
+    assert execute(plan, InlineExecutor(), log=lambda s: None) == {}
+    view = RunView(tmp_path / "run")
+    out = symmetry(view, tmp_path / "out")
+    assert [p.name for p in out.figures] == ["symmetry__test.png"]
+    ((_, table),) = out.tables
+    assert list(table.index) == [
+        ("MLP (data)", "–"), ("CNN (data)", "–"), ("MLP ← MLP", "1"), ("MLP ← MLP", "4"), ("MLP ← CNN", "1"), ("MLP ← CNN", "4"),
+    ]  # fmt: skip
+    rows = view.results[(view.results["eval_set"] == "test") & (view.results["teacher"] == "CNN")]
+    for r in rows.itertuples():
+        assert table.loc[("MLP ← CNN", f"{r.temperature:g}"), "accuracy"] == cell([r.accuracy])
+        assert table.loc[("MLP ← CNN", f"{r.temperature:g}"), "kl"] == cell([r.kl])
