@@ -229,6 +229,33 @@ def test_vmap_over_stacked_models_matches_each_model(name: str, info: DataInfo) 
 
 
 @pytest.mark.parametrize(
+    ("name", "info"),
+    [("deepsets_inv", SET), ("deepsets_equiv", POINTS), ("dgcnn_inv", POINTS), ("resnet18", DIGITS), ("mlp", SET)],
+)
+def test_vmap_training_step_matches_each_model(name: str, info: DataInfo) -> None:
+    """In training mode (batch statistics, running-stat updates) the stacked models' gradients and
+    updated buffers are those of each model trained alone."""
+    copies = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        copies.append(build_model(arch(name), info, 0.0, SMALL[name]).train())
+    params, buffers = stack_module_state(copies)
+    base = copies[0]
+    x, y = batch(info), torch.arange(6) % info.num_classes
+
+    def loss(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(functional_call(base, (p, b), (inputs,))[0], y)
+
+    grads = vmap(torch.func.grad(loss), in_dims=(0, 0, None), randomness="different")(params, buffers, x)
+    for i, net in enumerate(copies):
+        nn.functional.cross_entropy(net(x)[0], y).backward()
+        for key, value in net.named_parameters():
+            assert torch.allclose(grads[key][i], value.grad, atol=1e-5), key
+        for key, value in net.named_buffers():
+            assert torch.allclose(buffers[key][i].to(value.dtype), value, atol=1e-6), key
+
+
+@pytest.mark.parametrize(
     ("name", "info", "params", "message"),
     [
         ("deepsets_inv", SET, {"pool": "median"}, "pool 'median' is not one of 'sum', 'mean', 'max'"),
