@@ -58,7 +58,8 @@ class EdgeConv(nn.Module):
         centre = x.unsqueeze(2).expand_as(nb)
         edge = nb - centre if self.relative_only else torch.cat([centre, nb - centre], dim=-1)
         e = self.norm(self.conv(edge.permute(0, 3, 1, 2)))  # (B, C', P, k)
-        return nn.functional.leaky_relu(e, SLOPE).amax(dim=-1).transpose(1, 2)  # (B, P, C')
+        # LeakyReLU is increasing, so it commutes with the max: applied after it, on k times fewer values
+        return nn.functional.leaky_relu(e.amax(dim=-1), SLOPE).transpose(1, 2)  # (B, P, C')
 
 
 @MODELS.register("dgcnn")
@@ -120,7 +121,7 @@ class DGCNN(nn.Module):
             h = conv(h)
             outputs.append(h)
         e = self.embed(torch.cat(outputs, dim=-1).transpose(1, 2))  # (B, emb, P)
-        h = nn.functional.leaky_relu(e, SLOPE).amax(dim=-1)
+        h = nn.functional.leaky_relu(e.amax(dim=-1), SLOPE)
         for layer in self.head:
             h = self.dropout(nn.functional.leaky_relu(layer(h), SLOPE))
         return self.out(h), h
