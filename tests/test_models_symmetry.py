@@ -261,7 +261,8 @@ def test_vmap_training_step_matches_each_model(name: str, info: DataInfo) -> Non
         ("deepsets_inv", SET, {"pool": "median"}, "pool 'median' is not one of 'sum', 'mean', 'max'"),
         ("deepsets_equiv", SET, {"layers": 0}, "layers must be an integer >= 1, got 0"),
         ("dgcnn", DataInfo("points", (1, 3), 2), {}, "points >= 2"),
-        ("dgcnn", POINTS, {"k": 0}, "k must be a positive integer, got 0"),
+        ("dgcnn", POINTS, {"k": 0}, "k must be an integer >= 1, got 0"),
+        ("dgcnn", POINTS, {"head_layers": 5}, "head_layers must be an integer from 0 to 4, got 5"),
         ("resnet18", DIGITS, {"strides": [1, 2]}, "strides must list 4 positive integers"),
     ],
 )

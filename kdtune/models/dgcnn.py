@@ -8,7 +8,6 @@ with no data-dependent Python control flow, so a stack of models runs under ``to
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
@@ -66,9 +65,10 @@ class EdgeConv(nn.Module):
 class DGCNN(nn.Module):
     """``edge_convs`` EdgeConv layers of widths ``width``·(1, 1, 2, 4, 8, …) (64, 64, 128, 256 by
     default, as in the paper; 2 layers for the teacher′ control), their concatenated outputs through
-    a 1×1 convolution to ``emb`` channels (16·``width`` by default), max-pooled over the points, then a
-    head of ``head`` hidden layers (8·``width``, 4·``width`` by default) with batch norm, LeakyReLU and
-    dropout. ``k`` neighbours (clamped to P − 1; the point itself is not its own neighbour).
+    a 1×1 convolution to ``emb`` channels (0, the default: 16·``width``), max-pooled over the points,
+    then ``head_layers`` hidden layers of 8·``width``, 4·``width``, … (2 by default, as in the paper)
+    with batch norm, LeakyReLU and dropout. ``k`` neighbours (clamped to P − 1; the point itself is
+    not its own neighbour).
 
     ``translation_invariant`` makes the first layer's edge feature x_j − x_i only, so the model is
     invariant to translating all input points (up to float rounding); the default h(x_i, x_j − x_i)
@@ -85,19 +85,20 @@ class DGCNN(nn.Module):
         edge_convs: int = 4,
         width: int = 64,
         k: int = 20,
-        emb: int | None = None,
-        head: Sequence[int] | None = None,
+        emb: int = 0,
+        head_layers: int = 2,
         translation_invariant: bool = False,
     ) -> None:
         super().__init__()
-        emb = 16 * width if emb is None and isinstance(width, int) else emb
-        for name, value in (("edge_convs", edge_convs), ("width", width), ("k", k), ("emb", emb)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if len(info.input_shape) != 2 or info.input_shape[0] < 2:
-            raise ValueError(f"dgcnn reads clouds shaped (points >= 2, features); the data's input shape is {info.input_shape}")
+        for name, value, least in (("edge_convs", edge_convs, 1), ("width", width, 1), ("k", k, 1), ("emb", emb, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        if not isinstance(head_layers, int) or isinstance(head_layers, bool) or not 0 <= head_layers <= 4:
+            raise ValueError(f"head_layers must be an integer from 0 to 4, got {head_layers!r}")
         if not isinstance(translation_invariant, bool):
             raise ValueError(f"translation_invariant must be true or false, got {translation_invariant!r}")
+        if len(info.input_shape) != 2 or info.input_shape[0] < 2:
+            raise ValueError(f"dgcnn reads clouds shaped (points >= 2, features); the data's input shape is {info.input_shape}")
         points, d_in = info.input_shape
         k = min(k, points - 1)
         widths = [width * (1 if i == 0 else 2 ** (i - 1)) for i in range(edge_convs)]
@@ -105,10 +106,9 @@ class DGCNN(nn.Module):
             EdgeConv(a, b, k, relative_only=translation_invariant and i == 0)
             for i, (a, b) in enumerate(itertools.pairwise([d_in, *widths]))
         )
+        emb = emb or 16 * width
         self.embed = nn.Sequential(nn.Conv1d(sum(widths), emb, kernel_size=1, bias=False), nn.BatchNorm1d(emb))
-        hidden = list(head) if head is not None else [8 * width, 4 * width]
-        if any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in hidden):
-            raise ValueError(f"head must list positive layer widths, got {hidden}")
+        hidden = [width * 2 ** (3 - i) for i in range(head_layers)]
         self.head = nn.ModuleList(
             nn.Sequential(nn.Linear(a, b, bias=False), nn.BatchNorm1d(b)) for a, b in itertools.pairwise([emb, *hidden])
         )
