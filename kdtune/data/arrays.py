@@ -24,7 +24,9 @@ class ArrayDataset(Dataset):
         info = self.describe()
         for what, x in (("training", x_tr), ("test", x_te)):
             if tuple(x.shape[1:]) != info.input_shape:
-                raise ValueError(f"{type(self).__name__} loaded {what} inputs of shape {tuple(x.shape[1:])}, described {info.input_shape}")
+                raise ValueError(
+                    f"{type(self).__name__} loaded {what} inputs of shape {tuple(x.shape[1:])}, described {info.input_shape}"
+                )
         tr_idx, val_idx = train_val_indices(len(y_tr), spec)
         train, val = Split(x_tr[tr_idx], y_tr[tr_idx]), Split(x_tr[val_idx], y_tr[val_idx])
         base = {"test": Split(x_te, y_te), "val": val}

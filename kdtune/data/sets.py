@@ -145,7 +145,9 @@ class ParticleSets(ArrayDataset):
         )  # fmt: skip
 
     def describe(self) -> DataInfo:
-        return DataInfo("set", (self.n_particles, len(self.features)), len(CLASSES), (("classes", CLASSES), ("features", self.features)))
+        return DataInfo(
+            "set", (self.n_particles, len(self.features)), len(CLASSES), (("classes", CLASSES), ("features", self.features))
+        )
 
     def _split(self, per_class: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         y = torch.arange(len(CLASSES)).repeat_interleave(per_class)
