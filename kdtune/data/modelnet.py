@@ -98,14 +98,12 @@ def read_h5(path: Path, shapes: dict[str, tuple[int | None, ...]]) -> dict[str, 
     return out
 
 
-def downsample(clouds: list[np.ndarray], n_points: int, g: torch.Generator, where: list[Path]) -> torch.Tensor:
-    """A random subset of ``n_points`` points of each cloud (N×n_points×3), unit-sphere scaled."""
-    out = torch.empty(len(clouds), n_points, 3)
-    for i, (c, path) in enumerate(zip(clouds, where, strict=True)):
-        if len(c) < n_points:
-            raise DataError(f"{path}: a cloud holds {len(c)} points, fewer than n_points={n_points}")
-        out[i] = torch.from_numpy(c)[torch.randperm(len(c), generator=g)[:n_points]]
-    return unit_sphere(out.double()).float()
+def downsample(cloud: np.ndarray, n_points: int, g: torch.Generator, path: Path) -> torch.Tensor:
+    """A random subset of ``n_points`` points of one cloud (P×3), as float32; DataError naming ``path``
+    if the cloud has fewer."""
+    if len(cloud) < n_points:
+        raise DataError(f"{path}: a cloud holds {len(cloud)} points, fewer than n_points={n_points}")
+    return torch.from_numpy(np.ascontiguousarray(cloud, dtype=np.float32))[torch.randperm(len(cloud), generator=g)[:n_points]]
 
 
 @DATASETS.register("modelnet40")
@@ -161,8 +159,8 @@ class ModelNet40(ArrayDataset):
                 raise DataError(f"{listing}: shape {shape_id!r} is of no class in {TEXT_FILES['names']}")
             labels.append(index[cls])
             paths.append(folder / cls / f"{shape_id}.txt")
-        x = downsample([read_points_txt(p) for p in paths], self.n_points, g, paths)
-        return x, torch.tensor(labels, dtype=torch.int64)
+        x = torch.stack([downsample(read_points_txt(p), self.n_points, g, p) for p in paths])
+        return unit_sphere(x.double()).float(), torch.tensor(labels, dtype=torch.int64)
 
     def _read_hdf5(self, folder: Path, listing: Path, names: list[str], g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         files = [folder / Path(s).name for s in read_list(listing)]
@@ -174,7 +172,6 @@ class ModelNet40(ArrayDataset):
             labels = arrays["label"].reshape(-1).astype(np.int64)
             if len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
                 raise DataError(f"{path}: labels must be class indices 0-{len(names) - 1}, found {labels.min()}..{labels.max()}")
-            data = arrays["data"].astype(np.float32)
-            xs.append(downsample(list(data), self.n_points, g, [path] * len(data)))
+            xs += [downsample(cloud, self.n_points, g, path) for cloud in arrays["data"]]
             ys.append(torch.from_numpy(labels))
-        return torch.cat(xs), torch.cat(ys)
+        return unit_sphere(torch.stack(xs).double()).float(), torch.cat(ys)
