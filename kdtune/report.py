@@ -7,7 +7,9 @@ temperatures) are added to the rows automatically, so no cell ever mixes configu
 Baselines ("data" rows) have no distillation settings: when one of :data:`KD_SETTINGS` is a row or
 column key, a baseline's cell is shown under every value of it, with a note under the table.
 Seeds and folds (``data.folds``) are what a cell averages over, unless named as rows or columns: a cell of
-a 5-fold sweep with 3 seeds holds 15 trials. Trials that did not finish count towards a cell's planned number: ``0.967 ± 0.004 (3/4)`` means 3 of
+a 5-fold sweep with 3 seeds holds 15 trials.
+
+Trials that did not finish count towards a cell's planned number: ``0.967 ± 0.004 (3/4)`` means 3 of
 4 planned trials finished, ``failed (0/2)`` that none did; a note under the table lists them.
 """
 

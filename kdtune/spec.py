@@ -573,7 +573,8 @@ def _check_invariance(source: str, data: DataSpec, info: DataInfo) -> None:
         out = AUGMENTATIONS.get(name)(x, generator=torch.Generator().manual_seed(0), **params)
     except Exception as e:  # any error of the augmentation on blank inputs means a bad parameter or input kind
         msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise SpecError(source, "data.invariance", f"{name} with {params or 'the defaults'} fails on {data.name}: {msg}") from None
+        what = f"{name} with {params or 'the defaults'}"
+        raise SpecError(source, "data.invariance", f"{what} fails on {data.name}'s inputs: {msg}") from None
     if not isinstance(out, torch.Tensor) or out.shape != x.shape:
         raise SpecError(source, "data.invariance", f"{name} does not keep the shape of {data.name}'s inputs {info.input_shape}")
 
