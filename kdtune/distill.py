@@ -10,6 +10,7 @@ gives the loss of each epoch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -67,9 +68,9 @@ LABELS_ONLY = LossSpec("ce", w_hard=1.0, w_soft=0.0)  # what a switched student 
 
 def switch_epoch(value: float | int, epochs: int) -> int:
     """The 1-based epoch a switch point names: a fraction ``v`` in [0, 1) of ``epochs`` is epoch
-    ``round(v · epochs) + 1`` (0: the first epoch), an integer ``v >= 1`` is epoch ``v`` itself."""
+    ``round(v · epochs) + 1``, halves rounded up (0: the first epoch), an integer ``v >= 1`` is epoch ``v`` itself."""
     if isinstance(value, float) and 0 <= value < 1:
-        return round(value * epochs) + 1
+        return math.floor(value * epochs + 0.5) + 1
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return value
     if isinstance(value, int) and value == 0:
