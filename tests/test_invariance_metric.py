@@ -61,7 +61,10 @@ def test_data_invariance_is_parsed_with_its_defaults_and_is_part_of_the_trial_id
     [
         ("rotate", "data.invariance: unknown augmentation 'rotate'; known: "),
         ({"max_shift": 2}, "data.invariance: must be an augmentation name or a mapping with 'name'"),
-        ({"name": "translate", "shift": 2}, "data.invariance.shift: unknown parameter 'shift' for this augmentation; allowed: max_shift"),
+        (
+            {"name": "translate", "shift": 2},
+            "data.invariance.shift: unknown parameter 'shift' for this augmentation; allowed: max_shift",
+        ),
         ({"name": "translate", "max_shift": 1.5}, "data.invariance.max_shift: must be of the type of its default 2"),
         ({"name": "translate", "max_shift": -1}, "data.invariance: translate with {'max_shift': -1} fails on digits's inputs"),
     ],
