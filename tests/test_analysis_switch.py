@@ -125,3 +125,29 @@ def test_a_missing_twin_is_named():
     table, _, skipped = switch_table(df[df["eval_set"] == "test"], ["accuracy"])
     assert "MLP ← CNN start=0.25: 2 trial(s) without a from-data and a throughout twin of the same seed and fold" in skipped
     assert table.loc[("MLP ← CNN", "start", "0.25"), "accuracy recovered"].endswith("(4)")
+
+
+def test_switch_on_a_tiny_run_recovers_the_formula_from_the_results(tiny_raw, tmp_path):
+    from kdtune.analysis import RunView
+    from kdtune.execute import InlineExecutor, execute
+    from kdtune.plan import make_plan
+    from kdtune.results import write_sweep_record
+    from kdtune.spec import parse_sweep
+
+    tiny_raw["train"]["epochs"], tiny_raw["grid"]["seeds"], tiny_raw["data"]["eval_sets"] = 2, 1, ["test"]
+    tiny_raw["grid"]["start"] = [0, 0.5]
+    plan = make_plan(parse_sweep(tiny_raw, "tiny.yaml", output=tmp_path / "run"))
+    write_sweep_record(plan)
+    assert execute(plan, InlineExecutor(), log=lambda s: None) == {}
+    view = RunView(tmp_path / "run")
+    out = switch(view, tmp_path / "out")
+    assert [p.name for p in out.figures] == ["switch__test.png"] and out.skipped == []
+    ((_, table),) = out.tables
+    test = view.results[view.results["eval_set"] == "test"]
+    data = test.loc[(test["teacher"] == "data") & (test["student"] == "MLP"), "accuracy"].item()
+    throughout = test.loc[(test["teacher"] == "CNN") & (test["start"] == 0), "accuracy"].item()
+    late = test.loc[(test["teacher"] == "CNN") & (test["start"] == 0.5), "accuracy"].item()
+    row = table.loc[("MLP ← CNN", "start", "0.5")]
+    assert row["accuracy"] == cell([late])
+    assert row["accuracy recovered"] == (cell([(late - data) / (throughout - data)]) if throughout != data else "–")
+    assert table.loc[("MLP ← CNN", "from data", "–"), "accuracy"] == cell([data])

@@ -62,7 +62,8 @@ def switch_table(rows: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, 
     skipped: list[str] = []
     distilled = switch_points(rows[rows["teacher"] != NO_TEACHER])
     data = rows[rows["teacher"] == NO_TEACHER]
-    keys = ["teacher", "arch", *[k for k in KD_KEYS if k in distilled and distilled[k].nunique() > 1]]
+    settings = [k for k in KD_KEYS if k not in ("start", "stop")]  # the switch is the x axis, not a group
+    keys = ["teacher", "arch", *[k for k in settings if k in distilled and distilled[k].nunique() > 1]]
     windows = distilled["series"] == "window"
     if windows.any():
         skipped.append(f"{int(windows.sum())} row(s) with both start > 0 and stop set (a window, not a switch)")
