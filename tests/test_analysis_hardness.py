@@ -80,3 +80,17 @@ def test_training_split_probabilities_come_from_the_checkpoints(tiny_raw, tmp_pa
     assert out.skipped == []
     train = out.tables[0][1]
     assert train["examples"].sum() == len(y)  # one seed: every training example once
+
+
+def test_groups_that_differ_by_temperature_get_a_panel_each(tmp_path):
+    from dataclasses import replace
+
+    y = np.array([0, 1, 0, 1])
+    p = np.where(y[:, None] == np.arange(2), 0.8, 0.2)
+    stored = {tid: {"probs__test": p, "labels__test": y} for tid in ("t0", "d0", "s1", "s4")}
+    ts = [trial("t0", "CNN", "data", 0), trial("d0", "MLP", "data", 0)]
+    ts += [replace(trial(tid, "MLP", "CNN", 0, "t0"), detail=f"τ={tau}") for tid, tau in (("s1", 1), ("s4", 4))]
+    out = hardness(FakeView(ts, stored, ["test"]), tmp_path)
+    assert [p.name for p in out.figures] == ["hardness__test.png"]
+    ((_, table),) = out.tables
+    assert list(dict.fromkeys(table.index.get_level_values("group"))) == ["MLP ← CNN τ=1", "MLP ← CNN τ=4"]

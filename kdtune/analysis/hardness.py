@@ -146,7 +146,8 @@ def _figure(curves: dict[str, dict[str, object]], students: list[str], teachers:
     import matplotlib.pyplot as plt
 
     rows = [s for s in students if any(n.startswith(f"{s} ←") for n in curves)]
-    cols = [k for k in teachers if any(n.endswith(f"← {k}") for n in curves)]
+    suffixes = list(dict.fromkeys(n.split(" ← ", 1)[1] for n in curves))  # "CNN", or "CNN τ=4" when settings vary
+    cols = [x for k in teachers for x in suffixes if x == k or x.startswith(f"{k} ")]
     height = 4.1 * len(rows) + 1.5
     fig = plt.figure(figsize=(3.6 * len(cols), height))
     outer = fig.add_gridspec(len(rows), len(cols), hspace=0.45, wspace=0.3, top=1 - 1.5 / height, bottom=0.4 / height)
