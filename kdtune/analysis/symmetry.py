@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kdtune.analysis import ANALYSES, Output, RunView, save_figure, write_table
-from kdtune.analysis.errors import cell, ordered_eval_sets, safe_stem
+from kdtune.analysis.errors import _order, cell, ordered_eval_sets, safe_stem
 from kdtune.spec import NO_TEACHER
 
 METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "im")
@@ -93,8 +93,15 @@ def symmetry_table(view: RunView, eval_set: str) -> tuple[pd.DataFrame, pd.DataF
         if (s, k) not in keys:
             keys.append((s, k))
     students = {s for s, k in keys if k != NO_TEACHER}
-    # the students from data, then the other models from data (teachers), self-distillation, the rest
-    keys.sort(key=lambda sk: (sk[1] != NO_TEACHER, sk[0] not in students if sk[1] == NO_TEACHER else sk[0] != sk[1]))
+    models = _order(view, "student")
+
+    def rank(sk: tuple[str, str]) -> tuple[int, int, int]:
+        """Students from data, other models from data (teachers), self-distillation, the rest; then the sweep's order."""
+        s, k = sk
+        kind = (0 if s in students else 1) if k == NO_TEACHER else (2 if s == k else 3)
+        return kind, models.index(s) if s in models else len(models), models.index(k) if k in models else -1
+
+    keys.sort(key=rank)
     long, display = [], []
     for s, k in keys:
         mine = rows[(rows["student"] == s) & (rows["teacher"] == k)]
