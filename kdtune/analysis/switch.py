@@ -34,9 +34,10 @@ def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_numeric(df[column], errors="coerce") if column in df.columns else pd.Series(np.nan, index=df.index)
 
 
-def _pair_key(df: pd.DataFrame) -> pd.Series:
-    fold = df["fold"].astype(str) if "fold" in df.columns else pd.Series("", index=df.index)
-    return df["seed"].astype(str) + "/" + fold
+def _pair_key(df: pd.DataFrame) -> list[str]:
+    """``seed/fold`` of each row (fold empty without folds: None or NaN)."""
+    folds = df["fold"] if "fold" in df.columns else [None] * len(df)
+    return [f"{int(s)}/{'' if pd.isna(f) else int(f)}" for s, f in zip(df["seed"], folds, strict=True)]
 
 
 def _by_pair(df: pd.DataFrame, metrics: list[str]) -> dict[str, dict[str, float]]:
