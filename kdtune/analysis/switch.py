@@ -206,6 +206,8 @@ def switch(view: RunView, out: Path) -> Output:
     result.tables.append((table_title, table))
     result.notes.append(
         "start = s: labels before the switch, the teacher from it on; stop = s: the reverse. A fraction in [0, 1) "
-        "is a share of the epochs, a number ≥ 1 an epoch. Recovered 1: the whole gain of distilling throughout."
+        "is a share of the epochs, a number ≥ 1 an epoch. Recovered 1: the whole gain of distilling throughout; "
+        "a seed (fold) whose student distilled throughout equals its student from data has no gain to recover and "
+        "is left out of that column's n; with a small gain the fraction is noisy."
     )
     return result
