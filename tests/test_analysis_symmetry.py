@@ -113,7 +113,8 @@ def test_symmetry_writes_the_figure_and_the_table_on_the_chosen_eval_set(tmp_pat
     assert (tmp_path / "symmetry__translated.pdf").is_file()
     for ext in ("md", "tex", "csv"):
         assert (tmp_path / f"symmetry__translated.{ext}").is_file()
-    ((_, table),) = out.tables
+    ((title, table),) = out.tables
+    assert title == "translated: every metric per group and τ, mean ± std (n) over seeds × folds"
     assert table.loc[("MLP ← ResNetP", "1"), "accuracy"] == cell(_hand(df, "MLP", "ResNetP", 1.0, "translated", "accuracy"))
     long = pd.read_csv(tmp_path / "symmetry__translated__long.csv")
     assert set(long["eval_set"]) == {"translated"} and out.skipped == []
@@ -144,7 +145,8 @@ def test_symmetry_on_a_tiny_run_tabulates_each_trials_metrics(tiny_raw, tmp_path
     view = RunView(tmp_path / "run")
     out = symmetry(view, tmp_path / "out")
     assert [p.name for p in out.figures] == ["symmetry__test.png"]
-    ((_, table),) = out.tables
+    ((title, table),) = out.tables
+    assert title.endswith("mean ± std (n) over seeds")  # no folds in this run
     assert list(table.index) == [
         ("MLP (data)", "–"), ("CNN (data)", "–"), ("MLP ← MLP", "1"), ("MLP ← MLP", "4"), ("MLP ← CNN", "1"), ("MLP ← CNN", "4"),
     ]  # fmt: skip

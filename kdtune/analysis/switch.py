@@ -13,7 +13,7 @@ import pandas as pd
 
 from kdtune.analysis import ANALYSES, KD_KEYS, Output, RunView, save_figure, write_table
 from kdtune.analysis.errors import cell, ordered_eval_sets, safe_stem
-from kdtune.analysis.symmetry import finished_rows, summary
+from kdtune.analysis.symmetry import finished_rows, spread, summary
 from kdtune.spec import NO_TEACHER
 
 METRICS = ("accuracy", "nll")
@@ -195,11 +195,11 @@ def switch(view: RunView, out: Path) -> Output:
     e = eval_sets[0]
     pts = long["point"].dropna()
     xlabel = "switch point (fraction of the epochs)" if len(pts) and (pts < 1).all() else "switch point (epoch or fraction)"
-    title = f"Switching to distillation on {e}: mean ± std over seeds × folds"
+    title = f"Switching to distillation on {e}: mean ± std over {spread(rows)}"
     result.figures.append(save_figure(_figure(long, metrics, title, xlabel), out, f"switch__{safe_stem(e)}"))
     table_title = (
         f"{e}: {', '.join(metrics)} per switch point and the fraction of the distillation gain recovered, "
-        "(m − m_data) / (m_throughout − m_data) per seed and fold; mean ± std (n)"
+        f"(m − m_data) / (m_throughout − m_data) per seed and fold; mean ± std (n) over {spread(rows)}"
     )
     write_table(table, out, f"switch__{safe_stem(e)}", table_title)
     long.to_csv(out / f"switch__{safe_stem(e)}__long.csv", index=False)

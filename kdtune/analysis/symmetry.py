@@ -28,7 +28,11 @@ TITLES = {
     "kl": "KL(teacher ‖ student)",
     "im": "IM (invariance metric)",
 }
-SPREAD = "seeds × folds"  # what one cell's std is over: every finished trial (a seed of a fold) once
+
+
+def spread(rows: pd.DataFrame) -> str:
+    """What one cell's std is over: every finished trial once, i.e. ``seeds × folds`` (``seeds`` without folds)."""
+    return "seeds × folds" if "fold" in rows.columns and rows["fold"].notna().any() else "seeds"
 
 
 def finished_rows(view: RunView, eval_set: str | None = None) -> pd.DataFrame:
@@ -193,9 +197,10 @@ def symmetry(view: RunView, out: Path) -> Output:
     if missing:
         result.skipped.append(f"{chosen}: no {', '.join(missing)} in the results (metrics not computed by this run)")
     stem = f"symmetry__{safe_stem(chosen)}"
-    title = f"Metrics against τ on {chosen}: solid = distilled, dashed = from data; mean ± std over {SPREAD}"
+    over = spread(rows)
+    title = f"Metrics against τ on {chosen}: solid = distilled, dashed = from data; mean ± std over {over}"
     result.figures.append(save_figure(_figure(long, sources, title), out, stem))
-    table_title = f"{chosen}: every metric per group and τ, mean ± std (n) over {SPREAD}"
+    table_title = f"{chosen}: every metric per group and τ, mean ± std (n) over {over}"
     if any(e != chosen for e in sources.values()):
         table_title += "; " + ", ".join(f"{m} on {e}" for m, e in sources.items() if e != chosen)
     write_table(table, out, stem, table_title)
