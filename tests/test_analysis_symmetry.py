@@ -154,3 +154,15 @@ def test_symmetry_on_a_tiny_run_tabulates_each_trials_metrics(tiny_raw, tmp_path
     for r in rows.itertuples():
         assert table.loc[("MLP ← CNN", f"{r.temperature:g}"), "accuracy"] == cell([r.accuracy])
         assert table.loc[("MLP ← CNN", f"{r.temperature:g}"), "kl"] == cell([r.kl])
+
+
+def test_groups_that_differ_by_another_kd_setting_are_told_apart():
+    df = results_frame()
+    distilled = df["teacher"] != "data"
+    df["w_hard"] = np.where(distilled, 0.0, np.nan)
+    df.loc[distilled & (df["fold"] == 1), "w_hard"] = 0.5
+    table, _, _ = symmetry_table(view_of(df, ["test"]), "test")
+    groups = list(dict.fromkeys(table.index.get_level_values("group")))
+    assert "MLP ← ResNet w_hard=0" in groups and "MLP ← ResNet w_hard=0.5" in groups and "MLP (data)" in groups
+    sel = df[(df["teacher"] == "ResNet") & (df["temperature"] == 4.0) & (df["w_hard"] == 0.5) & (df["eval_set"] == "test")]
+    assert len(sel) == 2 and table.loc[("MLP ← ResNet w_hard=0.5", "4"), "accuracy"] == cell(sel["accuracy"].tolist())

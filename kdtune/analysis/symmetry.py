@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdtune.analysis import ANALYSES, Output, RunView, save_figure, write_table
+from kdtune.analysis import ANALYSES, KD_KEYS, Output, RunView, _num_str, save_figure, write_table
 from kdtune.analysis.errors import _order, cell, ordered_eval_sets, safe_stem
 from kdtune.spec import NO_TEACHER
 
@@ -79,6 +79,10 @@ def _kind(student: str, teacher: str, augment: str) -> str:
     return f"self-distillation{aug}" if teacher == student else f"distillation{aug}"
 
 
+def _setting(key: str, value: object) -> str:
+    return f"{KD_KEYS[key]}={'–' if pd.isna(value) else _num_str(value)}"
+
+
 def _augment(rows: pd.DataFrame) -> str:
     if "augment" not in rows.columns:
         return ""
@@ -92,28 +96,34 @@ def symmetry_table(view: RunView, eval_set: str) -> tuple[pd.DataFrame, pd.DataF
     rows = finished_rows(view)
     eval_sets = ordered_eval_sets(view)
     sources = {m: e for m in METRICS if (e := metric_eval_set(rows, m, eval_set, eval_sets)) is not None}
-    keys: list[tuple[str, str]] = []
-    for s, k in rows[["student", "teacher"]].itertuples(index=False):
-        if (s, k) not in keys:
-            keys.append((s, k))
-    students = {s for s, k in keys if k != NO_TEACHER}
+    distilled = rows[rows["teacher"] != NO_TEACHER]
+    others = [k for k in KD_KEYS if k != "temperature" and k in distilled and distilled[k].nunique() > 1]
+    rows = rows.assign(
+        _setting=[
+            "" if k == NO_TEACHER else " ".join(_setting(c, v) for c, v in zip(others, vals, strict=True))
+            for k, *vals in rows[["teacher", *others]].itertuples(index=False)
+        ]
+    )
+    keys = list(dict.fromkeys(rows[["student", "teacher", "_setting"]].itertuples(index=False, name=None)))
+    students = {s for s, k, _ in keys if k != NO_TEACHER}
     models = _order(view, "student")
 
-    def rank(sk: tuple[str, str]) -> tuple[int, int, int]:
+    def rank(key: tuple[str, str, str]) -> tuple[int, int, int]:
         """Students from data, other models from data (teachers), self-distillation, the rest; then the sweep's order."""
-        s, k = sk
+        s, k, _ = key
         kind = (0 if s in students else 1) if k == NO_TEACHER else (2 if s == k else 3)
         return kind, models.index(s) if s in models else len(models), models.index(k) if k in models else -1
 
     keys.sort(key=rank)
     long, display = [], []
-    for s, k in keys:
-        mine = rows[(rows["student"] == s) & (rows["teacher"] == k)]
+    for s, k, setting in keys:
+        mine = rows[(rows["student"] == s) & (rows["teacher"] == k) & (rows["_setting"] == setting)]
         taus = [float("nan")] if k == NO_TEACHER else sorted(pd.to_numeric(mine["temperature"]).dropna().unique())
+        name = _group_name(s, k) + (f" {setting}" if setting else "")
         for tau in taus:
             sel = mine if k == NO_TEACHER else mine[pd.to_numeric(mine["temperature"]) == tau]
-            base = {"group": _group_name(s, k), "student": s, "teacher": k, "kind": _kind(s, k, _augment(sel))}
-            shown = {"group": base["group"], "τ": "–" if k == NO_TEACHER else f"{tau:g}"}
+            base = {"group": name, "student": s, "teacher": k, "kind": _kind(s, k, _augment(sel))}
+            shown = {"group": name, "τ": "–" if k == NO_TEACHER else f"{tau:g}"}
             for m, e in sources.items():
                 vals = pd.to_numeric(sel.loc[sel["eval_set"] == e, m], errors="coerce").tolist()
                 mean, std, n = summary(vals)
