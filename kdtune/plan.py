@@ -52,12 +52,13 @@ class TrialConfig:
         d = _jsonable(dataclasses.asdict(self)) | {"schema": SCHEMA}
         if not d["outputs"]["feature_epochs"]:
             del d["outputs"]["feature_epochs"]
-        if d["data"]["folds"] <= 1:
-            del d["data"]["folds"], d["data"]["fold"]
-        if d["data"]["invariance"] is None:
-            del d["data"]["invariance"]
-        if d["loss"]["start"] == 0 and d["loss"]["stop"] is None:
-            del d["loss"]["start"], d["loss"]["stop"]
+        data, loss = d["data"] or {}, d["loss"] or {}
+        unset = [(data, "folds", "fold")] if data.get("folds", 1) <= 1 else []
+        unset += [(data, "invariance")] if data.get("invariance") is None else []
+        unset += [(loss, "start", "stop")] if loss.get("start", 0) == 0 and loss.get("stop") is None else []
+        for section, *keys in unset:
+            for key in keys:
+                section.pop(key, None)
         return d
 
     @property
