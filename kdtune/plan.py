@@ -53,12 +53,12 @@ class TrialConfig:
         if not d["outputs"]["feature_epochs"]:
             del d["outputs"]["feature_epochs"]
         data, loss = d["data"] or {}, d["loss"] or {}
-        unset = [(data, "folds", "fold")] if data.get("folds", 1) <= 1 else []
-        unset += [(data, "invariance")] if data.get("invariance") is None else []
-        unset += [(loss, "start", "stop")] if loss.get("start", 0) == 0 and loss.get("stop") is None else []
-        for section, *keys in unset:
-            for key in keys:
-                section.pop(key, None)
+        if data.get("folds", 1) <= 1:
+            data.pop("folds", None), data.pop("fold", None)
+        if data.get("invariance", 0) is None:
+            del data["invariance"]
+        if loss.get("start") == 0 and loss.get("stop") is None:
+            del loss["start"], loss["stop"]
         return d
 
     @property
