@@ -10,15 +10,17 @@ teachers); a student sits one stage after its teacher. Trials that differ only i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kdtune.data import DataSpec, EvalSetSpec
+from kdtune.data.base import DataInfo
 from kdtune.distill import LossSpec
 from kdtune.errors import KdtuneError
 from kdtune.spec import NO_TEACHER, AugmentSpec, OutputSpec, ScheduleSpec, SweepSpec, TrainSpec, resolve_train
@@ -27,7 +29,10 @@ from kdtune.tuning.space import LOSS_SETTINGS
 # The version of the code paths that change a trial's result for the same config: part of every trial
 # id, so results of older code are never mistaken for results of this one. Bump it with any such change.
 # 2: data fingerprint in the id; ties in model selection broken by validation NLL; divergence checks.
-RESULTS_VERSION = 2
+# 3: keyed dropout masks (a hash of seed, step, call and position instead of the global random state), so a
+#    seed trains the same alone or vmapped among its group's seeds; the CNN's convolutions before BatchNorm lost
+#    their (ineffective) bias.
+RESULTS_VERSION = 3
 SCHEMA = f"kdtune.trial/{RESULTS_VERSION}"
 
 
@@ -177,6 +182,50 @@ def _tuned(spec: SweepSpec, model: str, teacher: str, skip: Collection[tuple[str
     return read_tuned(spec.output, model, teacher, spec.source, spec.name)
 
 
+@functools.lru_cache(maxsize=64)
+def _flops(arch: str, info: DataInfo, params: tuple[tuple[str, Any], ...], batch: int) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from kdtune.models import build_model, example_inputs
+
+    model = build_model(arch, info, 0.0, dict(params)).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(example_inputs(info, batch))
+    return float(counter.get_total_flops())
+
+
+def forward_flops(arch: str, info: DataInfo, params: Mapping[str, Any], batch: int) -> float:
+    """FLOPs of one forward pass of model ``arch`` on ``batch`` examples shaped by ``info`` (torch's FlopCounterMode)."""
+    return _flops(arch, info, _freeze(dict(params)), batch)
+
+
+# seeds_per_trial: auto on a CPU. Measured with bench/seed_batching_probe.py (torch 2.13, 1 thread, batch 64,
+# Adam, dropout 0.1; a shared 2-core machine under load, median of 5) — seconds per step of k seeds, one after
+# another / batched (speedup):
+#   AUTO_TABLE
+# Batching pays where a step of one seed is cheap enough to be bound by per-op overhead: forward work up to
+# AUTO_CPU_MAX_FLOPS per step (the batch's forward FLOPs, from forward_flops) batches all of a group's seeds
+# (up to AUTO_CPU_MAX_SEEDS); above it, one seed per group.
+AUTO_CPU_MAX_FLOPS = 60e6
+AUTO_CPU_MAX_SEEDS = 8
+
+
+def auto_seeds_per_trial(spec: SweepSpec, config: TrialConfig, seeds: int) -> int:
+    """``execution.seeds_per_trial: auto`` for the ``seeds`` seeds of ``config``: all of them on a GPU; on a CPU
+    all (at most AUTO_CPU_MAX_SEEDS) where a training step is small enough for batching to pay, else 1. Token
+    data (batches of different widths per seed) trains one seed at a time anyway: 1."""
+    if spec.resources.gpu > 0 and spec.execution.device != "cpu":
+        return seeds
+    from kdtune.data import make_dataset
+
+    info = make_dataset(spec.data).describe()
+    if info.kind != "image":
+        return 1
+    flops = forward_flops(config.arch, info, dict(config.params), config.train.batch_size)
+    return min(seeds, AUTO_CPU_MAX_SEEDS) if flops <= AUTO_CPU_MAX_FLOPS else 1
+
+
 def make_plan(spec: SweepSpec, fingerprint: str | None = None, skip_tuned: Collection[tuple[str, str]] = ()) -> Plan:
     """Expand the grid of ``spec`` into trials, deduplicated by id and ordered in stages. Trial ids
     include ``fingerprint``, the hash of the data actually loaded (computed here if not given). Models
@@ -239,9 +288,10 @@ def make_plan(spec: SweepSpec, fingerprint: str | None = None, skip_tuned: Colle
         by_config[(trial.stage, trial.student, trial.teacher, seedless)].append(trial)
     n_stages = max(t.stage for t in trials.values())
     stages: list[list[TrialGroup]] = [[] for _ in range(n_stages)]
-    k = spec.execution.seeds_per_trial
     for (stage, *_), members in by_config.items():
         members.sort(key=lambda t: t.seed)
+        k = spec.execution.seeds_per_trial
+        k = auto_seeds_per_trial(spec, members[0].config, len(members)) if k == "auto" else k
         for i in range(0, len(members), k):
             stages[stage - 1].append(TrialGroup(tuple(members[i : i + k])))
     return Plan(spec, stages, trials, needs_logits)
