@@ -239,3 +239,34 @@ def test_a_diverging_seed_fails_the_group_after_the_others_finish(raw3, tmp_path
         run_group(group_payload(plan, group, tmp_path, None))
     finished = {p.parent.name for p in tmp_path.rglob("metrics.json")}
     assert finished == {group.trials[0].id, group.trials[2].id}
+
+
+def test_auto_batches_small_models_on_a_cpu_and_every_seed_on_a_gpu(tiny_raw, tmp_path):
+    from kdtune.plan import AUTO_CPU_MAX_FLOPS, forward_flops
+
+    def group_sizes(models: dict[str, Any], resources: dict[str, float] | None = None) -> set[int]:
+        raw = copy.deepcopy(tiny_raw) | {"execution": {"seeds_per_trial": "auto"}, "models": models}
+        raw["grid"] |= {"seeds": 3, "teachers": ["data"], "students": list(models)}
+        if resources:
+            raw["resources"] = resources
+        return {len(g.trials) for g in make_plan(parse_sweep(raw, "t.yaml", output=tmp_path)).groups()}
+
+    small, big = {"arch": "mlp", "params": {"hidden": [32]}}, {"arch": "mlp", "params": {"hidden": [2048, 2048]}}
+    assert forward_flops("mlp", _digits_info(), {"hidden": (32,)}, 128) <= AUTO_CPU_MAX_FLOPS
+    assert forward_flops("mlp", _digits_info(), {"hidden": (2048, 2048)}, 128) > AUTO_CPU_MAX_FLOPS
+    assert group_sizes({"S": small}) == {3}
+    assert group_sizes({"B": big}) == {1}
+    assert group_sizes({"B": big}, {"cpu": 1, "gpu": 1}) == {3}
+
+
+def _digits_info() -> Any:
+    from kdtune.data import DataSpec, make_dataset
+
+    return make_dataset(DataSpec("digits")).describe()
+
+
+def test_forward_flops_counts_the_matrix_products():
+    from kdtune.plan import forward_flops
+
+    # 144 → 32 → 10 on 4 examples: 2·4·(144·32 + 32·10) multiply-adds counted as 2 FLOPs each
+    assert forward_flops("mlp", _digits_info(), {"hidden": (32,)}, 4) == 2 * 4 * (144 * 32 + 32 * 10)

@@ -12,6 +12,7 @@ vmapped among other seeds (its key then is one entry of a batched key tensor). O
 from __future__ import annotations
 
 import contextlib
+import functools
 import contextvars
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -59,10 +60,15 @@ def dropout_keys(key: torch.Tensor, step: int) -> Iterator[None]:
 def keep_mask(key: torch.Tensor, step: int, call: int, shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
     """The boolean keep-mask of one keyed dropout call: element i is kept when the hash of
     (key, step, call, i), read as a uniform number in [0, 1), is at least ``p``."""
-    head = hash32(hash32(hash32(key) ^ (step & _MASK32)) ^ (call * 0x9E3779B9 & _MASK32))
-    pos = torch.arange(shape.numel(), device=device, dtype=torch.int64).view(shape)
-    u = hash32(hash32(pos + head * 0x632BE5AB)) >> 8  # 24 bits
+    head = hash32(hash32(hash32(key) ^ (step & _MASK32)) ^ (call * 0x9E3779B9 & _MASK32))  # scalar work
+    u = hash32(_positions(shape, device) + head) >> 8  # 24 uniform bits per element
     return u >= int(p * (1 << 24))
+
+
+@functools.lru_cache(maxsize=64)
+def _positions(shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """Element positions, spread over 32 bits (times an odd constant) so that one mixing round decorrelates neighbours."""
+    return (torch.arange(shape.numel(), device=device, dtype=torch.int64).view(shape) * 0x9E3779B1) & _MASK32
 
 
 class Dropout(nn.Dropout):
@@ -77,4 +83,4 @@ class Dropout(nn.Dropout):
         if self.p >= 1:
             return x * 0
         keep = keep_mask(keys.key.to(x.device), keys.step, keys.calls, x.shape, self.p, x.device)
-        return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
+        return torch.where(keep, x * (1.0 / (1.0 - self.p)), 0.0)
