@@ -1,7 +1,7 @@
 """Probe: does training k seeds as one vmapped model (kdtune.batched) beat training them one after another?
 
 For each case (a model on inputs shaped like a data set) it times training steps of k seeds (Adam, batch 64,
-keyed dropout 0.1, random inputs and labels) both ways, median of ``--repeats``, and prints seconds per step
+keyed dropout ``--dropout`` (0.1), random inputs and labels) both ways, median of ``--repeats``, and prints seconds per step
 of all k seeds and the speedup, with the forward FLOPs of one step of one seed (what ``seeds_per_trial: auto``
 reads on a CPU). Usage: ``python bench/seed_batching_probe.py [--threads 1] [--steps 20] [--repeats 5]``.
 """
@@ -24,6 +24,7 @@ from kdtune.plan import forward_flops
 
 CASES = [  # label, arch, params, input shape
     ("digits MLP 144-256-128", "mlp", {"hidden": (256, 128)}, (1, 12, 12)),
+    ("digits CNN 16-16-32", "cnn", {"channels": (16, 16, 32)}, (1, 12, 12)),  # the quickstart's
     ("digits CNN 32-32-64", "cnn", {"channels": (32, 32, 64)}, (1, 12, 12)),
     ("digits CNN 8-8-16", "cnn", {"channels": (8, 8, 16)}, (1, 12, 12)),
     ("MNIST MLP 784-512-256", "mlp", {"hidden": (512, 256)}, (1, 28, 28)),
@@ -74,16 +75,20 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--cases", nargs="+", default=None, help="labels of the cases to run (default: all)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), batch {BATCH}, {args.steps} steps, median of {args.repeats}")
+    print(f"torch {torch.__version__}, {args.threads} thread(s), batch {BATCH}, dropout {args.dropout}, {args.steps} steps, median of {args.repeats}")
     print(f"{'case':24} {'MFLOP/step':>10} {'k':>3} {'alone s':>9} {'batched s':>9} {'speedup':>8}")
     for label, arch, params, shape in CASES:
+        if args.cases and label not in args.cases:
+            continue
         info = DataInfo("image", shape, 10)
         flops = forward_flops(arch, info, params, BATCH) / 1e6
         for k in args.ks:
             torch.manual_seed(0)
-            models = [build_model(arch, info, 0.1, params).train() for _ in range(k)]
+            models = [build_model(arch, info, args.dropout, params).train() for _ in range(k)]
             x = torch.rand(k, args.steps, BATCH, *shape)
             y = torch.randint(0, 10, (k, args.steps, BATCH))
             alone, batched = [], []
