@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from kdtune.distill import loss_for_epoch
 from kdtune.models.layers import Dropout, dropout_keys
 from kdtune.optim import SCHEDULES
 from kdtune.train import InjectedFault, Trainer
@@ -118,6 +119,7 @@ class SeedBatch:
         teacher_dim = None if self.cached is None and self.teachers is None else 0
         self.loss_fn = vmap(self._loss, in_dims=(0, 0, 0, 0, 0, teacher_dim, None), randomness="error")
         self.clip = tr.grad_clip
+        self.epoch_loss = self.config.loss
 
     def _loss(
         self,
@@ -131,8 +133,7 @@ class SeedBatch:
     ) -> torch.Tensor:
         with dropout_keys(key, step):
             logits, _ = functional_call(self.base, (params, buffers), (x,))
-        tr = self.config.train
-        return self.task.train_loss(logits, self.data.train, idx, x, t_logits, self.config.loss, tr.label_smoothing)
+        return self.task.train_loss(logits, self.data.train, idx, x, t_logits, self.epoch_loss, self.config.train.label_smoothing)
 
     def _model_params(self, trainer: Trainer) -> list[nn.Parameter]:
         return [p for _, p in trainer.model.named_parameters()]
@@ -179,6 +180,7 @@ class SeedBatch:
         failed: dict[int, BaseException] = {}
         t0 = trainers[0]
         epoch, steps = t0.epoch, t0.steps
+        self.epoch_loss = loss_for_epoch(self.config.loss, epoch, self.config.train.epochs)  # the distillation switch
         self.base.train()
         loss_sum = torch.zeros(k, device=self.device)
         rows = torch.arange(k, device=self.device)[:, None]
