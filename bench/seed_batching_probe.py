@@ -79,7 +79,8 @@ def main() -> None:
     ap.add_argument("--cases", nargs="+", default=None, help="labels of the cases to run (default: all)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), batch {BATCH}, dropout {args.dropout}, {args.steps} steps, median of {args.repeats}")
+    setup = f"batch {BATCH}, dropout {args.dropout}, {args.steps} steps, median of {args.repeats}"
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {setup}")
     print(f"{'case':24} {'MFLOP/step':>10} {'k':>3} {'alone s':>9} {'batched s':>9} {'speedup':>8}")
     for label, arch, params, shape in CASES:
         if args.cases and label not in args.cases:

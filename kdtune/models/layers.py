@@ -12,8 +12,8 @@ vmapped among other seeds (its key then is one entry of a batched key tensor). O
 from __future__ import annotations
 
 import contextlib
-import functools
 import contextvars
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
