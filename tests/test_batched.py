@@ -171,13 +171,16 @@ def test_cnn_with_batchnorm_dropout_and_augmentation_one_step_equals_alone(raw3,
     _compare(raw3, tmp_path, 1, params_tol=1e-4, metric_tol=1e-4)  # 1e-4: 2 % of this step (lr·|grad| ~ 5e-3)
 
 
-@pytest.mark.parametrize("augment", [None, {"name": "translate"}])
-def test_distilled_students_batched_equal_alone(tiny_raw, tmp_path, augment):
-    """Each student seed reads its own teacher: cached logits, or (augmented inputs) its teacher run per batch."""
+@pytest.mark.parametrize(("augment", "start"), [(None, None), ({"name": "translate"}, None), (None, 0.5)])
+def test_distilled_students_batched_equal_alone(tiny_raw, tmp_path, augment, start):
+    """Each student seed reads its own teacher: cached logits, or (augmented inputs) its teacher run per batch;
+    with ``start`` the students train on labels until the switch, as alone."""
     raw = copy.deepcopy(tiny_raw)
-    raw["grid"] |= {"seeds": 3, "teachers": ["MLP"], "students": ["MLP"]}
+    raw["grid"] |= {"seeds": 3, "teachers": ["MLP"], "students": ["MLP"], "w_hard": [0.5]}
     raw["models"]["MLP"]["train"] = {"dropout": 0.2}
     raw["distill"]["augment"] = augment
+    if start is not None:
+        raw["distill"]["start"] = start
     _compare(raw, tmp_path, 2, params_tol=1e-4, metric_tol=1e-4)
 
 
