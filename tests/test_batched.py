@@ -41,6 +41,8 @@ def test_keyed_dropout_keeps_1_minus_p_and_scales_kept_values():
     kept = y != 0
     assert abs(kept.float().mean().item() - 0.75) < 0.005  # 200k draws: 5 standard deviations is 0.005
     assert torch.equal(y[kept], torch.full_like(y[kept], 1 / 0.75))
+    f = kept.flatten().float() - 0.75
+    assert abs((f[1:] * f[:-1]).mean().item() / f.var().item()) < 0.012  # neighbours independent (5 sd: 0.011)
 
 
 def test_keyed_masks_depend_on_key_step_and_call_only():

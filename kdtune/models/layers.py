@@ -58,11 +58,11 @@ def dropout_keys(key: torch.Tensor, step: int) -> Iterator[None]:
 
 
 def keep_mask(key: torch.Tensor, step: int, call: int, shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
-    """The boolean keep-mask of one keyed dropout call: element i is kept when the hash of
-    (key, step, call, i), read as a uniform number in [0, 1), is at least ``p``."""
+    """The boolean keep-mask of one keyed dropout call: element i is kept when a hash of (key, step, call, i),
+    read as a uniform 32-bit number, is at least ``p·2³²``. The (key, step, call) part is mixed once per call
+    (scalar work), then with each element's spread-out position (one :func:`hash32`)."""
     head = hash32(hash32(hash32(key) ^ (step & _MASK32)) ^ (call * 0x9E3779B9 & _MASK32))  # scalar work
-    u = hash32(_positions(shape, device) + head) >> 8  # 24 uniform bits per element
-    return u >= int(p * (1 << 24))
+    return hash32(_positions(shape, device) ^ head) >= int(p * (1 << 32))
 
 
 @functools.lru_cache(maxsize=64)
