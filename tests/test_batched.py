@@ -167,10 +167,12 @@ def test_mlp_with_augmentation_batched_equals_alone(raw3, tmp_path):
 
 def test_cnn_with_batchnorm_dropout_and_augmentation_one_step_equals_alone(raw3, tmp_path):
     """Over several epochs ties in max-pooling of zero-filled shifts make this case diverge (module docstring);
-    one step on the whole training set checks every per-seed input: data, masks, shifts, BatchNorm statistics."""
+    one step on the whole training set checks every per-seed input: data, masks, shifts, BatchNorm statistics.
+    Even in one step a tie broken the other way routes a pixel's gradient elsewhere: parameters agree to 1e-3
+    (a fifth of this step, lr·|grad| ~ 5e-3; a wrong mask, shift or data order moves them by the whole step)."""
     raw3["grid"]["students"] = ["CNN"]
     raw3["train"] |= {"dropout": 0.3, "augment": {"name": "translate"}, "optimizer": "sgd", "epochs": 1, "batch_size": 100_000}
-    _compare(raw3, tmp_path, 1, params_tol=1e-4, metric_tol=1e-4)  # 1e-4: 2 % of this step (lr·|grad| ~ 5e-3)
+    _compare(raw3, tmp_path, 1, params_tol=1e-3, metric_tol=1e-4)
 
 
 @pytest.mark.parametrize(("augment", "start"), [(None, None), ({"name": "translate"}, None), (None, 0.5)])
