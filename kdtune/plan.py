@@ -14,6 +14,7 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 from collections import defaultdict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -214,21 +215,30 @@ def forward_flops(arch: str, info: DataInfo, params: Mapping[str, Any], batch: i
     return _flops(arch, info, _freeze(dict(params)), batch)
 
 
-# seeds_per_trial: auto on a CPU. Measured with bench/seed_batching_probe.py (torch 2.13, 1 thread, batch 64,
-# Adam, dropout 0.1; a shared 2-core machine under load, median of 5) — seconds per step of k seeds, one after
-# another / batched (speedup):
-#   AUTO_TABLE
-# Batching pays where a step of one seed is cheap enough to be bound by per-op overhead: forward work up to
-# AUTO_CPU_MAX_FLOPS per step (the batch's forward FLOPs, from forward_flops) batches all of a group's seeds
-# (up to AUTO_CPU_MAX_SEEDS); above it, one seed per group.
-AUTO_CPU_MAX_FLOPS = 60e6
+# seeds_per_trial: auto on a CPU. Measured with `python bench/seed_batching_probe.py --repeats 5 --steps 15`
+# (torch 2.13, 1 thread, batch 64, Adam, keyed dropout 0.1; the shared 2-core machine of the session at load
+# average 11-16, so compute ran at a fraction of a core: medians of 5, still noisy). Seconds per step of k seeds,
+# one after another / batched, and the speedup:
+#   case                    MFLOP/step  k=1               k=2               k=4               k=8
+#   digits MLP 144-256-128     9.1      .0089/.0164 0.54  .0129/.0154 0.84  .0263/.0225 1.17  .1201/.0768 1.56
+#   digits CNN 8-8-16         14.6      .0127/.0194 0.65  .0111/.0124 0.89  .0613/.0775 0.79  .2145/.1219 1.76
+#   digits CNN 16-16-32       55.8      .0595/.0906 0.66  .1183/.1194 0.99  .1995/.1997 1.00  .4123/.3918 1.05
+#   MNIST MLP 784-512-256     68.5      .0136/.0189 0.72  .0551/.0614 0.90  .1086/.1744 0.62  .2348/.2744 0.86
+#   digits CNN 32-32-64      217.7      .0871/.1088 0.80  .0860/.1027 0.84  .1355/.1633 0.83  .4211/.6520 0.65
+#   MNIST CNN 32-32-64      1185.0      .2863/.2843 1.01  .4176/.5939 0.70
+# Batching paid only for the smallest models (a forward step of at most ~15 MFLOP) and from 4 seeds on; two seeds
+# were slower batched (vmap's fixed cost per op). So on a CPU a group batches its seeds (at most AUTO_CPU_MAX_SEEDS)
+# when it has at least AUTO_CPU_MIN_SEEDS of them and a forward step (the trial's batch size) is at most
+# AUTO_CPU_MAX_FLOPS; otherwise one seed per group.
+AUTO_CPU_MAX_FLOPS = 20e6
+AUTO_CPU_MIN_SEEDS = 4
 AUTO_CPU_MAX_SEEDS = 8
 
 
 def auto_seeds_per_trial(spec: SweepSpec, config: TrialConfig, seeds: int) -> int:
     """``execution.seeds_per_trial: auto`` for the ``seeds`` seeds of ``config``: all of them on a GPU; on a CPU
-    all (at most AUTO_CPU_MAX_SEEDS) where a training step is small enough for batching to pay, else 1. Token
-    data (batches of different widths per seed) trains one seed at a time anyway: 1."""
+    all (at most AUTO_CPU_MAX_SEEDS) where batching measurably pays (the table above), else 1. Token data
+    (batches of different widths per seed) trains one seed at a time anyway: 1."""
     if spec.resources.gpu > 0 and spec.execution.device != "cpu":
         return seeds
     from kdtune.data import make_dataset
@@ -236,8 +246,12 @@ def auto_seeds_per_trial(spec: SweepSpec, config: TrialConfig, seeds: int) -> in
     info = make_dataset(spec.data).describe()
     if info.kind != "image":
         return 1
+    if seeds < AUTO_CPU_MIN_SEEDS:
+        return 1
     flops = forward_flops(config.arch, info, dict(config.params), config.train.batch_size)
-    return min(seeds, AUTO_CPU_MAX_SEEDS) if flops <= AUTO_CPU_MAX_FLOPS else 1
+    if flops > AUTO_CPU_MAX_FLOPS:
+        return 1
+    return math.ceil(seeds / math.ceil(seeds / AUTO_CPU_MAX_SEEDS))  # groups of equal size: 10 seeds → 5 + 5
 
 
 def fold_specs(data: DataSpec) -> list[DataSpec]:

@@ -251,9 +251,9 @@ def test_a_diverging_seed_fails_the_group_after_the_others_finish(raw3, tmp_path
 def test_auto_batches_small_models_on_a_cpu_and_every_seed_on_a_gpu(tiny_raw, tmp_path):
     from kdtune.plan import AUTO_CPU_MAX_FLOPS, forward_flops
 
-    def group_sizes(models: dict[str, Any], resources: dict[str, float] | None = None) -> set[int]:
+    def group_sizes(models: dict[str, Any], resources: dict[str, float] | None = None, seeds: int = 4) -> set[int]:
         raw = copy.deepcopy(tiny_raw) | {"execution": {"seeds_per_trial": "auto"}, "models": models}
-        raw["grid"] |= {"seeds": 3, "teachers": ["data"], "students": list(models)}
+        raw["grid"] |= {"seeds": seeds, "teachers": ["data"], "students": list(models)}
         if resources:
             raw["resources"] = resources
         return {len(g.trials) for g in make_plan(parse_sweep(raw, "t.yaml", output=tmp_path)).groups()}
@@ -261,9 +261,11 @@ def test_auto_batches_small_models_on_a_cpu_and_every_seed_on_a_gpu(tiny_raw, tm
     small, big = {"arch": "mlp", "params": {"hidden": [32]}}, {"arch": "mlp", "params": {"hidden": [2048, 2048]}}
     assert forward_flops("mlp", _digits_info(), {"hidden": (32,)}, 128) <= AUTO_CPU_MAX_FLOPS
     assert forward_flops("mlp", _digits_info(), {"hidden": (2048, 2048)}, 128) > AUTO_CPU_MAX_FLOPS
-    assert group_sizes({"S": small}) == {3}
+    assert group_sizes({"S": small}) == {4}
+    assert group_sizes({"S": small}, seeds=10) == {5}  # at most AUTO_CPU_MAX_SEEDS per group, of equal size
+    assert group_sizes({"S": small}, seeds=3) == {1}  # fewer than AUTO_CPU_MIN_SEEDS: batching did not pay
     assert group_sizes({"B": big}) == {1}
-    assert group_sizes({"B": big}, {"cpu": 1, "gpu": 1}) == {3}
+    assert group_sizes({"B": big}, {"cpu": 1, "gpu": 1}) == {4}
 
 
 def _digits_info() -> Any:
