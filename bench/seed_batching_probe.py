@@ -4,14 +4,21 @@ For each case (a model on inputs shaped like a data set) it times training steps
 keyed dropout ``--dropout`` (0.1), random inputs and labels) both ways, median of ``--repeats``, and prints seconds per step
 of all k seeds and the speedup, with the forward FLOPs of one step of one seed (what ``seeds_per_trial: auto``
 reads on a CPU). Usage: ``python bench/seed_batching_probe.py [--threads 1] [--steps 20] [--repeats 5]``.
+
+``--run-group ARCH`` instead times whole groups end to end through :func:`kdtune.execute.run_group` (digits,
+the quickstart's MLP 256-128 or CNN 16-16-32, batch 64, ``--epochs`` 5, evaluation and checkpoints included):
+k seeds as k one-seed groups, then as one group of k.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import shutil
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +75,36 @@ def time_batched(models: list[torch.nn.Module], x: torch.Tensor, y: torch.Tensor
     return (time.perf_counter() - start) / steps
 
 
+GROUP_SWEEP = {
+    "name": "probe",
+    "data": {"name": "digits", "eval_sets": ["test"]},
+    "models": {
+        "CNN": {"arch": "cnn", "params": {"channels": [16, 16, 32]}},
+        "MLP": {"arch": "mlp", "params": {"hidden": [256, 128]}},
+    },
+    "train": {"batch_size": 64, "lr": 0.003},
+    "grid": {"teachers": ["data"]},
+    "outputs": {"feature_examples": 50},
+}
+
+
+def time_groups(label: str, seeds: int, k: int, epochs: int, root: Path) -> float:
+    """Seconds to train ``seeds`` seeds of model ``label`` through run_group, ``k`` seeds per group."""
+    from kdtune.execute import group_payload, run_group
+    from kdtune.plan import make_plan
+    from kdtune.spec import parse_sweep
+
+    raw = copy.deepcopy(GROUP_SWEEP) | {"execution": {"seeds_per_trial": k}}
+    raw["train"]["epochs"] = epochs
+    raw["grid"] |= {"students": [label], "seeds": seeds}
+    shutil.rmtree(root, ignore_errors=True)
+    plan = make_plan(parse_sweep(raw, "probe.yaml", output=root))
+    start = time.perf_counter()
+    for group in plan.groups():
+        run_group(group_payload(plan, group, root, None))
+    return time.perf_counter() - start
+
+
 def main() -> None:
     """Print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -77,8 +114,19 @@ def main() -> None:
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--cases", nargs="+", default=None, help="labels of the cases to run (default: all)")
+    ap.add_argument("--run-group", choices=["MLP", "CNN"], help="time whole groups end to end instead")
+    ap.add_argument("--epochs", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.run_group:
+        with tempfile.TemporaryDirectory() as tmp:
+            for seeds in [k for k in args.ks if k > 1]:
+                alone = [time_groups(args.run_group, seeds, 1, args.epochs, Path(tmp) / "a") for _ in range(args.repeats)]
+                batched = [time_groups(args.run_group, seeds, seeds, args.epochs, Path(tmp) / "b") for _ in range(args.repeats)]
+                a, b = statistics.median(alone), statistics.median(batched)
+                what = f"{args.run_group} {seeds} seeds x {args.epochs} epochs"
+                print(f"{what}: one at a time {a:.2f} s, batched {b:.2f} s, {a / b:.2f}x")
+        return
     setup = f"batch {BATCH}, dropout {args.dropout}, {args.steps} steps, median of {args.repeats}"
     print(f"torch {torch.__version__}, {args.threads} thread(s), {setup}")
     print(f"{'case':24} {'MFLOP/step':>10} {'k':>3} {'alone s':>9} {'batched s':>9} {'speedup':>8}")
