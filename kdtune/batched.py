@@ -28,7 +28,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from kdtune.distill import loss_for_epoch
 from kdtune.models.layers import Dropout, dropout_keys
-from kdtune.optim import SCHEDULES
+from kdtune.tasks import Task
 from kdtune.train import InjectedFault, Trainer
 
 logger = logging.getLogger(__name__)
@@ -60,8 +60,8 @@ def batch_problem(trainers: Sequence[Trainer]) -> str | None:
         return f"optimizer {tr.optimizer!r} is not known to be elementwise (batched: {', '.join(sorted(ELEMENTWISE_OPTIMIZERS))})"
     if not isinstance(trainers[0].data.train.x, torch.Tensor):
         return f"{first.data.name} inputs are token sequences (batches of different widths per seed)"
-    if SCHEDULES.get(tr.schedule.name) is None:
-        return f"schedule {tr.schedule.name!r} unknown"
+    if type(trainers[0].task).outputs is not Task.outputs:
+        return f"task {type(trainers[0].task).__name__} computes its outputs its own way"
     model = trainers[0].model
     for name, module in model.named_modules():
         if isinstance(module, nn.Dropout) and not isinstance(module, Dropout) and module.p > 0:

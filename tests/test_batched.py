@@ -12,6 +12,7 @@ max-pooling and maxout, which rounding breaks either way.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import shutil
 from pathlib import Path
@@ -237,15 +238,29 @@ def test_a_model_that_cannot_be_batched_trains_one_seed_at_a_time_with_the_same_
 
 
 def test_a_diverging_seed_fails_the_group_after_the_others_finish(raw3, tmp_path, monkeypatch):
+    """The others train on regrouped (their optimizer state carried over) and end as they do alone."""
+    raw3["train"] |= {"epochs": 3, "dropout": 0.2}
+    _, alone = _run(raw3, tmp_path / "alone", 1, 1)
     raw3 |= {"execution": {"seeds_per_trial": 3}}
-    plan = make_plan(parse_sweep(raw3, "t.yaml", output=tmp_path))
+    plan = make_plan(parse_sweep(raw3, "t.yaml", output=tmp_path / "batched"))
     (group,) = plan.groups()
     bad = group.trials[1].id
     monkeypatch.setenv("KDTUNE_FAULT", f"nan:{bad[:8]}:2")
     with pytest.raises(FloatingPointError, match=f"trial {bad}, epoch 2: training loss became nan"):
-        run_group(group_payload(plan, group, tmp_path, None))
-    finished = {p.parent.name for p in tmp_path.rglob("metrics.json")}
+        run_group(group_payload(plan, group, tmp_path / "batched", None))
+    finished = {p.parent.name for p in (tmp_path / "batched").rglob("metrics.json")}
     assert finished == {group.trials[0].id, group.trials[2].id}
+    cpu = torch.device("cpu")
+    for tid in finished:
+        sa, sb = load_state(tmp_path / "alone", tid, cpu), load_state(tmp_path / "batched", tid, cpu)
+        assert max((sa[k].double() - sb[k].double()).abs().max().item() for k in sa) <= 1e-4
+        metrics = json.loads(next((tmp_path / "batched").rglob(f"{tid}/metrics.json")).read_text())
+        assert alone[tid]["best_epoch"] == metrics["best_epoch"]
+
+
+def test_gradient_clipping_is_per_seed(raw3, tmp_path):
+    raw3["train"] |= {"grad_clip": 0.05, "optimizer": "sgd"}  # small enough to clip every step
+    _compare(raw3, tmp_path, 1, params_tol=1e-4, metric_tol=1e-4)
 
 
 def test_auto_batches_small_models_on_a_cpu_and_every_seed_on_a_gpu(tiny_raw, tmp_path):
