@@ -88,6 +88,12 @@ def distill_epochs(spec: LossSpec, epochs: int) -> range:
     return range(min(first, epochs + 1), min(max(end, first), epochs + 1))
 
 
+def objective_starts(spec: LossSpec, epoch: int, epochs: int) -> bool:
+    """Whether 1-based ``epoch`` is the first of an objective: the first epoch, or a switch between the labels
+    and the teacher (what a divergence check measures the loss against: the two differ in scale)."""
+    return epoch == 1 or loss_for_epoch(spec, epoch, epochs) != loss_for_epoch(spec, epoch - 1, epochs)
+
+
 def loss_for_epoch(spec: LossSpec, epoch: int, epochs: int) -> LossSpec:
     """The loss of 1-based ``epoch`` of ``epochs``: ``spec`` itself in the epochs it distils (from
     ``start`` on, before ``stop``), the labels-only cross-entropy :data:`LABELS_ONLY` outside them."""

@@ -58,12 +58,13 @@ class TrialConfig:
         d = _jsonable(dataclasses.asdict(self)) | {"schema": SCHEMA}
         if not d["outputs"]["feature_epochs"]:
             del d["outputs"]["feature_epochs"]
-        if d["data"]["folds"] <= 1:
-            del d["data"]["folds"], d["data"]["fold"]
-        if d["data"]["invariance"] is None:
-            del d["data"]["invariance"]
-        if d["loss"]["start"] == 0 and d["loss"]["stop"] is None:
-            del d["loss"]["start"], d["loss"]["stop"]
+        data, loss = d["data"] or {}, d["loss"] or {}
+        if data.get("folds", 1) <= 1:
+            data.pop("folds", None), data.pop("fold", None)
+        if data.get("invariance", 0) is None:
+            del data["invariance"]
+        if loss.get("start") == 0 and loss.get("stop") is None:
+            del loss["start"], loss["stop"]
         return d
 
     @property

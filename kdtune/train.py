@@ -36,7 +36,7 @@ from torch import nn
 from kdtune.data import DataBundle, DataInfo, data_fingerprint, load_data
 from kdtune.data.augment import AUGMENTATIONS
 from kdtune.data.base import Split, take
-from kdtune.distill import loss_for_epoch
+from kdtune.distill import loss_for_epoch, objective_starts
 from kdtune.errors import KdtuneError
 from kdtune.models import build_model
 from kdtune.models.layers import dropout_keys
@@ -314,7 +314,7 @@ class Trainer:
                 nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
-            if epoch == 1 and i == 0:
+            if i == 0 and objective_starts(config.loss, epoch, tr.epochs):  # the loss's scale changes at a switch
                 self.start_loss = float(loss.detach())
             loss_sum += loss.detach() * len(idx)
         return self._end_epoch(loss_sum)

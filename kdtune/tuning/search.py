@@ -81,6 +81,8 @@ def prepare(spec: SweepSpec, model: str, teacher: str = NO_TEACHER) -> SearchSet
             w_soft=grid.w_soft[:1],
             loss=grid.loss[:1],
             train=tuple((k, v[:1]) for k, v in grid.train),
+            start=grid.start[:1] if grid.start is not None else None,
+            stop=grid.stop[:1] if grid.stop is not None else None,
         ),
     )
     plan = make_plan(sub, skip_tuned={(model, teacher)})
