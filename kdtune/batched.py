@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from kdtune.distill import loss_for_epoch
+from kdtune.distill import loss_for_epoch, objective_starts
 from kdtune.models.layers import Dropout, dropout_keys
 from kdtune.tasks import Task
 from kdtune.train import InjectedFault, Trainer
@@ -204,7 +204,7 @@ class SeedBatch:
                 self._clip()
             self.optimizer.step()
             self.scheduler.step()
-            if epoch == 1 and i == 0:
+            if i == 0 and objective_starts(self.config.loss, epoch, self.config.train.epochs):  # as Trainer does
                 for t, value in zip(trainers, losses.detach().tolist(), strict=True):
                     t.start_loss = value
             loss_sum += losses.detach() * idx.shape[1]
