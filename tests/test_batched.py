@@ -27,7 +27,7 @@ from kdtune.batched import batch_problem
 from kdtune.execute import group_payload, run_group
 from kdtune.models import MODELS
 from kdtune.models.layers import Dropout, dropout_keys, keep_mask
-from kdtune.plan import make_plan
+from kdtune.plan import TrialConfig, make_plan
 from kdtune.rundir import load_state
 from kdtune.spec import parse_sweep
 from kdtune.train import Trainer
@@ -294,3 +294,30 @@ def test_forward_flops_counts_the_matrix_products():
 
     # 144 → 32 → 10 on 4 examples: 2·4·(144·32 + 32·10) multiply-adds counted as 2 FLOPs each
     assert forward_flops("mlp", _digits_info(), {"hidden": (32,)}, 4) == 2 * 4 * (144 * 32 + 32 * 10)
+
+
+def test_a_search_trial_trains_its_seeds_batched_as_they_train_alone(tiny_raw, tmp_path):
+    from kdtune.train import train_trial
+    from kdtune.tuning.search import prepare, run_search_trial
+
+    raw = copy.deepcopy(tiny_raw)
+    raw["train"]["dropout"] = 0.2
+    raw["tune"] = {"metric": "accuracy", "seeds": 3, "space": {"MLP": {"lr": {"loguniform": [1.0e-3, 1.0e-1]}}}}
+    spec = parse_sweep(raw, "t.yaml", output=tmp_path / "search")
+    setup = prepare(spec, "MLP")
+    payload = {"run_dir": str(spec.output.resolve()), "data_root": None, "device": "cpu", "cpus": 1,
+               "eval_batch_size": 512, "metric": "accuracy", "templates": [t.to_dict() for t in setup.templates]}  # fmt: skip
+    result = run_search_trial({"lr": 0.02}, payload, lambda r: None)
+    assert result["trained"] == 3
+    cpu = torch.device("cpu")
+    for tid in result["trial_ids"]:
+        config = TrialConfig.from_dict(json.loads(next(spec.output.rglob(f"{tid}/config.json")).read_text())["config"])
+        alone = train_trial(config, tmp_path / "alone", None, cpu)
+        sa, sb = load_state(tmp_path / "alone", tid, cpu), load_state(spec.output, tid, cpu)
+        assert max((sa[k].double() - sb[k].double()).abs().max().item() for k in sa) <= 1e-4
+        assert math.isclose(alone["eval"]["val"]["nll"], _val_nll(spec.output, tid), rel_tol=1e-4)
+
+
+def _val_nll(run_dir: Path, tid: str) -> float:
+    """The validation NLL a trial's metrics.json records."""
+    return json.loads(next(run_dir.rglob(f"{tid}/metrics.json")).read_text())["eval"]["val"]["nll"]
