@@ -65,10 +65,20 @@ def keep_mask(key: torch.Tensor, step: int, call: int, shape: torch.Size, p: flo
     return hash32(_positions(shape, device) ^ head) >= int(p * (1 << 32))
 
 
-@functools.lru_cache(maxsize=64)
+_CACHED_POSITIONS = 1 << 20  # elements: larger (rare) shapes are not kept, so varying token widths cannot pile up memory
+
+
 def _positions(shape: torch.Size, device: torch.device) -> torch.Tensor:
-    """Element positions, spread over 32 bits (times an odd constant) so that one mixing round decorrelates neighbours."""
+    """Element positions, spread over 32 bits (times an odd constant) so that one mixing round decorrelates
+    neighbours; kept for shapes up to ``_CACHED_POSITIONS`` elements (the same shapes recur every step)."""
+    return _cached_positions(shape, device) if shape.numel() <= _CACHED_POSITIONS else _spread(shape, device)
+
+
+def _spread(shape: torch.Size, device: torch.device) -> torch.Tensor:
     return (torch.arange(shape.numel(), device=device, dtype=torch.int64).view(shape) * 0x9E3779B1) & _MASK32
+
+
+_cached_positions = functools.lru_cache(maxsize=32)(_spread)
 
 
 class Dropout(nn.Dropout):
