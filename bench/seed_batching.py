@@ -56,7 +56,8 @@ TIMED = {
         "RayExecutor.__exit__",
         "RayExecutor.run_stage",
     ],
-    "kdtune.train": ["Trainer.__init__", "Trainer.train_epoch", "Trainer.finish"],
+    "kdtune.train": ["Trainer.__init__", "Trainer.train_epoch", "Trainer.finish", "load_trained_model", "teacher_train_logits"],
+    "torch.optim.optimizer": ["Optimizer.__init__"],
     "kdtune.batched": ["BatchedTrainer.__init__", "BatchedTrainer.train_epoch", "BatchedTrainer.finish"],
     "kdtune.results": ["write_sweep_record", "record_outcome", "collect_run", "write_results", "collect"],
     "kdtune.report": ["render"],
@@ -239,7 +240,7 @@ def plain_loop(plan: Any, device: str) -> Outcome:
         )
         schedule, params = SCHEDULES.get(tr.schedule.name), dict(tr.schedule.params)
         steps = len(loader)
-        lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: schedule(s / steps, tr.epochs, **params))
+        lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s, f=schedule, n=steps, e=tr.epochs, p=params: f(s / n, e, **p))
         augment = (AUGMENTATIONS.get(tr.augment.name), dict(tr.augment.params)) if tr.augment else None
         aug_gen = torch.Generator(device=dev).manual_seed(cfg.seed)
         loss_spec = cfg.loss
@@ -260,7 +261,8 @@ def plain_loop(plan: Any, device: str) -> Outcome:
                 if loss_spec.distills and loss_spec.w_soft:
                     tau = loss_spec.temperature
                     t_logits = batch[2].to(dev, non_blocking=pin)
-                    kd = F.kl_div(F.log_softmax(logits / tau, -1), F.log_softmax(t_logits / tau, -1), reduction="batchmean", log_target=True)
+                    log_p_s, log_p_t = F.log_softmax(logits / tau, -1), F.log_softmax(t_logits / tau, -1)
+                    kd = F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
                     loss = loss + loss_spec.w_soft * kd * tau * tau
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -281,7 +283,8 @@ def plain_loop(plan: Any, device: str) -> Outcome:
         if trial.id in plan.needs_train_logits:
             train_logits[trial.id] = logits_of(model, data.train.x)
     wall = time.perf_counter() - start
-    return Outcome("(a) plain PyTorch loop", len(plan.trials), trial_epochs, wall, training, 1, f"{torch.get_num_threads()} threads")
+    threads = f"{torch.get_num_threads()} threads"
+    return Outcome("(a) plain PyTorch loop", len(plan.trials), trial_epochs, wall, training, 1, threads)
 
 
 def merged(intervals: list[tuple[float, float]]) -> float:
@@ -374,9 +377,18 @@ def table(outcomes: list[Outcome]) -> str:
         ratio = f"{rate / (base.trial_epochs / base.wall):.2f}×" if base else "–"
         outside = 1 - o.training / (o.wall * o.slots)
         way = o.way + (f" ({o.note})" if o.note else "")
-        rows.append(
-            f"| {way} | {o.trials} | {o.trial_epochs} | {o.wall:.1f} | {rate:.2f} | {ratio} | {o.training:.1f} | {o.slots} | {outside:.0%} |"
-        )
+        cells = [
+            way,
+            o.trials,
+            o.trial_epochs,
+            f"{o.wall:.1f}",
+            f"{rate:.2f}",
+            ratio,
+            f"{o.training:.1f}",
+            o.slots,
+            f"{outside:.0%}",
+        ]
+        rows.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(rows)
 
 
