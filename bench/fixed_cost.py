@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_batching import REPO, read_events, timed_env, training_seconds
+from seed_batching import EPOCH_FUNCTIONS, REPO, read_events, timed_env, training_seconds
 
-EPOCHS = ("kdtune.train.Trainer.train_epoch", "kdtune.batched.BatchedTrainer.train_epoch")
-SETUPS = ("kdtune.train.Trainer.__init__", "kdtune.batched.BatchedTrainer.__init__")
-FINISHES = ("kdtune.train.Trainer.finish", "kdtune.batched.BatchedTrainer.finish")
+EPOCHS = EPOCH_FUNCTIONS
+SETUPS = ("kdtune.train.Trainer.__init__",)
+FINISHES = ("kdtune.train.Trainer.finish",)
 LOAD = "kdtune.data._load_cpu"
 IMPORTS = ("torch", "ray", "ray.tune", "pandas", "sklearn.datasets", "kdtune.cli", "kdtune.train")
 

@@ -1,11 +1,13 @@
 """One grid trained three ways: a plain PyTorch loop, kdtune one seed per trial, kdtune with seeds batched.
 
-(a) ``plain``: one trial after another in this process, a ``DataLoader`` (``TensorDataset``, shuffle,
-the sweep's batch size) over the same tensors kdtune loads, the model from kdtune's registry, the same
-optimizer, schedule, epochs and loss (CE from data; Hinton KD on the teacher's training-set logits,
-computed once per teacher, for students), validation each epoch (best epoch kept), the eval sets at the
-end: a KD code base as it is usually written. (b) ``kdtune``: ``kdtune run`` on a copy of the sweep
-with ``execution.seeds_per_trial=1``, through Ray, into a fresh run folder, timed from launch to exit.
+(a) ``plain``: one trial after another in one fresh Python process (timed from its launch, less the
+benchmark's own planning, so Python's start and torch's import count as they do for kdtune), a
+``DataLoader`` (``TensorDataset``, shuffle, the sweep's batch size) over the same tensors kdtune loads,
+the model from kdtune's registry, the same optimizer, schedule, epochs and loss (CE from data; Hinton KD
+on the teacher's training-set logits, computed once per teacher, for students), validation each epoch
+(best epoch kept), the eval sets at the end: a KD code base as it is usually written.
+(b) ``kdtune``: ``kdtune run`` on a copy of the sweep with ``execution.seeds_per_trial=1``, through Ray,
+into a fresh run folder, timed from launch to exit.
 (c) ``kdtune batched``: the same with ``seeds_per_trial`` = the grid's seed count (or ``--batched auto``).
 
 Training time is measured from the outside: a ``sitecustomize`` put first on the ``PYTHONPATH`` of the
@@ -58,11 +60,11 @@ TIMED = {
     ],
     "kdtune.train": ["Trainer.__init__", "Trainer.train_epoch", "Trainer.finish", "load_trained_model", "teacher_train_logits"],
     "torch.optim.optimizer": ["Optimizer.__init__"],
-    "kdtune.batched": ["BatchedTrainer.__init__", "BatchedTrainer.train_epoch", "BatchedTrainer.finish"],
+    "kdtune.batched": ["SeedBatch.__init__", "SeedBatch.train_epoch", "train_together"],
     "kdtune.results": ["write_sweep_record", "record_outcome", "collect_run", "write_results", "collect"],
     "kdtune.report": ["render"],
 }
-EPOCH_FUNCTIONS = ("kdtune.train.Trainer.train_epoch", "kdtune.batched.BatchedTrainer.train_epoch")
+EPOCH_FUNCTIONS = ("kdtune.train.Trainer.train_epoch", "kdtune.batched.SeedBatch.train_epoch")
 
 SITECUSTOMIZE = '''\
 """Written by kdtune's bench/seed_batching.py: times the functions named in $KDTUNE_BENCH_TIMED."""
@@ -185,7 +187,8 @@ def load_plan(grid: Grid, sets: Sequence[str], out: Path):
 
 
 def plain_loop(plan: Any, device: str) -> Outcome:
-    """(a): the grid as a plain PyTorch loop, one trial after another (see the module docstring)."""
+    """(a): the grid as a plain PyTorch loop, one trial after another (see the module docstring); its wall
+    time starts at loading the data (:func:`run_plain` adds the interpreter's start and imports)."""
     import torch
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
@@ -285,6 +288,39 @@ def plain_loop(plan: Any, device: str) -> Outcome:
     wall = time.perf_counter() - start
     threads = f"{torch.get_num_threads()} threads"
     return Outcome("(a) plain PyTorch loop", len(plan.trials), trial_epochs, wall, training, 1, threads)
+
+
+def run_plain(grid: Grid, sets: Sequence[str], device: str, work: Path) -> Outcome:
+    """(a) in a fresh interpreter, so that its wall time includes starting Python and importing torch, as
+    kdtune's does; the time the benchmark spends planning the grid there is not counted."""
+    work.mkdir(parents=True)
+    result = work / "plain.json"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--plain-json", str(result), "--device", device]
+    cmd += ["--sweep-file", str(grid.sweep), "--out", str(work / "plan")]
+    cmd += ["--data-dir", str(grid.data_root)] if grid.data_root else []
+    cmd += [a for s in sets for a in ("--set", s)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"seed_batching: the plain loop failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    got = json.loads(result.read_text())
+    o = Outcome(**got["outcome"])
+    o.wall = wall - got["plan_seconds"]
+    return o
+
+
+def plain_child(args: argparse.Namespace) -> None:
+    """The fresh interpreter of :func:`run_plain`: plan the grid (not timed), run (a), write its outcome."""
+    import dataclasses
+
+    start = time.perf_counter()
+    grid = Grid(Path(args.sweep_file), [], Path(args.data_dir) if args.data_dir else None)
+    plan = load_plan(grid, args.sets, Path(args.out))
+    plan_seconds = time.perf_counter() - start
+    outcome = plain_loop(plan, args.device)
+    Path(args.plain_json).write_text(json.dumps({"outcome": dataclasses.asdict(outcome), "plan_seconds": plan_seconds}))
 
 
 def merged(intervals: list[tuple[float, float]]) -> float:
@@ -402,7 +438,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--only", default="plain,kdtune,batched", help="ways to run, comma-separated (default: all three)")
     parser.add_argument("--data-dir", help=f"data folder (default for MNIST: {SHARED_DATA})")
     parser.add_argument("--keep", help="keep the run folders and logs under this folder (default: a temporary one)")
+    for hidden in ("--plain-json", "--sweep-file", "--out"):  # run_plain's child process
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
+    parser.add_argument("--set", dest="sets", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.plain_json:
+        plain_child(args)
+        return
     if args.epochs is not None and not 1 <= args.epochs <= 100:
         parser.error(f"--epochs must be between 1 and 100, got {args.epochs}")
     if args.device == "cuda" and not 0 < args.gpu_share <= 1:
@@ -435,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     outcomes: list[Outcome] = []
     try:
         if "plain" in ways:
-            outcomes.append(plain_loop(plan, args.device))
+            outcomes.append(run_plain(grid, sets, args.device, work / "plain"))
             print(f"  done: {outcomes[-1].way} in {outcomes[-1].wall:.1f} s", flush=True)
         if "kdtune" in ways:
             one = [*sets, "execution.seeds_per_trial=1"]
