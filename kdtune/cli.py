@@ -56,7 +56,7 @@ def _digits(text: str) -> int:
     return int(text)
 
 
-METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "d_accuracy", "a_accuracy", "perplexity", "token_nll")
+METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "im", "d_accuracy", "a_accuracy", "perplexity", "token_nll")
 
 
 def _add_sweep_args(p: argparse.ArgumentParser) -> None:

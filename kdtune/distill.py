@@ -2,10 +2,15 @@
 
 Weights are named for what they weigh: ``w_hard`` multiplies the cross-entropy with the labels,
 ``w_soft`` the distillation term. Pure distillation, as in Abnar et al., is ``w_hard=0, w_soft=1``.
+
+A student may switch between the labels and its teacher during training (student–teacher deviations paper,
+section 3.2): ``LossSpec.start`` and ``LossSpec.stop`` bound the epochs that distil, :func:`loss_for_epoch`
+gives the loss of each epoch.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,11 +54,46 @@ class LossSpec:
     temperature: float | None = None
     w_hard: float = 1.0
     w_soft: float = 0.0
+    start: float | int = 0.0  # first distilled epoch: a fraction in [0, 1) of the epochs, or an epoch number >= 1
+    stop: float | int | None = None  # first epoch back on the labels (same forms), or None: distil to the end
 
     @property
     def distills(self) -> bool:
         """Whether this objective reads a teacher."""
         return self.kind != "ce"
+
+
+LABELS_ONLY = LossSpec("ce", w_hard=1.0, w_soft=0.0)  # what a switched student trains on outside its window
+
+
+def switch_epoch(value: float | int, epochs: int) -> int:
+    """The 1-based epoch a switch point names: a fraction ``v`` in [0, 1) of ``epochs`` is epoch
+    ``round(v · epochs) + 1``, halves rounded up (0: the first epoch), an integer ``v >= 1`` is epoch ``v`` itself."""
+    if isinstance(value, float) and 0 <= value < 1:
+        return math.floor(value * epochs + 0.5) + 1
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if isinstance(value, int) and value == 0:
+        return 1
+    raise ValueError(f"a switch point is a fraction in [0, 1) or an epoch number >= 1, got {value!r}")
+
+
+def distill_epochs(spec: LossSpec, epochs: int) -> range:
+    """The 1-based epochs of a training of ``epochs`` epochs that use ``spec``'s distillation loss (all of
+    them for an objective without a switch, none for one that reads no teacher)."""
+    if not spec.distills:
+        return range(1, 1)
+    first = switch_epoch(spec.start, epochs)
+    end = epochs + 1 if spec.stop is None else switch_epoch(spec.stop, epochs)
+    return range(min(first, epochs + 1), min(max(end, first), epochs + 1))
+
+
+def loss_for_epoch(spec: LossSpec, epoch: int, epochs: int) -> LossSpec:
+    """The loss of 1-based ``epoch`` of ``epochs``: ``spec`` itself in the epochs it distils (from
+    ``start`` on, before ``stop``), the labels-only cross-entropy :data:`LABELS_ONLY` outside them."""
+    if not spec.distills or (spec.start == 0 and spec.stop is None):
+        return spec
+    return spec if epoch in distill_epochs(spec, epochs) else LABELS_ONLY
 
 
 def objective(

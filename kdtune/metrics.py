@@ -61,3 +61,13 @@ def kl(teacher_logits: ArrayLike, student_logits: ArrayLike) -> float:
     p_t = log_p_t.exp()
     terms = torch.where(p_t > 0, p_t * (log_p_t - log_p_s), torch.zeros_like(p_t))
     return terms.sum(-1).mean().item()
+
+
+def invariance_metric(probs: ArrayLike, probs_transformed: ArrayLike) -> float:
+    """IM (eq. 3 of the symmetry-invariance paper): ``1/N sum_i |softmax(x_i) - softmax(x'_i)|`` over paired
+    rows of class probabilities, where |·| is read as the L1 norm over classes (0 for an invariant model, at
+    most 2). Raises ValueError for arrays of different shapes."""
+    p, q = _t(probs).double(), _t(probs_transformed).double()
+    if p.shape != q.shape:
+        raise ValueError(f"probabilities of different shapes: {tuple(p.shape)} and {tuple(q.shape)}")
+    return (p - q).abs().sum(-1).mean().item()

@@ -14,14 +14,14 @@ import hashlib
 import itertools
 import json
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kdtune.data import DataSpec, EvalSetSpec
 from kdtune.distill import LossSpec
 from kdtune.errors import KdtuneError
-from kdtune.spec import NO_TEACHER, AugmentSpec, OutputSpec, ScheduleSpec, SweepSpec, TrainSpec, resolve_train
+from kdtune.spec import NO_TEACHER, AugmentSpec, OutputSpec, ScheduleSpec, SweepSpec, TrainSpec, resolve_train, switch_points
 from kdtune.tuning.space import LOSS_SETTINGS
 
 # The version of the code paths that change a trial's result for the same config: part of every trial
@@ -46,11 +46,18 @@ class TrialConfig:
     data_fingerprint: str = ""  # hash of the tensors actually loaded (kdtune.data.data_fingerprint)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able, canonical form (tuples of pairs become mappings). An empty ``outputs.feature_epochs``
-        is left out, so configs that keep no training-path features have the ids they had before it existed."""
+        """A JSON-able, canonical form (tuples of pairs become mappings). Settings at the values they had
+        before they existed are left out (an empty ``outputs.feature_epochs``; ``data.folds`` 1 and its
+        ``fold``; no ``data.invariance``; ``loss.start`` 0 and ``loss.stop`` None), so such configs keep their ids."""
         d = _jsonable(dataclasses.asdict(self)) | {"schema": SCHEMA}
         if not d["outputs"]["feature_epochs"]:
             del d["outputs"]["feature_epochs"]
+        if d["data"]["folds"] <= 1:
+            del d["data"]["folds"], d["data"]["fold"]
+        if d["data"]["invariance"] is None:
+            del d["data"]["invariance"]
+        if d["loss"]["start"] == 0 and d["loss"]["stop"] is None:
+            del d["loss"]["start"], d["loss"]["stop"]
         return d
 
     @property
@@ -64,6 +71,8 @@ class TrialConfig:
         """Inverse of :meth:`to_dict`."""
         data = dict(d["data"])
         data["params"] = _pairs(data["params"])
+        if data.get("invariance") is not None:
+            data["invariance"] = _pairs(data["invariance"])
         data["eval_sets"] = tuple(
             EvalSetSpec(e["name"], e["source"], e["corruption"], _pairs(e["params"])) for e in data["eval_sets"]
         )
@@ -91,7 +100,7 @@ def _is_pairs(v: Any) -> bool:
 def _jsonable(v: Any, key: str = "") -> Any:
     if isinstance(v, dict):
         return {k: _jsonable(x, k) for k, x in v.items()}
-    if key == "params" and _is_pairs(v):
+    if key in ("params", "invariance") and _is_pairs(v):
         return {k: _jsonable(x) for k, x in v}
     if isinstance(v, (tuple, list)):
         return [_jsonable(x) for x in v]
@@ -127,6 +136,11 @@ class Trial:
     @property
     def seed(self) -> int:
         return self.config.seed
+
+    @property
+    def fold(self) -> int | None:
+        """The held-out fold of a k-fold sweep (``data.folds``), None without folds."""
+        return self.config.data.fold if self.config.data.folds > 1 else None
 
 
 @dataclass(frozen=True)
@@ -177,20 +191,44 @@ def _tuned(spec: SweepSpec, model: str, teacher: str, skip: Collection[tuple[str
     return read_tuned(spec.output, model, teacher, spec.source, spec.name)
 
 
-def make_plan(spec: SweepSpec, fingerprint: str | None = None, skip_tuned: Collection[tuple[str, str]] = ()) -> Plan:
-    """Expand the grid of ``spec`` into trials, deduplicated by id and ordered in stages. Trial ids
-    include ``fingerprint``, the hash of the data actually loaded (computed here if not given). Models
+def fold_specs(data: DataSpec) -> list[DataSpec]:
+    """The data of each fold of a k-fold sweep (``data.folds`` > 1: folds 0..k-1), else ``data`` alone."""
+    return [data] if data.folds <= 1 else [dataclasses.replace(data, fold=f) for f in range(data.folds)]
+
+
+def fold_fingerprints(spec: SweepSpec, fingerprint: str | Mapping[int, str] | None = None) -> dict[int, str]:
+    """Fold → the fingerprint of the data that fold loads (one entry, fold 0, without folds): ``fingerprint``
+    as given (one string for every fold, or one per fold), else computed (once per fold and process)."""
+    from kdtune.data import data_fingerprint
+
+    out = {}
+    for data in fold_specs(spec.data):
+        if isinstance(fingerprint, str):
+            out[data.fold] = fingerprint
+        elif fingerprint is not None:
+            if data.fold not in fingerprint:
+                raise KdtuneError(f"{spec.source}: no data fingerprint given for fold {data.fold}")
+            out[data.fold] = fingerprint[data.fold]
+        else:
+            try:
+                out[data.fold] = data_fingerprint(data, spec.data_root)
+            except ValueError as e:
+                where = f" (fold {data.fold} of {data.folds})" if data.folds > 1 else ""
+                raise KdtuneError(f"{spec.source}: data{where}: {e}") from None
+    return out
+
+
+def make_plan(
+    spec: SweepSpec, fingerprint: str | Mapping[int, str] | None = None, skip_tuned: Collection[tuple[str, str]] = ()
+) -> Plan:
+    """Expand the grid of ``spec`` into trials, deduplicated by id and ordered in stages; with ``data.folds``
+    = k, every trial once per fold (its teacher of the same fold). Trial ids include the hash of the data
+    actually loaded: ``fingerprint`` (one for all folds, or fold → hash), computed here if not given. Models
     marked ``hparams: tuned`` read their tuned values, except the (model, teacher) pairs in ``skip_tuned``
     (what ``kdtune tune`` is tuning)."""
     from kdtune.tuning.values import apply_values
 
-    if fingerprint is None:
-        from kdtune.data import data_fingerprint
-
-        try:
-            fingerprint = data_fingerprint(spec.data, spec.data_root)
-        except ValueError as e:
-            raise KdtuneError(f"{spec.source}: data: {e}") from None
+    prints = fold_fingerprints(spec, fingerprint)
     grid = spec.grid
     trials: dict[str, Trial] = {}
     needs_logits: set[str] = set()
@@ -204,34 +242,35 @@ def make_plan(spec: SweepSpec, fingerprint: str | None = None, skip_tuned: Colle
             )
         return known
 
-    def from_data(label: str, seed: int, overrides: tuple[tuple[str, Any], ...]) -> Trial:
+    def from_data(label: str, seed: int, overrides: tuple[tuple[str, Any], ...], data: DataSpec) -> Trial:
         model = spec.models[label]
         train = resolve_train(spec, model, student=False, overrides=overrides)
         loss = LossSpec(kind="ce", w_hard=1.0, w_soft=0.0)
         values = _tuned(spec, label, NO_TEACHER, skip_tuned)
         if values:
             train, _ = apply_values(train, loss, {k: v for k, v in values.items() if k not in LOSS_SETTINGS})
-        cfg = TrialConfig(model.arch, model.params, spec.data, train, loss, seed, None, spec.outputs, fingerprint)
+        cfg = TrialConfig(model.arch, model.params, data, train, loss, seed, None, spec.outputs, prints[data.fold])
         return add(Trial(cfg, 1, label, NO_TEACHER))
 
-    for (teacher, student), overrides in itertools.product(grid.pairs, _train_overrides(spec)):
-        for seed in grid.seeds:
-            if teacher == NO_TEACHER:
-                from_data(student, seed, overrides)
-                continue
-            t_seed = seed if grid.teacher_seed == "same" else int(grid.teacher_seed)
-            t = from_data(teacher, t_seed, ())
-            model = spec.models[student]
-            train = resolve_train(spec, model, student=True, overrides=overrides)
-            if train.augment is None:
-                needs_logits.add(t.id)
-            values = _tuned(spec, student, teacher, skip_tuned)
-            for tau, w_hard, w_soft, kind in itertools.product(grid.temperature, grid.w_hard, grid.w_soft, grid.loss):
-                loss = LossSpec(kind=kind, temperature=tau, w_hard=w_hard, w_soft=w_soft)
-                if values:  # tuned values replace the grid's for this pair (equal cells are one trial)
-                    train, loss = apply_values(train, loss, values)
-                cfg = TrialConfig(model.arch, model.params, spec.data, train, loss, seed, t.id, spec.outputs, fingerprint)
-                add(Trial(cfg, t.stage + 1, student, teacher, t_seed))
+    settings = itertools.product(grid.pairs, _train_overrides(spec), fold_specs(spec.data), grid.seeds)
+    for (teacher, student), overrides, data, seed in settings:
+        if teacher == NO_TEACHER:
+            from_data(student, seed, overrides, data)
+            continue
+        t_seed = seed if grid.teacher_seed == "same" else int(grid.teacher_seed)
+        t = from_data(teacher, t_seed, (), data)  # of the same fold
+        model = spec.models[student]
+        train = resolve_train(spec, model, student=True, overrides=overrides)
+        if train.augment is None:
+            needs_logits.add(t.id)
+        values = _tuned(spec, student, teacher, skip_tuned)
+        losses = itertools.product(grid.temperature, grid.w_hard, grid.w_soft, grid.loss, switch_points(spec, model))
+        for tau, w_hard, w_soft, kind, (start, stop) in losses:
+            loss = LossSpec(kind=kind, temperature=tau, w_hard=w_hard, w_soft=w_soft, start=start, stop=stop)
+            if values:  # tuned values replace the grid's for this pair (equal cells are one trial)
+                train, loss = apply_values(train, loss, values)
+            cfg = TrialConfig(model.arch, model.params, data, train, loss, seed, t.id, spec.outputs, prints[data.fold])
+            add(Trial(cfg, t.stage + 1, student, teacher, t_seed))
 
     by_config: dict[tuple[Any, ...], list[Trial]] = defaultdict(list)
     for trial in trials.values():

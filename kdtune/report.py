@@ -1,4 +1,4 @@
-"""Results table → mean ± std (n) tables over seeds, in markdown, LaTeX (booktabs) or CSV.
+"""Results table → mean ± std (n) tables over seeds (and k-fold folds), in markdown, LaTeX (booktabs) or CSV.
 
 Default layout (Abnar et al., Tables 5-6): rows are students; columns are eval set × teacher,
 "data" meaning trained without distillation. Settings that vary inside a cell (e.g. two
@@ -6,6 +6,9 @@ temperatures) are added to the rows automatically, so no cell ever mixes configu
 
 Baselines ("data" rows) have no distillation settings: when one of :data:`KD_SETTINGS` is a row or
 column key, a baseline's cell is shown under every value of it, with a note under the table.
+Seeds and folds (``data.folds``) are what a cell averages over, unless named as rows or columns: a cell of
+a 5-fold sweep with 3 seeds holds 15 trials.
+
 Trials that did not finish count towards a cell's planned number: ``0.967 ± 0.004 (3/4)`` means 3 of
 4 planned trials finished, ``failed (0/2)`` that none did; a note under the table lists them.
 """
@@ -23,7 +26,7 @@ from kdtune.spec import NO_TEACHER, REPORT_KEYS, SETTING_COLUMNS
 
 FORMATS = ("markdown", "latex", "csv")
 KEYS: tuple[str, ...] = REPORT_KEYS  # what rows and cols may name (for the CLI's help and the README)
-KD_SETTINGS = ("temperature", "w_hard", "w_soft", "kd_loss")  # not applicable to baselines (teacher "data")
+KD_SETTINGS = ("temperature", "w_hard", "w_soft", "kd_loss", "start", "stop")  # not applicable to baselines (teacher "data")
 SETTINGS = ["eval_set", "student", "teacher", *SETTING_COLUMNS]  # never averaged over inside one cell
 MAX_LISTED = 20  # unfinished trials listed under a table; the rest are counted
 _VALUES = ("mean", "std", "n", "n_expected", "missing", "metric", "cell")  # aggregate's non-key columns
@@ -258,13 +261,20 @@ def _reason(status: str, error: object) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
+def over(planned: pd.DataFrame) -> str:
+    """What a table's cells average over: ``seeds``, or ``seeds × folds`` for trials of a k-fold sweep."""
+    folds = "fold" in planned and planned["fold"].notna().any()
+    return "seeds × folds" if folds else "seeds"
+
+
 def unfinished(planned: pd.DataFrame) -> list[str]:
-    """One line per trial of the table that did not finish: status, student ← teacher, seed, id, reason."""
+    """One line per trial of the table that did not finish: status, student ← teacher, seed (and fold), id, reason."""
     rows = planned[planned["status"] != "ok"].drop_duplicates("_row")
     lines = []
     for _, r in rows.iterrows():
         who = f"{r['student']} ← {r['teacher']}" if "student" in r and "teacher" in r else "trial"
         seed = f", seed {_label(r['seed'])}" if "seed" in r and not pd.isna(r["seed"]) else ""
+        seed += f", fold {_label(r['fold'])}" if "fold" in r and not pd.isna(r["fold"]) else ""
         tid = f" ({str(r['trial_id'])[:8]})" if "trial_id" in r and not pd.isna(r["trial_id"]) else ""
         reason = _reason(r["status"], r.get("error"))
         lines.append(f"- {r['status']}: {who}{seed}{tid}" + (f": {reason}" if reason else ""))
@@ -368,7 +378,7 @@ def render(
         if fmt == "csv":
             tidy.append(agg.drop(columns="missing").assign(metric=metric))
             continue
-        title = f"{metric}: mean ± std (n) over seeds"
+        title = f"{metric}: mean ± std (n) over {over(planned)}"
         table = pivot(agg, cols, digits)
         lines = notes(planned, agg)
         parts.append(to_markdown(table, title, lines) if fmt == "markdown" else to_latex(table, title, lines))

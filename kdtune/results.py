@@ -29,8 +29,8 @@ from kdtune.spec import NO_TEACHER, SweepSpec, dump_yaml, load_yaml
 from kdtune.train import config_summary
 
 METRIC_COLUMNS = ["accuracy", "nll", "ece", "agreement", "kl"]  # every task; tasks may add more (e.g. a_accuracy)
-EXTRA_METRICS = ["d_accuracy", "a_accuracy", "perplexity", "token_nll"]
-ID_COLUMNS = ["trial_id", "stage", "student", "teacher", "seed", "teacher_seed", "teacher_id", "eval_set"]
+EXTRA_METRICS = ["im", "d_accuracy", "a_accuracy", "perplexity", "token_nll"]  # im: with data.invariance
+ID_COLUMNS = ["trial_id", "stage", "student", "teacher", "seed", "fold", "teacher_seed", "teacher_id", "eval_set"]
 RESULTS = "results.parquet"
 SWEEPS = "sweeps"
 
@@ -42,7 +42,7 @@ class SweepRecord:
     name: str
     path: Path | None
     sweep: str
-    trials: dict[str, dict[str, Any]]  # id → {stage, student, teacher, seed, teacher_seed, teacher_id, config}
+    trials: dict[str, dict[str, Any]]  # id → {stage, student, teacher, seed, fold, teacher_seed, teacher_id, config}
     eval_sets: list[str] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
@@ -59,6 +59,7 @@ def _plan_trials(plan: Plan) -> dict[str, dict[str, Any]]:
             "student": t.student,
             "teacher": t.teacher,
             "seed": t.seed,
+            "fold": t.fold,
             "teacher_seed": t.teacher_seed,
             "teacher_id": t.config.teacher_id,
             "config": t.config.to_dict(),
@@ -93,7 +94,7 @@ def write_sweep_record(plan: Plan, argv: Sequence[str] | None = None) -> Path:
 
 def write_trials_record(spec: SweepSpec, name: str, trials: dict[str, dict[str, Any]], kind: str = "tune", **extra: Any) -> Path:
     """Write the record ``name`` (its sweep.yaml and plan.json, replaced whole): ``trials`` maps id →
-    {stage, student, teacher, seed, teacher_seed, teacher_id, config}; ``extra`` goes into plan.json too.
+    {stage, student, teacher, seed, fold, teacher_seed, teacher_id, config}; ``extra`` goes into plan.json too.
     ``kdtune run`` writes kind ``sweep``; a search's seed trials are kind ``tune``."""
     path = spec.output / SWEEPS / name
     path.mkdir(parents=True, exist_ok=True)
@@ -214,12 +215,15 @@ def _rows(run_dir: Path, tid: str, info: dict[str, Any], failure: str | None, sw
         if config_dict is None:  # records of older kdtune versions: the trial folder has it
             config_dict = read_json(trial_dir(run_dir, tid) / CONFIG).get("config")
     summary = config_summary(TrialConfig.from_dict(config_dict)) if config_dict else {}
+    data = (config_dict or {}).get("data", {})
+    fold = data.get("fold") if data.get("folds", 1) > 1 else None  # also for records written before folds existed
     base = {
         "trial_id": tid,
         "stage": info.get("stage"),
         "student": info.get("student"),
         "teacher": info.get("teacher"),
         "seed": info.get("seed"),
+        "fold": fold,
         "teacher_seed": info.get("teacher_seed"),
         "teacher_id": info.get("teacher_id"),
         "sweep": sweeps,
@@ -238,7 +242,7 @@ def _table(rows: list[dict[str, Any]], models: Iterable[str], eval_sets: Iterabl
         if col not in df:
             df[col] = None
     extra = [c for c in df.columns if c in EXTRA_METRICS]
-    for col in [*METRIC_COLUMNS, *extra, "temperature", "w_hard", "w_soft", "seconds"]:
+    for col in [*METRIC_COLUMNS, *extra, "temperature", "w_hard", "w_soft", "start", "stop", "seconds"]:
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     models = list(dict.fromkeys([*models, *df["student"].dropna()]))

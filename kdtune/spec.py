@@ -20,7 +20,7 @@ import yaml
 from kdtune.data import DATASETS, DataInfo, DataSpec, EvalSetSpec, make_dataset
 from kdtune.data.augment import AUGMENTATIONS
 from kdtune.data.corruptions import CORRUPTIONS
-from kdtune.distill import KD_LOSSES
+from kdtune.distill import KD_LOSSES, LossSpec, distill_epochs
 from kdtune.errors import KdtuneError, SpecError
 from kdtune.models import MODELS, check_model
 from kdtune.optim import OPTIMIZERS, SCHEDULES, schedule_warning
@@ -119,6 +119,7 @@ class ModelSpec:
     train: Params = ()  # overrides of the sweep's ``train`` for this model
     distill: Params = ()  # overrides of the sweep's ``distill`` for this model as a student
     tuned: tuple[str, ...] = ()  # teachers ("data": trained from data) whose tuned values this model uses
+    switch: Params = ()  # ``start``/``stop`` of this model's ``distill`` (when a student distils; see kdtune.distill)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,8 @@ class GridSpec:
     seeds: tuple[int, ...] = (0,)
     teacher_seed: str | int = "same"
     train: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # train field → values, crossed
+    start: tuple[float | int, ...] | None = None  # switch points (None: not an axis; the distill sections decide)
+    stop: tuple[float | int | None, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -165,10 +168,11 @@ class OutputSpec:
     feature_epochs: tuple[int, ...] = ()
 
 
-REPORT_METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "d_accuracy", "a_accuracy", "perplexity", "token_nll")
-SETTING_COLUMNS = ("temperature", "w_hard", "w_soft", "kd_loss", "lr", "weight_decay", "dropout", "label_smoothing",
-                   "grad_clip", "epochs", "batch_size", "optimizer", "schedule", "augment")  # fmt: skip
-REPORT_KEYS = ("student", "teacher", "eval_set", "seed", "arch", *SETTING_COLUMNS)  # what tables can group by
+REPORT_METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "im", "d_accuracy", "a_accuracy", "perplexity",
+                  "token_nll")  # fmt: skip
+SETTING_COLUMNS = ("temperature", "w_hard", "w_soft", "kd_loss", "start", "stop", "lr", "weight_decay", "dropout",
+                   "label_smoothing", "grad_clip", "epochs", "batch_size", "optimizer", "schedule", "augment")  # fmt: skip
+REPORT_KEYS = ("student", "teacher", "eval_set", "seed", "fold", "arch", *SETTING_COLUMNS)  # what tables can group by
 
 
 @dataclass(frozen=True)
@@ -207,6 +211,7 @@ class SweepSpec:
     train: Params
     distill: Params
     grid: GridSpec
+    switch: Params = ()  # ``start``/``stop`` of the sweep's ``distill`` section
     resources: Resources = Resources()
     execution: ExecutionSpec = ExecutionSpec()
     outputs: OutputSpec = OutputSpec()
@@ -402,6 +407,27 @@ TRAIN_FIELDS: dict[str, Conv] = {
     "augment": as_augment,
     "select": as_str(SELECT_CHOICES),
 }
+
+
+def as_switch(stop: bool = False) -> Conv:
+    """A switch point of distillation (:mod:`kdtune.distill`): a fraction in [0, 1) of the epochs (as float;
+    0 is the first epoch) or an epoch number >= 1 (as int); ``stop`` also takes null (the end) and not 0."""
+    what = "a fraction in " + ("(0, 1)" if stop else "[0, 1)") + " of the epochs or an epoch number (an integer >= 1)"
+
+    def conv(value: Any) -> float | int | None:
+        if stop and value is None:
+            return None
+        v = _number(value, what + (" or null" if stop else ""))
+        if isinstance(value, int) and value >= 1:
+            return value
+        if 0 <= v < 1 and not (stop and v == 0):
+            return v
+        raise _Bad(f"must be {what}{' or null' if stop else ''}, got {value!r}")
+
+    return conv
+
+
+SWITCH_FIELDS: dict[str, Conv] = {"start": as_switch(), "stop": as_switch(stop=True)}
 GRID_TRAIN_AXES = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing", "grad_clip")
 
 
@@ -442,8 +468,21 @@ def _train_overrides(source: str, path: str, raw: Any) -> Params:
     return tuple((k, sec.check(k, TRAIN_FIELDS[k], v)) for k, v in sec.raw.items())
 
 
+def _distill_section(source: str, path: str, raw: Any) -> tuple[Params, Params]:
+    """A ``distill`` section: its training overrides, and its switch points (``start``, ``stop``)."""
+    sec = _Section(source, path, raw, [*TRAIN_FIELDS, *SWITCH_FIELDS])
+    train = tuple((k, sec.check(k, TRAIN_FIELDS[k], v)) for k, v in sec.raw.items() if k in TRAIN_FIELDS)
+    switch = tuple((k, sec.check(k, SWITCH_FIELDS[k], v)) for k, v in sec.raw.items() if k in SWITCH_FIELDS)
+    return train, switch
+
+
 def _data(source: str, raw: Any) -> tuple[DataSpec, Path | None]:
-    sec = _Section(source, "data", raw, ["name", "params", "val_size", "split_seed", "corruption_seed", "eval_sets", "root"])
+    sec = _Section(
+        source,
+        "data",
+        raw,
+        ["name", "params", "val_size", "folds", "split_seed", "corruption_seed", "eval_sets", "invariance", "root"],
+    )
     if "name" not in sec.raw:
         raise SpecError(source, "data.name", f"is required; one of {', '.join(DATASETS.names())}")
     name = sec.get("name", _registered(DATASETS), None)
@@ -487,6 +526,11 @@ def _data(source: str, raw: Any) -> tuple[DataSpec, Path | None]:
     if len(set(names)) != len(names):
         raise SpecError(source, "data.eval_sets", f"names must be unique, got {names}")
     root = sec.get("root", optional(as_str()), None)
+    folds = sec.get("folds", as_int(ge=2), 1)
+    if folds > 1 and "val_size" in sec.raw:
+        raise SpecError(
+            source, "data.folds", "cannot be combined with data.val_size (with k folds each fold is the validation split once)"
+        )
     spec = DataSpec(
         name=name,
         params=params,
@@ -494,8 +538,45 @@ def _data(source: str, raw: Any) -> tuple[DataSpec, Path | None]:
         split_seed=sec.get("split_seed", as_int(ge=0), 0),
         corruption_seed=sec.get("corruption_seed", as_int(ge=0), 0),
         eval_sets=tuple(eval_sets),
+        folds=folds,
+        invariance=sec.get("invariance", as_invariance, None),
     )
     return spec, Path(root) if root else None
+
+
+def as_invariance(value: Any) -> Params:
+    """``data.invariance``: ``translate`` or ``{name: translate, max_shift: 3}``, an augmentation of
+    :data:`kdtune.data.augment.AUGMENTATIONS` whose invariance metric IM every evaluation measures; its
+    parameters (defaults filled in) frozen together with ``name``."""
+    raw = {"name": value} if isinstance(value, str) else value
+    if not isinstance(raw, Mapping) or "name" not in raw:
+        raise _Bad(f"must be an augmentation name or a mapping with 'name' (one of {', '.join(AUGMENTATIONS.names())})")
+    name = _registered(AUGMENTATIONS)(raw["name"])
+    params = {k: v for k, v in raw.items() if k != "name"}
+    frozen = _named_params("augmentation", AUGMENTATIONS.get(name), ("x", "generator"), params)
+    return freeze(dict(frozen) | {"name": name})
+
+
+def _check_invariance(source: str, data: DataSpec, info: DataInfo) -> None:
+    """Apply ``data.invariance`` to two blank inputs of the data set's shape: parameters that fail only on
+    data (e.g. a negative shift) or a transformation for other inputs fail here, in one line."""
+    if data.invariance is None:
+        return
+    import torch
+
+    params = dict(data.invariance)
+    name = params.pop("name")
+    if info.kind == "tokens":
+        raise SpecError(source, "data.invariance", f"needs inputs that {name} can transform; {data.name} has token sequences")
+    x = torch.zeros(2, *info.input_shape)
+    try:
+        out = AUGMENTATIONS.get(name)(x, generator=torch.Generator().manual_seed(0), **params)
+    except Exception as e:  # any error of the augmentation on blank inputs means a bad parameter or input kind
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        what = f"{name} with {params or 'the defaults'}"
+        raise SpecError(source, "data.invariance", f"{what} fails on {data.name}'s inputs: {msg}") from None
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+        raise SpecError(source, "data.invariance", f"{name} does not keep the shape of {data.name}'s inputs {info.input_shape}")
 
 
 def _models(source: str, raw: Any, info: DataInfo) -> dict[str, ModelSpec]:
@@ -527,13 +608,15 @@ def _models(source: str, raw: Any, info: DataInfo) -> dict[str, ModelSpec]:
         except Exception as e:  # any error from a model's constructor or forward means a bad parameter
             msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise SpecError(source, where + ".params", f"{msg} (with {dict(thaw(frozen)) or 'the defaults'})") from None
+        distill, switch = _distill_section(source, where + ".distill", m.raw.get("distill"))
         out[label] = ModelSpec(
             label,
             arch,
             frozen,
             _train_overrides(source, where + ".train", m.raw.get("train")),
-            _train_overrides(source, where + ".distill", m.raw.get("distill")),
+            distill,
             _hparams(source, where + ".hparams", m.raw.get("hparams"), list(sec.raw)),
+            switch,
         )
     return out
 
@@ -558,7 +641,8 @@ def _hparams(source: str, where: str, raw: Any, labels: Sequence[str]) -> tuple[
 
 
 def _grid(source: str, raw: Any, models: Mapping[str, ModelSpec]) -> GridSpec:
-    keys = ["students", "teachers", "pairs", "temperature", "w_hard", "w_soft", "loss", "seeds", "teacher_seed", *GRID_TRAIN_AXES]
+    keys = ["students", "teachers", "pairs", "temperature", "w_hard", "w_soft", "loss", "seeds", "teacher_seed", "start", "stop",
+            *GRID_TRAIN_AXES]  # fmt: skip
     sec = _Section(source, "grid", raw, keys)
     model_label = as_str(list(models))
 
@@ -609,7 +693,14 @@ def _grid(source: str, raw: Any, models: Mapping[str, ModelSpec]) -> GridSpec:
         seeds=sec.get("seeds", seeds, GridSpec.seeds),
         teacher_seed=sec.get("teacher_seed", teacher_seed, "same"),
         train=tuple((k, sec.get(k, as_list(TRAIN_FIELDS[k]), ())) for k in GRID_TRAIN_AXES if k in sec.raw),
+        start=sec.get("start", as_list(SWITCH_FIELDS["start"]), None),
+        stop=sec.get("stop", as_list(SWITCH_FIELDS["stop"], allow_scalar=False), None),
     )
+    for axis in ("start", "stop"):
+        if axis in sec.raw and all(t == NO_TEACHER for t, _ in pairs):
+            raise SpecError(
+                source, f"grid.{axis}", "switches distillation on or off, but every pair here trains from data (no teacher)"
+            )
     if any(t != NO_TEACHER for t, _ in pairs) and 0.0 in grid.w_hard and 0.0 in grid.w_soft:
         raise SpecError(
             source, "grid", "w_hard = 0 and w_soft = 0 together leave a student without a loss; drop one of the zeros"
@@ -633,8 +724,9 @@ def parse_sweep(
         raise SpecError(source, "name", f"must be a folder-safe name (letters, digits, _ . + -), got {name!r}")
     data, root = _data(source, sec.raw["data"])
     models = _models(source, sec.raw["models"], make_dataset(data).describe())
+    _check_invariance(source, data, make_dataset(data).describe())
     train = _train_overrides(source, "train", sec.raw.get("train"))
-    distill = _train_overrides(source, "distill", sec.raw.get("distill"))
+    distill, switch = _distill_section(source, "distill", sec.raw.get("distill"))
     grid = _grid(source, sec.raw["grid"], models)
     res = _Section(source, "resources", sec.raw.get("resources"), ["cpu", "gpu"])
     resources = Resources(res.get("cpu", as_float(ge=0), 1.0), res.get("gpu", as_float(ge=0), 0.0))
@@ -660,7 +752,7 @@ def parse_sweep(
         raise SpecError(source, "outputs.feature_epochs", "needs outputs.feature_examples > 0")
     out_dir = Path(output) if output else Path(sec.get("output", as_str(), f"runs/{name}"))
     root = Path(data_root) if data_root else root
-    return SweepSpec(
+    spec = SweepSpec(
         name=name,
         source=source,
         output=out_dir,
@@ -670,6 +762,7 @@ def parse_sweep(
         train=train,
         distill=distill,
         grid=grid,
+        switch=switch,
         resources=resources,
         execution=execution,
         outputs=outputs,
@@ -678,6 +771,40 @@ def parse_sweep(
         description=sec.get("description", as_str(), ""),
         raw=raw,
     )
+    _check_switches(spec)
+    return spec
+
+
+def switch_points(spec: SweepSpec, model: ModelSpec) -> list[tuple[float | int, float | int | None]]:
+    """The (start, stop) pairs of ``model`` as a student: the grid's axes, crossed, where given; else the
+    value of its ``distill`` section, else the sweep's, else (0, None): distillation in every epoch."""
+    layers = dict(spec.switch) | dict(model.switch)
+    starts = spec.grid.start if spec.grid.start is not None else (layers.get("start", 0.0),)
+    stops = spec.grid.stop if spec.grid.stop is not None else (layers.get("stop"),)
+    return list(itertools.product(starts, stops))
+
+
+def _check_switches(spec: SweepSpec) -> None:
+    """Every switched student distils in at least one epoch: a start after the last epoch, or a stop at or
+    before the start, is refused (one line naming where the values came from)."""
+    for teacher, student in spec.grid.pairs:
+        if teacher == NO_TEACHER:
+            continue
+        model = spec.models[student]
+        for combo in itertools.product(*(v for _, v in spec.grid.train)):
+            overrides = tuple(zip((k for k, _ in spec.grid.train), combo, strict=True))
+            epochs = resolve_train(spec, model, student=True, overrides=overrides).epochs
+            for start, stop in switch_points(spec, model):
+                if distill_epochs(LossSpec("hinton", 1.0, 0.0, 1.0, start, stop), epochs):
+                    continue
+                grid = [f"grid.{k}" for k in ("start", "stop") if getattr(spec.grid, k) is not None]
+                where = " and ".join(grid) or (f"models.{student}.distill" if model.switch else "distill")
+                raise SpecError(
+                    spec.source,
+                    where,
+                    f"start {start} and stop {stop} leave {student} (a student of {teacher}, {epochs} epochs) no distilled "
+                    "epoch; fractions in [0, 1) count from epoch round(v·epochs)+1, integers are epoch numbers",
+                )
 
 
 def _tune(source: str, raw: Any, models: Mapping[str, ModelSpec], train: Params, distill: Params) -> TuneSpec:

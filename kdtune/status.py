@@ -41,7 +41,8 @@ def _running(run_dir: Path, holder: dict[str, Any] | None) -> dict[str, str]:
 def _label(info: dict[str, Any], tid: str) -> str:
     teacher = info.get("teacher")
     who = info.get("student") if teacher in (None, "data") else f"{info.get('student')} ← {teacher}"
-    return f"{who}, seed {info.get('seed')} ({tid[:8]})"
+    fold = f", fold {info['fold']}" if info.get("fold") is not None else ""
+    return f"{who}, seed {info.get('seed')}{fold} ({tid[:8]})"
 
 
 def _where(run_dir: Path, tid: str) -> str | None:

@@ -7,6 +7,7 @@ the wrong verb form at the verb position. The trainer (``kdtune.train``) only ta
 
 from __future__ import annotations
 
+import zlib
 from typing import ClassVar
 
 import numpy as np
@@ -15,7 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdtune import metrics
-from kdtune.data.base import DataInfo, Inputs, Split, take
+from kdtune.data.augment import AUGMENTATIONS
+from kdtune.data.base import DataInfo, Inputs, Split, take, to_device
+from kdtune.data.dataset import DataSpec
 from kdtune.distill import LossSpec, objective
 from kdtune.registry import Registry
 
@@ -27,6 +30,20 @@ def feature_index(n: int, k: int) -> torch.Tensor:
     """The fixed subset of ``k`` examples (out of ``n``) whose features every trial saves."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(FEATURE_SUBSET_SEED))
     return perm[: min(k, n)].sort().values
+
+
+def invariance_copy(split: Split, name: str, data: DataSpec) -> Split:
+    """The eval set ``name`` transformed by ``data.invariance`` (an augmentation with its parameters), drawn on
+    the CPU from a generator seeded by ``data.corruption_seed`` and ``name``: every model sees the same copy."""
+    assert data.invariance is not None
+    params = dict(data.invariance)
+    transform = AUGMENTATIONS.get(params.pop("name"))
+    seed = (zlib.crc32(f"invariance:{name}".encode()) + 1_000_003 * data.corruption_seed) % (2**63)
+    x = to_device(split.x, "cpu")
+    x = {k: v.clone() for k, v in x.items()} if isinstance(x, dict) else x.clone()  # never the eval set itself
+    moved = transform(x, generator=torch.Generator().manual_seed(seed), **params)
+    device = split.y.device
+    return Split(to_device(moved, device), split.y, split.meta)
 
 
 def batch_inputs(x: Inputs, idx: torch.Tensor | slice) -> Inputs:
@@ -87,14 +104,26 @@ class Task:
         return self.scores(logits, split)
 
     def evaluate(
-        self, model: nn.Module, split: Split, batch_size: int, feature_examples: int, teacher: nn.Module | None
+        self,
+        model: nn.Module,
+        split: Split,
+        batch_size: int,
+        feature_examples: int,
+        teacher: nn.Module | None,
+        name: str = "",
+        data: DataSpec | None = None,
     ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-        """Metrics of one eval set, and the arrays saved for later analyses."""
+        """Metrics of one eval set ``name``, and the arrays saved for later analyses. With ``data.invariance``,
+        also ``im``: the invariance metric between the model's probabilities on the set and on its
+        :func:`invariance_copy`."""
         logits, feats = self.predict(model, split, batch_size)
         row = self.scores(logits, split)
         if teacher is not None:
             t_logits, _ = self.predict(teacher, split, batch_size)
             row["agreement"], row["kl"] = metrics.agreement(t_logits, logits), metrics.kl(t_logits, logits)
+        if data is not None and data.invariance is not None:
+            moved, _ = self.predict(model, invariance_copy(split, name, data), batch_size)
+            row["im"] = metrics.invariance_metric(F.softmax(logits.double(), -1), F.softmax(moved.double(), -1))
         fidx = feature_index(len(split), feature_examples)
         arrays = {
             "probs": F.softmax(logits.double(), -1).float().cpu().numpy(),
@@ -197,8 +226,8 @@ class LanguageModel(Task):
             out["accuracy"] = metrics.accuracy(two_way, split.y)
         return out
 
-    def evaluate(self, model, split, batch_size, feature_examples, teacher):
-        row, arrays = super().evaluate(model, split, batch_size, feature_examples, None)
+    def evaluate(self, model, split, batch_size, feature_examples, teacher, name="", data=None):
+        row, arrays = super().evaluate(model, split, batch_size, feature_examples, None, name, data)
         row |= self.token_stats(model, split, batch_size, teacher)
         return row, arrays
 

@@ -36,6 +36,7 @@ from torch import nn
 from kdtune.data import DataBundle, DataInfo, data_fingerprint, load_data
 from kdtune.data.augment import AUGMENTATIONS
 from kdtune.data.base import Split, take
+from kdtune.distill import loss_for_epoch
 from kdtune.errors import KdtuneError
 from kdtune.models import build_model
 from kdtune.optim import OPTIMIZERS, SCHEDULES
@@ -301,7 +302,9 @@ class Trainer:
             elif self.teacher is not None:
                 t_logits = task.teacher_logits(self.teacher, x)
             logits, _ = task.outputs(model, x)
-            loss = task.train_loss(logits, data.train, idx, x, t_logits, config.loss, tr.label_smoothing)
+            loss = task.train_loss(
+                logits, data.train, idx, x, t_logits, loss_for_epoch(config.loss, epoch, tr.epochs), tr.label_smoothing
+            )
             if fault and i == min(1, self.steps - 1):
                 self._inject(fault, epoch)
                 loss = loss * float("nan")  # only "nan" gets here
@@ -344,7 +347,9 @@ class Trainer:
             evals: dict[str, dict[str, float]] = {}
             arrays: dict[str, np.ndarray] = {}
             for name, split in data.evals.items():
-                evals[name], saved = task.evaluate(model, split, bs, config.outputs.feature_examples, self.teacher)
+                evals[name], saved = task.evaluate(
+                    model, split, bs, config.outputs.feature_examples, self.teacher, name, config.data
+                )
                 arrays |= {f"{key}__{name}": value for key, value in saved.items()}
             writer.save_model(model.state_dict())
             writer.save_outputs(arrays)
@@ -461,6 +466,8 @@ def config_summary(config: TrialConfig) -> dict[str, Any]:
         "w_hard": config.loss.w_hard if config.loss.distills else None,
         "w_soft": config.loss.w_soft if config.loss.distills else None,
         "kd_loss": config.loss.kind if config.loss.distills else None,
+        "start": config.loss.start if config.loss.distills else None,
+        "stop": config.loss.stop if config.loss.distills else None,
         **{
             k: tr[k]
             for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing", "grad_clip")

@@ -61,7 +61,8 @@ BAD = [
     ({"models": {"data": {"arch": "mlp"}}}, "models.data: model labels must"),
     (
         {"data": {"name": "cifar"}},
-        "data.name: unknown data set 'cifar'; known: agreement_synthetic, digits, linzen_simple, linzen_tsv, mnist",
+        "data.name: unknown data set 'cifar'; known: agreement_synthetic, digits, jets_hls4ml, linzen_simple, linzen_tsv, "
+        "mnist, modelnet40, particle_sets, shapes",
     ),
     ({"data": {"name": "digits", "eval_sets": ["rotated"]}}, "data.eval_sets[0]: unknown eval set 'rotated' for digits"),
     ({"data": {"name": "digits", "val_size": 1.5}}, "data.val_size: must be a fraction in (0, 1) or a count >= 1, got 1.5"),

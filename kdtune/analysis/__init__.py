@@ -26,7 +26,8 @@ import pandas as pd
 from kdtune.errors import KdtuneError
 from kdtune.registry import Registry
 
-KD_KEYS = {"temperature": "τ", "w_hard": "w_hard", "w_soft": "w_soft", "kd_loss": "loss"}  # told apart in group labels
+KD_KEYS = {"temperature": "τ", "w_hard": "w_hard", "w_soft": "w_soft", "kd_loss": "loss", "start": "start", "stop": "stop"}
+# (KD settings told apart in group labels)
 MODULES = ("similarity", "paths", "barriers", "errors", "calibration", "invariance", "hardness")
 
 
@@ -53,8 +54,14 @@ class TrialView:
         return f"{self.student} ← {self.teacher}" + (f" {self.detail}" if self.detail else "")
 
     @property
+    def fold(self) -> int | None:
+        """The held-out fold of a k-fold sweep (``data.folds``), None without folds."""
+        data = self.config.data
+        return data.fold if getattr(data, "folds", 1) > 1 else None
+
+    @property
     def label(self) -> str:
-        return f"{self.group} s{self.seed}"
+        return f"{self.group} s{self.seed}" + (f" f{self.fold}" if self.fold is not None else "")
 
 
 @dataclass

@@ -69,12 +69,16 @@ def run_trials(view: RunView) -> dict[str, TrialView]:
 
 
 def from_data_twin(trials: dict[str, TrialView], trial: TrialView, avoid: Sequence[str] = ()) -> TrialView | None:
-    """The trial's student label and architecture trained from data: of the same seed, else the lowest
-    other seed, never one of ``avoid`` (e.g. the teacher itself in self-distillation)."""
+    """The trial's student label and architecture trained from data on the same fold (k-fold sweeps): of the
+    same seed, else the lowest other seed, never one of ``avoid`` (e.g. the teacher itself in self-distillation)."""
     twins = [
         t
         for t in trials.values()
-        if t.teacher == "data" and t.student == trial.student and t.arch == trial.arch and t.id not in avoid
+        if t.teacher == "data"
+        and t.student == trial.student
+        and t.arch == trial.arch
+        and t.fold == trial.fold
+        and t.id not in avoid
     ]
     twins.sort(key=lambda t: (t.seed != trial.seed, t.seed, t.id))
     return twins[0] if twins else None
@@ -201,6 +205,8 @@ def _pair_rows(eval_set: str, members: list[TrialView], errors: dict[str, np.nda
                     "group_b": b.group,
                     "seed_a": a.seed,
                     "seed_b": b.seed,
+                    "fold_a": a.fold,
+                    "fold_b": b.fold,
                     "errors_a": len(errors[a.id]),
                     "errors_b": len(errors[b.id]),
                     "both": both,
@@ -213,14 +219,25 @@ def _pair_rows(eval_set: str, members: list[TrialView], errors: dict[str, np.nda
 
 def group_pair_tables(pairs: pd.DataFrame, groups: Sequence[str], digits: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per (row group, column group): ``mean ± std (n)`` of the Jaccard and of the share of the column
-    trial's errors the row trial also makes, over trial pairs of the same seed (distinct seeds within a group)."""
+    trial's errors the row trial also makes, over trial pairs of the same seed and fold (distinct seeds or folds
+    within a group)."""
     jac = pd.DataFrame(index=pd.Index(list(groups), name="group"), columns=list(groups), dtype=object)
     share = jac.copy()
+    no_fold = pd.Series(-1, index=pairs.index)
+    run = {  # (seed, fold) of each side; fold -1 without folds
+        side: pd.Series(
+            list(zip(pairs[f"seed_{side}"], pairs.get(f"fold_{side}", no_fold).fillna(-1), strict=True)),
+            index=pairs.index,
+            dtype=object,
+        )
+        for side in "ab"
+    }
+    same, first = run["a"] == run["b"], run["a"] < run["b"]
     for ga in groups:
         for gb in groups:
-            sel = pairs[(pairs["group_a"] == ga) & (pairs["group_b"] == gb)]
-            sel = sel[sel["seed_a"] != sel["seed_b"]] if ga == gb else sel[sel["seed_a"] == sel["seed_b"]]
-            unordered = sel[sel["seed_a"] < sel["seed_b"]] if ga == gb else sel  # Jaccard is symmetric: each pair once
+            cell_rows = (pairs["group_a"] == ga) & (pairs["group_b"] == gb)
+            sel = pairs[cell_rows & ~same] if ga == gb else pairs[cell_rows & same]
+            unordered = pairs[cell_rows & ~same & first] if ga == gb else sel  # Jaccard is symmetric: each pair once
             jac.loc[ga, gb] = cell(unordered["jaccard"].tolist(), digits)
             share.loc[ga, gb] = cell(sel["share_of_b_in_a"].tolist(), digits)
     return jac, share

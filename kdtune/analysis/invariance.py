@@ -12,14 +12,9 @@ import pandas as pd
 
 from kdtune.analysis import ANALYSES, Output, RunView, TrialView, write_table
 from kdtune.analysis.errors import cell, ordered_eval_sets, ordered_groups
+from kdtune.metrics import invariance_metric
 
-
-def invariance_metric(probs: np.ndarray, probs_transformed: np.ndarray) -> float:
-    """IM = ``1/N sum_i ||P(x_i) - P(x'_i)||_1`` over paired rows (0 for an exactly invariant model)."""
-    p, q = np.asarray(probs, dtype=np.float64), np.asarray(probs_transformed, dtype=np.float64)
-    if p.shape != q.shape:
-        raise ValueError(f"probabilities of different shapes: {p.shape} and {q.shape}")
-    return float(np.abs(p - q).sum(-1).mean())
+__all__ = ["invariance", "invariance_metric", "transform_pairs", "trial_invariance"]
 
 
 def transform_pairs(trial: TrialView) -> dict[str, str]:
@@ -63,7 +58,10 @@ def invariance(view: RunView, out: Path) -> Output:
             values, skipped = trial_invariance(view, t, eval_sets)
             result.skipped += skipped
             bases |= {e: b for e, b in transform_pairs(t).items() if e in values}
-            rows += [{"trial_id": t.id, "group": name, "seed": t.seed, "eval_set": e, "im": v} for e, v in values.items()]
+            rows += [
+                {"trial_id": t.id, "group": name, "seed": t.seed, "fold": t.fold, "eval_set": e, "im": v}
+                for e, v in values.items()
+            ]
     if not rows:
         result.skipped.append("all: no eval set here is a transformed copy of another (a corruption of source test or val)")
         return result

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from kdtune.data import agreement, digits, linzen, mnist  # noqa: F401  (registrations)
+from kdtune.data import agreement, digits, jets, linzen, mnist, modelnet, pointclouds, sets  # noqa: F401  (registrations)
 from kdtune.data.base import DataBundle, DataInfo, Inputs, Split, num_rows, take, to_device
 from kdtune.data.dataset import DATASETS, Dataset, DataSpec, EvalSetSpec, ImageDataset
 

@@ -81,3 +81,42 @@ def scale(x: torch.Tensor, factor: float = 0.7, generator: torch.Generator | Non
     src_r = (cr + (r - cr) / factor)[:, None].expand(h, w)
     src_c = (cc + (c - cc) / factor)[None, :].expand(h, w)
     return bilinear_sample(x, src_r, src_c).clamp(0, 1)
+
+
+def _generator_device(generator: torch.Generator | None) -> torch.device:
+    return generator.device if generator is not None else torch.device("cpu")
+
+
+def _check_points(x: torch.Tensor, name: str) -> None:
+    if x.dim() != 3 or x.shape[-1] != 3:
+        raise ValueError(f"{name} moves point clouds (N×P×3), got inputs of shape {tuple(x.shape)}")
+
+
+@CORRUPTIONS.register("translate_points")
+def translate_points(x: torch.Tensor, shift: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Every point of cloud n (N×P×3) moved by the same vector v_n: a uniformly random direction, length ``shift``."""
+    _check_points(x, "translate_points")
+    v = torch.randn(x.shape[0], 3, generator=generator, device=_generator_device(generator), dtype=torch.float64)
+    v = shift * v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return x + v.to(device=x.device, dtype=x.dtype)[:, None, :]
+
+
+def random_order(n: int, p: int, generator: torch.Generator | None) -> torch.Tensor:
+    """N×P indices, each row its own uniformly random permutation of 0 … P-1 (argsort of uniform keys)."""
+    return torch.rand(n, p, generator=generator, device=_generator_device(generator)).argsort(1)
+
+
+def gather_rows(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """``out[n, i] = x[n, order[n, i]]`` for inputs N×P or N×P×F (one gather, no Python loop)."""
+    order = order.to(x.device)
+    if x.dim() == 2:
+        return x.gather(1, order)
+    return x.gather(1, order.reshape(*order.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:]))
+
+
+@CORRUPTIONS.register("permute_points")
+def permute_points(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The points (or particles) of each example (N×P×F) in their own random order."""
+    if x.dim() < 2:
+        raise ValueError(f"permute_points reorders the rows of each example (N×P or N×P×F), got shape {tuple(x.shape)}")
+    return gather_rows(x, random_order(x.shape[0], x.shape[1], generator))

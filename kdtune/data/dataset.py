@@ -36,6 +36,7 @@ class DataSpec:
     eval_sets: tuple[EvalSetSpec, ...] = field(default_factory=tuple)
     folds: int = 1  # k > 1: k-fold cross-validation over the training pool; fold i is the validation split
     fold: int = 0  # which fold is held out (0 … folds-1)
+    invariance: tuple[tuple[str, Any], ...] | None = None  # an augmentation (name and params) whose IM evaluation measures
 
 
 def train_val_indices(n: int, spec: DataSpec) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,7 +18,7 @@ from kdtune.registry import Registry
 
 MODELS: Registry[type[nn.Module]] = Registry("model")
 
-from kdtune.models import cnn, lstm, mlp, transformer  # noqa: E402,F401  (registrations)
+from kdtune.models import cnn, deepsets, dgcnn, lstm, mlp, resnet, transformer  # noqa: E402,F401  (registrations)
 
 
 def build_model(arch: str, info: DataInfo, dropout: float = 0.0, params: Mapping[str, Any] | None = None) -> nn.Module:

@@ -22,7 +22,7 @@ class MLP(nn.Module):
     Features: the last hidden layer's activations.
     """
 
-    kinds: ClassVar[tuple[str, ...]] = ("image",)
+    kinds: ClassVar[tuple[str, ...]] = ("image", "points", "set")
 
     def __init__(
         self, info: DataInfo, dropout: float = 0.0, hidden: Sequence[int] = (512, 256), batch_norm: bool = False

@@ -1,0 +1,48 @@
+"""Data sets given as fixed tensors (a training pool and a test set) of any input kind: points, sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from kdtune.data.base import DataBundle, Split
+from kdtune.data.corruptions import CORRUPTIONS
+from kdtune.data.dataset import Dataset, DataSpec, _seed_for, train_val_indices
+
+
+class ArrayDataset(Dataset):
+    """A training pool and a test set as tensors; train/val (or a k-fold) by ``train_val_indices``,
+    eval sets as corruptions of the test or val split, each with its own seeded generator."""
+
+    def load_arrays(self, root: Path | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(train pool inputs, labels, test inputs, labels): float32 inputs, int64 labels."""
+        raise NotImplementedError
+
+    def build(self, spec: DataSpec, root: Path | None) -> DataBundle:
+        x_tr, y_tr, x_te, y_te = self.load_arrays(root)
+        info = self.describe()
+        for what, x in (("training", x_tr), ("test", x_te)):
+            if tuple(x.shape[1:]) != info.input_shape:
+                raise ValueError(
+                    f"{type(self).__name__} loaded {what} inputs of shape {tuple(x.shape[1:])}, described {info.input_shape}"
+                )
+        tr_idx, val_idx = train_val_indices(len(y_tr), spec)
+        train, val = Split(x_tr[tr_idx], y_tr[tr_idx]), Split(x_tr[val_idx], y_tr[val_idx])
+        base = {"test": Split(x_te, y_te), "val": val}
+        evals: dict[str, Split] = {"val": val}
+        for es in spec.eval_sets:
+            src = base[es.source]
+            if es.corruption == "identity":
+                evals[es.name] = src
+                continue
+            gen = torch.Generator().manual_seed(_seed_for(es.name, spec.corruption_seed))
+            evals[es.name] = Split(CORRUPTIONS.get(es.corruption)(src.x, generator=gen, **dict(es.params)), src.y)
+        return DataBundle(info, train, val, evals)
+
+
+def unit_sphere(x: torch.Tensor) -> torch.Tensor:
+    """Standard point-cloud scaling (as for ModelNet): each cloud (N×P×3) centred on its mean and divided
+    by its largest distance from it, so it fits the unit sphere and touches it."""
+    x = x - x.mean(1, keepdim=True)
+    return x / x.norm(dim=-1).amax(1).clamp_min(1e-12)[:, None, None]
