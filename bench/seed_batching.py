@@ -186,7 +186,7 @@ def load_plan(grid: Grid, sets: Sequence[str], out: Path):
     return make_plan(load_sweep(grid.sweep, list(sets), data_root=grid.data_root, output=out))
 
 
-def plain_loop(plan: Any, device: str) -> Outcome:
+def plain_loop(plan: Any, device: str, threads: int | None = None) -> Outcome:
     """(a): the grid as a plain PyTorch loop, one trial after another (see the module docstring); its wall
     time starts at loading the data (:func:`run_plain` adds the interpreter's start and imports)."""
     import torch
@@ -201,6 +201,8 @@ def plain_loop(plan: Any, device: str) -> Outcome:
 
     spec = plan.spec
     dev = torch.device(device)
+    if threads:
+        torch.set_num_threads(threads)
     kdata._load_cpu.cache_clear()  # loaded for the plan: load it again, as a fresh process would
     kdata._load_on.cache_clear()
     start = time.perf_counter()
@@ -286,11 +288,12 @@ def plain_loop(plan: Any, device: str) -> Outcome:
         if trial.id in plan.needs_train_logits:
             train_logits[trial.id] = logits_of(model, data.train.x)
     wall = time.perf_counter() - start
-    threads = f"{torch.get_num_threads()} threads"
+    n = torch.get_num_threads()
+    threads = f"{n} thread{'s' if n != 1 else ''}"
     return Outcome("(a) plain PyTorch loop", len(plan.trials), trial_epochs, wall, training, 1, threads)
 
 
-def run_plain(grid: Grid, sets: Sequence[str], device: str, work: Path) -> Outcome:
+def run_plain(grid: Grid, sets: Sequence[str], device: str, threads: int | None, work: Path) -> Outcome:
     """(a) in a fresh interpreter, so that its wall time includes starting Python and importing torch, as
     kdtune's does; the time the benchmark spends planning the grid there is not counted."""
     work.mkdir(parents=True)
@@ -298,6 +301,7 @@ def run_plain(grid: Grid, sets: Sequence[str], device: str, work: Path) -> Outco
     cmd = [sys.executable, str(Path(__file__).resolve()), "--plain-json", str(result), "--device", device]
     cmd += ["--sweep-file", str(grid.sweep), "--out", str(work / "plan")]
     cmd += ["--data-dir", str(grid.data_root)] if grid.data_root else []
+    cmd += ["--plain-threads", str(threads)] if threads else []
     cmd += [a for s in sets for a in ("--set", s)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
     start = time.perf_counter()
@@ -319,7 +323,7 @@ def plain_child(args: argparse.Namespace) -> None:
     grid = Grid(Path(args.sweep_file), [], Path(args.data_dir) if args.data_dir else None)
     plan = load_plan(grid, args.sets, Path(args.out))
     plan_seconds = time.perf_counter() - start
-    outcome = plain_loop(plan, args.device)
+    outcome = plain_loop(plan, args.device, args.plain_threads)
     Path(args.plain_json).write_text(json.dumps({"outcome": dataclasses.asdict(outcome), "plan_seconds": plan_seconds}))
 
 
@@ -435,6 +439,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--gpu-share", type=float, default=0.25, help="resources.gpu per trial with --device cuda (default 0.25)")
     parser.add_argument("--batched", default=None, help="seeds_per_trial of (c): a number or auto (default: the grid's seeds)")
+    parser.add_argument(
+        "--plain-threads", type=int, help="torch threads of the plain loop (default: resources.cpu, as a kdtune trial gets)"
+    )
     parser.add_argument("--only", default="plain,kdtune,batched", help="ways to run, comma-separated (default: all three)")
     parser.add_argument("--data-dir", help=f"data folder (default for MNIST: {SHARED_DATA})")
     parser.add_argument("--keep", help="keep the run folders and logs under this folder (default: a temporary one)")
@@ -447,6 +454,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if args.epochs is not None and not 1 <= args.epochs <= 100:
         parser.error(f"--epochs must be between 1 and 100, got {args.epochs}")
+    if args.plain_threads is not None and args.plain_threads < 1:
+        parser.error(f"--plain-threads must be >= 1, got {args.plain_threads}")
     if args.device == "cuda" and not 0 < args.gpu_share <= 1:
         parser.error(f"--gpu-share must be in (0, 1], got {args.gpu_share}")
     ways = [w.strip() for w in args.only.split(",") if w.strip()]
@@ -467,6 +476,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     seeds = len(spec.grid.seeds)
     batched = args.batched or str(seeds)
     cores = os.cpu_count() or 1
+    if args.plain_threads is None:
+        args.plain_threads = max(1, int(spec.resources.cpu))
     slots = ray_slots(cores, spec.resources.cpu, spec.resources.gpu, args.device, spec.execution.max_concurrent_trials)
     gpu = f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""
     print(f"$ {shlex.join(['python', 'bench/seed_batching.py', *(sys.argv[1:] if argv is None else argv)])}")
@@ -477,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     outcomes: list[Outcome] = []
     try:
         if "plain" in ways:
-            outcomes.append(run_plain(grid, sets, args.device, work / "plain"))
+            outcomes.append(run_plain(grid, sets, args.device, args.plain_threads, work / "plain"))
             print(f"  done: {outcomes[-1].way} in {outcomes[-1].wall:.1f} s", flush=True)
         if "kdtune" in ways:
             one = [*sets, "execution.seeds_per_trial=1"]
