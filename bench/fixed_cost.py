@@ -96,13 +96,15 @@ def phases(events: list[dict[str, Any]], launch: float, exit_: float) -> dict[st
     render = [e for e in d if e["name"] == "kdtune.report.render"]
     last_stage_end = stages[-1]["end"] if stages else finish
     out["last trial → its Tuner returns"] = last_stage_end - finish
-    out["Ray shutdown"] = total("kdtune.execute.RayExecutor.__exit__")
+    out["Ray shutdown (after the table since it lingers)"] = total("kdtune.execute.RayExecutor.__exit__") + total(
+        "kdtune.execute.RayExecutor.close"
+    )
     out["results (record, collect_run, write_results, collect)"] = sum(
         total(f"kdtune.results.{n}") for n in ("record_outcome", "collect_run", "write_results", "collect")
     )
     out["report table (render)"] = total("kdtune.report.render")
     out["LAST TRIAL → PRINTED TABLE"] = (render[-1]["end"] if render else exit_) - finish
-    out["printed table → exit (incl. Ray shutdown if after it)"] = exit_ - (render[-1]["end"] if render else exit_)
+    out["printed table → exit (Ray shutdown, Python's exit)"] = exit_ - (render[-1]["end"] if render else exit_)
     out["WALL"] = exit_ - launch
     out["training (inside epochs, summed over workers)"] = training_seconds(events)
     return out

@@ -57,6 +57,7 @@ TIMED = {
         "RayExecutor.__enter__",
         "RayExecutor.__exit__",
         "RayExecutor.run_stage",
+        "RayExecutor.close",
     ],
     "kdtune.train": ["Trainer.__init__", "Trainer.train_epoch", "Trainer.finish", "load_trained_model", "teacher_train_logits"],
     "torch.optim.optimizer": ["Optimizer.__init__"],
