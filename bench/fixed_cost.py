@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"torch {torch.__version__}, Python {platform.python_version()}")  # fmt: skip
     shown = sweep.relative_to(REPO) if sweep.is_relative_to(REPO) else sweep
     flags = " ".join(f"--set {s}" for s in sets)
-    print(f"run: kdtune run {shown} {flags} --executor {args.executor}, {args.repeat}× into fresh folders", flush=True)
+    print(f"run: kdtune run {shown} {flags + ' ' if flags else ''}--executor {args.executor}, {args.repeat}× into fresh folders")
     runs: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="kdtune-fixed-") as tmp:
         for i in range(args.repeat):
