@@ -31,7 +31,9 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     t = temperature
     log_p_s = F.log_softmax(student_logits / t, dim=-1)
     log_p_t = F.log_softmax(teacher_logits / t, dim=-1)
-    return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
+    # written out rather than F.kl_div(..., "batchmean", log_target=True), which has no vmap batching
+    # rule (seed-batched training would run it seed by seed)
+    return (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean() * (t * t)
 
 
 KD_LOSSES.register("hinton")(kd_loss)
@@ -86,6 +88,12 @@ def distill_epochs(spec: LossSpec, epochs: int) -> range:
     first = switch_epoch(spec.start, epochs)
     end = epochs + 1 if spec.stop is None else switch_epoch(spec.stop, epochs)
     return range(min(first, epochs + 1), min(max(end, first), epochs + 1))
+
+
+def objective_starts(spec: LossSpec, epoch: int, epochs: int) -> bool:
+    """Whether 1-based ``epoch`` is the first of an objective: the first epoch, or a switch between the labels
+    and the teacher (what a divergence check measures the loss against: the two differ in scale)."""
+    return epoch == 1 or loss_for_epoch(spec, epoch, epochs) != loss_for_epoch(spec, epoch - 1, epochs)
 
 
 def loss_for_epoch(spec: LossSpec, epoch: int, epochs: int) -> LossSpec:

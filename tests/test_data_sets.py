@@ -367,7 +367,7 @@ def _write_jets(path: Path, pt: np.ndarray, labels: np.ndarray, named: bool = Tr
     with h5py.File(path, "w") as f:
         f["jetConstituentList"], f["jets"] = const, jets
         if named:
-            f["particleFeatureNames"] = np.array([s.encode() for s in PARTICLE_FEATURES])
+            f["particleFeatureNames"] = np.array([s.encode() for s in (*PARTICLE_FEATURES, "j1_pdgid")])  # 17, as distributed
             f["jetFeatureNames"] = np.array([s.encode() for s in JET_NAMES])
     return const
 
@@ -421,6 +421,22 @@ def test_jets_standardise_real_particles_and_cap_the_count(tmp_path):
                 f.create_dataset("jets", data=np.zeros((2, 59))),
             ),
             "12 features per particle, 16 named",
+        ),
+        (
+            lambda f: (
+                f.create_dataset("jetConstituentList", data=np.zeros((2, 5, 16))),
+                f.create_dataset("jets", data=np.zeros((2, 59))),
+                f.create_dataset("particleFeatureNames", data=np.array([b"j1_pt", b"j1_eta"])),
+            ),
+            "16 features per particle, 2 named",
+        ),
+        (
+            lambda f: (
+                f.create_dataset("jetConstituentList", data=np.zeros((2, 5, 16))),
+                f.create_dataset("jets", data=np.zeros((2, 59))),
+                f.create_dataset("jetFeatureNames", data=np.array([f"j_x{i}".encode() for i in range(59)])),
+            ),
+            "jetFeatureNames lacks the label columns j_g, j_q",
         ),
     ],
 )

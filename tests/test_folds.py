@@ -196,3 +196,14 @@ def test_pair_tables_pair_trials_of_the_same_seed_and_fold(tmp_path):
     assert jac.loc["A", "B"] == "1.000 ± 0.000 (2)"  # across groups: same seed and fold only
     assert jac.loc["A", "A"] == "0.000 (1)"  # within a group: distinct runs, each pair once
     assert share.loc["A", "A"] == "0.000 ± 0.000 (2)"
+
+
+def test_barriers_interpolate_only_within_a_fold_and_name_it():
+    from kdtune.analysis.barriers import architectures
+
+    def view(tid: str, seed: int, fold: int) -> TrialView:
+        config = SimpleNamespace(arch="mlp", params=(), teacher_id=None, data=FoldData(2, fold), data_fingerprint=f"fp{fold}")
+        return TrialView(tid, "MLP", "data", seed, config)
+
+    groups = architectures([view("a", 0, 0), view("b", 1, 0), view("c", 0, 1)])
+    assert {name: [t.id for t in g] for name, g in groups.items()} == {"MLP (fold 0)": ["a", "b"], "MLP (fold 1)": ["c"]}

@@ -14,7 +14,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from kdtune.data.base import DataInfo
 from kdtune.models import build_model, check_model, example_inputs
-from kdtune.models.dgcnn import knn, neighbours
+from kdtune.models.dgcnn import EdgeConv, knn, neighbours
 
 POINTS = DataInfo("points", (12, 3), 4)
 SET = DataInfo("set", (10, 5), 3)
@@ -109,20 +109,34 @@ def test_deepsets_equiv_layers_equivariant_and_output_invariant(pool: str) -> No
 
 def test_knn_matches_brute_force_and_excludes_self() -> None:
     h = batch(POINTS)
-    idx = knn(h, 4)
+    idx = knn(h.transpose(1, 2), 4)
     dist = torch.cdist(h, h) + torch.eye(12) * 1e9
     expected = dist.topk(4, dim=-1, largest=False).indices
     assert torch.equal(idx.sort(-1).values, expected.sort(-1).values)
     assert not (idx == torch.arange(12)[None, :, None]).any()
-    nb = neighbours(h, idx)
+    nb = neighbours(h.transpose(1, 2), idx)  # (B, C, P, k)
     b, i, j = 3, 7, 2
-    assert torch.equal(nb[b, i, j], h[b, idx[b, i, j]])
+    assert torch.equal(nb[b, :, i, j], h[b, idx[b, i, j]])
+
+
+def test_edgeconv_is_the_papers_edge_function() -> None:
+    """max_j LeakyReLU(BN(W·[x_i, x_j − x_i])) over the k nearest neighbours, computed edge by edge."""
+    conv = EdgeConv(3, 5, k=4).eval()
+    nn.init.normal_(conv.norm.running_mean)
+    x = batch(POINTS)  # (B, P, 3)
+    idx = knn(x.transpose(1, 2), 4)
+    nb = x[torch.arange(6)[:, None, None], idx]  # (B, P, k, 3)
+    centre = x.unsqueeze(2).expand_as(nb)
+    edge = torch.cat([centre, nb - centre], dim=-1) @ conv.linear.weight.T  # (B, P, k, 5)
+    expected = nn.functional.leaky_relu(conv.norm(edge.permute(0, 3, 1, 2)), 0.2).amax(dim=-1)
+    with torch.no_grad():
+        assert torch.allclose(conv(x.transpose(1, 2)), expected, atol=1e-5)
 
 
 def test_knn_on_a_degenerate_cloud() -> None:
     """All points equal (check_model's zero batch): every distance ties, and the graph is still
     k distinct other points per point."""
-    idx = knn(torch.zeros(2, 5, 3), 4)
+    idx = knn(torch.zeros(2, 3, 5), 4)
     assert idx.shape == (2, 5, 4)
     assert torch.equal(idx.sort(-1).values[0, 0], torch.tensor([1, 2, 3, 4]))
     assert not (idx == torch.arange(5)[None, :, None]).any()
@@ -155,10 +169,10 @@ def test_dgcnn_default_is_permutation_but_not_translation_invariant() -> None:
 def test_dgcnn_k_is_clamped_and_layers_follow_the_paper() -> None:
     net = build_model("dgcnn", DataInfo("points", (5, 3), 2), 0.0, {"k": 20})
     assert [conv.k for conv in net.convs] == [4, 4, 4, 4]
-    assert [conv.conv.out_channels for conv in net.convs] == [64, 64, 128, 256]
+    assert [conv.linear.out_features for conv in net.convs] == [64, 64, 128, 256]
     assert net.embed[0].out_channels == 1024
     small = build_model("dgcnn", POINTS, 0.0, {"edge_convs": 2, "translation_invariant": True})
-    assert [conv.conv.in_channels for conv in small.convs] == [3, 128]  # x_j − x_i only, then (x_i, x_j − x_i)
+    assert [conv.linear.in_features for conv in small.convs] == [3, 128]  # x_j − x_i only, then (x_i, x_j − x_i)
 
 
 def test_resnet18_stride1_is_invariant_to_circular_shifts() -> None:

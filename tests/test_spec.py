@@ -54,7 +54,7 @@ BAD = [
     ({"train": {"optimizer": "lbfgs"}}, "train.optimizer: unknown optimizer 'lbfgs'; known: adam, adamw, sgd"),
     (
         {"models": {"MLP": {"arch": "transformer9"}}},
-        "models.MLP.arch: unknown model 'transformer9'; known: cnn, lstm, lstm_lm, mlp, transformer",
+        "models.MLP.arch: unknown model 'transformer9'; known: cnn, deepsets_equiv, deepsets_inv, dgcnn, lstm",
     ),
     ({"models": {"MLP": {"arch": "mlp", "params": {"width": 3}}}}, "models.MLP.params.width: unknown parameter 'width'"),
     ({"models": {"CNN": {"arch": "cnn", "params": {"channels": [4, 4]}}}}, "models.CNN.params: channels must list 3 widths"),

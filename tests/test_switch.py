@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from kdtune.data import load_data
-from kdtune.distill import LABELS_ONLY, LossSpec, distill_epochs, kd_loss, loss_for_epoch, switch_epoch
+from kdtune.distill import LABELS_ONLY, LossSpec, distill_epochs, kd_loss, loss_for_epoch, objective_starts, switch_epoch
 from kdtune.errors import SpecError
 from kdtune.plan import TrialConfig, make_plan
 from kdtune.rundir import sha256_file, trial_dir
@@ -51,6 +51,8 @@ def test_loss_for_epoch_reverse_with_stop_and_a_window():
     assert _distilling(window, 4) == [False, True, True, False]
     assert list(distill_epochs(window, 4)) == [2, 3]
     assert not distill_epochs(LossSpec("hinton", 4.0, 0.0, 1.0, start=5), 4)  # after the last epoch
+    assert [objective_starts(window, e, 4) for e in range(1, 5)] == [True, True, False, True]
+    assert [objective_starts(KD, e, 4) for e in range(1, 5)] == [True, False, False, False]
 
 
 # ---------------------------------------------------------------- sweep files
@@ -127,7 +129,7 @@ def wrong_teacher(tiny_raw, tmp_path):
     """A one-batch tiny sweep (CNN → MLP, 4 epochs) whose teacher is trained, then its cached training-set
     logits replaced by confident logits for a wrong class ((y + 1) mod 10), checksum updated."""
 
-    def make(**switch):
+    def make(logits: str = "wrong", **switch):
         raw = copy.deepcopy(tiny_raw)
         raw["grid"] = {"pairs": ["CNN -> MLP"], "temperature": [2], "w_hard": [0], "w_soft": [1], "seeds": [0]}
         raw["train"] |= {"epochs": 4, "batch_size": 4096, "lr": 0.05}
@@ -139,7 +141,7 @@ def wrong_teacher(tiny_raw, tmp_path):
         run = spec.output
         train_trial(teacher.config, run, None, torch.device("cpu"))
         y = load_data(student.config.data, None).train.y
-        wrong = F.one_hot((y + 1) % 10, 10).float() * 6.0
+        wrong = F.one_hot((y + 1) % 10, 10).float() * 6.0 if logits == "wrong" else torch.zeros(len(y), 10)
         path = trial_dir(run, teacher.id) / f"train_logits-{student.config.data_fingerprint}.npy"
         np.save(path, wrong.numpy())
         path.with_name(path.name + ".sha256").write_text(sha256_file(path) + "\n")
@@ -189,3 +191,11 @@ def test_the_reverse_control_distils_first_and_trains_on_the_labels_from_stop_on
     assert [spec for spec, *_ in epochs] == [trainer.config.loss, trainer.config.loss, LABELS_ONLY, LABELS_ONLY]
     for i, (_, got, ce, kd) in enumerate(epochs):
         assert got == pytest.approx(kd if i < 2 else ce, rel=1e-5), (i, got, ce, kd)
+
+
+def test_a_switch_to_a_loss_of_another_scale_is_not_taken_for_divergence(wrong_teacher):
+    # a uniform teacher: the distillation loss starts near 0, the labels' cross-entropy near log(10)
+    trainer, uniform = wrong_teacher(logits="uniform", stop=0.5)
+    epochs = _epochs(trainer, uniform)  # would raise DivergedError if epoch 3 were measured against epoch 1
+    assert epochs[2][1] > 10 * epochs[0][1]
+    assert trainer.start_loss == pytest.approx(epochs[2][1], rel=1e-5)  # one batch: the epoch's loss is its first batch's

@@ -174,6 +174,8 @@ def architectures(trials: Sequence[TrialView]) -> dict[str, list[TrialView]]:
     out: dict[str, list[TrialView]] = {}
     for group in by_key.values():
         name = "/".join(dict.fromkeys(t.student for t in group))
+        fold = group[0].fold  # one per group: folds load different data
+        name += f" (fold {fold})" if fold is not None else ""
         while name in out:
             name += "'"
         out[name] = group

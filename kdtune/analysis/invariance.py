@@ -72,7 +72,8 @@ def invariance(view: RunView, out: Path) -> Output:
         table.loc[group, e] = cell(sel["im"].tolist())
     table = table.fillna("–")
     table.columns = [f"{e} vs {bases[e]}" for e in columns]
-    title = "IM = mean over examples of ‖P(x) − P(x′)‖₁ (0: invariant, at most 2), mean ± std (n) over seeds"
+    over = "seeds × folds" if long["fold"].notna().any() else "seeds"
+    title = f"IM = mean over examples of ‖P(x) − P(x′)‖₁ (0: invariant, at most 2), mean ± std (n) over {over}"
     write_table(table, out, "invariance", title)
     long.to_csv(out / "invariance_trials.csv", index=False)
     result.tables.append((title, table))

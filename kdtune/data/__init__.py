@@ -73,7 +73,7 @@ def fingerprint_bundle(bundle: DataBundle) -> str:
     return h.hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=64)  # short strings: every fold of a k-fold sweep (and a few sweeps) stays cached
 def _fingerprint(spec: DataSpec, root: str | None) -> str:
     return fingerprint_bundle(_load_cpu(spec, root))
 

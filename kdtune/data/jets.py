@@ -2,9 +2,10 @@
 
 ``--data-dir`` holds ``train/`` and ``val/`` as the two archives unpack (``hls4ml_LHCjet_150p_train``
 and ``..._val``), each a folder of ``.h5`` files with ``jetConstituentList`` (N×150×16 per-particle
-features, named in ``particleFeatureNames``) and ``jets`` (N×59 jet features, named in
-``jetFeatureNames``, whose ``j_g, j_q, j_w, j_z, j_t`` columns are the one-hot labels). ``val/`` is
-the test set; validation (or the k folds) come out of ``train/``.
+features, named in ``particleFeatureNames``, which lists a 17th, ``j1_pdgid``, that is not stored) and
+``jets`` (N×59 jet features, named in ``jetFeatureNames``, whose ``j_g, j_q, j_w, j_z, j_t`` columns
+are the one-hot labels; unnamed, they are the 5 columns before the last). ``val/`` is the test set;
+validation (or the k folds) come out of ``train/``.
 
 Processed as Odagiu et al. (2024) do: particles with pT <= ``min_pt`` GeV are dropped (jets left with
 none are dropped), the ``n_particles`` highest-pT particles are kept in descending pT order and zero
@@ -61,6 +62,8 @@ def read_jet_file(path: Path, features: Sequence[str], n_particles: int, min_pt:
             f"{path}: jetConstituentList {const.shape} and jets {jets.shape} must be N×particles×features and N×columns"
         )
     pnames = pnames if pnames is not None else list(PARTICLE_FEATURES)
+    if len(pnames) == const.shape[2] + 1 and "j1_pdgid" in pnames:  # as distributed: 17 names, pdgid not stored
+        pnames.remove("j1_pdgid")
     if len(pnames) != const.shape[2]:
         raise DataError(f"{path}: jetConstituentList has {const.shape[2]} features per particle, {len(pnames)} named")
     if jnames is None:  # unnamed: the labels are the 5 columns before the last (j_undef), as distributed
