@@ -18,7 +18,7 @@ training" is ``1 - training / (wall × slots)``: ``training`` sums, per process,
 loop); an idle slot counts as time outside training.
 
 Usage: python bench/seed_batching.py --grid quickstart|mnist-mlp|mnist-cnn [--epochs E] [--device cpu|cuda]
-       [--batched K|auto] [--only plain,kdtune,batched] [--data-dir DIR] [--keep DIR]
+       [--batched K|auto] [--only plain,kdtune,batched] [--set KEY=VALUE] [--data-dir DIR] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -448,7 +448,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--keep", help="keep the run folders and logs under this folder (default: a temporary one)")
     for hidden in ("--plain-json", "--sweep-file", "--out"):  # run_plain's child process
         parser.add_argument(hidden, help=argparse.SUPPRESS)
-    parser.add_argument("--set", dest="sets", action="append", default=[], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="another sweep override, for every way"
+    )
     args = parser.parse_args(argv)
     if args.plain_json:
         plain_child(args)
@@ -469,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("seed_batching: --device cuda but torch sees no CUDA device")
     grid = make_grid(args.grid, args.epochs, args.data_dir)
-    sets = grid.overrides + device_sets(args.device, args.gpu_share)
+    sets = grid.overrides + args.sets + device_sets(args.device, args.gpu_share)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="kdtune-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     plan = load_plan(grid, sets, work / "plan")
