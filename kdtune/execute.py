@@ -460,6 +460,9 @@ class RayExecutor:
         self.max_concurrent, self.max_failures, self.storage = max_concurrent, max_failures, storage
         self._started = False
         self._interrupts = _Interrupts(defer=True)
+        # keep a local Ray instance up after a clean exit until close(), so that `kdtune run` prints its
+        # results before the second or so that ray.shutdown takes
+        self.linger = False
 
     def __enter__(self) -> RayExecutor:
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial CSV/JSON/TensorBoard files
@@ -512,14 +515,19 @@ class RayExecutor:
         interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
         if interrupted:
             self._interrupts.release(exc_type)  # first: a second Ctrl-C must not stop the shutdown
+        if not (self.linger and exc_type is None and self._started):
+            self.close()
+        if not interrupted:
+            self._interrupts.release(exc_type)
+
+    def close(self) -> None:
+        """Shut down the Ray instance this executor started (if still up) and give Ray's loggers back."""
         if self._started:
             import ray
 
             ray.shutdown()
             self._started = False
         self._restore_ray_logs()
-        if not interrupted:
-            self._interrupts.release(exc_type)
 
     def _redirect_ray_logs(self) -> None:
         """Ray's loggers stop writing to the terminal; their records go up to the root logger (the run log)."""
