@@ -21,6 +21,7 @@ from kdtune.errors import KdtuneError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from kdtune.execute import InlineExecutor, RayExecutor
     from kdtune.plan import Plan
     from kdtune.spec import ReportSpec
 
@@ -212,9 +213,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _run_locked(args: argparse.Namespace, plan: Plan) -> int:
     import dataclasses
 
-    from kdtune.execute import InlineExecutor, RayExecutor, execute, plural
-    from kdtune.report import render
-    from kdtune.results import collect, collect_run, record_outcome, write_results, write_sweep_record
+    from kdtune.execute import InlineExecutor, RayExecutor, plural
+    from kdtune.results import write_sweep_record
 
     if getattr(args, "tensorboard", False) and not plan.spec.execution.tensorboard:
         execution = dataclasses.replace(plan.spec.execution, tensorboard=True)
@@ -226,6 +226,21 @@ def _run_locked(args: argparse.Namespace, plan: Plan) -> int:
         executor: InlineExecutor | RayExecutor = InlineExecutor()
     else:
         executor = RayExecutor.for_sweep(spec, args.address)
+        executor.linger = True  # Ray is shut down after the report is printed (below), not before
+    try:
+        return _finish_run(args, plan, record, executor)
+    finally:
+        if isinstance(executor, RayExecutor):
+            executor.close()
+
+
+def _finish_run(args: argparse.Namespace, plan: Plan, record: Path, executor: InlineExecutor | RayExecutor) -> int:
+    """Run the plan's trials, write the results table and print the report; the exit status."""
+    from kdtune.execute import execute, plural
+    from kdtune.report import render
+    from kdtune.results import collect, collect_run, record_outcome, write_results
+
+    spec = plan.spec
     exit_status: int | str = "interrupted"
     failures: dict[str, str] = {}
     try:

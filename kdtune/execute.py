@@ -72,7 +72,9 @@ def group_payload(plan: Plan, group: TrialGroup, run_dir: Path, data_root: Path 
 
 def run_group(payload: Payload, on_epoch: EpochCallback | None = None) -> list[dict[str, Any]]:
     """Worker side: train every unfinished trial of a group; returns each trial's metrics. ``on_epoch`` gets
-    train_trial's row of each epoch plus ``trial_index`` (in the group, from 0) and ``epochs``."""
+    train_trial's row of each epoch plus ``trial_index`` (in the group, from 0) and ``epochs``. Two or more
+    unfinished seeds train as one vectorised model (:mod:`kdtune.batched`) where the model allows it, else
+    one after another; a seed that fails fails the group after the others have finished."""
     import torch
 
     from kdtune.train import TENSORBOARD, resolve_device, train_trial
@@ -80,22 +82,73 @@ def run_group(payload: Payload, on_epoch: EpochCallback | None = None) -> list[d
     torch.set_num_threads(max(1, int(payload["cpus"])))
     device = resolve_device(payload["device"])
     run_dir = Path(payload["run_dir"])
-    out = []
+    out: dict[int, dict[str, Any]] = {}
+    pending: list[tuple[int, TrialConfig]] = []
     for i, t in enumerate(payload["trials"]):
         if is_finished(run_dir, t["id"]):
-            out.append(read_json(trial_dir(run_dir, t["id"]) / METRICS))
+            out[i] = read_json(trial_dir(run_dir, t["id"]) / METRICS)
             continue
         config = TrialConfig.from_dict(t["config"])
         if config.id != t["id"]:
             raise RuntimeError(f"trial {t['id']}: config hashes to {config.id} on this worker (kdtune versions differ?)")
-        each = None if on_epoch is None else functools.partial(_tag_epoch, on_epoch, i, config.train.epochs)
-        board = run_dir / TENSORBOARD / payload["name"] / t["id"] if payload.get("tensorboard") else None
-        out.append(
-            train_trial(
-                config, run_dir, payload["data_root"], device, t["export_train_logits"], each, payload["eval_batch_size"], board
+        pending.append((i, config))
+
+    def each(i: int, config: TrialConfig) -> Callable[[dict[str, Any]], None] | None:
+        return None if on_epoch is None else functools.partial(_tag_epoch, on_epoch, i, config.train.epochs)
+
+    def board(i: int) -> Path | None:
+        return run_dir / TENSORBOARD / payload["name"] / payload["trials"][i]["id"] if payload.get("tensorboard") else None
+
+    if len(pending) >= 2:
+        out |= _train_seeds(payload, pending, device, each, board)
+    else:
+        for i, config in pending:
+            export = payload["trials"][i]["export_train_logits"]
+            out[i] = train_trial(
+                config, run_dir, payload["data_root"], device, export, each(i, config), payload["eval_batch_size"], board(i)
             )
-        )
-    return out
+    return [out[i] for i in range(len(payload["trials"]))]
+
+
+def _train_seeds(
+    payload: Payload,
+    pending: list[tuple[int, TrialConfig]],
+    device: Any,
+    each: Callable[[int, TrialConfig], Callable[[dict[str, Any]], None] | None],
+    board: Callable[[int], Path | None],
+) -> dict[int, dict[str, Any]]:
+    """Train a group's unfinished seeds together (batched where :func:`~kdtune.batched.batch_problem` allows,
+    else one after another, said once in the log); raises the first seed's error after finishing the others."""
+    from kdtune.batched import batch_problem, say_once, train_together
+    from kdtune.train import Trainer, epoch_board, record_epoch
+
+    run_dir = Path(payload["run_dir"])
+    trainers = [Trainer(config, run_dir, payload["data_root"], device, payload["eval_batch_size"]) for _, config in pending]
+    boards = [epoch_board(b) if (b := board(i)) is not None else None for i, _ in pending]
+    callbacks = [each(i, config) for i, config in pending]
+    try:
+        problem = batch_problem(trainers)
+        if problem is None:
+            results = train_together(
+                trainers,
+                lambda j, row: record_epoch(row, boards[j], callbacks[j]),
+                lambda j: trainers[j].finish(payload["trials"][pending[j][0]]["export_train_logits"]),
+            )
+        else:
+            say_once(f"seeds of {pending[0][1].arch} train one at a time: {problem}")
+            results = []
+            for j, trainer in enumerate(trainers):
+                while not trainer.done:
+                    record_epoch(trainer.train_epoch(), boards[j], callbacks[j])
+                results.append(trainer.finish(payload["trials"][pending[j][0]]["export_train_logits"]))
+    finally:
+        for b in boards:
+            if b is not None:
+                b.close()
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise errors[0]
+    return {i: r for (i, _), r in zip(pending, results, strict=True)}  # type: ignore[misc]
 
 
 def _tag_epoch(on_epoch: EpochCallback, trial_index: int, epochs: int, row: dict[str, float]) -> None:
@@ -407,6 +460,9 @@ class RayExecutor:
         self.max_concurrent, self.max_failures, self.storage = max_concurrent, max_failures, storage
         self._started = False
         self._interrupts = _Interrupts(defer=True)
+        # keep a local Ray instance up after a clean exit until close(), so that `kdtune run` prints its
+        # results before the second or so that ray.shutdown takes
+        self.linger = False
 
     def __enter__(self) -> RayExecutor:
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial CSV/JSON/TensorBoard files
@@ -459,14 +515,19 @@ class RayExecutor:
         interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
         if interrupted:
             self._interrupts.release(exc_type)  # first: a second Ctrl-C must not stop the shutdown
+        if not (self.linger and exc_type is None and self._started):
+            self.close()
+        if not interrupted:
+            self._interrupts.release(exc_type)
+
+    def close(self) -> None:
+        """Shut down the Ray instance this executor started (if still up) and give Ray's loggers back."""
         if self._started:
             import ray
 
             ray.shutdown()
             self._started = False
         self._restore_ray_logs()
-        if not interrupted:
-            self._interrupts.release(exc_type)
 
     def _redirect_ray_logs(self) -> None:
         """Ray's loggers stop writing to the terminal; their records go up to the root logger (the run log)."""

@@ -150,7 +150,7 @@ class Resources:
 class ExecutionSpec:
     """How trials are executed."""
 
-    seeds_per_trial: int = 1
+    seeds_per_trial: int | str = 1  # or "auto" (kdtune.plan.auto_seeds_per_trial); seeds of a group train batched
     eval_batch_size: int = 512  # how many examples a forward pass takes at evaluation (no effect on results)
     max_concurrent_trials: int | None = None
     max_failures: int = 0
@@ -317,6 +317,15 @@ def as_list(item: Conv, allow_scalar: bool = True) -> Conv:
         return tuple(out)
 
     return conv
+
+
+def _seeds_per_trial(value: Any) -> int | str:
+    """``execution.seeds_per_trial``: an integer >= 1 or ``auto``."""
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _Bad(f"must be an integer >= 1 or auto, got {_kind(value)} {value!r}")
+    return value
 
 
 def optional(conv: Conv) -> Conv:
@@ -734,7 +743,7 @@ def parse_sweep(
         raise SpecError(source, "resources", "a trial must ask for some cpu or gpu")
     ex = _Section(source, "execution", sec.raw.get("execution"), [f.name for f in fields(ExecutionSpec)])
     execution = ExecutionSpec(
-        seeds_per_trial=ex.get("seeds_per_trial", as_int(ge=1), 1),
+        seeds_per_trial=ex.get("seeds_per_trial", _seeds_per_trial, 1),
         eval_batch_size=ex.get("eval_batch_size", as_int(ge=1), 512),
         max_concurrent_trials=ex.get("max_concurrent_trials", optional(as_int(ge=1)), None),
         max_failures=ex.get("max_failures", as_int(ge=0), 0),

@@ -39,6 +39,7 @@ from kdtune.data.base import Split, take
 from kdtune.distill import loss_for_epoch, objective_starts
 from kdtune.errors import KdtuneError
 from kdtune.models import build_model
+from kdtune.models.layers import dropout_keys
 from kdtune.optim import OPTIMIZERS, SCHEDULES
 from kdtune.plan import TrialConfig
 from kdtune.rundir import (
@@ -211,6 +212,7 @@ class Trainer:
         with self._fresh_rng(seed):
             self.model = build_model(config.arch, data.info, tr.dropout, dict(config.params)).to(device)
         self.gen = torch.Generator(device=device).manual_seed(seed)  # data order and augmentation
+        self.dropout_key = torch.tensor(seed & 0xFFFFFFFF, dtype=torch.int64, device=device)  # keyed dropout masks
 
         self.cached_logits: torch.Tensor | None = None
         self.teacher: nn.Module | None = None
@@ -284,28 +286,26 @@ class Trainer:
         return row
 
     def _train_epoch(self) -> dict[str, float]:
-        config, tr, data, task, model, device = self.config, self.config.train, self.data, self.task, self.model, self.device
-        self.epoch += 1
-        epoch, n, gen = self.epoch, len(data.train), self.gen
+        config, tr, data, task, model = self.config, self.config.train, self.data, self.task, self.model
+        perm, fault = self._begin_epoch()
         model.train()
-        perm = torch.randperm(n, generator=gen, device=device)
-        loss_sum = torch.zeros((), device=device)
-        fault = injected_fault(self.run_dir, config.id, epoch) if FAULT_ENV in os.environ else None
+        epoch, loss_sum = self.epoch, torch.zeros((), device=self.device)
         for i in range(self.steps):
-            idx = perm[i * tr.batch_size : n if i == self.steps - 1 else (i + 1) * tr.batch_size]  # no batch of one
+            idx = self._batch_index(perm, i)
             x = batch_inputs(data.train.x, idx)
             if self.augment is not None:
-                x = self.augment[0](x, generator=gen, **self.augment[1])
+                x = self.augment[0](x, generator=self.gen, **self.augment[1])
             t_logits = None
             if self.cached_logits is not None:
                 t_logits = self.cached_logits[idx]
             elif self.teacher is not None:
                 t_logits = task.teacher_logits(self.teacher, x)
-            logits, _ = task.outputs(model, x)
+            with dropout_keys(self.dropout_key, self._step(i)):
+                logits, _ = task.outputs(model, x)
             loss = task.train_loss(
                 logits, data.train, idx, x, t_logits, loss_for_epoch(config.loss, epoch, tr.epochs), tr.label_smoothing
             )
-            if fault and i == min(1, self.steps - 1):
+            if fault and i == self.fault_step:
                 self._inject(fault, epoch)
                 loss = loss * float("nan")  # only "nan" gets here
             self.optimizer.zero_grad(set_to_none=True)
@@ -317,8 +317,35 @@ class Trainer:
             if i == 0 and objective_starts(config.loss, epoch, tr.epochs):  # the loss's scale changes at a switch
                 self.start_loss = float(loss.detach())
             loss_sum += loss.detach() * len(idx)
-        val = task.validate(model, data.val, self.eval_batch_size)
-        row = {"epoch": epoch, "train_loss": loss_sum.item() / n, "lr": self.optimizer.param_groups[0]["lr"]}
+        return self._end_epoch(loss_sum)
+
+    def _begin_epoch(self) -> tuple[torch.Tensor, str | None]:
+        """Count the epoch; its data order (from this trainer's generator) and the fault injected in it, if any."""
+        self.epoch += 1
+        perm = torch.randperm(len(self.data.train), generator=self.gen, device=self.device)
+        fault = injected_fault(self.run_dir, self.config.id, self.epoch) if FAULT_ENV in os.environ else None
+        return perm, fault
+
+    @property
+    def fault_step(self) -> int:
+        """The batch of an epoch after which an injected fault strikes (the second, or the only one)."""
+        return min(1, self.steps - 1)
+
+    def _batch_index(self, perm: torch.Tensor, i: int) -> torch.Tensor:
+        """The rows of batch ``i`` of an epoch with order ``perm`` (the last batch takes the rest: no batch of one)."""
+        n, bs = len(perm), self.config.train.batch_size
+        return perm[i * bs : n if i == self.steps - 1 else (i + 1) * bs]
+
+    def _step(self, i: int) -> int:
+        """The training step of batch ``i`` of the current epoch, counted from 0 over the whole run (what keys dropout)."""
+        return (self.epoch - 1) * self.steps + i
+
+    def _end_epoch(self, loss_sum: torch.Tensor) -> dict[str, float]:
+        """Validate the epoch just trained (summed training loss ``loss_sum``), check it for divergence,
+        update the selected model; returns the epoch's history row."""
+        config, tr, model, epoch = self.config, self.config.train, self.model, self.epoch
+        val = self.task.validate(model, self.data.val, self.eval_batch_size)
+        row = {"epoch": epoch, "train_loss": loss_sum.item() / len(self.data.train), "lr": self.optimizer.param_groups[0]["lr"]}
         row |= {"val_accuracy": float("nan")} | {f"val_{k}": v for k, v in val.items() if k != "n"}
         check_divergence(config, epoch, row["train_loss"], self.start_loss, model)
         self.history.append(row)
@@ -424,18 +451,22 @@ def train_trial(
     board = epoch_board(tensorboard_dir) if tensorboard_dir is not None else None
     try:
         while not trainer.done:
-            row = trainer.train_epoch()
-            if board is not None:
-                for key, value in row.items():
-                    if key != "epoch":
-                        board.add_scalar(key, value, int(row["epoch"]))
-                board.flush()
-            if on_epoch is not None:
-                on_epoch(row)
+            record_epoch(trainer.train_epoch(), board, on_epoch)
     finally:
         if board is not None:
             board.close()
     return trainer.finish(export_train_logits)
+
+
+def record_epoch(row: dict[str, float], board: Any, on_epoch: Callable[[dict[str, float]], None] | None) -> None:
+    """Hand an epoch's history row to its TensorBoard writer (step = epoch) and to ``on_epoch``, where given."""
+    if board is not None:
+        for key, value in row.items():
+            if key != "epoch":
+                board.add_scalar(key, value, int(row["epoch"]))
+        board.flush()
+    if on_epoch is not None:
+        on_epoch(row)
 
 
 def epoch_board(folder: Path) -> Any:

@@ -23,14 +23,15 @@ from kdtune.spec import parse_sweep
 from kdtune.tasks import feature_index, task_for
 from kdtune.train import PATHS, Trainer, train_trial, trial_seed
 
-# The tiny sweep's trial ids computed before outputs.feature_epochs existed: run folders made then are still found.
+# The tiny sweep's trial ids under RESULTS_VERSION 3, computed before outputs.feature_epochs, data.folds,
+# data.invariance and loss.start/stop existed in this version: settings at their defaults leave the ids alone.
 IDS_BEFORE_FEATURE_EPOCHS = {
-    ("MLP", "data", 0): "a32110973d651e07",
-    ("MLP", "data", 1): "583b9277b5d290d8",
-    ("CNN", "data", 0): "ca97c9a661539a1b",
-    ("CNN", "data", 1): "05d3023ac70d6ade",
-    ("MLP", "CNN", 0): "7be1586932c632b6",
-    ("MLP", "CNN", 1): "0fd4573f9c8e2529",
+    ("MLP", "data", 0): "7db72770d5fbc124",
+    ("MLP", "data", 1): "6795453ef4b23321",
+    ("CNN", "data", 0): "11a3be54ba917dd7",
+    ("CNN", "data", 1): "c94969b2cdd6242b",
+    ("MLP", "CNN", 0): "bf62b4841ecd65ae",
+    ("MLP", "CNN", 1): "52fed1406333773d",
 }
 
 

@@ -118,3 +118,18 @@ def test_a_failing_trial_is_one_line_and_its_traceback_goes_to_the_run_log(tiny_
     text = log.read_text()
     assert text.count("Trial task failed") == 4 and "Traceback" in text and "DivergedError" in text
     assert "Started a local Ray instance" in text  # Ray's own records
+
+
+def test_a_lingering_executor_keeps_ray_up_until_close_but_not_after_an_error(tmp_path):
+    import ray
+
+    ex = RayExecutor(None, cpu=1, gpu=0, max_concurrent=None, max_failures=0, storage=tmp_path / "ray")
+    ex.linger = True  # as kdtune run: the report is printed before Ray shuts down
+    with ex:
+        pass
+    assert ray.is_initialized()
+    ex.close()
+    assert not ray.is_initialized()
+    with pytest.raises(ValueError, match="boom"), ex:
+        raise ValueError("boom")
+    assert not ray.is_initialized()  # an error shuts Ray down at once, lingering or not

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import torch
 
 from kdtune.data.dataset import DATASETS, EvalSetSpec, ImageDataset
@@ -34,13 +37,26 @@ class Digits(ImageDataset):
         self.image_shape = (1, 8 + 2 * pad, 8 + 2 * pad)
 
     def load_arrays(self, root: Path | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        from sklearn.datasets import load_digits
-
-        d = load_digits()
-        x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+        images, target = _digits_arrays()
+        x = torch.tensor(images, dtype=torch.float32).unsqueeze(1) / 16.0
         x = torch.nn.functional.pad(x, (self.pad,) * 4)
-        y = torch.tensor(d.target, dtype=torch.int64)
+        y = torch.tensor(target, dtype=torch.int64)
         perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(20150101))
         n_test = round(self.test_fraction * len(y))
         te, tr = perm[:n_test].sort().values, perm[n_test:].sort().values
         return x[tr], y[tr], x[te], y[te]
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(images 1797×8×8, targets) of scikit-learn's digits, as ``load_digits`` returns them: read from its
+    bundled CSV without importing scikit-learn (a second or two in every worker process), else through it."""
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    if path is None or not path.is_file():
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        return d.images, d.target
+    with gzip.open(path, mode="rt", encoding="utf-8") as f:
+        data = np.loadtxt(f, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int, copy=False)

@@ -42,10 +42,13 @@ class CNN(nn.Module):
             raise ValueError(f"channels must list 3 widths, got {list(channels)}")
         c_in, pad = info.input_shape[0], kernel_size // 2
         self.maxout = maxout
-        self.conv1 = nn.Conv2d(c_in, channels[0], kernel_size, padding=pad)
-        self.conv2 = nn.Conv2d(channels[0], channels[1], kernel_size, padding=pad)
+        # a bias before BatchNorm has no effect on the output and an exact gradient of 0: Adam would turn its
+        # rounding noise into lr-sized steps (and seed-batched training would not match one seed alone)
+        bias = not batch_norm
+        self.conv1 = nn.Conv2d(c_in, channels[0], kernel_size, padding=pad, bias=bias)
+        self.conv2 = nn.Conv2d(channels[0], channels[1], kernel_size, padding=pad, bias=bias)
         self.pool = nn.MaxPool2d(pool)
-        self.conv3 = nn.Conv2d(channels[1], channels[2] * maxout, kernel_size, padding=pad)
+        self.conv3 = nn.Conv2d(channels[1], channels[2] * maxout, kernel_size, padding=pad, bias=bias)
         norm = nn.BatchNorm2d if batch_norm else (lambda c: nn.Identity())
         self.norm1, self.norm2, self.norm3 = norm(channels[0]), norm(channels[1]), norm(channels[2] * maxout)
         # averaged over the whole map, the features barely vary between images; normalizing them lets

@@ -113,6 +113,20 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.nanmean(arr)), float(np.nanstd(arr, ddof=1)) if np.isfinite(arr).sum() > 1 else 0.0
 
 
+def _seed_batch(trainers: list[Any]) -> Any:
+    """The :class:`~kdtune.batched.SeedBatch` of a search trial's unfinished seeds where they can train as one
+    vmapped model, else None (fewer than two, or a model that cannot: said once in the log)."""
+    from kdtune.batched import SeedBatch, batch_problem, say_once
+
+    if len(trainers) < 2:
+        return None
+    problem = batch_problem(trainers)
+    if problem is not None:
+        say_once(f"seeds of {trainers[0].config.arch} train one at a time: {problem}")
+        return None
+    return SeedBatch(trainers)
+
+
 def run_search_trial(config: dict[str, Any], payload: Payload, report: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """Worker side: train the seeds of one search trial in lockstep, reporting the seeds' mean validation
     metric after every epoch and, last, the objective with ``final`` set. Finished seeds are read."""
@@ -132,12 +146,16 @@ def run_search_trial(config: dict[str, Any], payload: Payload, report: Callable[
         else:
             trainers[i] = Trainer(c, run_dir, payload["data_root"], device, payload["eval_batch_size"])
     epochs = max(c.train.epochs for c in configs)
+    batch = _seed_batch(list(trainers.values()))
     if trainers:
         for epoch in range(1, epochs + 1):
             values = []
+            batched = dict(zip(trainers, batch.train_epoch(), strict=True)) if batch is not None else {}
             for i in range(len(configs)):
                 if i in trainers:
-                    row = trainers[i].train_epoch()
+                    row = batched[i] if batch is not None else trainers[i].train_epoch()
+                    if isinstance(row, BaseException):
+                        raise row
                 else:
                     history = done[i]["history"]
                     row = history[min(epoch, len(history)) - 1]
