@@ -60,7 +60,8 @@ class TrialConfig:
             del d["outputs"]["feature_epochs"]
         data, loss = d["data"] or {}, d["loss"] or {}
         if data.get("folds", 1) <= 1:
-            data.pop("folds", None), data.pop("fold", None)
+            data.pop("folds", None)
+            data.pop("fold", None)
         if data.get("invariance", 0) is None:
             del data["invariance"]
         if loss.get("start") == 0 and loss.get("stop") is None:
