@@ -239,8 +239,8 @@ AUTO_CPU_MAX_SEEDS = 8
 
 def auto_seeds_per_trial(spec: SweepSpec, config: TrialConfig, seeds: int) -> int:
     """``execution.seeds_per_trial: auto`` for the ``seeds`` seeds of ``config``: all of them on a GPU; on a CPU
-    all (at most AUTO_CPU_MAX_SEEDS) where batching measurably pays (the table above), else 1. Token data
-    (batches of different widths per seed) trains one seed at a time anyway: 1."""
+    all (at most AUTO_CPU_MAX_SEEDS) where batching measurably pays (the table above), else 1. Data other than
+    images: 1 (token sequences train one seed at a time anyway; point clouds and sets were not measured)."""
     if spec.resources.gpu > 0 and spec.execution.device != "cpu":
         return seeds
     from kdtune.data import make_dataset
