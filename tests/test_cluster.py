@@ -191,7 +191,7 @@ def test_a_worker_node_lost_mid_sweep_has_its_trials_retried_elsewhere(cluster, 
     from tests.test_tensorboard import check_boards
 
     node = cluster.add_node("k")  # a third node, lost while it trains a trial
-    tiny_raw["train"]["epochs"] = 12
+    tiny_raw["train"]["epochs"] = 40  # seconds per trial even on a quiet machine: the kill lands mid-trial
     tiny_raw["grid"] |= {"students": ["MLP", "CNN"], "teachers": ["data"], "seeds": 3}
     tiny_raw["execution"] = {"max_failures": 2, "tensorboard": True}
     sweep, out = tmp_path / "tiny.yaml", tmp_path / "run"
