@@ -6,9 +6,8 @@ from pathlib import Path
 
 import torch
 
-from kdtune.data.base import DataBundle, Split
-from kdtune.data.corruptions import CORRUPTIONS
-from kdtune.data.dataset import Dataset, DataSpec, _seed_for, train_val_indices
+from kdtune.data.base import DataBundle
+from kdtune.data.dataset import Dataset, DataSpec, split_bundle
 
 
 class ArrayDataset(Dataset):
@@ -27,18 +26,7 @@ class ArrayDataset(Dataset):
                 raise ValueError(
                     f"{type(self).__name__} loaded {what} inputs of shape {tuple(x.shape[1:])}, described {info.input_shape}"
                 )
-        tr_idx, val_idx = train_val_indices(len(y_tr), spec)
-        train, val = Split(x_tr[tr_idx], y_tr[tr_idx]), Split(x_tr[val_idx], y_tr[val_idx])
-        base = {"test": Split(x_te, y_te), "val": val}
-        evals: dict[str, Split] = {"val": val}
-        for es in spec.eval_sets:
-            src = base[es.source]
-            if es.corruption == "identity":
-                evals[es.name] = src
-                continue
-            gen = torch.Generator().manual_seed(_seed_for(es.name, spec.corruption_seed))
-            evals[es.name] = Split(CORRUPTIONS.get(es.corruption)(src.x, generator=gen, **dict(es.params)), src.y)
-        return DataBundle(info, train, val, evals)
+        return split_bundle(info, spec, x_tr, y_tr, x_te, y_te)
 
 
 def unit_sphere(x: torch.Tensor) -> torch.Tensor:

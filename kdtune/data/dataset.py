@@ -81,6 +81,25 @@ def _seed_for(name: str, seed: int) -> int:
     return (zlib.crc32(name.encode()) + 1_000_003 * seed) % (2**63)
 
 
+def split_bundle(
+    info: DataInfo, spec: DataSpec, x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor, y_te: torch.Tensor
+) -> DataBundle:
+    """A training pool and a test set → train and val (``train_val_indices``: a hold-out or a fold) and every
+    eval set of ``spec``: the test or val split, corrupted with its own seeded generator."""
+    tr_idx, val_idx = train_val_indices(len(y_tr), spec)
+    train, val = Split(x_tr[tr_idx], y_tr[tr_idx]), Split(x_tr[val_idx], y_tr[val_idx])
+    base = {"test": Split(x_te, y_te), "val": val}
+    evals: dict[str, Split] = {"val": val}
+    for es in spec.eval_sets:
+        src = base[es.source]
+        if es.corruption == "identity":
+            evals[es.name] = src
+            continue
+        gen = torch.Generator().manual_seed(_seed_for(es.name, spec.corruption_seed))
+        evals[es.name] = Split(CORRUPTIONS.get(es.corruption)(src.x, generator=gen, **dict(es.params)), src.y)
+    return DataBundle(info, train, val, evals)
+
+
 class ImageDataset(Dataset):
     """Images in [0, 1] (N×C×H×W) with a fixed test split; OOD sets are corruptions of the test split."""
 
@@ -102,21 +121,9 @@ class ImageDataset(Dataset):
 
     def build(self, spec: DataSpec, root: Path | None) -> DataBundle:
         x_tr, y_tr, x_te, y_te = self.load_arrays(root)
-        tr_idx, val_idx = train_val_indices(len(y_tr), spec)
-        train, val = Split(x_tr[tr_idx], y_tr[tr_idx]), Split(x_tr[val_idx], y_tr[val_idx])
-        base = {"test": Split(x_te, y_te), "val": val}
-        evals: dict[str, Split] = {"val": val}
-        for es in spec.eval_sets:
-            src = base[es.source]
-            if es.corruption == "identity":
-                evals[es.name] = src
-                continue
-            gen = torch.Generator().manual_seed(_seed_for(es.name, spec.corruption_seed))
-            x = CORRUPTIONS.get(es.corruption)(src.x, generator=gen, **dict(es.params))
-            evals[es.name] = Split(x, src.y)
         info = self.describe()
         if tuple(x_tr.shape[1:]) != info.input_shape:
             raise ValueError(
                 f"{type(self).__name__} loaded images of shape {tuple(x_tr.shape[1:])}, described {info.input_shape}"
             )
-        return DataBundle(info, train, val, evals)
+        return split_bundle(info, spec, x_tr, y_tr, x_te, y_te)
