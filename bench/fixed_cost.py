@@ -56,7 +56,11 @@ def phases(events: list[dict[str, Any]], launch: float, exit_: float) -> dict[st
         return sum(e["end"] - e["start"] for e in d if e["name"] == name)
 
     load, ray_start = one("kdtune.cli._load"), [e for e in d if e["name"] == "kdtune.execute.RayExecutor.__enter__"]
-    stages = sorted((e for e in d if e["name"] == "kdtune.execute.RayExecutor.run_stage"), key=lambda e: e["start"])
+    tuners = sorted((e for e in d if e["name"] == "kdtune.execute.RayExecutor.run_stages"), key=lambda e: e["start"])
+    starts = sorted((e for e in d if e["name"] == "kdtune.execute.Stages.start"), key=lambda e: e["start"])
+    stage_ends = sorted((e for e in d if e["name"] == "kdtune.execute.Stages.end"), key=lambda e: e["start"])
+    # a stage: from the moment its groups are handed out until it is declared over (one Tuner runs them all)
+    stages = [{"start": s["start"], "end": e["end"]} for s, e in zip(starts, stage_ends, strict=False)]
     data = sum(e["end"] - e["start"] for e in d if e["name"] == LOAD and load["start"] <= e["start"] <= load["end"])
     epoch1 = first(events, EPOCHS)
     assert epoch1 is not None, "no epoch was trained"
@@ -72,7 +76,8 @@ def phases(events: list[dict[str, Any]], launch: float, exit_: float) -> dict[st
         proc = first(events, ("process",), w)
         imported = first(events, ("import:kdtune.execute", "import:kdtune.train"), w)
         setup = first(events, SETUPS, w)
-        out["stage 1: Tuner set-up until the worker process starts"] = proc["start"] - stages[0]["start"]
+        tuner_start = tuners[0]["start"] if tuners else stages[0]["start"]
+        out["Tuner set-up until the worker process starts"] = proc["start"] - tuner_start
         out["worker: Ray worker start-up until it imports kdtune"] = imported["start"] - proc["start"]
         out["worker: importing kdtune (torch, …)"] = imported["end"] - imported["start"]
         out["worker: waiting for the trial"] = setup["start"] - imported["end"]
@@ -89,13 +94,13 @@ def phases(events: list[dict[str, Any]], launch: float, exit_: float) -> dict[st
         inside = [e for e in events if e["name"] in EPOCHS and stage["start"] <= e["start"] <= stage["end"]]
         start_k = min(e["start"] for e in inside) if inside else stage["end"]
         ends = [e["end"] for e in events if e["name"] in FINISHES and prev["start"] <= e["end"] <= prev["end"]]
-        out[f"stage {k}: its last trial → its Tuner returns"] = prev["end"] - max(ends) if ends else 0.0
-        out[f"stage {k + 1}: Tuner start → first training step"] = start_k - stage["start"]
+        out[f"stage {k}: its last trial → the stage ends"] = prev["end"] - max(ends) if ends else 0.0
+        out[f"stage {k + 1}: its start → first training step"] = start_k - stage["start"]
         out[f"BETWEEN STAGES {k} AND {k + 1} (last trial → first step)"] = start_k - max(ends) if ends else start_k - prev["end"]
     finish = max(e["end"] for e in events if e["name"] in FINISHES)
     render = [e for e in d if e["name"] == "kdtune.report.render"]
-    last_stage_end = stages[-1]["end"] if stages else finish
-    out["last trial → its Tuner returns"] = last_stage_end - finish
+    last_end = tuners[-1]["end"] if tuners else stages[-1]["end"] if stages else finish
+    out["last trial → the Tuner returns"] = last_end - finish
     out["Ray shutdown (after the table since it lingers)"] = total("kdtune.execute.RayExecutor.__exit__") + total(
         "kdtune.execute.RayExecutor.close"
     )

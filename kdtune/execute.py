@@ -1,4 +1,4 @@
-"""Run a plan: one Ray Tune ``Tuner`` per stage (a local Ray instance by default, or ``--address``).
+"""Run a plan: one Ray Tune ``Tuner`` for all its stages (a local Ray instance by default, or ``--address``).
 
 Each Ray Tune trial is a :class:`~kdtune.plan.TrialGroup` (trials differing only in seed). Finished
 trials are found in the run folder by id and skipped, which is also how an interrupted sweep
@@ -287,40 +287,49 @@ class InlineExecutor:
     def check_storage(self, run_dir: Path, data_root: Path | None) -> None:
         """Nothing to check: one process, one machine."""
 
-    def run_stage(self, stage: int, payloads: list[Payload], progress: Progress) -> StageOutcome:
-        outcome = StageOutcome(ran=len(payloads))
-        start = time.perf_counter()
-        for p in payloads:
-            name = p["name"]
-            progress.group_started(name)
-            try:
-                results = run_group(p, functools.partial(_epoch_event, progress, name))
-            except Exception as e:  # one failing group must not stop the others
-                logger.error("group %s failed", name, exc_info=True)
-                outcome.errors[name] = _error_line(e)
-                progress.group_failed(name, outcome.errors[name])
-            else:
-                progress.group_finished(name, "val accuracy " + ", ".join(f"{r['eval']['val']['accuracy']:.3f}" for r in results))
-        outcome.seconds = time.perf_counter() - start
-        return outcome
+    def run_stages(self, stages: Stages) -> bool:
+        """Run every stage's groups one after another; True if any failed."""
+        progress, errored = stages.progress, False
+        assert progress is not None
+        while True:
+            errors: dict[str, str] = {}
+            for p in stages.start(self.name):
+                name = p["name"]
+                progress.group_started(name)
+                try:
+                    results = run_group(p, functools.partial(_epoch_event, progress, name))
+                except Exception as e:  # one failing group must not stop the others
+                    logger.error("group %s failed", name, exc_info=True)
+                    errors[name] = _error_line(e)
+                    progress.group_failed(name, errors[name])
+                else:
+                    accuracies = ", ".join(f"{r['eval']['val']['accuracy']:.3f}" for r in results)
+                    progress.group_finished(name, "val accuracy " + accuracies)
+            errored = bool(stages.end(errors).errors) or errored
+            if not stages.find():
+                return errored
 
 
 def _epoch_event(progress: Progress, name: str, row: dict[str, Any]) -> None:
     progress.epoch_done(name, row["trial_index"], row["epoch"])
 
 
-def _progress_callback(progress: Progress, check_interrupt: Callable[[], None]) -> Any:
+def _progress_callback(
+    progress: Progress | None, check_interrupt: Callable[[], None], errors: dict[str, str] | None = None
+) -> Any:
     """A Ray Tune callback feeding ``progress`` from trial events and epoch reports, and raising a deferred
     Ctrl-C after each step of the Tune loop (Tune pickles its callbacks; the pickled copy does neither)."""
     from ray import tune
 
     class ProgressCallback(tune.Callback):
         # no closure over the arguments: Tune pickles this class by value, and must not pickle them with it
-        def __init__(self, progress: Progress | None, check_interrupt: Callable[[], None] | None) -> None:
-            self.progress, self.check_interrupt = progress, check_interrupt
+        def __init__(
+            self, progress: Progress | None, check_interrupt: Callable[[], None] | None, errors: dict[str, str] | None
+        ) -> None:
+            self.progress, self.check_interrupt, self.errors = progress, check_interrupt, errors
 
         def __getstate__(self) -> dict[str, Any]:
-            return {"progress": None, "check_interrupt": None}
+            return {"progress": None, "check_interrupt": None, "errors": None}
 
         def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
             if self.check_interrupt:
@@ -347,10 +356,13 @@ def _progress_callback(progress: Progress, check_interrupt: Callable[[], None]) 
                 self.progress.group_retried(trial.config["group"]["name"], _trial_error(trial))
 
         def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            error = _trial_error(trial)
+            if self.errors is not None:
+                self.errors[trial.config["group"]["name"]] = error
             if self.progress:
-                self.progress.group_failed(trial.config["group"]["name"], _trial_error(trial))
+                self.progress.group_failed(trial.config["group"]["name"], error)
 
-    return ProgressCallback(progress, check_interrupt)
+    return ProgressCallback(progress, check_interrupt, errors)
 
 
 def _trial_error(trial: Any) -> str:
@@ -567,37 +579,87 @@ class RayExecutor:
         """A safe point for a deferred Ctrl-C (Tune callbacks call it after every step of Tune's loop)."""
         self._interrupts.check()
 
-    def run_stage(self, stage: int, payloads: list[Payload], progress: Progress) -> StageOutcome:
+    def run_stages(self, stages: Stages) -> bool:
+        """Run every stage in ONE Ray Tune ``Tuner``: a searcher hands out a stage's groups and the next
+        stage's once the last has ended, so workers (with their imports and data) are reused across stages
+        instead of started again. True if any group failed."""
         from ray import tune
         from ray.tune.logger import JsonLoggerCallback
 
+        errors: dict[str, str] = {}
+        searcher = _stage_searcher(stages, self.name, errors)
         resources = {"cpu": self.cpu, "gpu": self.gpu}
         tuner = tune.Tuner(
             tune.with_resources(tune_trainable, resources),
-            param_space={"group": tune.grid_search(payloads)},
             tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                num_samples=stages.groups_left(),
                 reuse_actors=True,
                 max_concurrent_trials=self.max_concurrent,
                 trial_name_creator=lambda t: t.config["group"]["name"],
                 trial_dirname_creator=lambda t: t.config["group"]["name"],
             ),
             run_config=tune.RunConfig(
-                name=f"stage{stage}",
+                name="trials",
                 storage_path=str(self.storage.resolve()),
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=self.max_failures, fail_fast=False),
-                callbacks=[_progress_callback(progress, self._interrupts.check), JsonLoggerCallback()],
+                callbacks=[_progress_callback(stages.progress, self._interrupts.check, errors), JsonLoggerCallback()],
             ),
         )
-        start = time.perf_counter()
         self._interrupts.check()
-        grid = tuner.fit()
+        tuner.fit()
         self._interrupts.check()  # a Ctrl-C after the loop's last check
-        outcome = StageOutcome(ran=len(payloads), seconds=time.perf_counter() - start)
-        for result in grid:
-            if result.error is not None:
-                outcome.errors[result.config["group"]["name"]] = _error_line(result.error)
-        return outcome
+        if searcher.running:  # the loop ended inside a stage (Tune gave up on it): end it here
+            stages.end(errors)
+        return searcher.errored
+
+
+def _stage_searcher_class() -> type:
+    from ray.tune.search import Searcher
+
+    class StageSearcher(Searcher):
+        """Hands Ray Tune the groups of one stage at a time; when a stage's groups have all ended, it ends the
+        stage (:meth:`Stages.end`) and starts the next one's, or says the search is finished."""
+
+        def __init__(self, stages: Stages, executor_name: str, errors: dict[str, str]) -> None:
+            super().__init__()
+            self.stages, self.executor_name, self.errors = stages, executor_name, errors
+            self.queue: list[Payload] = list(stages.start(executor_name))
+            self.live, self.running, self.errored = 0, True, False
+
+        def __getstate__(self) -> dict[str, Any]:  # Tune pickles its search algorithm; kdtune resumes from the run folder
+            return {}
+
+        def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+            if self.queue:
+                self.live += 1
+                return {"group": self.queue.pop(0)}
+            if self.live:  # wait for the stage's last groups
+                return None
+            if self.running:
+                self.errored = bool(self.stages.end(self.errors).errors) or self.errored
+                self.running = False
+            if not self.stages.find():
+                return Searcher.FINISHED
+            self.queue, self.running = list(self.stages.start(self.executor_name)), True
+            return self.suggest(trial_id)
+
+        def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+            self.live -= 1
+
+        def save(self, checkpoint_path: str) -> None:
+            """Nothing to save: a run resumes from its run folder, not from Tune's experiment state."""
+
+        def restore(self, checkpoint_path: str) -> None:
+            """Nothing to restore (see :meth:`save`)."""
+
+    return StageSearcher
+
+
+def _stage_searcher(stages: Stages, executor_name: str, errors: dict[str, str]) -> Any:
+    """A :class:`ray.tune.search.Searcher` over ``stages`` (its class is made on first use: Ray is imported late)."""
+    return _stage_searcher_class()(stages, executor_name, errors)
 
 
 def unfinished_groups(plan: Plan, stage: list[TrialGroup], run_dir: Path) -> tuple[list[TrialGroup], list[TrialGroup]]:
@@ -645,6 +707,73 @@ def quarantine_damaged(plan: Plan, run_dir: Path, log: Callable[[str], None]) ->
     return damaged
 
 
+class Stages:
+    """The plan's stages as the executor runs them: each stage's unfinished groups are worked out only when
+    the stage before it has ended (a student needs its teacher's files), and each start and end is logged
+    and shown in the progress display. Failures (and students skipped for a failed teacher) go to ``failures``."""
+
+    def __init__(self, plan: Plan, log: Callable[[str], None], failures: dict[str, str]) -> None:
+        self.plan, self.log, self.failures = plan, log, failures
+        self.run_dir = plan.spec.output
+        self.progress: Progress | None = None
+        self.stage = 0  # the stage found or running (1-based); 0 before the first
+        self._todo: list[TrialGroup] = []
+        self._n_done = 0
+        self._start = 0.0
+
+    def find(self) -> bool:
+        """Move on to the next stage with groups to run (logging the stages with none); False when there is none."""
+        while self.stage < len(self.plan.stages):
+            self.stage += 1
+            stage = self.plan.stages[self.stage - 1]
+            todo, blocked = unfinished_groups(self.plan, stage, self.run_dir)
+            for g in blocked:
+                for t in g.trials:
+                    self.failures[t.id] = f"skipped: teacher {t.config.teacher_id} did not finish"
+            n_all = sum(len(g.trials) for g in stage)
+            self._n_done = n_all - sum(len(g.trials) for g in todo + blocked)
+            if todo:
+                self._todo = todo
+                return True
+            n_blocked = sum(len(g.trials) for g in blocked)
+            done = f"{self._n_done} of {plural(n_all, 'trial')}" if n_blocked else plural(n_all, "trial")
+            skipped = f", {n_blocked} skipped)" if n_blocked else ")"
+            self.log(f"stage {self.stage}: nothing to run ({done} already finished{skipped}")
+        return False
+
+    def groups_left(self) -> int:
+        """An upper bound on the groups still to run: every group of the found stage and of those after it."""
+        return sum(len(stage) for stage in self.plan.stages[max(0, self.stage - 1) :])
+
+    def start(self, executor_name: str) -> list[Payload]:
+        """Start the stage :meth:`find` found: log it, show it, and return its groups' payloads."""
+        spec, todo = self.plan.spec, self._todo
+        n_all = sum(len(g.trials) for g in self.plan.stages[self.stage - 1])
+        n_trials = sum(len(g.trials) for g in todo)
+        where = f"in {plural(len(todo), 'group')} on {executor_name}"
+        done = f" ({self._n_done} already finished)" if self._n_done else ""
+        self.log(f"stage {self.stage}: {n_trials} of {plural(n_all, 'trial')} to run, {where}{done}")
+        payloads = [group_payload(self.plan, g, self.run_dir, spec.data_root) for g in todo]
+        if self.progress is not None:
+            self.progress.start_stage(self.stage, {p["name"]: _trial_epochs(p) for p in payloads})
+        self._start = time.perf_counter()
+        return payloads
+
+    def end(self, errors: dict[str, str]) -> StageOutcome:
+        """The started stage is over; ``errors`` maps failed groups' names to one-line reasons."""
+        outcome = StageOutcome(ran=len(self._todo), seconds=time.perf_counter() - self._start)
+        outcome.errors = {g.name: errors[g.name] for g in self._todo if g.name in errors}
+        if self.progress is not None:
+            self.progress.end_stage()
+        self.log(f"stage {self.stage}: finished in {outcome.seconds:.1f} s")
+        for g in self._todo:
+            for t in g.trials:
+                if not is_finished(self.run_dir, t.id):
+                    self.failures[t.id] = outcome.errors.get(g.name, "did not finish")
+        self._todo = []
+        return outcome
+
+
 def execute(
     plan: Plan, executor: InlineExecutor | RayExecutor, log: Callable[[str], None] = print, live: bool | None = None
 ) -> dict[str, str]:
@@ -656,44 +785,18 @@ def execute(
     failures: dict[str, str] = {}
     if live is None:
         live = log is print and sys.stdout.isatty() and sys.stderr.isatty()
-    log_path, errored = None, False
+    log_path = None
     quarantine_damaged(plan, run_dir, log)
+    stages = Stages(plan, log, failures)
+    errored = False
     with contextlib.ExitStack() as stack:  # Ray, if started, is shut down whatever happens
         stack.push(functools.partial(_count_kept, plan))  # runs last
-        started = False
-        for k, stage in enumerate(plan.stages, 1):
-            todo, blocked = unfinished_groups(plan, stage, run_dir)
-            for g in blocked:
-                for t in g.trials:
-                    failures[t.id] = f"skipped: teacher {t.config.teacher_id} did not finish"
-            n_all = sum(len(g.trials) for g in stage)
-            n_done = n_all - sum(len(g.trials) for g in todo + blocked)
-            if not todo:
-                n_blocked = sum(len(g.trials) for g in blocked)
-                done = f"{n_done} of {plural(n_all, 'trial')}" if n_blocked else plural(n_all, "trial")
-                log(f"stage {k}: nothing to run ({done} already finished" + (f", {n_blocked} skipped)" if n_blocked else ")"))
-                continue
-            if not started:
-                log_path = stack.enter_context(run_log(run_dir))
-                stack.enter_context(executor)
-                executor.check_storage(run_dir, spec.data_root)
-                progress = stack.enter_context(Progress(run_dir, log, live, len(plan.stages)))  # closed before Ray
-                started = True
-            n_trials = sum(len(g.trials) for g in todo)
-            log(
-                f"stage {k}: {n_trials} of {plural(n_all, 'trial')} to run, in {plural(len(todo), 'group')} on {executor.name}"
-                + (f" ({n_done} already finished)" if n_done else "")
-            )
-            payloads = [group_payload(plan, g, run_dir, spec.data_root) for g in todo]
-            progress.start_stage(k, {p["name"]: _trial_epochs(p) for p in payloads})
-            outcome = executor.run_stage(k, payloads, progress)
-            progress.end_stage()
-            errored = errored or bool(outcome.errors)
-            log(f"stage {k}: finished in {outcome.seconds:.1f} s")
-            for g in todo:
-                for t in g.trials:
-                    if not is_finished(run_dir, t.id):
-                        failures[t.id] = outcome.errors.get(g.name, "did not finish")
+        if stages.find():
+            log_path = stack.enter_context(run_log(run_dir))
+            stack.enter_context(executor)
+            executor.check_storage(run_dir, spec.data_root)
+            stages.progress = stack.enter_context(Progress(run_dir, log, live, len(plan.stages)))  # closed before Ray
+            errored = executor.run_stages(stages)
     if errored:
         log(f"log with the full tracebacks: {log_path}")
     sys.stdout.flush()

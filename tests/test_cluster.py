@@ -130,6 +130,10 @@ def _kdtune_run(sweep: Path, out: Path, cluster: Cluster) -> subprocess.Complete
 
 
 def test_a_sweep_on_two_nodes_uses_both_and_matches_a_local_run(cluster, tiny_raw, tiny_spec, tmp_path):
+    # one Tuner reuses its workers for every trial: with 2-epoch trials the head's worker could train them all
+    # before the other node's has started, so the teachers train long enough for the second worker to join
+    tiny_raw["train"]["epochs"] = tiny_raw["distill"]["epochs"] = 40
+    tiny_spec = parse_sweep(tiny_raw, "tiny.yaml", output=tmp_path / "unused")
     sweep = tmp_path / "tiny.yaml"
     sweep.write_text(yaml.safe_dump(tiny_raw))
     proc = _kdtune_run(sweep, tmp_path / "run", cluster)
