@@ -460,6 +460,12 @@ def check_shared_storage(run_dir: Path, data_root: Path | None, timeout: float =
     return len(nodes)
 
 
+# Ray prestarts one idle worker per CPU for the first driver, with the job's (empty) runtime environment;
+# Tune starts its trial actors with a runtime environment of their own (env_vars PL_DISABLE_FORK), so
+# they never land in those workers, which only compete for the CPUs while the first trials start
+_LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False}
+
+
 class RayExecutor:
     """Run each stage as one Ray Tune ``Tuner`` over its groups (grid search over payloads)."""
 
@@ -507,6 +513,7 @@ class RayExecutor:
                     except (ConnectionError, RuntimeError, ValueError, SystemExit) as e:
                         raise KdtuneError(f"cannot join the Ray cluster at {self.address}: {_last_line(e)}") from None
                 else:  # a fresh local instance (never a stale one from /tmp/ray), no dashboard, small object store
+                    kwargs["_system_config"] = _LOCAL_SYSTEM_CONFIG.copy()  # ray.init adds to the dict it is given
                     with self._interrupts.held():
                         ray.init(address="local", include_dashboard=False, object_store_memory=256 * 1024**2, **kwargs)
             self._interrupts.check()
