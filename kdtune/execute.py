@@ -467,7 +467,7 @@ _LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False}
 
 
 class RayExecutor:
-    """Run each stage as one Ray Tune ``Tuner`` over its groups (grid search over payloads)."""
+    """Run the stages in one Ray Tune ``Tuner`` on a local Ray instance or the cluster at ``address``."""
 
     name = "ray"
 
