@@ -615,11 +615,52 @@ class RayExecutor:
             ),
         )
         self._interrupts.check()
-        tuner.fit()
+        with _idle_workers_kept():
+            tuner.fit()
         self._interrupts.check()  # a Ctrl-C after the loop's last check
         if searcher.running:  # the loop ended inside a stage (Tune gave up on it): end it here
             stages.end(errors)
         return searcher.errored
+
+
+@contextlib.contextmanager
+def _idle_workers_kept() -> Iterator[None]:
+    """While a stage waits for its last groups, keep every idle Tune worker for the next stage.
+
+    Ray Tune's actor cache keeps at most ONE idle actor while no trial is pending: at a stage's end the other
+    workers would be stopped, and the next stage would start new ones. A new actor takes seconds to start
+    (a process, torch, ``torch._dynamo``); when trials are shorter than that, the kept actor takes over each
+    trial whose new actor is still starting (Tune then cancels that actor), so a stage of short trials would
+    run on one worker. With this, idle actors stay cached until the search ends (Tune flushes them all then).
+    Patches the cache class that Tune's controller instantiates, for this ``fit`` only; if Ray's internals
+    differ from Ray 2.60's, nothing is patched and Tune behaves as it does by default."""
+    try:
+        from ray.tune.execution import tune_controller
+        from ray.tune.utils.object_cache import _ObjectCache
+    except ImportError:  # pragma: no cover - another Ray version
+        yield
+        return
+    if getattr(tune_controller, "_ObjectCache", None) is not _ObjectCache:
+        yield
+        return
+
+    class KeepIdle(_ObjectCache):
+        def cache_object(self, key: Any, obj: Any) -> bool:
+            if super().cache_object(key, obj):
+                return True
+            self._cached_objects[key].append(obj)
+            self._num_cached_objects += 1
+            return True
+
+        def flush_cached_objects(self, force_all: bool = False) -> Iterator[Any]:
+            if force_all:
+                yield from super().flush_cached_objects(force_all=True)
+
+    tune_controller._ObjectCache = KeepIdle  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        tune_controller._ObjectCache = _ObjectCache  # type: ignore[attr-defined]
 
 
 def _stage_searcher_class() -> type:
