@@ -2,8 +2,8 @@
 
 Runs the sweep into a fresh folder ``--repeat`` times (as ``python -m kdtune run``, this checkout's kdtune),
 timing from the outside: the ``sitecustomize`` of ``bench/seed_batching.py`` records when each kdtune
-process started and when a few functions ran (loading the sweep and data, starting Ray, each stage's
-Tuner, each trainer's set-up, epochs and final evaluation, results, report). Prints the phases before
+process started and when a few functions ran (loading the sweep and data, starting Ray, the Tuner and
+each stage's start and end, each trainer's set-up, epochs and final evaluation, results, report). Prints the phases before
 the first training step, between stages and after the last trial, the median and minimum of each over
 the repeats, and the import times of the heavy packages (``python -X importtime``, one fresh process each).
 
