@@ -29,13 +29,18 @@ from kdtune.models import build_model
 from kdtune.models.layers import dropout_keys
 from kdtune.plan import forward_flops
 
-CASES = [  # label, arch, params, input shape
-    ("digits MLP 144-256-128", "mlp", {"hidden": (256, 128)}, (1, 12, 12)),
-    ("digits CNN 16-16-32", "cnn", {"channels": (16, 16, 32)}, (1, 12, 12)),  # the quickstart's
-    ("digits CNN 32-32-64", "cnn", {"channels": (32, 32, 64)}, (1, 12, 12)),
-    ("digits CNN 8-8-16", "cnn", {"channels": (8, 8, 16)}, (1, 12, 12)),
-    ("MNIST MLP 784-512-256", "mlp", {"hidden": (512, 256)}, (1, 28, 28)),
-    ("MNIST CNN 32-32-64", "cnn", {"channels": (32, 32, 64)}, (1, 28, 28)),
+CASES = [  # label, data kind, arch, params, input shape, classes
+    ("digits MLP 144-256-128", "image", "mlp", {"hidden": (256, 128)}, (1, 12, 12), 10),
+    ("digits CNN 16-16-32", "image", "cnn", {"channels": (16, 16, 32)}, (1, 12, 12), 10),  # the quickstart's
+    ("digits CNN 32-32-64", "image", "cnn", {"channels": (32, 32, 64)}, (1, 12, 12), 10),
+    ("digits CNN 8-8-16", "image", "cnn", {"channels": (8, 8, 16)}, (1, 12, 12), 10),
+    ("MNIST MLP 784-512-256", "image", "mlp", {"hidden": (512, 256)}, (1, 28, 28), 10),
+    ("MNIST CNN 32-32-64", "image", "cnn", {"channels": (32, 32, 64)}, (1, 28, 28), 10),
+    # the symmetry sweeps' models: particle_sets (16 particles x 3 features) and shapes (32 points in 3-D)
+    ("sets DeepSets-inv 64", "set", "deepsets_inv", {"width": 64, "phi_layers": 3, "rho_layers": 1}, (16, 3), 5),
+    ("sets DeepSets-equiv 64", "set", "deepsets_equiv", {"width": 64, "layers": 3, "head_layers": 1}, (16, 3), 5),
+    ("sets MLP 64-64-64", "set", "mlp", {"hidden": (64, 64, 64)}, (16, 3), 5),
+    ("points DGCNN 4x8 k8", "points", "dgcnn", {"edge_convs": 4, "width": 8, "k": 8}, (32, 3), 10),
 ]
 BATCH = 64
 
@@ -130,16 +135,16 @@ def main() -> None:
     setup = f"batch {BATCH}, dropout {args.dropout}, {args.steps} steps, median of {args.repeats}"
     print(f"torch {torch.__version__}, {args.threads} thread(s), {setup}")
     print(f"{'case':24} {'MFLOP/step':>10} {'k':>3} {'alone s':>9} {'batched s':>9} {'speedup':>8}")
-    for label, arch, params, shape in CASES:
+    for label, kind, arch, params, shape, classes in CASES:
         if args.cases and label not in args.cases:
             continue
-        info = DataInfo("image", shape, 10)
+        info = DataInfo(kind, shape, classes)
         flops = forward_flops(arch, info, params, BATCH) / 1e6
         for k in args.ks:
             torch.manual_seed(0)
             models = [build_model(arch, info, args.dropout, params).train() for _ in range(k)]
             x = torch.rand(k, args.steps, BATCH, *shape)
-            y = torch.randint(0, 10, (k, args.steps, BATCH))
+            y = torch.randint(0, classes, (k, args.steps, BATCH))
             alone, batched = [], []
             for _ in range(args.repeats):
                 alone.append(time_alone([copy.deepcopy(m) for m in models], x, y, args.steps))

@@ -217,36 +217,42 @@ def forward_flops(arch: str, info: DataInfo, params: Mapping[str, Any], batch: i
     return _flops(arch, info, _freeze(dict(params)), batch)
 
 
-# seeds_per_trial: auto on a CPU. Measured with `python bench/seed_batching_probe.py --repeats 5 --steps 15`
-# (torch 2.13, 1 thread, batch 64, Adam, keyed dropout 0.1; the shared 2-core machine of the session at load
-# average 11-16, so compute ran at a fraction of a core: medians of 5, still noisy). Seconds per step of k seeds,
-# one after another / batched, and the speedup:
+# seeds_per_trial: auto on a CPU. Measured with `python bench/seed_batching_probe.py --threads 1 --steps 15
+# --repeats 3` (torch 2.13, 1 thread, batch 64, Adam, keyed dropout 0.1; the 2-core machine with nothing else
+# running, load average below 1.5). Seconds per step of k seeds, one after another / batched, and the speedup:
 #   case                    MFLOP/step  k=1               k=2               k=4               k=8
-#   digits MLP 144-256-128     9.1      .0089/.0164 0.54  .0129/.0154 0.84  .0263/.0225 1.17  .1201/.0768 1.56
-#   digits CNN 8-8-16         14.6      .0127/.0194 0.65  .0111/.0124 0.89  .0613/.0775 0.79  .2145/.1219 1.76
-#   digits CNN 16-16-32       55.8      .0595/.0906 0.66  .1183/.1194 0.99  .1995/.1997 1.00  .4123/.3918 1.05
-#   MNIST MLP 784-512-256     68.5      .0136/.0189 0.72  .0551/.0614 0.90  .1086/.1744 0.62  .2348/.2744 0.86
-#   digits CNN 32-32-64      217.7      .0871/.1088 0.80  .0860/.1027 0.84  .1355/.1633 0.83  .4211/.6520 0.65
-#   MNIST CNN 32-32-64      1185.0      .2863/.2843 1.01  .4176/.5939 0.70
-# Batching paid only for the smallest models (a forward step of at most ~15 MFLOP) and from 4 seeds on; two seeds
-# were slower batched (vmap's fixed cost per op). So on a CPU a group batches its seeds (at most AUTO_CPU_MAX_SEEDS)
-# when it has at least AUTO_CPU_MIN_SEEDS of them and a forward step (the trial's batch size) is at most
-# AUTO_CPU_MAX_FLOPS; otherwise one seed per group.
+#   sets MLP 64-64-64           1.5     .0008/.0014 0.55  .0016/.0016 0.98  .0031/.0019 1.64  .0062/.0025 2.44
+#   digits MLP 144-256-128      9.1     .0012/.0018 0.65  .0022/.0025 0.85  .0044/.0043 1.02  .0090/.0082 1.09
+#   digits CNN 8-8-16          14.6     .0029/.0045 0.66  .0060/.0071 0.85  .0125/.0111 1.13  .0244/.0188 1.30
+#   sets DeepSets-inv 64       17.7     .0014/.0021 0.66  .0028/.0028 0.99  .0057/.0044 1.29  .0117/.0080 1.45
+#   sets DeepSets-equiv 64     18.8     .0020/.0028 0.71  .0040/.0040 1.00  .0081/.0068 1.19  .0165/.0128 1.29
+#   points DGCNN 4x8 k8        45.5     .0163/.0196 0.84  .0339/.0408 0.83  .0693/.0766 0.90  .1338/.1492 0.90
+#   digits CNN 16-16-32        55.8     .0041/.0062 0.66  .0088/.0122 0.72  .0170/.0213 0.80  .0357/.0410 0.87
+#   MNIST MLP 784-512-256      68.5     .0042/.0062 0.68  .0083/.0103 0.81  .0168/.0263 0.64  .0322/.0461 0.70
+#   digits CNN 32-32-64       217.7     .0094/.0117 0.80  .0191/.0226 0.84  .0377/.0452 0.84  .0735/.0929 0.79
+#   MNIST CNN 32-32-64       1185.0     .0400/.0495 0.81  .0820/.1078 0.76  .1507/.1948 0.77  .3008/.7977 0.38
+# (A second run a few minutes apart gave 1.05 and 1.09 for the DeepSets at k=8, and 1.16 for the digits MLP:
+# small gains are within this machine's noise; the order of the cases is not.) Batching paid only for the
+# smallest models (a forward step of at most ~20 MFLOP), images, sets and point clouds alike, and from 4 seeds
+# on; one or two seeds were slower batched (vmap's fixed cost per op). So on a CPU a group batches its seeds
+# (at most AUTO_CPU_MAX_SEEDS) when it has at least AUTO_CPU_MIN_SEEDS of them and a forward step (the trial's
+# batch size) is at most AUTO_CPU_MAX_FLOPS; otherwise one seed per group.
 AUTO_CPU_MAX_FLOPS = 20e6
 AUTO_CPU_MIN_SEEDS = 4
 AUTO_CPU_MAX_SEEDS = 8
+AUTO_CPU_KINDS = ("image", "set", "points")  # the kinds of data the table measured
 
 
 def auto_seeds_per_trial(spec: SweepSpec, config: TrialConfig, seeds: int) -> int:
     """``execution.seeds_per_trial: auto`` for the ``seeds`` seeds of ``config``: all of them on a GPU; on a CPU
-    all (at most AUTO_CPU_MAX_SEEDS) where batching measurably pays (the table above), else 1. Data other than
-    images: 1 (token sequences train one seed at a time anyway; point clouds and sets were not measured)."""
+    all (at most AUTO_CPU_MAX_SEEDS) where batching measurably pays (the table above: images, sets and point
+    clouds), else 1. Token sequences: 1 on a CPU (their models train one seed at a time anyway)."""
     if spec.resources.gpu > 0 and spec.execution.device != "cpu":
         return seeds
     from kdtune.data import make_dataset
 
     info = make_dataset(spec.data).describe()
-    if info.kind != "image":
+    if info.kind not in AUTO_CPU_KINDS:
         return 1
     if seeds < AUTO_CPU_MIN_SEEDS:
         return 1

@@ -161,6 +161,34 @@ def test_batchnorm_models_with_dropout_batched_equal_alone(raw3, tmp_path, arch)
     _compare(raw3, tmp_path, 1, params_tol=1e-4, metric_tol=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("arch", "params", "augment"),
+    [
+        ("deepsets_inv", {"width": 16, "phi_layers": 2}, None),
+        ("deepsets_equiv", {"width": 16, "layers": 2, "pool": "max"}, None),
+        ("mlp", {"hidden": [32]}, "permute"),
+        ("dgcnn", {"edge_convs": 2, "width": 4, "k": 4}, None),  # on point clouds (shapes)
+    ],
+)
+def test_set_models_batched_equal_alone(raw3, tmp_path, monkeypatch, arch, params, augment):
+    """``auto`` batches small set and point-cloud models on a CPU: they must train batched as alone."""
+    from kdtune.batched import SeedBatch
+
+    epochs = []
+    train_epoch = SeedBatch.train_epoch
+    monkeypatch.setattr(SeedBatch, "train_epoch", lambda self, *a, **k: epochs.append(1) or train_epoch(self, *a, **k))
+    raw3["data"] = {"name": "particle_sets", "params": {"n_train": 300, "n_test": 100}, "eval_sets": ["test", "permuted"]}
+    if arch == "dgcnn":  # SGD: its embedding's BatchNorm bias has a near-0 gradient (a BatchNorm follows in the
+        # head), whose rounding noise Adam turns into lr-sized steps either way, alone or batched (see the README)
+        raw3["data"] = {"name": "shapes", "params": {"n_points": 16, "n_train": 20, "n_test": 10}, "eval_sets": ["test"]}
+        raw3["train"]["optimizer"] = "sgd"
+    raw3["models"] = {"M": {"arch": arch, "params": params}}
+    raw3["grid"]["students"] = ["M"]
+    raw3["train"] |= {"dropout": 0.2, "augment": {"name": augment}} if augment else {"dropout": 0.2}
+    _compare(raw3, tmp_path, 1, params_tol=1e-4, metric_tol=1e-4)
+    assert len(epochs) == raw3["train"]["epochs"]  # the group of 3 trained as one vmapped model
+
+
 def test_mlp_with_augmentation_batched_equals_alone(raw3, tmp_path):
     raw3["train"] |= {"dropout": 0.2, "augment": {"name": "translate"}}
     _compare(raw3, tmp_path, 1, params_tol=1e-4, metric_tol=1e-4)
@@ -281,6 +309,22 @@ def test_auto_batches_small_models_on_a_cpu_and_every_seed_on_a_gpu(tiny_raw, tm
     assert group_sizes({"S": small}, seeds=3) == {1}  # fewer than AUTO_CPU_MIN_SEEDS: batching did not pay
     assert group_sizes({"B": big}) == {1}
     assert group_sizes({"B": big}, {"cpu": 1, "gpu": 1}) == {4}
+
+
+def test_auto_batches_small_set_and_point_cloud_models_on_a_cpu_too(tiny_raw, tmp_path):
+    def group_sizes(data: dict[str, Any], model: dict[str, Any]) -> set[int]:
+        raw = copy.deepcopy(tiny_raw) | {"execution": {"seeds_per_trial": "auto"}, "models": {"M": model}}
+        raw["data"] = data
+        raw["grid"] |= {"seeds": 4, "teachers": ["data"], "students": ["M"]}
+        raw["train"]["batch_size"] = 64
+        return {len(g.trials) for g in make_plan(parse_sweep(raw, "t.yaml", output=tmp_path)).groups()}
+
+    sets = {"name": "particle_sets", "eval_sets": ["test"]}
+    points = {"name": "shapes", "params": {"n_points": 32, "n_train": 20, "n_test": 10}, "eval_sets": ["test"]}
+    assert group_sizes(sets, {"arch": "mlp", "params": {"hidden": [64, 64, 64]}}) == {4}  # 1.5 MFLOP: 1.6x at k=4
+    assert group_sizes(sets, {"arch": "deepsets_inv", "params": {"width": 64}}) == {4}
+    dgcnn = {"arch": "dgcnn", "params": {"edge_convs": 4, "width": 8, "k": 8}}  # 45 MFLOP: slower batched
+    assert group_sizes(points, dgcnn) == {1}
 
 
 def _digits_info() -> Any:
