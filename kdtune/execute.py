@@ -289,10 +289,11 @@ class InlineExecutor:
 
     def run_stages(self, stages: Stages) -> bool:
         """Run every stage's groups one after another; True if any failed."""
-        progress, errored = stages.progress, False
+        progress = stages.progress
         assert progress is not None
         while True:
             errors: dict[str, str] = {}
+            completed: set[str] = set()
             for p in stages.start(self.name):
                 name = p["name"]
                 progress.group_started(name)
@@ -303,11 +304,12 @@ class InlineExecutor:
                     errors[name] = _error_line(e)
                     progress.group_failed(name, errors[name])
                 else:
+                    completed.add(name)
                     accuracies = ", ".join(f"{r['eval']['val']['accuracy']:.3f}" for r in results)
                     progress.group_finished(name, "val accuracy " + accuracies)
-            errored = bool(stages.end(errors).errors) or errored
+            stages.end(errors, completed)
             if not stages.find():
-                return errored
+                return stages.errored
 
 
 def _epoch_event(progress: Progress, name: str, row: dict[str, Any]) -> None:
@@ -315,7 +317,10 @@ def _epoch_event(progress: Progress, name: str, row: dict[str, Any]) -> None:
 
 
 def _progress_callback(
-    progress: Progress | None, check_interrupt: Callable[[], None], errors: dict[str, str] | None = None
+    progress: Progress | None,
+    check_interrupt: Callable[[], None],
+    errors: dict[str, str] | None = None,
+    searcher: Any = None,
 ) -> Any:
     """A Ray Tune callback feeding ``progress`` from trial events and epoch reports, and raising a deferred
     Ctrl-C after each step of the Tune loop (Tune pickles its callbacks; the pickled copy does neither)."""
@@ -324,12 +329,20 @@ def _progress_callback(
     class ProgressCallback(tune.Callback):
         # no closure over the arguments: Tune pickles this class by value, and must not pickle them with it
         def __init__(
-            self, progress: Progress | None, check_interrupt: Callable[[], None] | None, errors: dict[str, str] | None
+            self,
+            progress: Progress | None,
+            check_interrupt: Callable[[], None] | None,
+            errors: dict[str, str] | None,
+            searcher: Any,
         ) -> None:
-            self.progress, self.check_interrupt, self.errors = progress, check_interrupt, errors
+            self.progress, self.check_interrupt, self.errors, self.searcher = progress, check_interrupt, errors, searcher
 
         def __getstate__(self) -> dict[str, Any]:
-            return {"progress": None, "check_interrupt": None, "errors": None}
+            return {"progress": None, "check_interrupt": None, "errors": None, "searcher": None}
+
+        def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+            if self.searcher is not None:
+                self.searcher.sync(trials)
 
         def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
             if self.check_interrupt:
@@ -362,7 +375,7 @@ def _progress_callback(
             if self.progress:
                 self.progress.group_failed(trial.config["group"]["name"], error)
 
-    return ProgressCallback(progress, check_interrupt, errors)
+    return ProgressCallback(progress, check_interrupt, errors, searcher)
 
 
 def _trial_error(trial: Any) -> str:
@@ -486,8 +499,8 @@ class RayExecutor:
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial CSV/JSON/TensorBoard files
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no progress tables
         os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
-        # Ray replaces builtins.print when a worker dies (its tqdm support), and the Tuner of the next stage
-        # then fails to pickle the progress display's print
+        # Ray replaces builtins.print when a worker dies (its tqdm support), and a later Tuner in this process
+        # (kdtune tune's search after its teachers) then fails to pickle the progress display's print
         os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
         # Ray Tune's own SIGINT handler would end a stage gracefully (slowly, advising Tuner.restore) and let
         # the next one start; kdtune's stops the whole run at once instead
@@ -611,29 +624,32 @@ class RayExecutor:
                 storage_path=str(self.storage.resolve()),
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=self.max_failures, fail_fast=False),
-                callbacks=[_progress_callback(stages.progress, self._interrupts.check, errors), JsonLoggerCallback()],
+                callbacks=[_progress_callback(stages.progress, self._interrupts.check, errors, searcher), JsonLoggerCallback()],
             ),
         )
         self._interrupts.check()
-        with _idle_workers_kept():
+        with _idle_workers_kept(searcher.idle_to_keep):
             tuner.fit()
         self._interrupts.check()  # a Ctrl-C after the loop's last check
-        if searcher.running:  # the loop ended inside a stage (Tune gave up on it): end it here
-            stages.end(errors)
-        return searcher.errored
+        # Tune stops asking once it has made num_samples trials: on a fresh run the last stage ends here
+        if searcher.running:
+            stages.end(errors, searcher.completed)
+        stages.abandon("not run: Ray Tune stopped before its stage")  # nothing, unless Tune ended early
+        return stages.errored
 
 
 @contextlib.contextmanager
-def _idle_workers_kept() -> Iterator[None]:
-    """While a stage waits for its last groups, keep every idle Tune worker for the next stage.
+def _idle_workers_kept(keep: Callable[[], int]) -> Iterator[None]:
+    """While a stage waits for its last groups, keep up to ``keep()`` idle Tune workers for the next stage.
 
     Ray Tune's actor cache keeps at most ONE idle actor while no trial is pending: at a stage's end the other
     workers would be stopped, and the next stage would start new ones. A new actor takes seconds to start
     (a process, torch, ``torch._dynamo``); when trials are shorter than that, the kept actor takes over each
     trial whose new actor is still starting (Tune then cancels that actor), so a stage of short trials would
-    run on one worker. With this, idle actors stay cached until the search ends (Tune flushes them all then).
-    Patches the cache class that Tune's controller instantiates, for this ``fit`` only; if Ray's internals
-    differ from Ray 2.60's, nothing is patched and Tune behaves as it does by default."""
+    run on one worker. ``keep()`` is the number of groups the next stage may run (0 in the last stage: Tune's
+    own rule), so no more idle workers hold CPUs or GPUs than it can use; Tune stops them all when the search
+    ends. Patches the cache class that Tune's controller instantiates, for this ``fit`` only; if Ray's
+    internals differ from Ray 2.60's, nothing is patched and Tune behaves as it does by default."""
     try:
         from ray.tune.execution import tune_controller
         from ray.tune.utils.object_cache import _ObjectCache
@@ -648,13 +664,22 @@ def _idle_workers_kept() -> Iterator[None]:
         def cache_object(self, key: Any, obj: Any) -> bool:
             if super().cache_object(key, obj):
                 return True
+            if self._num_cached_objects >= keep():
+                return False
             self._cached_objects[key].append(obj)
             self._num_cached_objects += 1
             return True
 
         def flush_cached_objects(self, force_all: bool = False) -> Iterator[Any]:
-            if force_all:
-                yield from super().flush_cached_objects(force_all=True)
+            wanted = 0 if force_all else keep()
+            if wanted == 0:
+                yield from super().flush_cached_objects(force_all=force_all)
+                return
+            wanted = max(wanted, self.total_max_objects)
+            for objs in self._cached_objects.values():  # the oldest first, down to what the next stage can use
+                while self._num_cached_objects > wanted and objs:
+                    self._num_cached_objects -= 1
+                    yield objs.pop(0)
 
     tune_controller._ObjectCache = KeepIdle  # type: ignore[attr-defined]
     try:
@@ -668,33 +693,51 @@ def _stage_searcher_class() -> type:
 
     class StageSearcher(Searcher):
         """Hands Ray Tune the groups of one stage at a time; when a stage's groups have all ended, it ends the
-        stage (:meth:`Stages.end`) and starts the next one's, or says the search is finished."""
+        stage (:meth:`Stages.end`) and starts the next one's, or says the search is finished. Which groups
+        still run is a set of Tune trial ids: removed when Tune says a trial completed (once or twice) and,
+        through :meth:`sync`, when Tune's own trial states say it ended (a failed actor reset ends a trial
+        without telling the searcher)."""
 
         def __init__(self, stages: Stages, executor_name: str, errors: dict[str, str]) -> None:
             super().__init__()
             self.stages, self.executor_name, self.errors = stages, executor_name, errors
             self.queue: list[Payload] = list(stages.start(executor_name))
-            self.live, self.running, self.errored = 0, True, False
+            self.live: dict[str, str] = {}  # Tune trial id -> group name, of the groups handed out and not ended
+            self.completed: set[str] = set()  # groups that ended without error (in this stage)
+            self.running = True  # a stage is started and not ended
 
         def __getstate__(self) -> dict[str, Any]:  # Tune pickles its search algorithm; kdtune resumes from the run folder
             return {}
 
+        def idle_to_keep(self) -> int:
+            """Idle workers worth keeping: while the stage's last groups run, as many as the next stage may use."""
+            return self.stages.next_stage_groups() if self.running and not self.queue else 0
+
         def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
             if self.queue:
-                self.live += 1
-                return {"group": self.queue.pop(0)}
+                payload = self.queue.pop(0)
+                self.live[trial_id] = payload["name"]
+                return {"group": payload}
             if self.live:  # wait for the stage's last groups
                 return None
             if self.running:
-                self.errored = bool(self.stages.end(self.errors).errors) or self.errored
-                self.running = False
+                self.stages.end(self.errors, self.completed)
+                self.running, self.completed = False, set()
             if not self.stages.find():
                 return Searcher.FINISHED
             self.queue, self.running = list(self.stages.start(self.executor_name)), True
             return self.suggest(trial_id)
 
         def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-            self.live -= 1
+            name = self.live.pop(trial_id, None)
+            if name is not None and not error:
+                self.completed.add(name)
+
+        def sync(self, trials: list[Any]) -> None:
+            """Forget groups whose Tune trials have ended, told or not (called at every step of Tune's loop)."""
+            for trial in trials:
+                if trial.trial_id in self.live and trial.is_finished():
+                    self.on_trial_complete(trial.trial_id, error=trial.status != "TERMINATED")
 
         def save(self, checkpoint_path: str) -> None:
             """Nothing to save: a run resumes from its run folder, not from Tune's experiment state."""
@@ -710,14 +753,21 @@ def _stage_searcher(stages: Stages, executor_name: str, errors: dict[str, str]) 
     return _stage_searcher_class()(stages, executor_name, errors)
 
 
-def unfinished_groups(plan: Plan, stage: list[TrialGroup], run_dir: Path) -> tuple[list[TrialGroup], list[TrialGroup]]:
-    """(groups with work to do, groups blocked because a teacher did not finish) of one stage."""
+def unfinished_groups(
+    plan: Plan, stage: list[TrialGroup], run_dir: Path, done: set[str] | frozenset[str] = frozenset()
+) -> tuple[list[TrialGroup], list[TrialGroup]]:
+    """(groups with work to do, groups blocked because a teacher did not finish) of one stage; ``done``: ids
+    known to have finished (their groups ended without error in this run) whatever the file system says yet."""
+
+    def finished(tid: str) -> bool:
+        return tid in done or is_finished(run_dir, tid)
+
     todo, blocked = [], []
     for g in stage:
-        pending = tuple(t for t in g.trials if not is_finished(run_dir, t.id))
+        pending = tuple(t for t in g.trials if not finished(t.id))
         if not pending:
             continue
-        if any(t.config.teacher_id and not is_finished(run_dir, t.config.teacher_id) for t in pending):
+        if any(t.config.teacher_id and not finished(t.config.teacher_id) for t in pending):
             blocked.append(TrialGroup(pending))
         else:
             todo.append(TrialGroup(pending))
@@ -765,6 +815,10 @@ class Stages:
         self.run_dir = plan.spec.output
         self.progress: Progress | None = None
         self.stage = 0  # the stage found or running (1-based); 0 before the first
+        self.errored = False  # a group of some stage failed
+        # trials of groups that ended without error in this run: finished, even where a shared file system
+        # (NFS) does not show the driver their files yet, moments after a worker on another node wrote them
+        self.done: set[str] = set()
         self._todo: list[TrialGroup] = []
         self._n_done = 0
         self._start = 0.0
@@ -774,7 +828,7 @@ class Stages:
         while self.stage < len(self.plan.stages):
             self.stage += 1
             stage = self.plan.stages[self.stage - 1]
-            todo, blocked = unfinished_groups(self.plan, stage, self.run_dir)
+            todo, blocked = unfinished_groups(self.plan, stage, self.run_dir, self.done)
             for g in blocked:
                 for t in g.trials:
                     self.failures[t.id] = f"skipped: teacher {t.config.teacher_id} did not finish"
@@ -788,6 +842,18 @@ class Stages:
             skipped = f", {n_blocked} skipped)" if n_blocked else ")"
             self.log(f"stage {self.stage}: nothing to run ({done} already finished{skipped}")
         return False
+
+    def next_stage_groups(self) -> int:
+        """How many groups the stage after the current one has (an upper bound on what it will run), 0 if none."""
+        return len(self.plan.stages[self.stage]) if self.stage < len(self.plan.stages) else 0
+
+    def abandon(self, reason: str) -> None:
+        """Record every trial of the stages not yet run as failed with ``reason`` (the executor stopped early)."""
+        while self.find():
+            for g in self._todo:
+                for t in g.trials:
+                    self.failures[t.id] = reason
+            self._todo = []
 
     def groups_left(self) -> int:
         """An upper bound on the groups still to run: every group of the found stage and of those after it."""
@@ -807,17 +873,21 @@ class Stages:
         self._start = time.perf_counter()
         return payloads
 
-    def end(self, errors: dict[str, str]) -> StageOutcome:
-        """The started stage is over; ``errors`` maps failed groups' names to one-line reasons."""
+    def end(self, errors: dict[str, str], completed: set[str] | frozenset[str] = frozenset()) -> StageOutcome:
+        """The started stage is over; ``errors`` maps failed groups' names to one-line reasons, ``completed``
+        names the groups that ended without error (the executor's word: every trial of such a group committed)."""
         outcome = StageOutcome(ran=len(self._todo), seconds=time.perf_counter() - self._start)
         outcome.errors = {g.name: errors[g.name] for g in self._todo if g.name in errors}
         if self.progress is not None:
             self.progress.end_stage()
         self.log(f"stage {self.stage}: finished in {outcome.seconds:.1f} s")
         for g in self._todo:
+            if g.name in completed and g.name not in outcome.errors:
+                self.done.update(t.id for t in g.trials)
             for t in g.trials:
-                if not is_finished(self.run_dir, t.id):
+                if t.id not in self.done and not is_finished(self.run_dir, t.id):
                     self.failures[t.id] = outcome.errors.get(g.name, "did not finish")
+        self.errored = self.errored or bool(outcome.errors)
         self._todo = []
         return outcome
 

@@ -124,6 +124,18 @@ def test_a_failing_trial_is_one_line_and_its_traceback_goes_to_the_run_log(tiny_
     assert "Started a local Ray instance" in text  # Ray's own records
 
 
+def test_a_failure_in_the_last_stage_of_a_fresh_run_points_to_the_run_log(tiny_raw, kdtune_run, tmp_path):
+    # one stage: Tune makes exactly as many trials as the searcher may hand out and stops asking, so the
+    # stage is ended after Tune's loop; its failure must still count
+    tiny_raw["grid"] |= {"students": ["MLP"], "teachers": ["data"]}
+    tiny_raw["models"]["MLP"]["train"] = {"lr": 1.0e30, "optimizer": "sgd"}
+    _, proc = kdtune_run(tiny_raw)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (log,) = (tmp_path / "run" / "logs").glob("*-run.log")
+    assert f"log with the full tracebacks: {log}" in proc.stdout
+    assert proc.stdout.count("stage 1: finished in") == 1
+
+
 def test_a_lingering_executor_keeps_ray_up_until_close_but_not_after_an_error(tmp_path):
     import ray
 
