@@ -633,7 +633,7 @@ class RayExecutor:
         self._interrupts.check()  # a Ctrl-C after the loop's last check
         # Tune stops asking once it has made num_samples trials: on a fresh run the last stage ends here
         if searcher.running:
-            stages.end(errors, searcher.completed)
+            stages.end(errors, searcher.completed, searcher.last_end)  # its time without Tune's shutdown
         stages.abandon("not run: Ray Tune stopped before its stage")  # nothing, unless Tune ended early
         return stages.errored
 
@@ -705,6 +705,7 @@ def _stage_searcher_class() -> type:
             self.live: dict[str, str] = {}  # Tune trial id -> group name, of the groups handed out and not ended
             self.completed: set[str] = set()  # groups that ended without error (in this stage)
             self.running = True  # a stage is started and not ended
+            self.last_end: float | None = None  # when the last group handed out ended (time.perf_counter)
 
         def __getstate__(self) -> dict[str, Any]:  # Tune pickles its search algorithm; kdtune resumes from the run folder
             return {}
@@ -732,6 +733,8 @@ def _stage_searcher_class() -> type:
             name = self.live.pop(trial_id, None)
             if name is not None and not error:
                 self.completed.add(name)
+            if name is not None and not self.live:
+                self.last_end = time.perf_counter()
 
         def sync(self, trials: list[Any]) -> None:
             """Forget groups whose Tune trials have ended, told or not (called at every step of Tune's loop)."""
@@ -873,10 +876,13 @@ class Stages:
         self._start = time.perf_counter()
         return payloads
 
-    def end(self, errors: dict[str, str], completed: set[str] | frozenset[str] = frozenset()) -> StageOutcome:
+    def end(
+        self, errors: dict[str, str], completed: set[str] | frozenset[str] = frozenset(), at: float | None = None
+    ) -> StageOutcome:
         """The started stage is over; ``errors`` maps failed groups' names to one-line reasons, ``completed``
-        names the groups that ended without error (the executor's word: every trial of such a group committed)."""
-        outcome = StageOutcome(ran=len(self._todo), seconds=time.perf_counter() - self._start)
+        names the groups that ended without error (the executor's word: every trial of such a group committed);
+        ``at``: when its last group ended (``time.perf_counter``), if before now."""
+        outcome = StageOutcome(ran=len(self._todo), seconds=(at or time.perf_counter()) - self._start)
         outcome.errors = {g.name: errors[g.name] for g in self._todo if g.name in errors}
         if self.progress is not None:
             self.progress.end_stage()
