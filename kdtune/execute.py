@@ -27,7 +27,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -173,15 +172,6 @@ def tune_trainable(config: dict[str, Any]) -> None:
     tune.report(summarize(run_group(config["group"], _report_epoch)))
 
 
-@dataclass
-class StageOutcome:
-    """What happened to a stage's groups: names that failed, with a one-line reason."""
-
-    ran: int = 0
-    errors: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
-
-
 def _last_line(error: BaseException | str) -> str:
     lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
     return lines[-1] if lines else type(error).__name__
@@ -287,8 +277,8 @@ class InlineExecutor:
     def check_storage(self, run_dir: Path, data_root: Path | None) -> None:
         """Nothing to check: one process, one machine."""
 
-    def run_stages(self, stages: Stages) -> bool:
-        """Run every stage's groups one after another; True if any failed."""
+    def run_stages(self, stages: Stages) -> None:
+        """Run every stage's groups one after another."""
         progress = stages.progress
         assert progress is not None
         while True:
@@ -309,7 +299,7 @@ class InlineExecutor:
                     progress.group_finished(name, "val accuracy " + accuracies)
             stages.end(errors, completed)
             if not stages.find():
-                return stages.errored
+                return
 
 
 def _epoch_event(progress: Progress, name: str, row: dict[str, Any]) -> None:
@@ -599,10 +589,10 @@ class RayExecutor:
         """A safe point for a deferred Ctrl-C (Tune callbacks call it after every step of Tune's loop)."""
         self._interrupts.check()
 
-    def run_stages(self, stages: Stages) -> bool:
+    def run_stages(self, stages: Stages) -> None:
         """Run every stage in ONE Ray Tune ``Tuner``: a searcher hands out a stage's groups and the next
         stage's once the last has ended, so workers (with their imports and data) are reused across stages
-        instead of started again. True if any group failed."""
+        instead of started again."""
         from ray import tune
         from ray.tune.logger import JsonLoggerCallback
 
@@ -635,7 +625,6 @@ class RayExecutor:
         if searcher.running:
             stages.end(errors, searcher.completed, searcher.last_end)  # its time without Tune's shutdown
         stages.abandon("not run: Ray Tune stopped before its stage")  # nothing, unless Tune ended early
-        return stages.errored
 
 
 @contextlib.contextmanager
@@ -876,26 +865,23 @@ class Stages:
         self._start = time.perf_counter()
         return payloads
 
-    def end(
-        self, errors: dict[str, str], completed: set[str] | frozenset[str] = frozenset(), at: float | None = None
-    ) -> StageOutcome:
+    def end(self, errors: dict[str, str], completed: set[str] | frozenset[str] = frozenset(), at: float | None = None) -> None:
         """The started stage is over; ``errors`` maps failed groups' names to one-line reasons, ``completed``
         names the groups that ended without error (the executor's word: every trial of such a group committed);
         ``at``: when its last group ended (``time.perf_counter``), if before now."""
-        outcome = StageOutcome(ran=len(self._todo), seconds=(at or time.perf_counter()) - self._start)
-        outcome.errors = {g.name: errors[g.name] for g in self._todo if g.name in errors}
+        seconds = (at or time.perf_counter()) - self._start
         if self.progress is not None:
             self.progress.end_stage()
-        self.log(f"stage {self.stage}: finished in {outcome.seconds:.1f} s")
+        self.log(f"stage {self.stage}: finished in {seconds:.1f} s")
         for g in self._todo:
-            if g.name in completed and g.name not in outcome.errors:
+            failed = g.name in errors
+            self.errored = self.errored or failed
+            if g.name in completed and not failed:
                 self.done.update(t.id for t in g.trials)
             for t in g.trials:
                 if t.id not in self.done and not is_finished(self.run_dir, t.id):
-                    self.failures[t.id] = outcome.errors.get(g.name, "did not finish")
-        self.errored = self.errored or bool(outcome.errors)
+                    self.failures[t.id] = errors.get(g.name, "did not finish")
         self._todo = []
-        return outcome
 
 
 def execute(
@@ -912,7 +898,6 @@ def execute(
     log_path = None
     quarantine_damaged(plan, run_dir, log)
     stages = Stages(plan, log, failures)
-    errored = False
     with contextlib.ExitStack() as stack:  # Ray, if started, is shut down whatever happens
         stack.push(functools.partial(_count_kept, plan))  # runs last
         if stages.find():
@@ -920,8 +905,8 @@ def execute(
             stack.enter_context(executor)
             executor.check_storage(run_dir, spec.data_root)
             stages.progress = stack.enter_context(Progress(run_dir, log, live, len(plan.stages)))  # closed before Ray
-            errored = executor.run_stages(stages)
-    if errored:
+            executor.run_stages(stages)
+    if stages.errored:
         log(f"log with the full tracebacks: {log_path}")
     sys.stdout.flush()
     return failures
