@@ -71,6 +71,16 @@ def batch_problem(trainers: Sequence[Trainer]) -> str | None:
     return _probe(trainers[0])
 
 
+def batchable(trainers: Sequence[Trainer]) -> bool:
+    """Whether two or more trainers can train as one vmapped model; if they cannot, why is logged once."""
+    if len(trainers) < 2:
+        return False
+    problem = batch_problem(trainers)
+    if problem is not None:
+        say_once(f"seeds of {trainers[0].config.arch} train one at a time: {problem}")
+    return problem is None
+
+
 def _probe(trainer: Trainer) -> str | None:
     """Run a vmapped forward and backward of two copies of the model on two examples (on copies of its
     state: nothing of the trainer changes); the error's first line if that fails."""

@@ -116,9 +116,9 @@ def _train_seeds(
     each: Callable[[int, TrialConfig], Callable[[dict[str, Any]], None] | None],
     board: Callable[[int], Path | None],
 ) -> dict[int, dict[str, Any]]:
-    """Train a group's unfinished seeds together (batched where :func:`~kdtune.batched.batch_problem` allows,
-    else one after another, said once in the log); raises the first seed's error after finishing the others."""
-    from kdtune.batched import batch_problem, say_once, train_together
+    """Train a group's unfinished seeds together (batched where :func:`~kdtune.batched.batchable`, else one
+    after another, said once in the log); raises the first seed's error after finishing the others."""
+    from kdtune.batched import batchable, train_together
     from kdtune.train import Trainer, epoch_board, record_epoch
 
     run_dir = Path(payload["run_dir"])
@@ -126,15 +126,13 @@ def _train_seeds(
     boards = [epoch_board(b) if (b := board(i)) is not None else None for i, _ in pending]
     callbacks = [each(i, config) for i, config in pending]
     try:
-        problem = batch_problem(trainers)
-        if problem is None:
+        if batchable(trainers):
             results = train_together(
                 trainers,
                 lambda j, row: record_epoch(row, boards[j], callbacks[j]),
                 lambda j: trainers[j].finish(payload["trials"][pending[j][0]]["export_train_logits"]),
             )
         else:
-            say_once(f"seeds of {pending[0][1].arch} train one at a time: {problem}")
             results = []
             for j, trainer in enumerate(trainers):
                 while not trainer.done:

@@ -116,15 +116,9 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def _seed_batch(trainers: list[Any]) -> Any:
     """The :class:`~kdtune.batched.SeedBatch` of a search trial's unfinished seeds where they can train as one
     vmapped model, else None (fewer than two, or a model that cannot: said once in the log)."""
-    from kdtune.batched import SeedBatch, batch_problem, say_once
+    from kdtune.batched import SeedBatch, batchable
 
-    if len(trainers) < 2:
-        return None
-    problem = batch_problem(trainers)
-    if problem is not None:
-        say_once(f"seeds of {trainers[0].config.arch} train one at a time: {problem}")
-        return None
-    return SeedBatch(trainers)
+    return SeedBatch(trainers) if batchable(trainers) else None
 
 
 def run_search_trial(config: dict[str, Any], payload: Payload, report: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
