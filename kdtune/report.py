@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 
 from kdtune.errors import KdtuneError
-from kdtune.spec import NO_TEACHER, REPORT_KEYS, SETTING_COLUMNS
+from kdtune.spec import CONFIG_COLUMNS, NO_TEACHER, REPORT_KEYS, SETTING_COLUMNS
 
 FORMATS = ("markdown", "latex", "csv")
 KEYS: tuple[str, ...] = REPORT_KEYS  # what rows and cols may name (for the CLI's help and the README)
 KD_SETTINGS = ("temperature", "w_hard", "w_soft", "kd_loss", "start", "stop")  # not applicable to baselines (teacher "data")
-SETTINGS = ["eval_set", "student", "teacher", *SETTING_COLUMNS]  # never averaged over inside one cell
+SETTINGS = ["eval_set", "student", "teacher", *SETTING_COLUMNS, *CONFIG_COLUMNS]  # never averaged over inside one cell
 MAX_LISTED = 20  # unfinished trials listed under a table; the rest are counted
 _VALUES = ("mean", "std", "n", "n_expected", "missing", "metric", "cell")  # aggregate's non-key columns
 
@@ -50,8 +50,10 @@ def check_keys(rows: Sequence[str], cols: Sequence[str]) -> tuple[list[str], lis
     return rows, cols
 
 
-def _varying(df: pd.DataFrame, keys: list[str]) -> list[str]:
-    """Setting columns that take more than one value within some group of ``keys`` (plus seed)."""
+def cell_keys(df: pd.DataFrame, keys: list[str]) -> list[str]:
+    """Setting columns that take more than one value within some group of ``keys``: all of them, so a row
+    whose lr, dropout and weight decay all differ says so (not only the first). ``config`` (the model's
+    settings that are no column) is added only when the columns added before do not tell its values apart."""
     extra: list[str] = []
     while True:
         by = keys + extra
@@ -59,7 +61,8 @@ def _varying(df: pd.DataFrame, keys: list[str]) -> list[str]:
         more = [c for c in SETTINGS if c in df and c not in by and (grouped[c].nunique(dropna=False) > 1).any()]
         if not more:
             return extra
-        extra.append(more[0])
+        plain = [c for c in more if c not in CONFIG_COLUMNS]
+        extra += plain or more[:1]
 
 
 def _ordered(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
@@ -129,7 +132,7 @@ def _planned(df: pd.DataFrame, metric: str, eval_sets: Sequence[str] | None) -> 
 
 def _keys(planned: pd.DataFrame, rows: list[str], cols: list[str]) -> list[str]:
     """Rows, then settings that vary inside a cell, then cols; "teacher" too when baselines are shared."""
-    extra = _varying(planned, [*rows, *cols])
+    extra = cell_keys(planned, [*rows, *cols])
     keys = [*rows, *extra, *cols]
     base = _is_baseline(planned)
     if any(k in KD_SETTINGS for k in keys) and "teacher" not in keys and base.any() and (~base).any():
@@ -231,6 +234,38 @@ def _axis(values: list[tuple[object, ...]], names: list[str]) -> pd.Index:
     return pd.MultiIndex.from_tuples(values, names=names)
 
 
+def format_value(v: float, digits: int = 4) -> str:
+    """A float for a label: ``0.003``, ``0.001183``, ``5`` (``digits`` significant digits; a raw ``repr`` is noise here)."""
+    if float(v).is_integer():
+        return str(int(v))
+    return f"{v:.{digits}g}"
+
+
+NAMED = ("eval_set", "student", "teacher", "arch")  # keys whose values name themselves in a column header
+
+
+def _level_labels(values: Sequence[object]) -> dict[object, str]:
+    """Labels of one key's values: floats to the fewest significant digits (at least 4) that keep them apart."""
+    floats = sorted({v for v in values if isinstance(v, float) and not pd.isna(v)})
+    out: dict[object, str] = {v: _label(v) for v in values if not (isinstance(v, float) and not pd.isna(v))}
+    for digits in range(4, 18):
+        text = {v: format_value(v, digits) for v in floats}
+        if len(set(text.values())) == len(floats):
+            return out | text
+    return out | {v: repr(v) for v in floats}
+
+
+def _format_axis(values: list[tuple[object, ...]], names: list[str], name_values: bool) -> list[tuple[object, ...]]:
+    """Each level's values as labels; with ``name_values``, a setting's values as ``key=value`` (``w_hard=0.5``)."""
+    out = [list(t) for t in values]
+    for lvl, name in enumerate(names):
+        labels = _level_labels([t[lvl] for t in values])
+        for t in out:
+            text = labels.get(t[lvl], _label(t[lvl]))
+            t[lvl] = f"{name}={text}" if name_values and name not in NAMED and t[lvl] is not None else text
+    return [tuple(t) for t in out]
+
+
 def pivot(agg: pd.DataFrame, cols: Sequence[str], digits: int = 3, pm: str = "±") -> pd.DataFrame:
     """Cells ``mean ± std (n)`` with rows × columns as in the paper's tables; baselines shared as above."""
     agg = _share_baselines(agg)
@@ -251,7 +286,9 @@ def pivot(agg: pd.DataFrame, cols: Sequence[str], digits: int = 3, pm: str = "±
         if grid[r_pos[r]][c_pos[c]] is None:
             grid[r_pos[r]][c_pos[c]] = cell
     filled = [[v if v is not None else "–" for v in line] for line in grid]
-    return pd.DataFrame(filled, index=_axis(row_order, index), columns=_axis(col_order, cols))
+    rows_shown = _format_axis(row_order, index, name_values=False)
+    cols_shown = _format_axis(col_order, cols, name_values=True)
+    return pd.DataFrame(filled, index=_axis(rows_shown, index), columns=_axis(cols_shown, cols))
 
 
 def _reason(status: str, error: object) -> str:
@@ -287,6 +324,13 @@ def notes(planned: pd.DataFrame, agg: pd.DataFrame) -> list[str]:
     shared = shared_settings(agg)
     if shared:
         out.append(f"{NO_TEACHER}: trained without distillation; the same models appear under every {' and '.join(shared)}")
+    if "teacher_config" in agg.columns:
+        out.append(
+            "teacher_config: the settings in which the teacher differs from other teachers of the same name "
+            "(e.g. a tuned and an untuned MLP); – for models trained from data"
+        )
+    if "config" in agg.columns:
+        out.append("config: the model's own settings (beyond the columns shown) in which it differs from others of its name")
     lines = unfinished(planned)
     if lines:
         s = "" if len(lines) == 1 else "s"

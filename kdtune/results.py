@@ -24,6 +24,7 @@ import yaml
 
 from kdtune.errors import KdtuneError
 from kdtune.plan import Plan, TrialConfig
+from kdtune.report import format_value
 from kdtune.rundir import CHECKSUMS, CONFIG, METRICS, check_trial, is_finished, is_run_dir, read_json, trial_dir, write_json
 from kdtune.spec import NO_TEACHER, SweepSpec, dump_yaml, load_yaml
 from kdtune.train import config_summary
@@ -206,7 +207,68 @@ def trial_status(run_dir: Path, tid: str, failure: str | None, full: bool = Fals
     return "pending", ""
 
 
-def _rows(run_dir: Path, tid: str, info: dict[str, Any], failure: str | None, sweeps: str) -> list[dict[str, Any]]:
+def _stored_config(run_dir: Path, tid: str | None, configs: dict[str, dict[str, Any] | None]) -> dict[str, Any] | None:
+    """A trial's config: from the records (``configs``), else from its trial folder (older records), else None."""
+    if not tid:
+        return None
+    if configs.get(tid) is None:
+        path = trial_dir(run_dir, tid) / CONFIG
+        try:
+            configs[tid] = read_json(path).get("config") if path.is_file() else None
+        except Exception:  # a damaged config.json: the trial itself reports it as damaged
+            configs[tid] = None
+    return configs[tid]
+
+
+def _class_dict(
+    config: dict[str, Any], configs: dict[str, dict[str, Any] | None], run_dir: Path, depth: int = 0
+) -> dict[str, Any]:
+    """A config without what a cell averages over (seed, fold, and the data fingerprint, which follows the
+    fold), its teacher replaced by the teacher's own class: equal for every seed and fold of one configuration."""
+    d = json.loads(json.dumps(config))
+    for k in ("seed", "data_fingerprint", "schema"):
+        d.pop(k, None)
+    if isinstance(d.get("data"), dict):
+        d["data"].pop("fold", None)
+    teacher = d.pop("teacher_id", None)
+    if teacher and depth < 8:
+        tc = _stored_config(run_dir, teacher, configs)
+        d["teacher"] = _class_dict(tc, configs, run_dir, depth + 1) if tc else {"id": teacher}
+    return d
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, str]:
+    """Dotted keys → JSON text of the leaves (lists as one leaf)."""
+    if isinstance(d, dict):
+        out: dict[str, str] = {}
+        for k, v in d.items():
+            out |= _flat(v, f"{prefix}{k}.")
+        return out
+    return {prefix[:-1]: json.dumps(d, sort_keys=True)}
+
+
+# dotted config keys already shown as their own setting columns (config_summary): the ``config`` column leaves them out
+_SUMMARY_KEYS = {
+    "arch",
+    "loss.temperature",
+    "loss.w_hard",
+    "loss.w_soft",
+    "loss.kind",
+    "loss.start",
+    "loss.stop",
+    "loss.distills",
+    "train.schedule.name",
+    "train.augment.name",
+    *(
+        f"train.{k}"
+        for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing", "grad_clip")
+    ),
+}
+
+
+def _rows(
+    run_dir: Path, tid: str, info: dict[str, Any], failure: str | None, sweeps: str, configs: dict[str, dict[str, Any] | None]
+) -> list[dict[str, Any]]:
     status, err = trial_status(run_dir, tid, failure)
     config_dict = info.get("config")
     metrics: dict[str, Any] = {}
@@ -228,6 +290,7 @@ def _rows(run_dir: Path, tid: str, info: dict[str, Any], failure: str | None, sw
         "teacher_id": info.get("teacher_id"),
         "sweep": sweeps,
         **summary,
+        "_class": _flat(_class_dict(config_dict, configs, run_dir)) if config_dict else None,
     }
     if status != "ok":
         return [base | {"eval_set": None, "status": status, "error": err}]
@@ -236,8 +299,85 @@ def _rows(run_dir: Path, tid: str, info: dict[str, Any], failure: str | None, sw
     return [base | {"eval_set": name} | extra | vals for name, vals in metrics.get("eval", {}).items()]
 
 
+def _number(text: str) -> str:
+    """A JSON leaf as a short label: numbers to 4 significant digits (more where needed to tell them apart)."""
+    v = json.loads(text)
+    if isinstance(v, float):
+        return format_value(v)
+    return v if isinstance(v, str) else text
+
+
+def _short_key(key: str) -> str:
+    """``train.lr`` → ``lr``, ``params.hidden`` → ``hidden``, ``train.schedule.params.decay_rate`` → ``schedule.decay_rate``."""
+    for prefix in ("train.", "loss.", "params."):
+        if key.startswith(prefix):
+            key = key[len(prefix) :]
+            break
+    return key.replace(".params.", ".")
+
+
+def _labels(classes: list[dict[str, str]]) -> list[str]:
+    """For configurations of one model label: each one's settings that differ from the others', ``lr=0.003, dropout=0.1``."""
+    keys = sorted({k for c in classes for k in c})
+    differ = [k for k in keys if len({c.get(k, "–") for c in classes}) > 1]
+    out = []
+    for c in classes:
+        parts = [f"{_short_key(k)}={_number(c[k]) if k in c else '–'}" for k in differ]
+        out.append(", ".join(parts))
+    if len(set(out)) < len(out):  # differences the short form hides (e.g. nested teachers): fall back to a hash
+        out = [
+            f"{lbl + ', ' if lbl else ''}cfg {hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:6]}"
+            for lbl, c in zip(out, classes, strict=True)
+        ]
+    return out
+
+
+def _ignored(key: str) -> bool:
+    """Config keys that change no result: what is saved (``outputs``) and which eval sets are scored."""
+    return key.startswith("outputs.") or key.startswith("data.eval_sets")
+
+
+def cell_labels(classes: pd.Series, labels: pd.Series, keep: Any) -> pd.Series:
+    """One label per row: among the rows of one model label (``labels``), the settings in which its
+    configuration (``classes``: flattened config dicts, ``keep`` choosing their keys) differs from the
+    others'; None where the label has one configuration only."""
+    out = pd.Series(None, index=classes.index, dtype=object)
+    for _, idx in labels.groupby(labels.astype(object), dropna=True).groups.items():
+        pure: dict[str, dict[str, str]] = {}
+        row_key: dict[Any, str] = {}
+        for i in idx:
+            c = classes.loc[i]
+            if not isinstance(c, dict):
+                continue
+            kept = {k: v for k, v in c.items() if keep(k) and not _ignored(k)}
+            key = json.dumps(kept, sort_keys=True)
+            pure.setdefault(key, kept)
+            row_key[i] = key
+        if len(pure) < 2:
+            continue
+        names = dict(zip(pure, _labels(list(pure.values())), strict=True))
+        for i, key in row_key.items():
+            out.loc[i] = names[key]
+    return out
+
+
+def _config_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """``teacher_config`` (the teacher's settings that differ between the teachers of one label) and
+    ``config`` (the model's own settings that differ and are no setting column, e.g. a tuned model
+    size): empty where one configuration is all there is, so no cell pools two configurations."""
+    classes = df.pop("_class") if "_class" in df else pd.Series(None, index=df.index, dtype=object)
+    distilled = df["teacher"].astype(object) != NO_TEACHER
+    teacher_part = classes.map(
+        lambda c: {k[8:]: v for k, v in c.items() if k.startswith("teacher.")} if isinstance(c, dict) else None
+    )
+    df["teacher_config"] = cell_labels(teacher_part.where(distilled), df["teacher"].where(distilled), lambda k: True)
+    own = classes.map(lambda c: {k: v for k, v in c.items() if not k.startswith("teacher.")} if isinstance(c, dict) else None)
+    df["config"] = cell_labels(own, df["student"], lambda k: k not in _SUMMARY_KEYS and not k.startswith("loss."))
+    return df
+
+
 def _table(rows: list[dict[str, Any]], models: Iterable[str], eval_sets: Iterable[str]) -> pd.DataFrame:
-    df = pd.DataFrame(rows)
+    df = _config_columns(pd.DataFrame(rows))
     for col in [*ID_COLUMNS, *METRIC_COLUMNS, "n", "status", "error", "best_epoch", "seconds", "host", "node_id", "sweep"]:
         if col not in df:
             df[col] = None
@@ -259,16 +399,15 @@ def collect(plan: Plan, failures: dict[str, str] | None = None) -> pd.DataFrame:
     """The results table of ``plan`` alone, read from its run folder (unfinished trials get one status row)."""
     failures = failures or {}
     rows: list[dict[str, Any]] = []
-    for tid, info in _plan_trials(plan).items():
-        rows += _rows(plan.spec.output, tid, info, failures.get(tid), plan.spec.name)
+    trials = _plan_trials(plan)
+    configs: dict[str, dict[str, Any] | None] = {tid: t["config"] for tid, t in trials.items()}
+    for tid, info in trials.items():
+        rows += _rows(plan.spec.output, tid, info, failures.get(tid), plan.spec.name, configs)
     return _table(rows, plan.spec.models, [e.name for e in plan.spec.data.eval_sets])
 
 
-def collect_run(run_dir: str | Path, sweep: str | None = None) -> pd.DataFrame:
-    """The results table of a run folder: the union of its sweep records (a trial once, however many
-    records plan it), or the record ``sweep``. Unfinished trials take the reason from the latest record
-    that failed them."""
-    run_dir = Path(run_dir)
+def _run_rows(run_dir: Path, sweep: str | None) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """The rows of a run folder's results table (before :func:`_table`), its models and its eval sets."""
     records = select_records(run_dir, sweep)
     owners: dict[str, list[str]] = {}
     info: dict[str, dict[str, Any]] = {}
@@ -279,34 +418,41 @@ def collect_run(run_dir: str | Path, sweep: str | None = None) -> pd.DataFrame:
             info.setdefault(tid, t)
             if tid in r.failures:
                 failure[tid] = r.failures[tid]
+    configs: dict[str, dict[str, Any] | None] = {
+        tid: t.get("config") for r in load_records(run_dir) for tid, t in r.trials.items() if t.get("config")
+    }  # every record's, so a teacher planned by another sweep of the folder is known too
     rows: list[dict[str, Any]] = []
     for tid, t in info.items():
-        rows += _rows(run_dir, tid, t, failure.get(tid), ",".join(owners[tid]))
+        rows += _rows(run_dir, tid, t, failure.get(tid), ",".join(owners[tid]), configs)
     models = [m for r in records for m in r.models]
-    return _table(rows, models, [e for r in records for e in r.eval_sets])
+    return rows, models, [e for r in records for e in r.eval_sets]
+
+
+def collect_run(run_dir: str | Path, sweep: str | None = None) -> pd.DataFrame:
+    """The results table of a run folder: the union of its sweep records (a trial once, however many
+    records plan it), or the record ``sweep``. Unfinished trials take the reason from the latest record
+    that failed them."""
+    return _table(*_run_rows(Path(run_dir), sweep))
 
 
 def collect_runs(run_dirs: Sequence[str | Path], sweep: str | None = None) -> tuple[pd.DataFrame, list[str]]:
     """The union of several run folders' tables, a trial id once (the first folder's), and notes on
     what was merged or dropped."""
-    frames, notes, seen = [], [], set()
+    all_rows: list[dict[str, Any]] = []
+    models: list[str] = []
+    eval_sets: list[str] = []
+    notes: list[str] = []
+    seen: set[str] = set()
     for d in run_dirs:
-        df = collect_run(d, sweep)
-        df["run"] = str(d)
-        dup = df["trial_id"].isin(seen)
-        if dup.any():
-            n = df.loc[dup, "trial_id"].nunique()
-            notes.append(f"{d}: {n} trial(s) also in an earlier run folder (same id, same config) counted once")
-            df = df[~dup]
-        seen |= set(df["trial_id"])
-        frames.append(df)
-    if len(frames) == 1:
-        return frames[0], notes
-    models = [c for f in frames for c in f["student"].cat.categories]
-    eval_sets = [c for f in frames for c in f["eval_set"].cat.categories]
-    plain = [f.astype({"student": object, "teacher": object, "eval_set": object}) for f in frames]
-    rows = pd.concat(plain, ignore_index=True).to_dict("records")
-    return _table(rows, models, eval_sets), notes
+        rows, m, e = _run_rows(Path(d), sweep)
+        dup = {r["trial_id"] for r in rows if r["trial_id"] in seen}
+        if dup:
+            notes.append(f"{d}: {len(dup)} trial(s) also in an earlier run folder (same id, same config) counted once")
+        all_rows += [r | {"run": str(d)} for r in rows if r["trial_id"] not in seen]
+        seen |= {r["trial_id"] for r in rows}
+        models += m
+        eval_sets += e
+    return _table(all_rows, models, eval_sets), notes
 
 
 def write_results(run_dir: str | Path, df: pd.DataFrame) -> Path:

@@ -172,7 +172,9 @@ REPORT_METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "im", "d_accuracy
                   "token_nll")  # fmt: skip
 SETTING_COLUMNS = ("temperature", "w_hard", "w_soft", "kd_loss", "start", "stop", "lr", "weight_decay", "dropout",
                    "label_smoothing", "grad_clip", "epochs", "batch_size", "optimizer", "schedule", "augment")  # fmt: skip
-REPORT_KEYS = ("student", "teacher", "eval_set", "seed", "fold", "arch", *SETTING_COLUMNS)  # what tables can group by
+CONFIG_COLUMNS = ("teacher_config", "config")  # a teacher's / the model's own other settings, where they differ (results.py)
+# what tables can group by
+REPORT_KEYS = ("student", "teacher", "eval_set", "seed", "fold", "arch", *SETTING_COLUMNS, *CONFIG_COLUMNS)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ import torch
 from kdtune.analysis import RunView, TrialView
 from kdtune.analysis.barriers import (
     barrier_height,
+    barrier_table,
     barriers,
     batch_norm_layers,
     choose_pairs,
@@ -126,6 +128,33 @@ def test_grid_puts_data_then_self_then_other_teachers_in_the_lower_triangle():
         assert all(a.teacher == c.teacher1 and b.teacher == c.teacher2 and a.id != b.id for a, b in c.pairs)
 
 
+def _student(teacher, seed):
+    config = SimpleNamespace(arch="mlp", params=(), seed=seed, loss=SimpleNamespace(distills=teacher != "data"))
+    return TrialView(f"MLP-{teacher}-{seed}", "MLP", teacher, seed, config)
+
+
+def test_pairs_that_share_their_initialisation_are_never_averaged_with_pairs_that_do_not():
+    # students of seed s draw one initialisation whatever their teacher: MLP ← CNN s0 and MLP ← MLP s0 start alike
+    trials = [_student(t, s) for t in ("data", "MLP", "CNN") for s in range(3)]
+    cells = grid_cells(trials, max_pairs=10)
+    different = [c for c in cells if (c.teacher1, c.teacher2) == ("CNN", "MLP")]
+    assert [c.same_init for c in different] == [False, True]
+    apart, shared = different
+    assert shared.available == 3 and all(a.seed == b.seed for a, b in shared.pairs)
+    assert apart.available == 6 and all(a.seed != b.seed for a, b in apart.pairs)
+    assert all(c.kind == "different teachers" for c in different)
+    # a student and a model from data never share their initialisation: one cell each
+    assert [c.same_init for c in cells if (c.teacher1, c.teacher2) == ("CNN", "data")] == [False]
+    pairs = pd.DataFrame(
+        [{"model": "MLP", "teacher1": c.teacher1, "teacher2": c.teacher2, "same_init": c.same_init,
+          "barrier": 0.0 if c.same_init else 1.0, "accuracy_mid": 0.9, "accuracy_ends": 0.95}
+         for c in cells for _ in c.pairs]
+    )  # fmt: skip
+    table = barrier_table({"MLP": cells}, pairs)
+    assert table.loc[("MLP", "CNN", "MLP", "yes"), "barrier height"] == "0.000 ± 0.000 (3)"
+    assert table.loc[("MLP", "CNN", "MLP", "no"), "barrier height"] == "1.000 ± 0.000 (6)"
+
+
 def test_pair_choice_is_deterministic_and_limited():
     pairs = [(_fake("MLP", "CNN", i), _fake("MLP", "data", j)) for i in range(4) for j in range(4)]
     chosen = choose_pairs(pairs, 6, "CNN|data")
@@ -226,10 +255,12 @@ def test_analysis_writes_one_figure_per_architecture_and_the_table(view, tmp_pat
     assert sorted(p.name for p in out.figures) == ["barriers_CNN.png", "barriers_MLP.png"]
     assert all(p.is_file() and p.with_suffix(".pdf").is_file() for p in out.figures)
     (title, table), = out.tables  # fmt: skip
-    assert "test" in title and list(table.index.names) == ["model", "teacher of model 1", "teacher of model 2"]
-    assert list(table.index) == [("CNN", "data", "data"), ("MLP", "data", "data"), ("MLP", "CNN", "data"), ("MLP", "CNN", "CNN")]
-    assert table.loc[("MLP", "CNN", "data"), "pairs"] == "2 of 4"  # limited to 2 of the 2 × 2 pairs
-    assert table.loc[("MLP", "CNN", "data"), "kind"] == "student vs independent"
+    assert "test" in title and list(table.index.names) == ["model", "teacher of model 1", "teacher of model 2", "same init"]
+    assert list(table.index) == [
+        ("CNN", "data", "data", "no"), ("MLP", "data", "data", "no"), ("MLP", "CNN", "data", "no"), ("MLP", "CNN", "CNN", "no"),
+    ]  # fmt: skip
+    assert table.loc[("MLP", "CNN", "data", "no"), "pairs"] == "2 of 4"  # limited to 2 of the 2 × 2 pairs
+    assert table.loc[("MLP", "CNN", "data", "no"), "kind"] == "student vs independent"
     curves, pairs = pd.read_csv(tmp_path / "curves.csv"), pd.read_csv(tmp_path / "pairs.csv")
     assert len(pairs) == 1 + 1 + 2 + 1 and len(curves) == 5 * len(pairs)
     for _, p in pairs.iterrows():

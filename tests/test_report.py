@@ -111,7 +111,7 @@ def test_bad_keys_are_one_line_listing_the_valid_ones(results, rows, cols, named
     assert named in str(e.value) and "\n" not in str(e.value)
     assert str(e.value).endswith("valid keys: student, teacher, eval_set, seed, fold, arch, temperature, w_hard, w_soft, "
                                  "kd_loss, start, stop, lr, weight_decay, dropout, label_smoothing, grad_clip, epochs, "
-                                 "batch_size, optimizer, schedule, augment")  # fmt: skip
+                                 "batch_size, optimizer, schedule, augment, teacher_config, config")  # fmt: skip
 
 
 def test_keys_are_checked_before_any_work():

@@ -48,16 +48,28 @@ class TrialView:
 
     @property
     def group(self) -> str:
-        """``MLP (data)``, ``MLP ← CNN`` (or ``MLP ← CNN τ=4`` when temperatures vary): the trial's kind."""
-        if self.teacher == "data":
-            return f"{self.student} (data)"
-        return f"{self.student} ← {self.teacher}" + (f" {self.detail}" if self.detail else "")
+        """``MLP (data)``, ``MLP ← CNN`` (or ``MLP ← CNN τ=4``, ``MLP (data) lr=0.003`` when settings vary
+        between trials of one student and teacher): the trial's configuration, one per group."""
+        kind = f"{self.student} (data)" if self.teacher == "data" else f"{self.student} ← {self.teacher}"
+        return kind + (f" {self.detail}" if self.detail else "")
 
     @property
     def fold(self) -> int | None:
         """The held-out fold of a k-fold sweep (``data.folds``), None without folds."""
         data = self.config.data
         return data.fold if getattr(data, "folds", 1) > 1 else None
+
+    @property
+    def init_seed(self) -> int:
+        """The seed the trial's initialisation was drawn from: two trials with the same one start from the same weights."""
+        from kdtune.train import trial_seed
+
+        return trial_seed(self.config)
+
+    @property
+    def source(self) -> str:
+        """What the model learned from, with the settings that tell its configuration apart: ``data``, ``CNN τ=4``."""
+        return self.teacher + (f" {self.detail}" if self.detail else "")
 
     @property
     def label(self) -> str:
@@ -100,12 +112,15 @@ class RunView:
         ok = self.results[self.results["status"] == "ok"]
         rows = filter_rows(ok.drop_duplicates("trial_id"), where or {})
         self.trials: list[TrialView] = []
-        distilled = rows[rows["teacher"].astype(str) != "data"]
-        varying = [k for k in KD_KEYS if k in distilled and distilled[k].nunique() > 1]
-        for r in rows.itertuples(index=False):
-            cfg = TrialConfig.from_dict(read_json(trial_dir(self.run_dir, r.trial_id) / CONFIG)["config"])
-            detail = " ".join(f"{KD_KEYS[k]}={_num_str(getattr(r, k))}" for k in varying) if str(r.teacher) != "data" else ""
-            self.trials.append(TrialView(r.trial_id, str(r.student), str(r.teacher), int(r.seed), cfg, detail))
+        varying = {
+            key: cell_settings(group)
+            for key, group in rows.groupby([rows["student"].astype(str), rows["teacher"].astype(str)], sort=False)
+        }
+        for r in rows.to_dict("records"):
+            cfg = TrialConfig.from_dict(read_json(trial_dir(self.run_dir, r["trial_id"]) / CONFIG)["config"])
+            keys = varying[(str(r["student"]), str(r["teacher"]))]
+            detail = " ".join(_setting(k, r[k]) for k in keys if not _blank(r[k]))
+            self.trials.append(TrialView(r["trial_id"], str(r["student"]), str(r["teacher"]), int(r["seed"]), cfg, detail))
         present = set(ok["eval_set"].astype(str))
         known = [str(e) for e in self.results["eval_set"].cat.categories if str(e) in present and e != "val"]
         if eval_sets:
@@ -149,10 +164,39 @@ class RunView:
         return out
 
 
+def same_init(a: TrialView, b: TrialView) -> bool:
+    """Whether two trials started from the same initial weights (same architecture and initialisation seed)."""
+    return a.arch == b.arch and dict(a.config.params) == dict(b.config.params) and a.init_seed == b.init_seed
+
+
 def _num_str(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
+    from kdtune.report import format_value
+
+    if isinstance(v, float):
+        return format_value(v)
     return str(v)
+
+
+def _setting(key: str, value: Any) -> str:
+    """``τ=4``, ``lr=0.003``; a teacher's own settings as ``teacher[lr=0.003]``, a model's other ones as ``[hidden=64]``."""
+    if key == "teacher_config":
+        return f"teacher[{value}]"
+    if key == "config":
+        return f"[{value}]"
+    return f"{KD_KEYS.get(key, key)}={_num_str(value)}"
+
+
+def _blank(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v))
+
+
+def cell_settings(rows: pd.DataFrame) -> list[str]:
+    """The settings that vary between trials of one student and teacher (one row per trial): what
+    tells an analysis's groups apart, as :func:`kdtune.report.aggregate` adds them to a table's rows,
+    so a group never pools two configurations (a tuned and an untuned teacher's students, say)."""
+    from kdtune.report import cell_keys
+
+    return cell_keys(rows.drop(columns=["eval_set"], errors="ignore"), ["student", "teacher"])
 
 
 def filter_rows(df: pd.DataFrame, where: dict[str, list[str]]) -> pd.DataFrame:

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from kdtune.analysis import ANALYSES, Output, RunView, TrialView, save_figure, write_table
+from kdtune.analysis import ANALYSES, Output, RunView, TrialView, same_init, save_figure, write_table
 from kdtune.errors import KdtuneError
 
 NUM_LAMBDAS = 25
@@ -153,16 +153,20 @@ def pair_kind(teacher1: str, teacher2: str) -> str:
 
 @dataclass
 class Cell:
-    """One cell of the grid: the teachers of model 1 (row) and model 2 (column), and the pairs chosen for it."""
+    """One cell of the grid: the teachers of model 1 (row) and model 2 (column), and the pairs chosen for it.
+    The pairs of a cell either all share their initialisation (``same_init``) or none does: a barrier between
+    two models that started from the same weights is not comparable with one between two that did not."""
 
     teacher1: str
     teacher2: str
     pairs: list[tuple[TrialView, TrialView]]
     available: int  # pairs there were before the limit
+    same_init: bool = False
+    kind: str = ""
 
-    @property
-    def kind(self) -> str:
-        return pair_kind(self.teacher1, self.teacher2)
+    def __post_init__(self) -> None:
+        if not self.kind:
+            self.kind = pair_kind(self.teacher1, self.teacher2)
 
 
 def architectures(trials: Sequence[TrialView]) -> dict[str, list[TrialView]]:
@@ -183,10 +187,12 @@ def architectures(trials: Sequence[TrialView]) -> dict[str, list[TrialView]]:
 
 
 def teacher_order(trials: Sequence[TrialView]) -> list[str]:
-    """The grid's rows and columns: data first, then the students' own architecture (self-distillation), then other teachers."""
-    teachers = list(dict.fromkeys(t.teacher for t in trials))
+    """The grid's rows and columns (each trial's :attr:`~TrialView.source`: its teacher, with the settings that tell
+    configurations apart): data first, then the students' own architecture (self-distillation), then other teachers."""
+    sources = list(dict.fromkeys(t.source for t in trials))
+    teacher = {t.source: t.teacher for t in trials}
     students = {t.student for t in trials}
-    return sorted(teachers, key=lambda x: (x != NO_TEACHER, x not in students, teachers.index(x)))
+    return sorted(sources, key=lambda x: (teacher[x] != NO_TEACHER, teacher[x] not in students, sources.index(x)))
 
 
 def choose_pairs(
@@ -201,18 +207,29 @@ def choose_pairs(
     return [ordered[i] for i in keep]
 
 
+def _shared(a: TrialView, b: TrialView) -> bool:
+    return a.config is not None and b.config is not None and same_init(a, b)
+
+
 def grid_cells(trials: Sequence[TrialView], max_pairs: int = MAX_PAIRS) -> list[Cell]:
-    """Figure 9's lower triangle for one architecture: every (row teacher, column teacher ≤ row) with its chosen pairs."""
-    teachers = teacher_order(trials)
-    by_teacher = {k: [t for t in trials if t.teacher == k] for k in teachers}
+    """Figure 9's lower triangle for one architecture: every (row teacher, column teacher ≤ row) with its chosen
+    pairs of models that started from different initial weights, and, where there are any, a second cell of the
+    pairs that share theirs (at most ``max_pairs`` each)."""
+    sources = teacher_order(trials)
+    by_source = {k: [t for t in trials if t.source == k] for k in sources}
     cells = []
-    for i, t1 in enumerate(teachers):
-        for t2 in teachers[: i + 1]:
-            if t1 == t2:
-                candidates = list(itertools.combinations(sorted(by_teacher[t1], key=lambda t: (t.seed, t.id)), 2))
+    for i, s1 in enumerate(sources):
+        for s2 in sources[: i + 1]:
+            if s1 == s2:
+                candidates = list(itertools.combinations(sorted(by_source[s1], key=lambda t: (t.seed, t.id)), 2))
             else:
-                candidates = [(a, b) for a in by_teacher[t1] for b in by_teacher[t2]]
-            cells.append(Cell(t1, t2, choose_pairs(candidates, max_pairs, f"{t1}|{t2}"), len(candidates)))
+                candidates = [(a, b) for a in by_source[s1] for b in by_source[s2]]
+            kind = pair_kind(by_source[s1][0].teacher, by_source[s2][0].teacher)
+            apart = [p for p in candidates if not _shared(*p)]
+            shared = [p for p in candidates if _shared(*p)]
+            cells.append(Cell(s1, s2, choose_pairs(apart, max_pairs, f"{s1}|{s2}"), len(apart), False, kind))
+            if shared:
+                cells.append(Cell(s1, s2, choose_pairs(shared, max_pairs, f"{s1}|{s2}|same"), len(shared), True, kind))
     return cells
 
 
@@ -240,7 +257,7 @@ def arch_curves(
 ) -> tuple[list[Cell], pd.DataFrame]:
     """One architecture's grid cells and the curves of their pairs (one row per pair and λ)."""
     from kdtune.tasks import task_for
-    from kdtune.train import load_trained_model, trial_seed
+    from kdtune.train import load_trained_model
 
     device = device or _device()
     cells = grid_cells(trials, max_pairs)
@@ -263,7 +280,7 @@ def arch_curves(
             curve.insert(0, "model", name)
             info = {"teacher1": cell.teacher1, "teacher2": cell.teacher2, "kind": cell.kind,
                     "trial1": a.id, "trial2": b.id, "seed1": a.seed, "seed2": b.seed,
-                    "same_init": trial_seed(a.config) == trial_seed(b.config)}  # fmt: skip
+                    "same_init": cell.same_init}  # fmt: skip
             for i, (k, v) in enumerate(info.items()):
                 curve.insert(1 + i, k, v)
             rows.append(curve)
@@ -288,12 +305,14 @@ def pair_summary(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def barrier_table(cells_by_model: Mapping[str, Sequence[Cell]], pairs: pd.DataFrame) -> pd.DataFrame:
-    """Barrier heights and accuracies mean ± std (n pairs) per (model, teacher of model 1, teacher of model 2)."""
+    """Barrier heights and accuracies mean ± std (n pairs) per (model, teacher of model 1, teacher of model 2, whether
+    the pairs share their initialisation): pairs that do and pairs that do not are never averaged together."""
     index, rows = [], []
     for model, cells in cells_by_model.items():
         for c in cells:
             sel = pairs[(pairs["model"] == model) & (pairs["teacher1"] == c.teacher1) & (pairs["teacher2"] == c.teacher2)]
-            index.append((model, c.teacher1, c.teacher2))
+            sel = sel[sel["same_init"].astype(bool) == c.same_init] if len(sel) else sel
+            index.append((model, c.teacher1, c.teacher2, "yes" if c.same_init else "no"))
             rows.append({
                 "kind": c.kind,
                 "pairs": f"{len(c.pairs)} of {c.available}",
@@ -301,7 +320,7 @@ def barrier_table(cells_by_model: Mapping[str, Sequence[Cell]], pairs: pd.DataFr
                 "accuracy at λ = 0.5": _mean_std(sel["accuracy_mid"]),
                 "accuracy at λ = 0, 1": _mean_std(sel["accuracy_ends"]),
             })  # fmt: skip
-    names = ["model", "teacher of model 1", "teacher of model 2"]
+    names = ["model", "teacher of model 1", "teacher of model 2", "same init"]
     return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=names))
 
 
@@ -314,22 +333,30 @@ def plot_grid(name: str, cells: Sequence[Cell], curves: pd.DataFrame, eval_set: 
 
     teachers = list(dict.fromkeys(c.teacher1 for c in cells))
     n = len(teachers)
-    fig, axes = plt.subplots(n, n, figsize=(2.9 * n + 0.6, 2.3 * n + 0.6), sharex=True, sharey="row", squeeze=False)
+    fig, axes = plt.subplots(n, n, figsize=(2.9 * n + 0.6, 2.3 * n + 0.9), sharex=True, sharey="row", squeeze=False)
     colors = plt.get_cmap("tab10").colors
+    titles: dict[tuple[int, int], list[str]] = {}
+    drawn: dict[tuple[int, int], int] = {}
     for c in cells:
         i, j = teachers.index(c.teacher1), teachers.index(c.teacher2)
         ax = axes[i][j]
         sel = curves[(curves["teacher1"] == c.teacher1) & (curves["teacher2"] == c.teacher2)] if len(curves) else curves
+        sel = sel[sel["same_init"].astype(bool) == c.same_init] if len(sel) else sel
         heights = []
-        for k, (_, g) in enumerate(sel.groupby(["trial1", "trial2"], sort=False)):
+        for _, g in sel.groupby(["trial1", "trial2"], sort=False):
             g = g.sort_values("lam")
-            dashed = bool(g["same_init"].iloc[0]) if "same_init" in g else False
-            ax.plot(g["lam"], g["loss"], color=colors[k % len(colors)], lw=1.3, ls=(0, (4, 2)) if dashed else "-")
+            k = drawn[(i, j)] = drawn.get((i, j), 0) + 1
+            ax.plot(g["lam"], g["loss"], color=colors[(k - 1) % len(colors)], lw=1.3, ls=(0, (4, 2)) if c.same_init else "-")
             heights.append(barrier_height(g["lam"].to_numpy(), g["loss"].to_numpy()))
-        label = f"{c.kind}\nbarrier {np.mean(heights):.3g} (n={len(heights)})" if heights else f"{c.kind}\nno pairs"
-        ax.set_title(label, fontsize=8.5)
+        what = "same init" if c.same_init else "barrier"
+        if heights:
+            titles.setdefault((i, j), [c.kind]).append(f"{what} {np.mean(heights):.3g} (n={len(heights)})")
+        elif not c.same_init:
+            titles.setdefault((i, j), [c.kind]).append("no pairs")
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8, labelleft=True)
+    for (i, j), lines in titles.items():
+        axes[i][j].set_title("\n".join(lines), fontsize=8.5)
     for i in range(n):
         for j in range(i + 1, n):
             axes[i][j].set_visible(False)
@@ -338,7 +365,7 @@ def plot_grid(name: str, cells: Sequence[Cell], curves: pd.DataFrame, eval_set: 
         axes[i][i].tick_params(labelbottom=True)
     title = f"{name}: {eval_set} loss (NLL) of λ·θ₁ + (1−λ)·θ₂  (θ₁ = model 1 at λ = 1, θ₂ = model 2 at λ = 0)"
     if len(curves) and bool(curves["same_init"].any()):
-        title += "\ndashed: the two models share their initialisation (students of the same seed)"
+        title += "\ndashed: the two models share their initialisation (students of the same seed); averaged apart"
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -415,7 +442,8 @@ def barriers(
         + (f"; {limited} cell(s) were limited" if limited else "; none was")
         + "). kdtune's seed also sets the initialisation: unlike the paper's pairs (one initialisation, different "
         "seeds), pairs of different seeds start from different initialisations, while students of the same seed share "
-        "theirs whatever their teacher (column same_init of pairs.csv; dashed in the figures).",
+        "theirs whatever their teacher. Pairs that share their initialisation are averaged apart from those that do "
+        "not (column same init; same_init in pairs.csv; dashed in the figures), never together.",
         f"Kinds: independent (both trained from data), same teacher (students of one teacher model, "
         "possibly different teacher checkpoints), different teachers, student vs independent. "
         f"Curves in curves.csv, one row per pair in pairs.csv; {time.perf_counter() - start:.1f} s on {dev}.",

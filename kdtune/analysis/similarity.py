@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdtune.analysis import ANALYSES, Output, RunView, TrialView, save_figure, write_table
+from kdtune.analysis import ANALYSES, Output, RunView, TrialView, same_init, save_figure, write_table
 
 MEASURES = {
     "similarity": "representational similarity (appendix B)",
@@ -130,15 +130,18 @@ def embed_2d(dist: np.ndarray) -> np.ndarray:
     return MDS(**kw).fit_transform(dist)
 
 
-def group_table(matrix: np.ndarray, groups: Sequence[str], digits: int = 3) -> pd.DataFrame:
+def group_table(matrix: np.ndarray, groups: Sequence[str], digits: int = 3, shared: np.ndarray | None = None) -> pd.DataFrame:
     """Mean ± std (number of pairs) of ``matrix`` over pairs of models from two groups, self-pairs left out;
-    missing where there is no pair."""
+    missing where there is no pair. Pairs marked in ``shared`` (a boolean matrix: the two models started
+    from the same initial weights) are left out, so no cell mixes them with pairs that did not."""
     names = list(dict.fromkeys(groups))
     g = np.asarray(groups)
+    keep = np.ones_like(matrix, dtype=bool) if shared is None else ~np.asarray(shared, dtype=bool)
     table = pd.DataFrame(index=pd.Index(names, name="group"), columns=names, dtype=object)
     for a in names:
         for b in names:
-            block = matrix[np.ix_(g == a, g == b)]
+            idx = np.ix_(g == a, g == b)
+            block = np.where(keep[idx], matrix[idx], np.nan)
             values = block[np.triu_indices(len(block), 1)] if a == b else block.ravel()  # each pair once
             values = values[np.isfinite(values)]
             if values.size:
@@ -258,8 +261,10 @@ def similarity(view: RunView, out: Path) -> Output:
     result.figures.append(_heatmap(mats["similarity"], trials, heading, MEASURES["similarity"], out, "similarity"))
     coords = embed_2d(distances(mats["similarity"]))
     result.figures.append(_mds_figure(coords, trials, f"MDS of representational similarity, {title}", out, "mds"))
+    shared = np.array([[i != j and same_init(a, b) for j, b in enumerate(trials)] for i, a in enumerate(trials)])
+    n_shared = int(np.triu(shared, 1).sum())
     for k, name in MEASURES.items():
-        table = group_table(mats[k], groups)
+        table = group_table(mats[k], groups, shared=shared)
         caption = f"Mean {name} between groups ({eval_set}; mean ± std (pairs) over pairs of trials, self-pairs left out)"
         write_table(table, out, f"groups_{k}", caption)
         result.tables.append((caption, table))
@@ -270,6 +275,9 @@ def similarity(view: RunView, out: Path) -> Output:
         "2020, appendix B, on all n examples at once where the authors averaged batches of 64).",
         "MDS: scikit-learn metric MDS (2-D, random_state 0, best of 4 starts) of 1 − similarity divided by its maximum, "
         "as in the authors' code; distances between points, not the axes, carry meaning.",
+        f"Pairs of models that started from the same initial weights are left out of the group tables ({n_shared} "
+        "pair(s) here; e.g. students of one seed with different teachers): their similarity owes to the shared start. "
+        "The matrices and figures keep them.",
         "Linear CKA (Kornblith et al. 2019) and its debiased form (unbiased HSIC, near 0 for unrelated features). "
         f"Full matrices: {', '.join(f'{k}_matrix.csv' for k in MEASURES)}.",
     ]
