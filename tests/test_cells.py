@@ -137,3 +137,35 @@ def test_close_values_keep_enough_digits_to_stay_apart():
     )
     table = pivot(aggregate(df, "accuracy", rows=["student"], cols=["eval_set"]), ["eval_set"])
     assert [i[1] for i in table.index] == ["0.00123451", "0.00123454"]
+
+
+@pytest.mark.slow
+def test_the_readmes_tuning_workflow_gives_one_configuration_per_cell(tmp_path):
+    """The README's workflow as typed (cut to a few epochs, one seed): run, tune the MLP, run with the tuned MLP,
+    report and analyze the folder. Before teacher_config, a one-seed cell held the students of both MLP teachers."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "quickstart"
+    small = ["--out", str(out), "--set", "train.epochs=3", "--set", "grid.seeds=1", "--set", "tune.seeds=1"]
+
+    def kdtune(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "kdtune", *args], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    kdtune("run", "sweeps/quickstart.yaml", *small, "--no-report")
+    kdtune("tune", "sweeps/quickstart.yaml", "--model", "MLP", "--trials", "3", *small)
+    kdtune("run", "sweeps/quickstart.yaml", *small, "--set", "models.MLP.hparams=tuned", "--no-report")
+    csv = pd.read_csv(
+        __import__("io").StringIO(
+            kdtune("report", str(out), "--rows", "student,teacher,seed", "--cols", "eval_set", "--format", "csv")
+        )
+    )
+    assert csv["n_expected"].max() == 1 and csv["n"].max() == 1  # one seed: one trial per cell, never two
+    students_of_mlp = csv[(csv["teacher"] == "MLP") & (csv["eval_set"] == "test") & (csv["metric"] == "accuracy")]
+    assert len(students_of_mlp) == 2 * 2  # CNN and MLP students, each of the untuned and the tuned MLP teacher
+    assert students_of_mlp["teacher_config"].nunique() == 2
+    kdtune("analyze", str(out), "--only", "calibration")
+    groups = pd.read_csv(out / "analysis" / "calibration" / "ece.csv")["group"].tolist()
+    assert len([g for g in groups if g.startswith("MLP ← MLP teacher[")]) == 2
