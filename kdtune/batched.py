@@ -28,6 +28,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from kdtune.distill import loss_for_epoch, objective_starts
 from kdtune.models.layers import Dropout, dropout_keys
+from kdtune.optim import OPTIMIZERS
 from kdtune.tasks import Task
 from kdtune.train import InjectedFault, Trainer
 
@@ -117,7 +118,10 @@ class SeedBatch:
         self.buffers = {k: v.clone() for k, v in buffers.items()}
         self.names = list(self.params)
         tr = self.config.train
-        self.optimizer = type(t0.optimizer)(list(self.params.values()), **t0.optimizer.defaults)
+        # built as the trainers build theirs (the registry, from the trial's settings), not from the
+        # trainer's ``optimizer.defaults``: those hold keys some constructors do not take (AdamW's
+        # ``decoupled_weight_decay``)
+        self.optimizer = OPTIMIZERS.get(tr.optimizer)(list(self.params.values()), lr=tr.lr, weight_decay=tr.weight_decay)
         self._import_optimizer_state()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, t0.scheduler.lr_lambdas[0])
         self.scheduler.load_state_dict(t0.scheduler.state_dict())

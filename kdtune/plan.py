@@ -33,6 +33,8 @@ from kdtune.tuning.space import LOSS_SETTINGS
 # 3: keyed dropout masks (a hash of seed, step, call and position instead of the global random state), so a
 #    seed trains the same alone or vmapped among its group's seeds; the CNN's convolutions before BatchNorm lost
 #    their (ineffective) bias.
+# Not a version: ``data.invariance`` drawing only non-identity transformations for IM changed the ids of the
+# configs that set it alone (their invariance holds ``non_identity: true``; see kdtune.spec.as_invariance).
 RESULTS_VERSION = 3
 SCHEMA = f"kdtune.trial/{RESULTS_VERSION}"
 

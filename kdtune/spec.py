@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from kdtune.data import DATASETS, DataInfo, DataSpec, EvalSetSpec, make_dataset
-from kdtune.data.augment import AUGMENTATIONS
+from kdtune.data.augment import AUGMENTATIONS, NON_IDENTITY
 from kdtune.data.corruptions import CORRUPTIONS
 from kdtune.distill import KD_LOSSES, LossSpec, distill_epochs
 from kdtune.errors import KdtuneError, SpecError
@@ -402,7 +402,7 @@ def as_augment(value: Any) -> AugmentSpec | None:
         raise _Bad(f"must be null, an augmentation name or a mapping with 'name' (one of {', '.join(AUGMENTATIONS.names())})")
     name = _registered(AUGMENTATIONS)(raw["name"])
     params = {k: v for k, v in raw.items() if k != "name"}
-    return AugmentSpec(name, _named_params("augmentation", AUGMENTATIONS.get(name), ("x", "generator"), params))
+    return AugmentSpec(name, _named_params("augmentation", AUGMENTATIONS.get(name), ("x", "generator", NON_IDENTITY), params))
 
 
 TRAIN_FIELDS: dict[str, Conv] = {
@@ -558,14 +558,21 @@ def _data(source: str, raw: Any) -> tuple[DataSpec, Path | None]:
 def as_invariance(value: Any) -> Params:
     """``data.invariance``: ``translate`` or ``{name: translate, max_shift: 3}``, an augmentation of
     :data:`kdtune.data.augment.AUGMENTATIONS` whose invariance metric IM every evaluation measures; its
-    parameters (defaults filled in) frozen together with ``name``."""
+    parameters (defaults filled in) frozen together with ``name`` and ``non_identity: true``: the transformed
+    copies are drawn without the identity (every copy really transformed; a config without that key, of a
+    kdtune before it, drew the identity too, and keeps its own trial id and its own definition)."""
     raw = {"name": value} if isinstance(value, str) else value
     if not isinstance(raw, Mapping) or "name" not in raw:
         raise _Bad(f"must be an augmentation name or a mapping with 'name' (one of {', '.join(AUGMENTATIONS.names())})")
     name = _registered(AUGMENTATIONS)(raw["name"])
+    fn = AUGMENTATIONS.get(name)
+    if NON_IDENTITY not in inspect.signature(fn).parameters:
+        raise _Bad(
+            f"augmentation {name!r} cannot draw transformations other than the identity ({NON_IDENTITY}), so it cannot define IM"
+        )
     params = {k: v for k, v in raw.items() if k != "name"}
-    frozen = _named_params("augmentation", AUGMENTATIONS.get(name), ("x", "generator"), params)
-    return freeze(dict(frozen) | {"name": name})
+    frozen = _named_params("augmentation", fn, ("x", "generator", NON_IDENTITY), params)
+    return freeze(dict(frozen) | {"name": name, NON_IDENTITY: True})
 
 
 def _check_invariance(source: str, data: DataSpec, info: DataInfo) -> None:
@@ -584,7 +591,8 @@ def _check_invariance(source: str, data: DataSpec, info: DataInfo) -> None:
         out = AUGMENTATIONS.get(name)(x, generator=torch.Generator().manual_seed(0), **params)
     except Exception as e:  # any error of the augmentation on blank inputs means a bad parameter or input kind
         msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        what = f"{name} with {params or 'the defaults'}"
+        shown = {k: v for k, v in params.items() if k != NON_IDENTITY}  # the sweep's settings, not the fixed keyword
+        what = f"{name} with {shown or 'the defaults'}"
         raise SpecError(source, "data.invariance", f"{what} fails on {data.name}'s inputs: {msg}") from None
     if not isinstance(out, torch.Tensor) or out.shape != x.shape:
         raise SpecError(source, "data.invariance", f"{name} does not keep the shape of {data.name}'s inputs {info.input_shape}")

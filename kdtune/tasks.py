@@ -34,7 +34,12 @@ def feature_index(n: int, k: int) -> torch.Tensor:
 
 def invariance_copy(split: Split, name: str, data: DataSpec) -> Split:
     """The eval set ``name`` transformed by ``data.invariance`` (an augmentation with its parameters), drawn on
-    the CPU from a generator seeded by ``data.corruption_seed`` and ``name``: every model sees the same copy."""
+    the CPU from a generator seeded by ``data.corruption_seed`` and ``name``: every model sees the same copy.
+    Its parameters hold ``non_identity: true``: each example's transformation is drawn from the augmentation's
+    set without the identity (``translate``: a shift uniform on {-m, …, m}² without (0, 0), m = ``max_shift``;
+    ``permute``: an order other than the given one; ``translate_points``: a nonzero vector), so no copy is its
+    original unchanged and IM is not diluted by untransformed pairs (with the identity among the 9 shifts of
+    m = 1, IM was about 8/9 of this). A config from before that (no ``non_identity``) is evaluated as it was."""
     assert data.invariance is not None
     params = dict(data.invariance)
     transform = AUGMENTATIONS.get(params.pop("name"))

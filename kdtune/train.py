@@ -505,4 +505,17 @@ def config_summary(config: TrialConfig) -> dict[str, Any]:
         },
         "schedule": config.train.schedule.name,
         "augment": config.train.augment.name if config.train.augment else None,
+        "invariance": invariance_label(config.data.invariance),
     }
+
+
+def invariance_label(invariance: tuple[tuple[str, Any], ...] | None) -> str | None:
+    """``data.invariance`` as one string (``translate max_shift=1``), which defines a trial's ``im``: a config of a
+    kdtune that drew identity transformations too (no ``non_identity``) is marked, so a table never averages
+    the two definitions in one cell."""
+    if invariance is None:
+        return None
+    params = dict(invariance)
+    name, non_identity = params.pop("name"), params.pop("non_identity", False)
+    text = " ".join([name, *(f"{k}={v}" for k, v in sorted(params.items()))])
+    return text if non_identity else f"{text} (identity drawn too)"

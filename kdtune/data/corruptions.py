@@ -101,9 +101,19 @@ def translate_points(x: torch.Tensor, shift: float = 0.5, generator: torch.Gener
     return x + v.to(device=x.device, dtype=x.dtype)[:, None, :]
 
 
-def random_order(n: int, p: int, generator: torch.Generator | None) -> torch.Tensor:
-    """N×P indices, each row its own uniformly random permutation of 0 … P-1 (argsort of uniform keys)."""
-    return torch.rand(n, p, generator=generator, device=_generator_device(generator)).argsort(1)
+def random_order(n: int, p: int, generator: torch.Generator | None, non_identity: bool = False) -> torch.Tensor:
+    """N×P indices, each row its own uniformly random permutation of 0 … P-1 (argsort of uniform keys); with
+    ``non_identity`` uniform over the permutations other than the identity (P ≥ 2): rows drawn as the identity
+    are drawn again (every other row is the plain draw's)."""
+    if non_identity and p < 2:
+        raise ValueError(f"a permutation other than the identity needs at least 2 points, got {p}")
+    device = _generator_device(generator)
+    order = torch.rand(n, p, generator=generator, device=device).argsort(1)
+    if non_identity:
+        same = torch.arange(p, device=device)
+        while (fixed := (order == same).all(1)).any():
+            order[fixed] = torch.rand(int(fixed.sum()), p, generator=generator, device=device).argsort(1)
+    return order
 
 
 def gather_rows(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
@@ -114,9 +124,15 @@ def gather_rows(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     return x.gather(1, order.reshape(*order.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:]))
 
 
+def check_rows(x: torch.Tensor, name: str) -> None:
+    """Inputs whose examples are rows to reorder: N×P or N×P×F."""
+    if x.dim() < 2:
+        raise ValueError(f"{name} reorders the rows of each example (N×P or N×P×F), got shape {tuple(x.shape)}")
+
+
 @CORRUPTIONS.register("permute_points")
 def permute_points(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The points (or particles) of each example (N×P×F) in their own random order."""
-    if x.dim() < 2:
-        raise ValueError(f"permute_points reorders the rows of each example (N×P or N×P×F), got shape {tuple(x.shape)}")
-    return gather_rows(x, random_order(x.shape[0], x.shape[1], generator))
+    """The points (or particles) of each example (N×P×F) in their own random order other than the given one
+    (uniform over the P! − 1 others; with P = 1 there is none, and the examples are returned as they are)."""
+    check_rows(x, "permute_points")
+    return gather_rows(x, random_order(x.shape[0], x.shape[1], generator, non_identity=x.shape[1] >= 2))
