@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 ArrayLike = torch.Tensor | np.ndarray
 
+ECE_BINS = 15  # the one bin count of ECE: the trial metric ``ece`` (metrics.json, report) and `analyze`'s calibration
+
 
 def _t(a: ArrayLike) -> torch.Tensor:
     return a if isinstance(a, torch.Tensor) else torch.as_tensor(a)
@@ -32,10 +34,11 @@ def nll(logits: ArrayLike, labels: ArrayLike) -> float:
     return F.cross_entropy(_t(logits).double(), _t(labels).long()).item()
 
 
-def ece(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> float:
+def ece(probs: ArrayLike, labels: ArrayLike, n_bins: int = ECE_BINS) -> float:
     """Expected calibration error (Guo et al., 2017) of the top-1 confidence.
 
-    ``sum_b |B_b|/N · |acc(B_b) - conf(B_b)|`` over ``n_bins`` equal-width bins ``(b/n, (b+1)/n]``.
+    ``sum_b |B_b|/N · |acc(B_b) - conf(B_b)|`` over ``n_bins`` equal-width bins ``(b/n, (b+1)/n]``; the
+    default :data:`ECE_BINS` (15) is what every stored result and table means by ``ece``.
     """
     p = _t(probs).double()
     conf, pred = p.max(-1)

@@ -26,7 +26,7 @@ def test_analyze_runs_the_analyses_and_writes_the_page(run_copy, registered, cap
     assert main(["analyze", str(run_copy), "--only", DUMMY]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"analyze {run_copy}: 6 finished trials → {run_copy / 'analysis'}"
-    assert out[1].startswith(f"  {DUMMY}: skipped ") and out[2] == f"{DUMMY}: 1 figure(s), 1 table(s)"
+    assert out[1] == f"{DUMMY}: 1 figure(s), 1 table(s); left out:" and out[2].startswith("  - ")
     assert out[-1] == f"page: {run_copy / 'analysis' / 'index.html'}"
     folder = run_copy / "analysis" / DUMMY
     assert {p.name for p in folder.iterdir()} >= {"accuracy_per_group.png", "accuracy_per_group.pdf", "accuracy_per_group.csv"}
@@ -57,7 +57,7 @@ def test_analyze_runs_every_installed_module_by_default(run_copy, registered, mo
     monkeypatch.setattr("kdtune.analysis.MODULES", ("zz_not_written_yet", DUMMY))
     load_all()  # a module of MODULES that does not exist is simply not registered
     assert main(["analyze", str(run_copy)]) == 0
-    assert f"{DUMMY}: 1 figure(s), 1 table(s)" in capsys.readouterr().out.splitlines()
+    assert f"{DUMMY}: 1 figure(s), 1 table(s); left out:" in capsys.readouterr().out.splitlines()
 
 
 def test_a_failing_analysis_is_reported_and_the_others_still_run(run_copy, registered, capsys):

@@ -229,11 +229,22 @@ def run_analyses(
         folder = out_dir / name
         folder.mkdir(parents=True, exist_ok=True)
         result = ANALYSES.get(name)(view, folder)
-        for line in result.skipped:
-            log(f"  {name}: skipped {line}")
-        log(f"{name}: {len(result.figures)} figure(s), {len(result.tables)} table(s)")
+        for line in outcome_lines(name, result):
+            log(line)
         outputs.append(result)
     return outputs
+
+
+def outcome_lines(name: str, result: Output) -> list[str]:
+    """What ``analyze`` prints for one analysis: what it produced, then what it left out (one indented line each).
+
+    ``calibration: 2 figure(s), 1 table(s)``; with parts left out ``symmetry: 1 figure(s), 1 table(s); left out:``
+    and the reasons below; with nothing produced ``errors: nothing produced; skipped:`` and the reasons."""
+    made = f"{len(result.figures)} figure(s), {len(result.tables)} table(s)"
+    if not result.skipped:
+        return [f"{name}: {made}"]
+    head = f"{name}: {made}; left out:" if result.figures or result.tables else f"{name}: nothing produced; skipped:"
+    return [head, *(f"  - {line}" for line in result.skipped)]
 
 
 def save_figure(fig: Any, out: Path, stem: str) -> Path:

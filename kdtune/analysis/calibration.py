@@ -1,5 +1,5 @@
 """Calibration (Abnar et al., figure 5): reliability diagrams per group and eval set, with the ECE of
-:func:`kdtune.metrics.ece` at the diagram's bins."""
+:func:`kdtune.metrics.ece` at its bins (:data:`kdtune.metrics.ECE_BINS`), which are the diagrams' bins."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import pandas as pd
 
 from kdtune import metrics
 from kdtune.analysis import ANALYSES, Output, RunView, TrialView, save_figure, write_table
-from kdtune.analysis.errors import _order, cell, ordered_eval_sets, ordered_groups, safe_stem
+from kdtune.analysis.errors import cell, ordered_eval_sets, ordered_groups, safe_stem
 
-N_BINS = 10
+N_BINS = metrics.ECE_BINS  # the diagrams' bins are the ECE's, so this ECE is the results tables' `ece`
+MAX_COLS = 4  # panels per row; a student with more groups continues on the next row
 
 
 def confidence_bins(probs: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
@@ -45,6 +46,15 @@ def ece_of_bins(table: pd.DataFrame) -> float:
     return float((full["examples"] * (full["accuracy"] - full["confidence"]).abs()).sum() / full["examples"].sum())
 
 
+def panel_rows(groups: dict[str, list[TrialView]], names: list[str]) -> list[list[str]]:
+    """The diagrams' layout: a row per student holding its groups of ``names`` in their order (teachers and
+    distillation settings apart), wrapped after :data:`MAX_COLS` panels; every name appears once."""
+    by_student: dict[str, list[str]] = {}
+    for name in names:
+        by_student.setdefault(groups[name][0].student, []).append(name)
+    return [row[i : i + MAX_COLS] for row in by_student.values() for i in range(0, len(row), MAX_COLS)]
+
+
 def _panel(ax_acc, ax_n, table: pd.DataFrame, title: str) -> None:
     from matplotlib.ticker import LogLocator, NullFormatter
 
@@ -67,7 +77,8 @@ def _panel(ax_acc, ax_n, table: pd.DataFrame, title: str) -> None:
 
 @ANALYSES.register("calibration")
 def calibration(view: RunView, out: Path) -> Output:
-    """Reliability diagrams (10 equal-width confidence bins, each group's seeds pooled) per eval set, ECE per group."""
+    """Reliability diagrams (:data:`N_BINS` equal-width confidence bins, each group's seeds pooled) per eval set, one
+    panel per group; ECE per group, the results' ``ece``."""
     import matplotlib.pyplot as plt
 
     result = Output("calibration", "Calibration: reliability diagrams (Abnar et al., figure 5)")
@@ -75,8 +86,6 @@ def calibration(view: RunView, out: Path) -> Output:
     if not groups:
         result.skipped.append("all: no finished trials")
         return result
-    students = [s for s in _order(view, "student") if any(g[0].student == s for g in groups.values())]
-    teachers = [k for k in _order(view, "teacher") if any(g[0].teacher == k for g in groups.values())]
     ece_table = pd.DataFrame(index=pd.Index(list(groups), name="group"), dtype=object)
     bins_rows = []
     for e in ordered_eval_sets(view):
@@ -96,20 +105,18 @@ def calibration(view: RunView, out: Path) -> Output:
             bins_rows += [{"eval_set": e, "group": name, "bin": int(b), **r} for b, r in table.iterrows()]
         if not pooled:
             continue
-        nrows, ncols = len(students), len(teachers)
+        rows = panel_rows(groups, list(pooled))
+        nrows, ncols = len(rows), max(len(r) for r in rows)
         height = 4.0 * nrows + 1.35
         fig = plt.figure(figsize=(3.4 * ncols, height))
         outer = fig.add_gridspec(nrows, ncols, hspace=0.45, wspace=0.35, top=1 - 1.35 / height, bottom=0.4 / height)
-        for i, s in enumerate(students):
-            for j, k in enumerate(teachers):
-                name = next((n for n, g in groups.items() if g[0].student == s and g[0].teacher == k), None)
-                if name not in pooled:
-                    continue
+        for i, row in enumerate(rows):
+            for j, name in enumerate(row):
                 table, eces, n = pooled[name]
                 inner = outer[i, j].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.08)
                 ax_acc = fig.add_subplot(inner[0])
                 ax_n = fig.add_subplot(inner[1], sharex=ax_acc)
-                _panel(ax_acc, ax_n, table, f"{name} ({n} seed{'s' * (n != 1)} pooled)\nECE {cell(eces)}")
+                _panel(ax_acc, ax_n, table, f"{name}\n{n} seed{'s' * (n != 1)} pooled; ECE {cell(eces)}")
         fig.suptitle(
             f"Reliability on {e}: accuracy per confidence bin; ECE per seed, mean ± std (n), {N_BINS} bins", y=1 - 0.12 / height
         )
@@ -118,13 +125,13 @@ def calibration(view: RunView, out: Path) -> Output:
         result.figures.append(save_figure(fig, out, f"reliability__{safe_stem(e)}"))
     if len(ece_table.columns):
         ece_table = ece_table.fillna("–")
-        title = f"ECE ({N_BINS} equal-width bins), mean ± std (n) over seeds"
+        title = f"ECE ({N_BINS} equal-width confidence bins, as the results' ece), mean ± std (n) over seeds"
         write_table(ece_table, out, "ece", title)
         result.tables.append((title, ece_table))
         pd.DataFrame(bins_rows).to_csv(out / "reliability_bins.csv", index=False)
         result.notes.append(
-            f"ECE here uses the diagrams' {N_BINS} bins (kdtune.metrics.ece); the results tables use 15, "
-            "so the numbers differ slightly. "
+            f"ECE is kdtune.metrics.ece with its {N_BINS} equal-width bins (b/{N_BINS}, (b+1)/{N_BINS}], the bins of "
+            "the diagrams and of the trial metric `ece` that `kdtune report` shows, so the numbers are the same. "
             "reliability_bins.csv: each diagram's bins (examples, mean confidence, accuracy)."
         )
     return result

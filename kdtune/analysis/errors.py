@@ -18,6 +18,9 @@ from kdtune.report import _cell
 
 MAX_EVAL_SETS = 3  # more eval sets than this: the first only
 MAX_PANELS = 12  # Venn panels per figure
+PANEL_SIZE = (4.2, 4.1)  # inches per Venn panel
+TITLE_CHARS = 40  # a Venn panel's title is wrapped to lines of at most this many characters (9 pt fits a panel)
+LABEL_CHARS = 28  # a circle's label likewise (8 pt, beside a circle: about half a panel)
 
 
 # ---- helpers shared by errors, calibration, invariance and hardness ---------------------------------
@@ -29,15 +32,28 @@ def _order(view: RunView, column: str) -> list[str]:
 
 
 def ordered_trials(view: RunView, trials: Sequence[TrialView] | None = None) -> list[TrialView]:
-    """Trials sorted as the sweep lists them: student, then teacher (``data`` first), then seed."""
+    """Trials sorted as the sweep lists them: student, then teacher (``data`` first), then distillation settings
+    (``τ=2`` before ``τ=10``), then seed."""
     students, teachers = _order(view, "student"), _order(view, "teacher")
 
-    def key(t: TrialView) -> tuple[int, int, int, str]:
+    def key(t: TrialView) -> tuple[int, int, tuple[tuple[str, float, str], ...], int, str]:
         s = students.index(t.student) if t.student in students else len(students)
         k = teachers.index(t.teacher) if t.teacher in teachers else len(teachers)
-        return s, k, t.seed, t.id
+        return s, k, _detail_key(t.detail), t.seed, t.id
 
     return sorted(view.trials if trials is None else trials, key=key)
+
+
+def _detail_key(detail: str) -> tuple[tuple[str, float, str], ...]:
+    """``τ=2 w_hard=0.5`` as ``(("τ", 2.0, ""), ("w_hard", 0.5, ""))``: numbers sort as numbers, other values as text."""
+    out = []
+    for part in detail.split():
+        name, _, value = part.partition("=")
+        try:
+            out.append((name, float(value), ""))
+        except ValueError:
+            out.append((name, float("-inf"), value))
+    return tuple(out)
 
 
 def ordered_groups(view: RunView) -> dict[str, list[TrialView]]:
@@ -144,21 +160,30 @@ def venn_trios(view: RunView, trials: dict[str, TrialView]) -> tuple[list[Trio],
     return out, skipped
 
 
+def _wrap(text: str, width: int) -> str:
+    """``text`` broken at spaces into lines of at most ``width`` characters (existing line breaks kept)."""
+    import textwrap
+
+    return "\n".join(w for line in text.split("\n") for w in (textwrap.wrap(line, width, break_on_hyphens=False) or [""]))
+
+
 def _venn_label(t: TrialView, role: str, n: int) -> str:
-    return f"{t.label}{f' ({role})' if role else ''}\n{n} error{'s' * (n != 1)}"
+    return _wrap(f"{t.label}{f' ({role})' if role else ''}", LABEL_CHARS) + f"\n{n} error{'s' * (n != 1)}"
 
 
-def _draw_venn(ax, sets: list[set[int]], labels: list[str], title: str) -> None:
-    """An area-proportional Venn diagram of 2–3 sets on ``ax``, outlined in the sets' colours; models without
-    errors are listed under it (a circle of zero area cannot be drawn)."""
+def _draw_venn(panel, sets: list[set[int]], labels: list[str], title: str) -> None:
+    """An area-proportional Venn diagram of 2–3 sets in ``panel`` (a subfigure), outlined in the sets' colours;
+    models without errors are listed under it (a circle of zero area cannot be drawn). The title is the panel's,
+    not the axes': the circles' labels reach above the axes, and a constrained layout keeps both apart."""
     import warnings
 
     from matplotlib_venn import venn2, venn2_circles, venn3, venn3_circles
 
     colors = ("#1f77b4", "#ff7f0e", "#2ca02c")
-    ax.set_title(title, fontsize=9)
+    panel.suptitle(_wrap(title, TITLE_CHARS), fontsize=9)
+    ax = panel.subplots()
     shown = [i for i, s in enumerate(sets) if s]
-    empty = [labels[i].split("\n")[0] for i, s in enumerate(sets) if not s]
+    empty = [" ".join(labels[i].split("\n")[:-1]) for i, s in enumerate(sets) if not s]
     if empty:
         ax.text(0.5, -0.02, "no errors: " + ", ".join(empty), ha="center", va="top", fontsize=8, transform=ax.transAxes)
     if len(shown) < 2:
@@ -298,14 +323,11 @@ def errors(view: RunView, out: Path) -> Output:
             continue
         ncols = min(4, len(panels))
         nrows = -(-len(panels) // ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.9 * nrows), squeeze=False)
-        for ax, (title, ms, roles) in zip(axes.flat, panels, strict=False):
+        fig = plt.figure(figsize=(PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows + 0.5), layout="constrained")
+        for panel, (title, ms, roles) in zip(fig.subfigures(nrows, ncols, squeeze=False).flat, panels, strict=False):
             labels = [_venn_label(m, r, len(errors_of[m.id])) for m, r in zip(ms, roles, strict=True)]
-            _draw_venn(ax, [set(errors_of[m.id].tolist()) for m in ms], labels, title)
-        for ax in axes.flat[len(panels) :]:
-            ax.set_axis_off()
+            _draw_venn(panel, [set(errors_of[m.id].tolist()) for m in ms], labels, title)
         fig.suptitle(f"Misclassified examples of {e} ({n} examples): overlap of error sets (areas ∝ counts)", fontsize=11)
-        fig.tight_layout()
         result.figures.append(save_figure(fig, out, f"venn__{safe_stem(e)}"))
     if all_rows:
         pd.DataFrame(all_rows).to_csv(out / "error_pairs.csv", index=False)
