@@ -3,8 +3,9 @@
 :class:`Progress` knows nothing of Ray: executors feed it events (a group started, finished an
 epoch, finished, failed). In a terminal (``live``) it draws one bar per stage on stderr, printing
 one line per finished or failed group above it; otherwise (a pipe, a file, CI) it writes those
-lines plus a status line every ``every`` seconds. The ETA divides the epochs left by the rate
-at which epochs have been done so far in the stage (all running groups together).
+lines plus a status line every ``every`` seconds. The time left is estimated from each running
+trial's own seconds per epoch and each kind of group's observed pace, scheduled over the parallel
+slots (see :meth:`Progress.eta`).
 
 It also keeps ``RUN/progress.json`` for ``kdtune status``, replaced atomically (temporary file,
 then ``os.replace``) at most every 2 s while epochs finish, at once when a group ends, and at each
@@ -33,13 +34,14 @@ A file still "running" whose pid is gone was left by a run that was killed.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -66,16 +68,57 @@ def short_name(name: str) -> str:
 
 
 @dataclass
+class _Trial:
+    """One trial of a running group, as its epoch reports show it."""
+
+    epochs: int
+    done: int = 0  # epochs done
+    start: float | None = None  # when it began: its group's start, or when the trial before it ended
+    first: tuple[float, int] | None = None  # (time, epoch) of its first report
+    last: tuple[float, int] | None = None  # (time, epoch) of its latest report
+
+    def seconds_per_epoch(self) -> float | None:
+        """Its own pace: between its first and latest reports, else from its start to its one report."""
+        if self.first is not None and self.last is not None and self.last[1] > self.first[1]:
+            return (self.last[0] - self.first[0]) / (self.last[1] - self.first[1])
+        if self.last is not None and self.start is not None and self.last[1] > 0:
+            return max(0.0, self.last[0] - self.start) / self.last[1]
+        return None
+
+
+@dataclass
 class _Group:
+    name: str
     trials: list[str]
     epochs: list[int]  # per trial
     state: str = "pending"
-    done: int = 0  # epochs done, summed over trials
     order: int = 0  # when it started (running groups are listed in that order)
+    runs: list[_Trial] = field(default_factory=list)  # per trial, reset at each (re)start
+    started: float | None = None  # clock time it (last) started
+    last: float | None = None  # clock time of its latest epoch report
+    ended: float | None = None  # clock time it finished or failed
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.runs = [_Trial(e) for e in self.epochs]
+        self.started = self.last = self.ended = None
 
     @property
     def total(self) -> int:
         return sum(self.epochs)
+
+    @property
+    def done(self) -> int:
+        """Epochs done, summed over its trials (all of them once it finished)."""
+        return self.total if self.state == "done" else sum(t.done for t in self.runs)
+
+    @property
+    def kind(self) -> str:
+        """What it trains: its name without the hash (``MLP-from-CNN``); groups of one kind train at one pace."""
+        head, sep, _ = self.name.rpartition("-")
+        return head if sep and head else self.name
 
     def as_json(self) -> dict[str, Any]:
         return {"state": self.state, "epoch": self.done, "epochs": self.total, "trials": self.trials}
@@ -115,14 +158,15 @@ class Progress:
         self._t0 = self._last_line = self._last_json = self._last_bar = clock()
         self._bar: _Bar | None = None
         self._started_count = 0
+        self._slots = 0  # the most groups seen running at once in this stage: the parallel slots
 
     # events -------------------------------------------------------------------------------------
 
     def start_stage(self, stage: int, groups: Mapping[str, Sequence[tuple[str, int]]]) -> None:
         """A stage begins: ``groups`` maps each group's name to its (trial id, epochs) pairs."""
         self.end_stage()
-        self.stage, self.ended, self._started_count = stage, 0, 0
-        self.groups = {name: _Group([t for t, _ in trials], [e for _, e in trials]) for name, trials in groups.items()}
+        self.stage, self.ended, self._started_count, self._slots = stage, 0, 0, 0
+        self.groups = {n: _Group(n, [t for t, _ in trials], [e for _, e in trials]) for n, trials in groups.items()}
         self._t0 = self._last_line = self.clock()
         if self.live:
             fmt = "{desc} {percentage:3.0f}%|{bar:10}| {status}"
@@ -133,9 +177,11 @@ class Progress:
     def group_started(self, name: str) -> None:
         """``name`` started (or restarted after a failure Ray retries)."""
         g = self.groups[name]
-        g.state, g.done = "running", 0
+        g.reset()
+        g.state, g.started = "running", self.clock()
         self._started_count += 1
         g.order = self._started_count
+        self._slots = max(self._slots, self.counts()["running"])
         self._update(redraw=True)
 
     def epoch_done(self, name: str, trial_index: int, epoch: int) -> None:
@@ -143,24 +189,33 @@ class Progress:
         g = self.groups[name]
         if g.state == "pending":
             self.group_started(name)
-        g.done = sum(g.epochs[:trial_index]) + epoch
+        now, t = self.clock(), g.runs[trial_index]
+        for before in g.runs[:trial_index]:
+            if before.done == 0:  # never reported while a later trial does: it had finished before this run
+                before.done = before.epochs
+        if t.first is None:
+            ended = [u.last[0] for u in g.runs if u is not t and u.last is not None and u.done >= u.epochs]
+            t.start, t.first = max(ended, default=g.started), (now, epoch)
+        t.done, t.last, g.last = epoch, (now, epoch), now
         self._update(redraw=True)
 
     def group_finished(self, name: str, text: str = "done") -> None:
         """``name`` finished; ``text`` follows its name on its line (e.g. its validation accuracy)."""
         g = self.groups[name]
-        g.state, g.done = "done", g.total
+        g.state, g.ended = "done", self.clock()
         self._end_line(name, text)
 
     def group_failed(self, name: str, error: str) -> None:
         """``name`` failed for good; ``error`` is one line."""
-        self.groups[name].state = "failed"
+        g = self.groups[name]
+        g.state, g.ended = "failed", self.clock()
         self._end_line(name, f"FAILED {error}")
 
     def group_retried(self, name: str, error: str) -> None:
         """``name`` failed and will be tried again."""
         self.line(f"  {name}: failed ({error}); trying again")
-        self.groups[name].state, self.groups[name].done = "pending", 0
+        self.groups[name].reset()
+        self.groups[name].state = "pending"
         self._update(redraw=True, save=True)
 
     def tick(self) -> None:
@@ -211,12 +266,75 @@ class Progress:
         return done, done + left
 
     def eta(self) -> float | None:
-        """Seconds left: epochs left / (epochs done / seconds since the stage started); None before any epoch."""
-        done, total = self._epochs()
-        elapsed = self.clock() - self._t0
-        if done <= 0 or elapsed <= 0:
-            return None
-        return (total - done) / (done / elapsed)
+        """Seconds until the stage's last group ends; None while nothing tells how fast its groups train.
+
+        Each group runs in one parallel slot; the slots are the most groups seen running at once in the
+        stage. A running group's time left is its trials' own pace: a trial still under way needs its
+        epochs left × its own seconds per epoch (between its first and latest reports, so a group's start-up
+        is not counted in; with one report, since its start); trials under way together (seeds trained
+        as one vectorised model) end with the slowest; trials not yet begun (seeds trained one after
+        another) follow at the mean pace of the group's trials; the time since its latest report is taken
+        off (at most one epoch's worth). A running group without a report yet, and a pending group, take
+        the observed pace of groups of their kind (student and teacher, e.g. ``MLP-from-CNN``): seconds
+        from start to latest report (or end) per trial-epoch done, start-up included; of all kinds together
+        where their kind has none. Pending groups then go, in order, to the slot that frees first; the
+        estimate is when the last slot frees. So two trials at epoch 2 of 6 at 120 s an epoch in two slots
+        have 8 minutes left however fast other kinds of groups went earlier in the stage.
+        """
+        now = self.clock()
+        paces = self._paces()
+        overall = sum(p[0] for p in paces.values()) / sum(p[1] for p in paces.values()) if paces else None
+        free: list[float] = []
+        for g in self.groups.values():
+            if g.state == "running":
+                left = self._left(g, now, paces[g.kind][0] / paces[g.kind][1] if g.kind in paces else overall)
+                if left is None:
+                    return None
+                free.append(left)
+        pending = [g for g in self.groups.values() if g.state == "pending"]
+        if not free and not pending:
+            return 0.0 if self.groups and any(g.done for g in self.groups.values()) else None
+        free += [0.0] * (max(self._slots, len(free), 1) - len(free))
+        heapq.heapify(free)
+        for g in pending:
+            pace = paces[g.kind][0] / paces[g.kind][1] if g.kind in paces else overall
+            if pace is None:
+                return None
+            heapq.heappush(free, heapq.heappop(free) + g.total * pace)
+        return max(free)
+
+    def _paces(self) -> dict[str, tuple[float, int]]:
+        """Per kind of group: (seconds, trial-epochs) trained so far by its groups that reported an epoch."""
+        out: dict[str, tuple[float, int]] = {}
+        for g in self.groups.values():
+            if g.started is None or g.last is None:
+                continue
+            trained = [t for t in g.runs if t.first is not None]  # not the trials that had finished before
+            if g.state == "done":
+                seconds, epochs = (g.ended or g.last) - g.started, sum(t.epochs for t in trained)
+            else:
+                seconds, epochs = g.last - g.started, sum(t.done for t in trained)
+            if epochs > 0:
+                s, e = out.get(g.kind, (0.0, 0))
+                out[g.kind] = (s + max(0.0, seconds), e + epochs)
+        return out
+
+    @staticmethod
+    def _left(g: _Group, now: float, pace: float | None) -> float | None:
+        """Seconds a running group still needs (see :meth:`eta`); ``pace``: its kind's seconds per trial-epoch."""
+        own = [p for t in g.runs if (p := t.seconds_per_epoch()) is not None]
+        if not own:  # no epoch reported yet: the pace of its kind, less the time it has run
+            if pace is None:
+                return None
+            return max(0.0, g.total * pace - (now - (g.started if g.started is not None else now)))
+        mean = sum(own) / len(own)
+        under_way = [t for t in g.runs if 0 < t.done < t.epochs]
+        paces = [(t.epochs - t.done, t.seconds_per_epoch() or mean) for t in under_way]
+        current = max((n * p for n, p in paces), default=0.0)
+        later = sum(t.epochs for t in g.runs if t.done == 0) * mean
+        step = max((p for _, p in paces), default=mean)
+        since = now - (g.last if g.last is not None else now)
+        return max(0.0, current + later - min(since, step))
 
     def status(self) -> str:
         """One line: counts, ETA, then the running groups' epochs (the last to be cut in a narrow terminal)."""

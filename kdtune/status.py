@@ -4,20 +4,30 @@ Per recorded sweep and stage: finished, failed (with reasons), skipped, damaged,
 trials, and how many finished trials each Ray node (or host) ran. "Running" comes from ``progress.json``,
 which the ``kdtune run`` holding the folder's lock keeps up to date; without a holder nothing is running.
 Safe while a run is going on: it writes nothing and takes no lock.
+
+Trials that share student, teacher, seed (and fold) are told apart in every listing by the settings in
+which they differ (``temperature=2, w_hard=0.5``; a teacher's own as ``teacher.lr=0.0012``), found over
+all the records shown: see :func:`distinguishing`.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kdtune.results import select_records, trial_status
-from kdtune.rundir import METRICS, lock_holder, trial_dir
+from kdtune.errors import KdtuneError
+from kdtune.plan import TrialConfig
+from kdtune.results import load_records, select_records, trial_status
+from kdtune.rundir import CONFIG, METRICS, lock_holder, read_json, trial_dir
+from kdtune.spec import SETTING_COLUMNS
+from kdtune.train import config_summary
 
 STATES = ("finished", "failed", "skipped", "damaged", "running", "pending")
 SHOWN = 10  # trials listed per state and sweep before "… and N more"
+UNNAMED = ("seed", "teacher_id", "schema")  # config leaves never shown as settings (the label has the seed)
 
 
 def _running(run_dir: Path, holder: dict[str, Any] | None) -> dict[str, str]:
@@ -38,11 +48,113 @@ def _running(run_dir: Path, holder: dict[str, Any] | None) -> dict[str, str]:
     return out
 
 
-def _label(info: dict[str, Any], tid: str) -> str:
+def _label(info: dict[str, Any], tid: str, settings: str = "") -> str:
     teacher = info.get("teacher")
     who = info.get("student") if teacher in (None, "data") else f"{info.get('student')} ← {teacher}"
     fold = f", fold {info['fold']}" if info.get("fold") is not None else ""
-    return f"{who}, seed {info.get('seed')}{fold} ({tid[:8]})"
+    return f"{who}, seed {info.get('seed')}{fold}{', ' + settings if settings else ''} ({tid[:8]})"
+
+
+def _leaves(value: Any, path: str = "") -> dict[str, Any]:
+    """A config's leaves by dotted path, without ``params`` steps and the ``train``/``loss`` sections
+    (``train.schedule.params.decay_rate`` → ``schedule.decay_rate``); lists whole, as text."""
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            skip = k == "params" or (not path and k in ("train", "loss"))
+            out |= _leaves(v, path if skip else f"{path}.{k}" if path else str(k))
+        return out
+    return {path: json.dumps(value, separators=(",", ":")) if isinstance(value, list) else value}
+
+
+def _tiers(config: dict[str, Any] | None, teacher_seed: Any = None) -> list[dict[str, Any]]:
+    """A trial's settings by name, most telling first: the report's settings (``SETTING_COLUMNS``, and
+    the teacher's seed), then every other leaf of its config (read only where the first do not tell)."""
+    if not config:
+        return [{}, {}]
+    try:
+        summary = config_summary(TrialConfig.from_dict(config))
+    except (KeyError, TypeError, ValueError, AttributeError):  # a config of another kdtune version: its leaves only
+        summary = {}
+    named = {k: summary.get(k) for k in SETTING_COLUMNS if k in summary}
+    if teacher_seed is not None:
+        named["teacher_seed"] = teacher_seed
+    return [named, {k: v for k, v in _leaves(config).items() if k not in UNNAMED}]
+
+
+def _number_text(values: Iterable[Any]) -> Callable[[Any], str]:
+    """A formatter showing numbers with the fewest significant digits (at least 2) that keep ``values`` apart."""
+    floats = {v for v in values if isinstance(v, float) and not v.is_integer()}
+    digits = next((d for d in range(2, 17) if len({f"{v:.{d}g}" for v in floats}) == len(floats)), 17)
+
+    def text(v: Any) -> str:
+        if isinstance(v, float):
+            return str(int(v)) if v.is_integer() and abs(v) < 1e15 else f"{v:.{digits}g}"
+        return "none" if v is None else str(v)
+
+    return text
+
+
+def distinguishing(run_dir: Path, trials: Mapping[str, dict[str, Any]]) -> dict[str, str]:
+    """Trial id → the settings that tell it apart from the trials with its student, teacher, seed and
+    fold (``"temperature=2, w_hard=0.5"``; empty when it has none), over all of ``trials`` (id → record
+    entry). A setting is shown for every trial of a (student, teacher) pair when it takes two values
+    among the trials of one seed (and fold) of that pair: the report's settings (``SETTING_COLUMNS``), the
+    teacher's seed, and the teacher's own settings (``teacher.lr``) where trials of one seed were distilled
+    from different teachers of one name (e.g. a tuned and an untuned one; looked up in the run folder's
+    records or trial folders); then, among trials still alike, any other config leaf
+    (``schedule.decay_rate``, ``teacher.schedule.decay_rate``), and last the teacher's id
+    (``teacher=1a2b3c4d``). Numbers take the fewest significant digits, at least 2, that keep their
+    values apart (``lr=0.0012``).
+    """
+    known: dict[str, dict[str, Any]] = {}  # every record's trials: where teachers are looked up
+    for record in load_records(run_dir):
+        known |= record.trials
+    configs: dict[str, dict[str, Any] | None] = {}
+    teachers: dict[str | None, list[dict[str, Any]]] = {}
+
+    def config(tid: str) -> dict[str, Any] | None:
+        if tid not in configs:
+            configs[tid] = (trials.get(tid) or known.get(tid) or {}).get("config")
+            if configs[tid] is None:
+                try:
+                    configs[tid] = read_json(trial_dir(run_dir, tid) / CONFIG).get("config")
+                except (KdtuneError, OSError, ValueError, AttributeError):  # no such trial folder here
+                    configs[tid] = None
+        return configs[tid]
+
+    settings: dict[str, list[dict[str, Any]]] = {}
+    for tid, info in trials.items():
+        own = _tiers(config(tid), info.get("teacher_seed"))
+        teacher_id = info.get("teacher_id") or (config(tid) or {}).get("teacher_id")
+        if teacher_id not in teachers:
+            teachers[teacher_id] = [
+                {f"teacher.{k}": v for k, v in t.items()} for t in _tiers(config(teacher_id) if teacher_id else None)
+            ]
+        theirs = teachers[teacher_id]
+        settings[tid] = [own[0] | theirs[0], own[1] | theirs[1], {"teacher": teacher_id[:8] if teacher_id else None}]
+    pairs: dict[tuple[Any, ...], list[str]] = defaultdict(list)
+    for tid, info in trials.items():
+        pairs[(info.get("student"), info.get("teacher"))].append(tid)
+    out: dict[str, str] = {}
+    for ids in pairs.values():
+        shown: list[str] = []
+        for tier in range(3):  # the report's settings (own and the teacher's), other config leaves, the teacher's id
+            alike: dict[tuple[Any, ...], list[str]] = defaultdict(list)
+            for tid in ids:
+                info, values = trials[tid], {k: v for t in settings[tid] for k, v in t.items()}
+                alike[(info.get("seed"), info.get("fold"), *(repr(values.get(k)) for k in shown))].append(tid)
+            names = dict.fromkeys(k for tid in ids for k in settings[tid][tier])
+            shown += [
+                k
+                for k in names
+                if any(len({repr(settings[t][tier].get(k)) for t in group}) > 1 for group in alike.values() if len(group) > 1)
+            ]
+        texts = {k: _number_text(v for t in ids for tier in settings[t] if k in tier for v in [tier[k]]) for k in shown}
+        for tid in ids:
+            values = {k: v for t in settings[tid] for k, v in t.items()}
+            out[tid] = ", ".join(f"{k}={texts[k](values.get(k))}" for k in shown)
+    return out
 
 
 def _where(run_dir: Path, tid: str) -> str | None:
@@ -76,6 +188,7 @@ def run_status(run_dir: Path, sweep: str | None = None, trials: bool = False) ->
     else:
         lines = [f"{run_dir}: no kdtune run is writing into it"]
     running = _running(run_dir, holder)
+    apart = distinguishing(run_dir, {tid: info for r in records for tid, info in r.trials.items()})
     for r in records:
         runs = []
         if r.path is not None:
@@ -113,14 +226,14 @@ def run_status(run_dir: Path, sweep: str | None = None, trials: bool = False) ->
             listed = [tid for tid, (st, _) in states.items() if st == "finished"]
             if listed:
                 lines.append("  finished:")
-                lines += [f"    {_label(r.trials[tid], tid)}: {where.get(tid) or 'where unknown'}" for tid in listed]
+                lines += [f"    {_label(r.trials[tid], tid, apart[tid])}: {where.get(tid) or 'where unknown'}" for tid in listed]
         for state in ("failed", "skipped", "damaged", "running"):
             listed = [(tid, reason) for tid, (s, reason) in states.items() if s == state]
             if not listed:
                 continue
             lines.append(f"  {state}:")
             lines += [
-                f"    {_label(r.trials[tid], tid)}" + (f" [{where[tid]}]" if where.get(tid) else "") + f": {reason}"
+                f"    {_label(r.trials[tid], tid, apart[tid])}" + (f" [{where[tid]}]" if where.get(tid) else "") + f": {reason}"
                 for tid, reason in listed[:SHOWN]
             ]
             if len(listed) > SHOWN:

@@ -48,17 +48,21 @@ def test_plain_lines_counts_and_eta(plain):
 
     clock.t = 30
     p.tick()
-    # 10 of 50 epochs in 30 s: 40 left at 1/3 epoch per second = 120 s
-    assert p.eta() == pytest.approx(120)
+    # 4 s an epoch each (5 in 20 s), 10 s since their last reports: one epoch (4 s) taken off.
+    # A: 5 epochs of seed 1 + 10 of seed 2 = 60 - 4 = 56; B: 5 epochs = 20 - 4 = 16.
+    # C (no group of its kind yet): 20 epochs at the stage's 40 s / 10 epochs = 80 s, in B's slot: 16 + 80
+    assert p.eta() == pytest.approx(96)
     assert out.getvalue() == (
-        "  stage 1 after 0:30: 0/3 done, 2 running, 0 failed, 1 left · ~2:00 left"
+        "  stage 1 after 0:30: 0/3 done, 2 running, 0 failed, 1 left · ~1:36 left"
         " · A-from-data-aaaa e5/20, B-from-data-bbbb e5/10\n"
     )
     p.tick()  # the next status line only 30 s later
     assert out.getvalue().count("\n") == 1
 
     clock.t = 40
-    p.epoch_done("A-from-data-aaaa1111", 1, 2)  # second seed, epoch 2: 12 of its 20 epochs
+    p.epoch_done("A-from-data-aaaa1111", 0, 10)  # seed 1 done: 5 epochs in 20 s
+    clock.t = 48
+    p.epoch_done("A-from-data-aaaa1111", 1, 2)  # seed 2 started at 40: 2 epochs in 8 s
     p.group_finished("B-from-data-bbbb2222", "mean val accuracy 0.900")
     p.group_failed("C-from-data-cccc3333", "ValueError: bad")
     assert out.getvalue().splitlines()[1:] == [
@@ -66,14 +70,107 @@ def test_plain_lines_counts_and_eta(plain):
         "  [2/3] C-from-data-cccc3333: FAILED ValueError: bad",
     ]
     assert p.counts() == {"done": 1, "running": 1, "failed": 1, "pending": 0}
-    # done: 12 + 10; left: 8 (the failed group's 20 epochs will not run): 8 / (22 / 40 s)
-    assert p.eta() == pytest.approx(8 / (22 / 40))
+    assert p._epochs() == (22, 30)  # the failed group's 20 epochs will not run
+    assert p.eta() == pytest.approx(8 * 4)  # A's seed 2: 8 epochs at 4 s
 
     clock.t = 60
     p.tick()
     assert out.getvalue().splitlines()[-1] == (
-        "  stage 1 after 1:00: 1/3 done, 1 running, 1 failed, 0 left · ~0:22 left · A-from-data-aaaa e12/20"
+        "  stage 1 after 1:00: 1/3 done, 1 running, 1 failed, 0 left · ~0:28 left · A-from-data-aaaa e12/20"
     )
+
+
+def _stage(clock, groups):
+    p = Progress(None, lambda s: None, clock=clock, wall=clock)
+    p.start_stage(1, groups)
+    return p
+
+
+def test_eta_of_long_trials_comes_from_their_own_pace_not_from_faster_groups_before_them():
+    """The issue's run: fast MLP groups first, then two CNN trials at epoch 2 of 6 at 120 s an epoch in two
+    slots; 8 minutes left (the stage-wide rate said about a minute)."""
+    clock = FakeClock()
+    mlps = {f"MLP-from-data-{i}": [(f"m{i}", 6)] for i in range(4)}
+    cnns = {"CNN-from-data-c1": [("c1", 6)], "CNN-from-data-c2": [("c2", 6)]}
+    p = _stage(clock, mlps | cnns)
+    for pair in (list(mlps)[:2], list(mlps)[2:]):
+        start = clock.t
+        for name in pair:
+            p.group_started(name)
+        for e in range(1, 7):
+            clock.t = start + e
+            for name in pair:
+                p.epoch_done(name, 0, e)
+        for name in pair:
+            p.group_finished(name)
+    assert clock.t == 12
+    for name in cnns:
+        p.group_started(name)
+    for e, t in [(1, 12 + 130), (2, 12 + 250)]:  # 10 s to start, then 120 s an epoch
+        clock.t = t
+        for name in cnns:
+            p.epoch_done(name, 0, e)
+    assert p.eta() == pytest.approx(480)
+    assert "~8:00 left" in p.status()
+    clock.t += 60  # half an epoch later
+    assert p.eta() == pytest.approx(420)
+
+
+def test_seeds_trained_together_count_their_epochs_once_each():
+    """Two seeds as one vectorised model report each epoch one after the other: epoch 2 of 6 is 4 of 12."""
+    clock = FakeClock()
+    p = _stage(clock, {"CNN-from-data-c1": [("s0", 6), ("s1", 6)]})
+    p.group_started("CNN-from-data-c1")
+    for e in (1, 2):
+        clock.t = 120 * e
+        p.epoch_done("CNN-from-data-c1", 0, e)
+        p.epoch_done("CNN-from-data-c1", 1, e)
+    assert p._epochs() == (4, 12) and "CNN-from-data-c1 e4/12" in p.status()
+    assert p.eta() == pytest.approx(480)  # both seeds end together, not one after the other
+
+
+def test_seeds_trained_one_after_another_and_a_seed_finished_before():
+    """Seed 0 had finished before this run (it never reports); seed 1 trains at 10 s an epoch after a 5 s
+    start; seed 2 follows at the group's pace."""
+    clock = FakeClock()
+    p = _stage(clock, {"MLP-from-CNN-g": [("s0", 10), ("s1", 10), ("s2", 10)]})
+    p.group_started("MLP-from-CNN-g")
+    for e in (1, 2, 3, 4):
+        clock.t = 5 + 10 * e
+        p.epoch_done("MLP-from-CNN-g", 1, e)
+    assert p._epochs() == (14, 30)
+    assert p.eta() == pytest.approx(6 * 10 + 10 * 10)
+
+
+def test_pending_groups_take_their_kind_pace_and_the_slot_that_frees_first():
+    clock = FakeClock()
+    p = _stage(
+        clock,
+        {
+            "CNN-from-data-1": [("a", 6)],
+            "CNN-from-data-2": [("b", 6)],
+            "CNN-from-data-3": [("c", 6)],  # pending: its kind went 240 s per 2 epochs, 6 epochs = 720 s
+            "MLP-from-CNN-4": [("d", 10)],  # pending, no group of its kind yet: all kinds' 120 s an epoch
+        },
+    )
+    p.group_started("CNN-from-data-1")
+    p.group_started("CNN-from-data-2")
+    for e in (1, 2):
+        clock.t = 120 * e
+        p.epoch_done("CNN-from-data-1", 0, e)
+        p.epoch_done("CNN-from-data-2", 0, e)
+    # the slots free at 480 and 480; CNN 3 takes one (480 + 720), the MLP the other (480 + 1200)
+    assert p.eta() == pytest.approx(1680)
+    clock.t = 480
+    for name in ("CNN-from-data-1", "CNN-from-data-2"):
+        for e in (3, 4, 5, 6):
+            p.epoch_done(name, 0, e)
+        p.group_finished(name)
+    p.group_started("CNN-from-data-3")  # no report yet: it takes its kind's pace
+    clock.t = 490
+    # CNN kind: 2 groups × 6 epochs in 480 s each = 80 s an epoch; CNN 3: 6 × 80 - 10 s = 470;
+    # the MLP in the free slot: 10 epochs × 80 s = 800
+    assert p.eta() == pytest.approx(800)
 
 
 def test_no_eta_before_the_first_epoch(plain):
