@@ -145,3 +145,18 @@ def test_errors_leaves_out_a_trial_evaluated_on_other_examples(tmp_path):
     out = errors(FakeView(ts, arrays, ["test"]), tmp_path)
     assert any("A (data) s2" in s and "labels differ" in s for s in out.skipped)
     assert out.tables[0][1].loc["A (data)", "A (data)"] == "1.000 (1)"  # a vs b only
+
+
+def _pair(ga, gb, sa, sb, shared):
+    return {"group_a": ga, "group_b": gb, "seed_a": sa, "seed_b": sb, "fold_a": None, "fold_b": None, "same_init": shared}
+
+
+def test_cells_whose_pairs_share_their_initialisation_are_named():
+    from kdtune.analysis.errors import shared_init_cells
+
+    pairs = pd.DataFrame(
+        [_pair("S ← CNN", "S ← MLP", s, s, True) for s in (0, 1)]  # students of one seed: one initialisation
+        + [_pair("S ← CNN", "S (data)", s, s, False) for s in (0, 1)]
+        + [_pair("S ← CNN", "S ← CNN", 0, 1, False)]
+    )
+    assert shared_init_cells(pairs, ["S ← CNN", "S ← MLP", "S (data)"]) == ["S ← CNN × S ← MLP"]

@@ -113,6 +113,15 @@ def test_group_table_averages_pairs_between_groups_without_self_pairs():
     assert pd.isna(table.loc["B", "B"])  # one trial: no pair (tables print –)
 
 
+def test_group_table_leaves_out_pairs_that_share_their_initialisation():
+    s = np.array([[1.0, 0.9, 0.3, 0.1], [0.9, 1.0, 0.5, 0.3], [0.3, 0.5, 1.0, 0.7], [0.1, 0.3, 0.7, 1.0]])
+    shared = np.zeros((4, 4), dtype=bool)
+    shared[0, 2] = shared[2, 0] = True  # trial 0 (A) and trial 2 (B) started from the same weights
+    table = group_table(s, ["A", "A", "B", "C"], digits=2, shared=shared)
+    assert table.loc["A", "B"] == table.loc["B", "A"] == "0.50 ± 0.00 (1)"  # 0.3 left out, 0.5 kept
+    assert table.loc["A", "C"] == "0.20 ± 0.10 (2)"  # untouched
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     from kdtune.execute import InlineExecutor, execute

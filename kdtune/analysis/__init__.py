@@ -166,7 +166,11 @@ class RunView:
 
 def same_init(a: TrialView, b: TrialView) -> bool:
     """Whether two trials started from the same initial weights (same architecture and initialisation seed)."""
-    return a.arch == b.arch and dict(a.config.params) == dict(b.config.params) and a.init_seed == b.init_seed
+    if a.arch != b.arch or dict(getattr(a.config, "params", ())) != dict(getattr(b.config, "params", ())):
+        return False
+    if not all(hasattr(t.config, "loss") for t in (a, b)):  # a view without training settings: nothing to compare
+        return False
+    return a.init_seed == b.init_seed
 
 
 def _num_str(v: Any) -> str:

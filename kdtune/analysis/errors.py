@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdtune.analysis import ANALYSES, Output, RunView, TrialView, save_figure, write_table
+from kdtune.analysis import ANALYSES, Output, RunView, TrialView, same_init, save_figure, write_table
 from kdtune.report import _cell
 
 MAX_EVAL_SETS = 3  # more eval sets than this: the first only
@@ -232,6 +232,7 @@ def _pair_rows(eval_set: str, members: list[TrialView], errors: dict[str, np.nda
                     "seed_b": b.seed,
                     "fold_a": a.fold,
                     "fold_b": b.fold,
+                    "same_init": same_init(a, b),
                     "errors_a": len(errors[a.id]),
                     "errors_b": len(errors[b.id]),
                     "both": both,
@@ -266,6 +267,21 @@ def group_pair_tables(pairs: pd.DataFrame, groups: Sequence[str], digits: int = 
             jac.loc[ga, gb] = cell(unordered["jaccard"].tolist(), digits)
             share.loc[ga, gb] = cell(sel["share_of_b_in_a"].tolist(), digits)
     return jac, share
+
+
+def shared_init_cells(pairs: pd.DataFrame, groups: Sequence[str]) -> list[str]:
+    """``row × column`` of the table cells (pairs of the same seed and fold, as :func:`group_pair_tables` averages)
+    whose pairs share their initialisation: with one seed per initialisation, a cell's pairs all do or none does."""
+    out = []
+    same_run = (pairs["seed_a"] == pairs["seed_b"]) & (pairs["fold_a"].fillna(-1) == pairs["fold_b"].fillna(-1))
+    for ga in groups:
+        for gb in groups:
+            sel = pairs[(pairs["group_a"] == ga) & (pairs["group_b"] == gb) & (same_run if ga != gb else ~same_run)]
+            if len(sel) and bool(sel["same_init"].all()):
+                out.append(f"{ga} × {gb}")
+            elif bool(sel["same_init"].any()):
+                out.append(f"{ga} × {gb} ({int(sel['same_init'].sum())} of {len(sel)} pairs)")
+    return out
 
 
 @ANALYSES.register("errors")
@@ -306,7 +322,15 @@ def errors(view: RunView, out: Path) -> Output:
         all_rows += rows
         if rows:
             groups = list(dict.fromkeys(t.group for t in members))
-            jac, share = group_pair_tables(pd.DataFrame(rows), groups)
+            frame = pd.DataFrame(rows)
+            jac, share = group_pair_tables(frame, groups)
+            shared = shared_init_cells(frame, groups)
+            if shared:
+                result.notes.append(
+                    f"{e}: the pairs of these cells started from the same initial weights (students of one seed, "
+                    f"whatever their teacher), so their overlap owes to the shared start too: {'; '.join(shared)}. "
+                    "In every other cell no pair did (same_init in pairs.csv)."
+                )
             for stem, table, what in (
                 (f"jaccard__{safe_stem(e)}", jac, "Jaccard of the error sets |A∩B|/|A∪B|"),
                 (f"shared__{safe_stem(e)}", share, "share of the column's errors the row also makes |A∩B|/|B|"),
