@@ -233,12 +233,15 @@ def _rows(run_dir: Path, tid: str, info: dict[str, Any], failure: str | None, sw
         return [base | {"eval_set": None, "status": status, "error": err}]
     extra = {"status": "ok", "error": "", "best_epoch": metrics.get("best_epoch"), "seconds": metrics.get("seconds")}
     extra |= {"host": metrics.get("host"), "node_id": metrics.get("node_id")}  # where it ran (None: older kdtune, or no Ray)
+    first, last = metrics.get("select_window") or (None, None)  # the epochs selection chose among (None: older kdtune)
+    extra |= {"select_first": first, "select_last": last}
     return [base | {"eval_set": name} | extra | vals for name, vals in metrics.get("eval", {}).items()]
 
 
 def _table(rows: list[dict[str, Any]], models: Iterable[str], eval_sets: Iterable[str]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
-    for col in [*ID_COLUMNS, *METRIC_COLUMNS, "n", "status", "error", "best_epoch", "seconds", "host", "node_id", "sweep"]:
+    for col in [*ID_COLUMNS, *METRIC_COLUMNS, "n", "status", "error", "best_epoch", "select_first", "select_last", "seconds",
+                "host", "node_id", "sweep"]:  # fmt: skip
         if col not in df:
             df[col] = None
     extra = [c for c in df.columns if c in EXTRA_METRICS]
