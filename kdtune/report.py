@@ -27,7 +27,9 @@ from kdtune.spec import NO_TEACHER, REPORT_KEYS, SETTING_COLUMNS
 FORMATS = ("markdown", "latex", "csv")
 KEYS: tuple[str, ...] = REPORT_KEYS  # what rows and cols may name (for the CLI's help and the README)
 KD_SETTINGS = ("temperature", "w_hard", "w_soft", "kd_loss", "start", "stop")  # not applicable to baselines (teacher "data")
-SETTINGS = ["eval_set", "student", "teacher", *SETTING_COLUMNS]  # never averaged over inside one cell
+# never averaged over inside one cell; select_from (not a key one names: kdtune derives it from the switch) splits
+# a folder holding switched students selected among every epoch by an older kdtune and their re-runs
+SETTINGS = ["eval_set", "student", "teacher", *SETTING_COLUMNS, "select_from"]
 MAX_LISTED = 20  # unfinished trials listed under a table; the rest are counted
 _VALUES = ("mean", "std", "n", "n_expected", "missing", "metric", "cell")  # aggregate's non-key columns
 
