@@ -53,6 +53,7 @@ from kdtune.rundir import (
     sha256_file,
     trial_dir,
 )
+from kdtune.spec import SELECT_FROM
 from kdtune.tasks import Task, batch_inputs, feature_index, task_for
 
 TENSORBOARD = "tensorboard"  # RUN/tensorboard/<group name>/<trial id>/: per-epoch curves (execution.tensorboard)
@@ -190,7 +191,7 @@ def select_window(config: TrialConfig) -> range:
     (:func:`kdtune.distill.selection_epochs`: for ``start``, the distilled epochs; for ``stop``, the epochs back
     on the labels). Recorded in ``metrics.json`` as ``select_window: [first, last]``."""
     epochs = config.train.epochs
-    if config.train.select_from == "last_switch":
+    if config.train.select_from == SELECT_FROM[1]:  # last_switch
         return selection_epochs(config.loss, epochs)
     return range(1, epochs + 1)
 
