@@ -5,7 +5,8 @@ Weights are named for what they weigh: ``w_hard`` multiplies the cross-entropy w
 
 A student may switch between the labels and its teacher during training (student–teacher deviations paper,
 section 3.2): ``LossSpec.start`` and ``LossSpec.stop`` bound the epochs that distil, :func:`loss_for_epoch`
-gives the loss of each epoch.
+gives the loss of each epoch. Model selection of a switched student stays inside the epochs its condition holds
+in: :func:`selection_epochs`.
 """
 
 from __future__ import annotations
@@ -102,6 +103,32 @@ def loss_for_epoch(spec: LossSpec, epoch: int, epochs: int) -> LossSpec:
     if not spec.distills or (spec.start == 0 and spec.stop is None):
         return spec
     return spec if epoch in distill_epochs(spec, epochs) else LABELS_ONLY
+
+
+def switches(spec: LossSpec, epochs: int) -> bool:
+    """Whether a training of ``epochs`` epochs under ``spec`` changes objective after its first epoch (a switch
+    between the labels and the teacher that falls inside the training)."""
+    return any(objective_starts(spec, e, epochs) for e in range(2, epochs + 1))
+
+
+def selection_epochs(spec: LossSpec, epochs: int) -> range:
+    """The 1-based epochs a switched student's model selection may keep: from its last switch on, to the end.
+
+    A switched student is studied as the model that went through its whole schedule, so the epoch it keeps must
+    come after every switch its training makes:
+
+    - ``start`` (labels, then the teacher): the epochs from the first distilled one on. An epoch before it is a
+      student trained on the labels alone; kept, it would make every start point after the best labels-only
+      epoch the same checkpoint, a student that never read its teacher.
+    - ``stop`` (the teacher, then labels; the reverse control): the epochs from the first one back on the labels
+      on. An epoch before it is a student distilled throughout, stopped early; kept, the control would measure
+      early stopping of distillation, not whether the gain survives the return to the labels.
+    - both (labels, the teacher, labels): from ``stop`` on, for the same reason.
+
+    Without a switch inside the training (no teacher, distillation throughout, a stop after the last epoch) it is
+    every epoch."""
+    last = max((e for e in range(1, epochs + 1) if objective_starts(spec, e, epochs)), default=1)
+    return range(last, epochs + 1)
 
 
 def objective(

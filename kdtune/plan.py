@@ -24,7 +24,18 @@ from kdtune.data import DataSpec, EvalSetSpec
 from kdtune.data.base import DataInfo
 from kdtune.distill import LossSpec
 from kdtune.errors import KdtuneError
-from kdtune.spec import NO_TEACHER, AugmentSpec, OutputSpec, ScheduleSpec, SweepSpec, TrainSpec, resolve_train, switch_points
+from kdtune.spec import (
+    NO_TEACHER,
+    SELECT_FROM,
+    AugmentSpec,
+    OutputSpec,
+    ScheduleSpec,
+    SweepSpec,
+    TrainSpec,
+    resolve_train,
+    switch_points,
+    with_selection,
+)
 from kdtune.tuning.space import LOSS_SETTINGS
 
 # The version of the code paths that change a trial's result for the same config: part of every trial
@@ -35,6 +46,9 @@ from kdtune.tuning.space import LOSS_SETTINGS
 #    their (ineffective) bias.
 # Not a version: ``data.invariance`` drawing only non-identity transformations for IM changed the ids of the
 # configs that set it alone (their invariance holds ``non_identity: true``; see kdtune.spec.as_invariance).
+# Model selection of a switched student (start > 0 or a stop inside its epochs) keeps an epoch from its last
+# switch on: not a version bump (every other trial keeps its id), but ``train.select_from: last_switch`` in
+# those trials' configs, which gives them new ids (see TrainSpec.select_from).
 RESULTS_VERSION = 3
 SCHEMA = f"kdtune.trial/{RESULTS_VERSION}"
 
@@ -56,7 +70,8 @@ class TrialConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able, canonical form (tuples of pairs become mappings). Settings at the values they had
         before they existed are left out (an empty ``outputs.feature_epochs``; ``data.folds`` 1 and its
-        ``fold``; no ``data.invariance``; ``loss.start`` 0 and ``loss.stop`` None), so such configs keep their ids."""
+        ``fold``; no ``data.invariance``; ``loss.start`` 0 and ``loss.stop`` None; ``train.select_from``
+        first_epoch), so such configs keep their ids."""
         d = _jsonable(dataclasses.asdict(self)) | {"schema": SCHEMA}
         if not d["outputs"]["feature_epochs"]:
             del d["outputs"]["feature_epochs"]
@@ -68,6 +83,8 @@ class TrialConfig:
             del data["invariance"]
         if loss.get("start") == 0 and loss.get("stop") is None:
             del loss["start"], loss["stop"]
+        if d["train"].get("select_from") == SELECT_FROM[0]:
+            del d["train"]["select_from"]
         return d
 
     @property
@@ -342,7 +359,8 @@ def make_plan(
             loss = LossSpec(kind=kind, temperature=tau, w_hard=w_hard, w_soft=w_soft, start=start, stop=stop)
             if values:  # tuned values replace the grid's for this pair (equal cells are one trial)
                 train, loss = apply_values(train, loss, values)
-            cfg = TrialConfig(model.arch, model.params, data, train, loss, seed, t.id, spec.outputs, prints[data.fold])
+            cfg = TrialConfig(model.arch, model.params, data, with_selection(train, loss), loss, seed, t.id, spec.outputs,
+                              prints[data.fold])  # fmt: skip
             add(Trial(cfg, t.stage + 1, student, teacher, t_seed))
 
     by_config: dict[tuple[Any, ...], list[Trial]] = defaultdict(list)

@@ -27,8 +27,10 @@ from kdtune.spec import CONFIG_COLUMNS, NO_TEACHER, REPORT_KEYS, SETTING_COLUMNS
 FORMATS = ("markdown", "latex", "csv")
 KEYS: tuple[str, ...] = REPORT_KEYS  # what rows and cols may name (for the CLI's help and the README)
 KD_SETTINGS = ("temperature", "w_hard", "w_soft", "kd_loss", "start", "stop")  # not applicable to baselines (teacher "data")
-# never averaged over inside one cell (invariance: data.invariance, which defines im; a row key when it varies, not a key to name)
-SETTINGS = ["eval_set", "student", "teacher", *SETTING_COLUMNS, "invariance", *CONFIG_COLUMNS]
+# never averaged over inside one cell (invariance: data.invariance, which defines im; select_from: kdtune derives it from
+# the switch, and it splits a folder holding switched students selected among every epoch by an older kdtune from
+# their re-runs; neither is a key one names)
+SETTINGS = ["eval_set", "student", "teacher", *SETTING_COLUMNS, "invariance", "select_from", *CONFIG_COLUMNS]
 MAX_LISTED = 20  # unfinished trials listed under a table; the rest are counted
 _VALUES = ("mean", "std", "n", "n_expected", "missing", "metric", "cell")  # aggregate's non-key columns
 

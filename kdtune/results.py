@@ -259,6 +259,7 @@ _SUMMARY_KEYS = {
     "loss.distills",
     "train.schedule.name",
     "train.augment.name",
+    "train.select_from",
     *(
         f"train.{k}"
         for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing", "grad_clip")
@@ -296,6 +297,8 @@ def _rows(
         return [base | {"eval_set": None, "status": status, "error": err}]
     extra = {"status": "ok", "error": "", "best_epoch": metrics.get("best_epoch"), "seconds": metrics.get("seconds")}
     extra |= {"host": metrics.get("host"), "node_id": metrics.get("node_id")}  # where it ran (None: older kdtune, or no Ray)
+    first, last = metrics.get("select_window") or (None, None)  # the epochs selection chose among (None: older kdtune)
+    extra |= {"select_first": first, "select_last": last}
     return [base | {"eval_set": name} | extra | vals for name, vals in metrics.get("eval", {}).items()]
 
 
@@ -378,7 +381,8 @@ def _config_columns(df: pd.DataFrame) -> pd.DataFrame:
 
 def _table(rows: list[dict[str, Any]], models: Iterable[str], eval_sets: Iterable[str]) -> pd.DataFrame:
     df = _config_columns(pd.DataFrame(rows))
-    for col in [*ID_COLUMNS, *METRIC_COLUMNS, "n", "status", "error", "best_epoch", "seconds", "host", "node_id", "sweep"]:
+    for col in [*ID_COLUMNS, *METRIC_COLUMNS, "n", "status", "error", "best_epoch", "select_first", "select_last", "seconds",
+                "host", "node_id", "sweep"]:  # fmt: skip
         if col not in df:
             df[col] = None
     extra = [c for c in df.columns if c in EXTRA_METRICS]

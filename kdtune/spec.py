@@ -20,7 +20,7 @@ import yaml
 from kdtune.data import DATASETS, DataInfo, DataSpec, EvalSetSpec, make_dataset
 from kdtune.data.augment import AUGMENTATIONS, NON_IDENTITY
 from kdtune.data.corruptions import CORRUPTIONS
-from kdtune.distill import KD_LOSSES, LossSpec, distill_epochs
+from kdtune.distill import KD_LOSSES, LossSpec, distill_epochs, switches
 from kdtune.errors import KdtuneError, SpecError
 from kdtune.models import MODELS, check_model
 from kdtune.optim import OPTIMIZERS, SCHEDULES, schedule_warning
@@ -30,6 +30,7 @@ Params = tuple[tuple[str, Any], ...]
 NO_TEACHER = "data"
 SELF_TEACHER = "self"
 SELECT_CHOICES = ("last", "val_accuracy", "val_nll")
+SELECT_FROM = ("first_epoch", "last_switch")  # TrainSpec.select_from: derived from the loss, never written in a sweep
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 _LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_.+-]*$")
 
@@ -107,6 +108,18 @@ class TrainSpec:
     schedule: ScheduleSpec = ScheduleSpec()
     augment: AugmentSpec | None = None
     select: str = "val_accuracy"
+    # the epochs ``select`` chooses among: every one ("first_epoch"), or, for a student whose loss switches between
+    # the labels and its teacher, those from its last switch on ("last_switch", kdtune.distill.selection_epochs).
+    # Set by the planner from the loss (:func:`with_selection`), not by sweep files; trials trained before kdtune
+    # had it read "first_epoch", as they were selected, and keep their ids.
+    select_from: str = "first_epoch"
+
+
+def with_selection(train: TrainSpec, loss: LossSpec) -> TrainSpec:
+    """``train`` with the selection rule of ``loss``: ``select_from`` "last_switch" where the loss switches inside
+    ``train.epochs`` epochs, "first_epoch" otherwise."""
+    select_from = SELECT_FROM[1] if switches(loss, train.epochs) else SELECT_FROM[0]
+    return train if train.select_from == select_from else replace(train, select_from=select_from)
 
 
 @dataclass(frozen=True)

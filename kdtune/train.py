@@ -36,7 +36,7 @@ from torch import nn
 from kdtune.data import DataBundle, DataInfo, data_fingerprint, load_data
 from kdtune.data.augment import AUGMENTATIONS
 from kdtune.data.base import Split, take
-from kdtune.distill import loss_for_epoch, objective_starts
+from kdtune.distill import loss_for_epoch, objective_starts, selection_epochs
 from kdtune.errors import KdtuneError
 from kdtune.models import build_model
 from kdtune.models.layers import dropout_keys
@@ -53,6 +53,7 @@ from kdtune.rundir import (
     sha256_file,
     trial_dir,
 )
+from kdtune.spec import SELECT_FROM
 from kdtune.tasks import Task, batch_inputs, feature_index, task_for
 
 TENSORBOARD = "tensorboard"  # RUN/tensorboard/<group name>/<trial id>/: per-epoch curves (execution.tensorboard)
@@ -184,6 +185,17 @@ def selection_key(select: str, row: dict[str, float]) -> tuple[float, float]:
     return (acc, -nll) if select == "val_accuracy" else (-nll, acc)
 
 
+def select_window(config: TrialConfig) -> range:
+    """The 1-based epochs model selection chooses among: every epoch, or with ``train.select_from`` last_switch
+    (a student whose loss switches between the labels and its teacher) those from its last switch on
+    (:func:`kdtune.distill.selection_epochs`: for ``start``, the distilled epochs; for ``stop``, the epochs back
+    on the labels). Recorded in ``metrics.json`` as ``select_window: [first, last]``."""
+    epochs = config.train.epochs
+    if config.train.select_from == SELECT_FROM[1]:  # last_switch
+        return selection_epochs(config.loss, epochs)
+    return range(1, epochs + 1)
+
+
 class Trainer:
     """One trial's training, advanced one epoch at a time: data on the device, model, teacher (and its
     cached logits), optimizer, schedule, selection on validation. Each trainer keeps its own random
@@ -235,6 +247,7 @@ class Trainer:
         self.best_value: tuple[float, float] | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_epoch = tr.epochs
+        self.window = select_window(config)
         self.path_epochs = {e for e in config.outputs.feature_epochs if e <= tr.epochs}  # later ones: skipped
         self.path_features: dict[int, np.ndarray] = {}
         if self.path_epochs:
@@ -349,7 +362,7 @@ class Trainer:
         row |= {"val_accuracy": float("nan")} | {f"val_{k}": v for k, v in val.items() if k != "n"}
         check_divergence(config, epoch, row["train_loss"], self.start_loss, model)
         self.history.append(row)
-        key = selection_key(tr.select, row) if tr.select != "last" else None
+        key = selection_key(tr.select, row) if tr.select != "last" and epoch in self.window else None
         if key is not None and (self.best_value is None or key > self.best_value):
             self.best_value, self.best_epoch = key, epoch
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -398,6 +411,7 @@ class Trainer:
                 "seed": config.seed,
                 "teacher_id": config.teacher_id,
                 "best_epoch": self.best_epoch,
+                "select_window": [self.window.start, self.window.stop - 1],
                 "history": self.history,
                 "eval": evals,
                 "seconds": time.perf_counter() - self.start,
@@ -499,6 +513,7 @@ def config_summary(config: TrialConfig) -> dict[str, Any]:
         "kd_loss": config.loss.kind if config.loss.distills else None,
         "start": config.loss.start if config.loss.distills else None,
         "stop": config.loss.stop if config.loss.distills else None,
+        "select_from": config.train.select_from,  # first_epoch, or last_switch for a switched student
         **{
             k: tr[k]
             for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing", "grad_clip")

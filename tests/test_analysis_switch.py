@@ -30,8 +30,14 @@ def _acc(start: float | None, stop: float | None, s: int, fold: int) -> float:
     return DATA_ACC[s] + base + keep * gain + 0.001 * s * (start > 0)
 
 
+# the epochs a student of 4 epochs may keep (kdtune.distill.selection_epochs): from its last switch on
+WINDOWS = {(None, None): (1, 4), (0.0, None): (1, 4), (0.25, None): (2, 4), (0.5, None): (3, 4), (0.75, None): (4, 4),
+           (0.0, 0.5): (3, 4), (0.25, 0.5): (3, 4)}  # fmt: skip
+
+
 def results_frame(eval_sets=("test",), windows: bool = False, folds=FOLDS) -> pd.DataFrame:
-    """MLP from data, MLP ← CNN at start 0, 0.25, 0.5, 0.75 and stop 0.5 (and a window if asked), 3 seeds × 2 folds."""
+    """MLP from data, MLP ← CNN at start 0, 0.25, 0.5, 0.75 and stop 0.5 (and a window if asked), 3 seeds × 2 folds;
+    4 epochs, each trial keeping its last, selected in its window."""
     settings = [(None, None), (0.0, None), (0.25, None), (0.5, None), (0.75, None), (0.0, 0.5)]
     if windows:
         settings.append((0.25, 0.5))
@@ -45,6 +51,7 @@ def results_frame(eval_sets=("test",), windows: bool = False, folds=FOLDS) -> pd
                     rows.append({"trial_id": f"{teacher}-{start}-{stop}-{s}-{fold}", "student": "MLP", "teacher": teacher,
                                  "seed": s, "fold": fold, "eval_set": e, "status": "ok", "arch": "mlp",
                                  "temperature": None if start is None else 4.0, "start": start, "stop": stop,
+                                 "epochs": 4, "best_epoch": 4, "select_first": WINDOWS[start, stop][0], "select_last": 4,
                                  "accuracy": acc, "nll": 1.0 - acc})  # fmt: skip
     df = pd.DataFrame(rows)
     df["eval_set"] = pd.Categorical(df["eval_set"], categories=[*eval_sets, "val"])
@@ -161,3 +168,51 @@ def test_switch_on_a_tiny_run_recovers_the_formula_from_the_results(tiny_raw, tm
     assert row["accuracy"] == cell([late])
     assert row["accuracy recovered"] == (cell([(late - data) / (throughout - data)]) if throughout != data else "–")
     assert table.loc[("MLP ← CNN", "from data", "–"), "accuracy"] == cell([data])
+
+
+def test_a_kept_epoch_outside_the_window_is_flagged_and_left_out_and_an_older_twin_counted_once():
+    df = results_frame(folds=(None,))
+    old = df[(df["start"] == 0.5) & df["stop"].isna()].copy()  # the same students, selected by an older kdtune
+    old["trial_id"] = old["trial_id"] + "-old"
+    old[["select_first", "select_last"]] = np.nan  # no select_window in its metrics.json: every epoch
+    old.loc[old["seed"] == 0, "best_epoch"] = 2  # a labels-only epoch: before the switch at epoch 3
+    old.loc[old["seed"] == 1, "accuracy"] = 0.0  # kept epoch 4, inside: the same model as its twin (not counted)
+    late = (df["start"] == 0.75) & (df["seed"] == 2)
+    df.loc[late, ["best_epoch", "select_first", "select_last", "accuracy"]] = [3, 1, 4, 0.0]  # selected among every epoch
+    df.loc[(df["start"] == 0.75) & (df["seed"] == 1), ["select_first", "select_last"]] = np.nan  # older, but inside
+    table, long, skipped = switch_table(pd.concat([df, old], ignore_index=True), ["accuracy"])
+    group = "MLP ← CNN"
+    half = table.loc[(group, "start", "0.5")]
+    assert half["accuracy"] == cell([_acc(0.5, None, s, 0) for s in SEEDS])  # the new trials alone
+    assert half["kept outside window"] == "1 of 6"
+    three_q = table.loc[(group, "start", "0.75")]
+    assert three_q["accuracy"] == cell([_acc(0.75, None, s, 0) for s in (0, 1)])  # seed 2 left out, seed 1 counted
+    assert three_q["kept outside window"] == "1 of 3"
+    assert table.loc[(group, "start", "0.25"), "kept outside window"] == "0"
+    assert table.loc[(group, "from data", "–"), "kept outside window"] == "–"
+    assert long.loc[(long["point"] == 0.75) & (long["series"] == "start"), "outside"].tolist() == [1]
+    assert (
+        "MLP ← CNN start=0.5, seed 0: trial CNN-0.5-None-0-None-old kept epoch 2, outside its window (epochs 3–4; "
+        "selected among every epoch (not recorded: an older kdtune)); left out (re-run the sweep: kdtune trains it "
+        "again, selecting in the window)" in skipped
+    )
+    assert (
+        "MLP ← CNN start=0.75, seed 2: trial CNN-0.75-None-2-None kept epoch 3, outside its window (epochs 4–4; "
+        "selected among epochs 1–4); left out (re-run the sweep: kdtune trains it again, selecting in the window)" in skipped
+    )
+    twins = [line for line in skipped if "twin" in line]
+    assert twins == [
+        "MLP ← CNN start=0.5: 2 trial(s) selected among every epoch by an older kdtune (CNN-0.5-None-1-None-old, "
+        "CNN-0.5-None-2-None-old) beside a twin selected in the window (same seed and fold, same kept model); "
+        "counted once, as the twin"
+    ]
+
+
+def test_switch_notes_count_the_kept_epochs_checked(tmp_path):
+    df = results_frame()
+    df.loc[(df["start"] == 0.75) & (df["seed"] == 0), "best_epoch"] = 1
+    out = switch(view_of(df, ["test"]), tmp_path)
+    assert out.notes[0].startswith("Kept epochs: 22 switched trial(s) kept an epoch inside their window, 2 outside")
+    assert sum("outside its window" in line for line in out.skipped) == 2  # seed 0, both folds
+    ((_, table),) = out.tables
+    assert table.loc[("MLP ← CNN", "start", "0.75"), "kept outside window"] == "2 of 6"

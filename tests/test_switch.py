@@ -11,7 +11,17 @@ import torch
 import torch.nn.functional as F
 
 from kdtune.data import load_data
-from kdtune.distill import LABELS_ONLY, LossSpec, distill_epochs, kd_loss, loss_for_epoch, objective_starts, switch_epoch
+from kdtune.distill import (
+    LABELS_ONLY,
+    LossSpec,
+    distill_epochs,
+    kd_loss,
+    loss_for_epoch,
+    objective_starts,
+    selection_epochs,
+    switch_epoch,
+    switches,
+)
 from kdtune.errors import SpecError
 from kdtune.plan import TrialConfig, make_plan
 from kdtune.rundir import sha256_file, trial_dir
@@ -53,6 +63,17 @@ def test_loss_for_epoch_reverse_with_stop_and_a_window():
     assert not distill_epochs(LossSpec("hinton", 4.0, 0.0, 1.0, start=5), 4)  # after the last epoch
     assert [objective_starts(window, e, 4) for e in range(1, 5)] == [True, True, False, True]
     assert [objective_starts(KD, e, 4) for e in range(1, 5)] == [True, False, False, False]
+
+
+def test_selection_epochs_run_from_the_last_switch_to_the_end():
+    assert list(selection_epochs(LossSpec("hinton", 4.0, 0.0, 1.0, start=0.5), 10)) == list(range(6, 11))
+    assert list(selection_epochs(LossSpec("hinton", 4.0, 0.0, 1.0, stop=0.75), 4)) == [4]  # back on the labels
+    assert list(selection_epochs(LossSpec("hinton", 4.0, 0.0, 1.0, start=1, stop=3), 5)) == [3, 4, 5]
+    assert list(selection_epochs(KD, 4)) == [1, 2, 3, 4] and not switches(KD, 4)
+    assert list(selection_epochs(LABELS_ONLY, 3)) == [1, 2, 3] and not switches(LABELS_ONLY, 3)
+    late_stop = LossSpec("hinton", 4.0, 0.0, 1.0, stop=9)  # after the last epoch: distilled throughout
+    assert list(selection_epochs(late_stop, 4)) == [1, 2, 3, 4] and not switches(late_stop, 4)
+    assert switches(LossSpec("hinton", 4.0, 0.0, 1.0, start=0.5), 4)
 
 
 # ---------------------------------------------------------------- sweep files
@@ -199,3 +220,67 @@ def test_a_switch_to_a_loss_of_another_scale_is_not_taken_for_divergence(wrong_t
     epochs = _epochs(trainer, uniform)  # would raise DivergedError if epoch 3 were measured against epoch 1
     assert epochs[2][1] > 10 * epochs[0][1]
     assert trainer.start_loss == pytest.approx(epochs[2][1], rel=1e-5)  # one batch: the epoch's loss is its first batch's
+
+
+# ---------------------------------------------------------------- model selection inside the switch's window
+
+
+@pytest.mark.parametrize(
+    ("switch", "select_from", "window", "best"),
+    [
+        ({"start": 0.5}, "last_switch", [3, 4], 3),  # labels in epochs 1-2: only the distilled epochs 3-4
+        ({"stop": 0.5}, "last_switch", [3, 4], 3),  # the teacher in epochs 1-2: only the epochs back on the labels
+        ({"start": 0.25, "stop": 0.75}, "last_switch", [4, 4], 4),  # labels, teacher (2-3), labels from 4
+        ({}, "first_epoch", [1, 4], 1),  # distilled throughout: every epoch
+    ],
+)
+def test_a_switched_student_keeps_an_epoch_from_its_last_switch_on(wrong_teacher, monkeypatch, switch, select_from, window, best):
+    from kdtune.rundir import read_json
+    from kdtune.tasks import Task
+
+    trainer, _ = wrong_teacher(**switch)
+    scripted = iter([(0.9, 0.1), (0.5, 0.5), (0.7, 0.3), (0.6, 0.4)])  # the best epoch of all is the first
+
+    def validate(self, model, split, batch_size):
+        accuracy, nll = next(scripted)
+        return {"accuracy": accuracy, "nll": nll}
+
+    monkeypatch.setattr(Task, "validate", validate)
+    while not trainer.done:
+        trainer.train_epoch()
+    result = trainer.finish()
+    assert result["best_epoch"] == best
+    assert result["select_window"] == window and trainer.config.train.select_from == select_from
+    on_disk = read_json(trial_dir(trainer.run_dir, trainer.config.id) / "metrics.json")
+    assert (on_disk["best_epoch"], on_disk["select_window"]) == (best, window)
+
+
+# trial ids of sweeps/quickstart.yaml before selection inside the switch's window existed (none of them switches)
+QUICKSTART_IDS = {
+    "0879f0151d91e606", "146074b153f32436", "316b570a91d0b454", "36659f4489f61dd4", "4b72b3737a1e4e66",
+    "55db263f23d938b6", "5cb31a49d711a3ca", "6355de0a18cff321", "6ee9c3a8b94ad53d", "7a233a6ddaeadb45",
+    "831fe90f9eb810b9", "f6f0eb055f19ae0e",
+}  # fmt: skip
+
+
+def test_only_switched_students_get_new_ids_for_the_selection_inside_their_window(tiny_raw, tmp_path):
+    from pathlib import Path
+
+    from kdtune.spec import load_sweep
+
+    sweeps = Path(__file__).resolve().parents[1] / "sweeps"
+    assert set(make_plan(load_sweep(sweeps / "quickstart.yaml", output=tmp_path / "q")).trials) == QUICKSTART_IDS
+    tiny_raw["grid"]["start"] = [0, 0.5]
+    plan = make_plan(_spec(tiny_raw, tmp_path))
+    for trial in plan.trials.values():
+        cfg = trial.config
+        switched = trial.teacher != "data" and cfg.loss.start == 0.5
+        assert cfg.train.select_from == ("last_switch" if switched else "first_epoch")
+        assert ("select_from" in cfg.to_dict()["train"]) == switched  # left out at its default: unswitched ids kept
+        assert TrialConfig.from_dict(cfg.to_dict()) == cfg
+        if switched:
+            # the config a switched student had before: read back as it was selected (every epoch), under its old id
+            old = cfg.to_dict()
+            del old["train"]["select_from"]
+            before = TrialConfig.from_dict(old)
+            assert before.train.select_from == "first_epoch" and before.id != cfg.id and before.to_dict() == old

@@ -2,7 +2,15 @@
 students against the switch point (``start``: labels first, the teacher from there on; ``stop``: the
 reverse control), with the student trained from data and the student distilled throughout (start 0) as
 references, and the fraction of the distillation gain a switch recovers,
-``(m(switch) − m(data)) / (m(start 0) − m(data))``, per seed (and fold), mean ± std."""
+``(m(switch) − m(data)) / (m(start 0) − m(data))``, per seed (and fold), mean ± std.
+
+A switched student is only a measurement of its switch if the epoch it kept (``best_epoch``) comes after the
+switch: from ``start`` on, or from ``stop`` on for the control (:func:`kdtune.distill.selection_epochs`). kdtune
+selects inside that window since ``train.select_from: last_switch``; a trial whose kept epoch lies outside it
+(one trained by an older kdtune, which selected among every epoch) is left out of its cell, counted in the
+table's ``kept outside window`` column and named in the notes. One selected among every epoch whose kept epoch
+lies inside is the model the window gives, and counts, but once: beside a twin selected in the window (same
+switch, seed and fold), only the twin counts."""
 
 from __future__ import annotations
 
@@ -14,10 +22,12 @@ import pandas as pd
 from kdtune.analysis import ANALYSES, KD_KEYS, Output, RunView, save_figure, write_table
 from kdtune.analysis.errors import cell, ordered_eval_sets, safe_stem
 from kdtune.analysis.symmetry import finished_rows, spread, summary
+from kdtune.distill import LossSpec, selection_epochs
 from kdtune.spec import NO_TEACHER
 
 METRICS = ("accuracy", "nll")
 LABELS = {"accuracy": "top-1 accuracy", "nll": "NLL"}
+OUTSIDE = "kept outside window"  # the display column: trials of a switch point left out (kept epoch before the switch)
 SERIES = {
     "start": "labels, then the teacher from the switch",
     "stop": "the teacher, then labels from the switch (control)",
@@ -56,12 +66,66 @@ def switch_points(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _switch_value(v: float) -> float | int | None:
+    """A switch point as the results table stores it (a float, NaN for none) back in the form a LossSpec takes:
+    a fraction in [0, 1) stays a float, a whole number >= 1 is an epoch number."""
+    if pd.isna(v):
+        return None
+    return float(v) if 0 <= v < 1 else int(v)
+
+
+def selection_check(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per distilled row: the window its kept epoch must lie in (``window_first``, ``window_last``: from the
+    last switch on, :func:`kdtune.distill.selection_epochs`), the window selection chose among (``chosen``,
+    text: every epoch where ``metrics.json`` has no ``select_window``) and ``kept`` (inside, outside, or unknown
+    without ``best_epoch`` or ``epochs``)."""
+    out = rows.copy()
+    epochs, best = _numeric(out, "epochs"), _numeric(out, "best_epoch")
+    starts, stops = _numeric(out, "start"), _numeric(out, "stop")
+    first_rec, last_rec = _numeric(out, "select_first"), _numeric(out, "select_last")
+    lo, hi, kept, chosen = [], [], [], []
+    for e, b, a, z, f_rec, l_rec in zip(epochs, best, starts, stops, first_rec, last_rec, strict=True):
+        if pd.isna(e):
+            lo.append(np.nan), hi.append(np.nan), kept.append("unknown")
+        else:
+            start = _switch_value(a)
+            window = selection_epochs(LossSpec("hinton", 1.0, 0.0, 1.0, start or 0.0, _switch_value(z)), int(e))
+            lo.append(window.start), hi.append(window.stop - 1)
+            kept.append("unknown" if pd.isna(b) else "inside" if window.start <= b < window.stop else "outside")
+        recorded = not (pd.isna(f_rec) or pd.isna(l_rec))
+        chosen.append(f"epochs {int(f_rec)}–{int(l_rec)}" if recorded else "every epoch (not recorded: an older kdtune)")
+    out["window_first"], out["window_last"], out["kept"], out["chosen"] = lo, hi, kept, chosen
+    out["in_window"] = (first_rec == out["window_first"]) & (last_rec == out["window_last"])  # selected by the window
+    return out
+
+
+def _flagged(part: pd.DataFrame, name: str, series: str, point: float) -> tuple[pd.DataFrame, list[str]]:
+    """The trials of one cell that measure its switch, and a line for each left out: a kept epoch outside its
+    window, or a twin (same seed and fold) of a trial selected in the window."""
+    lines = []
+    for r in part[part["kept"] == "outside"].itertuples(index=False):
+        fold = "" if pd.isna(getattr(r, "fold", None)) else f" fold {int(r.fold)}"
+        lines.append(f"{name} {series}={point:g}, seed {int(r.seed)}{fold}: trial {r.trial_id} kept epoch {int(r.best_epoch)}, "
+                     f"outside its window (epochs {int(r.window_first)}–{int(r.window_last)}; selected among {r.chosen}); "
+                     "left out (re-run the sweep: kdtune trains it again, selecting in the window)")  # fmt: skip
+    keep = part[part["kept"] != "outside"]
+    keep = keep.assign(pair=_pair_key(keep))
+    twins = ~keep["in_window"] & keep["pair"].isin(set(keep.loc[keep["in_window"], "pair"]))
+    if twins.any():
+        ids = ", ".join(keep.loc[twins, "trial_id"])
+        lines.append(f"{name} {series}={point:g}: {int(twins.sum())} trial(s) selected among every epoch by an older kdtune "
+                     f"({ids}) beside a twin selected in the window (same seed and fold, same kept model); counted once, "
+                     "as the twin")  # fmt: skip
+    return keep[~twins].drop(columns="pair"), lines
+
+
 def switch_table(rows: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Per group (teacher, student architecture, varying KD settings), series and switch point: each
-    metric and its recovered fraction; the display table, the numeric long table and what was left out."""
+    metric and its recovered fraction, and how many trials kept an epoch outside their window (left out); the
+    display table, the numeric long table and what was left out."""
     rows = rows.copy()
     skipped: list[str] = []
-    distilled = switch_points(rows[rows["teacher"] != NO_TEACHER])
+    distilled = selection_check(switch_points(rows[rows["teacher"] != NO_TEACHER]))
     data = rows[rows["teacher"] == NO_TEACHER]
     settings = [k for k in KD_KEYS if k not in ("start", "stop")]  # the switch is the x axis, not a group
     keys = ["teacher", "arch", *[k for k in settings if k in distilled and distilled[k].nunique() > 1]]
@@ -69,6 +133,10 @@ def switch_table(rows: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, 
     if windows.any():
         skipped.append(f"{int(windows.sum())} row(s) with both start > 0 and stop set (a window, not a switch)")
     distilled = distilled[~windows]
+    unknown = distilled[(distilled["kept"] == "unknown") & ~distilled["throughout"]]
+    if len(unknown):
+        skipped.append(f"{len(unknown)} switched trial(s) without best_epoch or epochs in the results: kept epoch not "
+                       "checked against the switch")  # fmt: skip
     long, display = [], []
     for key, group in distilled.groupby(keys, sort=False, observed=True):
         key = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
@@ -91,13 +159,17 @@ def switch_table(rows: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, 
                 vals = pd.to_numeric(sel[m], errors="coerce").tolist()
                 mean, std, n = summary(vals)
                 long.append({"group": name, "series": label, "point": np.nan, "metric": m, "mean": mean, "std": std, "n": n,
-                             "recovered_mean": np.nan, "recovered_std": np.nan, "recovered_n": 0})  # fmt: skip
+                             "recovered_mean": np.nan, "recovered_std": np.nan, "recovered_n": 0, "outside": 0})  # fmt: skip
                 shown[m], shown[f"{m} recovered"] = cell(vals) if n else "–", "–"
+            shown[OUTSIDE] = "–"
             display.append(shown)
         for series in SERIES:
             part = group[group["series"] == series]
             for point in sorted(part["point"].unique()):
-                sel = part[part["point"] == point]
+                at = part[part["point"] == point]
+                sel, lines = _flagged(at, name, series, point)
+                skipped += lines
+                outside = int((at["kept"] == "outside").sum())
                 shown = {"group": name, "series": series, "switch": f"{point:g}"}
                 pairs = _pair_key(sel)
                 for m in metrics:
@@ -115,9 +187,10 @@ def switch_table(rows: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, 
                     f_mean, f_std, f_n = summary(fracs)
                     long.append({"group": name, "series": series, "point": float(point), "metric": m, "mean": mean,
                                  "std": std, "n": n, "recovered_mean": f_mean, "recovered_std": f_std,
-                                 "recovered_n": f_n})  # fmt: skip
+                                 "recovered_n": f_n, "outside": outside})  # fmt: skip
                     shown[m] = cell(vals) if n else "–"
                     shown[f"{m} recovered"] = cell(fracs) if f_n else "–"
+                shown[OUTSIDE] = f"{outside} of {len(at)}" if outside else "0"  # of the trials of this switch point
                 display.append(shown)
     table = pd.DataFrame(display)
     if len(table):
@@ -204,6 +277,15 @@ def switch(view: RunView, out: Path) -> Output:
     write_table(table, out, f"switch__{safe_stem(e)}", table_title)
     long.to_csv(out / f"switch__{safe_stem(e)}__long.csv", index=False)
     result.tables.append((table_title, table))
+    checked = selection_check(points[(points["series"] != "window") & ~points["throughout"]])
+    counts = checked["kept"].value_counts()
+    result.notes.append(
+        f"Kept epochs: {counts.get('inside', 0)} switched trial(s) kept an epoch inside their window, "
+        f"{counts.get('outside', 0)} outside (left out, named above), {counts.get('unknown', 0)} unknown. The window is "
+        "the epochs from the last switch on: for start, the distilled epochs; for stop, the epochs back on the labels "
+        "(an earlier epoch would be a student that never read its teacher, or one distilled throughout and stopped "
+        "early)."
+    )
     result.notes.append(
         "start = s: labels before the switch, the teacher from it on; stop = s: the reverse. A fraction in [0, 1) "
         "is a share of the epochs, a number ≥ 1 an epoch. Recovered 1: the whole gain of distilling throughout; "

@@ -14,7 +14,7 @@ from typing import Any
 
 from kdtune.distill import LossSpec
 from kdtune.optim import SCHEDULES
-from kdtune.spec import ScheduleSpec, TrainSpec, freeze
+from kdtune.spec import ScheduleSpec, TrainSpec, freeze, with_selection
 from kdtune.tuning.space import INT_SETTINGS, LOSS_SETTINGS, TRAIN_SETTINGS
 
 
@@ -25,7 +25,8 @@ def _schedule_default(name: str, param: str) -> Any:
 
 def apply_values(train: TrainSpec, loss: LossSpec, values: Mapping[str, Any]) -> tuple[TrainSpec, LossSpec]:
     """``train`` and ``loss`` with ``values`` (setting → value, e.g. ``lr``, ``schedule.decay_rate``,
-    ``temperature``) put in; numbers take the type of the setting (whole numbers for epochs)."""
+    ``temperature``) put in; numbers take the type of the setting (whole numbers for epochs). The selection rule
+    follows the (possibly tuned) epochs: :func:`kdtune.spec.with_selection`."""
     fields: dict[str, Any] = {}
     loss_fields: dict[str, Any] = {}
     schedule = dict(train.schedule.params)
@@ -47,4 +48,5 @@ def apply_values(train: TrainSpec, loss: LossSpec, values: Mapping[str, Any]) ->
             raise ValueError(f"{key!r} is not a setting kdtune can tune")
     if schedule != dict(train.schedule.params):
         fields["schedule"] = ScheduleSpec(train.schedule.name, freeze(schedule))
-    return dataclasses.replace(train, **fields), dataclasses.replace(loss, **loss_fields)
+    loss = dataclasses.replace(loss, **loss_fields)
+    return with_selection(dataclasses.replace(train, **fields), loss), loss
