@@ -24,7 +24,7 @@ from kdtune.distill import KD_LOSSES, LossSpec, distill_epochs
 from kdtune.errors import KdtuneError, SpecError
 from kdtune.models import MODELS, check_model
 from kdtune.optim import OPTIMIZERS, SCHEDULES, schedule_warning
-from kdtune.tuning.space import LOSS_SETTINGS, TuneSpec, parse_tune
+from kdtune.tuning.space import DIRECTIONS, LOSS_SETTINGS, AshaSpec, TuneSpec, parse_spaces
 
 Params = tuple[tuple[str, Any], ...]
 NO_TEACHER = "data"
@@ -683,6 +683,8 @@ def _grid(source: str, raw: Any, models: Mapping[str, ModelSpec]) -> GridSpec:
             if v < 1:
                 raise _Bad(f"a count of seeds must be >= 1, got {v}")
             return tuple(range(v))
+        if not isinstance(v, list):
+            raise _Bad(f"must be a count of seeds (an integer >= 1) or a list of distinct integers >= 0, got {_kind(v)} {v!r}")
         out = as_list(as_int(ge=0), allow_scalar=False)(v)
         if len(set(out)) != len(out):
             raise _Bad(f"seeds must be distinct, got {list(out)}")
@@ -832,7 +834,35 @@ def _tune(source: str, raw: Any, models: Mapping[str, ModelSpec], train: Params,
             return str(e)
         return None
 
-    return parse_tune(raw, source, models, check_value)
+    if raw is None:
+        return TuneSpec()
+    sec = _Section(source, "tune", raw, ["metric", "seeds", "sampler_seed", "asha", "space"])
+
+    def metric(v: Any) -> str:
+        if not isinstance(v, str) or v not in DIRECTIONS:
+            raise _Bad(f"must be a validation metric, one of {', '.join(DIRECTIONS)}; got {_kind(v)} {v!r}")
+        return v
+
+    def asha(v: Any) -> AshaSpec | None:
+        if v is False or v is None:
+            return None
+        if v is True:
+            return AshaSpec()
+        if not isinstance(v, Mapping):
+            raise _Bad(f"must be true, false or a mapping {{grace_period: 2, reduction_factor: 3}}; got {_kind(v)} {v!r}")
+        a = _Section(source, "tune.asha", v, ["grace_period", "reduction_factor"])
+        return AshaSpec(
+            a.get("grace_period", as_int(ge=1), AshaSpec.grace_period),
+            a.get("reduction_factor", as_float(gt=1), AshaSpec.reduction_factor),
+        )
+
+    return TuneSpec(
+        metric=sec.get("metric", metric, TuneSpec.metric),
+        seeds=sec.get("seeds", as_int(ge=1), TuneSpec.seeds),
+        sampler_seed=sec.get("sampler_seed", as_int(ge=0), TuneSpec.sampler_seed),
+        asha=sec.get("asha", asha, AshaSpec()),
+        spaces=parse_spaces(sec.raw.get("space"), source, models, check_value),
+    )
 
 
 def resolve_train(spec: SweepSpec, model: ModelSpec, student: bool = False, overrides: Params = ()) -> TrainSpec:

@@ -67,7 +67,12 @@ def test_search_spaces_parse_into_optuna_distributions(tiny_raw):
         ("lr", {"loguniform": [0, 0.1]}, "tune.space.MLP.lr.loguniform", "a log scale needs low > 0, got 0"),
         ("lr", {"normal": [0, 1]}, "tune.space.MLP.lr", "must be a distribution"),
         ("optimizer", {"categorical": []}, "tune.space.MLP.optimizer.categorical", "must be a non-empty list of choices"),
-        ("optimizer", {"categorical": ["adam", "lion"]}, "tune.space.MLP.optimizer", "unknown optimizer 'lion'"),
+        (
+            "optimizer",
+            {"categorical": ["adam", "lion"]},
+            "tune.space.MLP.optimizer.categorical[1]",
+            "unknown optimizer 'lion'",
+        ),
         ("dropout", {"uniform": [0.0, 1.5]}, "tune.space.MLP.dropout", "must be a number >= 0 and < 1, got 1.5"),
         ("epochs", {"uniform": [2, 8]}, "tune.space.MLP.epochs", "is a whole number"),
         ("epochs", {"int": [2.5, 8]}, "tune.space.MLP.epochs.int", "bounds must be integers"),
