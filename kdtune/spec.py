@@ -819,15 +819,28 @@ def _check_switches(spec: SweepSpec) -> None:
 
 
 def _tune(source: str, raw: Any, models: Mapping[str, ModelSpec], train: Params, distill: Params) -> TuneSpec:
+    def schedule_of(model: str, teacher: str) -> ScheduleSpec:
+        m = models[model]
+        layers = [train, m.train] + ([distill, m.distill] if teacher != NO_TEACHER else [])
+        return replace(TrainSpec(), **{k: v for layer in layers for k, v in layer}).schedule
+
+    def check_setting(setting: str, model: str, teacher: str) -> str | None:
+        """What is wrong with tuning ``setting`` at all (whatever its values): a schedule's unknown parameter."""
+        if not setting.startswith("schedule."):
+            return None
+        name = schedule_of(model, teacher).name
+        allowed = _callable_params(SCHEDULES.get(name), ("epoch", "total_epochs"))
+        key = setting.split(".", 1)[1]
+        if key not in allowed:
+            return f"unknown parameter {key!r} for the schedule {name}; allowed: {', '.join(allowed) or 'none'}"
+        return None
+
     def check_value(setting: str, value: Any, model: str, teacher: str) -> str | None:
         try:
             if setting in LOSS_SETTINGS:
                 (as_float(gt=0) if setting == "temperature" else as_float(ge=0))(value)
             elif setting.startswith("schedule."):
-                m = models[model]
-                layers = [train, m.train] + ([distill, m.distill] if teacher != NO_TEACHER else [])
-                schedule = replace(TrainSpec(), **{k: v for layer in layers for k, v in layer}).schedule
-                as_schedule({"name": schedule.name, setting.split(".", 1)[1]: value})
+                as_schedule({"name": schedule_of(model, teacher).name, setting.split(".", 1)[1]: value})
             else:
                 TRAIN_FIELDS[setting](value)
         except _Bad as e:
@@ -861,7 +874,7 @@ def _tune(source: str, raw: Any, models: Mapping[str, ModelSpec], train: Params,
         seeds=sec.get("seeds", as_int(ge=1), TuneSpec.seeds),
         sampler_seed=sec.get("sampler_seed", as_int(ge=0), TuneSpec.sampler_seed),
         asha=sec.get("asha", asha, AshaSpec()),
-        spaces=parse_spaces(sec.raw.get("space"), source, models, check_value),
+        spaces=parse_spaces(sec.raw.get("space"), source, models, check_value, check_setting),
     )
 
 

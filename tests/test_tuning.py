@@ -73,7 +73,7 @@ def test_search_spaces_parse_into_optuna_distributions(tiny_raw):
             "tune.space.MLP.optimizer.categorical[1]",
             "unknown optimizer 'lion'",
         ),
-        ("dropout", {"uniform": [0.0, 1.5]}, "tune.space.MLP.dropout", "must be a number >= 0 and < 1, got 1.5"),
+        ("dropout", {"uniform": [0.0, 1.5]}, "tune.space.MLP.dropout.uniform", "must be a number >= 0 and < 1, got 1.5"),
         ("epochs", {"uniform": [2, 8]}, "tune.space.MLP.epochs", "is a whole number"),
         ("epochs", {"int": [2.5, 8]}, "tune.space.MLP.epochs.int", "bounds must be integers"),
         ("temperature", {"uniform": [1, 8]}, "tune.space.MLP.temperature", "cannot be tuned here"),
@@ -100,6 +100,117 @@ def test_bad_tune_settings_are_refused(tiny_raw):
         raw = _with_tune(tiny_raw, **{key: value})
         with pytest.raises(SpecError, match=message):
             parse_sweep(raw, "t.yaml")
+
+
+# Every field of the tune: section, and the kinds of WRONG value that are valid there: each other wrong value
+# there must be one line naming that field (or a field inside it). _tune_with's section holds every field.
+WRONG: dict[str, Any] = {"mapping": {"a": 1}, "list": ["x", "y"], "string": "abc", "bool": True, "float": 1.5, "negative": -1}
+TUNE_FIELDS: list[tuple[str, set[str]]] = [
+    ("tune", set()),
+    ("tune.metric", set()),
+    ("tune.seeds", set()),
+    ("tune.sampler_seed", set()),
+    ("tune.asha", {"bool"}),
+    ("tune.asha.grace_period", set()),
+    ("tune.asha.reduction_factor", {"float"}),
+    ("tune.space", set()),
+    ("tune.space.MLP", set()),
+    ("tune.space.MLP.lr", set()),
+    ("tune.space.MLP.lr.loguniform", set()),
+    ("tune.space.MLP.dropout", set()),
+    ("tune.space.MLP.dropout.uniform", set()),
+    ("tune.space.MLP.dropout.step", set()),
+    ("tune.space.MLP.epochs", set()),
+    ("tune.space.MLP.epochs.int", set()),
+    ("tune.space.MLP.epochs.step", set()),
+    ("tune.space.MLP.epochs.log", {"bool"}),
+    ("tune.space.MLP.batch_size", set()),
+    ("tune.space.MLP.batch_size.categorical", set()),
+    ("tune.space.MLP.batch_size.categorical[0]", set()),
+    ("tune.space.CNN -> MLP", set()),
+    ("tune.space.CNN -> MLP.temperature", set()),
+    ("tune.space.CNN -> MLP.w_hard.uniform", set()),
+]
+
+
+def _tune_with(tiny_raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """The tiny sweep with a tune section holding every field, and ``value`` at ``path``."""
+    raw = _with_tune(tiny_raw, seeds=2, sampler_seed=0, asha={"grace_period": 1, "reduction_factor": 2})
+    raw["tune"]["space"] = {
+        "MLP": {
+            "lr": {"loguniform": [1.0e-3, 1.0e-1]},
+            "dropout": {"uniform": [0.0, 0.5], "step": 0.1},
+            "epochs": {"int": [2, 8], "step": 2, "log": False},
+            "batch_size": {"categorical": [32, 64]},
+        },
+        "CNN -> MLP": {"temperature": {"uniform": [1, 8]}, "w_hard": {"uniform": [0, 1]}},
+    }
+    keys = path.split(".")  # model labels hold no dots
+    parent: Any = raw
+    for k in keys[:-1]:
+        parent = parent[k]
+    last = keys[-1]
+    if last.endswith("]"):  # a list item: name[index]
+        name, index = last[:-1].split("[")
+        parent[name][int(index)] = value
+    else:
+        parent[last] = value
+    return raw
+
+
+def test_a_tune_section_with_every_field_is_valid(tiny_raw):
+    spec = parse_sweep(_tune_with(tiny_raw, "tune.metric", "nll"), "t.yaml")
+    assert spec.tune.metric == "nll" and spec.tune.asha is not None and spec.tune.asha.reduction_factor == 2.0
+    assert len(spec.tune.space_for("MLP").params) == 4 and len(spec.tune.space_for("MLP", "CNN").params) == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [(path, kind) for path, valid in TUNE_FIELDS for kind in WRONG if kind not in valid],
+)
+def test_a_wrong_value_in_any_field_of_tune_is_one_line_naming_the_field(tiny_raw, path, kind):
+    raw = _tune_with(tiny_raw, path, WRONG[kind])
+    with pytest.raises(SpecError) as e:
+        parse_sweep(raw, "t.yaml")
+    assert "\n" not in str(e.value)
+    assert e.value.field == path or e.value.field.startswith((path + ".", path + "[")), str(e.value)
+    assert str(e.value).startswith(f"t.yaml: {e.value.field}: ")
+
+
+def test_a_mapping_as_tune_metric_is_one_line_from_the_cli(tiny_raw, tmp_path):
+    sweep = _sweep(tmp_path, _with_tune(tiny_raw, metric={"a": 1}))
+    cmd = [sys.executable, "-m", "kdtune", "tune", str(sweep), "--model", "MLP", "--out", str(tmp_path / "run")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"kdtune: error: {sweep}: tune.metric: must be a validation metric, one of "
+        "accuracy, a_accuracy, d_accuracy, nll, ece, perplexity, token_nll; got dict {'a': 1}"
+    ]
+
+
+def test_seeds_that_are_neither_a_count_nor_a_list_are_one_line_from_the_cli(tiny_raw, tmp_path, capsys):
+    sweep = _sweep(tmp_path, tiny_raw)
+    assert main(["plan", str(sweep), "--out", str(tmp_path / "run"), "--set", "grid.seeds=abc"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "kdtune: error: --set: grid.seeds: must be a count of seeds (an integer >= 1) or a list of distinct "
+        "integers >= 0, got str 'abc'"
+    ]
+
+
+def test_the_tuning_history_names_the_metric_on_its_y_axis():
+    from kdtune.tuning.report import plot_history
+
+    study = optuna.create_study(study_name="tiny:MLP:data:nll", direction="minimize")
+    study.optimize(lambda t: t.suggest_float("lr", 0.001, 0.1), n_trials=3)
+    ax = plot_history(study)
+    try:
+        assert ax.get_ylabel() == "validation nll (mean of seeds)"
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert "Objective Value" not in legend and "validation nll (mean of seeds)" in legend
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(ax.figure)
 
 
 # ---------------------------------------------------------------- values and the objective

@@ -192,9 +192,12 @@ def _given(v: Any) -> str:
     return "null" if v is None else f"{type(v).__name__} {v!r}"
 
 
-def parse_spaces(raw: Any, source: str, models: Mapping[str, Any], check_value: Any) -> tuple[SearchSpace, ...]:
+def parse_spaces(
+    raw: Any, source: str, models: Mapping[str, Any], check_value: Any, check_setting: Any = None
+) -> tuple[SearchSpace, ...]:
     """Validate ``tune.space``. ``check_value(setting, value, model, teacher) -> str | None`` says what is
-    wrong with one value of a setting (bounds and choices are checked with it). The other fields of
+    wrong with one value of a setting (bounds and choices are checked with it), ``check_setting(setting,
+    model, teacher) -> str | None`` what is wrong with tuning the setting at all. The other fields of
     ``tune:`` are read by :func:`kdtune.spec.parse_sweep` like the rest of the file."""
     if raw is None:
         return ()
@@ -217,15 +220,18 @@ def parse_spaces(raw: Any, source: str, models: Mapping[str, Any], check_value: 
             allowed = [*TRAIN_SETTINGS, "schedule.<parameter>", *(LOSS_SETTINGS if teacher != "data" else ())]
             if not isinstance(setting, str) or (setting not in allowed and not setting.startswith("schedule.")):
                 raise SpecError(source, f"{where}.{setting}", f"cannot be tuned here; allowed: {', '.join(allowed)}")
+            problem = check_setting(setting, model, teacher) if check_setting else None
+            if problem:
+                raise SpecError(source, f"{where}.{setting}", problem)
             dist = parse_distribution(dist_raw, f"{where}.{setting}", source)
             if setting in INT_SETTINGS and dist.kind in ("uniform", "loguniform"):
                 raise SpecError(source, f"{where}.{setting}", "is a whole number: use {int: [low, high]} or categorical")
+            # the field holding a wrong value: the choice, or the [low, high] pair
             probes = list(enumerate(dist.choices)) if dist.kind == "categorical" else [(None, dist.low), (None, dist.high)]
             for i, v in probes:
                 problem = check_value(setting, v, model, teacher)
                 if problem:
-                    field = f"{where}.{setting}" + (f".categorical[{i}]" if i is not None else "")
-                    raise SpecError(source, field, problem)
+                    raise SpecError(source, f"{where}.{setting}.{dist.kind}" + (f"[{i}]" if i is not None else ""), problem)
             params.append((setting, dist))
         spaces.append(SearchSpace(model, teacher, tuple(params)))
     return tuple(spaces)
