@@ -24,7 +24,7 @@ from kdtune.distill import KD_LOSSES, LossSpec, distill_epochs, switches
 from kdtune.errors import KdtuneError, SpecError
 from kdtune.models import MODELS, check_model
 from kdtune.optim import OPTIMIZERS, SCHEDULES, schedule_warning
-from kdtune.tuning.space import LOSS_SETTINGS, TuneSpec, parse_tune
+from kdtune.tuning.space import DIRECTIONS, LOSS_SETTINGS, AshaSpec, TuneSpec, parse_spaces
 
 Params = tuple[tuple[str, Any], ...]
 NO_TEACHER = "data"
@@ -706,6 +706,8 @@ def _grid(source: str, raw: Any, models: Mapping[str, ModelSpec]) -> GridSpec:
             if v < 1:
                 raise _Bad(f"a count of seeds must be >= 1, got {v}")
             return tuple(range(v))
+        if not isinstance(v, list):
+            raise _Bad(f"must be a count of seeds (an integer >= 1) or a list of distinct integers >= 0, got {_kind(v)} {v!r}")
         out = as_list(as_int(ge=0), allow_scalar=False)(v)
         if len(set(out)) != len(out):
             raise _Bad(f"seeds must be distinct, got {list(out)}")
@@ -840,22 +842,63 @@ def _check_switches(spec: SweepSpec) -> None:
 
 
 def _tune(source: str, raw: Any, models: Mapping[str, ModelSpec], train: Params, distill: Params) -> TuneSpec:
+    def schedule_of(model: str, teacher: str) -> ScheduleSpec:
+        m = models[model]
+        layers = [train, m.train] + ([distill, m.distill] if teacher != NO_TEACHER else [])
+        return replace(TrainSpec(), **{k: v for layer in layers for k, v in layer}).schedule
+
+    def check_setting(setting: str, model: str, teacher: str) -> str | None:
+        """What is wrong with tuning ``setting`` at all (whatever its values): a schedule's unknown parameter."""
+        if not setting.startswith("schedule."):
+            return None
+        name = schedule_of(model, teacher).name
+        allowed = _callable_params(SCHEDULES.get(name), ("epoch", "total_epochs"))
+        key = setting.split(".", 1)[1]
+        if key not in allowed:
+            return f"unknown parameter {key!r} for the schedule {name}; allowed: {', '.join(allowed) or 'none'}"
+        return None
+
     def check_value(setting: str, value: Any, model: str, teacher: str) -> str | None:
         try:
             if setting in LOSS_SETTINGS:
                 (as_float(gt=0) if setting == "temperature" else as_float(ge=0))(value)
             elif setting.startswith("schedule."):
-                m = models[model]
-                layers = [train, m.train] + ([distill, m.distill] if teacher != NO_TEACHER else [])
-                schedule = replace(TrainSpec(), **{k: v for layer in layers for k, v in layer}).schedule
-                as_schedule({"name": schedule.name, setting.split(".", 1)[1]: value})
+                as_schedule({"name": schedule_of(model, teacher).name, setting.split(".", 1)[1]: value})
             else:
                 TRAIN_FIELDS[setting](value)
         except _Bad as e:
             return str(e)
         return None
 
-    return parse_tune(raw, source, models, check_value)
+    if raw is None:
+        return TuneSpec()
+    sec = _Section(source, "tune", raw, ["metric", "seeds", "sampler_seed", "asha", "space"])
+
+    def metric(v: Any) -> str:
+        if not isinstance(v, str) or v not in DIRECTIONS:
+            raise _Bad(f"must be a validation metric, one of {', '.join(DIRECTIONS)}; got {_kind(v)} {v!r}")
+        return v
+
+    def asha(v: Any) -> AshaSpec | None:
+        if v is False or v is None:
+            return None
+        if v is True:
+            return AshaSpec()
+        if not isinstance(v, Mapping):
+            raise _Bad(f"must be true, false or a mapping {{grace_period: 2, reduction_factor: 3}}; got {_kind(v)} {v!r}")
+        a = _Section(source, "tune.asha", v, ["grace_period", "reduction_factor"])
+        return AshaSpec(
+            a.get("grace_period", as_int(ge=1), AshaSpec.grace_period),
+            a.get("reduction_factor", as_float(gt=1), AshaSpec.reduction_factor),
+        )
+
+    return TuneSpec(
+        metric=sec.get("metric", metric, TuneSpec.metric),
+        seeds=sec.get("seeds", as_int(ge=1), TuneSpec.seeds),
+        sampler_seed=sec.get("sampler_seed", as_int(ge=0), TuneSpec.sampler_seed),
+        asha=sec.get("asha", asha, AshaSpec()),
+        spaces=parse_spaces(sec.raw.get("space"), source, models, check_value, check_setting),
+    )
 
 
 def resolve_train(spec: SweepSpec, model: ModelSpec, student: bool = False, overrides: Params = ()) -> TrainSpec:

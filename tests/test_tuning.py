@@ -17,6 +17,7 @@ import numpy as np
 import optuna
 import pytest
 import yaml
+from optuna.trial import TrialState
 
 from kdtune.cli import main
 from kdtune.errors import KdtuneError, SpecError
@@ -67,8 +68,13 @@ def test_search_spaces_parse_into_optuna_distributions(tiny_raw):
         ("lr", {"loguniform": [0, 0.1]}, "tune.space.MLP.lr.loguniform", "a log scale needs low > 0, got 0"),
         ("lr", {"normal": [0, 1]}, "tune.space.MLP.lr", "must be a distribution"),
         ("optimizer", {"categorical": []}, "tune.space.MLP.optimizer.categorical", "must be a non-empty list of choices"),
-        ("optimizer", {"categorical": ["adam", "lion"]}, "tune.space.MLP.optimizer", "unknown optimizer 'lion'"),
-        ("dropout", {"uniform": [0.0, 1.5]}, "tune.space.MLP.dropout", "must be a number >= 0 and < 1, got 1.5"),
+        (
+            "optimizer",
+            {"categorical": ["adam", "lion"]},
+            "tune.space.MLP.optimizer.categorical[1]",
+            "unknown optimizer 'lion'",
+        ),
+        ("dropout", {"uniform": [0.0, 1.5]}, "tune.space.MLP.dropout.uniform", "must be a number >= 0 and < 1, got 1.5"),
         ("epochs", {"uniform": [2, 8]}, "tune.space.MLP.epochs", "is a whole number"),
         ("epochs", {"int": [2.5, 8]}, "tune.space.MLP.epochs.int", "bounds must be integers"),
         ("temperature", {"uniform": [1, 8]}, "tune.space.MLP.temperature", "cannot be tuned here"),
@@ -95,6 +101,117 @@ def test_bad_tune_settings_are_refused(tiny_raw):
         raw = _with_tune(tiny_raw, **{key: value})
         with pytest.raises(SpecError, match=message):
             parse_sweep(raw, "t.yaml")
+
+
+# Every field of the tune: section, and the kinds of WRONG value that are valid there: each other wrong value
+# there must be one line naming that field (or a field inside it). _tune_with's section holds every field.
+WRONG: dict[str, Any] = {"mapping": {"a": 1}, "list": ["x", "y"], "string": "abc", "bool": True, "float": 1.5, "negative": -1}
+TUNE_FIELDS: list[tuple[str, set[str]]] = [
+    ("tune", set()),
+    ("tune.metric", set()),
+    ("tune.seeds", set()),
+    ("tune.sampler_seed", set()),
+    ("tune.asha", {"bool"}),
+    ("tune.asha.grace_period", set()),
+    ("tune.asha.reduction_factor", {"float"}),
+    ("tune.space", set()),
+    ("tune.space.MLP", set()),
+    ("tune.space.MLP.lr", set()),
+    ("tune.space.MLP.lr.loguniform", set()),
+    ("tune.space.MLP.dropout", set()),
+    ("tune.space.MLP.dropout.uniform", set()),
+    ("tune.space.MLP.dropout.step", set()),
+    ("tune.space.MLP.epochs", set()),
+    ("tune.space.MLP.epochs.int", set()),
+    ("tune.space.MLP.epochs.step", set()),
+    ("tune.space.MLP.epochs.log", {"bool"}),
+    ("tune.space.MLP.batch_size", set()),
+    ("tune.space.MLP.batch_size.categorical", set()),
+    ("tune.space.MLP.batch_size.categorical[0]", set()),
+    ("tune.space.CNN -> MLP", set()),
+    ("tune.space.CNN -> MLP.temperature", set()),
+    ("tune.space.CNN -> MLP.w_hard.uniform", set()),
+]
+
+
+def _tune_with(tiny_raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """The tiny sweep with a tune section holding every field, and ``value`` at ``path``."""
+    raw = _with_tune(tiny_raw, seeds=2, sampler_seed=0, asha={"grace_period": 1, "reduction_factor": 2})
+    raw["tune"]["space"] = {
+        "MLP": {
+            "lr": {"loguniform": [1.0e-3, 1.0e-1]},
+            "dropout": {"uniform": [0.0, 0.5], "step": 0.1},
+            "epochs": {"int": [2, 8], "step": 2, "log": False},
+            "batch_size": {"categorical": [32, 64]},
+        },
+        "CNN -> MLP": {"temperature": {"uniform": [1, 8]}, "w_hard": {"uniform": [0, 1]}},
+    }
+    keys = path.split(".")  # model labels hold no dots
+    parent: Any = raw
+    for k in keys[:-1]:
+        parent = parent[k]
+    last = keys[-1]
+    if last.endswith("]"):  # a list item: name[index]
+        name, index = last[:-1].split("[")
+        parent[name][int(index)] = value
+    else:
+        parent[last] = value
+    return raw
+
+
+def test_a_tune_section_with_every_field_is_valid(tiny_raw):
+    spec = parse_sweep(_tune_with(tiny_raw, "tune.metric", "nll"), "t.yaml")
+    assert spec.tune.metric == "nll" and spec.tune.asha is not None and spec.tune.asha.reduction_factor == 2.0
+    assert len(spec.tune.space_for("MLP").params) == 4 and len(spec.tune.space_for("MLP", "CNN").params) == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [(path, kind) for path, valid in TUNE_FIELDS for kind in WRONG if kind not in valid],
+)
+def test_a_wrong_value_in_any_field_of_tune_is_one_line_naming_the_field(tiny_raw, path, kind):
+    raw = _tune_with(tiny_raw, path, WRONG[kind])
+    with pytest.raises(SpecError) as e:
+        parse_sweep(raw, "t.yaml")
+    assert "\n" not in str(e.value)
+    assert e.value.field == path or e.value.field.startswith((path + ".", path + "[")), str(e.value)
+    assert str(e.value).startswith(f"t.yaml: {e.value.field}: ")
+
+
+def test_a_mapping_as_tune_metric_is_one_line_from_the_cli(tiny_raw, tmp_path):
+    sweep = _sweep(tmp_path, _with_tune(tiny_raw, metric={"a": 1}))
+    cmd = [sys.executable, "-m", "kdtune", "tune", str(sweep), "--model", "MLP", "--out", str(tmp_path / "run")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"kdtune: error: {sweep}: tune.metric: must be a validation metric, one of "
+        "accuracy, a_accuracy, d_accuracy, nll, ece, perplexity, token_nll; got dict {'a': 1}"
+    ]
+
+
+def test_seeds_that_are_neither_a_count_nor_a_list_are_one_line_from_the_cli(tiny_raw, tmp_path, capsys):
+    sweep = _sweep(tmp_path, tiny_raw)
+    assert main(["plan", str(sweep), "--out", str(tmp_path / "run"), "--set", "grid.seeds=abc"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "kdtune: error: --set: grid.seeds: must be a count of seeds (an integer >= 1) or a list of distinct "
+        "integers >= 0, got str 'abc'"
+    ]
+
+
+def test_the_tuning_history_names_the_metric_on_its_y_axis():
+    from kdtune.tuning.report import plot_history
+
+    study = optuna.create_study(study_name="tiny:MLP:data:nll", direction="minimize")
+    study.optimize(lambda t: t.suggest_float("lr", 0.001, 0.1), n_trials=3)
+    ax = plot_history(study)
+    try:
+        assert ax.get_ylabel() == "validation nll (mean of seeds)"
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert "Objective Value" not in legend and "validation nll (mean of seeds)" in legend
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(ax.figure)
 
 
 # ---------------------------------------------------------------- values and the objective
@@ -219,6 +336,26 @@ def _finished_read_only(out: Path) -> int:
         return 0
 
 
+def _running_read_only(out: Path) -> int:
+    """Search trials running right now that have their settings (what an interruption would cut short)."""
+    import sqlite3
+
+    db = out / "tuning" / "optuna.db"
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            query = (
+                "SELECT count(*) FROM trials WHERE state = 'RUNNING' "
+                "AND EXISTS (SELECT 1 FROM trial_params p WHERE p.trial_id = trials.trial_id)"
+            )
+            return con.execute(query).fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _study(out: Path, name: str = "tiny:MLP:data:accuracy") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'tuning' / 'optuna.db'}")
+
+
 @pytest.mark.slow
 def test_a_search_writes_tuned_values_that_a_sweep_then_uses(tiny_raw, tmp_path, capsys):
     sweep, out = _sweep(tmp_path, _with_tune(tiny_raw, asha=False)), tmp_path / "run"
@@ -260,7 +397,9 @@ def test_a_search_interrupted_and_started_again_ends_with_exactly_the_trials_ask
     first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
-        while _finished_read_only(out) < 2 and time.monotonic() < deadline and first.poll() is None:
+        while (
+            (_finished_read_only(out) < 2 or not _running_read_only(out)) and time.monotonic() < deadline and first.poll() is None
+        ):
             time.sleep(0.2)
         assert first.poll() is None, "the search ended before it could be interrupted"
         assert 2 <= _finished(out) < 8
@@ -272,15 +411,77 @@ def test_a_search_interrupted_and_started_again_ends_with_exactly_the_trials_ask
             first.wait(30)
     if sig == signal.SIGINT:
         assert first.returncode == 130
+    # the study's contents: the trials the interruption cut short, and (after Ctrl-C) their settings queued again
+    study = _study(out)
+    if sig == signal.SIGINT:
+        cut = [t for t in study.trials if t.user_attrs.get("interrupted")]
+        assert cut and all(t.state == TrialState.FAIL for t in cut)
+        waiting = [t.system_attrs["fixed_params"] for t in study.trials if t.state == TrialState.WAITING]
+        assert sorted(waiting, key=str) == sorted((t.params for t in cut), key=str)
+    else:
+        cut = [t for t in study.trials if t.state == TrialState.RUNNING and t.params]
+        assert cut
+    cut_numbers = {t.number for t in cut}
     before = _trainings(out)
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert _finished(out) == 8
+    if sig == signal.SIGKILL:
+        assert (
+            f"{len(cut)} trial(s) left running by an interrupted run marked failed; {len(cut)} of their configurations "
+            "queued again" in again.stdout
+        )
+    study = _study(out)
+    for t in study.trials:
+        if t.number in cut_numbers:
+            assert t.state == TrialState.FAIL and t.user_attrs["interrupted"]
+    for c in cut:  # each configuration cut short ran again, to the end, in a later search trial
+        reruns = [t for t in study.trials if t.number > c.number and t.params == c.params and t.number not in cut_numbers]
+        assert [t.state for t in reruns] == [TrialState.COMPLETE], (c.number, c.params)
+    assert not [t for t in study.trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
     trained = _trainings(out)
     assert len(trained) == len(set(trained)), "a configuration was trained twice"
     assert trained[: len(before)] == before
     tuned = yaml.safe_load((out / "tuned" / "MLP.yaml").read_text())
     assert tuned["trials"]["finished"] == 8
+
+
+@pytest.mark.slow
+def test_a_trial_asha_stops_is_told_to_optuna_with_the_value_asha_stopped_it_on(tiny_raw, tmp_path, capsys):
+    import ray
+
+    raw = _with_tune(tiny_raw, asha={"grace_period": 1, "reduction_factor": 2})
+    raw["tune"]["space"]["MLP"] = {"lr": {"loguniform": [1.0e-6, 1.0]}}
+    raw["train"]["epochs"] = 4  # ASHA's rungs: epochs 1, 2 and 4
+    sweep, out = _sweep(tmp_path, raw), tmp_path / "run"
+    name, url = "tiny:MLP:data:accuracy", f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name=name, storage=url, direction="maximize")
+    # one at a time, in this order: 1e-3 and 0.05 pass every rung; 3e-4 falls below the median of epoch 1
+    # (its first rung); 2e-3 passes epoch 1 and falls below the median of epoch 2
+    for lr in (1e-3, 0.05, 3e-4, 2e-3):
+        study.enqueue_trial({"lr": lr})
+    ray.init(num_cpus=1, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    try:
+        assert main(["tune", str(sweep), "--model", "MLP", "--trials", "4", "--out", str(out), "--storage", url]) == 0
+    finally:
+        ray.shutdown()
+    lines = capsys.readouterr().out.splitlines()
+    study = optuna.load_study(study_name=name, storage=url)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert sorted(t.user_attrs["stopped_at_epoch"] for t in pruned) == [1, 2], [(t.params, t.state) for t in study.trials]
+    # what each stopped trial reported, epoch by epoch: the same search trial again, outside Tune (deterministic)
+    spec = parse_sweep(raw, "t.yaml", output=tmp_path / "again")
+    payload = _payload(spec, prepare(spec, "MLP"))
+    for t in pruned:
+        epoch = t.user_attrs["stopped_at_epoch"]
+        reports: list[dict[str, Any]] = []
+        run_search_trial(dict(t.params), payload, reports.append)
+        last = reports[epoch - 1]["objective"]  # the epoch ASHA decided on
+        assert t.value is not None and t.value == pytest.approx(last, rel=1e-9), (t.number, epoch, t.value, last)
+        if epoch > 1:
+            assert t.value != pytest.approx(reports[epoch - 2]["objective"])  # not the epoch before
+        assert max(t.intermediate_values) == epoch  # Tune's training_iteration: one report per epoch
+        assert any(f"#{t.number} " in ln and f"after epoch {epoch} (accuracy {t.value:.4f})" in ln for ln in lines)
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -55,6 +56,20 @@ def importances(study: optuna.Study) -> dict[str, float]:
         return {}
 
 
+def history_label(study: optuna.Study) -> str:
+    """The y-axis label of a study's optimization history: the tuned metric (last part of its name)."""
+    return f"validation {studies.metric_of(study.study_name)} (mean of seeds)"
+
+
+def plot_history(study: optuna.Study) -> Any:
+    """The optimization history (matplotlib axes), its y axis and legend named after the tuned metric."""
+    from optuna.visualization import matplotlib as ovm
+
+    with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return ovm.plot_optimization_history(study, target_name=history_label(study))
+
+
 def figures(study: optuna.Study, out_dir: Path) -> list[Path]:
     """The optimization history and the importances as PNG and PDF in ``out_dir``; returns the paths."""
     import matplotlib
@@ -66,7 +81,7 @@ def figures(study: optuna.Study, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = study.study_name.replace(":", "--").replace("/", "_")
     made: list[Path] = []
-    plots = [("history", ovm.plot_optimization_history)]
+    plots: list[tuple[str, Any]] = [("history", plot_history)]
     if importances(study):
         plots.append(("importances", ovm.plot_param_importances))
     for kind, plot in plots:

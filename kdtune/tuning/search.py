@@ -210,6 +210,11 @@ def _searcher_class() -> type:
             elif result and not error:
                 ot_trial.set_user_attr("stopped_at_epoch", result.get("epoch"))
                 state = TrialState.PRUNED
+                # Tune hands the result ASHA stopped on to the scheduler, not to on_trial_result: report it
+                # here, so Optuna's pruned value (its last intermediate value) is the epoch ASHA decided on
+                step, last = result.get("training_iteration"), result.get("objective", math.nan)
+                if step is not None and math.isfinite(last):
+                    ot_trial.report(float(last), int(step))
             if result and not error and result.get("final") and state == TrialState.FAIL:
                 ot_trial.set_user_attr("reason", "the objective is not a finite number")
             self._ot_study.tell(ot_trial, value, state=state)
@@ -317,9 +322,12 @@ def run_search(
     storage = studies.open_storage(url)
     name = studies.study_name(spec.name, setup.model, setup.teacher, tspec.metric)
     study = studies.load_study(storage, name, tspec.direction)
-    recovered = studies.recover(study)
+    recovered, queued = studies.recover(study)
     if recovered:
-        log(f"study {name}: {len(recovered)} trial(s) left running by an interrupted run marked failed and queued again")
+        log(
+            f"study {name}: {len(recovered)} trial(s) left running by an interrupted run marked failed; "
+            f"{len(queued)} of their configurations queued again"
+        )
     before = studies.counts(study)
     if not study.get_trials(deepcopy=False) and setup.defaults:
         study.enqueue_trial(setup.defaults)  # start from the sweep's own settings

@@ -136,7 +136,7 @@ def parse_distribution(raw: Any, where: str, source: str) -> Distribution:
     ``{categorical: [a, b, ...]}``."""
     form = "{loguniform: [low, high]}, {uniform: [low, high]}, {int: [low, high], step: 1} or {categorical: [a, b]}"
     if not isinstance(raw, Mapping):
-        raise SpecError(source, where, f"must be a distribution, one of {form}")
+        raise SpecError(source, where, f"must be a distribution, one of {form}; got {_given(raw)}")
     kinds = [k for k in raw if k in KINDS]
     extra = [k for k in raw if k not in (*KINDS, "step", "log")]
     if len(kinds) != 1 or extra:
@@ -147,7 +147,11 @@ def parse_distribution(raw: Any, where: str, source: str) -> Distribution:
         if set(raw) != {"categorical"}:
             raise SpecError(source, where, "categorical takes only its list of choices")
         if not isinstance(value, list) or not value:
-            raise SpecError(source, where + ".categorical", "must be a non-empty list of choices")
+            raise SpecError(source, where + ".categorical", f"must be a non-empty list of choices, got {_given(value)}")
+        for i, v in enumerate(value):
+            if not (v is None or isinstance(v, (bool, int, str)) or _is_number(v)):
+                what = "a choice must be a number, a string, true, false or null"
+                raise SpecError(source, f"{where}.categorical[{i}]", f"{what}; got {_given(v)}")
         if len({repr(v) for v in value}) != len(value):
             raise SpecError(source, where + ".categorical", f"choices must be distinct, got {value}")
         return Distribution("categorical", choices=tuple(value))
@@ -158,7 +162,7 @@ def parse_distribution(raw: Any, where: str, source: str) -> Distribution:
         raise SpecError(source, where + f".{kind}", f"low must be < high, got [{low}, {high}]")
     log = raw.get("log", False)
     if not isinstance(log, bool):
-        raise SpecError(source, where + ".log", f"must be true or false, got {log!r}")
+        raise SpecError(source, where + ".log", f"must be true or false, got {_given(log)}")
     if (kind == "loguniform" or log) and low <= 0:
         raise SpecError(source, where + f".{kind}", f"a log scale needs low > 0, got {low}")
     step = raw.get("step")
@@ -166,83 +170,68 @@ def parse_distribution(raw: Any, where: str, source: str) -> Distribution:
         if not all(isinstance(v, int) for v in value):
             raise SpecError(source, where + ".int", f"bounds must be integers, got {value}")
         if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 1):
-            raise SpecError(source, where + ".step", f"must be an integer >= 1, got {step!r}")
+            raise SpecError(source, where + ".step", f"must be an integer >= 1, got {_given(step)}")
         if log and step not in (None, 1):
             raise SpecError(source, where + ".step", "a log scale takes no step (Optuna)")
+        if step and step > high - low:
+            raise SpecError(source, where + ".step", f"must be <= high - low ({high - low}), got {step}")
         if step and (high - low) % step:
             raise SpecError(source, where + ".step", f"high - low ({high - low}) must be a multiple of step {step}")
         return Distribution("int", low, high, step or 1, log)
     if "log" in raw:
         raise SpecError(source, where + ".log", f"{kind} sets its own scale; log is for int")
     if step is not None and (kind == "loguniform" or not _is_number(step) or step <= 0):
-        raise SpecError(source, where + ".step", "only uniform takes a step, a number > 0")
+        raise SpecError(source, where + ".step", f"only uniform takes a step, a number > 0; got {_given(step)}")
+    if step is not None and step > high - low:
+        raise SpecError(source, where + ".step", f"must be <= high - low ({high - low:g}), got {step!r}")
     return Distribution(kind, float(low), float(high), float(step) if step is not None else None)
 
 
-def parse_tune(raw: Any, source: str, models: Mapping[str, Any], check_value: Any) -> TuneSpec:
-    """Validate the ``tune`` section. ``check_value(setting, value, model, teacher) -> str | None``
-    says what is wrong with one value of a setting (bounds and choices are checked with it)."""
+def _given(v: Any) -> str:
+    """A value as error messages show it: its YAML kind and its text."""
+    return "null" if v is None else f"{type(v).__name__} {v!r}"
+
+
+def parse_spaces(
+    raw: Any, source: str, models: Mapping[str, Any], check_value: Any, check_setting: Any = None
+) -> tuple[SearchSpace, ...]:
+    """Validate ``tune.space``. ``check_value(setting, value, model, teacher) -> str | None`` says what is
+    wrong with one value of a setting (bounds and choices are checked with it), ``check_setting(setting,
+    model, teacher) -> str | None`` what is wrong with tuning the setting at all. The other fields of
+    ``tune:`` are read by :func:`kdtune.spec.parse_sweep` like the rest of the file."""
     if raw is None:
-        return TuneSpec()
+        return ()
     if not isinstance(raw, Mapping):
-        raise SpecError(source, "tune", "must be a mapping with metric, seeds, sampler_seed, asha, space")
-    unknown = [k for k in raw if k not in ("metric", "seeds", "sampler_seed", "asha", "space")]
-    if unknown:
-        raise SpecError(source, f"tune.{unknown[0]}", "unknown key; allowed here: metric, seeds, sampler_seed, asha, space")
-    metric = raw.get("metric", "accuracy")
-    if metric not in DIRECTIONS:
-        raise SpecError(source, "tune.metric", f"must be a validation metric, one of {', '.join(DIRECTIONS)}; got {metric!r}")
-    seeds = raw.get("seeds", 3)
-    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
-        raise SpecError(source, "tune.seeds", f"must be an integer >= 1 (seeds per search trial), got {seeds!r}")
-    sampler_seed = raw.get("sampler_seed", 0)
-    if not isinstance(sampler_seed, int) or isinstance(sampler_seed, bool) or sampler_seed < 0:
-        raise SpecError(source, "tune.sampler_seed", f"must be an integer >= 0, got {sampler_seed!r}")
-    asha = _asha(raw.get("asha", {}), source)
-    space_raw = raw.get("space") or {}
-    if not isinstance(space_raw, Mapping):
-        raise SpecError(source, "tune.space", "must be a mapping: a model label or 'TEACHER -> STUDENT' → its settings")
+        raise SpecError(
+            source, "tune.space", f"must be a mapping: a model label or 'TEACHER -> STUDENT' → its settings; got {_given(raw)}"
+        )
     spaces = []
-    for key, body in space_raw.items():
+    for key, body in raw.items():
         where = f"tune.space.{key}"
         teacher, _, model = str(key).rpartition("->")
         teacher, model = (teacher.strip() or "data"), model.strip()
         if model not in models or (teacher != "data" and teacher not in models):
             raise SpecError(source, where, f"must be a model label or 'TEACHER -> STUDENT' with models {', '.join(models)}")
         if not isinstance(body, Mapping) or not body:
-            raise SpecError(source, where, "must map settings to distributions, e.g. {lr: {loguniform: [1.0e-4, 1.0e-2]}}")
+            example = "{lr: {loguniform: [1.0e-4, 1.0e-2]}}"
+            raise SpecError(source, where, f"must map settings to distributions, e.g. {example}; got {_given(body)}")
         params = []
         for setting, dist_raw in body.items():
             allowed = [*TRAIN_SETTINGS, "schedule.<parameter>", *(LOSS_SETTINGS if teacher != "data" else ())]
             if not isinstance(setting, str) or (setting not in allowed and not setting.startswith("schedule.")):
                 raise SpecError(source, f"{where}.{setting}", f"cannot be tuned here; allowed: {', '.join(allowed)}")
+            problem = check_setting(setting, model, teacher) if check_setting else None
+            if problem:
+                raise SpecError(source, f"{where}.{setting}", problem)
             dist = parse_distribution(dist_raw, f"{where}.{setting}", source)
             if setting in INT_SETTINGS and dist.kind in ("uniform", "loguniform"):
                 raise SpecError(source, f"{where}.{setting}", "is a whole number: use {int: [low, high]} or categorical")
-            probes = dist.choices if dist.kind == "categorical" else (dist.low, dist.high)
-            for v in probes:
+            # the field holding a wrong value: the choice, or the [low, high] pair
+            probes = list(enumerate(dist.choices)) if dist.kind == "categorical" else [(None, dist.low), (None, dist.high)]
+            for i, v in probes:
                 problem = check_value(setting, v, model, teacher)
                 if problem:
-                    raise SpecError(source, f"{where}.{setting}", problem)
+                    raise SpecError(source, f"{where}.{setting}.{dist.kind}" + (f"[{i}]" if i is not None else ""), problem)
             params.append((setting, dist))
         spaces.append(SearchSpace(model, teacher, tuple(params)))
-    return TuneSpec(metric, seeds, sampler_seed, asha, tuple(spaces))
-
-
-def _asha(raw: Any, source: str) -> AshaSpec | None:
-    if raw is False or raw is None:
-        return None
-    if raw is True:
-        return AshaSpec()
-    if not isinstance(raw, Mapping):
-        raise SpecError(source, "tune.asha", "must be false or a mapping {grace_period: 2, reduction_factor: 3}")
-    unknown = [k for k in raw if k not in ("grace_period", "reduction_factor")]
-    if unknown:
-        raise SpecError(source, f"tune.asha.{unknown[0]}", "unknown key; allowed here: grace_period, reduction_factor")
-    grace = raw.get("grace_period", AshaSpec.grace_period)
-    if not isinstance(grace, int) or isinstance(grace, bool) or grace < 1:
-        raise SpecError(source, "tune.asha.grace_period", f"must be an integer >= 1 (epochs), got {grace!r}")
-    rf = raw.get("reduction_factor", AshaSpec.reduction_factor)
-    if not _is_number(rf) or rf <= 1:
-        raise SpecError(source, "tune.asha.reduction_factor", f"must be a number > 1, got {rf!r}")
-    return AshaSpec(grace, float(rf))
+    return tuple(spaces)

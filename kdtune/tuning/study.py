@@ -51,6 +51,11 @@ def study_name(sweep: str, model: str, teacher: str, metric: str) -> str:
     return f"{sweep}:{model}:{teacher}:{metric}"
 
 
+def metric_of(name: str) -> str:
+    """The metric a study tunes, from its name (see :func:`study_name`)."""
+    return name.rsplit(":", 1)[-1]
+
+
 def load_study(storage: optuna.storages.BaseStorage, name: str, direction: str) -> optuna.Study:
     """Create the study or load it; a study of the same name with the other direction is refused."""
     study = optuna.create_study(storage=storage, study_name=name, direction=direction, load_if_exists=True)
@@ -77,23 +82,37 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return out
 
 
-def recover(study: optuna.Study, only: set[int] | None = None) -> list[int]:
+def recover(study: optuna.Study, only: set[int] | None = None) -> tuple[list[int], list[int]]:
     """Mark RUNNING trials (of a killed or interrupted run; or only the numbers in ``only``) failed and
-    interrupted, and queue their configurations to be tried again. Returns their numbers."""
+    interrupted, and queue their configurations (as WAITING trials) to be tried again. Returns the
+    numbers marked and, of those, the numbers whose configurations were queued (a trial killed before
+    it had any setting has nothing to queue; one waiting already is not queued twice)."""
     storage = study._storage
-    done = []
+    done, queued = [], []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if only is not None and t.number not in only:
             continue
-        storage.set_trial_user_attr(t._trial_id, INTERRUPTED, True)
         try:
+            storage.set_trial_user_attr(t._trial_id, INTERRUPTED, True)
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         except Exception:  # finished meanwhile by another process sharing the study
             continue
-        if t.params:
-            study.enqueue_trial(t.params, skip_if_exists=True)
+        params = t.params or t.system_attrs.get("fixed_params") or {}
+        if params:
+            if not _queued(study, params):
+                # not ``skip_if_exists``: Optuna would find this very trial (now FAIL) and queue nothing
+                study.enqueue_trial(params)
+            queued.append(t.number)
         done.append(t.number)
-    return done
+    return done, queued
+
+
+def _queued(study: optuna.Study, params: dict[str, Any]) -> bool:
+    """Whether a WAITING trial already holds exactly ``params`` (queued by another recovery)."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if t.system_attrs.get("fixed_params", t.params) == params:
+            return True
+    return False
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
