@@ -83,8 +83,9 @@ class TrialConfig:
             del data["invariance"]
         if loss.get("start") == 0 and loss.get("stop") is None:
             del loss["start"], loss["stop"]
-        if d["train"].get("select_from") == SELECT_FROM[0]:
-            del d["train"]["select_from"]
+        train = d["train"] or {}
+        if train.get("select_from") == SELECT_FROM[0]:
+            del train["select_from"]
         return d
 
     @property
