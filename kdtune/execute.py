@@ -458,6 +458,12 @@ def check_join(address: str) -> None:
     from ray._raylet import GcsClient
 
     try:
+        try:  # RAY_AUTH_MODE=token without any token: ray.init's own check (a GCS client would exit the process)
+            from ray._private.authentication.authentication_token_setup import ensure_token_if_auth_enabled
+        except ImportError:  # pragma: no cover - another Ray version
+            pass
+        else:
+            ensure_token_if_auth_enabled(None, create_token_if_missing=False)
         with _quiet_stderr():
             GcsClient(address=address)
     except ray.exceptions.AuthenticationError as e:
