@@ -200,14 +200,25 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import shutil
+
+    from kdtune.execute import JoinError, check_join
     from kdtune.rundir import RunLock, init_run_dir, remove_scratch
 
     plan = _load(args)  # checks --out before loading any data
     spec = plan.spec
+    if args.executor == "ray" and args.address:
+        check_join(args.address)  # nothing answers, or authentication fails: one line, before the run folder exists
+    fresh = not spec.output.exists() or (spec.output.is_dir() and not any(spec.output.iterdir()))
     init_run_dir(spec.output)
-    with RunLock(spec.output):
-        remove_scratch(spec.output)  # what a worker killed mid-commit left; no worker of this run has started yet
-        return _run_locked(args, plan)
+    try:
+        with RunLock(spec.output):
+            remove_scratch(spec.output)  # what a worker killed mid-commit left; no worker of this run has started yet
+            return _run_locked(args, plan)
+    except JoinError:
+        if fresh:  # made by this invocation, and no trial can have started: leave no half-made run folder
+            shutil.rmtree(spec.output, ignore_errors=True)
+        raise
 
 
 def _run_locked(args: argparse.Namespace, plan: Plan) -> int:
@@ -236,7 +247,7 @@ def _run_locked(args: argparse.Namespace, plan: Plan) -> int:
 
 def _finish_run(args: argparse.Namespace, plan: Plan, record: Path, executor: InlineExecutor | RayExecutor) -> int:
     """Run the plan's trials, write the results table and print the report; the exit status."""
-    from kdtune.execute import execute, plural
+    from kdtune.execute import RayDied, execute, plural
     from kdtune.report import render
     from kdtune.results import collect, collect_run, record_outcome, write_results
 
@@ -246,6 +257,12 @@ def _finish_run(args: argparse.Namespace, plan: Plan, record: Path, executor: In
     try:
         failures = execute(plan, executor)
         exit_status = 1 if failures else 0
+    except RayDied as e:
+        exit_status = f"ray died: {e.reason}"
+        raise
+    except KdtuneError:
+        exit_status = 2
+        raise
     finally:
         record_outcome(record, failures, exit_status)
         union = collect_run(spec.output)
@@ -324,7 +341,7 @@ def _write_report(text: str, output: str | None) -> None:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from kdtune.execute import RayExecutor, execute, run_log
+    from kdtune.execute import RayExecutor, check_join, execute, run_log
     from kdtune.rundir import RunLock, check_out_dir, init_run_dir
     from kdtune.spec import load_sweep
     from kdtune.tuning.search import prepare, run_search
@@ -342,6 +359,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         + ", ".join(f"{k} {d.describe()}" for k, d in setup.space.params)
         + f" → {spec.output}"
     )
+    if args.address:
+        check_join(args.address)  # before the run folder exists
     init_run_dir(spec.output)
 
     with RunLock(spec.output):
@@ -493,6 +512,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         words = sys.argv[1:] if argv is None else list(argv)
         prog = "python -m kdtune" if argv is None and sys.argv[0].endswith("__main__.py") else "kdtune"
+        reason = getattr(e, "reason", None)  # kdtune.execute.RayDied: the Ray instance died under the run
+        if reason is not None:
+            print(
+                f"kdtune: the Ray instance died ({reason}); {finished} of {total} trials finished and are kept; "
+                f"resume with: {prog} {shlex.join(words)}",
+                file=sys.stderr,
+            )
+            return 1
         print(
             f"kdtune: interrupted; {finished} of {total} trials finished and are kept. "
             f"Resume with the same command: {prog} {shlex.join(words)}",

@@ -51,6 +51,19 @@ class Interrupted(KeyboardInterrupt):
         self.finished, self.total = finished, total
 
 
+class RayDied(Interrupted):
+    """The Ray instance died under the run (its raylet or GCS gone): raised, like :class:`Interrupted`, once
+    what was left of Ray is shut down; ``reason`` says which process went."""
+
+    def __init__(self, finished: int, total: int, reason: str) -> None:
+        super().__init__(finished, total)
+        self.reason = reason
+
+
+class JoinError(KdtuneError):
+    """Joining the Ray cluster at ``--address`` failed (nothing answers, authentication, Ray's own refusal)."""
+
+
 def group_payload(plan: Plan, group: TrialGroup, run_dir: Path, data_root: Path | None) -> Payload:
     """Everything a worker needs to train ``group`` (JSON-able, absolute paths)."""
     return {
@@ -389,7 +402,74 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as e:
-        raise KdtuneError(f"cannot join the Ray cluster at {address}: nothing answers there ({e.strerror or e})") from None
+        raise JoinError(f"cannot join the Ray cluster at {address}: nothing answers there ({e.strerror or e})") from None
+
+
+AUTH_HINT = (
+    "set RAY_AUTH_MODE=token and the head's token (RAY_AUTH_TOKEN=<token>, or the file ~/.ray/auth_token "
+    "or $RAY_AUTH_TOKEN_PATH; `ray get-auth-token` on the head prints it)"
+)
+
+
+def _auth_failure(address: str, error: BaseException | str) -> JoinError | None:
+    """The one-line :class:`JoinError` of an authentication failure, if ``error`` (or its causes) is one."""
+    texts, seen = [], 0
+    cause: BaseException | str | None = error
+    while cause is not None and seen < 10:
+        texts.append(f"{type(cause).__name__}: {cause}")
+        cause = cause.__cause__ or cause.__context__ if isinstance(cause, BaseException) else None
+        seen += 1
+    text = "\n".join(texts)
+    if "AuthenticationError" not in text and "InvalidAuthToken" not in text:
+        return None
+    mode = os.environ.get("RAY_AUTH_MODE", "")
+    if mode.lower() != "token":
+        why = f"RAY_AUTH_MODE is {mode!r}" if mode else "RAY_AUTH_MODE is not set"
+    elif "no authentication token was found" in text:
+        why = "no token found"
+    else:
+        why = "the cluster refused this token"
+    return JoinError(f"cannot join the Ray cluster at {address}: authentication failed ({why}): {AUTH_HINT}")
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Ray's C++ code writes warnings straight to file descriptor 2: send them nowhere while within."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def check_join(address: str) -> None:
+    """Before anything is written: a ``host:port`` that nothing answers at, or whose GCS refuses this process's
+    authentication, is a one-line :class:`JoinError` in a second (``ray.init`` would retry for 20 s and say
+    "Failed to connect"). Other addresses ("auto", "ray://…") and other failures are left to ``ray.init``."""
+    _check_reachable(address)
+    _, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return
+    import ray
+    from ray._raylet import GcsClient
+
+    try:
+        try:  # RAY_AUTH_MODE=token without any token: ray.init's own check (a GCS client would exit the process)
+            from ray._private.authentication.authentication_token_setup import ensure_token_if_auth_enabled
+        except ImportError:  # pragma: no cover - another Ray version
+            pass
+        else:
+            ensure_token_if_auth_enabled(None, create_token_if_missing=False)
+        with _quiet_stderr():
+            GcsClient(address=address)
+    except ray.exceptions.AuthenticationError as e:
+        raise _auth_failure(address, e) or JoinError(f"cannot join the Ray cluster at {address}: {_last_line(e)}") from None
+    except Exception:  # not this check's to judge: ray.init says what is wrong
+        logger.info("GCS check of %s failed", address, exc_info=True)
 
 
 STORAGE_TIMEOUT = 120.0  # seconds a node has to answer the shared-storage check
@@ -461,6 +541,15 @@ def check_shared_storage(run_dir: Path, data_root: Path | None, timeout: float =
     return len(nodes)
 
 
+WATCH_INTERVAL = 0.25  # seconds between two checks that the Ray instance still lives
+
+
+def _log_ray_message(data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+    """Ray's messages to the driver (e.g. a dead raylet's last log lines) go to the run log, not the terminal."""
+    for line in data.get("lines", []):
+        logger.warning("(%s) %s", data.get("pid", "ray"), line)
+
+
 # Ray prestarts one idle worker per CPU for the first driver, with the job's (empty) runtime environment;
 # Tune starts its trial actors with a runtime environment of their own (env_vars PL_DISABLE_FORK), so
 # they never land in those workers, which only compete for the CPUs while the first trials start
@@ -479,6 +568,9 @@ class RayExecutor:
         self.max_concurrent, self.max_failures, self.storage = max_concurrent, max_failures, storage
         self._started = False
         self._interrupts = _Interrupts(defer=True)
+        self.died: str | None = None  # why the Ray instance died under the run (the watchdog's finding)
+        self._watch_stop = threading.Event()
+        self._watchdog: threading.Thread | None = None
         # keep a local Ray instance up after a clean exit until close(), so that `kdtune run` prints its
         # results before the second or so that ray.shutdown takes
         self.linger = False
@@ -504,19 +596,21 @@ class RayExecutor:
                 kwargs: dict[str, Any] = {"configure_logging": False, "log_to_driver": False}
                 self._started = True
                 if self.address:  # workers run the driver's own kdtune, whatever is installed on the nodes
-                    _check_reachable(self.address)
+                    check_join(self.address)
                     runtime_env: dict[str, Any] = {"py_modules": [str(Path(__file__).resolve().parent)]}
                     if os.environ.get("KDTUNE_FAULT"):  # the test-only fault switch reaches every node's workers
                         runtime_env["env_vars"] = {"KDTUNE_FAULT": os.environ["KDTUNE_FAULT"]}
                     try:
                         with self._interrupts.held():
                             ray.init(address=self.address, runtime_env=runtime_env, **kwargs)
-                    except (ConnectionError, RuntimeError, ValueError, SystemExit) as e:
-                        raise KdtuneError(f"cannot join the Ray cluster at {self.address}: {_last_line(e)}") from None
+                    except (ConnectionError, RuntimeError, ValueError, SystemExit, ray.exceptions.RayError) as e:
+                        auth = _auth_failure(self.address, e)
+                        raise auth or JoinError(f"cannot join the Ray cluster at {self.address}: {_last_line(e)}") from None
                 else:  # a fresh local instance (never a stale one from /tmp/ray), no dashboard, small object store
                     kwargs["_system_config"] = _LOCAL_SYSTEM_CONFIG.copy()  # ray.init adds to the dict it is given
                     with self._interrupts.held():
                         ray.init(address="local", include_dashboard=False, object_store_memory=256 * 1024**2, **kwargs)
+            self._start_watchdog()
             self._interrupts.check()
             have = ray.cluster_resources()
             for key, need in (("CPU", self.cpu), ("GPU", self.gpu)):
@@ -532,6 +626,7 @@ class RayExecutor:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None = None, *exc: object) -> None:
+        self._stop_watchdog()  # before Ctrl-C is handled as usual again: the watchdog may send one
         interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
         if interrupted:
             self._interrupts.release(exc_type)  # first: a second Ctrl-C must not stop the shutdown
@@ -542,6 +637,7 @@ class RayExecutor:
 
     def close(self) -> None:
         """Shut down the Ray instance this executor started (if still up) and give Ray's loggers back."""
+        self._stop_watchdog()
         if self._started:
             import ray
 
@@ -563,6 +659,86 @@ class RayExecutor:
         for lg, handlers, propagate in getattr(self, "_ray_loggers", []):
             lg.handlers, lg.propagate = handlers, propagate
         self._ray_loggers = []
+        printer = getattr(self, "_ray_printer", None)
+        if printer is not None:
+            import ray._private.worker
+
+            ray._private.worker.print_to_stdstream = printer
+            self._ray_printer = None
+
+    def _liveness(self) -> Callable[[], str | None]:
+        """A check that returns why the Ray instance is dead, or None while it lives: for the local instance,
+        whether its raylet and GCS processes (this process's children) still run; on a cluster, whether the
+        GCS still accepts connections (a refusal, twice in a row: nothing listens there any more)."""
+        import ray
+
+        node = getattr(ray._private.worker, "_global_node", None)
+        if node is None:
+            return lambda: None
+        if not self.address:
+            procs = [(name, info.process) for name in ("raylet", "gcs_server") for info in node.all_processes.get(name, [])]
+
+            def local() -> str | None:
+                for name, proc in procs:
+                    if proc.poll() is not None:  # reaps it: a killed child stays a zombie until then
+                        code = proc.returncode
+                        how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+                        return f"its {name} process {proc.pid} ended, {how}"
+                return None
+
+            return local
+        host, _, port = str(node.gcs_address).rpartition(":")
+        refused = [0]
+
+        def cluster() -> str | None:
+            try:
+                socket.create_connection((host, int(port)), timeout=2).close()
+                refused[0] = 0
+            except ConnectionRefusedError:
+                refused[0] += 1
+            except OSError:  # a slow network is not a death
+                pass
+            return f"its GCS at {host}:{port} refuses connections" if refused[0] >= 2 else None
+
+        return cluster
+
+    def _start_watchdog(self) -> None:
+        """Watch the Ray instance from a thread: when it dies, stop the run as a Ctrl-C would (at the Tune loop's
+        next check, or with a SIGINT if that loop is stuck in Ray for 3 s) and remember why in :attr:`died`.
+        Ray's own messages to the driver (the dying raylet's log tail among them) go to the run log."""
+        import ray._private.worker
+
+        if getattr(self, "_ray_printer", None) is None:
+            self._ray_printer = ray._private.worker.print_to_stdstream
+            ray._private.worker.print_to_stdstream = _log_ray_message
+        alive = self._liveness()
+        self.died = None
+        self._watch_stop = stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(WATCH_INTERVAL):
+                try:
+                    reason = alive()
+                except Exception:  # the watchdog must never stop a run by itself
+                    logger.warning("Ray watchdog check failed", exc_info=True)
+                    continue
+                if reason is None:
+                    continue
+                self.died = reason
+                logger.error("the Ray instance died: %s", reason)
+                self._interrupts.requested = True
+                if not stop.wait(3.0):
+                    os.kill(os.getpid(), signal.SIGINT)  # a second "Ctrl-C": raised at once
+                return
+
+        self._watchdog = threading.Thread(target=watch, name="kdtune-ray-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def _stop_watchdog(self) -> None:
+        self._watch_stop.set()
+        if self._watchdog is not None and self._watchdog is not threading.current_thread():
+            self._watchdog.join(timeout=5)
+        self._watchdog = None
 
     def check_storage(self, run_dir: Path, data_root: Path | None) -> None:
         """Refuse a cluster node that does not see the run and data folders as this machine does (with
@@ -897,7 +1073,7 @@ def execute(
     quarantine_damaged(plan, run_dir, log)
     stages = Stages(plan, log, failures)
     with contextlib.ExitStack() as stack:  # Ray, if started, is shut down whatever happens
-        stack.push(functools.partial(_count_kept, plan))  # runs last
+        stack.push(functools.partial(_count_kept, plan, executor))  # runs last
         if stages.find():
             log_path = stack.enter_context(run_log(run_dir))
             stack.enter_context(executor)
@@ -915,9 +1091,19 @@ def _trial_epochs(payload: Payload) -> list[tuple[str, int]]:
     return [(t["id"], t["config"]["train"]["epochs"]) for t in payload["trials"]]
 
 
-def _count_kept(plan: Plan, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
-    """Exit callback of :func:`execute`: a Ctrl-C becomes :class:`Interrupted`, counting the finished trials."""
+def _count_kept(
+    plan: Plan,
+    executor: InlineExecutor | RayExecutor,
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+    tb: TracebackType | None,
+) -> bool:
+    """Exit callback of :func:`execute`: a Ctrl-C becomes :class:`Interrupted`, the Ray instance's death
+    :class:`RayDied`, counting the finished trials."""
     if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) and not isinstance(exc, Interrupted):
         finished = sum(is_finished(plan.spec.output, tid) for tid in plan.trials)
+        died = getattr(executor, "died", None)
+        if died:
+            raise RayDied(finished, len(plan.trials), died) from None
         raise Interrupted(finished, len(plan.trials)) from None
     return False
