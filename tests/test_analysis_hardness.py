@@ -140,3 +140,28 @@ def test_panels_titles_and_labels_clear_of_the_other_panels_teacher_labelled_as_
                 for target in [*other, *texts(other)]:  # the other panel's axes and its texts
                     assert not box.overlaps(target.get_window_extent(renderer)), (text.get_text(), j)
     assert [t.split(" (")[0] for t in titles] == groups  # one panel per group of the table, in its order
+
+
+def test_the_from_data_curve_is_of_the_students_own_configuration(tmp_path):
+    """Students from data in two lrs: a student distilled at lr 0.003 is compared with the one from data at 0.003
+    (not the lower id), and both configurations of the distilled student with their own."""
+    from dataclasses import replace
+
+    y = np.array([0, 1, 0, 1])
+
+    def arrays(p_true):
+        p = np.where(y[:, None] == np.arange(2), np.array(p_true)[:, None], 1 - np.array(p_true)[:, None])
+        return {"probs__test": p, "labels__test": y}
+
+    stored = {"t0": arrays([0.95] * 4), "a0": arrays([0.2] * 4), "b0": arrays([0.6] * 4)}
+    stored |= {"sa": arrays([0.5] * 4), "sb": arrays([0.5] * 4)}
+    ts = [trial("t0", "CNN", "data", 0)]
+    ts += [replace(trial(tid, "MLP", "data", 0), detail=f"lr={lr}") for tid, lr in (("a0", 0.01), ("b0", 0.003))]
+    ts += [replace(trial(tid, "MLP", "CNN", 0, "t0"), detail=f"lr={lr}") for tid, lr in (("sb", 0.003), ("sa", 0.01))]
+    view = FakeView(ts, stored, ["test"])
+    view.results["lr"] = view.results["trial_id"].map({"t0": 0.003, "a0": 0.01, "b0": 0.003, "sa": 0.01, "sb": 0.003})
+    out = hardness(view, tmp_path)
+    ((_, table),) = out.tables
+    assert table.loc[("MLP ← CNN lr=0.003", "0.90–1.00"), "from-data student p"] == "0.600"  # b0, lr 0.003
+    assert table.loc[("MLP ← CNN lr=0.01", "0.90–1.00"), "from-data student p"] == "0.200"  # a0, lr 0.01
+    assert "MLP ← CNN lr=0.003 s0 ↔ MLP (data) lr=0.003 s0" in out.notes[0]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdtune.analysis import ANALYSES, Output, RunView, TrialView, save_figure, write_table
+from kdtune.analysis import ANALYSES, Output, RunView, TrialView, _blank, cell_settings, save_figure, write_table
 from kdtune.analysis.calibration import binned_means
 from kdtune.analysis.errors import _wrap, from_data_twin, ordered_eval_sets, ordered_groups, run_trials, safe_stem
 from kdtune.errors import KdtuneError
@@ -82,6 +82,25 @@ def _stored(view: RunView, trial: TrialView, e: str) -> np.ndarray | str:
     return true_class_probs(arrays[f"probs__{e}"], arrays[f"labels__{e}"])
 
 
+def _same_config(view: RunView, trials: dict[str, TrialView], student: TrialView) -> dict[str, TrialView]:
+    """``trials`` less the students from data of ``student``'s label whose settings differ from its own in a setting
+    that tells their configurations apart (``MLP (data) lr=0.01`` and ``lr=0.003``: the one of the student's lr),
+    so its from-data curve is one configuration's; all of them where none is in the student's configuration."""
+    rows = view.results.drop_duplicates("trial_id").set_index("trial_id", drop=False)
+    mine = [i for i, t in trials.items() if t.teacher == "data" and t.student == student.student and i in rows.index]
+    if len(mine) < 2 or student.id not in rows.index:
+        return trials
+    keys = cell_settings(rows.loc[mine].reset_index(drop=True))
+    same = [i for i in mine if all(_equal(rows.at[i, k], rows.at[student.id, k]) for k in keys)]
+    if not same:
+        return trials
+    return {i: t for i, t in trials.items() if i not in mine or i in same}
+
+
+def _equal(a: object, b: object) -> bool:
+    return (_blank(a) and _blank(b)) or (not _blank(a) and not _blank(b) and str(a) == str(b))
+
+
 def _curves(view: RunView, source: str, get, trials: dict[str, TrialView], skipped: list[str]) -> dict[str, dict[str, object]]:
     """Per distilled group of the view (one configuration each): the binned curves (distilled, from data) pooled
     over its seeds, which twins were used, and its teachers' own groups (``CNN (data)``, ``CNN (data) lr=0.01``)."""
@@ -101,7 +120,7 @@ def _curves(view: RunView, source: str, get, trials: dict[str, TrialView], skipp
             if isinstance(t_p, str):
                 skipped.append(f"{source}: {t_p}")
                 continue
-            twin = from_data_twin(trials, student, avoid=[teacher.id])
+            twin = from_data_twin(_same_config(view, trials, student), student, avoid=[teacher.id])
             for kind, model in (("distilled", student), ("from data", twin)):
                 if model is None:
                     skipped.append(f"{source}: {student.label}: no student {student.student} trained from data to compare")
