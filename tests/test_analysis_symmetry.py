@@ -166,3 +166,68 @@ def test_groups_that_differ_by_another_kd_setting_are_told_apart():
     assert "MLP ← ResNet w_hard=0" in groups and "MLP ← ResNet w_hard=0.5" in groups and "MLP (data)" in groups
     sel = df[(df["teacher"] == "ResNet") & (df["temperature"] == 4.0) & (df["w_hard"] == 0.5) & (df["eval_set"] == "test")]
     assert len(sel) == 2 and table.loc[("MLP ← ResNet w_hard=0.5", "4"), "accuracy"] == cell(sel["accuracy"].tolist())
+
+
+def two_configs(column: str, values: tuple[object, object], data_too: bool = False) -> pd.DataFrame:
+    """MLP ← CNN at τ 1 and 4 in two configurations (``column`` = each of ``values``), 2 seeds each, and MLP from
+    data (in both configurations too when ``data_too``), on one eval set: accuracy = 0.1·(config+1) + 0.01·seed
+    + τ/100 (so each cell's mean is known by hand and a pooled one would differ)."""
+    rows = []
+    for i, value in enumerate(values):
+        for teacher, taus in (("CNN", (1.0, 4.0)), ("data", (None,))):
+            if teacher == "data" and i and not data_too:
+                continue
+            for tau in taus:
+                for s in (0, 1):
+                    acc = 0.1 * (i + 1) + 0.01 * s + (tau or 0) / 100
+                    setting = value if teacher != "data" or data_too else None
+                    rows.append({"trial_id": f"{teacher}-{tau}-{i}-{s}", "student": "MLP", "teacher": teacher, "seed": s,
+                                 "eval_set": "test", "status": "ok", "temperature": tau, "arch": "mlp",
+                                 column: setting, "accuracy": acc})  # fmt: skip
+    df = pd.DataFrame(rows)
+    df["student"] = pd.Categorical(df["student"], categories=["MLP", "CNN"])
+    df["teacher"] = pd.Categorical(df["teacher"], categories=["data", "MLP", "CNN"])
+    return df
+
+
+def test_two_teacher_configurations_are_two_groups_never_pooled():
+    df = two_configs("teacher_config", ("lr=0.01", "lr=0.003"))
+    table, long, _ = symmetry_table(view_of(df, ["test"]), "test")
+    assert list(table.index) == [
+        ("MLP (data)", "–"),
+        ("MLP ← CNN teacher[lr=0.003]", "1"), ("MLP ← CNN teacher[lr=0.003]", "4"),
+        ("MLP ← CNN teacher[lr=0.01]", "1"), ("MLP ← CNN teacher[lr=0.01]", "4"),
+    ]  # fmt: skip
+    # by hand: config i, τ: 0.1·(i+1) + τ/100 + {0, 0.01} over the seeds
+    assert table.loc[("MLP ← CNN teacher[lr=0.01]", "4"), "accuracy"] == cell([0.14, 0.15])
+    assert table.loc[("MLP ← CNN teacher[lr=0.003]", "4"), "accuracy"] == cell([0.24, 0.25])
+    assert table.loc[("MLP ← CNN teacher[lr=0.003]", "1"), "accuracy"] == cell([0.21, 0.22])
+    row = long[(long["group"] == "MLP ← CNN teacher[lr=0.01]") & (long["temperature"] == 1.0)].iloc[0]
+    assert (row["mean"], row["n"]) == pytest.approx((0.115, 2))
+    assert set(long.loc[long["group"].str.startswith("MLP ← CNN"), "n"]) == {2}  # never 4: no two configurations pooled
+
+
+def test_two_student_lrs_are_two_groups_distilled_and_from_data():
+    df = two_configs("lr", (0.01, 0.003), data_too=True)
+    table, long, _ = symmetry_table(view_of(df, ["test"]), "test")
+    assert list(table.index) == [
+        ("MLP (data) lr=0.003", "–"), ("MLP (data) lr=0.01", "–"),
+        ("MLP ← CNN lr=0.003", "1"), ("MLP ← CNN lr=0.003", "4"), ("MLP ← CNN lr=0.01", "1"), ("MLP ← CNN lr=0.01", "4"),
+    ]  # fmt: skip
+    assert table.loc[("MLP (data) lr=0.01", "–"), "accuracy"] == cell([0.1, 0.11])
+    assert table.loc[("MLP (data) lr=0.003", "–"), "accuracy"] == cell([0.2, 0.21])
+    assert table.loc[("MLP ← CNN lr=0.01", "1"), "accuracy"] == cell([0.11, 0.12])
+    assert table.loc[("MLP ← CNN lr=0.003", "4"), "accuracy"] == cell([0.24, 0.25])
+    assert set(long["n"]) == {2}
+
+
+def test_a_setting_that_varies_for_one_teacher_only_names_that_teachers_groups():
+    """As the view's groups: settings are told apart among the trials of one student and teacher."""
+    df = two_configs("w_hard", (0.0, 0.5))
+    self_rows = df[df["teacher"] == "CNN"].assign(teacher="MLP", w_hard=0.0)
+    self_rows["trial_id"] = "self-" + self_rows["trial_id"]
+    df = pd.concat([df.astype({"teacher": object}), self_rows.astype({"teacher": object})], ignore_index=True)
+    df = df[~((df["teacher"] == "MLP") & (df["trial_id"].str.contains("-1-")))]  # self-distillation: w_hard 0 only
+    table, _, _ = symmetry_table(view_of(df, ["test"]), "test")
+    groups = list(dict.fromkeys(table.index.get_level_values("group")))
+    assert groups == ["MLP (data)", "MLP ← MLP", "MLP ← CNN w_hard=0", "MLP ← CNN w_hard=0.5"]

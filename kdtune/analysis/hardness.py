@@ -10,14 +10,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdtune.analysis import ANALYSES, Output, RunView, TrialView, save_figure, write_table
+from kdtune.analysis import ANALYSES, Output, RunView, TrialView, _blank, cell_settings, save_figure, write_table
 from kdtune.analysis.calibration import binned_means
-from kdtune.analysis.errors import _order, from_data_twin, ordered_eval_sets, ordered_groups, run_trials, safe_stem
+from kdtune.analysis.errors import _wrap, from_data_twin, ordered_eval_sets, ordered_groups, run_trials, safe_stem
 from kdtune.errors import KdtuneError
 
 N_BINS = 10
 TRAIN = "train"
 BATCH_SIZE = 512
+PANEL_SIZE = (3.9, 4.6)  # inches per panel (the curves over the examples per bin)
+MAX_COLS = 4  # panels per row
+HEADER = 1.2  # inches above the panels for the figure's title and legend
+TITLE_CHARS = 40  # a panel's title and x-label are wrapped to lines of at most this many characters (9 pt fits a panel)
 
 
 def true_class_probs(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -78,14 +82,35 @@ def _stored(view: RunView, trial: TrialView, e: str) -> np.ndarray | str:
     return true_class_probs(arrays[f"probs__{e}"], arrays[f"labels__{e}"])
 
 
+def _same_config(view: RunView, trials: dict[str, TrialView], student: TrialView) -> dict[str, TrialView]:
+    """``trials`` less the students from data of ``student``'s label whose settings differ from its own in a setting
+    that tells their configurations apart (``MLP (data) lr=0.01`` and ``lr=0.003``: the one of the student's lr),
+    so its from-data curve is one configuration's; all of them where none is in the student's configuration."""
+    rows = view.results.drop_duplicates("trial_id").set_index("trial_id", drop=False)
+    mine = [i for i, t in trials.items() if t.teacher == "data" and t.student == student.student and i in rows.index]
+    if len(mine) < 2 or student.id not in rows.index:
+        return trials
+    keys = cell_settings(rows.loc[mine].reset_index(drop=True))
+    same = [i for i in mine if all(_equal(rows.at[i, k], rows.at[student.id, k]) for k in keys)]
+    if not same:
+        return trials
+    return {i: t for i, t in trials.items() if i not in mine or i in same}
+
+
+def _equal(a: object, b: object) -> bool:
+    return (_blank(a) and _blank(b)) or (not _blank(a) and not _blank(b) and str(a) == str(b))
+
+
 def _curves(view: RunView, source: str, get, trials: dict[str, TrialView], skipped: list[str]) -> dict[str, dict[str, object]]:
-    """Per distilled group: the binned curves (distilled, from data) pooled over its seeds, and which twins were used."""
+    """Per distilled group of the view (one configuration each): the binned curves (distilled, from data) pooled
+    over its seeds, which twins were used, and its teachers' own groups (``CNN (data)``, ``CNN (data) lr=0.01``)."""
     out: dict[str, dict[str, object]] = {}
     for name, group in ordered_groups(view).items():
         if group[0].teacher == "data":
             continue
         pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"distilled": [], "from data": []}
         twins: list[str] = []
+        teachers: list[str] = []
         for student in group:
             teacher = trials.get(student.config.teacher_id or "")
             if teacher is None:
@@ -95,7 +120,7 @@ def _curves(view: RunView, source: str, get, trials: dict[str, TrialView], skipp
             if isinstance(t_p, str):
                 skipped.append(f"{source}: {t_p}")
                 continue
-            twin = from_data_twin(trials, student, avoid=[teacher.id])
+            twin = from_data_twin(_same_config(view, trials, student), student, avoid=[teacher.id])
             for kind, model in (("distilled", student), ("from data", twin)):
                 if model is None:
                     skipped.append(f"{source}: {student.label}: no student {student.student} trained from data to compare")
@@ -107,7 +132,9 @@ def _curves(view: RunView, source: str, get, trials: dict[str, TrialView], skipp
                     skipped.append(f"{source}: {model.label} and its teacher saw different numbers of examples")
                 else:
                     pairs[kind].append((t_p, s_p))
-                    if kind == "from data":
+                    if kind == "distilled":
+                        teachers.append(teacher.group)
+                    else:
                         twins.append(f"{student.label} ↔ {model.label}")
         if pairs["distilled"]:
             out[name] = {
@@ -118,6 +145,7 @@ def _curves(view: RunView, source: str, get, trials: dict[str, TrialView], skipp
                 },
                 "seeds": len(pairs["distilled"]),
                 "twins": twins,
+                "teachers": list(dict.fromkeys(teachers)),
             }
     return out
 
@@ -142,46 +170,45 @@ def _table(curves: dict[str, dict[str, object]]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["group", "teacher p bin"])
 
 
-def _figure(curves: dict[str, dict[str, object]], students: list[str], teachers: list[str], title: str):
+def _figure(curves: dict[str, dict[str, object]], title: str):
+    """One panel per group, in the table's order (rows of at most :data:`MAX_COLS`): the student's p against
+    the teacher's, above the examples per bin. Each panel is a subfigure whose title (the student's group, its
+    settings included) and x-label (the teacher's own group) are wrapped, under a constrained layout, so no text
+    reaches a neighbouring panel."""
     import matplotlib.pyplot as plt
 
-    rows = [s for s in students if any(n.startswith(f"{s} ←") for n in curves)]
-    suffixes = list(dict.fromkeys(n.split(" ← ", 1)[1] for n in curves))  # "CNN", or "CNN τ=4" when settings vary
-    cols = [x for k in teachers for x in suffixes if x == k or x.startswith(f"{k} ")]
-    height = 4.1 * len(rows) + 1.5
-    fig = plt.figure(figsize=(3.6 * len(cols), height))
-    outer = fig.add_gridspec(len(rows), len(cols), hspace=0.45, wspace=0.3, top=1 - 1.5 / height, bottom=0.4 / height)
+    names = list(curves)
+    ncols = min(MAX_COLS, len(names))
+    nrows = -(-len(names) // ncols)
+    fig = plt.figure(figsize=(PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows + HEADER), layout="constrained")
+    header, body = fig.subfigures(2, 1, height_ratios=[HEADER, PANEL_SIZE[1] * nrows])  # title and legend; the panels
     style = {"distilled": ("#c44e52", "o", "-"), "from data": ("#4c72b0", "s", "--")}
     handles = None
-    for i, s in enumerate(rows):
-        for j, k in enumerate(cols):
-            name = f"{s} ← {k}"
-            if name not in curves:
-                continue
-            inner = outer[i, j].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.08)
-            ax, ax_n = fig.add_subplot(inner[0]), fig.add_subplot(inner[1])
-            ax.plot([0, 1], [0, 1], ls=":", color="0.4", lw=1, label="student = teacher")
-            for kind, table in curves[name]["curves"].items():
-                full = table[table["examples"] > 0]
-                color, marker, ls = style[kind]
-                label = "student distilled from the teacher" if kind == "distilled" else "student from data"
-                ax.plot(full["teacher_p"], full["student_p"], marker=marker, ls=ls, color=color, ms=4, label=label)
-            n = curves[name]["seeds"]
-            ax.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="student p(true class)")
-            ax.set_title(f"{name} ({n} seed{'s' * (n != 1)} pooled)", fontsize=9)
-            ax.tick_params(labelbottom=False)
-            dist = curves[name]["curves"]["distilled"]
-            full = dist[dist["examples"] > 0]
-            ax_n.bar(full["lo"], full["examples"], width=1 / len(dist), align="edge", color="0.6", edgecolor="black", lw=0.6)
-            ax_n.set_yscale("log")
-            _log_ticks(ax_n)
-            ax_n.set(xlim=(0, 1), ylim=(0.7, None), xlabel=f"teacher p(true class) ({k})", ylabel="examples")
-            handles = ax.get_legend_handles_labels()
-    fig.suptitle(title, y=1 - 0.12 / height)
+    for panel, name in zip(body.subfigures(nrows, ncols, squeeze=False).flat, names, strict=False):
+        c = curves[name]
+        n = c["seeds"]
+        panel.suptitle(_wrap(f"{name}\n({n} seed{'s' * (n != 1)} pooled)", TITLE_CHARS), fontsize=9)
+        ax, ax_n = panel.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+        ax.plot([0, 1], [0, 1], ls=":", color="0.4", lw=1, label="student = teacher")
+        for kind, table in c["curves"].items():
+            full = table[table["examples"] > 0]
+            color, marker, ls = style[kind]
+            label = "student distilled from the teacher" if kind == "distilled" else "student from data"
+            ax.plot(full["teacher_p"], full["student_p"], marker=marker, ls=ls, color=color, ms=4, label=label)
+        ax.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="student p(true class)")
+        ax.tick_params(labelbottom=False)
+        dist = c["curves"]["distilled"]
+        full = dist[dist["examples"] > 0]
+        ax_n.bar(full["lo"], full["examples"], width=1 / len(dist), align="edge", color="0.6", edgecolor="black", lw=0.6)
+        ax_n.set_yscale("log")
+        _log_ticks(ax_n)
+        teacher = ", ".join(c["teachers"])
+        ax_n.set(xlim=(0, 1), ylim=(0.7, None), ylabel="examples")
+        ax_n.set_xlabel(_wrap(f"teacher p(true class)\nteacher: {teacher}", TITLE_CHARS), fontsize=9)
+        handles = ax.get_legend_handles_labels()
+    header.suptitle(title)
     if handles:
-        fig.legend(
-            *handles, loc="upper center", ncol=len(handles[1]), frameon=False, bbox_to_anchor=(0.5, 1 - 0.62 / height), fontsize=9
-        )
+        header.legend(*handles, loc="lower center", ncol=len(handles[1]), frameon=False, fontsize=9)
     return fig
 
 
@@ -200,7 +227,6 @@ def hardness(view: RunView, out: Path) -> Output:
         result.skipped.append("all: no distilled students among these trials")
         return result
     trials = run_trials(view)
-    students, teachers = _order(view, "student"), _order(view, "teacher")
     train = TrainProbs(view)
     sources = [(TRAIN, train), *((e, lambda t, e=e: _stored(view, t, e)) for e in ordered_eval_sets(view))]
     twins_note: list[str] = []
@@ -212,7 +238,7 @@ def hardness(view: RunView, out: Path) -> Output:
             continue
         where = "training split (from the checkpoints)" if source == TRAIN else f"{source} set (stored probabilities)"
         title = f"Probability of the true class on the {where}:\nmean student p per bin of the teacher's p"
-        fig = _figure(curves, students, teachers, title)
+        fig = _figure(curves, title)
         result.figures.append(save_figure(fig, out, f"hardness__{safe_stem(source)}"))
         table = _table(curves)
         table_title = f"{where}: mean student p(true class) per bin of the teacher's ({N_BINS} bins; seeds pooled)"

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdtune.analysis import ANALYSES, KD_KEYS, Output, RunView, _num_str, save_figure, write_table
-from kdtune.analysis.errors import _order, cell, ordered_eval_sets, safe_stem
+from kdtune.analysis import ANALYSES, Output, RunView, _blank, _setting, cell_settings, save_figure, write_table
+from kdtune.analysis.errors import _detail_key, _order, cell, ordered_eval_sets, safe_stem
 from kdtune.spec import NO_TEACHER
 
 METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "im")
@@ -79,8 +79,17 @@ def _kind(student: str, teacher: str, augment: str) -> str:
     return f"self-distillation{aug}" if teacher == student else f"distillation{aug}"
 
 
-def _setting(key: str, value: object) -> str:
-    return f"{KD_KEYS[key]}={'–' if pd.isna(value) else _num_str(value)}"
+def config_labels(rows: pd.DataFrame, without: Sequence[str] = ()) -> pd.Series:
+    """Per row (of :func:`finished_rows`): the settings that tell its configuration apart from the other trials of
+    its student and teacher, as the view's groups write them (``w_hard=0.5 teacher[lr=0.01]``, :func:`cell_settings`),
+    less the settings ``without`` (an axis such as ``temperature``, drawn as its own column); "" where there is one."""
+    trials = rows.drop_duplicates("trial_id")
+    labels: dict[str, str] = {}
+    for _, group in trials.groupby([trials["student"].astype(str), trials["teacher"].astype(str)], sort=False):
+        keys = [k for k in cell_settings(group) if k not in without]
+        for r in group.to_dict("records"):
+            labels[r["trial_id"]] = " ".join(_setting(k, r[k]) for k in keys if not _blank(r[k]))
+    return rows["trial_id"].map(labels).fillna("").astype(str)
 
 
 def _augment(rows: pd.DataFrame) -> str:
@@ -91,28 +100,23 @@ def _augment(rows: pd.DataFrame) -> str:
 
 
 def symmetry_table(view: RunView, eval_set: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
-    """Per group (``student ← teacher``, τ; models from data with τ ``–``) and metric: the display table
+    """Per group (``student ← teacher`` and the settings that tell its configuration apart, as the view's groups; τ
+    its own column, ``–`` for models from data) and metric: the display table
     (``mean ± std (n)`` cells), the numeric long table (mean, std, n) and each metric's eval set."""
     rows = finished_rows(view)
     eval_sets = ordered_eval_sets(view)
     sources = {m: e for m in METRICS if (e := metric_eval_set(rows, m, eval_set, eval_sets)) is not None}
-    distilled = rows[rows["teacher"] != NO_TEACHER]
-    others = [k for k in KD_KEYS if k != "temperature" and k in distilled and distilled[k].nunique() > 1]
-    rows = rows.assign(
-        _setting=[
-            "" if k == NO_TEACHER else " ".join(_setting(c, v) for c, v in zip(others, vals, strict=True))
-            for k, *vals in rows[["teacher", *others]].itertuples(index=False)
-        ]
-    )
+    rows = rows.assign(_setting=config_labels(rows, without=["temperature"]))  # one configuration per group, τ aside
     keys = list(dict.fromkeys(rows[["student", "teacher", "_setting"]].itertuples(index=False, name=None)))
     students = {s for s, k, _ in keys if k != NO_TEACHER}
     models = _order(view, "student")
 
-    def rank(key: tuple[str, str, str]) -> tuple[int, int, int]:
-        """Students from data, other models from data (teachers), self-distillation, the rest; then the sweep's order."""
-        s, k, _ = key
+    def rank(key: tuple[str, str, str]) -> tuple[int, int, int, tuple[tuple[str, float, str], ...]]:
+        """Students from data, other models from data (teachers), self-distillation, the rest; then the sweep's
+        order; then the settings (``w_hard=0`` before ``w_hard=0.5``)."""
+        s, k, setting = key
         kind = (0 if s in students else 1) if k == NO_TEACHER else (2 if s == k else 3)
-        return kind, models.index(s) if s in models else len(models), models.index(k) if k in models else -1
+        return kind, models.index(s) if s in models else len(models), models.index(k) if k in models else -1, _detail_key(setting)
 
     keys.sort(key=rank)
     long, display = [], []
