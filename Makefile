@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: install quickstart test lint
+.PHONY: install quickstart test test-fast lint
 install: $(VENV)/.installed
 
 quickstart: $(VENV)/.installed
@@ -18,6 +18,9 @@ quickstart: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/pytest -q
+
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/pytest -q -m "not slow"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check kdtune tests bench

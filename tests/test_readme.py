@@ -32,3 +32,36 @@ def test_every_flag_of_every_command_is_in_the_readme(command):
 def test_the_report_keys_are_listed_and_latex_needs_booktabs():
     assert all(f"`{k}`" in README for k in KEYS)
     assert "booktabs" in README
+
+
+def _tables(text: str) -> list[str]:
+    """The markdown tables of ``text`` (title line and rows), in order, each as one block of lines."""
+    blocks, current = [], []
+    for line in text.splitlines():
+        if line.startswith("**") and line.endswith("**") and "over" in line:
+            current = [line]
+            blocks.append(current)
+        elif current and line.startswith("|"):
+            current.append(line)
+        elif current and line.strip() and not line.startswith("|"):
+            current = []
+    return ["\n".join(b) for b in blocks]
+
+
+@pytest.mark.slow
+def test_the_quickstart_tables_in_the_readme_are_what_kdtune_run_prints(tmp_path):
+    """The README's quickstart tables, digit for digit, against `kdtune run sweeps/quickstart.yaml` now."""
+    import subprocess
+    import sys
+
+    section = README.split("### Quickstart (embedded digits)", 1)[1].split("\n### ", 1)[0]
+    expected = _tables(section)
+    assert len(expected) == 2  # accuracy and ece
+    done = subprocess.run(
+        [sys.executable, "-m", "kdtune", "run", "sweeps/quickstart.yaml", "--out", str(tmp_path / "q")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _tables(done.stdout) == expected
