@@ -112,14 +112,9 @@ class RunView:
         ok = self.results[self.results["status"] == "ok"]
         rows = filter_rows(ok.drop_duplicates("trial_id"), where or {})
         self.trials: list[TrialView] = []
-        varying = {
-            key: cell_settings(group)
-            for key, group in rows.groupby([rows["student"].astype(str), rows["teacher"].astype(str)], sort=False)
-        }
-        for r in rows.to_dict("records"):
+        details = config_labels(rows)
+        for r, detail in zip(rows.to_dict("records"), details, strict=True):
             cfg = TrialConfig.from_dict(read_json(trial_dir(self.run_dir, r["trial_id"]) / CONFIG)["config"])
-            keys = varying[(str(r["student"]), str(r["teacher"]))]
-            detail = " ".join(_setting(k, r[k]) for k in keys if not _blank(r[k]))
             self.trials.append(TrialView(r["trial_id"], str(r["student"]), str(r["teacher"]), int(r["seed"]), cfg, detail))
         present = set(ok["eval_set"].astype(str))
         known = [str(e) for e in self.results["eval_set"].cat.categories if str(e) in present and e != "val"]
@@ -201,6 +196,20 @@ def cell_settings(rows: pd.DataFrame) -> list[str]:
     from kdtune.report import cell_keys
 
     return cell_keys(rows.drop(columns=["eval_set"], errors="ignore"), ["student", "teacher"])
+
+
+def config_labels(rows: pd.DataFrame, without: Sequence[str] = ()) -> pd.Series:
+    """Per row (one or more per trial, with the results' setting columns): the settings that tell its
+    configuration apart from the other trials of its student and teacher, as the view's groups write them
+    (``w_hard=0.5 teacher[lr=0.01]``, :func:`cell_settings`), less the settings ``without`` (an axis such as
+    ``temperature``, drawn as its own column); "" where there is one."""
+    trials = rows.drop_duplicates("trial_id")
+    labels: dict[str, str] = {}
+    for _, group in trials.groupby([trials["student"].astype(str), trials["teacher"].astype(str)], sort=False):
+        keys = [k for k in cell_settings(group) if k not in without]
+        for r in group.to_dict("records"):
+            labels[r["trial_id"]] = " ".join(_setting(k, r[k]) for k in keys if not _blank(r[k]))
+    return rows["trial_id"].map(labels).fillna("").astype(str)
 
 
 def filter_rows(df: pd.DataFrame, where: dict[str, list[str]]) -> pd.DataFrame:

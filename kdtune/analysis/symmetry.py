@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdtune.analysis import ANALYSES, Output, RunView, _blank, _setting, cell_settings, save_figure, write_table
+from kdtune.analysis import ANALYSES, Output, RunView, config_labels, save_figure, write_table
 from kdtune.analysis.errors import _detail_key, _order, cell, ordered_eval_sets, safe_stem
 from kdtune.spec import NO_TEACHER
 
@@ -77,19 +77,6 @@ def _kind(student: str, teacher: str, augment: str) -> str:
     if teacher == NO_TEACHER:
         return f"from data{aug}"
     return f"self-distillation{aug}" if teacher == student else f"distillation{aug}"
-
-
-def config_labels(rows: pd.DataFrame, without: Sequence[str] = ()) -> pd.Series:
-    """Per row (of :func:`finished_rows`): the settings that tell its configuration apart from the other trials of
-    its student and teacher, as the view's groups write them (``w_hard=0.5 teacher[lr=0.01]``, :func:`cell_settings`),
-    less the settings ``without`` (an axis such as ``temperature``, drawn as its own column); "" where there is one."""
-    trials = rows.drop_duplicates("trial_id")
-    labels: dict[str, str] = {}
-    for _, group in trials.groupby([trials["student"].astype(str), trials["teacher"].astype(str)], sort=False):
-        keys = [k for k in cell_settings(group) if k not in without]
-        for r in group.to_dict("records"):
-            labels[r["trial_id"]] = " ".join(_setting(k, r[k]) for k in keys if not _blank(r[k]))
-    return rows["trial_id"].map(labels).fillna("").astype(str)
 
 
 def _augment(rows: pd.DataFrame) -> str:
