@@ -110,6 +110,13 @@ def trial_seed(config: TrialConfig) -> int:
     return zlib.crc32(f"student:{config.seed}".encode())
 
 
+def stream_seeds(config: TrialConfig) -> dict[str, int]:
+    """The seeds of a trial's random streams: ``init_seed`` (initial weights) and ``data_seed`` (data order,
+    dropout masks, augmentation). Two trials with equal ones are paired unit by unit (same start, same batches)."""
+    seed = trial_seed(config)
+    return {"init_seed": seed, "data_seed": seed}
+
+
 DIVERGENCE_FACTOR = 10.0  # an epoch's training loss this many times its first batch's counts as diverged
 
 
@@ -503,9 +510,10 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def config_summary(config: TrialConfig) -> dict[str, Any]:
-    """A flat view of the settings reports group by (used by results tables)."""
+    """A flat view of the settings reports group by (used by results tables), and the trial's stream seeds."""
     tr = asdict(config.train)
     return {
+        **stream_seeds(config),
         "arch": config.arch,
         "temperature": config.loss.temperature if config.loss.distills else None,
         "w_hard": config.loss.w_hard if config.loss.distills else None,

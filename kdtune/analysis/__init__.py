@@ -62,9 +62,9 @@ class TrialView:
     @property
     def init_seed(self) -> int:
         """The seed the trial's initialisation was drawn from: two trials with the same one start from the same weights."""
-        from kdtune.train import trial_seed
+        from kdtune.train import stream_seeds
 
-        return trial_seed(self.config)
+        return stream_seeds(self.config)["init_seed"]
 
     @property
     def source(self) -> str:
