@@ -4,6 +4,12 @@ reverse control), with the student trained from data and the student distilled t
 references, and the fraction of the distillation gain a switch recovers,
 ``(m(switch) − m(data)) / (m(start 0) − m(data))``, per seed (and fold), mean ± std.
 
+A group is one configuration, as the view's groups (student, teacher and the settings that tell their trials
+apart, ``teacher[...]`` included), less the switch itself; its from-data reference is the same student label's, of
+the group's configuration, never another student of the architecture (where none fits, the group has no recovered
+fraction and the skipped lines say why). A seed (and fold) held by two trials of one cell is named; it has no one
+twin, so no recovered fraction is paired with either.
+
 A switched student is only a measurement of its switch if the epoch it kept (``best_epoch``) comes after the
 switch: from ``start`` on, or from ``stop`` on for the control (:func:`kdtune.distill.selection_epochs`). kdtune
 selects inside that window since ``train.select_from: last_switch``; a trial whose kept epoch lies outside it
@@ -339,6 +345,11 @@ def switch(view: RunView, out: Path) -> Output:
         "the epochs from the last switch on: for start, the distilled epochs; for stop, the epochs back on the labels "
         "(an earlier epoch would be a student that never read its teacher, or one distilled throughout and stopped "
         "early)."
+    )
+    result.notes.append(
+        "Groups: one configuration each (student, teacher and the settings that tell them apart, the switch aside). "
+        "From data: the student's own label trained from data, of the group's configuration where its from-data "
+        "trials differ (e.g. in lr); paired with each switched trial by seed and fold."
     )
     result.notes.append(
         "start = s: labels before the switch, the teacher from it on; stop = s: the reverse. A fraction in [0, 1) "
