@@ -216,3 +216,98 @@ def test_switch_notes_count_the_kept_epochs_checked(tmp_path):
     assert sum("outside its window" in line for line in out.skipped) == 2  # seed 0, both folds
     ((_, table),) = out.tables
     assert table.loc[("MLP ← CNN", "start", "0.75"), "kept outside window"] == "2 of 6"
+
+
+def _plain(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame with string labels, so other students and teachers can be added."""
+    return df.assign(student=df["student"].astype(str), teacher=df["teacher"].astype(str), eval_set="test")
+
+
+def test_two_teacher_configurations_of_one_student_are_two_groups_never_pooled():
+    df = _plain(results_frame(folds=(None,)))
+    distilled = df["teacher"] == "CNN"
+    df["teacher_config"] = np.where(distilled, "lr=0.01", None)
+    other = df[distilled].copy()  # the same student distilled from the CNN trained with another lr
+    other["trial_id"] += "-lr0.003"
+    other["teacher_config"] = "lr=0.003"
+    throughout = (other["start"] == 0.0) & other["stop"].isna()
+    other.loc[throughout, "accuracy"] += 0.01  # a gain of 0.11 per seed
+    other.loc[~throughout, "accuracy"] -= 0.02
+    table, long, skipped = switch_table(pd.concat([df, other], ignore_index=True), ["accuracy"])
+    assert skipped == []
+    groups = list(dict.fromkeys(table.index.get_level_values("group")))
+    assert groups == ["MLP ← CNN teacher[lr=0.01]", "MLP ← CNN teacher[lr=0.003]"]
+    a, b = (long[(long["group"] == g) & (long["series"] == "start") & (long["point"] == 0.5)].iloc[0] for g in groups)
+    # start 0.5 keeps 1 − 0.5·(1 + 0.1 s) of seed s's gain of 0.1, plus 0.001 s: 0.05, 0.046, 0.042 above the data
+    assert (a["mean"], a["n"]) == (pytest.approx(0.80 + 0.01 + 0.046), 3)
+    assert a["recovered_mean"] == pytest.approx(0.46)  # (0.05 + 0.046 + 0.042) / 3 / 0.1
+    assert (b["mean"], b["n"]) == (pytest.approx(0.81 + 0.046 - 0.02), 3)
+    assert b["recovered_mean"] == pytest.approx(0.026 / 0.11)  # (0.03 + 0.026 + 0.022) / 3 / 0.11
+    data = cell([DATA_ACC[s] for s in SEEDS])
+    assert table.loc[(groups[0], "from data", "–"), "accuracy"] == data == table.loc[(groups[1], "from data", "–"), "accuracy"]
+    assert table.loc[(groups[1], "distilled throughout", "–"), "accuracy"] == cell([THROUGHOUT_ACC[s] + 0.01 for s in SEEDS])
+
+
+def test_two_student_labels_of_one_architecture_are_separate_each_with_its_own_students_from_data():
+    df = _plain(results_frame(folds=(None,)))
+    wide = df.copy()  # another student label of the same architecture (mlp), its from-data students 0.02 lower
+    wide["student"], wide["trial_id"] = "MLP2", "MLP2-" + wide["trial_id"]
+    wide.loc[wide["teacher"] == "data", "accuracy"] -= 0.02
+    table, long, skipped = switch_table(pd.concat([df, wide], ignore_index=True), ["accuracy"])
+    assert skipped == []
+    assert list(dict.fromkeys(table.index.get_level_values("group"))) == ["MLP ← CNN", "MLP2 ← CNN"]
+    assert table.loc[("MLP2 ← CNN", "from data", "–"), "accuracy"] == cell([DATA_ACC[s] - 0.02 for s in SEEDS])
+    assert table.loc[("MLP2 ← CNN", "start", "0.5"), "accuracy"] == cell([_acc(0.5, None, s, 0) for s in SEEDS])
+    at = long[(long["series"] == "start") & (long["point"] == 0.5)].set_index("group")["recovered_mean"]
+    assert at["MLP ← CNN"] == pytest.approx(0.46)  # (0.05 + 0.046 + 0.042) / 3 / 0.1
+    assert at["MLP2 ← CNN"] == pytest.approx(0.55)  # (0.07 + 0.066 + 0.062) / 3 / 0.12
+    # without MLP2's own students from data: no reference (never MLP's), and it says so
+    table, _, skipped = switch_table(pd.concat([df, wide[wide["teacher"] != "data"]], ignore_index=True), ["accuracy"])
+    assert skipped == ["MLP2 ← CNN: no MLP2 trained from data to compare (MLP, of architecture mlp, another model: not used)"]
+    assert table.loc[("MLP2 ← CNN", "from data", "–"), "accuracy"] == "–"
+    assert table.loc[("MLP2 ← CNN", "start", "0.5"), "accuracy recovered"] == "–"
+
+
+def test_the_students_from_data_are_of_the_groups_configuration():
+    df = _plain(results_frame(folds=(None,)))
+    df["lr"] = 0.01
+    slow = df[df["teacher"] == "data"].copy()  # the student from data with another lr: not this group's reference
+    slow["trial_id"] += "-lr0.003"
+    slow["lr"], slow["accuracy"] = 0.003, 0.5
+    table, long, skipped = switch_table(pd.concat([df, slow], ignore_index=True), ["accuracy"])
+    assert skipped == []
+    assert table.loc[("MLP ← CNN", "from data", "–"), "accuracy"] == cell([DATA_ACC[s] for s in SEEDS])
+    at = long[(long["series"] == "start") & (long["point"] == 0.5)].iloc[0]
+    assert at["recovered_mean"] == pytest.approx(0.46)
+    # of none of the student's from-data configurations (lr 0.003 and 0.03, not 0.01): skipped with the reason
+    fast = slow.assign(trial_id=slow["trial_id"] + "-lr0.03", lr=0.03)
+    table, _, skipped = switch_table(pd.concat([df[df["teacher"] != "data"], slow, fast], ignore_index=True), ["accuracy"])
+    assert skipped == [
+        "MLP ← CNN: no MLP trained from data of its configuration (lr=0.01) to compare; its from-data configurations: "
+        "lr=0.003; lr=0.03"
+    ]
+    assert table.loc[("MLP ← CNN", "start", "0.5"), "accuracy recovered"] == "–"
+
+
+def test_a_seed_held_twice_in_a_cell_is_named_never_overwritten():
+    df = _plain(results_frame(folds=(None,)))
+    again = df[(df["teacher"] == "data") & (df["seed"] == 0)].assign(trial_id="data-again-0", accuracy=0.5)
+    late = df[(df["start"] == 0.5) & (df["seed"] == 1)].assign(trial_id="late-again-1", accuracy=0.7)
+    table, long, skipped = switch_table(pd.concat([df, again, late], ignore_index=True), ["accuracy"])
+    assert skipped == [
+        "MLP ← CNN from data, seed 0: 2 trials (data-None-None-0-None, data-again-0) of one configuration; no twin for "
+        "the recovered fraction of that seed and fold",
+        "MLP ← CNN start=0: 1 trial(s) without a from-data and a throughout twin of the same seed and fold",
+        "MLP ← CNN start=0.25: 1 trial(s) without a from-data and a throughout twin of the same seed and fold",
+        "MLP ← CNN start=0.5, seed 1: 2 trials (CNN-0.5-None-1-None, late-again-1) of one configuration; each counted",
+        "MLP ← CNN start=0.5: 1 trial(s) without a from-data and a throughout twin of the same seed and fold",
+        "MLP ← CNN start=0.75: 1 trial(s) without a from-data and a throughout twin of the same seed and fold",
+        "MLP ← CNN stop=0.5: 1 trial(s) without a from-data and a throughout twin of the same seed and fold",
+    ]
+    assert table.loc[("MLP ← CNN", "from data", "–"), "accuracy"] == cell([0.80, 0.81, 0.82, 0.5])
+    # seed 0 has no one twin from data: left out of the fraction, not replaced by either of its two (0.80 or 0.5)
+    half = long[(long["series"] == "start") & (long["point"] == 0.5)].iloc[0]
+    assert (half["n"], half["recovered_n"]) == (4, 3)  # seeds 1 (twice, each counted) and 2
+    gain = THROUGHOUT_ACC[1] - DATA_ACC[1]
+    fracs = [(_acc(0.5, None, 1, 0) - DATA_ACC[1]) / gain, (0.7 - DATA_ACC[1]) / gain, 0.42]
+    assert half["recovered_mean"] == pytest.approx(np.mean(fracs))

@@ -4,6 +4,12 @@ reverse control), with the student trained from data and the student distilled t
 references, and the fraction of the distillation gain a switch recovers,
 ``(m(switch) − m(data)) / (m(start 0) − m(data))``, per seed (and fold), mean ± std.
 
+A group is one configuration, as the view's groups (student, teacher and the settings that tell their trials
+apart, ``teacher[...]`` included), less the switch itself; its from-data reference is the same student label's, of
+the group's configuration, never another student of the architecture (where none fits, the group has no recovered
+fraction and the skipped lines say why). A seed (and fold) held by two trials of one cell is named; it has no one
+twin, so no recovered fraction is paired with either.
+
 A switched student is only a measurement of its switch if the epoch it kept (``best_epoch``) comes after the
 switch: from ``start`` on, or from ``stop`` on for the control (:func:`kdtune.distill.selection_epochs`). kdtune
 selects inside that window since ``train.select_from: last_switch``; a trial whose kept epoch lies outside it
@@ -19,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdtune.analysis import ANALYSES, KD_KEYS, Output, RunView, save_figure, write_table
+from kdtune.analysis import ANALYSES, Output, RunView, _blank, _setting, cell_settings, save_figure, write_table
 from kdtune.analysis.errors import cell, ordered_eval_sets, safe_stem
-from kdtune.analysis.symmetry import finished_rows, spread, summary
+from kdtune.analysis.symmetry import config_labels, finished_rows, spread, summary
 from kdtune.distill import LossSpec, selection_epochs
 from kdtune.spec import NO_TEACHER
 
@@ -51,8 +57,57 @@ def _pair_key(df: pd.DataFrame) -> list[str]:
 
 
 def _by_pair(df: pd.DataFrame, metrics: list[str]) -> dict[str, dict[str, float]]:
+    """Per metric, each seed/fold's value; a seed/fold held by more than one trial is left out (no twin:
+    which one would be a guess), never one overwriting the other (:func:`_duplicates` names them)."""
     keys = _pair_key(df)
-    return {m: dict(zip(keys, pd.to_numeric(df[m], errors="coerce"), strict=True)) for m in metrics}
+    dup = set(_duplicates(df))
+    return {m: {k: v for k, v in zip(keys, pd.to_numeric(df[m], errors="coerce"), strict=True) if k not in dup} for m in metrics}
+
+
+def _duplicates(df: pd.DataFrame) -> dict[str, list[str]]:
+    """``seed/fold`` → the trial ids, for each seed/fold held by more than one trial of one cell."""
+    ids: dict[str, list[str]] = {}
+    for k, tid in zip(_pair_key(df), df["trial_id"], strict=True):
+        ids.setdefault(k, []).append(str(tid))
+    return {k: v for k, v in ids.items() if len(v) > 1}
+
+
+def _duplicate_lines(df: pd.DataFrame, where: str, fraction: str) -> list[str]:
+    """A line per seed/fold of ``df`` (one cell: one configuration) held by two or more trials."""
+    lines = []
+    for k, ids in _duplicates(df).items():
+        seed, fold = k.split("/")
+        at = f"seed {seed}" + (f" fold {fold}" if fold else "")
+        lines.append(f"{where}, {at}: {len(ids)} trials ({', '.join(ids)}) of one configuration; {fraction}")
+    return lines
+
+
+def _equal(a: object, b: object) -> bool:
+    return (_blank(a) and _blank(b)) or (not _blank(a) and not _blank(b) and str(a) == str(b))
+
+
+def from_data_reference(data: pd.DataFrame, group: pd.DataFrame, student: str, arch: str) -> tuple[pd.DataFrame, str]:
+    """The rows of ``student`` (its own label, never another student of the architecture) trained from data of
+    ``group``'s configuration: those whose settings that tell the student's from-data configurations apart
+    (:func:`kdtune.analysis.cell_settings`) are the group's. Empty with the reason where there is none."""
+    mine = data[(data["student"].astype(str) == student) & (data["arch"].astype(str) == arch)]
+    if mine.empty:
+        others = sorted(set(data.loc[data["arch"].astype(str) == arch, "student"].astype(str)))
+        also = f" ({', '.join(others)}, of architecture {arch}, another model: not used)" if others else ""
+        return mine, f"no {student} trained from data to compare{also}"
+    trials = mine.drop_duplicates("trial_id")
+    keys = cell_settings(trials)
+    if not keys:
+        return mine, ""
+    first = group.iloc[0]
+    same = [all(_equal(r[k], first[k] if k in group.columns else None) for k in keys) for r in trials.to_dict("records")]
+    ids = set(trials.loc[same, "trial_id"])
+    if not ids:
+        labels = sorted(set(config_labels(trials)))
+        ours = " ".join(_setting(k, first[k]) for k in keys if k in group.columns and not _blank(first[k]))
+        return mine.iloc[:0], (f"no {student} trained from data of its configuration ({ours or 'unset'}) to compare; "
+                               f"its from-data configurations: {'; '.join(labels)}")  # fmt: skip
+    return mine[mine["trial_id"].isin(ids)], ""
 
 
 def switch_points(df: pd.DataFrame) -> pd.DataFrame:
@@ -119,16 +174,19 @@ def _flagged(part: pd.DataFrame, name: str, series: str, point: float) -> tuple[
     return keep[~twins].drop(columns="pair"), lines
 
 
+SWITCH_SETTINGS = ("start", "stop", "select_from")  # the x axis (select_from is derived from it), not a group
+
+
 def switch_table(rows: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """Per group (teacher, student architecture, varying KD settings), series and switch point: each
-    metric and its recovered fraction, and how many trials kept an epoch outside their window (left out); the
-    display table, the numeric long table and what was left out."""
+    """Per group (one configuration: student, teacher and the settings that tell its trials apart, as the view's
+    groups, less the switch), series and switch point: each metric and its recovered fraction, and how many
+    trials kept an epoch outside their window (left out); the display table, the numeric long table and what was
+    left out. The from-data reference is the student's own, of the group's configuration."""
     rows = rows.copy()
+    rows["student"], rows["teacher"], rows["arch"] = (rows[c].astype(str) for c in ("student", "teacher", "arch"))
     skipped: list[str] = []
     distilled = selection_check(switch_points(rows[rows["teacher"] != NO_TEACHER]))
     data = rows[rows["teacher"] == NO_TEACHER]
-    settings = [k for k in KD_KEYS if k not in ("start", "stop")]  # the switch is the x axis, not a group
-    keys = ["teacher", "arch", *[k for k in settings if k in distilled and distilled[k].nunique() > 1]]
     windows = distilled["series"] == "window"
     if windows.any():
         skipped.append(f"{int(windows.sum())} row(s) with both start > 0 and stop set (a window, not a switch)")
@@ -137,20 +195,20 @@ def switch_table(rows: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, 
     if len(unknown):
         skipped.append(f"{len(unknown)} switched trial(s) without best_epoch or epochs in the results: kept epoch not "
                        "checked against the switch")  # fmt: skip
+    # one configuration per group: the settings that tell the trials of a student and teacher apart, the switch aside
+    labels = config_labels(distilled.drop(columns=[c for c in SWITCH_SETTINGS if c in distilled]), without=SWITCH_SETTINGS)
+    distilled = distilled.assign(_config=labels.to_numpy())
     long, display = [], []
-    for key, group in distilled.groupby(keys, sort=False, observed=True):
-        key = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+    for (student, teacher, setting), group in distilled.groupby(["student", "teacher", "_config"], sort=False, dropna=False):
         throughout = group[group["throughout"]]
-        student = str(throughout["student"].iloc[0]) if len(throughout) else str(group["student"].iloc[0])
-        detail = " ".join(f"{KD_KEYS[k]}={key[k]:g}" if isinstance(key[k], float) else f"{KD_KEYS[k]}={key[k]}"
-                          for k in keys[2:])  # fmt: skip
-        name = f"{student} ← {key['teacher']}" + (f" {detail}" if detail else "")
-        same_arch = data[data["arch"] == key["arch"]]
-        ref = same_arch[same_arch["student"] == student] if (same_arch["student"] == student).any() else same_arch
-        if ref.empty:
-            skipped.append(f"{name}: no {key['arch']} student trained from data to compare")
+        name = f"{student} ← {teacher}" + (f" {setting}" if setting else "")
+        ref, why = from_data_reference(data, group, student, str(group["arch"].iloc[0]))
+        if why:
+            skipped.append(f"{name}: {why}")
         if throughout.empty:
             skipped.append(f"{name}: no student distilled throughout (start 0, no stop) to compare")
+        for label, sel in (("from data", ref), ("distilled throughout", throughout)):
+            skipped += _duplicate_lines(sel, f"{name} {label}", "no twin for the recovered fraction of that seed and fold")
         ref_by, top_by = _by_pair(ref, metrics), _by_pair(throughout, metrics)
         refs = {"from data": ref, "distilled throughout": throughout}
         for label, sel in refs.items():
@@ -169,6 +227,8 @@ def switch_table(rows: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, 
                 at = part[part["point"] == point]
                 sel, lines = _flagged(at, name, series, point)
                 skipped += lines
+                if series != "start" or point != 0:  # start 0 is the throughout reference, named above
+                    skipped += _duplicate_lines(sel, f"{name} {series}={point:g}", "each counted")
                 outside = int((at["kept"] == "outside").sum())
                 shown = {"group": name, "series": series, "switch": f"{point:g}"}
                 pairs = _pair_key(sel)
@@ -285,6 +345,11 @@ def switch(view: RunView, out: Path) -> Output:
         "the epochs from the last switch on: for start, the distilled epochs; for stop, the epochs back on the labels "
         "(an earlier epoch would be a student that never read its teacher, or one distilled throughout and stopped "
         "early)."
+    )
+    result.notes.append(
+        "Groups: one configuration each (student, teacher and the settings that tell them apart, the switch aside). "
+        "From data: the student's own label trained from data, of the group's configuration where its from-data "
+        "trials differ (e.g. in lr); paired with each switched trial by seed and fold."
     )
     result.notes.append(
         "start = s: labels before the switch, the teacher from it on; stop = s: the reverse. A fraction in [0, 1) "
