@@ -25,9 +25,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdtune.analysis import ANALYSES, Output, RunView, _blank, _setting, cell_settings, save_figure, write_table
+from kdtune.analysis import (
+    ANALYSES,
+    Output,
+    RunView,
+    _blank,
+    _setting,
+    cell_settings,
+    config_labels,
+    save_figure,
+    write_table,
+)
 from kdtune.analysis.errors import cell, ordered_eval_sets, safe_stem
-from kdtune.analysis.symmetry import config_labels, finished_rows, spread, summary
 from kdtune.distill import LossSpec, selection_epochs
 from kdtune.spec import NO_TEACHER
 
