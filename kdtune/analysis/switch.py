@@ -37,6 +37,7 @@ from kdtune.analysis import (
     write_table,
 )
 from kdtune.analysis.errors import cell, ordered_eval_sets, safe_stem
+from kdtune.analysis.symmetry import finished_rows, spread, summary
 from kdtune.distill import LossSpec, selection_epochs
 from kdtune.spec import NO_TEACHER
 
