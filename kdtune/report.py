@@ -660,8 +660,8 @@ def _best(
     few_best = few = 0
     for rows in columns.values():
         ok = [r for r in rows if frame.loc[r, "n"] >= 1 and np.isfinite(frame.loc[r, "mean"])]
-        if not ok:
-            continue
+        if len(ok) < 2:
+            continue  # one cell (or none) in the column: best of nothing, not bold
         means = frame.loc[ok, "mean"].astype(float)
         best = int(means.idxmax() if higher else means.idxmin())
         if frame.loc[best, "n"] < 2:
@@ -740,11 +740,15 @@ def _stat_notes(opts: Stats, metric: str, compared: dict[str, object] | None, be
     if best is not None:
         tested = best["tested"]  # type: ignore[assignment]
         way = "higher" if best["higher"] else "lower"
-        out.append(
-            f"bold: the best cell of each column ({way} is better for {metric}) and every cell not significantly different "
-            f"from it; {_tests_used(tested, opts)}; two-sided, {_family(tested, opts, 'comparisons with a best cell')}"
-            + (f"; {_sides(tested)} (cell vs best)" if tested else "")
-        )
+        if not tested and not best["few_best"] and not best["few"]:
+            out.append("bold: nothing, no column has two cells with values to compare")
+        else:
+            out.append(
+                f"bold: the best cell of each column ({way} is better for {metric}) and every cell not significantly "
+                f"different from it; {_tests_used(tested, opts)}; two-sided, "
+                f"{_family(tested, opts, 'comparisons with a best cell')}"
+                + (f"; {_sides(tested)} (cell vs best)" if tested else "")
+            )
         if best["few_best"]:
             out.append(f"{best['few_best']} column(s) without bold: their best cell has n < 2 (nothing to test with)")
         if best["few"]:

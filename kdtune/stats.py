@@ -13,6 +13,7 @@ models. Two cells are *paired* when their units match one to one by the seeds of
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,8 +74,8 @@ def half_width(values: Sequence[float] | np.ndarray, kind: str = "std") -> float
     if kind == "std":
         return float(np.std(x, ddof=DDOF))
     se = float(scipy.stats.sem(x, ddof=DDOF))
-    if kind == "se":
-        return se
+    if kind == "se" or se == 0:
+        return se  # (units all equal: an interval of width 0)
     lo, hi = scipy.stats.t.interval(0.95, len(x) - 1, loc=0.0, scale=se)
     return float((hi - lo) / 2)
 
@@ -159,7 +160,9 @@ def compare(
     if len(x) < 2 or len(y) < 2:
         return Comparison(nan, nan, nan, nan, name, paired, n_pairs, len(x), len(y))
     diff = float(np.mean(x - y)) if paired else float(np.mean(x) - np.mean(y))
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        # identical units (a tie) or a constant difference: NaN or a p of 0, without scipy's precision warning
+        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
         t = scipy.stats.ttest_rel(x, y) if paired else scipy.stats.ttest_ind(x, y, equal_var=False)
         ci = t.confidence_interval(level)
     lo, hi, p = float(ci.low), float(ci.high), float(t.pvalue)
