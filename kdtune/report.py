@@ -571,18 +571,16 @@ def _same(a: object, b: object) -> bool:
     return (pd.isna(a) and pd.isna(b)) if pd.isna(a) or pd.isna(b) else a == b
 
 
-def _reference(frame: pd.DataFrame, row: int, refs: list[int], others: list[str]) -> int | None:
-    """The reference row of ``row``: among ``refs``, the one equal on every other key, a key that one side
-    lacks (NaN: e.g. a baseline's temperature or teacher_config) matching anything; of several, the one equal
-    on most keys; None if none, or if that is still more than one (ambiguous)."""
-    mine = frame.loc[row, others]
+def _reference(mine: tuple[object, ...], refs: list[tuple[int, tuple[object, ...]]]) -> int | None:
+    """The reference row of a cell whose other keys are ``mine``: among ``refs`` (row, other keys), the one equal
+    on every other key, a key that one side lacks (None: e.g. a baseline's temperature or teacher_config)
+    matching anything; of several, the one equal on most keys; None if none, or if still more than one."""
     best: list[int] = []
     most = -1
-    for r in refs:
-        theirs = frame.loc[r, others]
-        if not all(pd.isna(a) or pd.isna(b) or a == b for a, b in zip(mine, theirs, strict=True)):
+    for r, theirs in refs:
+        if not all(a is None or b is None or a == b for a, b in zip(mine, theirs, strict=True)):
             continue
-        equal = sum(_same(a, b) for a, b in zip(mine, theirs, strict=True))
+        equal = sum(a == b for a, b in zip(mine, theirs, strict=True))
         if equal > most:
             best, most = [r], equal
         elif equal == most:
@@ -604,7 +602,8 @@ def _compare(
     value = _value_of(frame, key, text)
     others = [k for k in keys if k != key]
     is_ref = [_same(v, value) for v in frame[key].astype(object)]
-    refs = [i for i, r in zip(frame.index, is_ref, strict=True) if r]
+    other_values = dict(zip(frame.index, _tuples(frame, others), strict=True))
+    refs = [(i, other_values[i]) for i, r in zip(frame.index, is_ref, strict=True) if r]
     frame = frame.copy()
     for c in COMPARE_COLUMNS:
         frame[c] = np.nan if c != "test" else ""
@@ -616,7 +615,7 @@ def _compare(
     for row, ref_flag in zip(frame.index, is_ref, strict=True):
         if ref_flag or pd.isna(frame.loc[row, key]):
             continue
-        ref = _reference(frame, row, refs, others)
+        ref = _reference(other_values[row], refs)
         if ref is None:
             no_ref += 1
             continue
@@ -728,8 +727,8 @@ def _stat_notes(opts: Stats, metric: str, compared: dict[str, object] | None, be
         tested: list[stats.Comparison] = compared["tested"]  # type: ignore[assignment]
         ref = f"{compared['key']} = {compared['value']}"
         out.append(
-            f"{UP}/{DOWN}: significantly higher/lower than the cell of {ref} with the same other keys (a key the reference "
-            f"lacks, e.g. a baseline's temperature, matches any); {_tests_used(tested, opts)}; two-sided, "
+            f"{UP}/{DOWN}: significantly higher/lower than the cell of {ref} with the same other keys (a setting one side "
+            f"lacks, e.g. a baseline's teacher_config, matches any); {_tests_used(tested, opts)}; two-sided, "
             f"{_family(tested, opts, 'comparisons')}; {_sides(tested)} (cell vs reference); "
             f"the CSV (--format csv) has each difference, its {100 * (1 - opts.alpha):g} % interval and p"
         )
