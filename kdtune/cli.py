@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from kdtune.errors import KdtuneError
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from kdtune.execute import InlineExecutor, RayExecutor
     from kdtune.plan import Plan
+    from kdtune.report import Stats
     from kdtune.spec import ReportSpec
 
 
@@ -128,6 +129,31 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--cols", type=_csv, help="comma-separated column keys (default: report.cols, else eval_set,teacher)")
     rep.add_argument("--eval-sets", type=_csv, help="eval sets to show (default: report.eval_sets, else all but val)")
     rep.add_argument("--digits", type=_digits, help="decimals (default 3)")
+    rep.add_argument(
+        "--interval",
+        choices=("std", "se", "ci95"),
+        help="what ± shows: std, standard error or t-based 95%% interval of the mean, ddof 1 (default: report.interval, std)",
+    )
+    rep.add_argument(
+        "--compare",
+        metavar="KEY=VALUE",
+        help="compare every cell with the cell of this column key's value sharing its other keys, e.g. teacher=data; "
+        "▲/▼ where significantly higher/lower (the CSV has diff, diff_lo, diff_hi, p, p_adjusted, test, n_pairs)",
+    )
+    rep.add_argument(
+        "--test",
+        choices=("auto", "paired", "welch", "bootstrap", "permutation"),
+        help="test of --compare and --bold: auto (default) is the paired t-test where two cells' models share their random "
+        "streams (fold, init_seed, data_seed), else Welch's; paired refuses an unpaired design",
+    )
+    rep.add_argument(
+        "--correction", choices=("holm", "bonferroni", "none"), help="over all comparisons of a table (default holm)"
+    )
+    rep.add_argument("--alpha", type=float, help="significance level (default 0.05)")
+    rep.add_argument(
+        "--bold", choices=("best",), help="best: bold the best cell of each column and every cell not significantly worse"
+    )
+    rep.add_argument("--seed", type=int, help="seed of --test bootstrap and permutation (default 0)")
     rep.add_argument("--output", "-o", help="write to this file instead of standard output")
 
     st = sub.add_parser("status", help="what a run folder holds: finished, failed, running, pending (read-only)")
@@ -279,7 +305,8 @@ def _finish_run(args: argparse.Namespace, plan: Plan, record: Path, executor: In
     if not args.no_report and (df["status"] == "ok").any():
         r = spec.report
         print()
-        print(render(df, _metrics(df, args.metric, r.metrics), "markdown", r.rows, r.cols, r.eval_sets, r.digits))
+        stat = report_stats(r)
+        print(render(df, _metrics(df, args.metric, r.metrics), "markdown", r.rows, r.cols, r.eval_sets, r.digits, stat))
     return 1 if failures else 0
 
 
@@ -291,6 +318,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.tuning:
         return _report_tuning(args)
 
+    from kdtune.report import parse_compare
+    from kdtune.stats import check_alpha
+
+    if args.alpha is not None:
+        check_alpha(args.alpha)
+    if args.compare is not None:
+        parse_compare(args.compare)  # before reading the run folders
     df, notes = collect_runs(args.run_dir, args.sweep)
     for d in args.run_dir:
         records = select_records(d, args.sweep)
@@ -309,9 +343,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
         args.cols or r.cols,
         args.eval_sets or r.eval_sets,
         r.digits if args.digits is None else args.digits,
+        report_stats(r, args),
     )
     _write_report(text, args.output)
     return 0
+
+
+def report_stats(r: ReportSpec, args: argparse.Namespace | None = None) -> Stats:
+    """The statistics of the tables: a flag given on the command line, else the sweep's ``report`` section."""
+    from kdtune.report import Stats
+
+    def pick(name: str) -> Any:
+        given = getattr(args, name, None) if args is not None else None
+        return getattr(r, name) if given is None else given
+
+    names = ("interval", "compare", "test", "correction", "alpha", "bold", "seed")
+    return Stats(**{n: pick(n) for n in names}).check()
 
 
 def _report_tuning(args: argparse.Namespace) -> int:

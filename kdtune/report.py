@@ -11,18 +11,25 @@ a 5-fold sweep with 3 seeds holds 15 trials.
 
 Trials that did not finish count towards a cell's planned number: ``0.967 ± 0.004 (3/4)`` means 3 of
 4 planned trials finished, ``failed (0/2)`` that none did; a note under the table lists them.
+
+The statistics come from :mod:`kdtune.stats` (:class:`Stats` says which): what ``±`` shows (std, s.e. or a
+t-based 95 % interval, ddof 1), comparisons of every cell with a reference cell (``teacher=data``; ▲/▼ where
+the difference is significant after correcting over the table's comparisons) and the best cells in bold.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from kdtune import stats
 from kdtune.errors import KdtuneError
 from kdtune.spec import CONFIG_COLUMNS, NO_TEACHER, REPORT_KEYS, SETTING_COLUMNS
+from kdtune.tuning.space import DIRECTIONS
 
 FORMATS = ("markdown", "latex", "csv")
 KEYS: tuple[str, ...] = REPORT_KEYS  # what rows and cols may name (for the CLI's help and the README)
@@ -32,7 +39,76 @@ KD_SETTINGS = ("temperature", "w_hard", "w_soft", "kd_loss", "start", "stop")  #
 # their re-runs; neither is a key one names)
 SETTINGS = ["eval_set", "student", "teacher", *SETTING_COLUMNS, "invariance", "select_from", *CONFIG_COLUMNS]
 MAX_LISTED = 20  # unfinished trials listed under a table; the rest are counted
-_VALUES = ("mean", "std", "n", "n_expected", "missing", "metric", "cell")  # aggregate's non-key columns
+COMPARE_COLUMNS = ("diff", "diff_lo", "diff_hi", "p", "p_adjusted", "test", "n_pairs", "n_ref")  # a comparison's, in the CSV
+# aggregate's and the statistics' non-key columns
+_VALUES = (
+    "mean",
+    "std",
+    "n",
+    "n_expected",
+    "missing",
+    "metric",
+    "cell",
+    "spread",
+    "marker",
+    "bold",
+    "_cell",
+    "_ref",
+    *COMPARE_COLUMNS,
+)
+UNIT_KEYS = ("fold", "init_seed", "data_seed")  # a unit (trained model) of a cell, as far as pairing goes
+# which way is better, for --bold best: the tuner's directions, and the metrics no search optimises
+BETTER = {**DIRECTIONS, "agreement": "maximize", "kl": "minimize", "im": "minimize"}
+BOLD = ("best",)
+UP, DOWN = "▲", "▼"
+
+
+@dataclass(frozen=True)
+class Stats:
+    """The statistics of a report's tables (flags of ``kdtune report``, the sweep's ``report`` section).
+
+    ``interval``: what ``±`` shows (:data:`kdtune.stats.INTERVALS`); ``compare``: ``KEY=VALUE``, every cell
+    compared with the cell of that value sharing its other keys; ``test``: :data:`kdtune.stats.TESTS`
+    (``auto``: paired t-test where the two cells share their units' random streams, else Welch's);
+    ``correction`` over all comparisons of one table, at level ``alpha``; ``bold``: ``best`` marks the best
+    cell of each column and the cells not significantly worse; ``seed`` seeds bootstrap and permutation tests.
+    """
+
+    interval: str = "std"
+    compare: str | None = None  # KEY=VALUE
+    test: str = "auto"
+    correction: str = "holm"
+    alpha: float = stats.ALPHA
+    bold: str | None = None
+    seed: int = stats.SEED
+
+    def check(self) -> Stats:
+        """Itself, each choice checked (one line naming the allowed values otherwise)."""
+        stats.check_choice("interval", self.interval, stats.INTERVALS)
+        if self.compare is not None:
+            parse_compare(self.compare)
+        stats.check_choice("test", self.test, stats.TESTS)
+        stats.check_choice("correction", self.correction, stats.CORRECTIONS)
+        stats.check_alpha(self.alpha)
+        if self.bold is not None:
+            stats.check_choice("--bold", self.bold, BOLD)
+        return self
+
+    @property
+    def tests(self) -> bool:
+        """Whether the tables test anything (a comparison or the best cells)."""
+        return self.compare is not None or self.bold is not None
+
+
+def parse_compare(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` (``teacher=data``) as ``(key, value)``; the key one of :data:`KEYS`."""
+    key, eq, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    if not eq or not key or not value:
+        raise KdtuneError(f"--compare takes KEY=VALUE, e.g. teacher=data; got {text!r}")
+    if key not in KEYS:
+        raise KdtuneError(f"unknown compare key {key!r}; valid keys: {', '.join(KEYS)}")
+    return key, value
 
 
 def check_keys(rows: Sequence[str], cols: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -220,7 +296,9 @@ def _share_baselines(agg: pd.DataFrame) -> pd.DataFrame:
     kd = shared_settings(agg)
     if not kd:
         return agg
-    base = _is_baseline(agg)
+    base = _is_baseline(agg) & agg[kd].isna().all(axis=1)  # not yet shared (a table already shared stays as it is)
+    if not base.any():
+        return agg
     combos = agg.loc[~base, kd].dropna(how="all").drop_duplicates()
     shared = agg[base].drop(columns=kd).merge(combos, how="cross")
     return pd.concat([agg[~base], shared[agg.columns]], ignore_index=True)
@@ -276,10 +354,15 @@ def pivot(agg: pd.DataFrame, cols: Sequence[str], digits: int = 3, pm: str = "±
     index = [c for c in agg.columns if c not in (*cols, *_VALUES)]
     expected = agg["n_expected"] if "n_expected" in agg else pd.Series(None, index=agg.index, dtype=object)
     missing = agg["missing"] if "missing" in agg else pd.Series("", index=agg.index)
+    spread = agg["spread"] if "spread" in agg else agg["std"]  # ± what the table's title says (std by default)
     cells = [
         _cell(m, s, int(n), digits, pm, None if pd.isna(e) else int(e), w)
-        for m, s, n, e, w in zip(agg["mean"], agg["std"], agg["n"], expected, missing, strict=True)
+        for m, s, n, e, w in zip(agg["mean"], spread, agg["n"], expected, missing, strict=True)
     ]
+    if "bold" in agg:
+        cells = [f"**{c}**" if b is True else c for c, b in zip(cells, agg["bold"], strict=True)]
+    if "marker" in agg:
+        cells = [f"{c} {m}" if isinstance(m, str) and m else c for c, m in zip(cells, agg["marker"], strict=True)]
     row_order = list(dict.fromkeys(_tuples(agg.sort_values(index, na_position="last", kind="stable"), index)))
     col_order = list(dict.fromkeys(_tuples(agg.sort_values(cols, na_position="last", kind="stable"), cols)))
     r_pos = {t: i for i, t in enumerate(row_order)}
@@ -363,11 +446,24 @@ def to_markdown(table: pd.DataFrame, title: str, notes: Sequence[str] = ()) -> s
     return "\n".join(lines)
 
 
+_TEX = (
+    ("\\", r"\textbackslash{}"),
+    ("_", r"\_"),
+    ("%", r"\%"),
+    ("&", r"\&"),
+    ("#", r"\#"),
+    ("±", r"$\pm$"),
+    (UP, r"$^{\blacktriangle}$"),  # amssymb
+    (DOWN, r"$^{\blacktriangledown}$"),
+)
+
+
 def _tex(s: object) -> str:
+    """A cell or header in LaTeX: special characters escaped, ± and the markers in math mode, ``**x**`` bold."""
     text = _label(s)
-    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"), ("±", r"$\pm$")):
+    for a, b in _TEX:
         text = text.replace(a, b)
-    return text
+    return re.sub(r"\*\*(.+?)\*\*", r"\\textbf{\1}", text)
 
 
 def to_latex(table: pd.DataFrame, title: str, notes: Sequence[str] = ()) -> str:
@@ -396,8 +492,331 @@ def to_latex(table: pd.DataFrame, title: str, notes: Sequence[str] = ()) -> str:
         idx = idx if isinstance(idx, tuple) else (idx,)
         out.append(" & ".join([_tex(i) for i in idx] + [_tex(v) for v in row]) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
+    if any("blacktriangle" in line for line in out):
+        out.append(r"% the markers need \usepackage{amssymb}")
     out += [f"% {' '.join(note.split())}" for note in notes]
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------- statistics of one table (kdtune.stats)
+
+
+@dataclass
+class _Units:
+    """The units (trained models) of one cell: their pairing keys (:data:`UNIT_KEYS`) and values (NaN unfinished)."""
+
+    keys: list[tuple[object, ...]]
+    values: np.ndarray
+
+    def by_key(self) -> dict[tuple[object, ...], float]:
+        return dict(zip(self.keys, self.values, strict=True))
+
+
+def _units(planned: pd.DataFrame, keys: list[str], metric: str, agg: pd.DataFrame) -> dict[int, _Units]:
+    """Each cell's units (by ``agg``'s ``_cell``), read from the planned rows: the pairing is what the results
+    say (``fold``, ``init_seed``, ``data_seed``), never assumed; a column the results lack pairs nothing."""
+    value = planned[metric].where(planned["status"] == "ok").to_numpy(dtype=float)
+    unit_cols = [planned[c] if c in planned else pd.Series(None, index=planned.index, dtype=object) for c in UNIT_KEYS]
+    if "fold" not in planned or planned["fold"].isna().all():
+        unit_cols[0] = pd.Series(0, index=planned.index)  # no folds: every unit's data is the one split
+    unit_keys = [tuple(None if pd.isna(v) else v for v in t) for t in zip(*unit_cols, strict=True)]
+    found: dict[tuple[object, ...], tuple[list[tuple[object, ...]], list[float]]] = {}
+    for cell, unit, v in zip(_tuples(planned, keys), unit_keys, value, strict=True):
+        ks, vs = found.setdefault(cell, ([], []))
+        ks.append(unit)
+        vs.append(v)
+    out = {}
+    for i, cell in zip(agg["_cell"], _tuples(agg, keys), strict=True):
+        ks, vs = found.get(cell, ([], []))
+        out[int(i)] = _Units(ks, np.asarray(vs, dtype=float))
+    return out
+
+
+def _test_pair(a: _Units, b: _Units, opts: Stats, where: str) -> stats.Comparison:
+    """Cell ``a`` against cell ``b`` with the test ``opts`` asks for, paired where their units are."""
+    paired = stats.is_paired(a.keys, b.keys)
+    if opts.test == "paired" and not paired:
+        raise KdtuneError(
+            f"--test paired: {where} do not share their units' random streams ({', '.join(UNIT_KEYS)}), so the design "
+            "is unpaired; use --test auto (Welch's t-test there), welch, bootstrap or permutation"
+        )
+    if paired:
+        x, y = a.by_key(), b.by_key()
+        common = list(x)
+        xa, ya = np.array([x[k] for k in common]), np.array([y[k] for k in common])
+    else:
+        xa, ya = a.values, b.values
+    test = "t" if opts.test in ("auto", "paired", "welch") else opts.test
+    return stats.compare(xa, ya, paired=paired and opts.test != "welch", test=test, level=1 - opts.alpha, seed=opts.seed)
+
+
+def _value_of(frame: pd.DataFrame, key: str, text: str) -> object:
+    """The value of ``key`` in the table that ``text`` names (``data``, ``4`` for 4.0); one line listing them if none."""
+    values = list(dict.fromkeys(v for v in frame[key].astype(object) if not pd.isna(v)))
+    labels = _level_labels(values)
+    for v in values:
+        if text in (labels.get(v), _label(v), str(v)):
+            return v
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            try:
+                if float(text) == float(v):
+                    return v
+            except ValueError:
+                pass
+    shown = ", ".join(labels.get(v, _label(v)) for v in values)
+    raise KdtuneError(f"no cell with {key} = {text!r} in this table; its values of {key}: {shown}")
+
+
+def _same(a: object, b: object) -> bool:
+    return (pd.isna(a) and pd.isna(b)) if pd.isna(a) or pd.isna(b) else a == b
+
+
+def _reference(mine: tuple[object, ...], refs: list[tuple[int, tuple[object, ...]]]) -> int | None:
+    """The reference row of a cell whose other keys are ``mine``: among ``refs`` (row, other keys), the one equal
+    on every other key, a key that one side lacks (None: e.g. a baseline's temperature or teacher_config)
+    matching anything; of several, the one equal on most keys; None if none, or if still more than one."""
+    best: list[int] = []
+    most = -1
+    for r, theirs in refs:
+        if not all(a is None or b is None or a == b for a, b in zip(mine, theirs, strict=True)):
+            continue
+        equal = sum(a == b for a, b in zip(mine, theirs, strict=True))
+        if equal > most:
+            best, most = [r], equal
+        elif equal == most:
+            best.append(r)
+    return best[0] if len(best) == 1 else None
+
+
+def _where(frame: pd.DataFrame, row: int, keys: list[str]) -> str:
+    return ", ".join(f"{k}={_label(frame.loc[row, k])}" for k in keys if not pd.isna(frame.loc[row, k]))
+
+
+def _compare(
+    frame: pd.DataFrame, units: dict[int, _Units], keys: list[str], opts: Stats
+) -> tuple[pd.DataFrame, dict[str, object]]:
+    """Every cell of ``frame`` against its reference cell (``opts.compare``): :data:`COMPARE_COLUMNS` and a
+    ``marker`` (▲/▼ where significant after the correction over the table's comparisons); and facts for the note."""
+    assert opts.compare is not None
+    key, text = parse_compare(opts.compare)
+    value = _value_of(frame, key, text)
+    others = [k for k in keys if k != key]
+    is_ref = [_same(v, value) for v in frame[key].astype(object)]
+    other_values = dict(zip(frame.index, _tuples(frame, others), strict=True))
+    refs = [(i, other_values[i]) for i, r in zip(frame.index, is_ref, strict=True) if r]
+    frame = frame.copy()
+    for c in COMPARE_COLUMNS:
+        frame[c] = np.nan if c != "test" else ""
+    frame["marker"] = ""
+    frame["_ref"] = -1
+    done: dict[tuple[int, int], stats.Comparison] = {}
+    facts: dict[str, object] = {"key": key, "value": _label(value), "no_ref": 0, "few": 0}
+    no_ref = few = 0
+    for row, ref_flag in zip(frame.index, is_ref, strict=True):
+        if ref_flag or pd.isna(frame.loc[row, key]):
+            continue
+        ref = _reference(other_values[row], refs)
+        if ref is None:
+            no_ref += 1
+            continue
+        pair = (int(frame.loc[row, "_cell"]), int(frame.loc[ref, "_cell"]))
+        if pair[0] == pair[1]:
+            continue  # a shared baseline under another KD setting: the same models
+        if pair not in done:
+            where = f"the cells {_where(frame, row, keys)} and {_where(frame, ref, keys)}"
+            done[pair] = _test_pair(units[pair[0]], units[pair[1]], opts, where)
+        c = done[pair]
+        frame.loc[row, ["n_ref", "_ref"]] = [c.n_b, pair[1]]
+        if c.n_a < 2 or c.n_b < 2:
+            few += 1  # never tested, never marked
+            continue
+        frame.loc[row, ["diff", "diff_lo", "diff_hi", "p", "n_pairs"]] = [c.diff, c.lo, c.hi, c.p, c.n_pairs]
+        frame.loc[row, "test"] = c.test
+    tested = {pair: c for pair, c in done.items() if c.n_a >= 2 and c.n_b >= 2}
+    adjusted = dict(zip(tested, stats.adjust([c.p for c in tested.values()], opts.correction), strict=True))
+    for row in frame.index[frame["test"] != ""]:
+        p_adj = adjusted[(int(frame.loc[row, "_cell"]), int(frame.loc[row, "_ref"]))]
+        frame.loc[row, "p_adjusted"] = p_adj
+        diff = float(frame.loc[row, "diff"])
+        if np.isfinite(p_adj) and p_adj < opts.alpha and diff != 0:
+            frame.loc[row, "marker"] = UP if diff > 0 else DOWN
+    facts |= {"no_ref": no_ref, "few": few, "tested": list(tested.values()), "significant": int((frame["marker"] != "").sum())}
+    return frame, facts
+
+
+def _best(
+    frame: pd.DataFrame, units: dict[int, _Units], cols: list[str], keys: list[str], metric: str, opts: Stats
+) -> tuple[pd.DataFrame, dict[str, object]]:
+    """``bold``: per column of the table, its best cell (:data:`BETTER`) and every cell not significantly
+    different from it (two-sided, corrected over all these comparisons of the table); never a cell with n < 2."""
+    higher = BETTER[metric] == "maximize"
+    frame = frame.copy()
+    frame["bold"] = False
+    columns: dict[tuple[object, ...], list[int]] = {}
+    for row, col in zip(frame.index, _tuples(frame, cols), strict=True):
+        columns.setdefault(col, []).append(row)
+    tested: list[tuple[int, stats.Comparison]] = []
+    few_best = few = 0
+    for rows in columns.values():
+        ok = [r for r in rows if frame.loc[r, "n"] >= 1 and np.isfinite(frame.loc[r, "mean"])]
+        if len(ok) < 2:
+            continue  # one cell (or none) in the column: best of nothing, not bold
+        means = frame.loc[ok, "mean"].astype(float)
+        best = int(means.idxmax() if higher else means.idxmin())
+        if frame.loc[best, "n"] < 2:
+            few_best += 1
+            continue
+        frame.loc[best, "bold"] = True
+        for r in ok:
+            if r == best:
+                continue
+            if frame.loc[r, "n"] < 2:
+                few += 1
+                continue
+            where = f"the cells {_where(frame, r, keys)} and {_where(frame, best, keys)}"
+            c = _test_pair(units[int(frame.loc[r, "_cell"])], units[int(frame.loc[best, "_cell"])], opts, where)
+            tested.append((r, c))
+    adjusted = stats.adjust([c.p for _, c in tested], opts.correction)
+    for (r, _), p in zip(tested, adjusted, strict=True):
+        frame.loc[r, "bold"] = not (np.isfinite(p) and p < opts.alpha)  # NaN: no difference at all (a tie)
+    facts = {"higher": higher, "tested": [c for _, c in tested], "few_best": few_best, "few": few}
+    return frame, facts
+
+
+def _tests_used(tested: Sequence[stats.Comparison], opts: Stats) -> str:
+    """Which tests a family used, with the number of comparisons of each: the line a table's note names."""
+    if not tested:
+        return "no test (nothing to compare)"
+    streams = ", ".join(UNIT_KEYS)
+    paired = sum(c.paired for c in tested)
+    if opts.test in ("bootstrap", "permutation"):
+        how = f"{stats.TEST_NAMES[opts.test]}, {stats.RESAMPLES} resamples, seed {opts.seed}"
+        return f"{how}; units paired by their random streams ({streams}) in {paired} of {len(tested)} comparisons"
+    parts = []
+    if paired:
+        parts.append(f"{stats.TEST_NAMES['paired']} where the two cells' units share their random streams ({streams}): {paired}")
+    if len(tested) - paired:
+        why = " (forced by --test welch)" if opts.test == "welch" else (" otherwise" if paired else "")
+        parts.append(f"{stats.TEST_NAMES['welch']}{why}: {len(tested) - paired}")
+    return "; ".join(parts)
+
+
+def _sides(tested: Sequence[stats.Comparison]) -> str:
+    """``n = 2 vs 2`` (cell vs reference), or each distinct pair of sizes with its number of comparisons."""
+    counts: dict[tuple[int, int], int] = {}
+    for c in tested:
+        counts[(c.n_a, c.n_b)] = counts.get((c.n_a, c.n_b), 0) + 1
+    if len(counts) == 1:
+        (a, b), _ = next(iter(counts.items()))
+        return f"n = {a} vs {b}"
+    return "n = " + ", ".join(f"{a} vs {b} ({k})" for (a, b), k in sorted(counts.items()))
+
+
+def _family(tested: Sequence[stats.Comparison], opts: Stats, what: str) -> str:
+    if opts.correction == "none":
+        return f"α = {opts.alpha:g}, uncorrected over the table's {len(tested)} {what}"
+    return f"α = {opts.alpha:g}, {stats.CORRECTION_NAMES[opts.correction]}-corrected over the table's {len(tested)} {what}"
+
+
+def _stat_notes(opts: Stats, metric: str, compared: dict[str, object] | None, best: dict[str, object] | None) -> list[str]:
+    """The notes that name what a table's statistics are: interval, test, α, correction, n of each side."""
+    out = []
+    if opts.interval != "std" or opts.tests:
+        out.append(f"±: {stats.INTERVAL_NAMES[opts.interval]} of the cell's units (seeds × folds, each a trained model)")
+    if compared is not None:
+        tested: list[stats.Comparison] = compared["tested"]  # type: ignore[assignment]
+        ref = f"{compared['key']} = {compared['value']}"
+        out.append(
+            f"{UP}/{DOWN}: significantly higher/lower than the cell of {ref} with the same other keys (a setting one side "
+            f"lacks, e.g. a baseline's teacher_config, matches any); {_tests_used(tested, opts)}; two-sided, "
+            f"{_family(tested, opts, 'comparisons')}; {_sides(tested)} (cell vs reference); "
+            f"the CSV (--format csv) has each difference, its {100 * (1 - opts.alpha):g} % interval and p"
+        )
+        if compared["few"]:
+            out.append(f"{compared['few']} cell(s) not tested, never marked: n < 2 on one side (a test needs 2 units a side)")
+        if compared["no_ref"]:
+            out.append(f"{compared['no_ref']} cell(s) not compared: no single cell of {ref} with the same other keys")
+    if best is not None:
+        tested = best["tested"]  # type: ignore[assignment]
+        way = "higher" if best["higher"] else "lower"
+        if not tested and not best["few_best"] and not best["few"]:
+            out.append("bold: nothing, no column has two cells with values to compare")
+        else:
+            out.append(
+                f"bold: the best cell of each column ({way} is better for {metric}) and every cell not significantly "
+                f"different from it; {_tests_used(tested, opts)}; two-sided, "
+                f"{_family(tested, opts, 'comparisons with a best cell')}"
+                + (f"; {_sides(tested)} (cell vs best)" if tested else "")
+            )
+        if best["few_best"]:
+            out.append(f"{best['few_best']} column(s) without bold: their best cell has n < 2 (nothing to test with)")
+        if best["few"]:
+            out.append(f"{best['few']} cell(s) never bold: n < 2 (a test needs 2 units a side)")
+    return out
+
+
+def _statistics(
+    planned: pd.DataFrame, keys: list[str], cols: list[str], agg: pd.DataFrame, metric: str, opts: Stats
+) -> tuple[pd.DataFrame, list[str]]:
+    """The table's cells with what ``opts`` asks for (``spread``, comparisons, ``bold``), baselines shared under
+    every KD setting (so a baseline meets the cells of each column), and the notes naming the statistics."""
+    if opts.interval == "std" and not opts.tests:
+        return agg, []
+    agg = agg.assign(_cell=np.arange(len(agg)))
+    units = _units(planned, keys, metric, agg)
+    agg["spread"] = [stats.half_width(units[i].values, opts.interval) for i in agg["_cell"]]
+    frame = _share_baselines(agg).reset_index(drop=True)
+    compared = best = None
+    if opts.compare is not None:
+        frame, compared = _compare(frame, units, keys, opts)
+    if opts.bold is not None:
+        frame, best = _best(frame, units, cols, keys, metric, opts)
+    return frame, _stat_notes(opts, metric, compared, best)
+
+
+def _tidy(frame: pd.DataFrame, agg: pd.DataFrame, keys: list[str], opts: Stats) -> pd.DataFrame:
+    """The CSV rows of one table: a cell once, with a baseline's KD settings empty, unless a shared baseline
+    was compared differently under different KD settings (then once per setting); the statistics' columns."""
+    if "_cell" not in frame:
+        return agg.drop(columns="missing")
+    extra = [c for c in ("marker", "bold", *COMPARE_COLUMNS) if c in frame]
+    keep = []
+    for _, group in frame.groupby("_cell", sort=True):
+        if len(group) > 1 and len(group[extra].astype(str).drop_duplicates()) == 1:
+            cell = int(group["_cell"].iloc[0])
+            original = agg[agg["_cell"] == cell] if "_cell" in agg else agg.iloc[[cell]]
+            keep.append(original[keys].reset_index(drop=True).join(group.drop(columns=keys).iloc[[0]].reset_index(drop=True)))
+        else:
+            keep.append(group)
+    out = pd.concat(keep, ignore_index=True)
+    if opts.interval == "se":
+        out["se"] = out["spread"]
+    elif opts.interval == "ci95":
+        out["ci95_lo"], out["ci95_hi"] = out["mean"] - out["spread"], out["mean"] + out["spread"]
+    values = ["mean", "std", "n", "n_expected", *(c for c in ("se", "ci95_lo", "ci95_hi") if c in out)]
+    stat_cols = [c for c in COMPARE_COLUMNS if c in out] + (["bold"] if "bold" in out else [])
+    for c in ("n_pairs", "n_ref"):
+        if c in out:
+            out[c] = out[c].astype("Int64")
+    return out[[*keys, *values, *stat_cols]]
+
+
+def _check_compare(opts: Stats, rows: list[str], cols: list[str], metrics: Sequence[str]) -> None:
+    """Before any work: the compare key is a column key, and the metrics of --bold best have a direction."""
+    if opts.compare is not None:
+        key, _ = parse_compare(opts.compare)
+        if key in rows:
+            raise KdtuneError(
+                f"compare key {key!r} is a row key; it must be one of the column keys ({', '.join(cols)}), so that every "
+                "cell sits in the row of its reference: move it to --cols"
+            )
+        if key not in cols:
+            raise KdtuneError(f"compare key {key!r} is not a column key; it must be one of the column keys ({', '.join(cols)})")
+    if opts.bold is not None:
+        unknown = [m for m in metrics if m not in BETTER]
+        if unknown:
+            raise KdtuneError(f"--bold best: no direction (higher or lower is better) known for {', '.join(unknown)}; known: "
+                              f"{', '.join(BETTER)}")  # fmt: skip
 
 
 def render(
@@ -408,26 +827,33 @@ def render(
     cols: Sequence[str] = ("eval_set", "teacher"),
     eval_sets: Sequence[str] | None = None,
     digits: int = 3,
+    stat: Stats | None = None,
 ) -> str:
     """The report: one table per metric in ``fmt``, with notes below it (markdown lines, LaTeX comments).
 
     CSV is tidy, as :func:`aggregate`: mean, std, n, n_expected per cell and metric; cells with n = 0 kept;
-    baselines once per cell with their KD settings empty (not repeated under each temperature).
+    baselines once per cell with their KD settings empty (not repeated under each temperature). ``stat``
+    (:class:`Stats`) adds the interval shown (``se``; ``ci95_lo``, ``ci95_hi``), the comparisons
+    (:data:`COMPARE_COLUMNS`) and ``bold``; without it the tables are mean ± std (ddof 1).
     """
     if fmt not in FORMATS:
         raise KdtuneError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+    opts = (stat or Stats()).check()
     rows, cols = check_keys(rows, cols)
+    _check_compare(opts, rows, cols, metrics)
     parts = []
     tidy = []
     for metric in metrics:
         planned, keys = _scope(df, metric, rows, cols, eval_sets)
         agg = _aggregate(planned, keys, metric)
+        frame, stat_lines = _statistics(planned, keys, cols, agg, metric, opts)
         if fmt == "csv":
-            tidy.append(agg.drop(columns="missing").assign(metric=metric))
+            tidy.append(_tidy(frame, agg, keys, opts).assign(metric=metric))
             continue
-        title = f"{metric}: mean ± std (n) over {over(planned)}"
-        table = pivot(agg, cols, digits)
-        lines = notes(planned, agg)
+        shown = "std" if opts.interval == "std" else stats.INTERVAL_NAMES[opts.interval]
+        title = f"{metric}: mean ± {shown} (n) over {over(planned)}"
+        table = pivot(frame, cols, digits)
+        lines = stat_lines + notes(planned, agg)
         parts.append(to_markdown(table, title, lines) if fmt == "markdown" else to_latex(table, title, lines))
     if fmt == "csv":
         return pd.concat(tidy, ignore_index=True).to_csv(index=False)

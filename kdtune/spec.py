@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from kdtune import stats
 from kdtune.data import DATASETS, DataInfo, DataSpec, EvalSetSpec, make_dataset
 from kdtune.data.augment import AUGMENTATIONS, NON_IDENTITY
 from kdtune.data.corruptions import CORRUPTIONS
@@ -199,6 +200,26 @@ class ReportSpec:
     cols: tuple[str, ...] = ("eval_set", "teacher")
     eval_sets: tuple[str, ...] | None = None
     digits: int = 3
+    # the statistics of the tables (kdtune.stats; the flags of `kdtune report` of the same names)
+    interval: str = "std"  # what ± shows: std, se or ci95
+    compare: str | None = None  # KEY=VALUE, e.g. teacher=data: every cell against that reference cell
+    test: str = "auto"
+    correction: str = "holm"
+    alpha: float = stats.ALPHA
+    bold: str | None = None  # best
+    seed: int = stats.SEED  # of the bootstrap and permutation tests
+
+
+def as_compare(value: Any) -> str:
+    """``report.compare``: ``KEY=VALUE`` with KEY a report key (``teacher=data``)."""
+    if not isinstance(value, str):
+        raise _Bad(f"must be a string KEY=VALUE (e.g. teacher=data), got {_kind(value)} {value!r}")
+    key, eq, rest = value.partition("=")
+    if not eq or not key.strip() or not rest.strip():
+        raise _Bad(f"must be KEY=VALUE, e.g. teacher=data; got {value!r}")
+    if key.strip() not in REPORT_KEYS:
+        raise _Bad(f"unknown compare key {key.strip()!r}; valid keys: {', '.join(REPORT_KEYS)}")
+    return value
 
 
 def parse_report(raw: Any, source: str) -> ReportSpec:
@@ -210,6 +231,13 @@ def parse_report(raw: Any, source: str) -> ReportSpec:
         cols=sec.get("cols", as_list(as_str(REPORT_KEYS)), ReportSpec.cols),
         eval_sets=sec.get("eval_sets", as_list(as_str()), None),
         digits=sec.get("digits", as_int(ge=0), 3),
+        interval=sec.get("interval", as_str(stats.INTERVALS), ReportSpec.interval),
+        compare=sec.get("compare", as_compare, None),
+        test=sec.get("test", as_str(stats.TESTS), ReportSpec.test),
+        correction=sec.get("correction", as_str(stats.CORRECTIONS), ReportSpec.correction),
+        alpha=sec.get("alpha", as_float(gt=0, lt=1), ReportSpec.alpha),
+        bold=sec.get("bold", as_str(("best",)), None),
+        seed=sec.get("seed", as_int(ge=0), ReportSpec.seed),
     )
 
 
