@@ -51,7 +51,7 @@ def test_baselines_are_shared_in_latex_with_a_comment():
 
 def test_temperature_as_the_only_column():
     lines = render(_sweep(1.0), ["accuracy"], "markdown", cols=["temperature"]).splitlines()
-    assert lines[2] == "| student | teacher | 2 | 5 |"
+    assert lines[2] == "| student | teacher | temperature=2 | temperature=5 |"  # setting columns named
     assert "| CNN | data | 0.900 (1) | 0.900 (1) |" in lines
     assert "| MLP | MLP | 0.750 (1) | 0.760 (1) |" in lines
     assert lines[-1] == NOTE_TAU
@@ -60,13 +60,16 @@ def test_temperature_as_the_only_column():
 def test_one_real_teacher_still_gets_a_teacher_key():
     df = _sweep(None, teachers=("data", "CNN"))  # no two teachers in one temperature cell: teacher is added anyway
     lines = render(df, ["accuracy"], "markdown", cols=["temperature"]).splitlines()
-    assert lines[2] == "| student | teacher | 2 | 5 |"
+    assert lines[2] == "| student | teacher | temperature=2 | temperature=5 |"  # setting columns named
     assert lines[4:6] == ["| CNN | data | 0.900 (1) | 0.900 (1) |", "| CNN | CNN | 0.910 (1) | 0.920 (1) |"]
 
 
 def test_w_hard_sweep_with_w_hard_and_teacher_as_columns():
     lines = render(_sweep(None, "w_hard"), ["accuracy"], "markdown", cols=["w_hard", "teacher"]).splitlines()
-    assert lines[2] == "| student | 0 / data | 0 / CNN | 0 / MLP | 0.5 / data | 0.5 / CNN | 0.5 / MLP |"
+    assert lines[2] == (
+        "| student | w_hard=0 / data | w_hard=0 / CNN | w_hard=0 / MLP "
+        "| w_hard=0.5 / data | w_hard=0.5 / CNN | w_hard=0.5 / MLP |"
+    )
     assert "| MLP | 0.800 (1) | 0.810 (1) | 0.750 (1) | 0.800 (1) | 0.820 (1) | 0.760 (1) |" in lines
     assert lines[-1] == "data: trained without distillation; the same models appear under every w_hard"
 
