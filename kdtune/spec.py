@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from kdtune.data import DATASETS, DataInfo, DataSpec, EvalSetSpec, make_dataset
+from kdtune.data import DATASETS, EVAL_SOURCES, DataInfo, DataSpec, EvalSetSpec, make_dataset
 from kdtune.data.augment import AUGMENTATIONS, NON_IDENTITY
 from kdtune.data.corruptions import CORRUPTIONS
 from kdtune.distill import KD_LOSSES, LossSpec, distill_epochs, switches
@@ -566,20 +566,21 @@ def _data(source: str, raw: Any) -> tuple[DataSpec, Path | None]:
     for i, item in enumerate(sec.get("eval_sets", as_list(lambda v: v), tuple(cls.default_eval_sets))):
         where = f"data.eval_sets[{i}]"
         if isinstance(item, str):
-            if item not in cls.default_eval_sets:
+            known = {"train": EvalSetSpec("train", "train")} | dict(cls.default_eval_sets)  # train: the training split
+            if item not in known:
                 raise SpecError(
                     source,
                     where,
-                    f"unknown eval set {item!r} for {name}; known: {', '.join(cls.default_eval_sets)} "
+                    f"unknown eval set {item!r} for {name}; known: {', '.join(known)} "
                     "(or a mapping with name, source, corruption)",
                 )
-            eval_sets.append(cls.default_eval_sets[item])
+            eval_sets.append(known[item])
             continue
         es = _Section(source, where, item)
         if not isinstance(es.raw.get("name"), str) or es.raw["name"] == "val":
             raise SpecError(source, where + ".name", "is required: a string other than 'val' (val is always evaluated)")
         corruption = es.get("corruption", _registered(CORRUPTIONS), "identity")
-        src = es.get("source", as_str(("test", "val")), "test")
+        src = es.get("source", as_str(EVAL_SOURCES), "test")
         cparams = {k: v for k, v in es.raw.items() if k not in ("name", "corruption", "source")}
         cp = es.check("", lambda v, c=corruption: _named_params("corruption", CORRUPTIONS.get(c), ("x", "generator"), v), cparams)
         eval_sets.append(EvalSetSpec(es.raw["name"], src, corruption, cp))

@@ -17,7 +17,7 @@ from kdtune.analysis import RunView, same_init
 from kdtune.analysis.barriers import barriers
 from kdtune.errors import SpecError
 from kdtune.execute import InlineExecutor, execute
-from kdtune.plan import TrialConfig, make_plan, stream_design
+from kdtune.plan import TrialConfig, make_plan
 from kdtune.results import collect, load_records, write_sweep_record
 from kdtune.spec import load_sweep, parse_sweep
 from kdtune.train import Trainer, stream_seeds
@@ -234,6 +234,7 @@ def test_barrier_pairs_of_one_initialisation_are_marked_same_init(tiny_raw, tmp_
 
 def test_plan_output_and_sweep_record_say_which_conditions_share_which_streams(tiny_raw, tmp_path, capsys):
     from kdtune.cli import main
+    from kdtune.plan import stream_design
 
     plan = _plan(tiny_raw, tmp_path, seeds=None, init_seeds=[0], data_seeds=2)
     design = stream_design(plan.spec)
