@@ -1,7 +1,9 @@
 """Seed-batched training: the seeds of a trial group trained as one vectorised model.
 
-The k :class:`~kdtune.train.Trainer` s of a group (configs equal but for the seed and teacher) keep
+The k :class:`~kdtune.train.Trainer` s of a group (configs equal but for the seeds and teacher) keep
 everything they keep alone (config, data order generator, history, selection, snapshots, ``finish``);
+each seed's model starts from its trainer's (its initialisation stream) and draws data order, augmentation
+and dropout keys from its trainer's data stream, so units sharing one and not the other batch as well;
 a :class:`SeedBatch` stacks their models' parameters and buffers (``torch.func.stack_module_state``)
 and trains an epoch of all of them at once: each seed's batch rows from its own permutation, its own
 augmentation draws and teacher logits, its own keyed dropout masks (:mod:`kdtune.models.layers`), one
@@ -17,7 +19,6 @@ float rounding (vmapped kernels sum in another order; the tests hold parameters 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -53,9 +54,8 @@ def batch_problem(trainers: Sequence[Trainer]) -> str | None:
     if len(trainers) < 2:
         return "fewer than 2 seeds"
     first = trainers[0].config
-    seedless = dataclasses.replace(first, seed=0, teacher_id=None)
-    if any(dataclasses.replace(t.config, seed=0, teacher_id=None) != seedless for t in trainers[1:]):
-        return "the trials differ in more than their seed"
+    if any(t.config.seedless() != first.seedless() for t in trainers[1:]):
+        return "the trials differ in more than their seeds"
     tr = first.train
     if tr.optimizer not in ELEMENTWISE_OPTIMIZERS:
         return f"optimizer {tr.optimizer!r} is not known to be elementwise (batched: {', '.join(sorted(ELEMENTWISE_OPTIMIZERS))})"

@@ -211,6 +211,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     print(
         f"sweep {plan.spec.name}: {plural(len(plan.trials), 'trial')} in {plural(len(plan.stages), 'stage')} → {plan.spec.output}"
     )
+    from kdtune.plan import stream_design
+
+    print("\n".join(stream_design(plan.spec)["lines"]))  # which conditions share which random streams
     for k, stage in enumerate(plan.stages, 1):
         n = sum(len(g.trials) for g in stage)
         done = sum(is_finished(plan.spec.output, t.id) for g in stage for t in g.trials)

@@ -1,10 +1,11 @@
 """Plan: a :class:`SweepSpec` → stages of trials with dependencies.
 
-A trial is one model trained with one seed under one resolved config; its id is a hash of that
-config (teacher's id included), so the same trial reached from two grid cells, two sweeps or a
-re-run is the same folder and is never trained twice. Stage 1 trains from data (baselines and
-teachers); a student sits one stage after its teacher. Trials that differ only in their seed form a
-:class:`TrialGroup`, the unit handed to Ray Tune (``execution.seeds_per_trial`` seeds each).
+A trial is one model trained on one seed unit (the seeds of its initialisation and data streams, see
+:class:`~kdtune.spec.SeedUnit`) under one resolved config; its id is a hash of that config (teacher's id
+included), so the same trial reached from two grid cells, two sweeps or a re-run is the same folder and is
+never trained twice. Stage 1 trains from data (baselines and teachers); a student sits one stage after its
+teacher. Trials that differ only in their seeds form a :class:`TrialGroup`, the unit handed to Ray Tune
+(``execution.seeds_per_trial`` seeds each). :func:`stream_design` says which conditions share which streams.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from kdtune.errors import KdtuneError
 from kdtune.spec import (
     NO_TEACHER,
     SELECT_FROM,
+    STUDENT_STREAMS,
     AugmentSpec,
     OutputSpec,
     ScheduleSpec,
+    SeedUnit,
     SweepSpec,
     TrainSpec,
     resolve_train,
@@ -66,13 +69,22 @@ class TrialConfig:
     teacher_id: str | None = None
     outputs: OutputSpec = field(default_factory=OutputSpec)
     data_fingerprint: str = ""  # hash of the tensors actually loaded (kdtune.data.data_fingerprint)
+    # ``seed`` seeds the initialisation stream, and the data stream (data order, dropout, augmentation) unless
+    # ``data_seed`` is set (grid.init_seeds × grid.data_seeds); a student's streams are drawn apart from the
+    # models' trained from data unless ``student_streams`` is shared (see kdtune.train.stream_seeds)
+    data_seed: int | None = None
+    student_streams: str = STUDENT_STREAMS[0]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able, canonical form (tuples of pairs become mappings). Settings at the values they had
         before they existed are left out (an empty ``outputs.feature_epochs``; ``data.folds`` 1 and its
         ``fold``; no ``data.invariance``; ``loss.start`` 0 and ``loss.stop`` None; ``train.select_from``
-        first_epoch), so such configs keep their ids."""
+        first_epoch; no ``data_seed``; ``student_streams`` apart), so such configs keep their ids."""
         d = _jsonable(dataclasses.asdict(self)) | {"schema": SCHEMA}
+        if d["data_seed"] is None:
+            del d["data_seed"]
+        if d["student_streams"] == STUDENT_STREAMS[0]:
+            del d["student_streams"]
         if not d["outputs"]["feature_epochs"]:
             del d["outputs"]["feature_epochs"]
         data, loss = d["data"] or {}, d["loss"] or {}
@@ -118,7 +130,13 @@ class TrialConfig:
             teacher_id=d["teacher_id"],
             outputs=OutputSpec(**{k: tuple(v) if k == "feature_epochs" else v for k, v in d["outputs"].items()}),
             data_fingerprint=d.get("data_fingerprint", ""),
+            data_seed=d.get("data_seed"),
+            student_streams=d.get("student_streams", STUDENT_STREAMS[0]),
         )
+
+    def seedless(self) -> TrialConfig:
+        """This config without what tells the seed units of one configuration apart (its seeds and teacher)."""
+        return dataclasses.replace(self, seed=0, data_seed=None, teacher_id=None)
 
 
 def _is_pairs(v: Any) -> bool:
@@ -149,13 +167,15 @@ def _pairs(d: dict[str, Any] | list[Any]) -> tuple[tuple[str, Any], ...]:
 
 @dataclass(frozen=True)
 class Trial:
-    """A planned trial: its config plus the labels it is reported under."""
+    """A planned trial: its config plus the labels it is reported under. ``unit`` is the number of its seed
+    unit in the sweep (:class:`~kdtune.spec.SeedUnit`), a label like ``student``: None means ``config.seed``."""
 
     config: TrialConfig
     stage: int
     student: str  # model label
     teacher: str  # teacher model label, or "data"
-    teacher_seed: int | None = None
+    teacher_seed: int | None = None  # the teacher's unit number
+    unit: int | None = None
 
     @property
     def id(self) -> str:
@@ -163,7 +183,8 @@ class Trial:
 
     @property
     def seed(self) -> int:
-        return self.config.seed
+        """The number of the trial's seed unit (the results' ``seed`` column)."""
+        return self.config.seed if self.unit is None else self.unit
 
     @property
     def fold(self) -> int | None:
@@ -203,6 +224,52 @@ class Plan:
     def teacher_of(self, trial: Trial) -> Trial | None:
         """The planned teacher of ``trial`` (None for trials trained from data)."""
         return self.trials[trial.config.teacher_id] if trial.config.teacher_id else None
+
+
+def _seed_list(values: Collection[int]) -> str:
+    return ", ".join(map(str, values))
+
+
+def stream_design(spec: SweepSpec) -> dict[str, Any]:
+    """Which conditions of ``spec`` share which random streams, for the plan's output and the sweep record
+    (``plan.json``: ``streams``): ``units`` (seed k → its initialisation and data seeds at the grid's level;
+    the seeds a trial draws from are the results' ``init_seed`` and ``data_seed`` columns,
+    :func:`kdtune.train.stream_seeds`), ``student_streams`` and ``lines``, the same in words."""
+    grid = spec.grid
+    units = grid.units()
+    students = any(t != NO_TEACHER for t, _ in grid.pairs)
+    inits, datas = list(dict.fromkeys(u.init for u in units)), list(dict.fromkeys(u.data for u in units))
+    if grid.streams_apart:
+        shown = ", ".join(f"{u.seed} (init {u.init}, data {u.data})" for u in units[:8]) + (", …" if len(units) > 8 else "")
+        lines = [f"streams: {len(units)} seed units = initialisation seeds {_seed_list(inits)} × data seeds "
+                 f"{_seed_list(datas)} (data order, dropout, augmentation); seed {shown}"]  # fmt: skip
+        if len(inits) == 1 and len(datas) > 1:
+            lines.append("streams: every unit of a configuration starts from the same initial weights; units differ in "
+                         "data order, dropout and augmentation only (pairs of them: same_init)")  # fmt: skip
+        elif len(datas) == 1 and len(inits) > 1:
+            lines.append("streams: every unit of a configuration sees the same data order, dropout and augmentation; "
+                         "units differ in their initial weights only")  # fmt: skip
+    else:
+        lines = [f"streams: seed s sets initialisation and data order (dropout, augmentation) together; seeds "
+                 f"{_seed_list(grid.seeds)}"]  # fmt: skip
+    lines.append("streams: conditions of one seed unit share its streams: models trained from data across their "
+                 "training settings; students across teachers and distillation settings")  # fmt: skip
+    if students:
+        if grid.student_streams == STUDENT_STREAMS[0]:
+            lines.append("streams: students draw theirs apart from the models trained from data (student_streams: "
+                         "apart): a student and a model from data of one unit share no stream")  # fmt: skip
+        else:
+            lines.append("streams: students share theirs with the models trained from data (student_streams: shared): "
+                         "a student of one unit starts from the initial weights of its architecture trained from data "
+                         "on that unit and sees its data order (a self-distilled student starts as a copy of its "
+                         "teacher)")  # fmt: skip
+        if grid.teacher_seed != "same":
+            lines.append(f"streams: every student reads the teacher of seed {grid.teacher_seed}")
+    return {
+        "units": [dataclasses.asdict(u) for u in units],
+        "student_streams": grid.student_streams,
+        "lines": lines,
+    }
 
 
 def _train_overrides(spec: SweepSpec) -> list[tuple[tuple[str, Any], ...]]:
@@ -333,23 +400,32 @@ def make_plan(
             )
         return known
 
-    def from_data(label: str, seed: int, overrides: tuple[tuple[str, Any], ...], data: DataSpec) -> Trial:
+    def streams(unit: SeedUnit, student: bool) -> dict[str, Any]:
+        """The stream fields of a config of ``unit``: left at their defaults where they are today's (one seed)."""
+        return {
+            "seed": unit.init,
+            "data_seed": unit.data if unit.data != unit.init else None,
+            "student_streams": grid.student_streams if student else STUDENT_STREAMS[0],
+        }
+
+    def from_data(label: str, unit: SeedUnit, overrides: tuple[tuple[str, Any], ...], data: DataSpec) -> Trial:
         model = spec.models[label]
         train = resolve_train(spec, model, student=False, overrides=overrides)
         loss = LossSpec(kind="ce", w_hard=1.0, w_soft=0.0)
         values = _tuned(spec, label, NO_TEACHER, skip_tuned)
         if values:
             train, _ = apply_values(train, loss, {k: v for k, v in values.items() if k not in LOSS_SETTINGS})
-        cfg = TrialConfig(model.arch, model.params, data, train, loss, seed, None, spec.outputs, prints[data.fold])
-        return add(Trial(cfg, 1, label, NO_TEACHER))
+        cfg = TrialConfig(model.arch, model.params, data, train, loss, teacher_id=None, outputs=spec.outputs,
+                          data_fingerprint=prints[data.fold], **streams(unit, student=False))  # fmt: skip
+        return add(Trial(cfg, 1, label, NO_TEACHER, unit=unit.seed))
 
-    settings = itertools.product(grid.pairs, _train_overrides(spec), fold_specs(spec.data), grid.seeds)
-    for (teacher, student), overrides, data, seed in settings:
+    settings = itertools.product(grid.pairs, _train_overrides(spec), fold_specs(spec.data), grid.units())
+    for (teacher, student), overrides, data, unit in settings:
         if teacher == NO_TEACHER:
-            from_data(student, seed, overrides, data)
+            from_data(student, unit, overrides, data)
             continue
-        t_seed = seed if grid.teacher_seed == "same" else int(grid.teacher_seed)
-        t = from_data(teacher, t_seed, (), data)  # of the same fold
+        t_unit = grid.teacher_unit(unit)
+        t = from_data(teacher, t_unit, (), data)  # of the same fold
         model = spec.models[student]
         train = resolve_train(spec, model, student=True, overrides=overrides)
         if train.augment is None:
@@ -360,14 +436,14 @@ def make_plan(
             loss = LossSpec(kind=kind, temperature=tau, w_hard=w_hard, w_soft=w_soft, start=start, stop=stop)
             if values:  # tuned values replace the grid's for this pair (equal cells are one trial)
                 train, loss = apply_values(train, loss, values)
-            cfg = TrialConfig(model.arch, model.params, data, with_selection(train, loss), loss, seed, t.id, spec.outputs,
-                              prints[data.fold])  # fmt: skip
-            add(Trial(cfg, t.stage + 1, student, teacher, t_seed))
+            cfg = TrialConfig(model.arch, model.params, data, with_selection(train, loss), loss, teacher_id=t.id,
+                              outputs=spec.outputs, data_fingerprint=prints[data.fold],
+                              **streams(unit, student=True))  # fmt: skip
+            add(Trial(cfg, t.stage + 1, student, teacher, t_unit.seed, unit.seed))
 
     by_config: dict[tuple[Any, ...], list[Trial]] = defaultdict(list)
     for trial in trials.values():
-        seedless = dataclasses.replace(trial.config, seed=0, teacher_id=None)
-        by_config[(trial.stage, trial.student, trial.teacher, seedless)].append(trial)
+        by_config[(trial.stage, trial.student, trial.teacher, trial.config.seedless())].append(trial)
     n_stages = max(t.stage for t in trials.values())
     stages: list[list[TrialGroup]] = [[] for _ in range(n_stages)]
     for (stage, *_), members in by_config.items():

@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from kdtune.errors import KdtuneError
-from kdtune.plan import Plan, TrialConfig
+from kdtune.plan import Plan, TrialConfig, stream_design
 from kdtune.report import format_value
 from kdtune.rundir import CHECKSUMS, CONFIG, METRICS, check_trial, is_finished, is_run_dir, read_json, trial_dir, write_json
 from kdtune.spec import NO_TEACHER, SweepSpec, dump_yaml, load_yaml
@@ -51,6 +51,7 @@ class SweepRecord:
     updated: float = 0.0
     kind: str = "sweep"  # or "tune": the seed trials of a search (reported only when asked for by name)
     plan_hash: str | None = None  # of a sweep's planned trials (see plan_hash): the same sweep reuses its record
+    streams: dict[str, Any] = field(default_factory=dict)  # kdtune.plan.stream_design (empty: records of older kdtune)
 
 
 def _plan_trials(plan: Plan) -> dict[str, dict[str, Any]]:
@@ -70,8 +71,10 @@ def _plan_trials(plan: Plan) -> dict[str, dict[str, Any]]:
 
 
 def plan_hash(plan: Plan) -> str:
-    """A short hash of the planned trials and their labels: the same sweep run again has the same one."""
-    text = json.dumps(sorted((t.id, t.student, t.teacher) for t in plan.trials.values()))
+    """A short hash of the planned trials and their labels: the same sweep run again has the same one. A unit
+    number other than the config's seed (``grid.init_seeds`` × ``grid.data_seeds``) is a label too."""
+    labels = ((t.id, t.student, t.teacher, *([t.seed] if t.seed != t.config.seed else [])) for t in plan.trials.values())
+    text = json.dumps(sorted(labels))
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
@@ -84,7 +87,9 @@ def write_sweep_record(plan: Plan, argv: Sequence[str] | None = None) -> Path:
     same = next((r.name for r in existing.values() if r.plan_hash == h), None)
     name = same or (spec.name if spec.name not in existing else f"{spec.name}-{h}")
     stages = [[{"group": g.name, "trials": [t.id for t in g.trials]} for g in stage] for stage in plan.stages]
-    path = write_trials_record(spec, name, _plan_trials(plan), kind="sweep", plan_hash=h, stages=stages)
+    path = write_trials_record(
+        spec, name, _plan_trials(plan), kind="sweep", plan_hash=h, stages=stages, streams=stream_design(spec)
+    )
     outcome = _read_outcome(path)
     outcome.setdefault("runs", []).append(
         {"command": " ".join(["kdtune", *(argv or [])]), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "ended": None}
@@ -144,6 +149,7 @@ def _record_from(path: Path, plan: dict[str, Any], raw_sweep: dict[str, Any]) ->
         updated=(path / "plan.json").stat().st_mtime,
         kind=plan.get("kind", "sweep"),
         plan_hash=plan.get("plan_hash"),
+        streams=dict(plan.get("streams", {})),
     )
 
 
@@ -223,10 +229,11 @@ def _stored_config(run_dir: Path, tid: str | None, configs: dict[str, dict[str, 
 def _class_dict(
     config: dict[str, Any], configs: dict[str, dict[str, Any] | None], run_dir: Path, depth: int = 0
 ) -> dict[str, Any]:
-    """A config without what a cell averages over (seed, fold, and the data fingerprint, which follows the
-    fold), its teacher replaced by the teacher's own class: equal for every seed and fold of one configuration."""
+    """A config without what a cell averages over (its seeds, fold, and the data fingerprint, which follows the
+    fold; ``student_streams`` stays: a student sharing its teacher's streams is another design), its teacher
+    replaced by the teacher's own class: equal for every seed and fold of one configuration."""
     d = json.loads(json.dumps(config))
-    for k in ("seed", "data_fingerprint", "schema"):
+    for k in ("seed", "data_seed", "data_fingerprint", "schema"):
         d.pop(k, None)
     if isinstance(d.get("data"), dict):
         d["data"].pop("fold", None)

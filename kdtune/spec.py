@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from kdtune import stats
-from kdtune.data import DATASETS, DataInfo, DataSpec, EvalSetSpec, make_dataset
+from kdtune.data import DATASETS, EVAL_SOURCES, DataInfo, DataSpec, EvalSetSpec, make_dataset
 from kdtune.data.augment import AUGMENTATIONS, NON_IDENTITY
 from kdtune.data.corruptions import CORRUPTIONS
 from kdtune.distill import KD_LOSSES, LossSpec, distill_epochs, switches
@@ -33,6 +33,9 @@ SELF_TEACHER = "self"
 SELECT_CHOICES = ("last", "val_accuracy", "val_nll")
 SELECT_FROM = ("first_epoch", "last_switch")  # TrainSpec.select_from: derived from the loss, never written in a sweep
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+# grid.student_streams: whether a student's random streams are drawn apart from those of the models trained from
+# data (today's default: a self-distilled student does not start as an exact copy of its teacher) or shared with them
+STUDENT_STREAMS = ("apart", "shared")
 _LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_.+-]*$")
 
 
@@ -137,8 +140,20 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class SeedUnit:
+    """One unit of replication of a configuration: the seed of its initialisation stream (initial weights) and
+    of its data stream (data order, dropout masks, augmentation draws), and its number ``seed`` (the results'
+    ``seed`` column). With ``grid.seeds`` unit s is (s, s), numbered s; with ``grid.init_seeds`` × ``grid.data_seeds``
+    the units are their crossing, numbered 0, 1, … in that order (initialisation seeds outer)."""
+
+    seed: int
+    init: int
+    data: int
+
+
+@dataclass(frozen=True)
 class GridSpec:
-    """The grid: (teacher, student) pairs × distillation settings × training overrides × seeds."""
+    """The grid: (teacher, student) pairs × distillation settings × training overrides × seed units."""
 
     pairs: tuple[tuple[str, str], ...]  # (teacher label or "data", student label)
     temperature: tuple[float, ...] = (1.0,)
@@ -146,10 +161,32 @@ class GridSpec:
     w_soft: tuple[float, ...] = (1.0,)
     loss: tuple[str, ...] = ("hinton",)
     seeds: tuple[int, ...] = (0,)
-    teacher_seed: str | int = "same"
+    teacher_seed: str | int = "same"  # "same": student unit k reads teacher unit k; an int: that unit for every student
     train: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # train field → values, crossed
     start: tuple[float | int, ...] | None = None  # switch points (None: not an axis; the distill sections decide)
     stop: tuple[float | int | None, ...] | None = None
+    init_seeds: tuple[int, ...] | None = None  # the streams set apart (None: not an axis; ``seeds`` decides)
+    data_seeds: tuple[int, ...] | None = None
+    student_streams: str = STUDENT_STREAMS[0]
+
+    @property
+    def streams_apart(self) -> bool:
+        """Whether the grid sets the initialisation and data streams apart (``init_seeds``/``data_seeds``)."""
+        return self.init_seeds is not None or self.data_seeds is not None
+
+    def units(self) -> tuple[SeedUnit, ...]:
+        """The seed units every configuration is trained on (:class:`SeedUnit`); an axis left out is held at 0."""
+        if not self.streams_apart:
+            return tuple(SeedUnit(s, s, s) for s in self.seeds)
+        pairs = itertools.product(self.init_seeds or (0,), self.data_seeds or (0,))
+        return tuple(SeedUnit(k, i, d) for k, (i, d) in enumerate(pairs))
+
+    def teacher_unit(self, unit: SeedUnit) -> SeedUnit:
+        """The unit of the teacher a student of ``unit`` reads (``teacher_seed``)."""
+        if self.teacher_seed == "same":
+            return unit
+        k = int(self.teacher_seed)
+        return self.units()[k] if self.streams_apart else SeedUnit(k, k, k)
 
 
 @dataclass(frozen=True)
@@ -557,20 +594,21 @@ def _data(source: str, raw: Any) -> tuple[DataSpec, Path | None]:
     for i, item in enumerate(sec.get("eval_sets", as_list(lambda v: v), tuple(cls.default_eval_sets))):
         where = f"data.eval_sets[{i}]"
         if isinstance(item, str):
-            if item not in cls.default_eval_sets:
+            known = {"train": EvalSetSpec("train", "train")} | dict(cls.default_eval_sets)  # train: the training split
+            if item not in known:
                 raise SpecError(
                     source,
                     where,
-                    f"unknown eval set {item!r} for {name}; known: {', '.join(cls.default_eval_sets)} "
+                    f"unknown eval set {item!r} for {name}; known: {', '.join(known)} "
                     "(or a mapping with name, source, corruption)",
                 )
-            eval_sets.append(cls.default_eval_sets[item])
+            eval_sets.append(known[item])
             continue
         es = _Section(source, where, item)
         if not isinstance(es.raw.get("name"), str) or es.raw["name"] == "val":
             raise SpecError(source, where + ".name", "is required: a string other than 'val' (val is always evaluated)")
         corruption = es.get("corruption", _registered(CORRUPTIONS), "identity")
-        src = es.get("source", as_str(("test", "val")), "test")
+        src = es.get("source", as_str(EVAL_SOURCES), "test")
         cparams = {k: v for k, v in es.raw.items() if k not in ("name", "corruption", "source")}
         cp = es.check("", lambda v, c=corruption: _named_params("corruption", CORRUPTIONS.get(c), ("x", "generator"), v), cparams)
         eval_sets.append(EvalSetSpec(es.raw["name"], src, corruption, cp))
@@ -701,8 +739,8 @@ def _hparams(source: str, where: str, raw: Any, labels: Sequence[str]) -> tuple[
 
 
 def _grid(source: str, raw: Any, models: Mapping[str, ModelSpec]) -> GridSpec:
-    keys = ["students", "teachers", "pairs", "temperature", "w_hard", "w_soft", "loss", "seeds", "teacher_seed", "start", "stop",
-            *GRID_TRAIN_AXES]  # fmt: skip
+    keys = ["students", "teachers", "pairs", "temperature", "w_hard", "w_soft", "loss", "seeds", "init_seeds", "data_seeds",
+            "student_streams", "teacher_seed", "start", "stop", *GRID_TRAIN_AXES]  # fmt: skip
     sec = _Section(source, "grid", raw, keys)
     model_label = as_str(list(models))
 
@@ -741,7 +779,23 @@ def _grid(source: str, raw: Any, models: Mapping[str, ModelSpec]) -> GridSpec:
             raise _Bad(f"seeds must be distinct, got {list(out)}")
         return out
 
+    if "seeds" in sec.raw and ("init_seeds" in sec.raw or "data_seeds" in sec.raw):
+        both = "init_seeds" if "init_seeds" in sec.raw else "data_seeds"
+        raise SpecError(
+            source,
+            f"grid.{both}",
+            "use either seeds (each seed sets initialisation and data order together) or init_seeds × data_seeds, not both",
+        )
+    n_units = len(sec.get("init_seeds", seeds, (0,))) * len(sec.get("data_seeds", seeds, (0,)))
+
     def teacher_seed(v: Any) -> str | int:
+        if "init_seeds" in sec.raw or "data_seeds" in sec.raw:
+            if v == "same" or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v < n_units):
+                return v
+            raise _Bad(
+                f"must be 'same' (student unit k reads teacher unit k) or the number of one of the {n_units} seed units "
+                f"of init_seeds × data_seeds (0-{n_units - 1}), got {v!r}"
+            )
         if v == "same" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
             return v
         raise _Bad(f"must be 'same' (student seed s reads teacher seed s) or a seed >= 0, got {v!r}")
@@ -757,7 +811,12 @@ def _grid(source: str, raw: Any, models: Mapping[str, ModelSpec]) -> GridSpec:
         train=tuple((k, sec.get(k, as_list(TRAIN_FIELDS[k]), ())) for k in GRID_TRAIN_AXES if k in sec.raw),
         start=sec.get("start", as_list(SWITCH_FIELDS["start"]), None),
         stop=sec.get("stop", as_list(SWITCH_FIELDS["stop"], allow_scalar=False), None),
+        init_seeds=sec.get("init_seeds", seeds, None),
+        data_seeds=sec.get("data_seeds", seeds, None),
+        student_streams=sec.get("student_streams", as_str(STUDENT_STREAMS), STUDENT_STREAMS[0]),
     )
+    if "student_streams" in sec.raw and all(t == NO_TEACHER for t, _ in pairs):
+        raise SpecError(source, "grid.student_streams", "sets students' streams, but every pair here trains from data")
     for axis in ("start", "stop"):
         if axis in sec.raw and all(t == NO_TEACHER for t, _ in pairs):
             raise SpecError(

@@ -53,7 +53,7 @@ from kdtune.rundir import (
     sha256_file,
     trial_dir,
 )
-from kdtune.spec import SELECT_FROM
+from kdtune.spec import SELECT_FROM, STUDENT_STREAMS
 from kdtune.tasks import Task, batch_inputs, feature_index, task_for
 
 TENSORBOARD = "tensorboard"  # RUN/tensorboard/<group name>/<trial id>/: per-epoch curves (execution.tensorboard)
@@ -101,20 +101,28 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def _stream(config: TrialConfig, seed: int) -> int:
+    """The random seed a trial draws a stream from, given the grid's ``seed``: that seed for a model trained from
+    data (or a student sharing its streams, ``student_streams: shared``); for a student (streams apart, as ever)
+    a number drawn from it, so student seed s distilled from teacher seed s of the same model does not start
+    as an exact copy of its teacher."""
+    if not config.loss.distills or getattr(config, "student_streams", None) == STUDENT_STREAMS[1]:
+        return seed
+    return zlib.crc32(f"student:{seed}".encode())
+
+
 def trial_seed(config: TrialConfig) -> int:
-    """The seed of a trial's initialisation, dropout and data order. Students draw theirs apart from
-    teachers', so student seed s distilled from teacher seed s of the same model does not start as
-    an exact copy of its teacher."""
-    if not config.loss.distills:
-        return config.seed
-    return zlib.crc32(f"student:{config.seed}".encode())
+    """The seed of a trial's initialisation stream (and of its data stream, unless the config sets ``data_seed``)."""
+    return _stream(config, config.seed)
 
 
 def stream_seeds(config: TrialConfig) -> dict[str, int]:
     """The seeds of a trial's random streams: ``init_seed`` (initial weights) and ``data_seed`` (data order,
-    dropout masks, augmentation). Two trials with equal ones are paired unit by unit (same start, same batches)."""
-    seed = trial_seed(config)
-    return {"init_seed": seed, "data_seed": seed}
+    dropout masks, augmentation), what :class:`Trainer` draws from. Two trials with equal ones are paired unit
+    by unit (same start, same batches); equal ``init_seed`` alone: the same initial weights (same model)."""
+    data = getattr(config, "data_seed", None)  # (configs of analyses' tests may be bare namespaces)
+    data = config.seed if data is None else data
+    return {"init_seed": trial_seed(config), "data_seed": _stream(config, data)}
 
 
 DIVERGENCE_FACTOR = 10.0  # an epoch's training loss this many times its first batch's counts as diverged
@@ -227,11 +235,17 @@ class Trainer:
                 f"({config.data_fingerprint}); is the data folder the same on every node?"
             )
         self.task = task = task_for(data.info)
-        seed = trial_seed(config)
-        with self._fresh_rng(seed):
+        seeds = stream_seeds(config)
+        with self._fresh_rng(seeds["init_seed"]):  # the initialisation stream
             self.model = build_model(config.arch, data.info, tr.dropout, dict(config.params)).to(device)
-        self.gen = torch.Generator(device=device).manual_seed(seed)  # data order and augmentation
-        self.dropout_key = torch.tensor(seed & 0xFFFFFFFF, dtype=torch.int64, device=device)  # keyed dropout masks
+        if seeds["data_seed"] != seeds["init_seed"]:
+            # the global random state training goes on from (what a model's own, unkeyed dropout draws from, e.g.
+            # an LSTM's) follows the data seed: as it is after initialising a model with that seed
+            with self._fresh_rng(seeds["data_seed"]):
+                build_model(config.arch, data.info, tr.dropout, dict(config.params))
+        # the data stream: data order and augmentation (a generator), keyed dropout masks (a key)
+        self.gen = torch.Generator(device=device).manual_seed(seeds["data_seed"])
+        self.dropout_key = torch.tensor(seeds["data_seed"] & 0xFFFFFFFF, dtype=torch.int64, device=device)
 
         self.cached_logits: torch.Tensor | None = None
         self.teacher: nn.Module | None = None

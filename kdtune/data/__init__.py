@@ -10,10 +10,11 @@ import torch
 
 from kdtune.data import agreement, digits, jets, linzen, mnist, modelnet, pointclouds, sets  # noqa: F401  (registrations)
 from kdtune.data.base import DataBundle, DataInfo, Inputs, Split, num_rows, take, to_device
-from kdtune.data.dataset import DATASETS, Dataset, DataSpec, EvalSetSpec, ImageDataset
+from kdtune.data.dataset import DATASETS, EVAL_SOURCES, Dataset, DataSpec, EvalSetSpec, ImageDataset
 
 __all__ = [
     "DATASETS",
+    "EVAL_SOURCES",
     "DataBundle",
     "DataInfo",
     "DataSpec",

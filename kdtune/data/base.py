@@ -64,7 +64,8 @@ class DataInfo:
 
 @dataclass
 class DataBundle:
-    """Train and validation splits plus every evaluation set (``val`` included), on one device."""
+    """Train and validation splits plus every evaluation set (``val`` included; an uncorrupted eval set of
+    the training or validation split is that split itself), on one device."""
 
     info: DataInfo
     train: Split
@@ -73,9 +74,9 @@ class DataBundle:
 
     def to(self, device: torch.device | str) -> DataBundle:
         """A copy of the bundle with every tensor on ``device``."""
-        val = self.val.to(device)
-        evals = {k: (val if v is self.val else v.to(device)) for k, v in self.evals.items()}
-        return DataBundle(self.info, self.train.to(device), val, evals)
+        train, val = self.train.to(device), self.val.to(device)
+        evals = {k: (val if v is self.val else train if v is self.train else v.to(device)) for k, v in self.evals.items()}
+        return DataBundle(self.info, train, val, evals)
 
 
 def split_train_val(n: int, val_size: float | int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

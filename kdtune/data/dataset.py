@@ -13,10 +13,13 @@ from kdtune.data.base import DataBundle, DataInfo, Split, split_train_val
 from kdtune.data.corruptions import CORRUPTIONS
 from kdtune.registry import Registry
 
+EVAL_SOURCES = ("test", "val", "train")  # the splits an eval set can read
+
 
 @dataclass(frozen=True)
 class EvalSetSpec:
-    """An evaluation set: a base split (``test`` or ``val``) and a corruption applied to it."""
+    """An evaluation set: a base split (``test``, ``val`` or ``train``, the split the model trains on) and a
+    corruption applied to it."""
 
     name: str
     source: str = "test"
@@ -85,10 +88,10 @@ def split_bundle(
     info: DataInfo, spec: DataSpec, x_tr: torch.Tensor, y_tr: torch.Tensor, x_te: torch.Tensor, y_te: torch.Tensor
 ) -> DataBundle:
     """A training pool and a test set → train and val (``train_val_indices``: a hold-out or a fold) and every
-    eval set of ``spec``: the test or val split, corrupted with its own seeded generator."""
+    eval set of ``spec``: the test, val or training split, corrupted with its own seeded generator."""
     tr_idx, val_idx = train_val_indices(len(y_tr), spec)
     train, val = Split(x_tr[tr_idx], y_tr[tr_idx]), Split(x_tr[val_idx], y_tr[val_idx])
-    base = {"test": Split(x_te, y_te), "val": val}
+    base = {"test": Split(x_te, y_te), "val": val, "train": train}
     evals: dict[str, Split] = {"val": val}
     for es in spec.eval_sets:
         src = base[es.source]

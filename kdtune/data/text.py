@@ -145,7 +145,7 @@ class AgreementDataset(Dataset):
         lm = self.objective == "language_model"
         vocab = Vocabulary.build((it.words if lm else it.prefix for it in parts["train"]), self.max_vocab)
         splits = {name: self.encode(items, vocab, name) for name, items in parts.items()}
-        missing = [e.name for e in spec.eval_sets if e.name not in splits]
+        missing = [e.name for e in spec.eval_sets if e.name not in splits and e.source != "train"]
         if missing:
             raise DataError(f"{type(self).__name__}: no eval set {', '.join(missing)}; available: {', '.join(splits)}")
         info = DataInfo(
@@ -155,7 +155,9 @@ class AgreementDataset(Dataset):
             (("vocab_size", len(vocab)), ("pad_id", 0)),
             self.objective,
         )
-        evals = {"val": splits["val"]} | {e.name: splits[e.name] for e in spec.eval_sets}
+        evals = {"val": splits["val"]}
+        for e in spec.eval_sets:  # an eval set of the training split: its sentences scored as every eval set's are
+            evals[e.name] = self.encode(parts["train"], vocab, e.name) if e.source == "train" else splits[e.name]
         return DataBundle(info, splits["train"], splits["val"], evals)
 
     def encode(self, items: list[Item], vocab: Vocabulary, name: str) -> Split:

@@ -75,6 +75,8 @@ def prepare(spec: SweepSpec, model: str, teacher: str = NO_TEACHER) -> SearchSet
             grid,
             pairs=((teacher, model),),
             seeds=tuple(range(spec.tune.seeds)),
+            init_seeds=None,  # a search trains seeds 0..tune.seeds-1, whatever streams the sweep sets apart
+            data_seeds=None,
             teacher_seed="same",
             temperature=grid.temperature[:1],
             w_hard=grid.w_hard[:1],
