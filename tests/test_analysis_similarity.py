@@ -16,6 +16,7 @@ from kdtune.analysis.similarity import (
     distances,
     embed_2d,
     group_table,
+    group_units,
     linear_cka,
     relational_similarity,
     similarity,
@@ -107,9 +108,10 @@ def test_distances_are_one_minus_similarity_over_its_maximum():
 def test_group_table_averages_pairs_between_groups_without_self_pairs():
     s = np.array([[1.0, 0.9, 0.3, 0.1], [0.9, 1.0, 0.5, 0.3], [0.3, 0.5, 1.0, 0.7], [0.1, 0.3, 0.7, 1.0]])
     table = group_table(s, ["A", "A", "B", "C"], digits=2)
-    assert table.loc["A", "A"] == "0.90 ± 0.00 (1)"
-    assert table.loc["A", "B"] == table.loc["B", "A"] == "0.40 ± 0.10 (2)"  # 0.3 and 0.5
-    assert table.loc["A", "C"] == "0.20 ± 0.10 (2)"
+    assert table.loc["A", "A"] == "0.90 ± 0.00 (2)"  # one pair: each of the two models' mean is 0.9
+    assert table.loc["A", "B"] == "0.40 ± 0.14 (2)"  # the row's models: 0.3 and 0.5, std ddof 1
+    assert table.loc["B", "A"] == "0.40 (1)"  # one model of B: its mean over its two pairs
+    assert table.loc["A", "C"] == "0.20 ± 0.14 (2)"
     assert pd.isna(table.loc["B", "B"])  # one trial: no pair (tables print –)
 
 
@@ -118,8 +120,49 @@ def test_group_table_leaves_out_pairs_that_share_their_initialisation():
     shared = np.zeros((4, 4), dtype=bool)
     shared[0, 2] = shared[2, 0] = True  # trial 0 (A) and trial 2 (B) started from the same weights
     table = group_table(s, ["A", "A", "B", "C"], digits=2, shared=shared)
-    assert table.loc["A", "B"] == table.loc["B", "A"] == "0.50 ± 0.00 (1)"  # 0.3 left out, 0.5 kept
-    assert table.loc["A", "C"] == "0.20 ± 0.10 (2)"  # untouched
+    assert table.loc["A", "B"] == table.loc["B", "A"] == "0.50 (1)"  # 0.3 left out, 0.5 kept: one model a side
+    assert table.loc["A", "C"] == "0.20 ± 0.14 (2)"  # untouched
+
+
+# four made-up models of group A (0-3) and two of B (4, 5); each model's pairs averaged by hand
+FOUR = np.array(
+    [
+        [1.0, 0.9, 0.8, 0.7, 0.3, 0.5],
+        [0.9, 1.0, 0.6, 0.5, 0.2, 0.2],
+        [0.8, 0.6, 1.0, 0.4, 0.1, 0.3],
+        [0.7, 0.5, 0.4, 1.0, 0.6, 0.4],
+        [0.3, 0.2, 0.1, 0.6, 1.0, 0.8],
+        [0.5, 0.2, 0.3, 0.4, 0.8, 1.0],
+    ]
+)
+FOUR_GROUPS = ["A"] * 4 + ["B"] * 2
+
+
+def test_group_table_is_over_models_each_models_pairs_averaged_first():
+    table = group_table(FOUR, FOUR_GROUPS)
+    # A × A: model 0's pairs (0.9, 0.8, 0.7) → 0.8; model 1 (0.9, 0.6, 0.5) → 2/3; model 2 (0.8, 0.6, 0.4) → 0.6;
+    # model 3 (0.7, 0.5, 0.4) → 1.6/3. Mean 0.65; std (ddof 1) 0.1139. Over the 6 pairs it was 0.650 ± 0.171 (6).
+    per_model = [0.8, 2 / 3, 0.6, 1.6 / 3]
+    assert np.std(per_model, ddof=1) == pytest.approx(0.113855, abs=1e-6)
+    assert table.loc["A", "A"] == "0.650 ± 0.114 (4)"
+    # A × B, units A's models: (0.3, 0.5) → 0.4, (0.2, 0.2) → 0.2, (0.1, 0.3) → 0.2, (0.6, 0.4) → 0.5: 0.325 ± 0.150
+    assert table.loc["A", "B"] == "0.325 ± 0.150 (4)"
+    # B × A, units B's models: 1.2 / 4 = 0.3 and 1.4 / 4 = 0.35
+    assert table.loc["B", "A"] == "0.325 ± 0.035 (2)"
+    assert table.loc["B", "B"] == "0.800 ± 0.000 (2)"
+    assert group_table(FOUR, FOUR_GROUPS, interval="se").loc["A", "A"] == f"0.650 ± {0.113855 / 2:.3f} (4)"
+
+
+def test_group_units_are_the_per_model_means_a_test_over_model_labels_needs():
+    shared = np.zeros((6, 6), dtype=bool)
+    shared[0, 4] = shared[4, 0] = True  # model 0 of A and model 4 of B share their initial weights
+    units = group_units(FOUR, FOUR_GROUPS, shared, models=[f"m{i}" for i in range(6)])
+    ab = units[(units["group"] == "A") & (units["column"] == "B")]
+    assert ab["model"].tolist() == ["m0", "m1", "m2", "m3"]
+    assert ab["value"].tolist() == pytest.approx([0.5, 0.2, 0.2, 0.5]) and ab["pairs"].tolist() == [1, 2, 2, 2]
+    aa = units[(units["group"] == "A") & (units["column"] == "A")]
+    assert aa["value"].tolist() == pytest.approx([0.8, 2 / 3, 0.6, 1.6 / 3]) and aa["pairs"].tolist() == [3, 3, 3, 3]
+    assert group_table(FOUR, FOUR_GROUPS, shared=shared).loc["A", "B"] == "0.350 ± 0.173 (4)"
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +195,11 @@ def test_the_analysis_writes_heatmap_mds_and_group_tables(tiny_run, tmp_path):
     np.testing.assert_allclose(np.diag(matrix), 1.0)
     for stem in ("groups_similarity", "groups_cka", "groups_cka_debiased"):
         assert (tmp_path / f"{stem}.md").is_file() and (tmp_path / f"{stem}.tex").is_file()
+        units = pd.read_csv(tmp_path / f"{stem}_units.csv")
+        assert list(units.columns) == ["group", "column", "model", "value", "pairs"]
+    assert all("n models" in title for title, _ in out.tables)
+    unit_note = next(n for n in out.notes if n.startswith("Units: models"))
+    assert "ddof 1" in unit_note and "n = the number of models" in unit_note and "groups_similarity_units.csv" in unit_note
 
 
 def test_the_analysis_skips_with_one_line_when_fewer_than_two_trials(tiny_run, tmp_path):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,6 +166,53 @@ def same_init(a: TrialView, b: TrialView) -> bool:
     if not all(hasattr(t.config, "loss") for t in (a, b)):  # a view without training settings: nothing to compare
         return False
     return a.init_seed == b.init_seed
+
+
+# ---- statistics over models: one interval helper for every analysis table (kdtune.stats, ddof 1)
+
+
+def summary(values: Sequence[float] | np.ndarray, interval: str = "std") -> tuple[float, float, int]:
+    """``(mean, ± half-width, n)`` of the finite values (units: trained models), the half-width from
+    :func:`kdtune.stats.half_width` (``std`` by default, ddof 1); NaN mean for none, NaN half-width for fewer than 2."""
+    from kdtune import stats
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return (float(v.mean()) if len(v) else float("nan")), stats.half_width(v, interval), len(v)
+
+
+def cell(values: Sequence[float] | np.ndarray, digits: int = 3, interval: str = "std") -> str:
+    """``mean ± std (n)`` as the report's tables write it (NaNs left out; the interval of :func:`summary`)."""
+    from kdtune.report import _cell
+
+    mean, spread, n = summary(values, interval)
+    return "– (0)" if n == 0 else _cell(mean, spread, n, digits, "±")
+
+
+def unit_means(pairs: Iterable[tuple[Hashable, float]]) -> dict[Hashable, tuple[float, int]]:
+    """Each model's mean over the finite values of its pairs, and how many there were, in the order the models
+    first appear (a model without a finite value is left out): a pair measure (similarity, a barrier, an error
+    overlap) turned into one value per model, the unit its table's statistics are over. ``pairs`` holds
+    ``(model, value)``, a pair listed once for each model that counts it as its own (both models within a group;
+    the row's model between two groups)."""
+    found: dict[Hashable, list[float]] = {}
+    for model, value in pairs:
+        if value is not None and np.isfinite(value):
+            found.setdefault(model, []).append(float(value))
+    return {m: (float(np.mean(v)), len(v)) for m, v in found.items()}
+
+
+UNITS_NOTE = (
+    "Units: models, not pairs of models (pairs of 4 models are 6 or 16 values, not independent): each cell averages "
+    "each model's pairs first ({which}), then shows mean ± std over those per-model means with ddof 1, n = the "
+    "number of models. Within a group a pair counts for both its models, so the models' means still share pairs. "
+    "The per-model values are in {csv}, for a test over model labels."
+)
+
+
+def units_note(which: str, csv: str) -> str:
+    """The note under a table of a pair measure naming its unit (models), which side's models, ddof and n."""
+    return UNITS_NOTE.format(which=which, csv=csv)
 
 
 def _num_str(v: Any) -> str:

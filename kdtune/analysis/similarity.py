@@ -16,7 +16,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdtune.analysis import ANALYSES, Output, RunView, TrialView, same_init, save_figure, write_table
+from kdtune.analysis import (
+    ANALYSES,
+    Output,
+    RunView,
+    TrialView,
+    cell,
+    same_init,
+    save_figure,
+    unit_means,
+    units_note,
+    write_table,
+)
 
 MEASURES = {
     "similarity": "representational similarity (appendix B)",
@@ -130,22 +141,44 @@ def embed_2d(dist: np.ndarray) -> np.ndarray:
     return MDS(**kw).fit_transform(dist)
 
 
-def group_table(matrix: np.ndarray, groups: Sequence[str], digits: int = 3, shared: np.ndarray | None = None) -> pd.DataFrame:
-    """Mean ± std (number of pairs) of ``matrix`` over pairs of models from two groups, self-pairs left out;
-    missing where there is no pair. Pairs marked in ``shared`` (a boolean matrix: the two models started
-    from the same initial weights) are left out, so no cell mixes them with pairs that did not."""
+def group_units(
+    matrix: np.ndarray, groups: Sequence[str], shared: np.ndarray | None = None, models: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """One row per (row group, column group, model of the row group): the model's mean of ``matrix`` over its pairs
+    with the column group's models (itself left out), and how many pairs that was: the units of :func:`group_table`.
+    Pairs marked in ``shared`` (a boolean matrix: the two models started from the same initial weights) are left out.
+    ``models`` names the models (their index otherwise)."""
     names = list(dict.fromkeys(groups))
     g = np.asarray(groups)
-    keep = np.ones_like(matrix, dtype=bool) if shared is None else ~np.asarray(shared, dtype=bool)
-    table = pd.DataFrame(index=pd.Index(names, name="group"), columns=names, dtype=object)
+    labels = list(models) if models is not None else [str(i) for i in range(len(groups))]
+    keep = ~np.eye(len(g), dtype=bool)
+    if shared is not None:
+        keep &= ~np.asarray(shared, dtype=bool)
+    rows = []
     for a in names:
         for b in names:
-            idx = np.ix_(g == a, g == b)
-            block = np.where(keep[idx], matrix[idx], np.nan)
-            values = block[np.triu_indices(len(block), 1)] if a == b else block.ravel()  # each pair once
-            values = values[np.isfinite(values)]
-            if values.size:
-                table.loc[a, b] = f"{values.mean():.{digits}f} ± {values.std():.{digits}f} ({values.size})"
+            cols = np.flatnonzero(g == b)
+            pairs = ((i, float(matrix[i, j])) for i in np.flatnonzero(g == a) for j in cols if keep[i, j])
+            for i, (value, n) in unit_means(pairs).items():
+                rows.append({"group": a, "column": b, "model": labels[int(i)], "value": value, "pairs": n})  # type: ignore[call-overload]
+    return pd.DataFrame(rows, columns=["group", "column", "model", "value", "pairs"])
+
+
+def group_table(
+    matrix: np.ndarray,
+    groups: Sequence[str],
+    digits: int = 3,
+    shared: np.ndarray | None = None,
+    interval: str = "std",
+) -> pd.DataFrame:
+    """Mean ± std (n models) of ``matrix`` between two groups, over the row group's models: each model's pairs with
+    the column group's models averaged first (:func:`group_units`; self-pairs and pairs marked in ``shared`` left
+    out), then mean and std (ddof 1) over those per-model means; missing where there is no pair."""
+    names = list(dict.fromkeys(groups))
+    units = group_units(matrix, groups, shared)
+    table = pd.DataFrame(index=pd.Index(names, name="group"), columns=names, dtype=object)
+    for (a, b), sel in units.groupby(["group", "column"], sort=False):
+        table.loc[a, b] = cell(sel["value"].to_numpy(), digits, interval)
     return table
 
 
@@ -263,10 +296,15 @@ def similarity(view: RunView, out: Path) -> Output:
     result.figures.append(_mds_figure(coords, trials, f"MDS of representational similarity, {title}", out, "mds"))
     shared = np.array([[i != j and same_init(a, b) for j, b in enumerate(trials)] for i, a in enumerate(trials)])
     n_shared = int(np.triu(shared, 1).sum())
+    models = [t.label for t in trials]
     for k, name in MEASURES.items():
         table = group_table(mats[k], groups, shared=shared)
-        caption = f"Mean {name} between groups ({eval_set}; mean ± std (pairs) over pairs of trials, self-pairs left out)"
+        caption = (
+            f"Mean {name} between groups ({eval_set}; mean ± std (ddof 1) (n models) over the row group's models, "
+            "each model's pairs with the column group averaged first)"
+        )
         write_table(table, out, f"groups_{k}", caption)
+        group_units(mats[k], groups, shared, models).to_csv(out / f"groups_{k}_units.csv", index=False)
         result.tables.append((caption, table))
     result.notes += [
         f"Penultimate features of the same {n} examples of eval set {eval_set} (the first eval set) for each of "
@@ -278,6 +316,10 @@ def similarity(view: RunView, out: Path) -> Output:
         f"Pairs of models that started from the same initial weights are left out of the group tables ({n_shared} "
         "pair(s) here; e.g. students of one seed with different teachers): their similarity owes to the shared start. "
         "The matrices and figures keep them.",
+        units_note(
+            "a model of the row group: the mean of its pairs with the column group's models, itself left out",
+            ", ".join(f"groups_{k}_units.csv" for k in MEASURES),
+        ),
         "Linear CKA (Kornblith et al. 2019) and its debiased form (unbiased HSIC, near 0 for unrelated features). "
         f"Full matrices: {', '.join(f'{k}_matrix.csv' for k in MEASURES)}.",
     ]
