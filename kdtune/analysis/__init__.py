@@ -18,7 +18,7 @@ import importlib.util
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -189,13 +189,16 @@ def cell(values: Sequence[float] | np.ndarray, digits: int = 3, interval: str = 
     return "– (0)" if n == 0 else _cell(mean, spread, n, digits, "±")
 
 
-def unit_means(pairs: Iterable[tuple[Hashable, float]]) -> dict[Hashable, tuple[float, int]]:
+K = TypeVar("K", bound=Hashable)
+
+
+def unit_means(pairs: Iterable[tuple[K, float]]) -> dict[K, tuple[float, int]]:
     """Each model's mean over the finite values of its pairs, and how many there were, in the order the models
     first appear (a model without a finite value is left out): a pair measure (similarity, a barrier, an error
     overlap) turned into one value per model, the unit its table's statistics are over. ``pairs`` holds
     ``(model, value)``, a pair listed once for each model that counts it as its own (both models within a group;
     the row's model between two groups)."""
-    found: dict[Hashable, list[float]] = {}
+    found: dict[K, list[float]] = {}
     for model, value in pairs:
         if value is not None and np.isfinite(value):
             found.setdefault(model, []).append(float(value))

@@ -158,9 +158,9 @@ def group_units(
     for a in names:
         for b in names:
             cols = np.flatnonzero(g == b)
-            pairs = ((i, float(matrix[i, j])) for i in np.flatnonzero(g == a) for j in cols if keep[i, j])
-            for i, (value, n) in unit_means(pairs).items():
-                rows.append({"group": a, "column": b, "model": labels[int(i)], "value": value, "pairs": n})  # type: ignore[call-overload]
+            pairs = ((int(i), float(matrix[i, j])) for i in np.flatnonzero(g == a) for j in cols if keep[i, j])
+            for i, (value, n) in unit_means(pairs).items():  # keyed by index: two models never merge
+                rows.append({"group": a, "column": b, "model": labels[i], "value": value, "pairs": n})
     return pd.DataFrame(rows, columns=["group", "column", "model", "value", "pairs"])
 
 
