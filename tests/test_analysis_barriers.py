@@ -14,6 +14,7 @@ from kdtune.analysis import RunView, TrialView
 from kdtune.analysis.barriers import (
     barrier_height,
     barrier_table,
+    barrier_units,
     barriers,
     batch_norm_layers,
     choose_pairs,
@@ -145,14 +146,47 @@ def test_pairs_that_share_their_initialisation_are_never_averaged_with_pairs_tha
     assert all(c.kind == "different teachers" for c in different)
     # a student and a model from data never share their initialisation: one cell each
     assert [c.same_init for c in cells if (c.teacher1, c.teacher2) == ("CNN", "data")] == [False]
-    pairs = pd.DataFrame(
-        [{"model": "MLP", "teacher1": c.teacher1, "teacher2": c.teacher2, "same_init": c.same_init,
-          "barrier": 0.0 if c.same_init else 1.0, "accuracy_mid": 0.9, "accuracy_ends": 0.95}
-         for c in cells for _ in c.pairs]
-    )  # fmt: skip
+    pairs = _pairs(cells, lambda c, a, b: 0.0 if c.same_init else 1.0)
     table = barrier_table({"MLP": cells}, pairs)
-    assert table.loc[("MLP", "CNN", "MLP", "yes"), "barrier height"] == "0.000 ± 0.000 (3)"
-    assert table.loc[("MLP", "CNN", "MLP", "no"), "barrier height"] == "1.000 ± 0.000 (6)"
+    assert table.loc[("MLP", "CNN", "MLP", "yes"), "barrier height"] == "0.000 ± 0.000 (3)"  # 3 models of model 1
+    assert table.loc[("MLP", "CNN", "MLP", "no"), "barrier height"] == "1.000 ± 0.000 (3)"  # 6 pairs of 3 models
+
+
+def _pairs(cells, barrier):
+    """pairs.csv of made-up pairs: ``barrier(cell, model 1, model 2)`` each, accuracies fixed."""
+    return pd.DataFrame(
+        [{"model": "MLP", "teacher1": c.teacher1, "teacher2": c.teacher2, "same_init": c.same_init,
+          "trial1": a.id, "trial2": b.id, "seed1": a.seed, "seed2": b.seed,
+          "barrier": barrier(c, a, b), "accuracy_mid": 0.9, "accuracy_ends": 0.95}
+         for c in cells for a, b in c.pairs]
+    )  # fmt: skip
+
+
+# four models from data (seeds 0-3) and two students of CNN (seeds 0, 1): made-up barriers of their pairs
+WITHIN = {(0, 1): 0.9, (0, 2): 0.8, (0, 3): 0.7, (1, 2): 0.6, (1, 3): 0.5, (2, 3): 0.4}
+ACROSS = {(0, 0): 0.3, (0, 1): 0.5, (0, 2): 0.1, (0, 3): 0.3, (1, 0): 0.4, (1, 1): 0.6, (1, 2): 0.5, (1, 3): 0.5}
+
+
+def test_barrier_table_is_over_models_each_models_pairs_averaged_first():
+    trials = [_student("data", s) for s in range(4)] + [_student("CNN", s) for s in range(2)]
+    cells = grid_cells(trials, max_pairs=10)
+    pairs = _pairs(cells, lambda c, a, b: (WITHIN if c.teacher2 == c.teacher1 else ACROSS)[(a.seed, b.seed)])
+    table = barrier_table({"MLP": cells}, pairs)
+    # data × data: each model's 3 pairs averaged: 0.8, 2/3, 0.6, 1.6/3 → 0.650, std (ddof 1) 0.114, n = 4 models
+    # (over the 6 pairs it would be 0.650 ± 0.187 (6))
+    assert table.loc[("MLP", "data", "data", "no"), "barrier height"] == "0.650 ± 0.114 (4)"
+    assert table.loc[("MLP", "data", "data", "no"), "pairs"] == "6 of 6"
+    # CNN × data, units the students (model 1): s0 (0.3, 0.5, 0.1, 0.3) → 0.3, s1 (0.4, 0.6, 0.5, 0.5) → 0.5
+    assert table.loc[("MLP", "CNN", "data", "no"), "barrier height"] == "0.400 ± 0.141 (2)"
+    assert table.loc[("MLP", "CNN", "data", "no"), "accuracy at λ = 0.5"] == "0.900 ± 0.000 (2)"
+    # CNN × CNN: one pair, which counts for both its models (within one teacher)
+    assert table.loc[("MLP", "CNN", "CNN", "no"), "barrier height"] == "0.900 ± 0.000 (2)"
+    units = barrier_units({"MLP": cells}, pairs)
+    within = units[(units["teacher1"] == "data") & (units["teacher2"] == "data")]
+    assert within["seed"].tolist() == [0, 1, 2, 3] and within["pairs"].tolist() == [3, 3, 3, 3]
+    assert within["barrier"].tolist() == pytest.approx([0.8, 2 / 3, 0.6, 1.6 / 3])
+    across = units[(units["teacher1"] == "CNN") & (units["teacher2"] == "data")]
+    assert across["trial"].tolist() == ["MLP-CNN-0", "MLP-CNN-1"] and across["pairs"].tolist() == [4, 4]
 
 
 def test_pair_choice_is_deterministic_and_limited():
@@ -271,6 +305,9 @@ def test_analysis_writes_one_figure_per_architecture_and_the_table(view, tmp_pat
     assert not pairs.loc[pairs["kind"] == "student vs independent", "same_init"].any()
     assert any("test" in n for n in out.notes) and any("at most 2 pairs" in n.lower() for n in out.notes)
     assert (tmp_path / "barriers.md").is_file() and (tmp_path / "barriers.tex").is_file()
+    units = pd.read_csv(tmp_path / "units.csv")
+    assert set(units["trial"]) <= set(pairs["trial1"]) | set(pairs["trial2"]) and "n models" in title
+    assert any(n.startswith("Units: models") and "ddof 1" in n for n in out.notes)
 
 
 def test_analysis_restores_the_thread_count(view, tmp_path):

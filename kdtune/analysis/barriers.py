@@ -21,7 +21,18 @@ import pandas as pd
 import torch
 from torch import nn
 
-from kdtune.analysis import ANALYSES, Output, RunView, TrialView, same_init, save_figure, write_table
+from kdtune.analysis import (
+    ANALYSES,
+    Output,
+    RunView,
+    TrialView,
+    cell,
+    same_init,
+    save_figure,
+    unit_means,
+    units_note,
+    write_table,
+)
 from kdtune.errors import KdtuneError
 
 NUM_LAMBDAS = 25
@@ -233,15 +244,6 @@ def grid_cells(trials: Sequence[TrialView], max_pairs: int = MAX_PAIRS) -> list[
     return cells
 
 
-def _mean_std(values: Sequence[float], digits: int = 3) -> str:
-    v = np.asarray(values, dtype=float)
-    if not len(v):
-        return "– (0)"
-    if len(v) < 2:
-        return f"{v[0]:.{digits}f} (1)"
-    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f} ({len(v)})"
-
-
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -274,13 +276,13 @@ def arch_curves(
         states[t.id] = {k: v.detach().clone() for k, v in model.state_dict().items()}
     assert model is not None
     rows = []
-    for cell in cells:
-        for a, b in cell.pairs:
+    for c in cells:
+        for a, b in c.pairs:
             curve = interpolation_curve(model, states[a.id], states[b.id], task, data.train, data.evals[eval_set], lambdas)
             curve.insert(0, "model", name)
-            info = {"teacher1": cell.teacher1, "teacher2": cell.teacher2, "kind": cell.kind,
+            info = {"teacher1": c.teacher1, "teacher2": c.teacher2, "kind": c.kind,
                     "trial1": a.id, "trial2": b.id, "seed1": a.seed, "seed2": b.seed,
-                    "same_init": cell.same_init}  # fmt: skip
+                    "same_init": c.same_init}  # fmt: skip
             for i, (k, v) in enumerate(info.items()):
                 curve.insert(1 + i, k, v)
             rows.append(curve)
@@ -304,22 +306,57 @@ def pair_summary(curves: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def barrier_table(cells_by_model: Mapping[str, Sequence[Cell]], pairs: pd.DataFrame) -> pd.DataFrame:
-    """Barrier heights and accuracies mean ± std (n pairs) per (model, teacher of model 1, teacher of model 2, whether
-    the pairs share their initialisation): pairs that do and pairs that do not are never averaged together."""
+MEASURES = {"barrier height": "barrier", "accuracy at λ = 0.5": "accuracy_mid", "accuracy at λ = 0, 1": "accuracy_ends"}
+# (a column of the barrier table: the pairs' column of pairs.csv it averages)
+
+
+def _cell_pairs(pairs: pd.DataFrame, model: str, c: Cell) -> pd.DataFrame:
+    """The rows of ``pairs`` (pairs.csv) of one cell: its architecture, teachers and whether they share their init."""
+    if not len(pairs):
+        return pairs
+    sel = pairs[(pairs["model"] == model) & (pairs["teacher1"] == c.teacher1) & (pairs["teacher2"] == c.teacher2)]
+    return sel[sel["same_init"].astype(bool) == c.same_init]
+
+
+def cell_units(sel: pd.DataFrame, within: bool) -> pd.DataFrame:
+    """The models of one cell (its units) from its pairs: per model, its mean of each measure (:data:`MEASURES`) over
+    its pairs and how many pairs that was. Between two teachers the units are model 1's (the row's) models; within
+    one teacher (``within``) a pair counts for both of its models."""
+    sides = [("trial1", "seed1")] + ([("trial2", "seed2")] if within else [])
+    rows: dict[str, dict[str, object]] = {}
+    for trial, seed in sides:
+        for t, s in zip(sel[trial], sel[seed], strict=True):
+            rows.setdefault(t, {"trial": t, "seed": s})
+    for col in MEASURES.values():
+        means = unit_means((t, float(v)) for trial, _ in sides for t, v in zip(sel[trial], sel[col], strict=True))
+        for t, (value, n) in means.items():
+            rows[t] |= {col: value, "pairs": n}
+    return pd.DataFrame(list(rows.values()), columns=["trial", "seed", *MEASURES.values(), "pairs"])
+
+
+def barrier_units(cells_by_model: Mapping[str, Sequence[Cell]], pairs: pd.DataFrame) -> pd.DataFrame:
+    """Every cell's units (:func:`cell_units`) with the cell's keys: the per-model values behind :func:`barrier_table`."""
+    frames = []
+    for model, cells in cells_by_model.items():
+        for c in cells:
+            units = cell_units(_cell_pairs(pairs, model, c), c.teacher1 == c.teacher2)
+            keys = {"model": model, "teacher1": c.teacher1, "teacher2": c.teacher2, "same_init": c.same_init}
+            frames.append(units.assign(**keys)[[*keys, *units.columns]])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def barrier_table(cells_by_model: Mapping[str, Sequence[Cell]], pairs: pd.DataFrame, interval: str = "std") -> pd.DataFrame:
+    """Barrier heights and accuracies mean ± std (n models) per (model, teacher of model 1, teacher of model 2, whether
+    the pairs share their initialisation): over the cell's models, each model's pairs averaged first
+    (:func:`cell_units`; std with ddof 1, :mod:`kdtune.stats`). Pairs that share their initialisation and pairs that
+    do not are never averaged together."""
     index, rows = [], []
     for model, cells in cells_by_model.items():
         for c in cells:
-            sel = pairs[(pairs["model"] == model) & (pairs["teacher1"] == c.teacher1) & (pairs["teacher2"] == c.teacher2)]
-            sel = sel[sel["same_init"].astype(bool) == c.same_init] if len(sel) else sel
+            units = cell_units(_cell_pairs(pairs, model, c), c.teacher1 == c.teacher2)
             index.append((model, c.teacher1, c.teacher2, "yes" if c.same_init else "no"))
-            rows.append({
-                "kind": c.kind,
-                "pairs": f"{len(c.pairs)} of {c.available}",
-                "barrier height": _mean_std(sel["barrier"]),
-                "accuracy at λ = 0.5": _mean_std(sel["accuracy_mid"]),
-                "accuracy at λ = 0, 1": _mean_std(sel["accuracy_ends"]),
-            })  # fmt: skip
+            rows.append({"kind": c.kind, "pairs": f"{len(c.pairs)} of {c.available}"}
+                        | {name: cell(units[col].to_numpy(float), 3, interval) for name, col in MEASURES.items()})  # fmt: skip
     names = ["model", "teacher of model 1", "teacher of model 2", "same init"]
     return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=names))
 
@@ -350,7 +387,7 @@ def plot_grid(name: str, cells: Sequence[Cell], curves: pd.DataFrame, eval_set: 
             heights.append(barrier_height(g["lam"].to_numpy(), g["loss"].to_numpy()))
         what = "same init" if c.same_init else "barrier"
         if heights:
-            titles.setdefault((i, j), [c.kind]).append(f"{what} {np.mean(heights):.3g} (n={len(heights)})")
+            titles.setdefault((i, j), [c.kind]).append(f"{what} {np.mean(heights):.3g} ({len(heights)} pairs)")
         elif not c.same_init:
             titles.setdefault((i, j), [c.kind]).append("no pairs")
         ax.grid(alpha=0.3)
@@ -426,7 +463,10 @@ def barriers(
     curves.to_csv(out / "curves.csv", index=False)
     pairs.to_csv(out / "pairs.csv", index=False)
     table = barrier_table(cells_by_model, pairs)
-    title = f"Barrier height on {eval_set}: mean ± std (n pairs)"
+    barrier_units(cells_by_model, pairs).to_csv(out / "units.csv", index=False)
+    title = (
+        f"Barrier height on {eval_set}: mean ± std (ddof 1) (n models) over model 1's models, each model's pairs averaged first"
+    )
     write_table(table, out, "barriers", title)
     result.tables.append((title, table))
     limited = sum(len(c.pairs) < c.available for cells in cells_by_model.values() for c in cells)
@@ -444,6 +484,11 @@ def barriers(
         "seeds), pairs of different seeds start from different initialisations, while students of the same seed share "
         "theirs whatever their teacher. Pairs that share their initialisation are averaged apart from those that do "
         "not (column same init; same_init in pairs.csv; dashed in the figures), never together.",
+        units_note(
+            "a model 1, with the row's teacher: the mean over its pairs in the cell; where both teachers are the same, "
+            "each model of a pair",
+            "units.csv (trial, seed, its mean barrier and accuracies, its pairs)",
+        ),
         f"Kinds: independent (both trained from data), same teacher (students of one teacher model, "
         "possibly different teacher checkpoints), different teachers, student vs independent. "
         f"Curves in curves.csv, one row per pair in pairs.csv; {time.perf_counter() - start:.1f} s on {dev}.",
