@@ -19,6 +19,7 @@ from kdtune.analysis.errors import (
     from_data_twin,
     group_pair_tables,
     overlap,
+    pair_units,
     venn_trios,
 )
 from kdtune.data import EvalSetSpec
@@ -86,7 +87,7 @@ def test_group_tables_pair_trials_by_seed_and_use_distinct_seeds_within_a_group(
     pairs = pd.DataFrame(_pair_rows("test", [a0, a1, b0, b1], errs))
     jac, share = group_pair_tables(pairs, ["A (data)", "B ← A"])
     assert jac.loc["A (data)", "B ← A"] == cell([1 / 2, 1 / 3]) == "0.417 ± 0.118 (2)"  # (a0,b0), (a1,b1)
-    assert jac.loc["A (data)", "A (data)"] == "0.333 (1)"  # a0 vs a1 once
+    assert jac.loc["A (data)", "A (data)"] == "0.333 ± 0.000 (2)"  # a0 vs a1: the one pair of each of the 2 models
     assert share.loc["A (data)", "B ← A"] == cell([1.0, 1 / 2])  # of b's errors, a's share
     assert share.loc["B ← A", "A (data)"] == "0.500 ± 0.000 (2)"
     assert share.loc["A (data)", "A (data)"] == "0.500 ± 0.000 (2)"  # ordered pairs of distinct seeds
@@ -134,6 +135,9 @@ def test_errors_writes_venn_diagrams_and_overlap_tables(tmp_path):
     pairs = pd.read_csv(tmp_path / "error_pairs.csv")
     assert len(pairs) == 4 * 3 and set(pairs["eval_set"]) == {"test"}
     assert (tmp_path / "jaccard__test.md").is_file() and (tmp_path / "shared__test.csv").is_file()
+    units = pd.read_csv(tmp_path / "error_units.csv")
+    assert list(units.columns[:4]) == ["eval_set", "group", "column", "trial"] and "n models" in out.tables[0][0]
+    assert any(n.startswith("Units: models") and "ddof 1" in n and "error_units.csv" in n for n in out.notes)
     assert out.skipped == []
 
 
@@ -144,7 +148,40 @@ def test_errors_leaves_out_a_trial_evaluated_on_other_examples(tmp_path):
     arrays["c"] = {"probs__test": probs_with_errors(labels[::-1], {1}), "labels__test": labels[::-1].copy()}
     out = errors(FakeView(ts, arrays, ["test"]), tmp_path)
     assert any("A (data) s2" in s and "labels differ" in s for s in out.skipped)
-    assert out.tables[0][1].loc["A (data)", "A (data)"] == "1.000 (1)"  # a vs b only
+    assert out.tables[0][1].loc["A (data)", "A (data)"] == "1.000 ± 0.000 (2)"  # a vs b only: two models, one pair
+
+
+# made-up Jaccards: four models from data (seeds 0-3) and four students (seeds 0-3); each model's pairs averaged by hand
+WITHIN = {(0, 1): 0.9, (0, 2): 0.8, (0, 3): 0.7, (1, 2): 0.6, (1, 3): 0.5, (2, 3): 0.4}
+ACROSS = {0: 0.3, 1: 0.5, 2: 0.2, 3: 0.6}  # student s with the model from data of seed s
+
+
+def _made_up_pairs() -> pd.DataFrame:
+    rows = []
+    for sa in range(4):
+        for sb in range(4):
+            if sa != sb:
+                v = WITHIN[min(sa, sb), max(sa, sb)]
+                rows.append({**_pair("A (data)", "A (data)", sa, sb, False), "a": f"a{sa}", "jaccard": v, "share_of_b_in_a": v})
+            jaccard = ACROSS[sa] if sa == sb else 0.0
+            rows.append({**_pair("A (data)", "B ← A", sa, sb, False), "a": f"a{sa}", "jaccard": jaccard, "share_of_b_in_a": 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_group_tables_are_over_models_each_models_pairs_averaged_first():
+    pairs = _made_up_pairs()
+    jac, share = group_pair_tables(pairs, ["A (data)", "B ← A"])
+    # within: a0 (0.9, 0.8, 0.7) → 0.8, a1 (0.9, 0.6, 0.5) → 2/3, a2 (0.8, 0.6, 0.4) → 0.6, a3 (0.7, 0.5, 0.4) → 1.6/3:
+    # 0.650 ± 0.114 (std ddof 1), n = 4 models (over the 6 pairs: 0.650 ± 0.187 (6))
+    assert jac.loc["A (data)", "A (data)"] == share.loc["A (data)", "A (data)"] == "0.650 ± 0.114 (4)"
+    # across: one pair per model (same seed); the pairs of other seeds (Jaccard 0) never count
+    assert jac.loc["A (data)", "B ← A"] == "0.400 ± 0.183 (4)" and share.loc["A (data)", "B ← A"] == "1.000 ± 0.000 (4)"
+    assert jac.loc["B ← A", "A (data)"] == "– (0)"  # no pair made up that way
+    units = pair_units(pairs, ["A (data)", "B ← A"])
+    within = units[units["column"] == "A (data)"]
+    assert within["trial"].tolist() == ["a0", "a1", "a2", "a3"] and within["pairs"].tolist() == [3, 3, 3, 3]
+    assert within["jaccard"].tolist() == pytest.approx([0.8, 2 / 3, 0.6, 1.6 / 3])
+    assert units[units["column"] == "B ← A"]["pairs"].tolist() == [1, 1, 1, 1]
 
 
 def _pair(ga, gb, sa, sb, shared):

@@ -13,8 +13,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdtune.analysis import ANALYSES, Output, RunView, TrialView, same_init, save_figure, write_table
-from kdtune.report import _cell
+from kdtune.analysis import (
+    ANALYSES,
+    Output,
+    RunView,
+    TrialView,
+    cell,
+    same_init,
+    save_figure,
+    unit_means,
+    units_note,
+    write_table,
+)
 
 MAX_EVAL_SETS = 3  # more eval sets than this: the first only
 MAX_PANELS = 12  # Venn panels per figure
@@ -98,14 +108,6 @@ def from_data_twin(trials: dict[str, TrialView], trial: TrialView, avoid: Sequen
     ]
     twins.sort(key=lambda t: (t.seed != trial.seed, t.seed, t.id))
     return twins[0] if twins else None
-
-
-def cell(values: Sequence[float], digits: int = 3) -> str:
-    """``mean ± std (n)`` as the report's tables write it (NaNs left out)."""
-    v = np.asarray([x for x in values if not np.isnan(x)], dtype=float)
-    if len(v) == 0:
-        return "– (0)"
-    return _cell(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan"), len(v), digits, "±")
 
 
 def safe_stem(name: str) -> str:
@@ -243,29 +245,50 @@ def _pair_rows(eval_set: str, members: list[TrialView], errors: dict[str, np.nda
     return rows
 
 
-def group_pair_tables(pairs: pd.DataFrame, groups: Sequence[str], digits: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per (row group, column group): ``mean ± std (n)`` of the Jaccard and of the share of the column
-    trial's errors the row trial also makes, over trial pairs of the same seed and fold (distinct seeds or folds
-    within a group)."""
-    jac = pd.DataFrame(index=pd.Index(list(groups), name="group"), columns=list(groups), dtype=object)
-    share = jac.copy()
-    no_fold = pd.Series(-1, index=pairs.index)
-    run = {  # (seed, fold) of each side; fold -1 without folds
-        side: pd.Series(
-            list(zip(pairs[f"seed_{side}"], pairs.get(f"fold_{side}", no_fold).fillna(-1), strict=True)),
-            index=pairs.index,
-            dtype=object,
-        )
-        for side in "ab"
-    }
-    same, first = run["a"] == run["b"], run["a"] < run["b"]
+def _run_of(pairs: pd.DataFrame, side: str) -> pd.Series:
+    """The (seed, fold) of one side of each pair; fold -1 without folds."""
+    fold = pairs[f"fold_{side}"].fillna(-1) if f"fold_{side}" in pairs else pd.Series(-1, index=pairs.index)
+    return pd.Series(list(zip(pairs[f"seed_{side}"], fold, strict=True)), index=pairs.index, dtype=object)
+
+
+def pair_units(pairs: pd.DataFrame, groups: Sequence[str]) -> pd.DataFrame:
+    """The units of :func:`group_pair_tables`: one row per (row group, column group, model of the row group) with the
+    model's mean Jaccard and mean share of the column trial's errors it also makes, over its pairs of the cell (pairs
+    of the same seed and fold between two groups, of distinct ones within a group), and how many pairs that was."""
+    same = _run_of(pairs, "a") == _run_of(pairs, "b")
+    columns = ["group", "column", "trial", "label", "seed", "fold", "jaccard", "share_of_b_in_a", "pairs"]
+    rows = []
     for ga in groups:
         for gb in groups:
             cell_rows = (pairs["group_a"] == ga) & (pairs["group_b"] == gb)
-            sel = pairs[cell_rows & ~same] if ga == gb else pairs[cell_rows & same]
-            unordered = pairs[cell_rows & ~same & first] if ga == gb else sel  # Jaccard is symmetric: each pair once
-            jac.loc[ga, gb] = cell(unordered["jaccard"].tolist(), digits)
-            share.loc[ga, gb] = cell(sel["share_of_b_in_a"].tolist(), digits)
+            sel = pairs[cell_rows & (~same if ga == gb else same)]
+            if sel.empty:
+                continue
+            first = sel.drop_duplicates("a").set_index("a")
+            means = {k: unit_means(zip(sel["a"], sel[k].astype(float), strict=True)) for k in ("jaccard", "share_of_b_in_a")}
+            for tid, r in first.iterrows():
+                values = {k: means[k].get(tid, (float("nan"), 0))[0] for k in means}
+                n = int((sel["a"] == tid).sum())
+                fold = r.get("fold_a")
+                rows.append([ga, gb, tid, r.get("label_a", tid), r["seed_a"], fold, *values.values(), n])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def group_pair_tables(
+    pairs: pd.DataFrame, groups: Sequence[str], digits: int = 3, interval: str = "std"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per (row group, column group): ``mean ± std (n models)`` of the Jaccard and of the share of the column trial's
+    errors the row trial also makes, over the row group's models, each model's pairs averaged first
+    (:func:`pair_units`: pairs of the same seed and fold between groups, distinct seeds or folds within a group);
+    std with ddof 1 (:mod:`kdtune.stats`)."""
+    jac = pd.DataFrame(index=pd.Index(list(groups), name="group"), columns=list(groups), dtype=object)
+    share = jac.copy()
+    units = pair_units(pairs, groups)
+    for ga in groups:
+        for gb in groups:
+            sel = units[(units["group"] == ga) & (units["column"] == gb)]
+            jac.loc[ga, gb] = cell(sel["jaccard"].to_numpy(float), digits, interval)
+            share.loc[ga, gb] = cell(sel["share_of_b_in_a"].to_numpy(float), digits, interval)
     return jac, share
 
 
@@ -301,6 +324,7 @@ def errors(view: RunView, out: Path) -> Output:
     trios, missing = venn_trios(view, trials)
     result.skipped += missing
     all_rows: list[dict[str, object]] = []
+    units: list[pd.DataFrame] = []
     for e in eval_sets:
         members = ordered_trials(view)
         ref_labels: np.ndarray | None = None
@@ -324,6 +348,7 @@ def errors(view: RunView, out: Path) -> Output:
             groups = list(dict.fromkeys(t.group for t in members))
             frame = pd.DataFrame(rows)
             jac, share = group_pair_tables(frame, groups)
+            units.append(pair_units(frame, groups).assign(eval_set=e))
             shared = shared_init_cells(frame, groups)
             if shared:
                 result.notes.append(
@@ -335,7 +360,10 @@ def errors(view: RunView, out: Path) -> Output:
                 (f"jaccard__{safe_stem(e)}", jac, "Jaccard of the error sets |A∩B|/|A∪B|"),
                 (f"shared__{safe_stem(e)}", share, "share of the column's errors the row also makes |A∩B|/|B|"),
             ):
-                title = f"{e} ({n} examples): {what}; mean ± std (n) over pairs of the same seed (distinct seeds on the diagonal)"
+                title = (
+                    f"{e} ({n} examples): {what}; mean ± std (ddof 1) (n models) over the row group's models, each "
+                    "model's pairs averaged first (pairs of the same seed; distinct seeds on the diagonal)"
+                )
                 write_table(table, out, stem, title)
                 result.tables.append((title, table))
         panels = [trio for trio in trios if all(m.id in errors_of for m in trio[1])]
@@ -356,4 +384,14 @@ def errors(view: RunView, out: Path) -> Output:
     if all_rows:
         pd.DataFrame(all_rows).to_csv(out / "error_pairs.csv", index=False)
         result.notes.append("error_pairs.csv: every ordered pair of trials per eval set (error counts, both, Jaccard, share).")
+    if units:
+        frame = pd.concat(units, ignore_index=True)
+        frame[["eval_set", *frame.columns[:-1]]].to_csv(out / "error_units.csv", index=False)
+        result.notes.append(
+            units_note(
+                "a model of the row group: the mean over its pairs with the column group's models of the same seed and "
+                "fold, on the diagonal with the group's other seeds",
+                "error_units.csv",
+            )
+        )
     return result
