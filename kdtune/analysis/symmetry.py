@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kdtune.analysis import ANALYSES, Output, RunView, config_labels, save_figure, write_table
+from kdtune.analysis import summary as unit_summary
 from kdtune.analysis.errors import _detail_key, _order, cell, ordered_eval_sets, safe_stem
 from kdtune.spec import NO_TEACHER
 
@@ -48,11 +49,9 @@ def finished_rows(view: RunView, eval_set: str | None = None) -> pd.DataFrame:
 
 
 def summary(values: Sequence[float]) -> tuple[float, float, int]:
-    """``(mean, std, n)`` of the non-NaN values (std with ddof 1; NaN for fewer than two)."""
-    v = np.asarray([x for x in values if not pd.isna(x)], dtype=float)
-    if len(v) == 0:
-        return float("nan"), float("nan"), 0
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan"), len(v)
+    """``(mean, std, n)`` of the non-NaN values (std with ddof 1 by :func:`kdtune.stats.half_width`; NaN for fewer
+    than two): :func:`kdtune.analysis.summary`, the one interval helper of the analyses' tables."""
+    return unit_summary(np.asarray([x for x in values if not pd.isna(x)], dtype=float))
 
 
 def metric_eval_set(df: pd.DataFrame, metric: str, chosen: str, eval_sets: Sequence[str]) -> str | None:
