@@ -493,7 +493,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     report_notes: list[str] = []
     try:
         df = where_rows(view.results, where)
-        tables = report_tables(df, _metrics(df, None, r.metrics), r.rows, r.cols, eval_sets or r.eval_sets, r.digits)
+        metrics, shown = _metrics(df, None, r.metrics), eval_sets or r.eval_sets
+        tables = report_tables(df, metrics, r.rows, r.cols, shown, r.digits, report_stats(r))  # as `kdtune report`
     except KdtuneError as e:  # the analyses can still be useful
         tables, report_notes = [], [f"no report tables: {e}"]
     out_dir = run_dir / "analysis"

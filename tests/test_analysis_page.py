@@ -176,6 +176,85 @@ def test_html_table_spans_headers_and_right_aligns_numbers():
     assert "<td>n/a</td>" in text and '<td class="num">1.000e-05</td>' in text and '<td class="num">1</td>' in text
 
 
+# --- the report tables of the page are kdtune report's: same interval, markers, bold -----------------------------------
+
+BASE = [0.80, 0.70, 0.90, 0.75, 0.85]  # from data
+LIFTED = {"data": BASE, "big": [v + 0.20 for v in [0.82, 0.69, 0.91, 0.73, 0.86]], "same": [0.78, 0.72, 0.88, 0.77, 0.84]}
+
+
+def _results() -> pd.DataFrame:
+    """A made-up results table: a significant (big) and a null (same) difference from the baseline, 5 seeds each, for
+    two students (CNN 0.3 lower than MLP throughout: MLP's cells are the best of their columns, in bold)."""
+    rows = []
+    for student, shift in (("MLP", 0.0), ("CNN", -0.3)):
+        for teacher, accs in LIFTED.items():
+            for seed, acc in enumerate(accs):
+                stream = seed if teacher == "data" else 1000 + seed
+                rows.append({"student": student, "teacher": teacher, "eval_set": "test", "seed": seed, "fold": None,
+                             "init_seed": stream, "data_seed": stream, "accuracy": acc + shift, "ece": 1 - acc - shift,
+                             "status": "ok"})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _markdown_tables(text: str) -> list[tuple[str, list[list[str]], list[str]]]:
+    """``kdtune report``'s markdown as (title, body cells without the row labels, note lines) per table."""
+    out = []
+    for block in text.strip().split("\n\n**"):
+        lines = block.strip().splitlines()
+        title = lines[0].strip("*")
+        body = [line for line in lines[1:] if line.startswith("| ")][1:]  # past the header row
+        cells = [[c.strip() for c in line.strip("|").split(" | ")][1:] for line in body]
+        out.append((title, cells, [line for line in lines[1:] if line and not line.startswith("|")]))
+    return out
+
+
+def test_report_tables_equal_kdtune_reports_cells_markers_and_notes():
+    from kdtune.report import Stats, render
+
+    opts = Stats(interval="ci95", compare="teacher=data", bold="best")
+    args = (["accuracy", "ece"], ["student"], ["eval_set", "teacher"], None, 3)
+    tables = report_tables(_results(), *args, stat=opts)
+    report = _markdown_tables(render(_results(), args[0], "markdown", *args[1:], stat=opts))
+    assert len(tables) == len(report) == 2
+    for (title, table, notes), (r_title, r_cells, r_notes) in zip(tables, report, strict=True):
+        assert title == r_title and "95 % CI" in title
+        assert table.to_numpy().tolist() == r_cells
+        assert notes == r_notes and any("significantly higher/lower" in n for n in notes)
+    cells = tables[0][1].to_numpy().ravel().tolist()
+    assert any(c.endswith(" ▲") for c in cells) and any(c.startswith("**") for c in cells)  # a marker and a bold cell
+    html = html_table(tables[0][1])
+    big = next(c for c in cells if c.endswith(" ▲"))
+    shown = f"<strong>{big[2:-4]}</strong> ▲" if big.startswith("**") else big
+    assert f'<td class="num">{shown}</td>' in html and "**" not in html
+
+
+def test_the_analyze_page_shows_the_report_tables_of_the_sweeps_report_settings(run_copy, registered, capsys):
+    import yaml
+
+    from kdtune.cli import main
+    from kdtune.results import load_records
+
+    registered(DUMMY, dummy_analysis)
+    sweep_yaml = load_records(run_copy)[0].path / "sweep.yaml"
+    raw = yaml.safe_load(sweep_yaml.read_text())
+    raw["report"] = {"interval": "se", "compare": "teacher=data", "bold": "best"}  # as the sweep file would set them
+    sweep_yaml.write_text(yaml.safe_dump(raw))
+    assert main(["report", str(run_copy)]) == 0
+    report = _markdown_tables(capsys.readouterr().out)
+    assert main(["analyze", str(run_copy), "--only", DUMMY]) == 0
+    text = (run_copy / "analysis" / "index.html").read_text()
+    bold = re.compile(r"^\*\*(.+?)\*\*(.*)$")
+    for title, cells, notes in report:
+        assert f"<caption>{_escaped(title)}</caption>" in text and "s.e. (ddof=1)" in title
+        for c in (c for row in cells for c in row):
+            m = bold.match(c)
+            assert f">{f'<strong>{_escaped(m[1])}</strong>{_escaped(m[2])}' if m else _escaped(c)}</td>" in text
+        assert any("bold: the best cell" in n for n in notes)
+        for n in notes:
+            assert _escaped(n.removeprefix("- ")).split("`")[0] in text
+    assert "<strong>" in text
+
+
 def _escaped(label: object) -> str:
     import html
 

@@ -13,13 +13,16 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 
 from kdtune.analysis import Output, filter_rows
+
+if TYPE_CHECKING:
+    from kdtune.report import Stats
 
 PAGE = "index.html"
 ReportTable = tuple[str, pd.DataFrame, list[str]]  # (title, table with a named index, notes as markdown lines)
@@ -95,16 +98,26 @@ def report_tables(
     cols: Sequence[str],
     eval_sets: Sequence[str] | None,
     digits: int,
+    stat: Stats | None = None,
 ) -> list[ReportTable]:
-    """The tables of ``kdtune report`` (:func:`kdtune.report.render`) as DataFrames, each with its notes."""
-    from kdtune.report import _aggregate, _scope, check_keys, notes, pivot
+    """The tables of ``kdtune report`` as DataFrames, each with its title and notes: the steps of
+    :func:`kdtune.report.render` for one markdown table, with the same statistics (``stat``, the sweep's ``report``
+    section as ``kdtune report`` reads it: interval, comparisons and their markers, bold), so a cell of the page is
+    the cell of the report, character for character (``**…**`` of a bold cell drawn bold by :func:`html_table`)."""
+    from kdtune import stats
+    from kdtune.report import Stats, _aggregate, _check_compare, _scope, _statistics, check_keys, notes, over, pivot
 
+    opts = (stat or Stats()).check()
     rows, cols = check_keys(rows, cols)
+    _check_compare(opts, rows, cols, metrics)
     out = []
     for metric in metrics:
         planned, keys = _scope(df, metric, rows, cols, eval_sets)
         agg = _aggregate(planned, keys, metric)
-        out.append((f"{metric}: mean ± std (n) over seeds", pivot(agg, cols, digits), notes(planned, agg)))
+        frame, stat_lines = _statistics(planned, keys, cols, agg, metric, opts)
+        shown = "std" if opts.interval == "std" else stats.INTERVAL_NAMES[opts.interval]
+        title = f"{metric}: mean ± {shown} (n) over {over(planned)}"
+        out.append((title, pivot(frame, cols, digits), stat_lines + notes(planned, agg)))
     return out
 
 
@@ -137,7 +150,18 @@ def _cell(v: Any) -> tuple[str, bool]:
             return str(int(v)), True
         return (f"{v:.4f}" if 1e-3 <= abs(v) < 1e6 else f"{v:.3e}"), True
     text = str(v)
-    return text, bool(_NUMERIC_TEXT.match(text))
+    return text, bool(_NUMERIC_TEXT.match(text.removeprefix("**")))
+
+
+_BOLD = re.compile(r"^\*\*(.+?)\*\*(.*)$")  # a report's bold cell: **0.967 ± 0.004 (3)**, maybe a marker after it
+
+
+def _cell_html(text: str) -> str:
+    """A cell's text escaped, a report's bold cell (``**…**``, as its markdown writes it) in ``<strong>``."""
+    bold = _BOLD.match(text)
+    if bold:
+        return f"<strong>{_esc(bold.group(1))}</strong>{_esc(bold.group(2))}"
+    return _esc(text)
 
 
 def _runs(values: list[tuple[Any, ...]], i: int, depth: int) -> int:
@@ -190,7 +214,7 @@ def html_table(table: pd.DataFrame, caption: str | None = None) -> str:
             cells.append(f'<th scope="row"{span}>{_esc(_label(key[lvl]))}</th>')
         for v in row:
             text, num = _cell(v)
-            cells.append(f'<td class="num">{_esc(text)}</td>' if num else f"<td>{_esc(text)}</td>")
+            cells.append(f'<td class="num">{_cell_html(text)}</td>' if num else f"<td>{_cell_html(text)}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table></div>")
     return "\n".join(out)
