@@ -255,7 +255,10 @@ def pair_units(pairs: pd.DataFrame, groups: Sequence[str]) -> pd.DataFrame:
     """The units of :func:`group_pair_tables`: one row per (row group, column group, model of the row group) with the
     model's mean Jaccard and mean share of the column trial's errors it also makes, over its pairs of the cell (pairs
     of the same seed and fold between two groups, of distinct ones within a group), and how many pairs that was."""
-    same = _run_of(pairs, "a") == _run_of(pairs, "b")
+    run_a = _run_of(pairs, "a")
+    same = run_a == _run_of(pairs, "b")
+    if "a" not in pairs:  # pairs without trial ids: a model is its group's run (seed, fold)
+        pairs = pairs.assign(a=run_a.map(str))
     columns = ["group", "column", "trial", "label", "seed", "fold", "jaccard", "share_of_b_in_a", "pairs"]
     rows = []
     for ga in groups:
