@@ -460,7 +460,13 @@ def test_a_trial_asha_stops_is_told_to_optuna_with_the_value_asha_stopped_it_on(
     # (its first rung); 2e-3 passes epoch 1 and falls below the median of epoch 2
     for lr in (1e-3, 0.05, 3e-4, 2e-3):
         study.enqueue_trial({"lr": lr})
-    ray.init(num_cpus=1, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=1,  # a fresh instance, never a cluster left running by something else
+        include_dashboard=False,
+        configure_logging=False,
+        log_to_driver=False,
+    )
     try:
         assert main(["tune", str(sweep), "--model", "MLP", "--trials", "4", "--out", str(out), "--storage", url]) == 0
     finally:
