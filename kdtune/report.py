@@ -140,7 +140,7 @@ def cell_keys(df: pd.DataFrame, keys: list[str]) -> list[str]:
         more = [c for c in SETTINGS if c in df and c not in by and (grouped[c].nunique(dropna=False) > 1).any()]
         if not more:
             return extra
-        plain = [c for c in more if c not in CONFIG_COLUMNS]
+        plain = [c for c in more if c not in (*CONFIG_COLUMNS, "select_from")]  # derived: only if the rest leave it varying
         extra += plain or more[:1]
 
 
