@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 def test_a_killed_raylet_stops_the_run_in_seconds_and_the_same_command_resumes(tiny_raw, tmp_path):
     tiny_raw["models"]["MLP"]["train"] = {"epochs": 2}
-    tiny_raw["models"]["CNN"]["train"] = {"epochs": 12}  # long enough for the kill to land mid-trial
+    tiny_raw["models"]["CNN"]["train"] = {"epochs": 80}  # mid-trial at the kill: 12 epochs ended before it on a quiet machine
     run = Run(tiny_raw, tmp_path)
     ray_pids: list[int] = []
     try:
