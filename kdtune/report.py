@@ -20,7 +20,7 @@ the difference is significant after correcting over the table's comparisons) and
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -819,6 +819,45 @@ def _check_compare(opts: Stats, rows: list[str], cols: list[str], metrics: Seque
                               f"{', '.join(BETTER)}")  # fmt: skip
 
 
+def _metric_tables(
+    df: pd.DataFrame,
+    metrics: Sequence[str],
+    rows: Sequence[str],
+    cols: Sequence[str],
+    eval_sets: Sequence[str] | None,
+    stat: Stats | None,
+) -> Iterator[tuple[str, pd.DataFrame, list[str], pd.DataFrame, pd.DataFrame, list[str], Stats]]:
+    """Per metric, after the checks: ``(metric, planned, keys, agg, frame, stat_lines, opts)`` of one table."""
+    opts = (stat or Stats()).check()
+    rows, cols = check_keys(rows, cols)
+    _check_compare(opts, rows, cols, metrics)
+    for metric in metrics:
+        planned, keys = _scope(df, metric, rows, cols, eval_sets)
+        agg = _aggregate(planned, keys, metric)
+        frame, stat_lines = _statistics(planned, keys, cols, agg, metric, opts)
+        yield metric, planned, keys, agg, frame, stat_lines, opts
+
+
+def tables(
+    df: pd.DataFrame,
+    metrics: Sequence[str] = ("accuracy", "ece"),
+    rows: Sequence[str] = ("student",),
+    cols: Sequence[str] = ("eval_set", "teacher"),
+    eval_sets: Sequence[str] | None = None,
+    digits: int = 3,
+    stat: Stats | None = None,
+) -> list[tuple[str, pd.DataFrame, list[str]]]:
+    """The report's tables, one per metric, as ``(title, table, notes)``: what :func:`render` writes as markdown or
+    LaTeX and the analysis page draws as HTML, so both show the same cells."""
+    out = []
+    cols = [cols] if isinstance(cols, str) else list(cols)
+    for metric, planned, _keys, agg, frame, stat_lines, opts in _metric_tables(df, metrics, rows, cols, eval_sets, stat):
+        shown = "std" if opts.interval == "std" else stats.INTERVAL_NAMES[opts.interval]
+        title = f"{metric}: mean ± {shown} (n) over {over(planned)}"
+        out.append((title, pivot(frame, cols, digits), stat_lines + notes(planned, agg)))
+    return out
+
+
 def render(
     df: pd.DataFrame,
     metrics: Sequence[str] = ("accuracy", "ece"),
@@ -838,23 +877,16 @@ def render(
     """
     if fmt not in FORMATS:
         raise KdtuneError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
-    opts = (stat or Stats()).check()
-    rows, cols = check_keys(rows, cols)
-    _check_compare(opts, rows, cols, metrics)
-    parts = []
-    tidy = []
-    for metric in metrics:
-        planned, keys = _scope(df, metric, rows, cols, eval_sets)
-        agg = _aggregate(planned, keys, metric)
-        frame, stat_lines = _statistics(planned, keys, cols, agg, metric, opts)
-        if fmt == "csv":
-            tidy.append(_tidy(frame, agg, keys, opts).assign(metric=metric))
-            continue
-        shown = "std" if opts.interval == "std" else stats.INTERVAL_NAMES[opts.interval]
-        title = f"{metric}: mean ± {shown} (n) over {over(planned)}"
-        table = pivot(frame, cols, digits)
-        lines = stat_lines + notes(planned, agg)
-        parts.append(to_markdown(table, title, lines) if fmt == "markdown" else to_latex(table, title, lines))
     if fmt == "csv":
+        tidy = [
+            _tidy(frame, agg, keys, opts).assign(metric=metric)
+            for metric, _planned, keys, agg, frame, _lines, opts in _metric_tables(df, metrics, rows, cols, eval_sets, stat)
+        ]
         return pd.concat(tidy, ignore_index=True).to_csv(index=False)
-    return "\n\n".join(parts) + "\n"
+    write = to_markdown if fmt == "markdown" else to_latex
+    return (
+        "\n\n".join(
+            write(table, title, lines) for title, table, lines in tables(df, metrics, rows, cols, eval_sets, digits, stat)
+        )
+        + "\n"
+    )

@@ -104,21 +104,9 @@ def report_tables(
     :func:`kdtune.report.render` for one markdown table, with the same statistics (``stat``, the sweep's ``report``
     section as ``kdtune report`` reads it: interval, comparisons and their markers, bold), so a cell of the page is
     the cell of the report, character for character (``**…**`` of a bold cell drawn bold by :func:`html_table`)."""
-    from kdtune import stats
-    from kdtune.report import Stats, _aggregate, _check_compare, _scope, _statistics, check_keys, notes, over, pivot
+    from kdtune.report import tables
 
-    opts = (stat or Stats()).check()
-    rows, cols = check_keys(rows, cols)
-    _check_compare(opts, rows, cols, metrics)
-    out = []
-    for metric in metrics:
-        planned, keys = _scope(df, metric, rows, cols, eval_sets)
-        agg = _aggregate(planned, keys, metric)
-        frame, stat_lines = _statistics(planned, keys, cols, agg, metric, opts)
-        shown = "std" if opts.interval == "std" else stats.INTERVAL_NAMES[opts.interval]
-        title = f"{metric}: mean ± {shown} (n) over {over(planned)}"
-        out.append((title, pivot(frame, cols, digits), stat_lines + notes(planned, agg)))
-    return out
+    return tables(df, metrics, rows, cols, eval_sets, digits, stat)
 
 
 def _esc(v: Any) -> str:
