@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from kdtune.execute import InlineExecutor, RayExecutor
     from kdtune.plan import Plan
+    from kdtune.reference import RefTable
     from kdtune.report import Stats
     from kdtune.spec import ReportSpec
 
@@ -154,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--bold", choices=("best",), help="best: bold the best cell of each column and every cell not significantly worse"
     )
     rep.add_argument("--seed", type=int, help="seed of --test bootstrap and permutation (default 0)")
+    rep.add_argument(
+        "--reference",
+        action="append",
+        metavar="FILE:TABLE",
+        help="a published table to check the run against, e.g. abnar2021:table6 (repeatable): the paper's cells beside "
+        "kdtune's and every claim of the table with its verdict (FILE: a shipped reference or a .yaml path)",
+    )
     rep.add_argument("--output", "-o", help="write to this file instead of standard output")
 
     st = sub.add_parser("status", help="what a run folder holds: finished, failed, running, pending (read-only)")
@@ -328,6 +336,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
         check_alpha(args.alpha)
     if args.compare is not None:
         parse_compare(args.compare)  # before reading the run folders
+    from kdtune.reference import resolve_target
+
+    targets = [resolve_target(t) for t in args.reference or []]  # every file and claim checked first
     df, notes = collect_runs(args.run_dir, args.sweep)
     for d in args.run_dir:
         records = select_records(d, args.sweep)
@@ -338,6 +349,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     r = report_defaults(Path(args.run_dir[0]), args.sweep)
+    if targets:
+        _write_report(_reference_report(df, Path(args.run_dir[0]), targets, args, r), args.output)
+        return 0
     text = render(
         df,
         _metrics(df, args.metric, r.metrics),
@@ -350,6 +364,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
     )
     _write_report(text, args.output)
     return 0
+
+
+def _reference_report(df: pd.DataFrame, run_dir: Path, targets: list[RefTable], args: argparse.Namespace, r: ReportSpec) -> str:
+    """``report --reference``: each published table beside the run's cells, and its claims' verdicts."""
+    from kdtune.claims import Evidence
+    from kdtune.reference import check_table, render_checks
+    from kdtune.report import SETTINGS
+
+    opts = report_stats(r, args)
+    interval = args.interval or "ci95"  # whether the paper lies inside kdtune's interval: the 95 % one unless asked
+    evidence = Evidence(df, run_dir, SETTINGS)
+    checks = [
+        check_table(t, evidence, interval=interval, test=opts.test, alpha=opts.alpha, correction=opts.correction, seed=opts.seed)
+        for t in targets
+    ]
+    return render_checks(checks, args.format, opts.alpha, opts.correction)
 
 
 def report_stats(r: ReportSpec, args: argparse.Namespace | None = None) -> Stats:

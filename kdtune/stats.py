@@ -220,3 +220,104 @@ def adjust(p: Sequence[float] | np.ndarray, method: str = "holm") -> np.ndarray:
     adjusted[order] = np.maximum.accumulate(stepped)
     out[ok] = adjusted
     return out
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """A linear contrast ``L = Σ cᵢ · mean(cellᵢ) + c₀`` of independent cells, tested against 0 with a
+    Welch–Satterthwaite t-test: ``se² = Σ cᵢ² sᵢ² / nᵢ``, ``df = se⁴ / Σ (cᵢ² sᵢ² / nᵢ)² / (nᵢ - 1)``.
+    ``lo``/``hi``: its interval at the level asked for; ``p``: two-sided. One cell against a constant is the
+    one-sample t-test (:func:`scipy.stats.ttest_1samp`), two cells with coefficients ±1 Welch's t-test."""
+
+    estimate: float
+    se: float
+    df: float
+    lo: float
+    hi: float
+    p: float
+
+
+def contrast(
+    cells: Sequence[Sequence[float] | np.ndarray], coefs: Sequence[float], constant: float = 0.0, level: float = 1 - ALPHA
+) -> Contrast:
+    """The Welch–Satterthwaite test of ``Σ coefs[i] · mean(cells[i]) + constant = 0`` (see :class:`Contrast`);
+    NaN when a cell has fewer than 2 finite units."""
+    xs = [_finite(c) for c in cells]
+    nan = float("nan")
+    if not xs or any(len(x) < 2 for x in xs):
+        return Contrast(nan, nan, nan, nan, nan, nan)
+    estimate = float(sum(c * np.mean(x) for c, x in zip(coefs, xs, strict=True)) + constant)
+    parts = [c * c * np.var(x, ddof=DDOF) / len(x) for c, x in zip(coefs, xs, strict=True)]
+    var = float(sum(parts))
+    if var == 0:  # every unit of every cell equal: the contrast is exact
+        p = 1.0 if estimate == 0 else 0.0
+        return Contrast(estimate, 0.0, float("inf"), estimate, estimate, p)
+    df = var * var / sum(v * v / (len(x) - 1) for v, x in zip(parts, xs, strict=True) if v > 0)
+    se = var**0.5
+    t = estimate / se
+    p = float(2 * scipy.stats.t.sf(abs(t), df))
+    half = float(scipy.stats.t.ppf(0.5 + level / 2, df) * se)
+    return Contrast(estimate, se, float(df), estimate - half, estimate + half, p)
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    """Two one-sided tests (TOST) of ``|L| < margin`` for a contrast ``L``: ``p_equivalent`` (the larger of the two
+    one-sided p-values: small when L lies inside ±margin) and ``p_beyond`` (small when L lies beyond the nearer
+    margin: twice the smaller one-sided p of ``L > margin`` and ``L < -margin``, capped at 1)."""
+
+    estimate: float
+    margin: float
+    p_equivalent: float
+    p_beyond: float
+
+
+def equivalence(c: Contrast, margin: float) -> Equivalence:
+    """TOST of a contrast (its t statistic shifted by ∓margin, the same df) against ``±margin``."""
+    if not margin > 0:
+        raise KdtuneError(f"an equivalence margin must be positive, got {margin}")
+    nan = float("nan")
+    if not np.isfinite(c.estimate):
+        return Equivalence(nan, margin, nan, nan)
+    if c.se == 0:
+        inside = abs(c.estimate) < margin
+        return Equivalence(c.estimate, margin, 0.0 if inside else 1.0, 0.0 if abs(c.estimate) > margin else 1.0)
+    sf = lambda t: float(scipy.stats.t.sf(t, c.df))
+    above_low = sf((c.estimate + margin) / c.se)  # H0: L <= -margin (small when L > -margin)
+    below_high = sf((margin - c.estimate) / c.se)  # H0: L >= margin (small when L < margin)
+    beyond_high = sf((c.estimate - margin) / c.se)  # H0: L <= margin (small when L > margin)
+    beyond_low = sf(-(c.estimate + margin) / c.se)  # H0: L >= -margin (small when L < -margin)
+    return Equivalence(c.estimate, margin, max(above_low, below_high), min(1.0, 2 * min(beyond_high, beyond_low)))
+
+
+def paired_contrast(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, level: float = 1 - ALPHA) -> Contrast:
+    """``mean(a - b)`` of paired units as a :class:`Contrast` (one-sample t-test of the differences, df = n - 1)."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    return contrast([x[ok] - y[ok]], [1.0], level=level)
+
+
+@dataclass(frozen=True)
+class SpreadTest:
+    """Whether two cells' spreads differ: ``ratio`` = std(a) / std(b) (ddof 1) and the p of the Brown–Forsythe test
+    (:func:`scipy.stats.levene` with ``center="median"``)."""
+
+    std_a: float
+    std_b: float
+    ratio: float
+    p: float
+
+
+def spread_test(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> SpreadTest:
+    """Brown–Forsythe test of equal spreads; NaN when a side has fewer than 2 units."""
+    x, y = _finite(a), _finite(b)
+    nan = float("nan")
+    if len(x) < 2 or len(y) < 2:
+        return SpreadTest(nan, nan, nan, nan)
+    sa, sb = float(np.std(x, ddof=DDOF)), float(np.std(y, ddof=DDOF))
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(scipy.stats.levene(x, y, center="median").pvalue)
+    if not np.isfinite(p):  # both sides constant
+        p = 1.0
+    return SpreadTest(sa, sb, sa / sb if sb > 0 else float("inf") if sa > 0 else float("nan"), p)

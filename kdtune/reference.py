@@ -1,0 +1,458 @@
+"""Published results as data (``kdtune/references/*.yaml``) and the check of a run against them.
+
+A reference file holds one paper: its citation, the mapping of its model names to kdtune's labels and, per table
+(or figure, or section), the published cells keyed by kdtune's report keys, the paper's n and ± convention, the
+paper's training settings, and its claims as checkable statements (:mod:`kdtune.claims`). ``kdtune report RUN
+--reference abnar2021:table6`` puts kdtune's cells beside the paper's and gives every claim of the table its
+verdict; ``kdtune study`` does it for a whole case study.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kdtune import stats
+from kdtune.claims import Claim, Evidence, Verdict, evaluate, parse_check
+from kdtune.errors import KdtuneError
+from kdtune.spec import REPORT_KEYS
+
+REFERENCE_DIR = Path(__file__).parent / "references"
+SPREADS = ("std", "se", "ci95", "none")
+VALUE_FIELDS = ("metric", "kdtune_metric", "mean", "spread", "note")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClaimModel(_Strict):
+    id: str = Field(description="unique in its file; cited as FILE:TABLE/ID")
+    check: str = Field(description="the statement, in kdtune's claim grammar (kdtune.claims)")
+    quote: str = Field("", description="the paper's words")
+    where: str = Field("", description="section, page or figure of the words")
+    margin: str = Field("", description="for ≈: why this margin")
+    note: str = Field("", description="how the words were turned into the check")
+
+
+class TableModel(_Strict):
+    title: str
+    where: str = ""
+    sweeps: list[str] = Field(default_factory=list, description="shipped sweep files whose labels the table uses")
+    n: int | None = Field(None, description="the paper's runs per cell")
+    spread: str = Field("none", description="the paper's ± convention: std, se, ci95 or none")
+    reading: str = Field("", description="how the extracted text of the table was read")
+    settings: dict[str, Any] = Field(default_factory=dict, description="the paper's settings per model label")
+    fixed: dict[str, Any] = Field(default_factory=dict, description="report keys shared by every value")
+    values: list[dict[str, Any]] = Field(default_factory=list)
+    claims: list[ClaimModel] = Field(default_factory=list)
+    note: str = ""
+
+
+class ReferenceModel(_Strict):
+    id: str
+    citation: str
+    source: str = ""
+    url: str = ""
+    models: dict[str, str] = Field(default_factory=dict, description="the paper's model name -> kdtune label")
+    notes: str = ""
+    tables: dict[str, TableModel]
+
+
+@dataclass(frozen=True)
+class RefValue:
+    """One published cell: its report keys, the paper's metric name and kdtune's, mean and ± (the paper's)."""
+
+    keys: dict[str, str]
+    metric: str
+    kdtune_metric: str | None
+    mean: float
+    spread: float | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class RefTable:
+    ref: str  # the reference id
+    key: str  # the table key
+    model: TableModel
+    values: tuple[RefValue, ...]
+    claims: tuple[Claim, ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.ref}:{self.key}"
+
+
+def _one_line(path: str, e: ValidationError) -> KdtuneError:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        what = "unknown field"
+    elif kind == "missing":
+        what = "missing field"
+    else:
+        what = f"{err['msg'].lower()} (given {err.get('input')!r})"
+    more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+    return KdtuneError(f"{path}: {loc}: {what}{more}")
+
+
+def _value(where: str, raw: dict[str, Any], fixed: dict[str, Any]) -> RefValue:
+    unknown = [k for k in raw if k not in REPORT_KEYS and k not in VALUE_FIELDS]
+    if unknown:
+        raise KdtuneError(
+            f"{where}: unknown field {unknown[0]!r}; report keys ({', '.join(REPORT_KEYS)}) or {', '.join(VALUE_FIELDS)}"
+        )
+    for need in ("metric", "mean"):
+        if need not in raw:
+            raise KdtuneError(f"{where}: missing field {need!r}")
+    try:
+        mean = float(raw["mean"])
+        spread = None if raw.get("spread") is None else float(raw["spread"])
+    except (TypeError, ValueError):
+        raise KdtuneError(f"{where}: mean and spread must be numbers, got {raw.get('mean')!r}, {raw.get('spread')!r}") from None
+    keys = {k: str(v) for k, v in {**fixed, **raw}.items() if k in REPORT_KEYS}
+    metric = str(raw["metric"])
+    kd = raw.get("kdtune_metric", metric)
+    return RefValue(keys, metric, None if kd is None else str(kd), mean, spread, str(raw.get("note", "")))
+
+
+def reference_path(name: str) -> Path:
+    """A reference file: a shipped id (``abnar2021``) or a path to a YAML file."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise KdtuneError(f"{name}: no such reference file")
+        return p
+    shipped = REFERENCE_DIR / f"{name}.yaml"
+    if not shipped.is_file():
+        raise KdtuneError(
+            f"unknown reference {name!r}; shipped: {', '.join(shipped_references()) or 'none'} (or a path to a .yaml file)"
+        )
+    return shipped
+
+
+def shipped_references() -> list[str]:
+    return sorted(p.stem for p in REFERENCE_DIR.glob("*.yaml"))
+
+
+def load_reference(name: str) -> dict[str, RefTable]:
+    """Every table of a reference file, checked: fields, value keys, and every claim's grammar (one line each)."""
+    path = reference_path(name)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise KdtuneError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    if not isinstance(raw, dict):
+        raise KdtuneError(f"{path}: a reference file is a mapping with id, citation and tables")
+    try:
+        model = ReferenceModel.model_validate(raw)
+    except ValidationError as e:
+        raise _one_line(str(path), e) from None
+    out = {}
+    seen: set[str] = set()
+    for key, t in model.tables.items():
+        if t.spread not in SPREADS:
+            raise KdtuneError(f"{path}: tables.{key}.spread: {t.spread!r}; one of {', '.join(SPREADS)}")
+        values = tuple(_value(f"{path}: tables.{key}.values[{i}]", v, t.fixed) for i, v in enumerate(t.values))
+        claims = []
+        for c in t.claims:
+            if c.id in seen:
+                raise KdtuneError(f"{path}: tables.{key}: claim id {c.id!r} used twice in this file")
+            seen.add(c.id)
+            check = parse_check(c.check, f"{path}: tables.{key}: claim {c.id}")
+            claims.append(Claim(c.id, check, c.quote, c.where, {"margin": c.margin, "note": c.note}))
+        out[key] = RefTable(model.id, key, t, values, tuple(claims))
+    return out
+
+
+def citation(name: str) -> str:
+    raw = yaml.safe_load(reference_path(name).read_text())
+    return str(raw.get("citation", ""))
+
+
+def resolve_target(target: str) -> RefTable:
+    """``FILE:TABLE`` (``abnar2021:table6``) as its table; one line listing the tables when there is no such one."""
+    name, sep, key = target.rpartition(":")
+    if not sep or not name or not key:
+        raise KdtuneError(f"--reference {target}: must be FILE:TABLE, e.g. abnar2021:table6")
+    tables = load_reference(name)
+    if key not in tables:
+        raise KdtuneError(f"--reference {target}: no table {key!r} in {name}; tables: {', '.join(tables)}")
+    return tables[key]
+
+
+# ------------------------------------------------------------------------------------------------- the comparison
+
+
+def _fmt(v: float, digits: int = 3) -> str:
+    if v is None or not np.isfinite(v):
+        return "–"
+    return f"{v:.{digits}f}"
+
+
+def _p(p: float) -> str:
+    if p is None or not np.isfinite(p):
+        return "–"
+    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
+
+
+def value_rows(table: RefTable, evidence: Evidence, interval: str = "ci95") -> pd.DataFrame:
+    """kdtune's cell beside each published one: means, intervals, n, the difference (kdtune − paper) and whether
+    the paper's mean lies inside kdtune's interval."""
+    from kdtune.claims import Cell
+
+    rows = []
+    for v in table.values:
+        row: dict[str, Any] = {k: v.keys.get(k, "") for k in ("student", "teacher", "eval_set")}
+        row.update({k: x for k, x in v.keys.items() if k not in row})
+        row |= {"metric": v.metric, "paper_mean": v.mean, "paper_spread": v.spread, "paper_n": table.model.n}
+        mean = half = np.nan
+        n, why = 0, ""
+        if v.kdtune_metric is None:
+            why = "not computed by kdtune" + (f": {v.note}" if v.note else "")
+        else:
+            cell = Cell("report", v.kdtune_metric, tuple(v.keys.items()))
+            u = (
+                evidence.units(cell)
+                if v.kdtune_metric in evidence.df.columns
+                else f"{cell}: these results have no {v.kdtune_metric}"
+            )
+            if isinstance(u, str):
+                why = u
+            else:
+                x = u.values[np.isfinite(u.values)]
+                n = len(x)
+                mean = float(np.mean(x)) if n else np.nan
+                half = stats.half_width(x, interval)
+                why = "" if n else "no finished trial"
+        inside = bool(abs(v.mean - mean) <= half) if np.isfinite(mean) and np.isfinite(half) else None
+        row |= {"mean": mean, interval: half, "n": n, "diff": mean - v.mean, "paper_inside": inside, "why": why}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _setting(config: dict[str, Any], key: str) -> Any:
+    """A paper setting's value in a trial's config: a dotted path, else ``train.KEY``, ``params.KEY``, ``loss.KEY``,
+    ``data.KEY``; ``KeyError`` when the config has none."""
+    paths = [key] if "." in key else [f"train.{key}", f"params.{key}", f"loss.{key}", f"data.{key}", key]
+    for path in paths:
+        node: Any = config
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            return node
+    raise KeyError(key)
+
+
+def setting_notes(table: RefTable, df: pd.DataFrame, run_dir: Path | None) -> list[str]:
+    """The paper's settings (per model label) beside the run's, for the settings that differ or that kdtune lacks."""
+    out = []
+    for label, settings in table.model.settings.items():
+        if not isinstance(settings, dict):
+            out.append(f"{label}: {settings} (paper)")
+            continue
+        rows = df[(df["student"] == label) & (df["teacher"] == "data")] if "student" in df else df.iloc[:0]
+        config = None
+        if run_dir is not None and not rows.empty:
+            path = run_dir / "trials" / str(rows["trial_id"].iloc[0]) / "config.json"
+            if path.is_file():
+                config = json.loads(path.read_text()).get("config", {})
+        for key, paper in settings.items():
+            if config is None:
+                out.append(f"{label} {key}: paper {paper}; no {label} trained from data in this run")
+                continue
+            try:
+                mine = _setting(config, key)
+            except KeyError:
+                out.append(f"{label} {key}: paper {paper}; not a kdtune setting")
+                continue
+            if str(mine) != str(paper) and not _close(mine, paper):
+                out.append(f"{label} {key}: {mine} here, {paper} in the paper")
+    return out
+
+
+def _close(a: Any, b: Any) -> bool:
+    try:
+        return bool(np.isclose(float(a), float(b)))
+    except (TypeError, ValueError):
+        return False
+
+
+def claim_rows(verdicts: Sequence[Verdict]) -> pd.DataFrame:
+    """One row per comparison of each claim (a chain has one per link), with the claim's verdict."""
+    rows = []
+    for v in verdicts:
+        for i, x in enumerate(v.links):
+            rows.append(
+                {
+                    "claim": v.claim.id if len(v.links) == 1 else f"{v.claim.id} ({i + 1}/{len(v.links)})",
+                    "where": v.claim.where,
+                    "quote": v.claim.quote,
+                    "check": x.text,
+                    "verdict": v.verdict,
+                    "link_verdict": x.verdict,
+                    "estimate": x.estimate,
+                    "lo": x.lo,
+                    "hi": x.hi,
+                    "p": x.p,
+                    "p_adjusted": x.p_adjusted,
+                    "p_beyond_adjusted": x.p_beyond_adjusted,
+                    "test": x.test,
+                    "n": x.n,
+                    "why": x.why,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class ReferenceCheck:
+    """A reference table checked against a run: the values side by side, the claims' verdicts, the notes."""
+
+    table: RefTable
+    values: pd.DataFrame
+    claims: pd.DataFrame
+    verdicts: list[Verdict]
+    notes: list[str]
+    interval: str
+
+
+def check_table(
+    table: RefTable,
+    evidence: Evidence,
+    *,
+    interval: str = "ci95",
+    test: str = "auto",
+    alpha: float = stats.ALPHA,
+    correction: str = "holm",
+    seed: int = stats.SEED,
+) -> ReferenceCheck:
+    """Check one reference table against the evidence (a run's results and analyses)."""
+    verdicts = evaluate(table.claims, evidence, test=test, alpha=alpha, correction=correction, seed=seed)
+    notes = setting_notes(table, evidence.df, evidence.run_dir)
+    return ReferenceCheck(table, value_rows(table, evidence, interval), claim_rows(verdicts), verdicts, notes, interval)
+
+
+def _values_frame(check: ReferenceCheck) -> pd.DataFrame:
+    v = check.values
+    if v.empty:
+        return v
+    spread = check.table.model.spread
+    keys = [c for c in ("student", "teacher", "eval_set") if c in v and (v[c] != "").any()]
+    keys += [c for c in v.columns if c in REPORT_KEYS and c not in keys and (v[c].astype(str) != "").any() and v[c].notna().any()]
+    shown = pd.DataFrame({k: v[k].fillna("") for k in keys})
+    shown["metric"] = v["metric"]
+    pm = "" if spread == "none" else " ± "
+    shown["paper"] = [
+        f"{m:.3f}{pm}{s:.3f}" if s is not None and np.isfinite(s) and pm else f"{m:.3f}"
+        for m, s in zip(v["paper_mean"], v["paper_spread"], strict=True)
+    ]
+    shown["kdtune"] = [
+        f"{_fmt(m)} ± {_fmt(h)} ({n})" if n else (w[:60] if w else "–")
+        for m, h, n, w in zip(v["mean"], v[check.interval], v["n"], v["why"], strict=True)
+    ]
+    shown["difference"] = [f"{d:+.3f}" if np.isfinite(d) else "–" for d in v["diff"]]
+    shown["paper inside"] = ["–" if x is None else ("yes" if x else "no") for x in v["paper_inside"]]
+    return shown.set_index(keys) if keys else shown
+
+
+def _claims_frame(check: ReferenceCheck) -> pd.DataFrame:
+    c = check.claims
+    if c.empty:
+        return c
+    est = [
+        f"{e:+.3f} [{_fmt(lo)}, {_fmt(hi)}]" if np.isfinite(lo) else (f"{e:+.3f}" if np.isfinite(e) else "–")
+        for e, lo, hi in zip(c["estimate"], c["lo"], c["hi"], strict=True)
+    ]
+    verdict = [
+        f"**{v}**" if v == lv else f"**{v}** (this link: {lv})" for v, lv in zip(c["verdict"], c["link_verdict"], strict=True)
+    ]
+    return pd.DataFrame(
+        {
+            "claim": c["claim"],
+            "check": c["check"],
+            "verdict": verdict,
+            "difference [95 % CI]": est,
+            "p (adjusted)": [_p(p) for p in c["p_adjusted"]],
+            "test": [t or "–" for t in c["test"]],
+            "n": [n or "–" for n in c["n"]],
+        }
+    ).set_index("claim")
+
+
+def _claim_notes(check: ReferenceCheck, alpha: float, correction: str) -> list[str]:
+    from kdtune.claims import TEST_LABELS, UNTESTABLE
+
+    c = check.claims
+    if c.empty:
+        return []
+    tests = [t for t in dict.fromkeys(c["test"]) if t]
+    lines = [
+        f"Verdicts at α = {alpha:g}, {stats.CORRECTION_NAMES[correction]}-corrected over the table's {len(c)} comparisons; "
+        f"tests: {'; '.join(TEST_LABELS.get(t, t) for t in tests) or 'none'}. holds: significant in the stated direction "
+        "(≈: inside ±margin by TOST); contradicted: significant the other way (≈: beyond the margin); n: units (trained "
+        "models) per cell."
+    ]
+    for v in check.verdicts:
+        q = f"“{v.claim.quote}”" if v.claim.quote else ""
+        where = f" ({v.claim.where})" if v.claim.where else ""
+        why = "; ".join(x.why for x in v.links if x.verdict == UNTESTABLE and x.why)
+        if not q and not why:
+            continue
+        lines.append(f"- {v.claim.id}{where}: {q}" + (f" — untestable: {why}" if why else ""))
+    return lines
+
+
+def _value_notes(check: ReferenceCheck) -> list[str]:
+    t = check.table.model
+    shown = stats.INTERVAL_NAMES[check.interval]
+    conv = {"std": "std", "se": "standard error", "ci95": "95 % interval", "none": "no ± given"}[t.spread]
+    lines = [
+        f"paper: mean ± {conv} over {t.n if t.n else '?'} runs ({t.where or t.title}); kdtune: mean ± {shown} (n) over "
+        "its trained models; difference: kdtune − paper; paper inside: the paper's mean lies inside kdtune's interval."
+    ]
+    if check.notes:
+        lines.append("Settings that differ from the paper's:")
+        lines += [f"- {n}" for n in check.notes]
+    missing = [w for w in check.values.get("why", []) if w]
+    if missing:
+        lines.append(f"{len(missing)} published cell(s) without a kdtune cell: " + "; ".join(dict.fromkeys(missing))[:600])
+    return lines
+
+
+def render_checks(
+    checks: Sequence[ReferenceCheck], fmt: str = "markdown", alpha: float = stats.ALPHA, correction: str = "holm"
+) -> str:
+    """The checks as markdown, LaTeX (booktabs, notes as comments) or one tidy CSV (``part`` = value or claim)."""
+    from kdtune.report import to_latex, to_markdown
+
+    if fmt == "csv":
+        parts = []
+        for c in checks:
+            parts.append(c.values.assign(part="value", reference=c.table.id))
+            parts.append(c.claims.assign(part="claim", reference=c.table.id))
+        frames = [p for p in parts if not p.empty]
+        return pd.concat(frames, ignore_index=True).to_csv(index=False) if frames else ""
+    write = to_markdown if fmt == "markdown" else to_latex
+    out = []
+    for c in checks:
+        head = f"{c.table.id} — {c.table.model.title}"
+        if not c.values.empty:
+            out.append(write(_values_frame(c), f"{head}: the paper beside kdtune", _value_notes(c)))
+        elif c.notes:
+            out.append("\n".join(_value_notes(c)[1:]))
+        if not c.claims.empty:
+            out.append(write(_claims_frame(c), f"{head}: claims", _claim_notes(c, alpha, correction)))
+    return "\n\n".join(out) + "\n"
