@@ -68,7 +68,7 @@ class Source:
 
 
 SOURCES: dict[str, Source] = {
-    "report": Source("report", None, REPORT_KEYS, "trial_id", REPORT_METRICS),
+    "report": Source("report", None, (*REPORT_KEYS, "sweep"), "trial_id", REPORT_METRICS),
     "similarity": Source(
         "similarity", "similarity/groups_similarity_units.csv", ("group", "column"), "model", ("value",), "similarity"
     ),
@@ -360,6 +360,8 @@ def _match(column: pd.Series, text: str) -> pd.Series:
                 return False
         return str(v) == text or _text(v) == text
 
+    if column.name == "sweep":  # a trial run by several sweeps records them all: "a,b"
+        return column.map(lambda v: isinstance(v, str) and text in v.split(",")).astype(bool)
     return column.map(same).astype(bool)
 
 
@@ -372,18 +374,25 @@ class Evidence:
     """Resolves cells to their units: the run's results (``df``, as :func:`kdtune.results.collect_runs` gives) and
     the analyses' unit tables under ``run_dir/analysis`` (read once each)."""
 
-    def __init__(self, df: pd.DataFrame, run_dir: Path | None = None, settings: Sequence[str] = ()) -> None:
+    def __init__(self, df: pd.DataFrame, run_dir: Path | Sequence[Path] | None = None, settings: Sequence[str] = ()) -> None:
         self.df = df
-        self.run_dir = run_dir
+        dirs = [] if run_dir is None else [run_dir] if isinstance(run_dir, (str, Path)) else list(run_dir)
+        self.run_dirs = [Path(d) for d in dirs]
         self.settings = [s for s in settings if s in df.columns]
         self._tables: dict[str, pd.DataFrame | None] = {}
 
+    @property
+    def run_dir(self) -> Path | None:
+        """The first run folder (where a trial's stored config is looked up first)."""
+        return self.run_dirs[0] if self.run_dirs else None
+
     def table(self, source: Source) -> pd.DataFrame | None:
+        """The results (``report``) or an analysis' unit table, those of several run folders stacked."""
         if source.path is None:
             return self.df
         if source.name not in self._tables:
-            path = self.run_dir / "analysis" / source.path if self.run_dir else None
-            self._tables[source.name] = pd.read_csv(path) if path is not None and path.is_file() else None
+            found = [pd.read_csv(p) for d in self.run_dirs if (p := d / "analysis" / source.path).is_file()]
+            self._tables[source.name] = pd.concat(found, ignore_index=True) if found else None
         return self._tables[source.name]
 
     def units(self, cell: Cell) -> Units | str:
@@ -417,6 +426,11 @@ class Evidence:
         if varying:
             shown = "; ".join(f"{c}: {_listing(rows[c].astype(object).where(rows[c].notna(), '–'))}" for c in varying)
             return f"{cell}: matches more than one configuration ({shown}); name one with key=value"
+        if "sweep" in rows and "sweep" not in named:
+            sets = [set(str(x).split(",")) for x in rows["sweep"].dropna()]
+            if sets and not set.intersection(*sets):
+                shown = ", ".join(sorted(set.union(*sets)))
+                return f"{cell}: matches trials of different sweeps ({shown}); name one with sweep=NAME"
         ok = rows[rows["status"] == "ok"] if "status" in rows else rows
         planned = rows["trial_id"].nunique() if "trial_id" in rows else len(rows)
         keys = []

@@ -164,6 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--output", "-o", help="write to this file instead of standard output")
 
+    sd = sub.add_parser(
+        "study",
+        help="a case study whole: run its sweeps, its analyses, check it against the paper; write RUN/report.md and a page",
+    )
+    sd.add_argument("study", help="the study file (YAML), e.g. studies/abnar2021_mnist_cpu.yaml")
+    sd.add_argument("--data-dir", help="data folder for every sweep and analysis; overrides each sweep's data.root")
+    sd.add_argument("--out", help="run folder (default: the study's out, else runs/<name>)")
+    sd.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None, help="join this Ray cluster (as kdtune run)")
+    sd.add_argument("--executor", choices=("ray", "inline"), default="ray", help="as kdtune run --executor")
+    sd.add_argument(
+        "--report-only", action="store_true", help="train and analyse nothing: write the report from what the run folder holds"
+    )
+    sd.add_argument("--dry-run", action="store_true", help="check the study and show what it would do, then stop")
+
     st = sub.add_parser("status", help="what a run folder holds: finished, failed, running, pending (read-only)")
     st.add_argument("run_dir", help="a run folder written by kdtune run")
     st.add_argument("--sweep", help="only this sweep recorded in the run folder")
@@ -556,6 +570,60 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 1 if any(isinstance(s, AnalysisFailure) for s in sections) else 0
 
 
+def _cmd_study(args: argparse.Namespace) -> int:
+    from kdtune.spec import load_sweep
+    from kdtune.study import describe, load_study, run_study, sweep_path
+
+    study = load_study(args.study, args.out)
+    for entry in study.sweeps:  # every sweep checked before any work (as kdtune run checks its one)
+        load_sweep(str(sweep_path(study, entry)), entry.set, data_root=args.data_dir, output=str(study.out_of(entry)))
+    if args.dry_run:
+        print("\n".join(describe(study)))
+        return 0
+
+    def run_sweep(path: Path, entry: Any) -> int:
+        if args.report_only:
+            return 0
+        ns = argparse.Namespace(
+            command="run",
+            sweep=str(path),
+            overrides=list(entry.set),
+            data_dir=args.data_dir,
+            out=str(study.out_of(entry)),
+            address=args.address,
+            executor=args.executor,
+            metric=None,
+            no_report=True,
+            tensorboard=False,
+        )
+        return _cmd_run(ns)
+
+    def analyze(run_dir: Path) -> int:
+        if args.report_only:
+            return 0
+        a = study.model.analyses
+        ns = argparse.Namespace(
+            run_dir=str(run_dir),
+            only=list(a.only) or None,
+            where=list(a.where),
+            eval_set=[list(a.eval_sets)] if a.eval_sets else None,
+            data_dir=args.data_dir,
+            sweep=None,
+        )
+        return _cmd_analyze(ns)
+
+    def results(run_dirs: Sequence[Path]) -> pd.DataFrame:
+        from kdtune.results import collect_runs
+
+        present = [d for d in run_dirs if d.is_dir()]
+        return collect_runs(present)[0] if present else pd.DataFrame(columns=["trial_id", "status", "sweep"])
+
+    words = ["kdtune", "study", args.study]
+    words += ["--data-dir", args.data_dir] if args.data_dir else []
+    words += ["--out", args.out] if args.out else []
+    return run_study(study, run_sweep=run_sweep, analyze=analyze, results=results, command=shlex.join(words))
+
+
 def _cmd_download(args: argparse.Namespace) -> int:
     from kdtune.data.mnist import download_mnist
 
@@ -574,6 +642,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "report": _cmd_report,
             "status": _cmd_status,
             "analyze": _cmd_analyze,
+            "study": _cmd_study,
             "download": _cmd_download,
         }[args.command](args)
     except KdtuneError as e:

@@ -256,7 +256,7 @@ def _setting(config: dict[str, Any], key: str) -> Any:
     raise KeyError(key)
 
 
-def setting_notes(table: RefTable, df: pd.DataFrame, run_dir: Path | None) -> list[str]:
+def setting_notes(table: RefTable, df: pd.DataFrame, run_dirs: Sequence[Path]) -> list[str]:
     """The paper's settings (per model label) beside the run's, for the settings that differ or that kdtune lacks."""
     out = []
     for label, settings in table.model.settings.items():
@@ -265,10 +265,11 @@ def setting_notes(table: RefTable, df: pd.DataFrame, run_dir: Path | None) -> li
             continue
         rows = df[(df["student"] == label) & (df["teacher"] == "data")] if "student" in df else df.iloc[:0]
         config = None
-        if run_dir is not None and not rows.empty:
-            path = run_dir / "trials" / str(rows["trial_id"].iloc[0]) / "config.json"
+        for folder in run_dirs if not rows.empty else []:
+            path = folder / "trials" / str(rows["trial_id"].iloc[0]) / "config.json"
             if path.is_file():
                 config = json.loads(path.read_text()).get("config", {})
+                break
         for key, paper in settings.items():
             if config is None:
                 out.append(f"{label} {key}: paper {paper}; no {label} trained from data in this run")
@@ -341,7 +342,7 @@ def check_table(
 ) -> ReferenceCheck:
     """Check one reference table against the evidence (a run's results and analyses)."""
     verdicts = evaluate(table.claims, evidence, test=test, alpha=alpha, correction=correction, seed=seed)
-    notes = setting_notes(table, evidence.df, evidence.run_dir)
+    notes = setting_notes(table, evidence.df, evidence.run_dirs)
     return ReferenceCheck(table, value_rows(table, evidence, interval), claim_rows(verdicts), verdicts, notes, interval)
 
 

@@ -1,0 +1,353 @@
+"""One command per case study: run its sweeps, its analyses, check it against the paper, write one report.
+
+A study file (``studies/*.yaml``) names the sweeps of a case study (each with ``--set`` overrides), the analyses to
+run on their run folder, the published tables to check (``abnar2021:table6``) and claims of its own, the settings
+it cuts from the paper's (declared, shown in the report), and the tables of the report. ``kdtune study FILE``:
+
+1. checks everything first (every sweep plans, every reference table and claim parses), before any work;
+2. runs the sweeps into one run folder as ``kdtune run`` does (finished trials reused, Ctrl-C keeps them);
+3. runs the analyses as ``kdtune analyze`` does;
+4. writes ``RUN/report.md`` and a self-contained ``RUN/report/index.html``: every reference table beside kdtune's
+   cells, every claim with its verdict and test, kdtune's own tables, the figures, the declared cuts, kdtune's
+   version and the command.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kdtune.claims import Claim, Evidence, evaluate, parse_check
+from kdtune.errors import KdtuneError
+from kdtune.reference import ClaimModel, ReferenceCheck, check_table, claim_rows, render_checks, resolve_target
+
+REPORT_MD = "report.md"
+REPORT_HTML = Path("report") / "index.html"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SweepEntry(_Strict):
+    path: str = Field(description="the sweep file, relative to the study file")
+    set: list[str] = Field(default_factory=list, description="overrides, as kdtune run --set KEY=VALUE")
+    out: str | None = Field(None, description="this sweep's run folder (default: the study's)")
+
+
+class AnalysesModel(_Strict):
+    only: list[str] = Field(default_factory=list, description="analyses to run (default: all)")
+    where: list[str] = Field(default_factory=list, description="filters, as kdtune analyze --where KEY=V1,V2")
+    eval_sets: list[str] = Field(default_factory=list, description="eval sets to analyse (default: all but val)")
+
+
+class StudyReportModel(_Strict):
+    metrics: list[str] = Field(default_factory=lambda: ["accuracy"], description="metrics of kdtune's own tables")
+    rows: list[str] = Field(default_factory=lambda: ["student"])
+    cols: list[str] = Field(default_factory=lambda: ["eval_set", "teacher"])
+    eval_sets: list[str] | None = None
+    compare: str | None = Field(None, description="KEY=VALUE, as kdtune report --compare")
+    interval: str = "ci95"
+    test: str = "auto"
+    correction: str = "holm"
+    alpha: float = 0.05
+    digits: int = 3
+
+
+class StudyModel(_Strict):
+    name: str = Field(description="the study's name; the run folder defaults to runs/<name>")
+    description: str = ""
+    paper: str = Field("", description="a shipped reference id (its citation heads the report)")
+    out: str | None = Field(None, description="run folder, relative to the working directory")
+    sweeps: list[SweepEntry | str] = Field(min_length=1)
+    analyses: AnalysesModel | None = Field(None, description="omit to run no analysis")
+    references: list[str] = Field(default_factory=list, description="published tables to check, FILE:TABLE")
+    claims: list[ClaimModel] = Field(default_factory=list, description="the study's own claims")
+    cuts: list[str] = Field(default_factory=list, description="settings cut from the paper's, as the report states them")
+    figures: list[str] = Field(default_factory=list, description="glob patterns under RUN/analysis (default: every PNG)")
+    report: StudyReportModel = Field(default_factory=StudyReportModel)
+
+    @field_validator("sweeps")
+    @classmethod
+    def _entries(cls, v: list[SweepEntry | str]) -> list[SweepEntry | str]:
+        return [SweepEntry(path=e) if isinstance(e, str) else e for e in v]
+
+
+@dataclass(frozen=True)
+class Study:
+    path: Path
+    model: StudyModel
+    sweeps: tuple[SweepEntry, ...]
+    out: Path
+    claims: tuple[Claim, ...]
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    def out_of(self, entry: SweepEntry) -> Path:
+        """The run folder of one sweep: its own ``out``, else the study's."""
+        return Path(entry.out) if entry.out else self.out
+
+    @property
+    def run_dirs(self) -> list[Path]:
+        """Every run folder the study's sweeps write, each once, in order."""
+        return list(dict.fromkeys(self.out_of(e) for e in self.sweeps))
+
+
+def load_study(path: str | Path, out: str | None = None) -> Study:
+    """A study file, checked: its fields (one line naming the field), its sweep files exist, its reference tables
+    resolve and every claim parses. The sweeps themselves are planned by the caller (as ``kdtune run`` does)."""
+    p = Path(path)
+    if not p.is_file():
+        raise KdtuneError(f"{path}: no such study file")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise KdtuneError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
+    if not isinstance(raw, dict):
+        raise KdtuneError(f"{path}: a study file is a mapping with name, sweeps, analyses, references, …")
+    try:
+        model = StudyModel.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith(("SweepEntry", "str")))
+        what = {"extra_forbidden": "unknown field", "missing": "missing field"}.get(err["type"])
+        what = what or f"{err['msg'].lower()} (given {err.get('input')!r})"
+        raise KdtuneError(f"{path}: {loc}: {what}") from None
+    sweeps = tuple(e for e in model.sweeps if isinstance(e, SweepEntry))
+    for e in sweeps:
+        if not (p.parent / e.path).is_file():
+            raise KdtuneError(f"{path}: sweeps: {e.path}: no such sweep file (paths are relative to the study file)")
+    for target in model.references:
+        resolve_target(target)
+    claims = []
+    for c in model.claims:
+        claims.append(Claim(c.id, parse_check(c.check, f"{path}: claims: {c.id}"), c.quote, c.where, {"note": c.note}))
+    from kdtune import stats
+
+    stats.check_choice("report.interval", model.report.interval, stats.INTERVALS)
+    stats.check_choice("report.test", model.report.test, stats.TESTS)
+    stats.check_choice("report.correction", model.report.correction, stats.CORRECTIONS)
+    stats.check_alpha(model.report.alpha)
+    run = Path(out or model.out or Path("runs") / model.name)
+    return Study(p, model, sweeps, run, tuple(claims))
+
+
+def sweep_path(study: Study, entry: SweepEntry) -> Path:
+    return study.path.parent / entry.path
+
+
+# ------------------------------------------------------------------------------------------------------ the report
+
+
+def _checks(study: Study, df: pd.DataFrame) -> tuple[list[ReferenceCheck], ReferenceCheck | None]:
+    from kdtune.reference import RefTable, TableModel
+    from kdtune.report import SETTINGS
+
+    r = study.model.report
+    evidence = Evidence(df, study.run_dirs, SETTINGS)
+    opts = {"interval": r.interval, "test": r.test, "alpha": r.alpha, "correction": r.correction}
+    checks = [check_table(resolve_target(t), evidence, **opts) for t in study.model.references]
+    own = None
+    if study.claims:
+        table = RefTable(study.name, "claims", TableModel(title="the study's own claims"), (), study.claims)
+        verdicts = evaluate(study.claims, evidence, test=r.test, alpha=r.alpha, correction=r.correction)
+        own = ReferenceCheck(table, pd.DataFrame(), claim_rows(verdicts), verdicts, [], r.interval)
+    return checks, own
+
+
+def _figures(study: Study) -> list[Path]:
+    patterns = study.model.figures or ["**/*.png"]
+    found = [
+        f for d in study.run_dirs if (d / "analysis").is_dir() for pat in patterns for f in sorted((d / "analysis").glob(pat))
+    ]
+    return list(dict.fromkeys(f for f in found if f.suffix == ".png"))
+
+
+def _summary(checks: Sequence[ReferenceCheck]) -> pd.DataFrame:
+    rows = []
+    for c in checks:
+        for v in c.verdicts:
+            rows.append({"table": c.table.id, "claim": v.claim.id, "where": v.claim.where or "–", "verdict": f"**{v.verdict}**"})
+    return pd.DataFrame(rows).set_index(["table", "claim"]) if rows else pd.DataFrame()
+
+
+def _counts(checks: Sequence[ReferenceCheck]) -> str:
+    from kdtune.claims import VERDICTS
+
+    verdicts = [v.verdict for c in checks for v in c.verdicts]
+    return ", ".join(f"{verdicts.count(k)} {k}" for k in VERDICTS if verdicts.count(k)) or "no claims"
+
+
+def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[str]) -> tuple[Path, Path]:
+    """Write ``RUN/report.md`` and ``RUN/report/index.html`` (the same content; the page self-contained)."""
+    from kdtune.analysis.page import CSS, html_table, kdtune_version
+    from kdtune.reference import citation
+    from kdtune.report import to_markdown
+
+    m = study.model
+    checks, own = _checks(study, df)
+    all_checks = [*checks, *([own] if own else [])]
+    tables = own_tables(df, m.report)
+    figures = _figures(study)
+    cite = citation(m.paper) if m.paper else ""
+    md = [f"# Reproduction report: {m.name}", ""]
+    if m.description:
+        md += [m.description, ""]
+    if cite:
+        md += [f"Paper: {cite}", ""]
+    md += [f"kdtune {kdtune_version()} · `{command}`", "", "## Runs", ""]
+    md += [f"- {line}" for line in runs]
+    if m.cuts:
+        md += ["", "## Settings cut from the paper's (declared by the study)", ""] + [f"- {c}" for c in m.cuts]
+    md += ["", "## Verdicts", "", f"{_counts(all_checks)}.", ""]
+    summary = _summary(all_checks)
+    if not summary.empty:
+        md += [to_markdown(summary, "every claim checked"), ""]
+    md += ["## The paper beside kdtune", ""]
+    md += [render_checks(checks, "markdown", m.report.alpha, m.report.correction) if checks else "no reference tables", ""]
+    if own:
+        md += ["## The study's own claims", "", render_checks([own], "markdown", m.report.alpha, m.report.correction), ""]
+    md += ["## kdtune's tables", ""]
+    for title, table, notes in tables:
+        md += [to_markdown(table, title, notes), ""]
+    if figures:
+        md += ["## Figures", ""]
+        md += [f"![{f.stem}]({Path(os.path.relpath(f, study.out)).as_posix()})" for f in figures]
+    study.out.mkdir(parents=True, exist_ok=True)
+    md_path = study.out / REPORT_MD
+    _atomic(md_path, "\n".join(md).rstrip() + "\n")
+
+    e = html.escape
+    body = [f"<h1>Reproduction report: {e(m.name)}</h1>"]
+    if m.description:
+        body.append(f"<p>{e(m.description)}</p>")
+    if cite:
+        body.append(f"<p>Paper: {e(cite)}</p>")
+    body.append(f'<p class="muted">kdtune {e(kdtune_version())} · <code>{e(command)}</code></p>')
+    body.append("<h2>Runs</h2><ul>" + "".join(f"<li>{e(r)}</li>" for r in runs) + "</ul>")
+    if m.cuts:
+        body.append("<h2>Settings cut from the paper's</h2><ul>" + "".join(f"<li>{e(c)}</li>" for c in m.cuts) + "</ul>")
+    body.append(f"<h2>Verdicts</h2><p>{e(_counts(all_checks))}.</p>")
+    if not summary.empty:
+        body.append(html_table(summary, "every claim checked"))
+    body.append("<h2>The paper beside kdtune</h2>")
+    for c in all_checks:
+        body += _check_html(c, m.report.alpha, m.report.correction)
+    body.append("<h2>kdtune's tables</h2>")
+    for title, table, notes in tables:
+        body.append(html_table(table, title) + _notes_html(notes))
+    if figures:
+        body.append("<h2>Figures</h2>")
+        for f in figures:
+            data = base64.b64encode(f.read_bytes()).decode("ascii")
+            body.append(
+                f'<figure><img src="data:image/png;base64,{data}" alt="{e(f.stem)}"><figcaption>{e(f.stem)}</figcaption></figure>'
+            )
+    page = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{e(m.name)}: reproduction report</title>'
+        f"<style>{CSS}</style></head><body><main>" + "\n".join(body) + "</main></body></html>\n"
+    )
+    html_path = study.out / REPORT_HTML
+    html_path.parent.mkdir(exist_ok=True)
+    _atomic(html_path, page)
+    return md_path, html_path
+
+
+def own_tables(df: pd.DataFrame, r: StudyReportModel) -> list[tuple[str, pd.DataFrame, list[str]]]:
+    """kdtune's own tables of the study (as ``kdtune report`` with the study's ``report`` section)."""
+    from kdtune.report import Stats, tables
+
+    stat = Stats(interval=r.interval, compare=r.compare, test=r.test, correction=r.correction, alpha=r.alpha)
+    metrics = [x for x in r.metrics if x in df and df[x].notna().any()]
+    if not metrics:
+        return []
+    try:
+        return tables(df, metrics, r.rows, r.cols, r.eval_sets, r.digits, stat)
+    except KdtuneError as e:
+        return [(f"no table: {e}", pd.DataFrame(), [])]
+
+
+def _notes_html(notes: Sequence[str]) -> str:
+    from kdtune.analysis.page import _notes
+
+    return _notes(list(notes)) if notes else ""
+
+
+def _check_html(c: ReferenceCheck, alpha: float, correction: str) -> list[str]:
+    from kdtune.analysis.page import html_table
+    from kdtune.reference import _claim_notes, _claims_frame, _value_notes, _values_frame
+
+    head = f"{c.table.id} — {c.table.model.title}"
+    out = [f"<h3>{html.escape(head)}</h3>"]
+    if not c.values.empty:
+        out.append(html_table(_values_frame(c), "the paper beside kdtune") + _notes_html(_value_notes(c)))
+    if not c.claims.empty:
+        out.append(html_table(_claims_frame(c), "claims") + _notes_html(_claim_notes(c, alpha, correction)))
+    return out
+
+
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def run_study(
+    study: Study,
+    *,
+    run_sweep: Callable[[Path, SweepEntry], int],
+    analyze: Callable[[Path], int],
+    results: Callable[[Sequence[Path]], pd.DataFrame],
+    command: str,
+) -> int:
+    """Run a loaded study: each sweep (``run_sweep``, as ``kdtune run``), the analyses (``analyze``), then the
+    report. A sweep with failed trials does not stop the study (its report says what is missing); the exit status
+    is 1 when any step failed."""
+    status = 0
+    runs = []
+    for entry in study.sweeps:
+        rc = run_sweep(sweep_path(study, entry), entry)
+        status = max(status, rc)
+    df = results(study.run_dirs)
+    per_sweep = df.assign(sweep=df["sweep"].astype(str).str.split(",")).explode("sweep") if "sweep" in df else df.iloc[:0]
+    for sweep, group in per_sweep.groupby("sweep", sort=False):
+        trials = group["trial_id"].nunique()
+        ok = group.loc[group["status"] == "ok", "trial_id"].nunique()
+        runs.append(f"{sweep}: {ok} of {trials} trials finished")
+    if study.model.analyses is not None:
+        for run_dir in study.run_dirs:
+            status = max(status, analyze(run_dir))
+    md, page = write_report(study, df, command, runs)
+    print(f"report: {md}\npage: {page}")
+    return status
+
+
+def describe(study: Study) -> list[str]:
+    """What a study will do, one line each (for ``kdtune study --dry-run``)."""
+    m = study.model
+    lines = [f"study {m.name} → {study.out / REPORT_MD}"]
+    lines += [
+        f"  sweep {e.path}" + "".join(f" --set {shlex.quote(x)}" for x in e.set) + f" → {study.out_of(e)}" for e in study.sweeps
+    ]
+    if m.analyses is not None:
+        lines.append(f"  analyses: {', '.join(m.analyses.only) or 'all'}")
+    lines += [f"  check {t}" for t in m.references]
+    if study.claims:
+        lines.append(f"  {len(study.claims)} claims of its own")
+    return lines
+
+
+def as_dict(study: Study) -> dict[str, Any]:
+    return study.model.model_dump()

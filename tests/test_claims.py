@@ -1,0 +1,250 @@
+"""Claims as checkable statements (kdtune.claims): the grammar, its one-line errors, and verdicts on made-up
+results whose tests are computed here with scipy.stats itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+
+from kdtune import stats
+from kdtune.claims import (
+    CONTRADICTED,
+    HOLDS,
+    NOT_SIGNIFICANT,
+    UNTESTABLE,
+    Cell,
+    Claim,
+    Evidence,
+    evaluate,
+    parse_check,
+)
+from kdtune.errors import KdtuneError
+from kdtune.report import SETTINGS
+
+# four models per cell (seeds 0-3); the values are chosen so the verdicts are known
+CELLS = {
+    ("MLP", "data"): [0.30, 0.31, 0.29, 0.32],
+    ("MLP", "CNN"): [0.50, 0.52, 0.49, 0.51],  # far above MLP from data: holds
+    ("MLP", "MLP"): [0.20, 0.21, 0.19, 0.22],  # far below: "MLP ← MLP > MLP" is contradicted
+    ("CNN", "data"): [0.305, 0.30, 0.33, 0.29],  # the same as MLP from data within noise: not significant
+    ("CNN", "CNN"): [0.40, 0.90, 0.10, 0.60],  # a wide spread
+}
+
+
+def results(cells=CELLS, paired_streams: bool = False) -> pd.DataFrame:
+    rows = []
+    for (student, teacher), values in cells.items():
+        for seed, v in enumerate(values):
+            tid = f"{student}-{teacher}-{seed}"
+            init = seed if paired_streams else hash((student, teacher, seed)) % 1000
+            rows.append(
+                {
+                    "trial_id": tid,
+                    "student": student,
+                    "teacher": teacher,
+                    "eval_set": "translated",
+                    "seed": seed,
+                    "fold": None,
+                    "init_seed": init,
+                    "data_seed": init,
+                    "temperature": None if teacher == "data" else 5.0,
+                    "status": "ok",
+                    "accuracy": v,
+                    "sweep": "made_up",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def verdicts(checks: list[str], df: pd.DataFrame | None = None, **kw):
+    ev = Evidence(results() if df is None else df, None, SETTINGS)
+    claims = [Claim(f"c{i}", parse_check(c)) for i, c in enumerate(checks)]
+    return evaluate(claims, ev, **kw)
+
+
+def acc(student: str, teacher: str) -> str:
+    return f"accuracy[student={student}, teacher={teacher}, eval_set=translated]"
+
+
+def test_the_grammar_parses_cells_sources_coefficients_chains_and_margins():
+    c = parse_check(f"{acc('MLP', 'CNN')} > 0.5*{acc('CNN', 'data')} + 0.5 * {acc('MLP', 'data')} - 0.01")
+    assert c.ops == (">",)
+    left, right = c.sides
+    assert left.plain == Cell("report", "accuracy", (("student", "MLP"), ("teacher", "CNN"), ("eval_set", "translated")))
+    assert [t.coef for t in right.terms] == [0.5, 0.5, -0.01] and right.terms[2].cell is None
+    chain = parse_check(f"{acc('MLP', 'CNN')} > {acc('MLP', 'data')} > {acc('MLP', 'MLP')}")
+    assert chain.ops == (">", ">") and len(chain.links) == 2
+    eq = parse_check(f"{acc('MLP', 'data')} ~ {acc('CNN', 'data')} within 0.02")
+    assert eq.ops == ("≈",) and eq.margin == 0.02
+    assert parse_check(f"{acc('MLP', 'data')} >= 0.25").ops == (">",)  # >= is read as >
+    sim = parse_check("similarity.value[group=MLP ← CNN, column=CNN (data)] > 0.5")
+    assert sim.sides[0].plain == Cell("similarity", "value", (("group", "MLP ← CNN"), ("column", "CNN (data)")))
+    spread = parse_check(f"std({acc('CNN', 'data')}) < std({acc('MLP', 'data')})")
+    assert spread.sides[0].terms[0].spread
+
+
+@pytest.mark.parametrize(
+    ("check", "says"),
+    [
+        ("", "empty check"),
+        ("accuracy[student=MLP] >", "ends early"),
+        ("accuracy[student=MLP] 0.5", "unexpected '0.5'"),
+        ("accuracy[student=MLP]", "no comparison"),
+        ("acc[student=MLP] > 1", "unknown metric 'acc'"),
+        ("accuracy[studnt=MLP] > 1", "unknown key 'studnt'"),
+        ("accuracy[student=MLP, student=CNN] > 1", "key 'student' twice"),
+        ("accuracy[student] > 1", "each key is KEY=VALUE"),
+        ("accuracy[student=MLP > 1", "without ']'"),
+        ("accuracy > 1", "without [key=value"),
+        ("nosuch.value[group=a] > 1", "unknown source 'nosuch'"),
+        ("accuracy[student=MLP] ≈ accuracy[student=CNN]", "≈ without a margin"),
+        ("accuracy[student=MLP] > accuracy[student=CNN] within 0.1", "'within' without ≈"),
+        ("accuracy[student=MLP] ≈ accuracy[student=CNN] within -0.1", "'within' without a number"),
+        ("accuracy[student=MLP] ≈ accuracy[student=CNN] within 0", "must be positive"),
+        ("accuracy[student=MLP] > accuracy[student=CNN] < accuracy[student=LSTM]", "mixing > and <"),
+        ("std(accuracy[student=MLP]) > 1", "std() mixed"),
+        ("1 > 0.5", "no cell"),
+        ("accuracy[student=MLP] > 0.5 > accuracy[student=CNN]", "a number inside a chain"),
+        ("accuracy[student=MLP] > accuracy[student=CNN] $", "unexpected '$'"),
+    ],
+)
+def test_a_malformed_check_is_one_line_naming_the_problem(check, says):
+    with pytest.raises(KdtuneError) as e:
+        parse_check(check, "ref.yaml: tables.t: claim x")
+    message = str(e.value)
+    assert "\n" not in message and says in message and message.startswith("ref.yaml: tables.t: claim x: ")
+
+
+def test_known_verdicts_holds_contradicted_not_significant_untestable():
+    v = verdicts(
+        [
+            f"{acc('MLP', 'CNN')} > {acc('MLP', 'data')}",  # holds
+            f"{acc('MLP', 'MLP')} > {acc('MLP', 'data')}",  # contradicted: significantly lower
+            f"{acc('CNN', 'data')} > {acc('MLP', 'data')}",  # not significant
+            f"{acc('LSTM', 'data')} > {acc('MLP', 'data')}",  # untestable: no LSTM
+        ]
+    )
+    assert [x.verdict for x in v] == [HOLDS, CONTRADICTED, NOT_SIGNIFICANT, UNTESTABLE]
+    assert "no student=LSTM" in v[3].links[0].why and "MLP, CNN" in v[3].links[0].why
+    # the p-values are Welch's t-test (the streams differ), Holm-adjusted over the 3 tests that ran
+    raw = [
+        scipy.stats.ttest_ind(CELLS[a], CELLS[b], equal_var=False).pvalue
+        for a, b in ((("MLP", "CNN"), ("MLP", "data")), (("MLP", "MLP"), ("MLP", "data")), (("CNN", "data"), ("MLP", "data")))
+    ]
+    assert [x.links[0].p for x in v[:3]] == pytest.approx(raw)
+    assert [x.links[0].p_adjusted for x in v[:3]] == pytest.approx(list(stats.adjust(raw, "holm")))
+    assert v[0].links[0].test == "welch" and v[0].links[0].n == "4 vs 4"
+    assert v[0].links[0].estimate == pytest.approx(np.mean(CELLS[("MLP", "CNN")]) - np.mean(CELLS[("MLP", "data")]))
+
+
+def test_shared_streams_are_tested_paired():
+    v = verdicts([f"{acc('MLP', 'CNN')} > {acc('MLP', 'data')}"], results(paired_streams=True))
+    link = v[0].links[0]
+    assert link.test == "paired"
+    assert link.p == pytest.approx(scipy.stats.ttest_rel(CELLS[("MLP", "CNN")], CELLS[("MLP", "data")]).pvalue)
+
+
+def test_a_chain_holds_only_when_every_link_holds():
+    v = verdicts(
+        [
+            f"{acc('MLP', 'CNN')} > {acc('MLP', 'data')} > {acc('MLP', 'MLP')}",
+            f"{acc('MLP', 'CNN')} > {acc('CNN', 'data')} > {acc('MLP', 'data')}",  # second link not significant
+            f"{acc('MLP', 'CNN')} > {acc('MLP', 'MLP')} > {acc('MLP', 'data')}",  # second link contradicted
+        ]
+    )
+    assert [x.verdict for x in v] == [HOLDS, NOT_SIGNIFICANT, CONTRADICTED]
+    assert [len(x.links) for x in v] == [2, 2, 2]
+
+
+def test_equivalence_is_tost_with_the_margin():
+    a, b = CELLS[("CNN", "data")], CELLS[("MLP", "data")]
+    v = verdicts(
+        [
+            f"{acc('CNN', 'data')} ≈ {acc('MLP', 'data')} within 0.05",  # inside ±0.05: holds
+            f"{acc('MLP', 'CNN')} ≈ {acc('MLP', 'data')} within 0.05",  # 0.2 apart: beyond the margin
+            f"{acc('CNN', 'data')} ≈ {acc('MLP', 'data')} within 0.001",  # too narrow to show either
+        ],
+        correction="none",
+    )
+    assert [x.verdict for x in v] == [HOLDS, CONTRADICTED, NOT_SIGNIFICANT]
+    # TOST by hand: the larger of the two one-sided Welch tests against ±margin
+    lower = scipy.stats.ttest_ind(np.add(a, 0.05), b, equal_var=False, alternative="greater").pvalue
+    upper = scipy.stats.ttest_ind(np.subtract(a, 0.05), b, equal_var=False, alternative="less").pvalue
+    assert v[0].links[0].p == pytest.approx(max(lower, upper))
+
+
+def test_a_linear_contrast_and_a_constant():
+    # "recovered at least half of the gap": MLP ← CNN > (MLP data + MLP ← CNN)/2 … against the halfway point
+    v = verdicts(
+        [
+            f"{acc('MLP', 'CNN')} > 0.5*{acc('MLP', 'data')} + 0.5*{acc('MLP', 'MLP')}",
+            f"{acc('MLP', 'data')} > 0.29",
+        ],
+        correction="none",
+    )
+    assert v[0].verdict == HOLDS and v[0].links[0].test == "contrast"
+    x, y, z = (np.array(CELLS[k]) for k in (("MLP", "CNN"), ("MLP", "data"), ("MLP", "MLP")))
+    assert v[0].links[0].estimate == pytest.approx(x.mean() - 0.5 * y.mean() - 0.5 * z.mean())
+    one = scipy.stats.ttest_1samp(y, 0.29)  # one cell against a constant is the one-sample t-test
+    assert v[1].links[0].p == pytest.approx(one.pvalue)
+    # two cells with ±1 is Welch's t-test (stats.contrast against scipy)
+    c = stats.contrast([x, y], [1, -1])
+    assert c.p == pytest.approx(scipy.stats.ttest_ind(x, y, equal_var=False).pvalue)
+
+
+def test_spreads_are_compared_with_brown_forsythe():
+    v = verdicts([f"std({acc('MLP', 'data')}) < std({acc('CNN', 'CNN')})"], correction="none")
+    p = scipy.stats.levene(CELLS[("MLP", "data")], CELLS[("CNN", "CNN")], center="median").pvalue
+    assert v[0].links[0].p == pytest.approx(p) and v[0].links[0].test == "spread"
+    assert v[0].verdict == (HOLDS if p < 0.05 else NOT_SIGNIFICANT)
+
+
+def test_a_cell_that_pools_configurations_or_lacks_units_is_untestable():
+    df = results()
+    other = df[(df["student"] == "MLP") & (df["teacher"] == "CNN")].assign(
+        temperature=8.0, trial_id=lambda d: d["trial_id"] + "t8"
+    )
+    v = verdicts([f"{acc('MLP', 'CNN')} > {acc('MLP', 'data')}"], pd.concat([df, other]))
+    assert v[0].verdict == UNTESTABLE and "temperature: 5, 8" in v[0].links[0].why
+    one = df[~((df["student"] == "MLP") & (df["teacher"] == "CNN") & (df["seed"] > 0))]
+    v = verdicts([f"{acc('MLP', 'CNN')} > {acc('MLP', 'data')}"], one)
+    assert v[0].verdict == UNTESTABLE and "n = 1" in v[0].links[0].why
+    two_sweeps = df.assign(sweep=np.where(df["seed"] < 2, "a", "a,b"))  # trials shared by sweeps a and b: one cell
+    assert verdicts([f"{acc('MLP', 'data')} > 0.1"], two_sweeps)[0].links[0].n == "4"
+    two_sweeps = df.assign(sweep=np.where(df["seed"] < 2, "a", "b"))  # the same labels in two sweeps: never pooled
+    v = verdicts([f"{acc('MLP', 'data')} > 0.1"], two_sweeps)
+    assert v[0].verdict == UNTESTABLE and "different sweeps (a, b); name one with sweep=NAME" in v[0].links[0].why
+    v = verdicts(["accuracy[student=MLP, teacher=data, eval_set=translated, sweep=b] > 0.1"], two_sweeps)
+    assert v[0].links[0].n == "2"
+
+
+def test_unfinished_models_do_not_count_as_units():
+    df = results()
+    df.loc[(df["student"] == "MLP") & (df["teacher"] == "CNN") & (df["seed"] >= 2), "status"] = "failed"
+    v = verdicts([f"{acc('MLP', 'CNN')} > {acc('MLP', 'data')}"], df)
+    assert v[0].links[0].n == "2 vs 4"
+
+
+def test_analysis_sources_read_their_unit_tables(tmp_path):
+    folder = tmp_path / "run" / "analysis" / "similarity"
+    folder.mkdir(parents=True)
+    rows = [("MLP ← CNN", "CNN (data)", f"MLP ← CNN s{i}", v) for i, v in enumerate([0.61, 0.62, 0.60, 0.63])]
+    rows += [("MLP (data)", "CNN (data)", f"MLP (data) s{i}", v) for i, v in enumerate([0.52, 0.53, 0.51, 0.52])]
+    pd.DataFrame(rows, columns=["group", "column", "model", "value"]).assign(pairs=3).to_csv(
+        folder / "groups_similarity_units.csv"
+    )
+    ev = Evidence(results(), tmp_path / "run", SETTINGS)
+    claims = [
+        Claim(
+            "sim",
+            parse_check(
+                "similarity.value[group=MLP ← CNN, column=CNN (data)] > similarity.value[group=MLP (data), column=CNN (data)]"
+            ),
+        ),
+        Claim("cka", parse_check("cka.value[group=MLP ← CNN, column=CNN (data)] > 0")),
+    ]
+    sim, cka = evaluate(claims, ev)
+    assert sim.verdict == HOLDS and sim.links[0].n == "4 vs 4"
+    assert cka.verdict == UNTESTABLE and "kdtune analyze RUN --only similarity" in cka.links[0].why
