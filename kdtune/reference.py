@@ -401,7 +401,8 @@ def _claim_notes(check: ReferenceCheck, alpha: float, correction: str) -> list[s
         return []
     tests = [t for t in dict.fromkeys(c["test"]) if t]
     lines = [
-        f"Verdicts at α = {alpha:g}, {stats.CORRECTION_NAMES[correction]}-corrected over the table's {len(c)} comparisons; "
+        f"Verdicts at α = {alpha:g}, {stats.CORRECTION_NAMES[correction]}-corrected over the table's {len(c)} "
+        f"comparison{'s' if len(c) != 1 else ''}; "
         f"tests: {'; '.join(TEST_LABELS.get(t, t) for t in tests) or 'none'}. holds: significant in the stated direction "
         "(≈: inside ±margin by TOST); contradicted: significant the other way (≈: beyond the margin); n: units (trained "
         "models) per cell."
@@ -412,7 +413,7 @@ def _claim_notes(check: ReferenceCheck, alpha: float, correction: str) -> list[s
         why = "; ".join(x.why for x in v.links if x.verdict == UNTESTABLE and x.why)
         if not q and not why:
             continue
-        lines.append(f"- {v.claim.id}{where}: {q}" + (f" — untestable: {why}" if why else ""))
+        lines.append(f"- {v.claim.id}{where}: " + " — ".join(x for x in (q, f"untestable: {why}" if why else "") if x))
     return lines
 
 
