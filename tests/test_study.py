@@ -41,7 +41,8 @@ REFERENCE = {
                     "id": "kd-helps",
                     "quote": "distillation helps",
                     "where": "section 1",
-                    "check": "accuracy[student=MLP, teacher=CNN, eval_set=test] > accuracy[student=MLP, teacher=data, eval_set=test]",
+                    "check": "accuracy[student=MLP, teacher=CNN, eval_set=test] > "
+                    "accuracy[student=MLP, teacher=data, eval_set=test]",
                 },
                 {"id": "no-lstm", "check": "accuracy[student=LSTM, teacher=data, eval_set=test] > 0.5"},
             ],
