@@ -68,7 +68,8 @@ def _write_study(folder: Path, tiny: dict, cnn_epochs: int = 2) -> Path:
         "claims": [
             {
                 "id": "cnn-beats-mlp",
-                "check": "accuracy[student=CNN, teacher=data, eval_set=test] > accuracy[student=MLP, teacher=data, eval_set=test]",
+                "check": "accuracy[student=CNN, teacher=data, eval_set=test] > "
+                "accuracy[student=MLP, teacher=data, eval_set=test]",
             }
         ],
         "cuts": ["MLP trained 2 epochs, not 100"],
