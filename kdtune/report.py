@@ -452,17 +452,29 @@ _TEX = (
     ("%", r"\%"),
     ("&", r"\&"),
     ("#", r"\#"),
+    ("{", r"\{"),
+    ("}", r"\}"),
+    ("$", r"\$"),
+    ("~", r"\textasciitilde{}"),
+    ("^", r"\textasciicircum{}"),
+    ("<", r"$<$"),  # text-mode < and > are other glyphs in LaTeX's default font encoding
+    (">", r"$>$"),
+    ("≈", r"$\approx$"),
+    ("←", r"$\leftarrow$"),
+    ("→", r"$\rightarrow$"),
     ("±", r"$\pm$"),
     (UP, r"$^{\blacktriangle}$"),  # amssymb
     (DOWN, r"$^{\blacktriangledown}$"),
 )
 
 
+_TEX_MAP = dict(_TEX)
+_TEX_RE = re.compile("|".join(re.escape(a) for a, _ in _TEX))
+
+
 def _tex(s: object) -> str:
     """A cell or header in LaTeX: special characters escaped, ± and the markers in math mode, ``**x**`` bold."""
-    text = _label(s)
-    for a, b in _TEX:
-        text = text.replace(a, b)
+    text = _TEX_RE.sub(lambda m: _TEX_MAP[m.group(0)], _label(s))  # one pass: a replacement is never re-escaped
     return re.sub(r"\*\*(.+?)\*\*", r"\\textbf{\1}", text)
 
 

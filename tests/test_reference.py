@@ -1,0 +1,160 @@
+"""Published tables as data (kdtune.reference): loading with one-line errors, kdtune's cells beside the paper's,
+the claims' verdicts, and the three formats (the LaTeX compiled with pdflatex)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from kdtune.claims import CONTRADICTED, HOLDS, UNTESTABLE, Evidence
+from kdtune.cli import main
+from kdtune.errors import KdtuneError
+from kdtune.reference import check_table, load_reference, render_checks, resolve_target
+from kdtune.report import SETTINGS
+from tests.test_claims import CELLS, results
+
+REF = {
+    "id": "madeup",
+    "citation": "A. Author. Made up. 2026.",
+    "models": {"Perceptron": "MLP", "Convnet": "CNN"},
+    "tables": {
+        "table6": {
+            "title": "Table 6: translated accuracy",
+            "where": "Table 6",
+            "n": 4,
+            "spread": "std",
+            "fixed": {"eval_set": "translated", "student": "MLP"},
+            "values": [
+                {"teacher": "data", "metric": "accuracy", "mean": 0.31, "spread": 0.01},  # inside kdtune's interval
+                {"teacher": "CNN", "temperature": 5, "metric": "accuracy", "mean": 0.60, "spread": 0.02},  # outside
+                {"teacher": "data", "metric": "mce", "kdtune_metric": None, "mean": 0.2, "spread": 0.01, "note": "max ECE"},
+                {"teacher": "LSTM", "metric": "accuracy", "mean": 0.5, "spread": None},
+            ],
+            "claims": [
+                {
+                    "id": "kd-helps",
+                    "quote": "distillation helps",
+                    "where": "section 3.2",
+                    "check": "accuracy[student=MLP, teacher=CNN, eval_set=translated] > "
+                    "accuracy[student=MLP, teacher=data, eval_set=translated]",
+                },
+                {
+                    "id": "self-helps",
+                    "check": "accuracy[student=MLP, teacher=MLP, eval_set=translated] > "
+                    "accuracy[student=MLP, teacher=data, eval_set=translated]",
+                },
+                {"id": "lstm", "check": "accuracy[student=LSTM, teacher=data, eval_set=translated] > 0.5"},
+                {
+                    "id": "comparable",
+                    "check": "accuracy[student=CNN, teacher=data, eval_set=translated] ≈ "
+                    "accuracy[student=MLP, teacher=data, eval_set=translated] within 0.05",
+                    "margin": "5 points: the paper's 'comparable'",
+                },
+            ],
+        },
+        "figure7": {"title": "Figure 7: similarity", "claims": []},
+    },
+}
+
+
+@pytest.fixture
+def ref_file(tmp_path):
+    path = tmp_path / "madeup.yaml"
+    path.write_text(yaml.safe_dump(REF, allow_unicode=True))
+    return path
+
+
+def test_published_cells_beside_kdtunes_with_the_paper_inside_or_not(ref_file):
+    table = resolve_target(f"{ref_file}:table6")
+    check = check_table(table, Evidence(results(), None, SETTINGS), interval="ci95")
+    v = check.values
+    data, kd, mce, lstm = (v.iloc[i] for i in range(4))
+    x = np.array(CELLS[("MLP", "data")])
+    half = float(np.std(x, ddof=1) / 2 * 3.182446305284263)  # t(0.975, 3) × s.e.
+    assert data["mean"] == pytest.approx(x.mean()) and data["ci95"] == pytest.approx(half, rel=1e-6)
+    assert data["diff"] == pytest.approx(x.mean() - 0.31) and data["paper_inside"] is True and data["n"] == 4
+    assert kd["paper_inside"] is False and kd["diff"] == pytest.approx(np.mean(CELLS[("MLP", "CNN")]) - 0.60)
+    assert mce["why"] == "not computed by kdtune: max ECE" and np.isnan(mce["mean"])
+    assert "no teacher=LSTM" in lstm["why"] and lstm["paper_inside"] is None
+    verdicts = {x.claim.id: x.verdict for x in check.verdicts}
+    assert verdicts == {"kd-helps": HOLDS, "self-helps": CONTRADICTED, "lstm": UNTESTABLE, "comparable": "holds"}
+
+
+def test_the_three_formats(ref_file):
+    table = resolve_target(f"{ref_file}:table6")
+    check = check_table(table, Evidence(results(), None, SETTINGS))
+    md = render_checks([check], "markdown")
+    assert "**madeup:table6 — Table 6: translated accuracy: the paper beside kdtune**" in md
+    assert "| MLP | data | translated |  | accuracy | 0.310 ± 0.010 | 0.305 ± 0.021 (4) | -0.005 | yes |" in md
+    assert "| kd-helps |" in md and "**holds**" in md and "**contradicted**" in md
+    assert "Holm-corrected over the table's 4 comparisons" in md
+    assert "- lstm: untestable: accuracy[student=LSTM, teacher=data, eval_set=translated]: no student=LSTM" in md
+    csv = pd.read_csv(io.StringIO(render_checks([check], "csv")))
+    assert set(csv["part"]) == {"value", "claim"} and {"paper_mean", "mean", "diff", "verdict", "p_adjusted"} <= set(csv)
+    tex = render_checks([check], "latex")
+    assert r"$>$" in tex and r"$\approx$" in tex and "<" not in tex.replace("$<$", "")
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (.ci/run installs it)")
+def test_the_latex_compiles(ref_file, tmp_path):
+    check = check_table(resolve_target(f"{ref_file}:table6"), Evidence(results(), None, SETTINGS))
+    body = render_checks([check], "latex")
+    head = [r"\documentclass{article}", r"\usepackage[utf8]{inputenc}", r"\usepackage{booktabs}", r"\usepackage{amssymb}"]
+    doc = "\n".join(
+        [*head, r"\usepackage[landscape,margin=1cm]{geometry}", r"\begin{document}", r"\tiny", body, r"\end{document}"]
+    )
+    (tmp_path / "ref.tex").write_text(doc)
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "ref.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "Missing character" not in (tmp_path / "ref.log").read_text(errors="replace")
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"nosuch": 1}, "madeup.yaml: nosuch: unknown field"),
+        ({"citation": None}, "citation: "),
+        ({"tables": {"t": {"where": "x"}}}, "tables.t.title: missing field"),
+        ({"tables": {"t": {"title": "x", "spread": "sd"}}}, "tables.t.spread: 'sd'; one of std, se, ci95, none"),
+        (
+            {"tables": {"t": {"title": "x", "values": [{"metric": "accuracy", "mean": 1, "studnt": "MLP"}]}}},
+            "unknown field 'studnt'",
+        ),
+        ({"tables": {"t": {"title": "x", "values": [{"metric": "accuracy"}]}}}, "values[0]: missing field 'mean'"),
+        ({"tables": {"t": {"title": "x", "values": [{"metric": "accuracy", "mean": "high"}]}}}, "must be numbers"),
+        ({"tables": {"t": {"title": "x", "claims": [{"id": "a", "check": "accuracy[x=1] > 0"}]}}}, "claim a: unknown key 'x'"),
+        (
+            {"tables": {"t": {"title": "x", "claims": [{"id": "a", "check": "accuracy[student=A] > 0"}] * 2}}},
+            "claim id 'a' used twice",
+        ),
+    ],
+)
+def test_a_malformed_reference_file_is_one_line(tmp_path, change, says):
+    path = tmp_path / "madeup.yaml"
+    path.write_text(yaml.safe_dump({**REF, **change}, allow_unicode=True))
+    with pytest.raises(KdtuneError) as e:
+        load_reference(str(path))
+    assert says in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_report_reference_checks_its_target_before_reading_the_run(ref_file, tmp_path, capsys):
+    for target, says in [
+        ("madeup", "must be FILE:TABLE"),
+        ("nosuch:table1", "unknown reference 'nosuch'"),
+        (f"{ref_file}:table9", "no table 'table9'"),
+    ]:
+        assert main(["report", str(tmp_path / "no_such_run"), "--reference", target]) == 2
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1, err
