@@ -54,6 +54,9 @@ class TableModel(_Strict):
     fixed: dict[str, Any] = Field(default_factory=dict, description="report keys shared by every value")
     values: list[dict[str, Any]] = Field(default_factory=list)
     claims: list[ClaimModel] = Field(default_factory=list)
+    untested: list[dict[str, Any]] = Field(
+        default_factory=list, description="statements of the paper the claim grammar cannot check (quote, where, why)"
+    )
     note: str = ""
 
 
@@ -63,7 +66,7 @@ class ReferenceModel(_Strict):
     source: str = ""
     url: str = ""
     models: dict[str, str] = Field(default_factory=dict, description="the paper's model name -> kdtune label")
-    notes: str = ""
+    note: str = Field("", description="where the citation's details come from, and other remarks")
     tables: dict[str, TableModel]
 
 
@@ -257,11 +260,13 @@ def _setting(config: dict[str, Any], key: str) -> Any:
 
 
 def setting_notes(table: RefTable, df: pd.DataFrame, run_dirs: Sequence[Path]) -> list[str]:
-    """The paper's settings (per model label) beside the run's, for the settings that differ or that kdtune lacks."""
-    out = []
+    """The paper's settings beside the run's: ``differ: …`` lines for the settings of a model label whose value in a
+    trial's stored config differs, then ``paper: …`` lines for what the paper states that kdtune has no setting
+    for (or for labels that are no model of this run, e.g. ``training``)."""
+    differ, stated = [], []
     for label, settings in table.model.settings.items():
         if not isinstance(settings, dict):
-            out.append(f"{label}: {settings} (paper)")
+            stated.append(f"{label}: {settings}")
             continue
         rows = df[(df["student"] == label) & (df["teacher"] == "data")] if "student" in df else df.iloc[:0]
         config = None
@@ -270,17 +275,23 @@ def setting_notes(table: RefTable, df: pd.DataFrame, run_dirs: Sequence[Path]) -
             if path.is_file():
                 config = json.loads(path.read_text()).get("config", {})
                 break
+        unknown = []
         for key, paper in settings.items():
-            if config is None:
-                out.append(f"{label} {key}: paper {paper}; no {label} trained from data in this run")
-                continue
             try:
-                mine = _setting(config, key)
+                mine = _setting(config, key) if config is not None else None
             except KeyError:
-                out.append(f"{label} {key}: paper {paper}; not a kdtune setting")
-                continue
-            if str(mine) != str(paper) and not _close(mine, paper):
-                out.append(f"{label} {key}: {mine} here, {paper} in the paper")
+                mine = None
+            if mine is None:
+                unknown.append(f"{key} = {paper}")
+            elif str(mine) != str(paper) and not _close(mine, paper):
+                differ.append(f"{label} {key}: {mine} here, {paper} in the paper")
+        if unknown:
+            stated.append(f"{label}: " + "; ".join(unknown))
+    out = []
+    if differ:
+        out += ["Settings that differ from the paper's:"] + [f"- {d}" for d in differ]
+    if stated:
+        out += ["The paper's other settings (no kdtune setting of that name to compare):"] + [f"- {x}" for x in stated]
     return out
 
 
@@ -346,13 +357,23 @@ def check_table(
     return ReferenceCheck(table, value_rows(table, evidence, interval), claim_rows(verdicts), verdicts, notes, interval)
 
 
+def _key_columns(v: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
+    """The value table's key columns that vary (shown) and those equal in every row (said once in the note)."""
+    text = {c: v[c].astype(object).where(v[c].notna(), "").map(str) for c in v.columns if c in REPORT_KEYS}
+    present = [c for c, col in text.items() if (col != "").any()]
+    varying = [c for c in present if text[c].nunique() > 1]
+    fixed = {c: text[c].iloc[0] for c in present if c not in varying}
+    if not varying and present:
+        varying, fixed = [present[0]], {c: x for c, x in fixed.items() if c != present[0]}
+    return varying, fixed
+
+
 def _values_frame(check: ReferenceCheck) -> pd.DataFrame:
     v = check.values
     if v.empty:
         return v
     spread = check.table.model.spread
-    keys = [c for c in ("student", "teacher", "eval_set") if c in v and (v[c] != "").any()]
-    keys += [c for c in v.columns if c in REPORT_KEYS and c not in keys and (v[c].astype(str) != "").any() and v[c].notna().any()]
+    keys, _fixed = _key_columns(v)
     shown = pd.DataFrame({k: v[k].fillna("") for k in keys})
     shown["metric"] = v["metric"]
     pm = "" if spread == "none" else " ± "
@@ -361,8 +382,7 @@ def _values_frame(check: ReferenceCheck) -> pd.DataFrame:
         for m, s in zip(v["paper_mean"], v["paper_spread"], strict=True)
     ]
     shown["kdtune"] = [
-        f"{_fmt(m)} ± {_fmt(h)} ({n})" if n else (w[:60] if w else "–")
-        for m, h, n, w in zip(v["mean"], v[check.interval], v["n"], v["why"], strict=True)
+        f"{_fmt(m)} ± {_fmt(h)} ({n})" if n else "–" for m, h, n in zip(v["mean"], v[check.interval], v["n"], strict=True)
     ]
     shown["difference"] = [f"{d:+.3f}" if np.isfinite(d) else "–" for d in v["diff"]]
     shown["paper inside"] = ["–" if x is None else ("yes" if x else "no") for x in v["paper_inside"]]
@@ -407,13 +427,15 @@ def _claim_notes(check: ReferenceCheck, alpha: float, correction: str) -> list[s
         "(≈: inside ±margin by TOST); contradicted: significant the other way (≈: beyond the margin); n: units (trained "
         "models) per cell."
     ]
+    by_quote: dict[tuple[str, str], list[str]] = {}
     for v in check.verdicts:
-        q = f"“{v.claim.quote}”" if v.claim.quote else ""
-        where = f" ({v.claim.where})" if v.claim.where else ""
+        if v.claim.quote:
+            by_quote.setdefault((v.claim.quote, v.claim.where), []).append(v.claim.id)
+    lines += [f"- {', '.join(ids)}{f' ({w})' if w else ''}: “{q}”" for (q, w), ids in by_quote.items()]
+    for v in check.verdicts:
         why = "; ".join(x.why for x in v.links if x.verdict == UNTESTABLE and x.why)
-        if not q and not why:
-            continue
-        lines.append(f"- {v.claim.id}{where}: " + " — ".join(x for x in (q, f"untestable: {why}" if why else "") if x))
+        if why:
+            lines.append(f"- {v.claim.id} is untestable: {why}")
     return lines
 
 
@@ -421,17 +443,23 @@ def _value_notes(check: ReferenceCheck) -> list[str]:
     t = check.table.model
     shown = stats.INTERVAL_NAMES[check.interval]
     conv = {"std": "std", "se": "standard error", "ci95": "95 % interval", "none": "no ± given"}[t.spread]
+    _keys, fixed = _key_columns(check.values) if not check.values.empty else ([], {})
+    every = f"Every cell: {', '.join(f'{k} = {x}' for k, x in fixed.items())}. " if fixed else ""
     lines = [
-        f"paper: mean ± {conv} over {t.n if t.n else '?'} runs ({t.where or t.title}); kdtune: mean ± {shown} (n) over "
-        "its trained models; difference: kdtune − paper; paper inside: the paper's mean lies inside kdtune's interval."
+        f"{every}paper: mean ± {conv} over {t.n if t.n else '?'} runs ({t.where or t.title}); kdtune: mean ± {shown} (n) "
+        "over its trained models; difference: kdtune − paper; paper inside: the paper's mean lies inside kdtune's interval."
     ]
-    if check.notes:
-        lines.append("Settings that differ from the paper's:")
-        lines += [f"- {n}" for n in check.notes]
+    if t.reading:
+        lines.append(f"How the table was read from the paper's text: {t.reading}")
     missing = [w for w in check.values.get("why", []) if w]
     if missing:
-        lines.append(f"{len(missing)} published cell(s) without a kdtune cell: " + "; ".join(dict.fromkeys(missing))[:600])
-    return lines
+        reasons: dict[str, int] = {}
+        for w in missing:  # "cell: reason": the reasons once each, with how many cells they leave empty
+            reason = w.split("]: ", 1)[-1]
+            reasons[reason] = reasons.get(reason, 0) + 1
+        lines.append(f"{len(missing)} published cell(s) without a kdtune cell (–):")
+        lines += [f"- {reason} ({n} cell{'s' if n > 1 else ''})" for reason, n in reasons.items()]
+    return lines + check.notes
 
 
 def render_checks(
