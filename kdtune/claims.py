@@ -381,6 +381,21 @@ class Evidence:
         self.settings = [s for s in settings if s in df.columns]
         self._tables: dict[str, pd.DataFrame | None] = {}
 
+    def restricted(self, sweeps: Sequence[str]) -> tuple[Evidence, list[str]]:
+        """The evidence of the trials of ``sweeps`` (sweep names) when the results hold any of them, else all of it;
+        and the names used (empty: no restriction). A reference table names the sweeps that reproduce it, so a
+        label two sweeps share (an MLP on digits and an MLP on sets) never pools their trials."""
+        if not sweeps or "sweep" not in self.df:
+            return self, []
+        wanted = set(sweeps)
+        keep = self.df["sweep"].map(lambda v: isinstance(v, str) and bool(wanted & set(v.split(","))))
+        if not keep.any():
+            return self, []
+        out = Evidence(self.df[keep], self.run_dirs, self.settings)
+        out._tables = self._tables
+        found = sorted({x for v in self.df.loc[keep, "sweep"] for x in v.split(",")} & wanted)
+        return out, found
+
     @property
     def run_dir(self) -> Path | None:
         """The first run folder (where a trial's stored config is looked up first)."""

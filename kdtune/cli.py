@@ -601,7 +601,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
     def analyze(run_dir: Path) -> int:
         if args.report_only:
             return 0
-        a = study.model.analyses
+        a = study.analyses_of(run_dir)
         ns = argparse.Namespace(
             run_dir=str(run_dir),
             only=list(a.only) or None,

@@ -351,9 +351,13 @@ def check_table(
     correction: str = "holm",
     seed: int = stats.SEED,
 ) -> ReferenceCheck:
-    """Check one reference table against the evidence (a run's results and analyses)."""
+    """Check one reference table against the evidence (a run's results and analyses): the report's cells are those
+    of the table's sweeps (``sweeps``, by name) where the results hold any of them."""
+    evidence, used = evidence.restricted([Path(s).stem for s in table.model.sweeps])
     verdicts = evaluate(table.claims, evidence, test=test, alpha=alpha, correction=correction, seed=seed)
     notes = setting_notes(table, evidence.df, evidence.run_dirs)
+    if used:
+        notes = [f"Cells from the trials of sweep{'s' if len(used) > 1 else ''} {', '.join(used)}.", *notes]
     return ReferenceCheck(table, value_rows(table, evidence, interval), claim_rows(verdicts), verdicts, notes, interval)
 
 

@@ -39,16 +39,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SweepEntry(_Strict):
-    path: str = Field(description="the sweep file, relative to the study file")
-    set: list[str] = Field(default_factory=list, description="overrides, as kdtune run --set KEY=VALUE")
-    out: str | None = Field(None, description="this sweep's run folder (default: the study's)")
-
-
 class AnalysesModel(_Strict):
     only: list[str] = Field(default_factory=list, description="analyses to run (default: all)")
     where: list[str] = Field(default_factory=list, description="filters, as kdtune analyze --where KEY=V1,V2")
     eval_sets: list[str] = Field(default_factory=list, description="eval sets to analyse (default: all but val)")
+
+
+class SweepEntry(_Strict):
+    path: str = Field(description="the sweep file, relative to the study file")
+    set: list[str] = Field(default_factory=list, description="overrides, as kdtune run --set KEY=VALUE")
+    out: str | None = Field(None, description="this sweep's run folder (default: the study's)")
+    tables: bool = Field(True, description="its trials count in the report's cells and claims (false: it only feeds analyses)")
+    analyses: AnalysesModel | None = Field(None, description="the analyses of this sweep's run folder (default: the study's)")
 
 
 class StudyReportModel(_Strict):
@@ -103,6 +105,18 @@ class Study:
     def run_dirs(self) -> list[Path]:
         """Every run folder the study's sweeps write, each once, in order."""
         return list(dict.fromkeys(self.out_of(e) for e in self.sweeps))
+
+    @property
+    def table_dirs(self) -> list[Path]:
+        """The run folders whose trials make the report's cells (those of sweeps with ``tables: true``)."""
+        return list(dict.fromkeys(self.out_of(e) for e in self.sweeps if e.tables))
+
+    def analyses_of(self, run_dir: Path) -> AnalysesModel | None:
+        """The analyses of one run folder: those of its first sweep that names some, else the study's."""
+        for e in self.sweeps:
+            if self.out_of(e) == run_dir and e.analyses is not None:
+                return e.analyses
+        return self.model.analyses
 
 
 def load_study(path: str | Path, out: str | None = None) -> Study:
@@ -308,7 +322,7 @@ def run_study(
     study: Study,
     *,
     run_sweep: Callable[[Path, SweepEntry], int],
-    analyze: Callable[[Path], int],
+    analyze: Callable[[Path], int],  # kdtune analyze on one run folder, with study.analyses_of(it)
     results: Callable[[Sequence[Path]], pd.DataFrame],
     command: str,
 ) -> int:
@@ -320,14 +334,14 @@ def run_study(
     for entry in study.sweeps:
         rc = run_sweep(sweep_path(study, entry), entry)
         status = max(status, rc)
-    df = results(study.run_dirs)
+    df = results(study.table_dirs)
     per_sweep = df.assign(sweep=df["sweep"].astype(str).str.split(",")).explode("sweep") if "sweep" in df else df.iloc[:0]
     for sweep, group in per_sweep.groupby("sweep", sort=False):
         trials = group["trial_id"].nunique()
         ok = group.loc[group["status"] == "ok", "trial_id"].nunique()
         runs.append(f"{sweep}: {ok} of {trials} trials finished")
-    if study.model.analyses is not None:
-        for run_dir in study.run_dirs:
+    for run_dir in study.run_dirs:
+        if study.analyses_of(run_dir) is not None:
             status = max(status, analyze(run_dir))
     md, page = write_report(study, df, command, runs)
     print(f"report: {md}\npage: {page}")
@@ -341,8 +355,10 @@ def describe(study: Study) -> list[str]:
     lines += [
         f"  sweep {e.path}" + "".join(f" --set {shlex.quote(x)}" for x in e.set) + f" → {study.out_of(e)}" for e in study.sweeps
     ]
-    if m.analyses is not None:
-        lines.append(f"  analyses: {', '.join(m.analyses.only) or 'all'}")
+    for d in study.run_dirs:
+        a = study.analyses_of(d)
+        if a is not None:
+            lines.append(f"  analyse {d}: {', '.join(a.only) or 'all'}" + "".join(f" --where {w}" for w in a.where))
     lines += [f"  check {t}" for t in m.references]
     if study.claims:
         lines.append(f"  {len(study.claims)} claims of its own")
