@@ -575,6 +575,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
     from kdtune.study import describe, load_study, run_study, sweep_path
 
     study = load_study(args.study, args.out)
+    if args.data_dir is None and study.model.data_dir is not None:
+        args.data_dir = study.model.data_dir
     for entry in study.sweeps:  # every sweep checked before any work (as kdtune run checks its one)
         load_sweep(str(sweep_path(study, entry)), entry.set, data_root=args.data_dir, output=str(study.out_of(entry)))
     if args.dry_run:

@@ -71,6 +71,7 @@ class StudyModel(_Strict):
     description: str = ""
     paper: str = Field("", description="a shipped reference id (its citation heads the report)")
     out: str | None = Field(None, description="run folder, relative to the working directory")
+    data_dir: str | None = Field(None, description="data folder of every sweep and analysis (as --data-dir, which overrides it)")
     sweeps: list[SweepEntry | str] = Field(min_length=1)
     analyses: AnalysesModel | None = Field(None, description="omit to run no analysis")
     references: list[str] = Field(default_factory=list, description="published tables to check, FILE:TABLE")
@@ -213,7 +214,12 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
     m = study.model
     checks, own = _checks(study, df)
     all_checks = [*checks, *([own] if own else [])]
-    tables = own_tables(df, m.report)
+    tables = []
+    dirs = study.table_dirs
+    for d in dirs:  # one set of tables per run folder: two folders may hold the same labels on other data
+        part = df[df["run"] == str(d)] if "run" in df and len(dirs) > 1 else df
+        for title, table, notes in own_tables(part, m.report):
+            tables.append((f"{d}: {title}" if len(dirs) > 1 else title, table, notes))
     figures = _figures(study)
     cite = citation(m.paper) if m.paper else ""
     md = [f"# Reproduction report: {m.name}", ""]
