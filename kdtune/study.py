@@ -198,6 +198,18 @@ def _summary(checks: Sequence[ReferenceCheck]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["table", "claim"]) if rows else pd.DataFrame()
 
 
+def _tally(checks: Sequence[ReferenceCheck]) -> pd.DataFrame:
+    """Per reference table, how many claims got each verdict."""
+    from kdtune.claims import VERDICTS
+
+    rows = []
+    for c in checks:
+        got = [v.verdict for v in c.verdicts]
+        if got:
+            rows.append({"table": c.table.id, **{k: got.count(k) for k in VERDICTS}, "claims": len(got)})
+    return pd.DataFrame(rows).set_index("table") if rows else pd.DataFrame()
+
+
 def _counts(checks: Sequence[ReferenceCheck]) -> str:
     from kdtune.claims import VERDICTS
 
@@ -232,6 +244,9 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
     if m.cuts:
         md += ["", "## Settings cut from the paper's (declared by the study)", ""] + [f"- {c}" for c in m.cuts]
     md += ["", "## Verdicts", "", f"{_counts(all_checks)}.", ""]
+    tally = _tally(all_checks)
+    if not tally.empty:
+        md += [to_markdown(tally, "verdicts per table"), ""]
     summary = _summary(all_checks)
     if not summary.empty:
         md += [to_markdown(summary, "every claim checked"), ""]
@@ -260,6 +275,8 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
     if m.cuts:
         body.append("<h2>Settings cut from the paper's</h2><ul>" + "".join(f"<li>{e(c)}</li>" for c in m.cuts) + "</ul>")
     body.append(f"<h2>Verdicts</h2><p>{e(_counts(all_checks))}.</p>")
+    if not tally.empty:
+        body.append(html_table(tally, "verdicts per table"))
     if not summary.empty:
         body.append(html_table(summary, "every claim checked"))
     body.append("<h2>The paper beside kdtune</h2>")

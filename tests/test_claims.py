@@ -248,3 +248,15 @@ def test_analysis_sources_read_their_unit_tables(tmp_path):
     sim, cka = evaluate(claims, ev)
     assert sim.verdict == HOLDS and sim.links[0].n == "4 vs 4"
     assert cka.verdict == UNTESTABLE and "kdtune analyze RUN --only similarity" in cka.links[0].why
+
+
+def test_evidence_restricted_to_a_tables_sweeps():
+    df = pd.concat([results().assign(sweep="rows_a"), results().assign(sweep="rows_b", trial_id=lambda d: d["trial_id"] + "b")])
+    ev = Evidence(df, None, SETTINGS)
+    assert verdicts([f"{acc('MLP', 'data')} > 0.1"], df)[0].verdict == UNTESTABLE  # two sweeps, one label: never pooled
+    only_a, used = ev.restricted(["rows_a", "not_run"])
+    assert used == ["rows_a"] and set(only_a.df["sweep"]) == {"rows_a"}
+    v = evaluate([Claim("x", parse_check(f"{acc('MLP', 'CNN')} > {acc('MLP', 'data')}"))], only_a)
+    assert v[0].verdict == HOLDS
+    same, used = ev.restricted(["elsewhere"])  # none of the table's sweeps here: all of it, and it says so
+    assert same is ev and used == []
