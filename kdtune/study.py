@@ -234,12 +234,15 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
             tables.append((f"{d}: {title}" if len(dirs) > 1 else title, table, notes))
     figures = _figures(study)
     cite = citation(m.paper) if m.paper else ""
-    md = [f"# Reproduction report: {m.name}", ""]
+    versions = results_versions(study.run_dirs)
+    version = min(versions) if versions else None
+    md = [f"<!-- kdtune study {m.name}; results version {version} -->", f"# Reproduction report: {m.name}", ""]
     if m.description:
         md += [m.description, ""]
     if cite:
         md += [f"Paper: {cite}", ""]
-    md += [f"kdtune {kdtune_version()} · `{command}`", "", "## Runs", ""]
+    made = f"results version {version}" + (f" (trials of versions {sorted(versions)})" if len(versions) > 1 else "")
+    md += [f"kdtune {kdtune_version()} · {made} · `{command}`", "", "## Runs", ""]
     md += [f"- {line}" for line in runs]
     if m.cuts:
         md += ["", "## Settings cut from the paper's (declared by the study)", ""] + [f"- {c}" for c in m.cuts]
@@ -270,7 +273,7 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
         body.append(f"<p>{e(m.description)}</p>")
     if cite:
         body.append(f"<p>Paper: {e(cite)}</p>")
-    body.append(f'<p class="muted">kdtune {e(kdtune_version())} · <code>{e(command)}</code></p>')
+    body.append(f'<p class="muted">kdtune {e(kdtune_version())} · {e(made)} · <code>{e(command)}</code></p>')
     body.append("<h2>Runs</h2><ul>" + "".join(f"<li>{e(r)}</li>" for r in runs) + "</ul>")
     if m.cuts:
         body.append("<h2>Settings cut from the paper's</h2><ul>" + "".join(f"<li>{e(c)}</li>" for c in m.cuts) + "</ul>")
@@ -300,6 +303,22 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
     html_path.parent.mkdir(exist_ok=True)
     _atomic(html_path, page)
     return md_path, html_path
+
+
+def results_versions(run_dirs: Sequence[Path]) -> set[int]:
+    """The results versions (``kdtune.trial/N`` of each finished trial's config) of the trials in these folders."""
+    import json
+
+    found = set()
+    for d in run_dirs:
+        for path in (d / "trials").glob("*/config.json") if (d / "trials").is_dir() else []:
+            try:
+                schema = json.loads(path.read_text()).get("config", {}).get("schema", "")
+            except (OSError, ValueError):
+                continue
+            if isinstance(schema, str) and schema.rpartition("/")[2].isdigit():
+                found.add(int(schema.rpartition("/")[2]))
+    return found
 
 
 def own_tables(df: pd.DataFrame, r: StudyReportModel) -> list[tuple[str, pd.DataFrame, list[str]]]:
