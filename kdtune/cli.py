@@ -177,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--report-only", action="store_true", help="train and analyse nothing: write the report from what the run folder holds"
     )
     sd.add_argument("--dry-run", action="store_true", help="check the study and show what it would do, then stop")
+    sd.add_argument(
+        "--export",
+        metavar="DIR",
+        help="also copy the report to DIR/<name>.md with its figures in DIR/<name>/ (e.g. docs/results)",
+    )
 
     st = sub.add_parser("status", help="what a run folder holds: finished, failed, running, pending (read-only)")
     st.add_argument("run_dir", help="a run folder written by kdtune run")
@@ -623,7 +628,12 @@ def _cmd_study(args: argparse.Namespace) -> int:
     words = ["kdtune", "study", args.study]
     words += ["--data-dir", args.data_dir] if args.data_dir else []
     words += ["--out", args.out] if args.out else []
-    return run_study(study, run_sweep=run_sweep, analyze=analyze, results=results, command=shlex.join(words))
+    status = run_study(study, run_sweep=run_sweep, analyze=analyze, results=results, command=shlex.join(words))
+    if args.export:
+        from kdtune.study import export
+
+        print(f"exported: {export(study, Path(args.export))}")
+    return status
 
 
 def _cmd_download(args: argparse.Namespace) -> int:

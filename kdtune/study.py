@@ -262,7 +262,9 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
         md += [to_markdown(table, title, notes), ""]
     if figures:
         md += ["## Figures", ""]
-        md += [f"![{f.stem}]({Path(os.path.relpath(f, study.out)).as_posix()})" for f in figures]
+        for f in figures:
+            rel = Path(os.path.relpath(f, study.out)).as_posix()
+            md.append(f"![{Path(os.path.relpath(f.with_suffix(''), Path.cwd())).as_posix()}]({rel})")
     study.out.mkdir(parents=True, exist_ok=True)
     md_path = study.out / REPORT_MD
     _atomic(md_path, "\n".join(md).rstrip() + "\n")
@@ -377,17 +379,47 @@ def run_study(
         rc = run_sweep(sweep_path(study, entry), entry)
         status = max(status, rc)
     df = results(study.table_dirs)
-    per_sweep = df.assign(sweep=df["sweep"].astype(str).str.split(",")).explode("sweep") if "sweep" in df else df.iloc[:0]
-    for sweep, group in per_sweep.groupby("sweep", sort=False):
-        trials = group["trial_id"].nunique()
-        ok = group.loc[group["status"] == "ok", "trial_id"].nunique()
-        runs.append(f"{sweep}: {ok} of {trials} trials finished")
+    everything = results(study.run_dirs)
+    for run_dir in study.run_dirs:
+        part = everything[everything["run"] == str(run_dir)] if "run" in everything else everything
+        per_sweep = part.assign(sweep=part["sweep"].astype(str).str.split(",")).explode("sweep") if "sweep" in part else part
+        for sweep, group in per_sweep.groupby("sweep", sort=False) if "sweep" in per_sweep else []:
+            trials = group["trial_id"].nunique()
+            ok = group.loc[group["status"] == "ok", "trial_id"].nunique()
+            role = "" if run_dir in study.table_dirs else " (for the analyses only, not in the tables)"
+            runs.append(f"{sweep} in {run_dir}: {ok} of {trials} trials finished{role}")
     for run_dir in study.run_dirs:
         if study.analyses_of(run_dir) is not None:
             status = max(status, analyze(run_dir))
     md, page = write_report(study, df, command, runs)
     print(f"report: {md}\npage: {page}")
     return status
+
+
+def export(study: Study, dest: Path) -> Path:
+    """Copy the study's ``report.md`` to ``dest/<name>.md`` with its figures beside it in ``dest/<name>/``, the
+    links rewritten, so a docs folder holds the report as it was made (its marker line says the results version)."""
+    import re
+    import shutil
+
+    text = (study.out / REPORT_MD).read_text()
+    folder = dest / study.name
+    if folder.exists():
+        shutil.rmtree(folder)  # the figures of an earlier export: never a stale figure beside a new table
+    folder.mkdir(parents=True)
+
+    def copy(m: re.Match[str]) -> str:
+        source = (study.out / m.group(2)).resolve()
+        if not source.is_file():
+            return m.group(0)
+        rel = Path(os.path.relpath(source, Path.cwd().resolve()))
+        name = "__".join(p for p in rel.parts if p not in ("..", "runs", "analysis"))
+        shutil.copyfile(source, folder / name)
+        return f"![{m.group(1)}]({study.name}/{name})"
+
+    out = dest / f"{study.name}.md"
+    _atomic(out, re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", copy, text))
+    return out
 
 
 def describe(study: Study) -> list[str]:

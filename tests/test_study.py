@@ -163,7 +163,7 @@ def test_ctrl_c_then_a_rerun_trains_nothing_twice_and_ends_with_the_same_report(
     assert "MLP trained 2 epochs, not 100" in report and "kdtune study study.yaml" in report
     assert "**untestable**" in report and "no student=LSTM" in report  # the claim on a model the study lacks
     assert "MLP epochs: 2 here, 100 in the paper" in report  # a setting that differs, from the trial's config
-    assert "![reliability__test](analysis/calibration/reliability__test.png)" in report
+    assert "![run/analysis/calibration/reliability__test](analysis/calibration/reliability__test.png)" in report
     assert 'src="data:image/png;base64,' in page and "tiny_study" in page  # self-contained
 
     b = _Study(cut)
