@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -399,7 +400,6 @@ def run_study(
 def export(study: Study, dest: Path) -> Path:
     """Copy the study's ``report.md`` to ``dest/<name>.md`` with its figures beside it in ``dest/<name>/``, the
     links rewritten, so a docs folder holds the report as it was made (its marker line says the results version)."""
-    import re
     import shutil
 
     text = (study.out / REPORT_MD).read_text()
@@ -419,7 +419,39 @@ def export(study: Study, dest: Path) -> Path:
 
     out = dest / f"{study.name}.md"
     _atomic(out, re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", copy, text))
+    _write_index(dest)
     return out
+
+
+INDEX_MARKER = re.compile(r"^<!-- kdtune study (\S+); results version (\S+) -->$")
+
+
+def _write_index(dest: Path) -> None:
+    """``dest/index.md``: every exported report of the folder, its command and its verdicts per reference table,
+    read from the reports themselves (nothing typed by hand)."""
+    lines = [
+        "# Results: the case studies' reproduction reports",
+        "",
+        "Each page is the report `kdtune study` wrote (`--export docs/results`), unedited: the paper's published",
+        "cells beside kdtune's, every claim with its verdict and test, kdtune's own tables and the figures. This",
+        "index is rewritten from those pages at each export.",
+        "",
+        "| study | command | verdicts |",
+        "| --- | --- | --- |",
+    ]
+    for page in sorted(dest.glob("*.md")):
+        if page.name == "index.md":
+            continue
+        text = page.read_text().splitlines()
+        if not text or not INDEX_MARKER.match(text[0]):
+            continue
+        name = INDEX_MARKER.match(text[0]).group(1)  # type: ignore[union-attr]
+        command = next((line.split("`")[1] for line in text if line.startswith("kdtune ") and "`" in line), "")
+        tally = next(
+            (line.rstrip(".") for line in text if re.match(r"^\d+ (holds|contradicted|not significant|untestable)", line)), ""
+        )
+        lines.append(f"| [{name}]({page.name}) | `{command}` | {tally} |")
+    _atomic(dest / "index.md", "\n".join(lines) + "\n")
 
 
 def describe(study: Study) -> list[str]:
