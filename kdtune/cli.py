@@ -675,6 +675,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         words = sys.argv[1:] if argv is None else list(argv)
         prog = "python -m kdtune" if argv is None and sys.argv[0].endswith("__main__.py") else "kdtune"
         reason = getattr(e, "reason", None)  # kdtune.execute.RayDied: the Ray instance died under the run
+        if reason is not None and reason.startswith("out of memory"):
+            print(
+                f"kdtune: the run stopped, {reason} (the node's memory ran out; another process may hold it); "
+                f"{finished} of {total} trials finished and are kept; free memory, or run fewer trials at once "
+                f"(execution.max_concurrent_trials), and resume with: {prog} {shlex.join(words)}",
+                file=sys.stderr,
+            )
+            return 1
         if reason is not None:
             print(
                 f"kdtune: the Ray instance died ({reason}); {finished} of {total} trials finished and are kept; "

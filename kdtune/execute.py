@@ -1091,6 +1091,20 @@ def _trial_epochs(payload: Payload) -> list[tuple[str, int]]:
     return [(t["id"], t["config"]["train"]["epochs"]) for t in payload["trials"]]
 
 
+OOM_REASON = "out of memory: Ray's memory monitor killed a trial's worker"
+
+
+def _is_ray_oom(exc: BaseException) -> bool:
+    """Whether ``exc`` (or its cause) is Ray's ``OutOfMemoryError`` (a worker killed for the node's memory)."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if type(exc).__name__ == "OutOfMemoryError" and type(exc).__module__.startswith("ray"):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        seen += 1
+    return False
+
+
 def _count_kept(
     plan: Plan,
     executor: InlineExecutor | RayExecutor,
@@ -1100,6 +1114,9 @@ def _count_kept(
 ) -> bool:
     """Exit callback of :func:`execute`: a Ctrl-C becomes :class:`Interrupted`, the Ray instance's death
     :class:`RayDied`, counting the finished trials."""
+    if exc is not None and _is_ray_oom(exc):  # Ray's memory monitor killed a worker: the driver's Tune loop raised
+        finished = sum(is_finished(plan.spec.output, tid) for tid in plan.trials)
+        raise RayDied(finished, len(plan.trials), OOM_REASON) from None
     if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) and not isinstance(exc, Interrupted):
         finished = sum(is_finished(plan.spec.output, tid) for tid in plan.trials)
         died = getattr(executor, "died", None)
