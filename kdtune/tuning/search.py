@@ -17,14 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from kdtune.config import LOSS_SETTINGS, SearchSpace, TrialConfig, apply_values, tuned_name, tuned_path, write_tuned
 from kdtune.errors import KdtuneError
-from kdtune.plan import Plan, TrialConfig, make_plan
+from kdtune.plan import Plan, make_plan
 from kdtune.rundir import METRICS, check_trial, is_finished, read_json, trial_dir
 from kdtune.spec import NO_TEACHER, SweepSpec
 from kdtune.tuning import study as studies
-from kdtune.tuning.space import LOSS_SETTINGS, SearchSpace
-from kdtune.tuning.tuned import tuned_name, tuned_path, write_tuned
-from kdtune.tuning.values import apply_values
 
 Payload = dict[str, Any]
 
