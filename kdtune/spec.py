@@ -431,17 +431,17 @@ class Space(_Model):
     model_config = CFG | ConfigDict(frozen=True, extra="allow", json_schema_extra=lambda s: s.update(  # extra keys: schedule.* only
         patternProperties={r"^schedule\.": s.pop("additionalProperties")}, additionalProperties=False))  # fmt: skip
     __pydantic_extra__: dict[str, Dist] = Field(init=False)
-    lr: Dist | None = None
-    weight_decay: Dist | None = None
-    dropout: Dist | None = None
-    label_smoothing: Dist | None = None
-    batch_size: Dist | None = None
-    epochs: Dist | None = None
-    grad_clip: Dist | None = None
-    optimizer: Dist | None = None
-    temperature: Dist | None = Field(None, description="Students only.")
-    w_hard: Dist | None = Field(None, description="Students only.")
-    w_soft: Dist | None = Field(None, description="Students only.")
+    lr: Dist | None = Field(None, description="The distribution of train.lr.")
+    weight_decay: Dist | None = Field(None, description="The distribution of train.weight_decay.")
+    dropout: Dist | None = Field(None, description="The distribution of train.dropout.")
+    label_smoothing: Dist | None = Field(None, description="The distribution of train.label_smoothing.")
+    batch_size: Dist | None = Field(None, description="The distribution of train.batch_size (int or categorical).")
+    epochs: Dist | None = Field(None, description="The distribution of train.epochs (int or categorical).")
+    grad_clip: Dist | None = Field(None, description="The distribution of train.grad_clip.")
+    optimizer: Dist | None = Field(None, description="The distribution of train.optimizer (categorical).")
+    temperature: Dist | None = Field(None, description="The distribution of the temperature (students only).")
+    w_hard: Dist | None = Field(None, description="The distribution of w_hard (students only).")
+    w_soft: Dist | None = Field(None, description="The distribution of w_soft (students only).")
 
 
 class Asha(_Model):
@@ -481,7 +481,19 @@ class SweepFile(_Model):
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of sweep files (``kdtune schema``; shipped as kdtune/sweep.schema.json)."""
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema"} | _schema(SweepFile)
+    def any_of(n: Any) -> Any:  # a union's members may overlap (0 is a number and an integer): anyOf, not oneOf
+        if isinstance(n, dict):
+            return {("anyOf" if k == "oneOf" else k): any_of(v) for k, v in n.items()}
+        return [any_of(v) for v in n] if isinstance(n, list) else n
+
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema"} | any_of(_schema(SweepFile))
+
+
+def schema_text() -> str:
+    """:func:`json_schema` as the text of kdtune/sweep.schema.json."""
+    import json
+
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
 @functools.cache
