@@ -55,7 +55,7 @@ from kdtune.config import (  # noqa: F401  (re-exported: the names modules have 
     load_yaml,
     thaw,
     with_selection,
-)  # fmt: skip
+)
 from kdtune.data import DATASETS, EVAL_SOURCES, DataInfo, DataSpec, EvalSetSpec, make_dataset
 from kdtune.data.augment import AUGMENTATIONS, NON_IDENTITY
 from kdtune.data.corruptions import CORRUPTIONS
@@ -68,10 +68,25 @@ SELF_TEACHER = "self"
 SELECT_CHOICES = ("last", "val_accuracy", "val_nll")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 LABEL = r"^[A-Za-z][A-Za-z0-9_.+-]*$"
-REPORT_METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "im", "d_accuracy", "a_accuracy", "perplexity",
-                  "token_nll")  # fmt: skip
-SETTING_COLUMNS = ("temperature", "w_hard", "w_soft", "kd_loss", "start", "stop", "lr", "weight_decay", "dropout",
-                   "label_smoothing", "grad_clip", "epochs", "batch_size", "optimizer", "schedule", "augment")  # fmt: skip
+REPORT_METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "im", "d_accuracy", "a_accuracy", "perplexity", "token_nll")
+SETTING_COLUMNS = (
+    "temperature",
+    "w_hard",
+    "w_soft",
+    "kd_loss",
+    "start",
+    "stop",
+    "lr",
+    "weight_decay",
+    "dropout",
+    "label_smoothing",
+    "grad_clip",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "schedule",
+    "augment",
+)
 CONFIG_COLUMNS = ("teacher_config", "config")  # a teacher's / the model's own other settings, where they differ (results.py)
 REPORT_KEYS = ("student", "teacher", "eval_set", "seed", "fold", "arch", *SETTING_COLUMNS, *CONFIG_COLUMNS)  # tables group by
 GRID_TRAIN_AXES = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing", "grad_clip")
@@ -103,7 +118,10 @@ def Items(item: Any, scalar: bool = True) -> Any:
     items = Annotated[list[item], Field(min_length=1)]
     if not scalar:
         return Annotated[items, AfterValidator(tuple)]
-    return Annotated[_union({"array": items, "one": item}, pick=_one_or_list), AfterValidator(lambda v: tuple(v) if isinstance(v, list) else (v,))]
+    return Annotated[
+        _union({"array": items, "one": item}, pick=_one_or_list),
+        AfterValidator(lambda v: tuple(v) if isinstance(v, list) else (v,)),
+    ]
 
 
 def Registered(registry: Any) -> Any:
@@ -124,7 +142,9 @@ def Choice(choices: Sequence[str]) -> Any:
 _BAGS: dict[str, tuple[str, tuple[str, ...]]] = {}  # $defs name → (what it configures, keys that are not its parameters)
 
 
-def _params_model(component: str, kind: str, fn: Callable[..., Any], skip: Sequence[str], base: type = BaseModel, **fields: Any) -> type:
+def _params_model(
+    component: str, kind: str, fn: Callable[..., Any], skip: Sequence[str], base: type = BaseModel, **fields: Any
+) -> type:
     """A model of the keyword parameters of ``fn`` (a registered component): each takes the type of its default
     (a float also takes an integer); ``fields`` are the model's other keys. Defaults are part of a trial's identity."""
     params: dict[str, Any] = {}
@@ -137,7 +157,13 @@ def _params_model(component: str, kind: str, fn: Callable[..., Any], skip: Seque
         bounds = _SCHEDULE_BOUNDS.get(p.name, {"gt": 0}) if kind == "schedule" else {}
         allowed = {} if bounds else {"x-allowed": f"of the type of its default {d!r}"}
         params[p.name] = (t, Field(... if d is p.empty else d, description=desc, json_schema_extra=allowed, **bounds))
-    cls = create_model(f"{kind.title().replace(' ', '')}{'' if fields else 'Params'}_{component}", __base__=base, __doc__=f"The {kind} {component}.", **fields, **params)
+    cls = create_model(
+        f"{kind.title().replace(' ', '')}{'' if fields else 'Params'}_{component}",
+        __base__=base,
+        __doc__=f"The {kind} {component}.",
+        **fields,
+        **params,
+    )
     _BAGS[cls.__name__] = (kind, tuple(fields))
     return cls
 
@@ -165,11 +191,15 @@ class _Model(BaseModel):
 
 
 def _schedule_member(n: str) -> type:
-    return _params_model(n, "schedule", SCHEDULES.get(n), ("epoch", "total_epochs"), _Model, name=(Literal[n], Field(description="The schedule.")))
+    return _params_model(
+        n, "schedule", SCHEDULES.get(n), ("epoch", "total_epochs"), _Model, name=(Literal[n], Field(description="The schedule."))
+    )
 
 
 def _augment_member(skip: tuple[str, ...]) -> Callable[[str], type]:
-    return lambda n: _params_model(n, "augmentation", AUGMENTATIONS.get(n), skip, _Model, name=(Literal[n], Field(description="The augmentation.")))
+    return lambda n: _params_model(
+        n, "augmentation", AUGMENTATIONS.get(n), skip, _Model, name=(Literal[n], Field(description="The augmentation."))
+    )
 
 
 def _spec_of(cls: type, v: BaseModel) -> Any:
@@ -177,6 +207,8 @@ def _spec_of(cls: type, v: BaseModel) -> Any:
 
 
 SCHEDULE_NAMES = f"a schedule name or a mapping {{name: …, parameters}} (schedules: {', '.join(SCHEDULES.names())})"
+
+
 def _by_name(registry: Any, member: Callable[[str], type]) -> Any:
     """A component of ``registry`` by its name alone or as a mapping {name: …, its parameters}."""
     union = _registry_union(registry, "name", member, append=False)
@@ -214,91 +246,198 @@ class Train(_Model):
     lr: PosFloat = Field(1e-3, description="Learning rate at the start of the schedule. Default 0.001.")
     weight_decay: NonNeg = Field(0.0, description="Weight decay (L2 penalty, decoupled for adamw). Default 0.")
     dropout: Fraction = Field(0.0, description="Dropout probability of the model's dropout layers, in [0, 1). Default 0.")
-    label_smoothing: Fraction = Field(0.0, description="Label smoothing of the cross-entropy on the labels, in [0, 1). Default 0.")
-    grad_clip: PosFloat | None = Field(None, description="Clip the gradients' global norm to this value; null: no clipping (default).")
-    schedule: Schedule = Field(ScheduleSpec(), json_schema_extra={"default": "constant"}, description=f"Learning-rate schedule over the epochs: {SCHEDULE_NAMES}. Default constant.")
-    augment: Augment | None = Field(None, description="Random augmentation of every training batch: a name or {name: …, parameters}; null: none (default).")  # fmt: skip
+    label_smoothing: Fraction = Field(
+        0.0, description="Label smoothing of the cross-entropy on the labels, in [0, 1). Default 0."
+    )
+    grad_clip: PosFloat | None = Field(
+        None, description="Clip the gradients' global norm to this value; null: no clipping (default)."
+    )
+    schedule: Schedule = Field(
+        ScheduleSpec(),
+        json_schema_extra={"default": "constant"},
+        description=f"Learning-rate schedule over the epochs: {SCHEDULE_NAMES}. Default constant.",
+    )
+    augment: Augment | None = Field(
+        None, description="Random augmentation of every training batch: a name or {name: …, parameters}; null: none (default)."
+    )
     select: Choice(SELECT_CHOICES) = Field(
-        "val_accuracy", description="Which epoch's model a trial keeps: the last, or the best by validation accuracy (ties: "
-        "lower NLL) or NLL. Default val_accuracy.")  # fmt: skip
+        "val_accuracy",
+        description="Which epoch's model a trial keeps: the last, or the best by validation accuracy (ties: "
+        "lower NLL) or NLL. Default val_accuracy.",
+    )
 
 
 class Distill(Train):
     """A ``distill`` section: the training settings of students, and when they distil."""
 
-    start: Start = Field(0.0, description="First distilled epoch: a fraction in [0, 1) of the epochs (epoch round(v·epochs)+1) or an epoch number >= 1; before it the student learns from the labels. Default 0 (from the first epoch).")  # fmt: skip
-    stop: Stop = Field(None, description="Epoch from which the student learns from the labels again: a fraction in (0, 1) of the epochs or an epoch number >= 1; null (default): distil to the end.")  # fmt: skip
+    start: Start = Field(
+        0.0,
+        description="First distilled epoch: a fraction in [0, 1) of the epochs (epoch "
+        "round(v·epochs)+1) or an epoch number >= 1; before it the student learns from the labels. Default 0 (from the "
+        "first epoch).",
+    )
+    stop: Stop = Field(
+        None,
+        description="Epoch from which the student learns from the labels again: a fraction in (0, 1) "
+        "of the epochs or an epoch number >= 1; null (default): distil to the end.",
+    )
 
 
 def _model_member(arch: str) -> type:
     params = _params_model(arch, "model", MODELS.get(arch).__init__, ("info", "dropout"), _Model)
     return create_model(
-        f"Model_{arch}", __base__=_Model, __doc__=f"A model of architecture {arch}.",
+        f"Model_{arch}",
+        __base__=_Model,
+        __doc__=f"A model of architecture {arch}.",
         arch=(Literal[arch], Field(description="The registered architecture.")),
-        params=(params | None, Field(None, description=f"Settings of {arch} (keyword arguments; unset ones take their defaults).")),
+        params=(
+            params | None,
+            Field(None, description=f"Settings of {arch} (keyword arguments; unset ones take their defaults)."),
+        ),
         train=(Train | None, Field(None, description="This model's overrides of the sweep's train section.")),
         distill=(Distill | None, Field(None, description="This model's overrides of the sweep's distill section, as a student.")),
-        hparams=(_union({"string": Choice(("tuned", "defaults")), "object": dict[Str, Choice(("tuned", "defaults"))]}), Field(
-            "defaults", description="tuned: train from data with the values `kdtune tune` found (tuned/<model>.yaml); "
-            "{data: tuned, CNN: tuned}: also as a student of CNN; defaults (default): the sweep's values.")),
-    )  # fmt: skip
+        hparams=(
+            _union({"string": Choice(("tuned", "defaults")), "object": dict[Str, Choice(("tuned", "defaults"))]}),
+            Field(
+                "defaults",
+                description="tuned: train from data with the values `kdtune tune` found (tuned/<model>.yaml); "
+                "{data: tuned, CNN: tuned}: also as a student of CNN; defaults (default): the sweep's values.",
+            ),
+        ),
+    )
 
 
 _Models = _registry_union(MODELS, "arch", _model_member, append=True)
-Model = Annotated[_Models, BeforeValidator(lambda v: {"arch": v} if isinstance(v, str) else v, json_schema_input_type=Union[Choice(MODELS.names()), _Models])]  # noqa: UP007
+Model = Annotated[
+    _Models,
+    BeforeValidator(lambda v: {"arch": v} if isinstance(v, str) else v, json_schema_input_type=Choice(MODELS.names()) | _Models),
+]
 
 
 def _eval_member(c: str) -> type:
-    return _params_model(c, "corruption", CORRUPTIONS.get(c), ("x", "generator"), _Model,
-        name=(Str, Field(description="Name of the eval set in the results (not 'val': the validation split is always evaluated).")),
+    return _params_model(
+        c,
+        "corruption",
+        CORRUPTIONS.get(c),
+        ("x", "generator"),
+        _Model,
+        name=(
+            Str,
+            Field(description="Name of the eval set in the results (not 'val': the validation split is always evaluated)."),
+        ),
         source=(Choice(EVAL_SOURCES), Field("test", description="The split it is made from: test (default), val or train.")),
-        corruption=(Literal[c], Field("identity", description="A corruption applied to every example, with its parameters as keys beside it; default identity.")))  # fmt: skip
+        corruption=(
+            Literal[c],
+            Field(
+                "identity",
+                description="A corruption applied to every example, with its parameters as keys beside it; default identity.",
+            ),
+        ),
+    )
 
 
-EvalSet = _union({"string": Str, "object": _registry_union(CORRUPTIONS, "corruption", _eval_member, True, "identity")},
-                 "an eval set name of the data set or a mapping {name: …, source: …, corruption: …, parameters}")  # fmt: skip
+EvalSet = _union(
+    {"string": Str, "object": _registry_union(CORRUPTIONS, "corruption", _eval_member, True, "identity")},
+    "an eval set name of the data set or a mapping {name: …, source: …, corruption: …, parameters}",
+)
 
 
 def _data_member(n: str) -> type:
     params = _params_model(n, "data set", DATASETS.get(n).__init__, (), _Model)
-    return create_model(f"Data_{n}", __base__=DataBase, __doc__=f"The data set {n}.", name=(Literal[n], Field(description="The data set.")),
-                        params=(params | None, Field(None, description=f"Settings of {n} (unset ones take their defaults).")))  # fmt: skip
+    return create_model(
+        f"Data_{n}",
+        __base__=DataBase,
+        __doc__=f"The data set {n}.",
+        name=(Literal[n], Field(description="The data set.")),
+        params=(params | None, Field(None, description=f"Settings of {n} (unset ones take their defaults).")),
+    )
 
 
 class DataBase(_Model):
-    val_size: _union({"number": Annotated[Float, Field(gt=0, lt=1)], "integer": PosInt}, "a fraction in (0, 1) or a count >= 1") = Field(
-        0.1, description="The validation split: a fraction in (0, 1) of the training pool or a count of examples. Default 0.1.")  # fmt: skip
-    folds: Annotated[Int, Field(ge=2)] = Field(1, description="k >= 2: k-fold cross-validation, every trial once per fold, fold i the validation split (not with val_size). Default 1: one split.")  # fmt: skip
+    val_size: _union(
+        {"number": Annotated[Float, Field(gt=0, lt=1)], "integer": PosInt}, "a fraction in (0, 1) or a count >= 1"
+    ) = Field(
+        0.1, description="The validation split: a fraction in (0, 1) of the training pool or a count of examples. Default 0.1."
+    )
+    folds: Annotated[Int, Field(ge=2)] = Field(
+        1,
+        description="k >= 2: k-fold cross-validation, every trial once per fold, fold i the validation split (not with "
+        "val_size). Default 1: one split.",
+    )
     split_seed: Seed = Field(0, description="Seed of the train/validation split. Default 0.")
     corruption_seed: Seed = Field(0, description="Seed of random corruptions of the eval sets. Default 0.")
-    eval_sets: Items(EvalSet) | None = Field(None, description="The eval sets every trial is evaluated on (besides val): names the data set knows, train, or mappings; default: the data set's own.")  # fmt: skip
-    invariance: Invariance | None = Field(None, description="An augmentation (name or {name: …, parameters}) whose invariance metric IM every evaluation measures, drawn without the identity; null (default): none.")  # fmt: skip
-    root: Str | None = Field(None, description="Folder of the data files (the --data-root flag wins); default: the data set's own.")
+    eval_sets: Items(EvalSet) | None = Field(
+        None,
+        description="The eval sets every trial is evaluated on (besides val): names the data set knows, train, or mappings; "
+        "default: the data set's own.",
+    )
+    invariance: Invariance | None = Field(
+        None,
+        description="An augmentation (name or {name: …, parameters}) whose invariance metric IM every evaluation measures, "
+        "drawn without the identity; null (default): none.",
+    )
+    root: Str | None = Field(
+        None, description="Folder of the data files (the --data-root flag wins); default: the data set's own."
+    )
 
 
 Data = _registry_union(DATASETS, "name", _data_member, append=True)
-Pair = _union({"string": Str, "object": create_model("Pair", __base__=_Model, teacher=(Str, Field(description="Teacher label, data or self.")),
-               student=(Str, Field(description="Student label.")))}, "'TEACHER -> STUDENT' or {teacher: …, student: …}")  # fmt: skip
-Seeds = _union({"integer": PosInt, "array": Annotated[list[Seed], Field(min_length=1)]},
-               "a count of seeds (an integer >= 1) or a list of distinct integers >= 0")
+Pair = _union(
+    {
+        "string": Str,
+        "object": create_model(
+            "Pair",
+            __base__=_Model,
+            teacher=(Str, Field(description="Teacher label, data or self.")),
+            student=(Str, Field(description="Student label.")),
+        ),
+    },
+    "'TEACHER -> STUDENT' or {teacher: …, student: …}",
+)
+Seeds = _union(
+    {"integer": PosInt, "array": Annotated[list[Seed], Field(min_length=1)]},
+    "a count of seeds (an integer >= 1) or a list of distinct integers >= 0",
+)
 
 
 class Grid(_Model):
     """The grid: (teacher, student) pairs × distillation settings × training axes × seed units, crossed."""
 
     students: Items(Str) | None = Field(None, description="Student model labels (with teachers; or give pairs).")
-    teachers: Items(Str) | None = Field(None, description="Teachers of every student: model labels, data (trained from data, no distillation) or self (its own architecture). Default [data].")  # fmt: skip
-    pairs: Items(Pair, scalar=False) | None = Field(None, description="Instead of students × teachers: a list of 'TEACHER -> STUDENT' pairs.")  # fmt: skip
+    teachers: Items(Str) | None = Field(
+        None,
+        description="Teachers of every student: model labels, data (trained from data, no distillation) or self (its own "
+        "architecture). Default [data].",
+    )
+    pairs: Items(Pair, scalar=False) | None = Field(
+        None, description="Instead of students × teachers: a list of 'TEACHER -> STUDENT' pairs."
+    )
     temperature: Items(PosFloat) = Field((1.0,), description="Softmax temperatures of distillation (> 0). Default [1].")
     w_hard: Items(NonNeg) = Field((0.0,), description="Weights of the loss on the labels. Default [0].")
     w_soft: Items(NonNeg) = Field((1.0,), description="Weights of the loss on the teacher's outputs. Default [1].")
-    loss: Items(Registered(KD_LOSSES)) = Field(("hinton",), description=f"Distillation losses ({', '.join(KD_LOSSES.names())}). Default [hinton].")  # fmt: skip
-    seeds: Seeds = Field(1, description="Seeds: a count n (seeds 0…n-1) or a list of distinct seeds >= 0; each sets initialisation and data order together. Default 1.")  # fmt: skip
-    init_seeds: Seeds | None = Field(None, description="Instead of seeds: seeds of the initial weights, crossed with data_seeds into seed units.")  # fmt: skip
-    data_seeds: Seeds | None = Field(None, description="Instead of seeds: seeds of data order, dropout and augmentation, crossed with init_seeds.")  # fmt: skip
-    student_streams: Choice(STUDENT_STREAMS) = Field("apart", description="apart (default): students draw their random streams apart from the models trained from data; shared: the same.")  # fmt: skip
+    loss: Items(Registered(KD_LOSSES)) = Field(
+        ("hinton",), description=f"Distillation losses ({', '.join(KD_LOSSES.names())}). Default [hinton]."
+    )
+    seeds: Seeds = Field(
+        1,
+        description="Seeds: a count n (seeds 0…n-1) or a list of distinct seeds >= 0; each sets initialisation and data "
+        "order together. Default 1.",
+    )
+    init_seeds: Seeds | None = Field(
+        None, description="Instead of seeds: seeds of the initial weights, crossed with data_seeds into seed units."
+    )
+    data_seeds: Seeds | None = Field(
+        None, description="Instead of seeds: seeds of data order, dropout and augmentation, crossed with init_seeds."
+    )
+    student_streams: Choice(STUDENT_STREAMS) = Field(
+        "apart",
+        description="apart (default): students draw their random streams apart from the models trained from data; shared: "
+        "the same.",
+    )
     teacher_seed: _union({"string": Literal["same"], "integer": Seed}, "'same' or a seed unit >= 0") = Field(
-        "same", description="same (default): student unit k reads teacher unit k; a number: every student reads that teacher unit.")  # fmt: skip
+        "same",
+        description="same (default): student unit k reads teacher unit k; a number: every student reads that teacher unit.",
+    )
     start: Items(Start) | None = Field(None, description="An axis of distillation start points (see distill.start).")
     stop: Items(Stop, scalar=False) | None = Field(None, description="An axis of distillation stop points (see distill.stop).")
     epochs: Items(PosInt) | None = Field(None, description="An axis of train.epochs values.")
@@ -323,11 +462,21 @@ class Resources:
 class ExecutionSpec:
     """How trials are executed (none of it is part of a trial's id)."""
 
-    seeds_per_trial: _union({"integer": PosInt, "string": Literal["auto"]}) = Field(1, description="Seeds one Ray trial trains together, batched (an integer >= 1), or auto: chosen from the model's size and the device. Default 1.")  # fmt: skip
-    eval_batch_size: PosInt = Field(512, description="Examples per forward pass at evaluation (no effect on results). Default 512.")
-    max_concurrent_trials: PosInt | None = Field(None, description="At most this many trials at once; null (default): as resources allow.")
+    seeds_per_trial: _union({"integer": PosInt, "string": Literal["auto"]}) = Field(
+        1,
+        description="Seeds one Ray trial trains together, batched (an integer >= 1), or auto: chosen from the model's size "
+        "and the device. Default 1.",
+    )
+    eval_batch_size: PosInt = Field(
+        512, description="Examples per forward pass at evaluation (no effect on results). Default 512."
+    )
+    max_concurrent_trials: PosInt | None = Field(
+        None, description="At most this many trials at once; null (default): as resources allow."
+    )
     max_failures: Seed = Field(0, description="Retries of a failed trial. Default 0.")
-    device: Choice(DEVICE_CHOICES) = Field("auto", description="auto (default: cuda where a gpu is asked for and present), cpu or cuda.")
+    device: Choice(DEVICE_CHOICES) = Field(
+        "auto", description="auto (default: cuda where a gpu is asked for and present), cpu or cuda."
+    )
     tensorboard: Bool = Field(False, description="Write per-trial TensorBoard curves to RUN/tensorboard/. Default false.")
 
 
@@ -344,27 +493,47 @@ def _compare(v: str) -> str:
 class ReportSpec:
     """Defaults of ``kdtune report`` (and of the table ``kdtune run`` prints) for this sweep."""
 
-    metrics: Items(Choice(REPORT_METRICS)) = Field(("accuracy", "ece"), description="Metric columns of the tables. Default [accuracy, ece].")
+    metrics: Items(Choice(REPORT_METRICS)) = Field(
+        ("accuracy", "ece"), description="Metric columns of the tables. Default [accuracy, ece]."
+    )
     rows: Items(Choice(REPORT_KEYS)) = Field(("student",), description="Keys the table's rows group by. Default [student].")
-    cols: Items(Choice(REPORT_KEYS)) = Field(("eval_set", "teacher"), description="Keys of the columns. Default [eval_set, teacher].")
+    cols: Items(Choice(REPORT_KEYS)) = Field(
+        ("eval_set", "teacher"), description="Keys of the columns. Default [eval_set, teacher]."
+    )
     eval_sets: Items(Str) | None = Field(None, description="Only these eval sets; null (default): all.")
     digits: Seed = Field(3, description="Decimals shown. Default 3.")
     interval: Choice(stats.INTERVALS) = Field("std", description="What ± shows: std (default), se or ci95.")
-    compare: Annotated[Str, AfterValidator(_compare)] | None = Field(None, description="KEY=VALUE (e.g. teacher=data): every cell tested against that reference cell. Default none.")  # fmt: skip
+    compare: Annotated[Str, AfterValidator(_compare)] | None = Field(
+        None, description="KEY=VALUE (e.g. teacher=data): every cell tested against that reference cell. Default none."
+    )
     test: Choice(stats.TESTS) = Field("auto", description=f"The test of compare: {', '.join(stats.TESTS)}. Default auto.")
-    correction: Choice(stats.CORRECTIONS) = Field("holm", description=f"Multiple-comparison correction: {', '.join(stats.CORRECTIONS)}. Default holm.")  # fmt: skip
-    alpha: Annotated[Float, Field(gt=0, lt=1)] = Field(stats.ALPHA, description=f"Significance level, in (0, 1). Default {stats.ALPHA}.")
+    correction: Choice(stats.CORRECTIONS) = Field(
+        "holm", description=f"Multiple-comparison correction: {', '.join(stats.CORRECTIONS)}. Default holm."
+    )
+    alpha: Annotated[Float, Field(gt=0, lt=1)] = Field(
+        stats.ALPHA, description=f"Significance level, in (0, 1). Default {stats.ALPHA}."
+    )
     bold: Literal["best"] | None = Field(None, description="best: bold the best cell of every column. Default none.")
     seed: Seed = Field(stats.SEED, description=f"Seed of the bootstrap and permutation tests. Default {stats.SEED}.")
 
 
 class Outputs(_Model):
-    feature_examples: Seed = Field(1000, description="Examples of the fixed subset whose penultimate features a trial keeps. Default 1000.")
-    feature_epochs: Items(Seed) = Field((), description="Epochs (0: initialisation; distinct) at which features are kept, for training paths; later than a model trains: skipped. Default none.")  # fmt: skip
+    feature_examples: Seed = Field(
+        1000, description="Examples of the fixed subset whose penultimate features a trial keeps. Default 1000."
+    )
+    feature_epochs: Items(Seed) = Field(
+        (),
+        description="Epochs (0: initialisation; distinct) at which features are kept, for training paths; later than a "
+        "model trains: skipped. Default none.",
+    )
 
 
-Bounds = Annotated[list[Int | Float], Field(min_length=2, max_length=2, json_schema_extra={"x-allowed": "[low, high] (two numbers)"})]
-_SCALAR = Annotated[Union[Int, Float, Str, Bool, None], Field(json_schema_extra={"x-allowed": "a number, a string, true, false or null"})]  # noqa: UP007
+Bounds = Annotated[
+    list[Int | Float], Field(min_length=2, max_length=2, json_schema_extra={"x-allowed": "[low, high] (two numbers)"})
+]
+_SCALAR = Annotated[
+    Int | Float | Str | Bool | None, Field(json_schema_extra={"x-allowed": "a number, a string, true, false or null"})
+]
 
 
 def _bad(message: str, at: str = "") -> None:
@@ -413,23 +582,49 @@ def _dist_kind(v: Any) -> str:
     return kinds[0] if len(kinds) == 1 else "none"
 
 
-Dist = _union({
-    "loguniform": _dist("loguniform", "Floats, uniform on a log scale.", loguniform=(Bounds, Field(description="[low, high], low > 0."))),
-    "uniform": _dist("uniform", "Floats, uniform.", uniform=(Bounds, Field(description="[low, high].")),
-                     step=(PosFloat | None, Field(None, description="Discretisation step; null: continuous."))),
-    "int": _dist("int", "Integers.", int=(Bounds, Field(description="[low, high], integers.")),
-                 step=(PosInt | None, Field(None, description="Step; default 1.")),
-                 log=(Bool, Field(False, description="Uniform on a log scale (no step)."))),
-    "categorical": _dist("categorical", "One of a list of choices.", categorical=(Annotated[list[_SCALAR], Field(min_length=1, json_schema_extra={"x-allowed": "a non-empty list of choices"})], Field(description="The choices, distinct."))),
-}, "a distribution, one of {loguniform: [low, high]}, {uniform: [low, high]}, {int: [low, high], step: 1} or {categorical: [a, b]}",
-   pick=_dist_kind)  # fmt: skip
+Dist = _union(
+    {
+        "loguniform": _dist(
+            "loguniform", "Floats, uniform on a log scale.", loguniform=(Bounds, Field(description="[low, high], low > 0."))
+        ),
+        "uniform": _dist(
+            "uniform",
+            "Floats, uniform.",
+            uniform=(Bounds, Field(description="[low, high].")),
+            step=(PosFloat | None, Field(None, description="Discretisation step; null: continuous.")),
+        ),
+        "int": _dist(
+            "int",
+            "Integers.",
+            int=(Bounds, Field(description="[low, high], integers.")),
+            step=(PosInt | None, Field(None, description="Step; default 1.")),
+            log=(Bool, Field(False, description="Uniform on a log scale (no step).")),
+        ),
+        "categorical": _dist(
+            "categorical",
+            "One of a list of choices.",
+            categorical=(
+                Annotated[list[_SCALAR], Field(min_length=1, json_schema_extra={"x-allowed": "a non-empty list of choices"})],
+                Field(description="The choices, distinct."),
+            ),
+        ),
+    },
+    "a distribution, one of {loguniform: [low, high]}, {uniform: [low, high]}, {int: [low, high], step: 1} or {categorical: "
+    "[a, b]}",
+    pick=_dist_kind,
+)
 
 
 class Space(_Model):
     """Settings of one model (or teacher → student pair) → their distributions; schedule.<parameter> too."""
 
-    model_config = CFG | ConfigDict(frozen=True, extra="allow", json_schema_extra=lambda s: s.update(  # extra keys: schedule.* only
-        patternProperties={r"^schedule\.": s.pop("additionalProperties")}, additionalProperties=False))  # fmt: skip
+    model_config = CFG | ConfigDict(
+        frozen=True,
+        extra="allow",
+        json_schema_extra=lambda s: s.update(  # extra keys: schedule.* only
+            patternProperties={r"^schedule\.": s.pop("additionalProperties")}, additionalProperties=False
+        ),
+    )
     __pydantic_extra__: dict[str, Dist] = Field(init=False)
     lr: Dist | None = Field(None, description="The distribution of train.lr.")
     weight_decay: Dist | None = Field(None, description="The distribution of train.weight_decay.")
@@ -446,29 +641,42 @@ class Space(_Model):
 
 class Asha(_Model):
     grace_period: PosInt = Field(2, description="Epochs every search trial runs before it can be stopped. Default 2.")
-    reduction_factor: Annotated[Float, Field(gt=1)] = Field(3.0, description="ASHA keeps 1/reduction_factor of the trials at each rung. Default 3.")  # fmt: skip
+    reduction_factor: Annotated[Float, Field(gt=1)] = Field(
+        3.0, description="ASHA keeps 1/reduction_factor of the trials at each rung. Default 3."
+    )
 
 
 class Tune(_Model):
     """``kdtune tune``: Optuna's TPE over search trials of ``seeds`` seeds each, early stopping by ASHA."""
 
-    metric: Annotated[Choice(tuple(DIRECTIONS)), Field(json_schema_extra={"x-allowed": f"a validation metric, one of {', '.join(DIRECTIONS)}"})] = Field(  # fmt: skip
-        "accuracy", description="Validation metric the search optimizes (its direction is known). Default accuracy.")  # fmt: skip
+    metric: Annotated[
+        Choice(tuple(DIRECTIONS)), Field(json_schema_extra={"x-allowed": f"a validation metric, one of {', '.join(DIRECTIONS)}"})
+    ] = Field("accuracy", description="Validation metric the search optimizes (its direction is known). Default accuracy.")
     seeds: PosInt = Field(3, description="Seeds every search trial trains; the objective is their mean. Default 3.")
     sampler_seed: Seed = Field(0, description="Seed of Optuna's TPE sampler. Default 0.")
-    asha: _union({"boolean": Bool, "object": Asha, "null": None}) = Field(True, description="true (default): ASHA with its defaults; a mapping {grace_period, reduction_factor}; false: every search trial runs all its epochs.")  # fmt: skip
-    space: dict[Str, Space] | None = Field(None, description="Search spaces: a model label (trained from data) or 'TEACHER -> STUDENT' → settings → distributions.")  # fmt: skip
+    asha: _union({"boolean": Bool, "object": Asha, "null": None}) = Field(
+        True,
+        description="true (default): ASHA with its defaults; a mapping {grace_period, reduction_factor}; false: every "
+        "search trial runs all its epochs.",
+    )
+    space: dict[Str, Space] | None = Field(
+        None, description="Search spaces: a model label (trained from data) or 'TEACHER -> STUDENT' → settings → distributions."
+    )
 
 
 class SweepFile(_Model):
     """A kdtune sweep file: data, models and a grid of (teacher, student) pairs and distillation settings."""
 
-    name: Annotated[Str, Field(pattern=LABEL, json_schema_extra={"x-allowed": "a folder-safe name (letters, digits, _ . + -)"})] | None = Field(
-        None, description="Name of the sweep (folder-safe); default: the file's name without .yaml.")  # fmt: skip
+    name: (
+        Annotated[Str, Field(pattern=LABEL, json_schema_extra={"x-allowed": "a folder-safe name (letters, digits, _ . + -)"})]
+        | None
+    ) = Field(None, description="Name of the sweep (folder-safe); default: the file's name without .yaml.")
     description: Str = Field("", description="One line about the sweep, shown by kdtune plan.")
     output: Str | None = Field(None, description="The run folder; default runs/<name> (the --out flag wins).")
     data: Data = Field(description="The data set, its splits and its eval sets.")
-    models: Annotated[dict[Str, Model], Field(min_length=1)] = Field(description="Label → model: {arch: …, params: …} or an arch name.")  # fmt: skip
+    models: Annotated[dict[Str, Model], Field(min_length=1)] = Field(
+        description="Label → model: {arch: …, params: …} or an arch name."
+    )
     train: Train | None = Field(None, description="Training settings of every model trained from data (teachers, data rows).")
     distill: Distill | None = Field(None, description="Overrides of train for students, and when they distil.")
     grid: Grid = Field(description="What is crossed: pairs, distillation settings, training axes, seeds.")
@@ -481,6 +689,7 @@ class SweepFile(_Model):
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of sweep files (``kdtune schema``; shipped as kdtune/sweep.schema.json)."""
+
     def any_of(n: Any) -> Any:  # a union's members may overlap (0 is a number and an integer): anyOf, not oneOf
         if isinstance(n, dict):
             return {("anyOf" if k == "oneOf" else k): any_of(v) for k, v in n.items()}
@@ -519,9 +728,20 @@ def _describe(n: dict[str, Any], defs: Mapping[str, Any]) -> str:
     if members:
         return " or ".join(dict.fromkeys(_describe(m, defs) for m in members))
     t = n.get("type")
-    b = [f"{op} {n[k]}" for k, op in [("exclusiveMinimum", ">"), ("minimum", ">="), ("exclusiveMaximum", "<"), ("maximum", "<=")] if k in n]
-    words = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false", "null": "null",
-             "array": "a list", "object": "a mapping"}.get(t, "a value")  # fmt: skip
+    b = [
+        f"{op} {n[k]}"
+        for k, op in [("exclusiveMinimum", ">"), ("minimum", ">="), ("exclusiveMaximum", "<"), ("maximum", "<=")]
+        if k in n
+    ]
+    words = {
+        "integer": "an integer",
+        "number": "a number",
+        "string": "a string",
+        "boolean": "true or false",
+        "null": "null",
+        "array": "a list",
+        "object": "a mapping",
+    }.get(t, "a value")
     return words + (" " + " and ".join(b) if b else "")
 
 
@@ -542,11 +762,19 @@ def _locate(loc: Sequence[Any], schema: dict[str, Any]) -> tuple[str, dict[str, 
 
     def is_tag(m: dict[str, Any], x: str) -> bool:
         props = m.get("properties", {})
-        return m.get("type") == x or (x == "one" and m.get("type") != "array") or (x in KINDS and x in props) or any(
-            p.get("const") == x for p in props.values())  # fmt: skip
+        return (
+            m.get("type") == x
+            or (x == "one" and m.get("type") != "array")
+            or (x in KINDS and x in props)
+            or any(p.get("const") == x for p in props.values())
+        )
 
     def flat(n: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:  # the members of a union, nested unions opened
-        return [f for m in n.get("oneOf") or n.get("anyOf") or [] for f in (flat(res(m)[0]) if "oneOf" in res(m)[0] or "anyOf" in res(m)[0] else [res(m)])]
+        return [
+            f
+            for m in n.get("oneOf") or n.get("anyOf") or []
+            for f in (flat(res(m)[0]) if "oneOf" in res(m)[0] or "anyOf" in res(m)[0] else [res(m)])
+        ]
 
     (node, name), parent, parent_def, path = res(schema), {}, "", ""
     allowed = node.get("x-allowed")
@@ -564,7 +792,9 @@ def _locate(loc: Sequence[Any], schema: dict[str, Any]) -> tuple[str, dict[str, 
         if isinstance(x, int):
             path, node = f"{path}[{x}]", node.get("items", {})
         else:
-            extra = next((v for p, v in node.get("patternProperties", {}).items() if re.match(p, x)), node.get("additionalProperties"))
+            extra = next(
+                (v for p, v in node.get("patternProperties", {}).items() if re.match(p, x)), node.get("additionalProperties")
+            )
             path, parent, parent_def = (f"{path}.{x}" if path else x), node, name
             node = node.get("properties", {}).get(x, extra if isinstance(extra, dict) else {})
         node, name = res(node)
@@ -589,7 +819,8 @@ def _message(e: Mapping[str, Any], schema: dict[str, Any]) -> tuple[str, str]:
             return where, "is required" + (f"; one of {names}" if names else "")
         an = "an" if kind[0] in "aeiou" else "a"
         return path, f"must be {an} {kind} name or a mapping with {key!r}" + (f" (one of {names})" if names else "") + (
-            f", got {_kind(v)} {v!r}" if not isinstance(v, dict) else "")  # fmt: skip
+            f", got {_kind(v)} {v!r}" if not isinstance(v, dict) else ""
+        )
     if t == "kdtune":
         return (f"{path}.{ctx['at']}" if ctx.get("at") else path), str(ctx["message"])
     if t == "missing":
@@ -713,10 +944,10 @@ class SweepSpec:
     distill: Params
     grid: GridSpec
     switch: Params = ()  # ``start``/``stop`` of the sweep's ``distill`` section
-    resources: Resources = Resources()
-    execution: ExecutionSpec = ExecutionSpec()
-    outputs: OutputSpec = OutputSpec()
-    report: ReportSpec = ReportSpec()
+    resources: Resources = Resources()  # noqa: RUF009
+    execution: ExecutionSpec = ExecutionSpec()  # noqa: RUF009
+    outputs: OutputSpec = OutputSpec()  # noqa: RUF009
+    report: ReportSpec = ReportSpec()  # noqa: RUF009
     tune: TuneSpec = TuneSpec()  # noqa: RUF009  (frozen, so sharing the default is safe)
     description: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -740,7 +971,9 @@ def _params(m: BaseModel | None, model: type) -> Params:
     return freeze({k: getattr(m, k) for k in model.model_fields}) if m is not None else freeze(model().__dict__)
 
 
-def parse_sweep(raw: Any, source: str = "<sweep>", data_root: str | Path | None = None, output: str | Path | None = None) -> SweepSpec:
+def parse_sweep(
+    raw: Any, source: str = "<sweep>", data_root: str | Path | None = None, output: str | Path | None = None
+) -> SweepSpec:
     """Validate a sweep mapping (as loaded from YAML) into a :class:`SweepSpec`: the models, then kdtune's own rules."""
     f = _validate(SweepFile, raw, source)
     err = functools.partial(SpecError, source)
@@ -797,8 +1030,11 @@ def _data(err: Callable[..., SpecError], d: Any, raw: Mapping[str, Any]) -> tupl
     for i, item in enumerate(d.eval_sets if d.eval_sets is not None else tuple(cls.default_eval_sets)):
         if isinstance(item, str):
             if item not in known:
-                raise err(f"data.eval_sets[{i}]", f"unknown eval set {item!r} for {d.name}; known: {', '.join(known)} "
-                          "(or a mapping with name, source, corruption)")  # fmt: skip
+                raise err(
+                    f"data.eval_sets[{i}]",
+                    f"unknown eval set {item!r} for {d.name}; known: {', '.join(known)} "
+                    "(or a mapping with name, source, corruption)",
+                )
             eval_sets.append(known[item])
             continue
         if item.name == "val":
@@ -843,7 +1079,10 @@ def _check_invariance(source: str, data: DataSpec, info: DataInfo) -> None:
 def _model(err: Callable[..., SpecError], label: str, m: Any, raw: Any, info: DataInfo, labels: list[str]) -> ModelSpec:
     where = f"models.{label}"
     if not re.match(LABEL, label) or label in (NO_TEACHER, SELF_TEACHER):
-        raise err(where, f"model labels must start with a letter, use letters, digits, _ . + - and not be {NO_TEACHER!r} or {SELF_TEACHER!r}")
+        raise err(
+            where,
+            f"model labels must start with a letter, use letters, digits, _ . + - and not be {NO_TEACHER!r} or {SELF_TEACHER!r}",
+        )
     params = _params(m.params, type(m).model_fields["params"].annotation.__args__[0])
     try:  # build it and run it on a small batch: parameters that only fail on data fail here
         check_model(m.arch, info, thaw(params))
@@ -857,8 +1096,15 @@ def _model(err: Callable[..., SpecError], label: str, m: Any, raw: Any, info: Da
     raw = raw if isinstance(raw, Mapping) else {}
     keys = list(Train.model_fields)
     tuned = tuple(t for t, v in hp.items() if v == "tuned")
-    return ModelSpec(label, m.arch, params, _layers(m.train, raw.get("train"), keys), _layers(m.distill, raw.get("distill"), keys),
-                     tuned, _switch(m.distill, raw.get("distill")))  # fmt: skip
+    return ModelSpec(
+        label,
+        m.arch,
+        params,
+        _layers(m.train, raw.get("train"), keys),
+        _layers(m.distill, raw.get("distill"), keys),
+        tuned,
+        _switch(m.distill, raw.get("distill")),
+    )
 
 
 def _grid(err: Callable[..., SpecError], g: Grid, raw: Mapping[str, Any], models: Mapping[str, ModelSpec]) -> GridSpec:
@@ -894,12 +1140,18 @@ def _grid(err: Callable[..., SpecError], g: Grid, raw: Mapping[str, Any], models
 
     if "seeds" in raw and (g.init_seeds is not None or g.data_seeds is not None):
         both = "init_seeds" if g.init_seeds is not None else "data_seeds"
-        raise err(f"grid.{both}", "use either seeds (each seed sets initialisation and data order together) or init_seeds × data_seeds, not both")
+        raise err(
+            f"grid.{both}",
+            "use either seeds (each seed sets initialisation and data order together) or init_seeds × data_seeds, not both",
+        )
     inits, datas = seeds("init_seeds", g.init_seeds), seeds("data_seeds", g.data_seeds)
     n_units = len(inits or (0,)) * len(datas or (0,))
     if (inits or datas) and isinstance(g.teacher_seed, int) and g.teacher_seed >= n_units:
-        raise err("grid.teacher_seed", f"must be 'same' (student unit k reads teacher unit k) or the number of one of the {n_units} "
-                  f"seed units of init_seeds × data_seeds (0-{n_units - 1}), got {g.teacher_seed!r}")  # fmt: skip
+        raise err(
+            "grid.teacher_seed",
+            f"must be 'same' (student unit k reads teacher unit k) or the number of one of the {n_units} "
+            f"seed units of init_seeds × data_seeds (0-{n_units - 1}), got {g.teacher_seed!r}",
+        )
     students = any(t != NO_TEACHER for t, _ in pairs)
     if "student_streams" in raw and not students:
         raise err("grid.student_streams", "sets students' streams, but every pair here trains from data")
@@ -908,9 +1160,21 @@ def _grid(err: Callable[..., SpecError], g: Grid, raw: Mapping[str, Any], models
             raise err(f"grid.{axis}", "switches distillation on or off, but every pair here trains from data (no teacher)")
     if students and 0.0 in g.w_hard and 0.0 in g.w_soft:
         raise err("grid", "w_hard = 0 and w_soft = 0 together leave a student without a loss; drop one of the zeros")
-    return GridSpec(pairs, g.temperature, g.w_hard, g.w_soft, g.loss, seeds("seeds", g.seeds), g.teacher_seed,
-                    tuple((k, getattr(g, k)) for k in GRID_TRAIN_AXES if getattr(g, k) is not None), g.start, g.stop, inits, datas,
-                    g.student_streams)  # fmt: skip
+    return GridSpec(
+        pairs,
+        g.temperature,
+        g.w_hard,
+        g.w_soft,
+        g.loss,
+        seeds("seeds", g.seeds),
+        g.teacher_seed,
+        tuple((k, getattr(g, k)) for k in GRID_TRAIN_AXES if getattr(g, k) is not None),
+        g.start,
+        g.stop,
+        inits,
+        datas,
+        g.student_streams,
+    )
 
 
 def _problem(model: type, raw: Mapping[str, Any]) -> str | None:
@@ -932,7 +1196,9 @@ def _tune(err: Callable[..., SpecError], t: Tune | None, spec: SweepSpec) -> Tun
         teacher, model = (teacher.strip() or NO_TEACHER), model.strip()
         if model not in spec.models or (teacher != NO_TEACHER and teacher not in spec.models):
             raise err(where, f"must be a model label or 'TEACHER -> STUDENT' with models {', '.join(spec.models)}")
-        settings = {k: getattr(body, k) for k in type(body).model_fields if getattr(body, k) is not None} | (body.model_extra or {})
+        settings = {k: getattr(body, k) for k in type(body).model_fields if getattr(body, k) is not None} | (
+            body.model_extra or {}
+        )
         if not settings:
             raise err(where, "must map settings to distributions, e.g. {lr: {loguniform: [1.0e-4, 1.0e-2]}}")
         params = []

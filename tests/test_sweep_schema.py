@@ -32,7 +32,9 @@ def validator() -> jsonschema.protocols.Validator:
 
 
 def test_the_shipped_schema_is_what_kdtune_schema_prints():
-    assert SHIPPED.read_text() == schema_text(), "kdtune/sweep.schema.json is out of date: kdtune schema > kdtune/sweep.schema.json"
+    assert SHIPPED.read_text() == schema_text(), (
+        "kdtune/sweep.schema.json is out of date: kdtune schema > kdtune/sweep.schema.json"
+    )
 
 
 def test_kdtune_schema_prints_it():
@@ -123,7 +125,9 @@ def test_malformed_tune_sections_are_refused_in_one_line(tiny_raw):
     tiny_raw["train"]["schedule"] = "cosine"
     raw = tiny_raw | {"tune": tune}
     assert not _refused_in_one_line(raw, "t.yaml")
-    accepted = [where for what, where, value in mutations(tune, ("tune",)) if not _refused_in_one_line(_set(raw, where, value), "t.yaml")]
+    accepted = [
+        where for what, where, value in mutations(tune, ("tune",)) if not _refused_in_one_line(_set(raw, where, value), "t.yaml")
+    ]
     assert not accepted, accepted
 
 
