@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainValidator,
     Strict,
     Tag,
     TypeAdapter,
@@ -30,6 +31,7 @@ from pydantic import (
     create_model,
 )
 from pydantic.dataclasses import dataclass as section
+from pydantic_core import PydanticCustomError
 
 from kdtune import stats
 from kdtune.config import (  # noqa: F401  (re-exported: the names modules have long imported from here)
@@ -172,14 +174,27 @@ _SCHEDULE_BOUNDS = {"alpha": {"ge": 0, "le": 1}, "t_mul": {"ge": 1}}
 
 
 def _registry_union(registry: Any, key: str, member: Callable[[str], type], append: bool, default: str | None = None) -> Any:
-    """A mapping whose ``key`` names a component of ``registry``; the rest of it is that component's model."""
+    """A mapping whose ``key`` names a component of ``registry``; the rest of it is that component's model. Looked up
+    when a file is read, so components registered after this module was imported are known too."""
+    member = functools.cache(member)
+    names = registry.names()
+    info = {"kind": registry.kind, "key": key, "append": append}
 
-    def pick(v: Any) -> str | None:
+    def validate(v: Any) -> BaseModel:
         tag = v.get(key, default) if isinstance(v, dict) else None
-        return tag if isinstance(tag, str) or tag is None else repr(tag)
+        if not isinstance(tag, str) or tag not in registry:  # (a tag of any YAML kind, e.g. a mapping)
+            error = "registry_missing" if tag is None else "registry_unknown"
+            raise PydanticCustomError(
+                error, "{kind}", info | {"tag": tag if isinstance(tag, str) else repr(tag), "names": ", ".join(registry.names())}
+            )
+        try:
+            return member(tag).model_validate(v)
+        except ValidationError as e:  # said from the member's own schema, at its path
+            at, message = _message(e.errors(include_url=False)[0], _schema(member(tag)))
+            raise PydanticCustomError("kdtune", "{message}", {"message": message, "at": at}) from None
 
-    pick.__name__ = f"registry:{registry.kind}:{key}:{int(append)}"  # how _message tells these unions apart
-    return Annotated[Union[tuple(Annotated[member(n), Tag(n)] for n in registry.names())], Discriminator(pick)]  # noqa: UP007
+    union = Union[tuple(Annotated[member(n), Tag(n)] for n in names)]  # noqa: UP007  (the JSON Schema's view)
+    return Annotated[Any, PlainValidator(validate, json_schema_input_type=Annotated[union, Discriminator(key)])]
 
 
 def _named(v: Any) -> Any:
@@ -537,8 +552,6 @@ _SCALAR = Annotated[
 
 
 def _bad(message: str, at: str = "") -> None:
-    from pydantic_core import PydanticCustomError
-
     raise PydanticCustomError("kdtune", "{message}", {"message": message, "at": at})
 
 
@@ -777,6 +790,7 @@ def _locate(loc: Sequence[Any], schema: dict[str, Any]) -> tuple[str, dict[str, 
         ]
 
     (node, name), parent, parent_def, path = res(schema), {}, "", ""
+    name = name or node.get("title", "")  # a model validated alone: its class
     allowed = node.get("x-allowed")
     for x in loc:
         members = flat(node)
@@ -807,22 +821,19 @@ def _message(e: Mapping[str, Any], schema: dict[str, Any]) -> tuple[str, str]:
     path, node, parent, parent_def = _locate(e["loc"], schema)
     t, v, ctx = e["type"], e.get("input"), e.get("ctx") or {}
     what = _describe(node, schema.get("$defs", {}))
-    disc = str(ctx.get("discriminator", ""))
-    if disc.startswith("registry:"):  # a mapping naming a component: unknown or missing name
-        _, kind, key, append = disc.rstrip("()").split(":")
-        names = ", ".join(sorted(ctx.get("expected_tags", "").replace("'", "").split(", "))) or None
-        names = names or ", ".join(m.rsplit("_", 1)[-1] for m in (schema.get("$defs", {}) and []))
-        where = f"{path}.{key}" if append == "1" else path
-        if t == "union_tag_invalid":
-            return where, f"unknown {kind} {ctx.get('tag')!r}; known: {names}"
-        if isinstance(v, dict) and append == "1":
-            return where, "is required" + (f"; one of {names}" if names else "")
+    if t.startswith("registry_"):  # a mapping naming a component: unknown or missing name
+        kind, key, names = ctx["kind"], ctx["key"], ctx["names"]
+        where = f"{path}.{key}" if ctx["append"] else path
+        if t == "registry_unknown":
+            return where, f"unknown {kind} {ctx['tag']!r}; known: {names}"
+        if isinstance(v, dict) and ctx["append"]:
+            return where, f"is required; one of {names}"
         an = "an" if kind[0] in "aeiou" else "a"
-        return path, f"must be {an} {kind} name or a mapping with {key!r}" + (f" (one of {names})" if names else "") + (
-            f", got {_kind(v)} {v!r}" if not isinstance(v, dict) else ""
-        )
+        got = f", got {_kind(v)} {v!r}" if not isinstance(v, dict) else ""
+        return path, f"must be {an} {kind} name or a mapping with {key!r} (one of {names}){got}"
     if t == "kdtune":
-        return (f"{path}.{ctx['at']}" if ctx.get("at") else path), str(ctx["message"])
+        at = ctx.get("at") or ""
+        return (f"{path}{'' if at.startswith('[') or not path else '.'}{at}" if at else path), str(ctx["message"])
     if t == "missing":
         return path, "is required"
     if t == "extra_forbidden":
