@@ -205,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     dl = sub.add_parser("download", help="fetch a data set that needs files (uses the optional torchvision extra)")
     dl.add_argument("dataset", choices=("mnist",))
     dl.add_argument("--data-dir", required=True, help="where to put it (torchvision layout)")
+
+    sub.add_parser("schema", help="print the JSON Schema of sweep files (shipped as kdtune/sweep.schema.json)")
     return parser
 
 
@@ -643,6 +645,13 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from kdtune.spec import schema_text
+
+    sys.stdout.write(schema_text())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kdtune`` console script."""
     try:
@@ -656,6 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "analyze": _cmd_analyze,
             "study": _cmd_study,
             "download": _cmd_download,
+            "schema": _cmd_schema,
         }[args.command](args)
     except KdtuneError as e:
         if isinstance(e, _UsageError):

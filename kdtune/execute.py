@@ -31,8 +31,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from kdtune.config import TrialConfig
 from kdtune.errors import KdtuneError
-from kdtune.plan import Plan, TrialConfig, TrialGroup
+from kdtune.plan import Plan, TrialGroup
 from kdtune.progress import Progress
 from kdtune.rundir import METRICS, check_trial, finished_trials, is_finished, quarantine, read_json, trial_dir
 from kdtune.spec import SweepSpec

@@ -12,157 +12,30 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import itertools
-import json
 import math
 from collections import defaultdict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kdtune.data import DataSpec, EvalSetSpec
+from kdtune.config import (  # noqa: F401  (RESULTS_VERSION, SCHEMA: re-exported for modules that read them here)
+    LOSS_SETTINGS,
+    NO_TEACHER,
+    RESULTS_VERSION,
+    SCHEMA,
+    STUDENT_STREAMS,
+    TrialConfig,
+    apply_values,
+    freeze,
+    read_tuned,
+    with_selection,
+)
+from kdtune.data import DataSpec
 from kdtune.data.base import DataInfo
 from kdtune.distill import LossSpec
 from kdtune.errors import KdtuneError
-from kdtune.spec import (
-    NO_TEACHER,
-    SELECT_FROM,
-    STUDENT_STREAMS,
-    AugmentSpec,
-    OutputSpec,
-    ScheduleSpec,
-    SeedUnit,
-    SweepSpec,
-    TrainSpec,
-    resolve_train,
-    switch_points,
-    with_selection,
-)
-from kdtune.tuning.space import LOSS_SETTINGS
-
-# The version of the code paths that change a trial's result for the same config: part of every trial
-# id, so results of older code are never mistaken for results of this one. Bump it with any such change.
-# 2: data fingerprint in the id; ties in model selection broken by validation NLL; divergence checks.
-# 3: keyed dropout masks (a hash of seed, step, call and position instead of the global random state), so a
-#    seed trains the same alone or vmapped among its group's seeds; the CNN's convolutions before BatchNorm lost
-#    their (ineffective) bias.
-# Not a version: ``data.invariance`` drawing only non-identity transformations for IM changed the ids of the
-# configs that set it alone (their invariance holds ``non_identity: true``; see kdtune.spec.as_invariance).
-# Model selection of a switched student (start > 0 or a stop inside its epochs) keeps an epoch from its last
-# switch on: not a version bump (every other trial keeps its id), but ``train.select_from: last_switch`` in
-# those trials' configs, which gives them new ids (see TrainSpec.select_from).
-RESULTS_VERSION = 3
-SCHEMA = f"kdtune.trial/{RESULTS_VERSION}"
-
-
-@dataclass(frozen=True)
-class TrialConfig:
-    """Everything that determines a trial's result. Its hash is the trial id."""
-
-    arch: str
-    params: tuple[tuple[str, Any], ...]
-    data: DataSpec
-    train: TrainSpec
-    loss: LossSpec
-    seed: int
-    teacher_id: str | None = None
-    outputs: OutputSpec = field(default_factory=OutputSpec)
-    data_fingerprint: str = ""  # hash of the tensors actually loaded (kdtune.data.data_fingerprint)
-    # ``seed`` seeds the initialisation stream, and the data stream (data order, dropout, augmentation) unless
-    # ``data_seed`` is set (grid.init_seeds × grid.data_seeds); a student's streams are drawn apart from the
-    # models' trained from data unless ``student_streams`` is shared (see kdtune.train.stream_seeds)
-    data_seed: int | None = None
-    student_streams: str = STUDENT_STREAMS[0]
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able, canonical form (tuples of pairs become mappings). Settings at the values they had
-        before they existed are left out (an empty ``outputs.feature_epochs``; ``data.folds`` 1 and its
-        ``fold``; no ``data.invariance``; ``loss.start`` 0 and ``loss.stop`` None; ``train.select_from``
-        first_epoch; no ``data_seed``; ``student_streams`` apart), so such configs keep their ids."""
-        d = _jsonable(dataclasses.asdict(self)) | {"schema": SCHEMA}
-        if d["data_seed"] is None:
-            del d["data_seed"]
-        if d["student_streams"] == STUDENT_STREAMS[0]:
-            del d["student_streams"]
-        if not d["outputs"]["feature_epochs"]:
-            del d["outputs"]["feature_epochs"]
-        data, loss = d["data"] or {}, d["loss"] or {}
-        if data.get("folds", 1) <= 1:
-            data.pop("folds", None)
-            data.pop("fold", None)
-        if data.get("invariance", 0) is None:
-            del data["invariance"]
-        if loss.get("start") == 0 and loss.get("stop") is None:
-            del loss["start"], loss["stop"]
-        train = d["train"] or {}
-        if train.get("select_from") == SELECT_FROM[0]:
-            del train["select_from"]
-        return d
-
-    @property
-    def id(self) -> str:
-        """Stable id: the first 16 hex digits of the SHA-256 of the canonical JSON."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrialConfig:
-        """Inverse of :meth:`to_dict`."""
-        data = dict(d["data"])
-        data["params"] = _pairs(data["params"])
-        if data.get("invariance") is not None:
-            data["invariance"] = _pairs(data["invariance"])
-        data["eval_sets"] = tuple(
-            EvalSetSpec(e["name"], e["source"], e["corruption"], _pairs(e["params"])) for e in data["eval_sets"]
-        )
-        train = dict(d["train"])
-        train["schedule"] = ScheduleSpec(train["schedule"]["name"], _pairs(train["schedule"]["params"]))
-        if train["augment"] is not None:
-            train["augment"] = AugmentSpec(train["augment"]["name"], _pairs(train["augment"]["params"]))
-        return cls(
-            arch=d["arch"],
-            params=_pairs(d["params"]),
-            data=DataSpec(**data),
-            train=TrainSpec(**train),
-            loss=LossSpec(**d["loss"]),
-            seed=d["seed"],
-            teacher_id=d["teacher_id"],
-            outputs=OutputSpec(**{k: tuple(v) if k == "feature_epochs" else v for k, v in d["outputs"].items()}),
-            data_fingerprint=d.get("data_fingerprint", ""),
-            data_seed=d.get("data_seed"),
-            student_streams=d.get("student_streams", STUDENT_STREAMS[0]),
-        )
-
-    def seedless(self) -> TrialConfig:
-        """This config without what tells the seed units of one configuration apart (its seeds and teacher)."""
-        return dataclasses.replace(self, seed=0, data_seed=None, teacher_id=None)
-
-
-def _is_pairs(v: Any) -> bool:
-    return isinstance(v, (tuple, list)) and all(isinstance(i, (tuple, list)) and len(i) == 2 and isinstance(i[0], str) for i in v)
-
-
-def _jsonable(v: Any, key: str = "") -> Any:
-    if isinstance(v, dict):
-        return {k: _jsonable(x, k) for k, x in v.items()}
-    if key in ("params", "invariance") and _is_pairs(v):
-        return {k: _jsonable(x) for k, x in v}
-    if isinstance(v, (tuple, list)):
-        return [_jsonable(x) for x in v]
-    return v
-
-
-def _freeze(v: Any) -> Any:
-    if isinstance(v, dict):
-        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
-    if isinstance(v, list):
-        return tuple(_freeze(x) for x in v)
-    return v
-
-
-def _pairs(d: dict[str, Any] | list[Any]) -> tuple[tuple[str, Any], ...]:
-    return _freeze(d) if isinstance(d, dict) else tuple((k, _freeze(v)) for k, v in d)
+from kdtune.spec import SeedUnit, SweepSpec, resolve_train, switch_points
 
 
 @dataclass(frozen=True)
@@ -281,8 +154,6 @@ def _tuned(spec: SweepSpec, model: str, teacher: str, skip: Collection[tuple[str
     """The tuned values ``model`` uses (from data, or as ``teacher``'s student), if it is marked so."""
     if teacher not in spec.models[model].tuned or (model, teacher) in skip:
         return None
-    from kdtune.tuning.tuned import read_tuned
-
     return read_tuned(spec.output, model, teacher, spec.source, spec.name)
 
 
@@ -301,7 +172,7 @@ def _flops(arch: str, info: DataInfo, params: tuple[tuple[str, Any], ...], batch
 
 def forward_flops(arch: str, info: DataInfo, params: Mapping[str, Any], batch: int) -> float:
     """FLOPs of one forward pass of model ``arch`` on ``batch`` examples shaped by ``info`` (torch's FlopCounterMode)."""
-    return _flops(arch, info, _freeze(dict(params)), batch)
+    return _flops(arch, info, freeze(dict(params)), batch)
 
 
 # seeds_per_trial: auto on a CPU. Measured with `python bench/seed_batching_probe.py --threads 1 --steps 15
@@ -384,8 +255,6 @@ def make_plan(
     actually loaded: ``fingerprint`` (one for all folds, or fold → hash), computed here if not given. Models
     marked ``hparams: tuned`` read their tuned values, except the (model, teacher) pairs in ``skip_tuned``
     (what ``kdtune tune`` is tuning)."""
-    from kdtune.tuning.values import apply_values
-
     prints = fold_fingerprints(spec, fingerprint)
     grid = spec.grid
     trials: dict[str, Trial] = {}

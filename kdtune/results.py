@@ -22,8 +22,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from kdtune.config import TrialConfig
 from kdtune.errors import KdtuneError
-from kdtune.plan import Plan, TrialConfig, stream_design
+from kdtune.plan import Plan, stream_design
 from kdtune.report import format_value
 from kdtune.rundir import CHECKSUMS, CONFIG, METRICS, check_trial, is_finished, is_run_dir, read_json, trial_dir, write_json
 from kdtune.spec import NO_TEACHER, SweepSpec, dump_yaml, load_yaml

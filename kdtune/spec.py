@@ -1,129 +1,881 @@
-"""Sweep files: YAML (:func:`load_yaml`: safe loading, YAML 1.2 numbers) → a validated, typed :class:`SweepSpec`.
+"""Sweep files: YAML (:func:`load_yaml`: safe loading, YAML 1.2 numbers) → the pydantic models of every section
+(:class:`SweepFile`, also the source of the JSON Schema, ``kdtune schema``) → the rules only kdtune knows (labels,
+pairs, teachers, switch points, search spaces, models built on the data's shapes) → a typed :class:`SweepSpec`.
 
 Everything a person wrote is checked here, before any work starts; a wrong value raises
-:class:`~kdtune.errors.SpecError`, one line naming the file, the field and what is allowed.
+:class:`~kdtune.errors.SpecError`, one line naming the file, the field, what was given and what is allowed.
 """
 
-from __future__ import annotations
-
+import functools
 import inspect
 import itertools
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainValidator,
+    Strict,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
+from pydantic.dataclasses import dataclass as section
+from pydantic_core import PydanticCustomError
 
 from kdtune import stats
+from kdtune.config import (  # noqa: F401  (re-exported: the names modules have long imported from here)
+    DIRECTIONS,
+    INT_SETTINGS,
+    KINDS,
+    LOSS_SETTINGS,
+    NO_TEACHER,
+    SELECT_FROM,
+    STUDENT_STREAMS,
+    TRAIN_SETTINGS,
+    AshaSpec,
+    AugmentSpec,
+    Distribution,
+    OutputSpec,
+    Params,
+    ScheduleSpec,
+    SearchSpace,
+    TrainSpec,
+    TuneSpec,
+    dump_yaml,
+    freeze,
+    load_yaml,
+    thaw,
+    with_selection,
+)
 from kdtune.data import DATASETS, EVAL_SOURCES, DataInfo, DataSpec, EvalSetSpec, make_dataset
 from kdtune.data.augment import AUGMENTATIONS, NON_IDENTITY
 from kdtune.data.corruptions import CORRUPTIONS
-from kdtune.distill import KD_LOSSES, LossSpec, distill_epochs, switches
+from kdtune.distill import KD_LOSSES, LossSpec, distill_epochs
 from kdtune.errors import KdtuneError, SpecError
 from kdtune.models import MODELS, check_model
 from kdtune.optim import OPTIMIZERS, SCHEDULES, schedule_warning
-from kdtune.tuning.space import DIRECTIONS, LOSS_SETTINGS, AshaSpec, TuneSpec, parse_spaces
 
-Params = tuple[tuple[str, Any], ...]
-NO_TEACHER = "data"
 SELF_TEACHER = "self"
 SELECT_CHOICES = ("last", "val_accuracy", "val_nll")
-SELECT_FROM = ("first_epoch", "last_switch")  # TrainSpec.select_from: derived from the loss, never written in a sweep
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
-# grid.student_streams: whether a student's random streams are drawn apart from those of the models trained from
-# data (today's default: a self-distilled student does not start as an exact copy of its teacher) or shared with them
-STUDENT_STREAMS = ("apart", "shared")
-_LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_.+-]*$")
+LABEL = r"^[A-Za-z][A-Za-z0-9_.+-]*$"
+REPORT_METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "im", "d_accuracy", "a_accuracy", "perplexity", "token_nll")
+SETTING_COLUMNS = (
+    "temperature",
+    "w_hard",
+    "w_soft",
+    "kd_loss",
+    "start",
+    "stop",
+    "lr",
+    "weight_decay",
+    "dropout",
+    "label_smoothing",
+    "grad_clip",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "schedule",
+    "augment",
+)
+CONFIG_COLUMNS = ("teacher_config", "config")  # a teacher's / the model's own other settings, where they differ (results.py)
+REPORT_KEYS = ("student", "teacher", "eval_set", "seed", "fold", "arch", *SETTING_COLUMNS, *CONFIG_COLUMNS)  # tables group by
+GRID_TRAIN_AXES = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing", "grad_clip")
+
+# ---------------------------------------------------------------- building blocks of the models
+
+CFG = ConfigDict(extra="forbid", allow_inf_nan=False, regex_engine="python-re")
+Int, Float, Str, Bool = (Annotated[t, Strict()] for t in (int, float, str, bool))
+_TAGS = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object", type(None): "null"}
 
 
-# YAML 1.2 core-schema floats that YAML 1.1 (PyYAML) reads as strings: 3e-4, 1e5, -2E-3, -.5, 5. (a dot or
-# an exponent is required, so integers stay integers).
-_FLOAT_12 = re.compile(r"^[-+]?(?:(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)$")
+def _tag(v: Any) -> str:
+    """The YAML kind of ``v``, as JSON Schema names it: what picks the member of a union below."""
+    return _TAGS.get(type(v), "other")
 
 
-class _Loader(yaml.SafeLoader):
-    """``yaml.safe_load``'s loader (no Python objects) that also reads YAML 1.2 floats such as ``3e-4``."""
+def _union(members: Mapping[str, Any], allowed: str | None = None, pick: Callable[[Any], str] = _tag) -> Any:
+    """One of ``members`` (YAML kind → type), picked by the kind of the value; ``allowed`` says it in words."""
+    extra = {"json_schema_extra": {"x-allowed": allowed}} if allowed else {}
+    return Annotated[Union[tuple(Annotated[t, Tag(k)] for k, t in members.items())], Discriminator(pick), Field(**extra)]  # noqa: UP007
 
 
-class _Dumper(yaml.SafeDumper):
-    """``yaml.safe_dump``'s dumper that quotes strings :class:`_Loader` would read as numbers (``'3e-4'``)."""
+def _one_or_list(v: Any) -> str:
+    return "array" if isinstance(v, list) else _tag(v) if v is None or isinstance(v, dict) else "one"
 
 
-for _cls in (_Loader, _Dumper):
-    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+.0123456789"))
+def Items(item: Any, scalar: bool = True) -> Any:
+    """A non-empty list of ``item`` as a tuple; with ``scalar``, a single item stands for a list of one."""
+    items = Annotated[list[item], Field(min_length=1)]
+    if not scalar:
+        return Annotated[items, AfterValidator(tuple)]
+    return Annotated[
+        _union({"array": items, "one": item}, pick=_one_or_list),
+        AfterValidator(lambda v: tuple(v) if isinstance(v, list) else (v,)),
+    ]
 
 
-def load_yaml(text: str) -> Any:
-    """Parse YAML like ``yaml.safe_load``, but read every number YAML 1.2 reads (``3e-4`` is 0.0003,
-    not a string); quoted scalars stay strings. Raises ``yaml.YAMLError``."""
-    return yaml.load(text, Loader=_Loader)  # a SafeLoader: no Python objects
+def Registered(registry: Any) -> Any:
+    """The name of a component of ``registry`` (e.g. an optimizer)."""
+
+    def check(v: str) -> str:
+        if v not in registry:
+            raise ValueError(f"unknown {registry.kind} {v!r}; known: {', '.join(registry.names())}")
+        return v
+
+    return Annotated[Str, AfterValidator(check), Field(json_schema_extra={"enum": registry.names()})]
 
 
-def dump_yaml(data: Any) -> str:
-    """``yaml.safe_dump`` (key order kept) whose output :func:`load_yaml` reads back unchanged."""
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False)
+def Choice(choices: Sequence[str]) -> Any:
+    return Literal[tuple(choices)]
 
 
-def freeze(value: Any) -> Any:
-    """Lists → tuples and mappings → sorted (key, value) tuples, recursively (hashable, canonical)."""
-    if isinstance(value, Mapping):
-        return tuple(sorted((str(k), freeze(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(freeze(v) for v in value)
-    return value
+_BAGS: dict[str, tuple[str, tuple[str, ...]]] = {}  # $defs name → (what it configures, keys that are not its parameters)
 
 
-def thaw(params: Params) -> dict[str, Any]:
-    """A parameter tuple back as keyword arguments."""
-    return dict(params)
+def _params_model(
+    component: str, kind: str, fn: Callable[..., Any], skip: Sequence[str], base: type = BaseModel, **fields: Any
+) -> type:
+    """A model of the keyword parameters of ``fn`` (a registered component): each takes the type of its default
+    (a float also takes an integer); ``fields`` are the model's other keys. Defaults are part of a trial's identity."""
+    params: dict[str, Any] = {}
+    for p in inspect.signature(fn).parameters.values():
+        if p.name in (*skip, "self") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        d = p.default
+        t = {bool: Bool, int: Int, float: Float, str: Str, tuple: list, list: list}.get(type(d), Any)
+        desc = f"Parameter {p.name} of the {kind} {component}" + ("" if d is p.empty else f"; default {d!r}") + "."
+        bounds = _SCHEDULE_BOUNDS.get(p.name, {"gt": 0}) if kind == "schedule" else {}
+        allowed = {} if bounds else {"x-allowed": f"of the type of its default {d!r}"}
+        params[p.name] = (t, Field(... if d is p.empty else d, description=desc, json_schema_extra=allowed, **bounds))
+    cls = create_model(
+        f"{kind.title().replace(' ', '')}{'' if fields else 'Params'}_{component}",
+        __base__=base,
+        __doc__=f"The {kind} {component}.",
+        **fields,
+        **params,
+    )
+    _BAGS[cls.__name__] = (kind, tuple(fields))
+    return cls
 
 
-@dataclass(frozen=True)
-class ScheduleSpec:
-    """A learning-rate schedule from :data:`kdtune.optim.SCHEDULES` and its parameters."""
-
-    name: str = "constant"
-    params: Params = ()
+_SCHEDULE_BOUNDS = {"alpha": {"ge": 0, "le": 1}, "t_mul": {"ge": 1}}
 
 
-@dataclass(frozen=True)
-class AugmentSpec:
-    """A random augmentation from :data:`kdtune.data.augment.AUGMENTATIONS` and its parameters."""
+def _registry_union(registry: Any, key: str, member: Callable[[str], type], append: bool, default: str | None = None) -> Any:
+    """A mapping whose ``key`` names a component of ``registry``; the rest of it is that component's model. Looked up
+    when a file is read, so components registered after this module was imported are known too."""
+    member = functools.cache(member)
+    names = registry.names()
+    info = {"kind": registry.kind, "key": key, "append": append}
 
-    name: str
-    params: Params = ()
+    def validate(v: Any) -> BaseModel:
+        tag = v.get(key, default) if isinstance(v, dict) else None
+        if not isinstance(tag, str) or tag not in registry:  # (a tag of any YAML kind, e.g. a mapping)
+            error = "registry_missing" if tag is None else "registry_unknown"
+            raise PydanticCustomError(
+                error, "{kind}", info | {"tag": tag if isinstance(tag, str) else repr(tag), "names": ", ".join(registry.names())}
+            )
+        try:
+            return member(tag).model_validate(v)
+        except ValidationError as e:  # said from the member's own schema, at its path
+            at, message = _message(e.errors(include_url=False)[0], _schema(member(tag)))
+            raise PydanticCustomError("kdtune", "{message}", {"message": message, "at": at}) from None
 
-
-@dataclass(frozen=True)
-class TrainSpec:
-    """How one model is trained: optimizer, schedule, regularization, selection."""
-
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    dropout: float = 0.0
-    label_smoothing: float = 0.0
-    grad_clip: float | None = None
-    schedule: ScheduleSpec = ScheduleSpec()
-    augment: AugmentSpec | None = None
-    select: str = "val_accuracy"
-    # the epochs ``select`` chooses among: every one ("first_epoch"), or, for a student whose loss switches between
-    # the labels and its teacher, those from its last switch on ("last_switch", kdtune.distill.selection_epochs).
-    # Set by the planner from the loss (:func:`with_selection`), not by sweep files; trials trained before kdtune
-    # had it read "first_epoch", as they were selected, and keep their ids.
-    select_from: str = "first_epoch"
+    union = Union[tuple(Annotated[member(n), Tag(n)] for n in names)]  # noqa: UP007  (the JSON Schema's view)
+    return Annotated[Any, PlainValidator(validate, json_schema_input_type=Annotated[union, Discriminator(key)])]
 
 
-def with_selection(train: TrainSpec, loss: LossSpec) -> TrainSpec:
-    """``train`` with the selection rule of ``loss``: ``select_from`` "last_switch" where the loss switches inside
-    ``train.epochs`` epochs, "first_epoch" otherwise."""
-    select_from = SELECT_FROM[1] if switches(loss, train.epochs) else SELECT_FROM[0]
-    return train if train.select_from == select_from else replace(train, select_from=select_from)
+def _named(v: Any) -> Any:
+    return {"name": v} if isinstance(v, str) else v
+
+
+class _Model(BaseModel):
+    model_config = CFG | ConfigDict(frozen=True)
+
+
+def _schedule_member(n: str) -> type:
+    return _params_model(
+        n, "schedule", SCHEDULES.get(n), ("epoch", "total_epochs"), _Model, name=(Literal[n], Field(description="The schedule."))
+    )
+
+
+def _augment_member(skip: tuple[str, ...]) -> Callable[[str], type]:
+    return lambda n: _params_model(
+        n, "augmentation", AUGMENTATIONS.get(n), skip, _Model, name=(Literal[n], Field(description="The augmentation."))
+    )
+
+
+def _spec_of(cls: type, v: BaseModel) -> Any:
+    return cls(v.name, freeze({k: getattr(v, k) for k in type(v).model_fields if k != "name"}))
+
+
+SCHEDULE_NAMES = f"a schedule name or a mapping {{name: …, parameters}} (schedules: {', '.join(SCHEDULES.names())})"
+
+
+def _by_name(registry: Any, member: Callable[[str], type]) -> Any:
+    """A component of ``registry`` by its name alone or as a mapping {name: …, its parameters}."""
+    union = _registry_union(registry, "name", member, append=False)
+    return Annotated[union, BeforeValidator(_named, json_schema_input_type=Union[Choice(registry.names()), union])]  # noqa: UP007
+
+
+Invariance = _by_name(AUGMENTATIONS, _augment_member(("x", "generator", NON_IDENTITY)))
+Schedule = Annotated[_by_name(SCHEDULES, _schedule_member), AfterValidator(lambda v: _spec_of(ScheduleSpec, v))]
+Augment = Annotated[Invariance, AfterValidator(lambda v: _spec_of(AugmentSpec, v))]
+
+
+def _start(stop: bool) -> Any:
+    """A switch point of distillation (:mod:`kdtune.distill`): a fraction of the epochs (float) or an epoch number."""
+    frac = Annotated[Float, Field(gt=0, lt=1) if stop else Field(ge=0, lt=1)]
+    whole = Annotated[Int, Field(ge=1)] if stop else Annotated[Int, Field(ge=0), AfterValidator(lambda v: v if v else 0.0)]
+    what = "a fraction in " + ("(0, 1)" if stop else "[0, 1)") + " of the epochs or an epoch number (an integer >= 1)"
+    return _union({"number": frac, "integer": whole, **({"null": None} if stop else {})}, what + (" or null" if stop else ""))
+
+
+Start, Stop = _start(False), _start(True)
+PosFloat = Annotated[Float, Field(gt=0)]
+NonNeg = Annotated[Float, Field(ge=0)]
+Fraction = Annotated[Float, Field(ge=0, lt=1)]
+PosInt = Annotated[Int, Field(ge=1)]
+Seed = Annotated[Int, Field(ge=0)]
+
+
+class Train(_Model):
+    """Training settings of a model: the sweep's ``train`` (every model trained from data), a model's own ``train``,
+    and (for students) the ``distill`` sections. Each layer overrides the one before it, key by key."""
+
+    epochs: PosInt = Field(10, description="Epochs of training (passes over the training split). Default 10.")
+    batch_size: PosInt = Field(128, description="Examples per optimizer step. Default 128.")
+    optimizer: Registered(OPTIMIZERS) = Field("adam", description="The optimizer (adam, adamw or sgd). Default adam.")
+    lr: PosFloat = Field(1e-3, description="Learning rate at the start of the schedule. Default 0.001.")
+    weight_decay: NonNeg = Field(0.0, description="Weight decay (L2 penalty, decoupled for adamw). Default 0.")
+    dropout: Fraction = Field(0.0, description="Dropout probability of the model's dropout layers, in [0, 1). Default 0.")
+    label_smoothing: Fraction = Field(
+        0.0, description="Label smoothing of the cross-entropy on the labels, in [0, 1). Default 0."
+    )
+    grad_clip: PosFloat | None = Field(
+        None, description="Clip the gradients' global norm to this value; null: no clipping (default)."
+    )
+    schedule: Schedule = Field(
+        ScheduleSpec(),
+        json_schema_extra={"default": "constant"},
+        description=f"Learning-rate schedule over the epochs: {SCHEDULE_NAMES}. Default constant.",
+    )
+    augment: Augment | None = Field(
+        None, description="Random augmentation of every training batch: a name or {name: …, parameters}; null: none (default)."
+    )
+    select: Choice(SELECT_CHOICES) = Field(
+        "val_accuracy",
+        description="Which epoch's model a trial keeps: the last, or the best by validation accuracy (ties: "
+        "lower NLL) or NLL. Default val_accuracy.",
+    )
+
+
+class Distill(Train):
+    """A ``distill`` section: the training settings of students, and when they distil."""
+
+    start: Start = Field(
+        0.0,
+        description="First distilled epoch: a fraction in [0, 1) of the epochs (epoch "
+        "round(v·epochs)+1) or an epoch number >= 1; before it the student learns from the labels. Default 0 (from the "
+        "first epoch).",
+    )
+    stop: Stop = Field(
+        None,
+        description="Epoch from which the student learns from the labels again: a fraction in (0, 1) "
+        "of the epochs or an epoch number >= 1; null (default): distil to the end.",
+    )
+
+
+def _model_member(arch: str) -> type:
+    params = _params_model(arch, "model", MODELS.get(arch).__init__, ("info", "dropout"), _Model)
+    return create_model(
+        f"Model_{arch}",
+        __base__=_Model,
+        __doc__=f"A model of architecture {arch}.",
+        arch=(Literal[arch], Field(description="The registered architecture.")),
+        params=(
+            params | None,
+            Field(None, description=f"Settings of {arch} (keyword arguments; unset ones take their defaults)."),
+        ),
+        train=(Train | None, Field(None, description="This model's overrides of the sweep's train section.")),
+        distill=(Distill | None, Field(None, description="This model's overrides of the sweep's distill section, as a student.")),
+        hparams=(
+            _union({"string": Choice(("tuned", "defaults")), "object": dict[Str, Choice(("tuned", "defaults"))]}),
+            Field(
+                "defaults",
+                description="tuned: train from data with the values `kdtune tune` found (tuned/<model>.yaml); "
+                "{data: tuned, CNN: tuned}: also as a student of CNN; defaults (default): the sweep's values.",
+            ),
+        ),
+    )
+
+
+_Models = _registry_union(MODELS, "arch", _model_member, append=True)
+Model = Annotated[
+    _Models,
+    BeforeValidator(lambda v: {"arch": v} if isinstance(v, str) else v, json_schema_input_type=Choice(MODELS.names()) | _Models),
+]
+
+
+def _eval_member(c: str) -> type:
+    return _params_model(
+        c,
+        "corruption",
+        CORRUPTIONS.get(c),
+        ("x", "generator"),
+        _Model,
+        name=(
+            Str,
+            Field(description="Name of the eval set in the results (not 'val': the validation split is always evaluated)."),
+        ),
+        source=(Choice(EVAL_SOURCES), Field("test", description="The split it is made from: test (default), val or train.")),
+        corruption=(
+            Literal[c],
+            Field(
+                "identity",
+                description="A corruption applied to every example, with its parameters as keys beside it; default identity.",
+            ),
+        ),
+    )
+
+
+EvalSet = _union(
+    {"string": Str, "object": _registry_union(CORRUPTIONS, "corruption", _eval_member, True, "identity")},
+    "an eval set name of the data set or a mapping {name: …, source: …, corruption: …, parameters}",
+)
+
+
+def _data_member(n: str) -> type:
+    params = _params_model(n, "data set", DATASETS.get(n).__init__, (), _Model)
+    return create_model(
+        f"Data_{n}",
+        __base__=DataBase,
+        __doc__=f"The data set {n}.",
+        name=(Literal[n], Field(description="The data set.")),
+        params=(params | None, Field(None, description=f"Settings of {n} (unset ones take their defaults).")),
+    )
+
+
+class DataBase(_Model):
+    val_size: _union(
+        {"number": Annotated[Float, Field(gt=0, lt=1)], "integer": PosInt}, "a fraction in (0, 1) or a count >= 1"
+    ) = Field(
+        0.1, description="The validation split: a fraction in (0, 1) of the training pool or a count of examples. Default 0.1."
+    )
+    folds: Annotated[Int, Field(ge=2)] = Field(
+        1,
+        description="k >= 2: k-fold cross-validation, every trial once per fold, fold i the validation split (not with "
+        "val_size). Default 1: one split.",
+    )
+    split_seed: Seed = Field(0, description="Seed of the train/validation split. Default 0.")
+    corruption_seed: Seed = Field(0, description="Seed of random corruptions of the eval sets. Default 0.")
+    eval_sets: Items(EvalSet) | None = Field(
+        None,
+        description="The eval sets every trial is evaluated on (besides val): names the data set knows, train, or mappings; "
+        "default: the data set's own.",
+    )
+    invariance: Invariance | None = Field(
+        None,
+        description="An augmentation (name or {name: …, parameters}) whose invariance metric IM every evaluation measures, "
+        "drawn without the identity; null (default): none.",
+    )
+    root: Str | None = Field(
+        None, description="Folder of the data files (the --data-root flag wins); default: the data set's own."
+    )
+
+
+Data = _registry_union(DATASETS, "name", _data_member, append=True)
+Pair = _union(
+    {
+        "string": Str,
+        "object": create_model(
+            "Pair",
+            __base__=_Model,
+            teacher=(Str, Field(description="Teacher label, data or self.")),
+            student=(Str, Field(description="Student label.")),
+        ),
+    },
+    "'TEACHER -> STUDENT' or {teacher: …, student: …}",
+)
+Seeds = _union(
+    {"integer": PosInt, "array": Annotated[list[Seed], Field(min_length=1)]},
+    "a count of seeds (an integer >= 1) or a list of distinct integers >= 0",
+)
+
+
+class Grid(_Model):
+    """The grid: (teacher, student) pairs × distillation settings × training axes × seed units, crossed."""
+
+    students: Items(Str) | None = Field(None, description="Student model labels (with teachers; or give pairs).")
+    teachers: Items(Str) | None = Field(
+        None,
+        description="Teachers of every student: model labels, data (trained from data, no distillation) or self (its own "
+        "architecture). Default [data].",
+    )
+    pairs: Items(Pair, scalar=False) | None = Field(
+        None, description="Instead of students × teachers: a list of 'TEACHER -> STUDENT' pairs."
+    )
+    temperature: Items(PosFloat) = Field((1.0,), description="Softmax temperatures of distillation (> 0). Default [1].")
+    w_hard: Items(NonNeg) = Field((0.0,), description="Weights of the loss on the labels. Default [0].")
+    w_soft: Items(NonNeg) = Field((1.0,), description="Weights of the loss on the teacher's outputs. Default [1].")
+    loss: Items(Registered(KD_LOSSES)) = Field(
+        ("hinton",), description=f"Distillation losses ({', '.join(KD_LOSSES.names())}). Default [hinton]."
+    )
+    seeds: Seeds = Field(
+        1,
+        description="Seeds: a count n (seeds 0…n-1) or a list of distinct seeds >= 0; each sets initialisation and data "
+        "order together. Default 1.",
+    )
+    init_seeds: Seeds | None = Field(
+        None, description="Instead of seeds: seeds of the initial weights, crossed with data_seeds into seed units."
+    )
+    data_seeds: Seeds | None = Field(
+        None, description="Instead of seeds: seeds of data order, dropout and augmentation, crossed with init_seeds."
+    )
+    student_streams: Choice(STUDENT_STREAMS) = Field(
+        "apart",
+        description="apart (default): students draw their random streams apart from the models trained from data; shared: "
+        "the same.",
+    )
+    teacher_seed: _union({"string": Literal["same"], "integer": Seed}, "'same' or a seed unit >= 0") = Field(
+        "same",
+        description="same (default): student unit k reads teacher unit k; a number: every student reads that teacher unit.",
+    )
+    start: Items(Start) | None = Field(None, description="An axis of distillation start points (see distill.start).")
+    stop: Items(Stop, scalar=False) | None = Field(None, description="An axis of distillation stop points (see distill.stop).")
+    epochs: Items(PosInt) | None = Field(None, description="An axis of train.epochs values.")
+    batch_size: Items(PosInt) | None = Field(None, description="An axis of train.batch_size values.")
+    optimizer: Items(Registered(OPTIMIZERS)) | None = Field(None, description="An axis of train.optimizer values.")
+    lr: Items(PosFloat) | None = Field(None, description="An axis of train.lr values.")
+    weight_decay: Items(NonNeg) | None = Field(None, description="An axis of train.weight_decay values.")
+    dropout: Items(Fraction) | None = Field(None, description="An axis of train.dropout values.")
+    label_smoothing: Items(Fraction) | None = Field(None, description="An axis of train.label_smoothing values.")
+    grad_clip: Items(PosFloat | None) | None = Field(None, description="An axis of train.grad_clip values (null: no clipping).")
+
+
+@section(frozen=True, config=CFG)
+class Resources:
+    """What one Ray Tune trial asks for; fractions allowed."""
+
+    cpu: NonNeg = Field(1.0, description="CPU cores per trial (fractions allowed). Default 1.")
+    gpu: NonNeg = Field(0.0, description="GPUs per trial (fractions share one). Default 0.")
+
+
+@section(frozen=True, config=CFG)
+class ExecutionSpec:
+    """How trials are executed (none of it is part of a trial's id)."""
+
+    seeds_per_trial: _union({"integer": PosInt, "string": Literal["auto"]}) = Field(
+        1,
+        description="Seeds one Ray trial trains together, batched (an integer >= 1), or auto: chosen from the model's size "
+        "and the device. Default 1.",
+    )
+    eval_batch_size: PosInt = Field(
+        512, description="Examples per forward pass at evaluation (no effect on results). Default 512."
+    )
+    max_concurrent_trials: PosInt | None = Field(
+        None, description="At most this many trials at once; null (default): as resources allow."
+    )
+    max_failures: Seed = Field(0, description="Retries of a failed trial. Default 0.")
+    device: Choice(DEVICE_CHOICES) = Field(
+        "auto", description="auto (default: cuda where a gpu is asked for and present), cpu or cuda."
+    )
+    tensorboard: Bool = Field(False, description="Write per-trial TensorBoard curves to RUN/tensorboard/. Default false.")
+
+
+def _compare(v: str) -> str:
+    key, eq, rest = v.partition("=")
+    if not eq or not key.strip() or not rest.strip():
+        raise ValueError(f"must be KEY=VALUE, e.g. teacher=data; got {v!r}")
+    if key.strip() not in REPORT_KEYS:
+        raise ValueError(f"unknown compare key {key.strip()!r}; valid keys: {', '.join(REPORT_KEYS)}")
+    return v
+
+
+@section(frozen=True, config=CFG)
+class ReportSpec:
+    """Defaults of ``kdtune report`` (and of the table ``kdtune run`` prints) for this sweep."""
+
+    metrics: Items(Choice(REPORT_METRICS)) = Field(
+        ("accuracy", "ece"), description="Metric columns of the tables. Default [accuracy, ece]."
+    )
+    rows: Items(Choice(REPORT_KEYS)) = Field(("student",), description="Keys the table's rows group by. Default [student].")
+    cols: Items(Choice(REPORT_KEYS)) = Field(
+        ("eval_set", "teacher"), description="Keys of the columns. Default [eval_set, teacher]."
+    )
+    eval_sets: Items(Str) | None = Field(None, description="Only these eval sets; null (default): all.")
+    digits: Seed = Field(3, description="Decimals shown. Default 3.")
+    interval: Choice(stats.INTERVALS) = Field("std", description="What ± shows: std (default), se or ci95.")
+    compare: Annotated[Str, AfterValidator(_compare)] | None = Field(
+        None, description="KEY=VALUE (e.g. teacher=data): every cell tested against that reference cell. Default none."
+    )
+    test: Choice(stats.TESTS) = Field("auto", description=f"The test of compare: {', '.join(stats.TESTS)}. Default auto.")
+    correction: Choice(stats.CORRECTIONS) = Field(
+        "holm", description=f"Multiple-comparison correction: {', '.join(stats.CORRECTIONS)}. Default holm."
+    )
+    alpha: Annotated[Float, Field(gt=0, lt=1)] = Field(
+        stats.ALPHA, description=f"Significance level, in (0, 1). Default {stats.ALPHA}."
+    )
+    bold: Literal["best"] | None = Field(None, description="best: bold the best cell of every column. Default none.")
+    seed: Seed = Field(stats.SEED, description=f"Seed of the bootstrap and permutation tests. Default {stats.SEED}.")
+
+
+class Outputs(_Model):
+    feature_examples: Seed = Field(
+        1000, description="Examples of the fixed subset whose penultimate features a trial keeps. Default 1000."
+    )
+    feature_epochs: Items(Seed) = Field(
+        (),
+        description="Epochs (0: initialisation; distinct) at which features are kept, for training paths; later than a "
+        "model trains: skipped. Default none.",
+    )
+
+
+Bounds = Annotated[
+    list[Int | Float], Field(min_length=2, max_length=2, json_schema_extra={"x-allowed": "[low, high] (two numbers)"})
+]
+_SCALAR = Annotated[
+    Int | Float | Str | Bool | None, Field(json_schema_extra={"x-allowed": "a number, a string, true, false or null"})
+]
+
+
+def _bad(message: str, at: str = "") -> None:
+    raise PydanticCustomError("kdtune", "{message}", {"message": message, "at": at})
+
+
+class _Dist(_Model):
+    def to_distribution(self) -> Distribution:
+        kind = next(k for k in KINDS if k in type(self).model_fields)
+        if kind == "categorical":
+            return Distribution(kind, choices=tuple(self.categorical))
+        (low, high), step = getattr(self, kind), getattr(self, "step", None)
+        if kind == "int":
+            return Distribution(kind, low, high, step or 1, self.log)
+        return Distribution(kind, float(low), float(high), float(step) if step is not None else None)
+
+    def model_post_init(self, _: Any) -> None:  # the rules of Optuna's distributions
+        kind = next(k for k in KINDS if k in type(self).model_fields)
+        if kind == "categorical":
+            if len({repr(v) for v in self.categorical}) != len(self.categorical):
+                _bad(f"choices must be distinct, got {self.categorical}", "categorical")
+            return
+        (low, high), step, log = getattr(self, kind), getattr(self, "step", None), getattr(self, "log", False)
+        if not low < high:
+            _bad(f"low must be < high, got [{low}, {high}]", kind)
+        if (kind == "loguniform" or log) and low <= 0:
+            _bad(f"a log scale needs low > 0, got {low}", kind)
+        if kind == "int" and not all(isinstance(v, int) for v in (low, high)):
+            _bad(f"bounds must be integers, got {[low, high]}", "int")
+        if log and step not in (None, 1):
+            _bad("a log scale takes no step (Optuna)", "step")
+        if step is not None and step > high - low:
+            _bad(f"must be <= high - low ({high - low:g}), got {step!r}", "step")
+        if kind == "int" and step and (high - low) % step:
+            _bad(f"high - low ({high - low}) must be a multiple of step {step}", "step")
+
+
+def _dist(kind: str, doc: str, **fields: Any) -> Any:
+    return create_model(f"{kind.title()}Distribution", __base__=_Dist, __doc__=doc, **{kind: fields.pop(kind)}, **fields)
+
+
+def _dist_kind(v: Any) -> str:
+    kinds = [k for k in KINDS if k in v] if isinstance(v, dict) else []
+    return kinds[0] if len(kinds) == 1 else "none"
+
+
+Dist = _union(
+    {
+        "loguniform": _dist(
+            "loguniform", "Floats, uniform on a log scale.", loguniform=(Bounds, Field(description="[low, high], low > 0."))
+        ),
+        "uniform": _dist(
+            "uniform",
+            "Floats, uniform.",
+            uniform=(Bounds, Field(description="[low, high].")),
+            step=(PosFloat | None, Field(None, description="Discretisation step; null: continuous.")),
+        ),
+        "int": _dist(
+            "int",
+            "Integers.",
+            int=(Bounds, Field(description="[low, high], integers.")),
+            step=(PosInt | None, Field(None, description="Step; default 1.")),
+            log=(Bool, Field(False, description="Uniform on a log scale (no step).")),
+        ),
+        "categorical": _dist(
+            "categorical",
+            "One of a list of choices.",
+            categorical=(
+                Annotated[list[_SCALAR], Field(min_length=1, json_schema_extra={"x-allowed": "a non-empty list of choices"})],
+                Field(description="The choices, distinct."),
+            ),
+        ),
+    },
+    "a distribution, one of {loguniform: [low, high]}, {uniform: [low, high]}, {int: [low, high], step: 1} or {categorical: "
+    "[a, b]}",
+    pick=_dist_kind,
+)
+
+
+class Space(_Model):
+    """Settings of one model (or teacher → student pair) → their distributions; schedule.<parameter> too."""
+
+    model_config = CFG | ConfigDict(
+        frozen=True,
+        extra="allow",
+        json_schema_extra=lambda s: s.update(  # extra keys: schedule.* only
+            patternProperties={r"^schedule\.": s.pop("additionalProperties")}, additionalProperties=False
+        ),
+    )
+    __pydantic_extra__: dict[str, Dist] = Field(init=False)
+    lr: Dist | None = Field(None, description="The distribution of train.lr.")
+    weight_decay: Dist | None = Field(None, description="The distribution of train.weight_decay.")
+    dropout: Dist | None = Field(None, description="The distribution of train.dropout.")
+    label_smoothing: Dist | None = Field(None, description="The distribution of train.label_smoothing.")
+    batch_size: Dist | None = Field(None, description="The distribution of train.batch_size (int or categorical).")
+    epochs: Dist | None = Field(None, description="The distribution of train.epochs (int or categorical).")
+    grad_clip: Dist | None = Field(None, description="The distribution of train.grad_clip.")
+    optimizer: Dist | None = Field(None, description="The distribution of train.optimizer (categorical).")
+    temperature: Dist | None = Field(None, description="The distribution of the temperature (students only).")
+    w_hard: Dist | None = Field(None, description="The distribution of w_hard (students only).")
+    w_soft: Dist | None = Field(None, description="The distribution of w_soft (students only).")
+
+
+class Asha(_Model):
+    grace_period: PosInt = Field(2, description="Epochs every search trial runs before it can be stopped. Default 2.")
+    reduction_factor: Annotated[Float, Field(gt=1)] = Field(
+        3.0, description="ASHA keeps 1/reduction_factor of the trials at each rung. Default 3."
+    )
+
+
+class Tune(_Model):
+    """``kdtune tune``: Optuna's TPE over search trials of ``seeds`` seeds each, early stopping by ASHA."""
+
+    metric: Annotated[
+        Choice(tuple(DIRECTIONS)), Field(json_schema_extra={"x-allowed": f"a validation metric, one of {', '.join(DIRECTIONS)}"})
+    ] = Field("accuracy", description="Validation metric the search optimizes (its direction is known). Default accuracy.")
+    seeds: PosInt = Field(3, description="Seeds every search trial trains; the objective is their mean. Default 3.")
+    sampler_seed: Seed = Field(0, description="Seed of Optuna's TPE sampler. Default 0.")
+    asha: _union({"boolean": Bool, "object": Asha, "null": None}) = Field(
+        True,
+        description="true (default): ASHA with its defaults; a mapping {grace_period, reduction_factor}; false: every "
+        "search trial runs all its epochs.",
+    )
+    space: dict[Str, Space] | None = Field(
+        None, description="Search spaces: a model label (trained from data) or 'TEACHER -> STUDENT' → settings → distributions."
+    )
+
+
+class SweepFile(_Model):
+    """A kdtune sweep file: data, models and a grid of (teacher, student) pairs and distillation settings."""
+
+    name: (
+        Annotated[Str, Field(pattern=LABEL, json_schema_extra={"x-allowed": "a folder-safe name (letters, digits, _ . + -)"})]
+        | None
+    ) = Field(None, description="Name of the sweep (folder-safe); default: the file's name without .yaml.")
+    description: Str = Field("", description="One line about the sweep, shown by kdtune plan.")
+    output: Str | None = Field(None, description="The run folder; default runs/<name> (the --out flag wins).")
+    data: Data = Field(description="The data set, its splits and its eval sets.")
+    models: Annotated[dict[Str, Model], Field(min_length=1)] = Field(
+        description="Label → model: {arch: …, params: …} or an arch name."
+    )
+    train: Train | None = Field(None, description="Training settings of every model trained from data (teachers, data rows).")
+    distill: Distill | None = Field(None, description="Overrides of train for students, and when they distil.")
+    grid: Grid = Field(description="What is crossed: pairs, distillation settings, training axes, seeds.")
+    resources: Resources | None = Field(None, description="What one trial asks for.")
+    execution: ExecutionSpec | None = Field(None, description="How trials run.")
+    outputs: Outputs | None = Field(None, description="What each trial keeps beyond its metrics.")
+    report: ReportSpec | None = Field(None, description="Defaults of kdtune report.")
+    tune: Tune | None = Field(None, description="Search spaces and settings of kdtune tune.")
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of sweep files (``kdtune schema``; shipped as kdtune/sweep.schema.json)."""
+
+    def any_of(n: Any) -> Any:  # a union's members may overlap (0 is a number and an integer): anyOf, not oneOf
+        if isinstance(n, dict):
+            return {("anyOf" if k == "oneOf" else k): any_of(v) for k, v in n.items()}
+        return [any_of(v) for v in n] if isinstance(n, list) else n
+
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema"} | any_of(_schema(SweepFile))
+
+
+def schema_text() -> str:
+    """:func:`json_schema` as the text of kdtune/sweep.schema.json."""
+    import json
+
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+@functools.cache
+def _schema(model: type) -> dict[str, Any]:
+    return _adapter(model).json_schema()
+
+
+# ---------------------------------------------------------------- pydantic's errors as kdtune's lines
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _describe(n: dict[str, Any], defs: Mapping[str, Any]) -> str:
+    """What a JSON Schema node allows, in words."""
+    n = defs.get(n["$ref"].rsplit("/", 1)[-1], {}) if "$ref" in n else n
+    members = n.get("oneOf") or n.get("anyOf")
+    if "x-allowed" in n:
+        return n["x-allowed"]
+    if "const" in n or "enum" in n:
+        return "one of " + ", ".join(map(str, n.get("enum", [n.get("const")])))
+    if members:
+        return " or ".join(dict.fromkeys(_describe(m, defs) for m in members))
+    t = n.get("type")
+    b = [
+        f"{op} {n[k]}"
+        for k, op in [("exclusiveMinimum", ">"), ("minimum", ">="), ("exclusiveMaximum", "<"), ("maximum", "<=")]
+        if k in n
+    ]
+    words = {
+        "integer": "an integer",
+        "number": "a number",
+        "string": "a string",
+        "boolean": "true or false",
+        "null": "null",
+        "array": "a list",
+        "object": "a mapping",
+    }.get(t, "a value")
+    return words + (" " + " and ".join(b) if b else "")
+
+
+def _locate(loc: Sequence[Any], schema: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], str]:
+    """Follow pydantic's ``loc`` through the JSON Schema: the field path as a person writes it (union tags left out),
+    the node of the field (with what it allows in words, where the model says so), the node of the mapping holding
+    it and that mapping's $defs name."""
+    defs = schema.get("$defs", {})
+
+    def res(n: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        name = n["$ref"].rsplit("/", 1)[-1] if "$ref" in n else ""
+        n = {**defs.get(name, {}), **{k: v for k, v in n.items() if k != "$ref"}} if name else n
+        other = [m for m in n.get("anyOf", []) if m.get("type") != "null"]
+        if len(other) == 1 and len(n["anyOf"]) == 2:  # X or null: X
+            inner, inner_name = res(other[0])
+            return {**inner, **({"x-allowed": n["x-allowed"]} if "x-allowed" in n else {})}, inner_name
+        return n, name
+
+    def is_tag(m: dict[str, Any], x: str) -> bool:
+        props = m.get("properties", {})
+        return (
+            m.get("type") == x
+            or (x == "one" and m.get("type") != "array")
+            or (x in KINDS and x in props)
+            or any(p.get("const") == x for p in props.values())
+        )
+
+    def flat(n: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:  # the members of a union, nested unions opened
+        return [
+            f
+            for m in n.get("oneOf") or n.get("anyOf") or []
+            for f in (flat(res(m)[0]) if "oneOf" in res(m)[0] or "anyOf" in res(m)[0] else [res(m)])
+        ]
+
+    (node, name), parent, parent_def, path = res(schema), {}, "", ""
+    name = name or node.get("title", "")  # a model validated alone: its class
+    allowed = node.get("x-allowed")
+    for x in loc:
+        members = flat(node)
+        if members and isinstance(x, str):
+            pick = [m for m in members if is_tag(m[0], x)]
+            if pick:
+                node, name = pick[0]
+                allowed = node.get("x-allowed", allowed)
+                continue
+            node, name = next((m for m in members if m[0].get("type") == "object"), (node, name))
+        if x == "[key]":
+            continue
+        if isinstance(x, int):
+            path, node = f"{path}[{x}]", node.get("items", {})
+        else:
+            extra = next(
+                (v for p, v in node.get("patternProperties", {}).items() if re.match(p, x)), node.get("additionalProperties")
+            )
+            path, parent, parent_def = (f"{path}.{x}" if path else x), node, name
+            node = node.get("properties", {}).get(x, extra if isinstance(extra, dict) else {})
+        node, name = res(node)
+        allowed = node.get("x-allowed")
+    return path, {**node, "x-allowed": allowed} if allowed else node, parent, parent_def
+
+
+def _message(e: Mapping[str, Any], schema: dict[str, Any]) -> tuple[str, str]:
+    """(field path, what is wrong) for one pydantic error: what was given and what is allowed, in kdtune's words."""
+    path, node, parent, parent_def = _locate(e["loc"], schema)
+    t, v, ctx = e["type"], e.get("input"), e.get("ctx") or {}
+    what = _describe(node, schema.get("$defs", {}))
+    if t.startswith("registry_"):  # a mapping naming a component: unknown or missing name
+        kind, key, names = ctx["kind"], ctx["key"], ctx["names"]
+        where = f"{path}.{key}" if ctx["append"] else path
+        if t == "registry_unknown":
+            return where, f"unknown {kind} {ctx['tag']!r}; known: {names}"
+        if isinstance(v, dict) and ctx["append"]:
+            return where, f"is required; one of {names}"
+        an = "an" if kind[0] in "aeiou" else "a"
+        got = f", got {_kind(v)} {v!r}" if not isinstance(v, dict) else ""
+        return path, f"must be {an} {kind} name or a mapping with {key!r} (one of {names}){got}"
+    if t == "kdtune":
+        at = ctx.get("at") or ""
+        return (f"{path}{'' if at.startswith('[') or not path else '.'}{at}" if at else path), str(ctx["message"])
+    if t == "missing":
+        return path, "is required"
+    if t == "extra_forbidden":
+        key = path.rsplit(".", 1)[-1]
+        keys = list(parent.get("properties", {}))
+        if parent_def in _BAGS:
+            kind, own = _BAGS[parent_def]
+            params = [k for k in keys if k not in own]
+            return path, f"unknown parameter {key!r} for this {kind}; allowed: {', '.join(params) or 'none'}"
+        return path, f"unknown key; allowed here: {', '.join(keys)}"
+    if t in ("value_error", "assertion_error"):
+        return path, str(ctx.get("error", e.get("msg")))
+    if t == "finite_number":
+        return path, f"must be a finite number, got {v!r}"
+    if t == "too_short" and isinstance(v, (list, dict)) and "x-allowed" not in node:
+        return path, "must not be empty"
+    if t in ("literal_error", "enum"):
+        return path, f"must be {what}; got {v!r}" if isinstance(v, str) else f"must be {what}; got {_kind(v)} {v!r}"
+    if t.startswith(("greater", "less", "string_pattern", "too_", "multiple")):  # integers say their kind, as ever
+        return path, f"must be {what}, got {_kind(v) + ' ' if node.get('type') == 'integer' else ''}{v!r}"
+    return path, f"must be {what}, got {_kind(v)} {v!r}"
+
+
+def _spec_error(err: ValidationError, source: str, model: type, prefix: str = "") -> SpecError:
+    """The first problem of ``err`` (pydantic reports them all) as kdtune's one line."""
+    path, message = _message(err.errors(include_url=False)[0], _schema(model))
+    return SpecError(source, ".".join(p for p in (prefix, path) if p), message)
+
+
+def _validate(model: Any, raw: Any, source: str, prefix: str = "") -> Any:
+    try:
+        return _adapter(model).validate_python(raw)
+    except ValidationError as e:
+        raise _spec_error(e, source, model, prefix) from None
+
+
+@functools.cache
+def _adapter(model: type) -> TypeAdapter:
+    return TypeAdapter(model)
+
+
+# ---------------------------------------------------------------- the sweep, resolved
 
 
 @dataclass(frozen=True)
@@ -190,95 +942,6 @@ class GridSpec:
 
 
 @dataclass(frozen=True)
-class Resources:
-    """What one Ray Tune trial asks for; fractions allowed."""
-
-    cpu: float = 1.0
-    gpu: float = 0.0
-
-
-@dataclass(frozen=True)
-class ExecutionSpec:
-    """How trials are executed."""
-
-    seeds_per_trial: int | str = 1  # or "auto" (kdtune.plan.auto_seeds_per_trial); seeds of a group train batched
-    eval_batch_size: int = 512  # how many examples a forward pass takes at evaluation (no effect on results)
-    max_concurrent_trials: int | None = None
-    max_failures: int = 0
-    device: str = "auto"
-    tensorboard: bool = False  # per-trial TensorBoard curves in RUN/tensorboard/ (not part of trial ids)
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    """What each trial leaves beyond its metrics. ``feature_epochs``: epochs (0 = initialisation, sorted,
-    distinct) at which a trial keeps penultimate features of the fixed subset for training paths; epochs
-    beyond a model's training are skipped (models of one sweep may train for different epochs)."""
-
-    feature_examples: int = 1000
-    feature_epochs: tuple[int, ...] = ()
-
-
-REPORT_METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "im", "d_accuracy", "a_accuracy", "perplexity",
-                  "token_nll")  # fmt: skip
-SETTING_COLUMNS = ("temperature", "w_hard", "w_soft", "kd_loss", "start", "stop", "lr", "weight_decay", "dropout",
-                   "label_smoothing", "grad_clip", "epochs", "batch_size", "optimizer", "schedule", "augment")  # fmt: skip
-CONFIG_COLUMNS = ("teacher_config", "config")  # a teacher's / the model's own other settings, where they differ (results.py)
-# what tables can group by
-REPORT_KEYS = ("student", "teacher", "eval_set", "seed", "fold", "arch", *SETTING_COLUMNS, *CONFIG_COLUMNS)
-
-
-@dataclass(frozen=True)
-class ReportSpec:
-    """Defaults of ``kdtune report`` (and of the table ``kdtune run`` prints) for this sweep."""
-
-    metrics: tuple[str, ...] = ("accuracy", "ece")
-    rows: tuple[str, ...] = ("student",)
-    cols: tuple[str, ...] = ("eval_set", "teacher")
-    eval_sets: tuple[str, ...] | None = None
-    digits: int = 3
-    # the statistics of the tables (kdtune.stats; the flags of `kdtune report` of the same names)
-    interval: str = "std"  # what ± shows: std, se or ci95
-    compare: str | None = None  # KEY=VALUE, e.g. teacher=data: every cell against that reference cell
-    test: str = "auto"
-    correction: str = "holm"
-    alpha: float = stats.ALPHA
-    bold: str | None = None  # best
-    seed: int = stats.SEED  # of the bootstrap and permutation tests
-
-
-def as_compare(value: Any) -> str:
-    """``report.compare``: ``KEY=VALUE`` with KEY a report key (``teacher=data``)."""
-    if not isinstance(value, str):
-        raise _Bad(f"must be a string KEY=VALUE (e.g. teacher=data), got {_kind(value)} {value!r}")
-    key, eq, rest = value.partition("=")
-    if not eq or not key.strip() or not rest.strip():
-        raise _Bad(f"must be KEY=VALUE, e.g. teacher=data; got {value!r}")
-    if key.strip() not in REPORT_KEYS:
-        raise _Bad(f"unknown compare key {key.strip()!r}; valid keys: {', '.join(REPORT_KEYS)}")
-    return value
-
-
-def parse_report(raw: Any, source: str) -> ReportSpec:
-    """The ``report`` section of a sweep file (also read back from a run folder's sweep.yaml)."""
-    sec = _Section(source, "report", raw, [f.name for f in fields(ReportSpec)])
-    return ReportSpec(
-        metrics=sec.get("metrics", as_list(as_str(REPORT_METRICS)), ReportSpec.metrics),
-        rows=sec.get("rows", as_list(as_str(REPORT_KEYS)), ReportSpec.rows),
-        cols=sec.get("cols", as_list(as_str(REPORT_KEYS)), ReportSpec.cols),
-        eval_sets=sec.get("eval_sets", as_list(as_str()), None),
-        digits=sec.get("digits", as_int(ge=0), 3),
-        interval=sec.get("interval", as_str(stats.INTERVALS), ReportSpec.interval),
-        compare=sec.get("compare", as_compare, None),
-        test=sec.get("test", as_str(stats.TESTS), ReportSpec.test),
-        correction=sec.get("correction", as_str(stats.CORRECTIONS), ReportSpec.correction),
-        alpha=sec.get("alpha", as_float(gt=0, lt=1), ReportSpec.alpha),
-        bold=sec.get("bold", as_str(("best",)), None),
-        seed=sec.get("seed", as_int(ge=0), ReportSpec.seed),
-    )
-
-
-@dataclass(frozen=True)
 class SweepSpec:
     """A validated sweep file."""
 
@@ -292,366 +955,113 @@ class SweepSpec:
     distill: Params
     grid: GridSpec
     switch: Params = ()  # ``start``/``stop`` of the sweep's ``distill`` section
-    resources: Resources = Resources()
-    execution: ExecutionSpec = ExecutionSpec()
-    outputs: OutputSpec = OutputSpec()
-    report: ReportSpec = ReportSpec()
+    resources: Resources = Resources()  # noqa: RUF009
+    execution: ExecutionSpec = ExecutionSpec()  # noqa: RUF009
+    outputs: OutputSpec = OutputSpec()  # noqa: RUF009
+    report: ReportSpec = ReportSpec()  # noqa: RUF009
     tune: TuneSpec = TuneSpec()  # noqa: RUF009  (frozen, so sharing the default is safe)
     description: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-# ---------------------------------------------------------------- value checks
-
-
-class _Bad(ValueError):
-    """A value that fails a check; ``suffix`` extends the field name (e.g. ``[2]``)."""
-
-    def __init__(self, message: str, suffix: str = "") -> None:
-        super().__init__(message)
-        self.suffix = suffix
-
-
-Conv = Callable[[Any], Any]
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Bad(f"must be {what}, got {_kind(value)} {value!r}")
-    if not math.isfinite(value):
-        raise _Bad(f"must be a finite number, got {value!r}")
-    return float(value)
-
-
-def as_float(gt: float | None = None, ge: float | None = None, lt: float | None = None) -> Conv:
-    """A number within the given bounds, as float."""
-    bounds = [f"> {gt}" if gt is not None else "", f">= {ge}" if ge is not None else "", f"< {lt}" if lt is not None else ""]
-    what = "a number" + (" " + " and ".join(b for b in bounds if b) if any(bounds) else "")
-
-    def conv(value: Any) -> float:
-        v = _number(value, what)
-        if (gt is not None and not v > gt) or (ge is not None and not v >= ge) or (lt is not None and not v < lt):
-            raise _Bad(f"must be {what}, got {value!r}")
-        return v
-
-    return conv
-
-
-def as_int(ge: int | None = None) -> Conv:
-    """An integer (not a bool) >= ``ge``."""
-    what = "an integer" + (f" >= {ge}" if ge is not None else "")
-
-    def conv(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or (ge is not None and value < ge):
-            raise _Bad(f"must be {what}, got {_kind(value)} {value!r}")
-        return value
-
-    return conv
-
-
-def as_str(choices: Sequence[str] | None = None) -> Conv:
-    """A string, optionally one of ``choices``."""
-
-    def conv(value: Any) -> str:
-        if not isinstance(value, str):
-            raise _Bad(f"must be a string, got {_kind(value)} {value!r}")
-        if choices is not None and value not in choices:
-            raise _Bad(f"must be one of {', '.join(choices)}; got {value!r}")
-        return value
-
-    return conv
-
-
-def as_bool() -> Conv:
-    """true or false (not 0 or 1)."""
-
-    def conv(value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise _Bad(f"must be true or false, got {_kind(value)} {value!r}")
-        return value
-
-    return conv
-
-
-def as_list(item: Conv, allow_scalar: bool = True) -> Conv:
-    """A non-empty list of items (a single item counts as a one-element list if ``allow_scalar``)."""
-
-    def conv(value: Any) -> tuple[Any, ...]:
-        if not isinstance(value, list):
-            if allow_scalar and value is not None and not isinstance(value, Mapping):
-                value = [value]
-            else:
-                raise _Bad(f"must be a list, got {_kind(value)}")
-        if not value:
-            raise _Bad("must not be empty")
-        out = []
-        for i, v in enumerate(value):
-            try:
-                out.append(item(v))
-            except _Bad as e:
-                raise _Bad(str(e), f"[{i}]{e.suffix}") from None
-        return tuple(out)
-
-    return conv
-
-
-def _seeds_per_trial(value: Any) -> int | str:
-    """``execution.seeds_per_trial``: an integer >= 1 or ``auto``."""
-    if value == "auto":
-        return value
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _Bad(f"must be an integer >= 1 or auto, got {_kind(value)} {value!r}")
-    return value
-
-
-def optional(conv: Conv) -> Conv:
-    """``None`` or a value passing ``conv``."""
-    return lambda value: None if value is None else conv(value)
-
-
-def _callable_params(fn: Callable[..., Any], skip: Sequence[str]) -> dict[str, inspect.Parameter]:
-    return {n: p for n, p in inspect.signature(fn).parameters.items() if n not in skip and n != "self"}
-
-
-def _like(value: Any, default: Any) -> bool:
-    """Whether ``value`` has the type of a parameter whose default is ``default``."""
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(value, bool) and isinstance(default, bool)
-    if isinstance(default, int):
-        return isinstance(value, int)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    if isinstance(default, str):
-        return isinstance(value, str)
-    if isinstance(default, (tuple, list)):
-        return isinstance(value, list)
-    return isinstance(value, (int, float, str, list))
-
-
-def _named_params(registry_kind: str, fn: Callable[..., Any], skip: Sequence[str], raw: Mapping[str, Any]) -> Params:
-    """Check ``raw`` against ``fn``'s keyword parameters; return all of them, defaults filled in."""
-    allowed = _callable_params(fn, skip)
-    for k, v in raw.items():
-        if k not in allowed:
-            raise _Bad(f"unknown parameter {k!r} for this {registry_kind}; allowed: {', '.join(allowed) or 'none'}", f".{k}")
-        if not _like(v, allowed[k].default):
-            raise _Bad(f"must be of the type of its default {allowed[k].default!r}, got {_kind(v)} {v!r}", f".{k}")
-    defaults = {k: p.default for k, p in allowed.items() if p.default is not inspect.Parameter.empty}
-    given = {k: float(v) if isinstance(defaults.get(k), float) else v for k, v in raw.items()}  # 1 and 1.0: one id
-    return freeze(defaults | given)  # defaults made explicit: they are part of a trial's identity
-
-
-def _registered(registry: Any) -> Conv:
-    def conv(value: Any) -> str:
-        as_str()(value)
-        if value not in registry:
-            raise _Bad(f"unknown {registry.kind} {value!r}; known: {', '.join(registry.names())}")
-        return value
-
-    return conv
-
-
-def as_schedule(value: Any) -> ScheduleSpec:
-    """``"exponential"`` or ``{name: exponential, decay_rate: 0.9}``."""
-    raw = {"name": value} if isinstance(value, str) else value
-    if not isinstance(raw, Mapping) or "name" not in raw:
-        raise _Bad(f"must be a schedule name or a mapping with 'name' (one of {', '.join(SCHEDULES.names())})")
-    name = _registered(SCHEDULES)(raw["name"])
-    params = {k: v for k, v in raw.items() if k != "name"}
-    frozen = _named_params("schedule", SCHEDULES.get(name), ("epoch", "total_epochs"), params)
-    for k, v in params.items():
-        try:
-            {"alpha": as_float(ge=0, lt=1.0000001), "t_mul": as_float(ge=1)}.get(k, as_float(gt=0))(v)
-        except _Bad as e:
-            raise _Bad(str(e), f".{k}") from None
-    return ScheduleSpec(name, frozen)
-
-
-def as_augment(value: Any) -> AugmentSpec | None:
-    """``null``, ``"translate"`` or ``{name: translate, max_shift: 2}``."""
-    if value is None:
-        return None
-    raw = {"name": value} if isinstance(value, str) else value
-    if not isinstance(raw, Mapping) or "name" not in raw:
-        raise _Bad(f"must be null, an augmentation name or a mapping with 'name' (one of {', '.join(AUGMENTATIONS.names())})")
-    name = _registered(AUGMENTATIONS)(raw["name"])
-    params = {k: v for k, v in raw.items() if k != "name"}
-    return AugmentSpec(name, _named_params("augmentation", AUGMENTATIONS.get(name), ("x", "generator", NON_IDENTITY), params))
-
-
-TRAIN_FIELDS: dict[str, Conv] = {
-    "epochs": as_int(ge=1),
-    "batch_size": as_int(ge=1),
-    "optimizer": _registered(OPTIMIZERS),
-    "lr": as_float(gt=0),
-    "weight_decay": as_float(ge=0),
-    "dropout": as_float(ge=0, lt=1),
-    "label_smoothing": as_float(ge=0, lt=1),
-    "grad_clip": optional(as_float(gt=0)),
-    "schedule": as_schedule,
-    "augment": as_augment,
-    "select": as_str(SELECT_CHOICES),
-}
-
-
-def as_switch(stop: bool = False) -> Conv:
-    """A switch point of distillation (:mod:`kdtune.distill`): a fraction in [0, 1) of the epochs (as float;
-    0 is the first epoch) or an epoch number >= 1 (as int); ``stop`` also takes null (the end) and not 0."""
-    what = "a fraction in " + ("(0, 1)" if stop else "[0, 1)") + " of the epochs or an epoch number (an integer >= 1)"
-
-    def conv(value: Any) -> float | int | None:
-        if stop and value is None:
-            return None
-        v = _number(value, what + (" or null" if stop else ""))
-        if isinstance(value, int) and value >= 1:
-            return value
-        if 0 <= v < 1 and not (stop and v == 0):
-            return v
-        raise _Bad(f"must be {what}{' or null' if stop else ''}, got {value!r}")
-
-    return conv
-
-
-SWITCH_FIELDS: dict[str, Conv] = {"start": as_switch(), "stop": as_switch(stop=True)}
-GRID_TRAIN_AXES = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing", "grad_clip")
-
-
-# ---------------------------------------------------------------- sections
-
-
-class _Section:
-    """Reads one mapping of the sweep file field by field; unknown keys are errors."""
-
-    def __init__(self, source: str, path: str, raw: Any, allowed: Sequence[str] | None = None) -> None:
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, Mapping):
-            raise SpecError(source, path, f"must be a mapping, got {_kind(raw)}")
-        self.source, self.path, self.raw = source, path, raw
-        if allowed is not None:
-            unknown = [k for k in raw if k not in allowed]
-            if unknown:
-                raise SpecError(source, self.name(str(unknown[0])), f"unknown key; allowed here: {', '.join(allowed)}")
-
-    def name(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path and key else (key or self.path)
-
-    def check(self, key: str, conv: Conv, value: Any) -> Any:
-        try:
-            return conv(value)
-        except _Bad as e:
-            raise SpecError(self.source, self.name(key) + e.suffix, str(e)) from None
-
-    def get(self, key: str, conv: Conv, default: Any) -> Any:
-        if key not in self.raw:
-            return default
-        return self.check(key, conv, self.raw[key])
-
-
-def _train_overrides(source: str, path: str, raw: Any) -> Params:
-    sec = _Section(source, path, raw, list(TRAIN_FIELDS))
-    return tuple((k, sec.check(k, TRAIN_FIELDS[k], v)) for k, v in sec.raw.items())
-
-
-def _distill_section(source: str, path: str, raw: Any) -> tuple[Params, Params]:
-    """A ``distill`` section: its training overrides, and its switch points (``start``, ``stop``)."""
-    sec = _Section(source, path, raw, [*TRAIN_FIELDS, *SWITCH_FIELDS])
-    train = tuple((k, sec.check(k, TRAIN_FIELDS[k], v)) for k, v in sec.raw.items() if k in TRAIN_FIELDS)
-    switch = tuple((k, sec.check(k, SWITCH_FIELDS[k], v)) for k, v in sec.raw.items() if k in SWITCH_FIELDS)
-    return train, switch
-
-
-def _data(source: str, raw: Any) -> tuple[DataSpec, Path | None]:
-    sec = _Section(
-        source,
-        "data",
-        raw,
-        ["name", "params", "val_size", "folds", "split_seed", "corruption_seed", "eval_sets", "invariance", "root"],
+def parse_report(raw: Any, source: str) -> ReportSpec:
+    """The ``report`` section of a sweep file (also read back from a run folder's sweep.yaml)."""
+    return _validate(ReportSpec, {} if raw is None else raw, source, "report")
+
+
+def _layers(m: BaseModel | None, raw: Any, keys: Sequence[str]) -> Params:
+    """The keys of a train/distill section that the file sets, in its order, with their validated values."""
+    return tuple((k, getattr(m, k)) for k in (raw or {}) if k in keys) if m is not None else ()
+
+
+def _switch(m: BaseModel | None, raw: Any) -> Params:
+    return tuple((k, getattr(m, k)) for k in (raw or {}) if k in ("start", "stop")) if m is not None else ()
+
+
+def _params(m: BaseModel | None, model: type) -> Params:
+    return freeze({k: getattr(m, k) for k in model.model_fields}) if m is not None else freeze(model().__dict__)
+
+
+def parse_sweep(
+    raw: Any, source: str = "<sweep>", data_root: str | Path | None = None, output: str | Path | None = None
+) -> SweepSpec:
+    """Validate a sweep mapping (as loaded from YAML) into a :class:`SweepSpec`: the models, then kdtune's own rules."""
+    f = _validate(SweepFile, raw, source)
+    err = functools.partial(SpecError, source)
+    name = f.name or (Path(source).stem if source != "<sweep>" else "sweep")
+    if not re.match(LABEL, name):
+        raise err("name", f"must be a folder-safe name (letters, digits, _ . + -), got {name!r}")
+    data, root, info = _data(err, f.data, raw["data"])
+    models = {label: _model(err, label, m, raw["models"][label], info, list(f.models)) for label, m in f.models.items()}
+    _check_invariance(source, data, info)
+    train_keys = list(Train.model_fields)
+    grid = _grid(err, f.grid, raw["grid"], models)
+    resources, execution = f.resources or Resources(), f.execution or ExecutionSpec()
+    if resources.cpu == 0 and resources.gpu == 0:
+        raise err("resources", "a trial must ask for some cpu or gpu")
+    if execution.device == "cuda" and resources.gpu == 0:
+        raise err("execution.device", "is cuda but resources.gpu is 0; ask for a gpu (fractions allowed)")
+    outs = f.outputs or Outputs()
+    if len(set(outs.feature_epochs)) != len(outs.feature_epochs):
+        raise err("outputs.feature_epochs", f"must be distinct epochs, got {list(outs.feature_epochs)}")
+    if outs.feature_epochs and outs.feature_examples == 0:
+        raise err("outputs.feature_epochs", "needs outputs.feature_examples > 0")
+    spec = SweepSpec(
+        name=name,
+        source=source,
+        output=Path(output) if output else Path(f.output or f"runs/{name}"),
+        data=data,
+        data_root=Path(data_root) if data_root else root,
+        models=models,
+        train=_layers(f.train, raw.get("train"), train_keys),
+        distill=_layers(f.distill, raw.get("distill"), train_keys),
+        grid=grid,
+        switch=_switch(f.distill, raw.get("distill")),
+        resources=resources,
+        execution=execution,
+        outputs=OutputSpec(outs.feature_examples, tuple(sorted(outs.feature_epochs))),
+        report=f.report or ReportSpec(),
+        description=f.description,
+        raw=raw,
     )
-    if "name" not in sec.raw:
-        raise SpecError(source, "data.name", f"is required; one of {', '.join(DATASETS.names())}")
-    name = sec.get("name", _registered(DATASETS), None)
-    cls = DATASETS.get(name)
-    params_raw = _Section(source, "data.params", sec.raw.get("params")).raw
-    params = sec.check("params", lambda v: _named_params("data set", cls.__init__, (), v), params_raw)
+    spec = replace(spec, tune=_tune(err, f.tune, spec))
+    _check_switches(spec)
+    return spec
+
+
+def _data(err: Callable[..., SpecError], d: Any, raw: Mapping[str, Any]) -> tuple[DataSpec, Path | None, DataInfo]:
+    cls = DATASETS.get(d.name)
+    params = _params(d.params, type(d).model_fields["params"].annotation.__args__[0])
     try:
         cls(**dict(params))
     except (TypeError, ValueError) as e:
-        raise SpecError(source, "data.params", str(e)) from None
-
-    def val_size(v: Any) -> float | int:
-        if isinstance(v, float) and 0 < v < 1:
-            return v
-        if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
-            return v
-        raise _Bad(f"must be a fraction in (0, 1) or a count >= 1, got {v!r}")
-
+        raise err("data.params", str(e)) from None
+    known = {"train": EvalSetSpec("train", "train")} | dict(cls.default_eval_sets)  # train: the training split
     eval_sets = []
-    for i, item in enumerate(sec.get("eval_sets", as_list(lambda v: v), tuple(cls.default_eval_sets))):
-        where = f"data.eval_sets[{i}]"
+    for i, item in enumerate(d.eval_sets if d.eval_sets is not None else tuple(cls.default_eval_sets)):
         if isinstance(item, str):
-            known = {"train": EvalSetSpec("train", "train")} | dict(cls.default_eval_sets)  # train: the training split
             if item not in known:
-                raise SpecError(
-                    source,
-                    where,
-                    f"unknown eval set {item!r} for {name}; known: {', '.join(known)} "
+                raise err(
+                    f"data.eval_sets[{i}]",
+                    f"unknown eval set {item!r} for {d.name}; known: {', '.join(known)} "
                     "(or a mapping with name, source, corruption)",
                 )
             eval_sets.append(known[item])
             continue
-        es = _Section(source, where, item)
-        if not isinstance(es.raw.get("name"), str) or es.raw["name"] == "val":
-            raise SpecError(source, where + ".name", "is required: a string other than 'val' (val is always evaluated)")
-        corruption = es.get("corruption", _registered(CORRUPTIONS), "identity")
-        src = es.get("source", as_str(EVAL_SOURCES), "test")
-        cparams = {k: v for k, v in es.raw.items() if k not in ("name", "corruption", "source")}
-        cp = es.check("", lambda v, c=corruption: _named_params("corruption", CORRUPTIONS.get(c), ("x", "generator"), v), cparams)
-        eval_sets.append(EvalSetSpec(es.raw["name"], src, corruption, cp))
+        if item.name == "val":
+            raise err(f"data.eval_sets[{i}].name", "is required: a string other than 'val' (val is always evaluated)")
+        cp = freeze({k: getattr(item, k) for k in type(item).model_fields if k not in ("name", "source", "corruption")})
+        eval_sets.append(EvalSetSpec(item.name, item.source, item.corruption, cp))
     names = [e.name for e in eval_sets]
     if len(set(names)) != len(names):
-        raise SpecError(source, "data.eval_sets", f"names must be unique, got {names}")
-    root = sec.get("root", optional(as_str()), None)
-    folds = sec.get("folds", as_int(ge=2), 1)
-    if folds > 1 and "val_size" in sec.raw:
-        raise SpecError(
-            source, "data.folds", "cannot be combined with data.val_size (with k folds each fold is the validation split once)"
-        )
-    spec = DataSpec(
-        name=name,
-        params=params,
-        val_size=sec.get("val_size", val_size, 0.1),
-        split_seed=sec.get("split_seed", as_int(ge=0), 0),
-        corruption_seed=sec.get("corruption_seed", as_int(ge=0), 0),
-        eval_sets=tuple(eval_sets),
-        folds=folds,
-        invariance=sec.get("invariance", as_invariance, None),
-    )
-    return spec, Path(root) if root else None
-
-
-def as_invariance(value: Any) -> Params:
-    """``data.invariance``: ``translate`` or ``{name: translate, max_shift: 3}``, an augmentation of
-    :data:`kdtune.data.augment.AUGMENTATIONS` whose invariance metric IM every evaluation measures; its
-    parameters (defaults filled in) frozen together with ``name`` and ``non_identity: true``: the transformed
-    copies are drawn without the identity (every copy really transformed; a config without that key, of a
-    kdtune before it, drew the identity too, and keeps its own trial id and its own definition)."""
-    raw = {"name": value} if isinstance(value, str) else value
-    if not isinstance(raw, Mapping) or "name" not in raw:
-        raise _Bad(f"must be an augmentation name or a mapping with 'name' (one of {', '.join(AUGMENTATIONS.names())})")
-    name = _registered(AUGMENTATIONS)(raw["name"])
-    fn = AUGMENTATIONS.get(name)
-    if NON_IDENTITY not in inspect.signature(fn).parameters:
-        raise _Bad(
-            f"augmentation {name!r} cannot draw transformations other than the identity ({NON_IDENTITY}), so it cannot define IM"
-        )
-    params = {k: v for k, v in raw.items() if k != "name"}
-    frozen = _named_params("augmentation", fn, ("x", "generator", NON_IDENTITY), params)
-    return freeze(dict(frozen) | {"name": name, NON_IDENTITY: True})
+        raise err("data.eval_sets", f"names must be unique, got {names}")
+    if d.folds > 1 and "val_size" in raw:
+        raise err("data.folds", "cannot be combined with data.val_size (with k folds each fold is the validation split once)")
+    invariance = None
+    if d.invariance is not None:
+        invariance = freeze({k: getattr(d.invariance, k) for k in type(d.invariance).model_fields} | {NON_IDENTITY: True})
+    spec = DataSpec(d.name, params, d.val_size, d.split_seed, d.corruption_seed, tuple(eval_sets), d.folds, invariance=invariance)
+    return spec, Path(d.root) if d.root else None, make_dataset(spec).describe()
 
 
 def _check_invariance(source: str, data: DataSpec, info: DataInfo) -> None:
@@ -677,223 +1087,156 @@ def _check_invariance(source: str, data: DataSpec, info: DataInfo) -> None:
         raise SpecError(source, "data.invariance", f"{name} does not keep the shape of {data.name}'s inputs {info.input_shape}")
 
 
-def _models(source: str, raw: Any, info: DataInfo) -> dict[str, ModelSpec]:
-    sec = _Section(source, "models", raw)
-    if not sec.raw:
-        raise SpecError(source, "models", "must define at least one model, e.g. {CNN: {arch: cnn}}")
-    out = {}
-    for label, body in sec.raw.items():
-        where = f"models.{label}"
-        if not isinstance(label, str) or not _LABEL.match(label) or label in (NO_TEACHER, SELF_TEACHER):
-            raise SpecError(
-                source,
-                where,
-                "model labels must start with a letter, use letters, digits, _ . + - "
-                f"and not be {NO_TEACHER!r} or {SELF_TEACHER!r}",
-            )
-        m = _Section(
-            source, where, {"arch": body} if isinstance(body, str) else body, ["arch", "params", "train", "distill", "hparams"]
+def _model(err: Callable[..., SpecError], label: str, m: Any, raw: Any, info: DataInfo, labels: list[str]) -> ModelSpec:
+    where = f"models.{label}"
+    if not re.match(LABEL, label) or label in (NO_TEACHER, SELF_TEACHER):
+        raise err(
+            where,
+            f"model labels must start with a letter, use letters, digits, _ . + - and not be {NO_TEACHER!r} or {SELF_TEACHER!r}",
         )
-        if "arch" not in m.raw:
-            raise SpecError(source, where + ".arch", f"is required; one of {', '.join(MODELS.names())}")
-        arch = m.get("arch", _registered(MODELS), None)
-        params = _Section(source, where + ".params", m.raw.get("params")).raw
-        frozen = m.check(
-            "params", lambda v, a=arch: _named_params("model", MODELS.get(a).__init__, ("info", "dropout"), v), params
-        )
-        try:  # build it and run it on a small batch: parameters that only fail on data fail here
-            check_model(arch, info, thaw(frozen))
-        except Exception as e:  # any error from a model's constructor or forward means a bad parameter
-            msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise SpecError(source, where + ".params", f"{msg} (with {dict(thaw(frozen)) or 'the defaults'})") from None
-        distill, switch = _distill_section(source, where + ".distill", m.raw.get("distill"))
-        out[label] = ModelSpec(
-            label,
-            arch,
-            frozen,
-            _train_overrides(source, where + ".train", m.raw.get("train")),
-            distill,
-            _hparams(source, where + ".hparams", m.raw.get("hparams"), list(sec.raw)),
-            switch,
-        )
-    return out
+    params = _params(m.params, type(m).model_fields["params"].annotation.__args__[0])
+    try:  # build it and run it on a small batch: parameters that only fail on data fail here
+        check_model(m.arch, info, thaw(params))
+    except Exception as e:  # any error from a model's constructor or forward means a bad parameter
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise err(where + ".params", f"{msg} (with {dict(thaw(params)) or 'the defaults'})") from None
+    hp = {NO_TEACHER: m.hparams} if isinstance(m.hparams, str) else m.hparams
+    for teacher in hp:
+        if teacher not in (NO_TEACHER, *labels):
+            raise err(f"{where}.hparams.{teacher}", f"must be data or a model label ({', '.join(labels)})")
+    raw = raw if isinstance(raw, Mapping) else {}
+    keys = list(Train.model_fields)
+    tuned = tuple(t for t, v in hp.items() if v == "tuned")
+    return ModelSpec(
+        label,
+        m.arch,
+        params,
+        _layers(m.train, raw.get("train"), keys),
+        _layers(m.distill, raw.get("distill"), keys),
+        tuned,
+        _switch(m.distill, raw.get("distill")),
+    )
 
 
-def _hparams(source: str, where: str, raw: Any, labels: Sequence[str]) -> tuple[str, ...]:
-    """``hparams: tuned`` (trained from data) or ``{data: tuned, CNN: tuned}`` (also as CNN's student)."""
-    if raw is None or raw == "defaults":
-        return ()
-    if raw == "tuned":
-        return (NO_TEACHER,)
-    if isinstance(raw, Mapping):
-        out = []
-        for teacher, value in raw.items():
-            if teacher not in (NO_TEACHER, *labels):
-                raise SpecError(source, f"{where}.{teacher}", f"must be data or a model label ({', '.join(labels)})")
-            if value not in ("tuned", "defaults"):
-                raise SpecError(source, f"{where}.{teacher}", f"must be tuned or defaults, got {value!r}")
-            if value == "tuned":
-                out.append(teacher)
-        return tuple(out)
-    raise SpecError(source, where, f"must be tuned, defaults or a mapping {{data: tuned, TEACHER: tuned}}, got {raw!r}")
+def _grid(err: Callable[..., SpecError], g: Grid, raw: Mapping[str, Any], models: Mapping[str, ModelSpec]) -> GridSpec:
+    def check(path: str, values: Sequence[str], allowed: Sequence[str]) -> None:
+        for i, v in enumerate(values):
+            if v not in allowed:
+                raise err(f"grid.{path}[{i}]", f"must be one of {', '.join(allowed)}; got {v!r}")
 
-
-def _grid(source: str, raw: Any, models: Mapping[str, ModelSpec]) -> GridSpec:
-    keys = ["students", "teachers", "pairs", "temperature", "w_hard", "w_soft", "loss", "seeds", "init_seeds", "data_seeds",
-            "student_streams", "teacher_seed", "start", "stop", *GRID_TRAIN_AXES]  # fmt: skip
-    sec = _Section(source, "grid", raw, keys)
-    model_label = as_str(list(models))
-
-    def teacher(v: Any) -> str:
-        return as_str([NO_TEACHER, SELF_TEACHER, *models])(v)
-
-    if "pairs" in sec.raw:
-        if "students" in sec.raw or "teachers" in sec.raw:
-            raise SpecError(source, "grid.pairs", "use either pairs or students × teachers, not both")
-
-        def pair(v: Any) -> tuple[str, str]:
-            if isinstance(v, str) and "->" in v:
-                v = dict(zip(("teacher", "student"), (s.strip() for s in v.split("->", 1)), strict=True))
-            if not isinstance(v, Mapping) or set(v) != {"teacher", "student"}:
-                raise _Bad("each pair must be 'TEACHER -> STUDENT' or {teacher: ..., student: ...}")
-            return teacher(v["teacher"]), model_label(v["student"])
-
-        pairs = sec.get("pairs", as_list(pair, allow_scalar=False), ())
+    teachers = [NO_TEACHER, SELF_TEACHER, *models]
+    if g.pairs is not None:
+        if g.students is not None or g.teachers is not None:
+            raise err("grid.pairs", "use either pairs or students × teachers, not both")
+        pairs = []
+        for i, p in enumerate(g.pairs):
+            if isinstance(p, str) and "->" not in p:
+                raise err(f"grid.pairs[{i}]", "each pair must be 'TEACHER -> STUDENT' or {teacher: ..., student: ...}")
+            t, s = (x.strip() for x in p.split("->", 1)) if isinstance(p, str) else (p.teacher, p.student)
+            check(f"pairs[{i}]", [t], teachers)
+            check(f"pairs[{i}]", [s], list(models))
+            pairs.append((t, s))
     else:
-        if "students" not in sec.raw:
-            raise SpecError(source, "grid.students", f"is required (or grid.pairs); models: {', '.join(models)}")
-        students = sec.get("students", as_list(model_label), ())
-        teachers = sec.get("teachers", as_list(teacher), (NO_TEACHER,))
-        pairs = tuple((t, s) for s in students for t in teachers)
+        if g.students is None:
+            raise err("grid.students", f"is required (or grid.pairs); models: {', '.join(models)}")
+        check("students", g.students, list(models))
+        check("teachers", g.teachers or (), teachers)
+        pairs = [(t, s) for s in g.students for t in g.teachers or (NO_TEACHER,)]
     pairs = tuple(dict.fromkeys((s if t == SELF_TEACHER else t, s) for t, s in pairs))
 
-    def seeds(v: Any) -> tuple[int, ...]:
-        if isinstance(v, int) and not isinstance(v, bool):
-            if v < 1:
-                raise _Bad(f"a count of seeds must be >= 1, got {v}")
-            return tuple(range(v))
-        if not isinstance(v, list):
-            raise _Bad(f"must be a count of seeds (an integer >= 1) or a list of distinct integers >= 0, got {_kind(v)} {v!r}")
-        out = as_list(as_int(ge=0), allow_scalar=False)(v)
-        if len(set(out)) != len(out):
-            raise _Bad(f"seeds must be distinct, got {list(out)}")
-        return out
+    def seeds(name: str, v: int | list[int] | None) -> tuple[int, ...] | None:
+        if isinstance(v, list) and len(set(v)) != len(v):
+            raise err(f"grid.{name}", f"seeds must be distinct, got {v}")
+        return None if v is None else tuple(range(v)) if isinstance(v, int) else tuple(v)
 
-    if "seeds" in sec.raw and ("init_seeds" in sec.raw or "data_seeds" in sec.raw):
-        both = "init_seeds" if "init_seeds" in sec.raw else "data_seeds"
-        raise SpecError(
-            source,
+    if "seeds" in raw and (g.init_seeds is not None or g.data_seeds is not None):
+        both = "init_seeds" if g.init_seeds is not None else "data_seeds"
+        raise err(
             f"grid.{both}",
             "use either seeds (each seed sets initialisation and data order together) or init_seeds × data_seeds, not both",
         )
-    n_units = len(sec.get("init_seeds", seeds, (0,))) * len(sec.get("data_seeds", seeds, (0,)))
-
-    def teacher_seed(v: Any) -> str | int:
-        if "init_seeds" in sec.raw or "data_seeds" in sec.raw:
-            if v == "same" or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v < n_units):
-                return v
-            raise _Bad(
-                f"must be 'same' (student unit k reads teacher unit k) or the number of one of the {n_units} seed units "
-                f"of init_seeds × data_seeds (0-{n_units - 1}), got {v!r}"
-            )
-        if v == "same" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
-            return v
-        raise _Bad(f"must be 'same' (student seed s reads teacher seed s) or a seed >= 0, got {v!r}")
-
-    grid = GridSpec(
-        pairs=pairs,
-        temperature=sec.get("temperature", as_list(as_float(gt=0)), GridSpec.temperature),
-        w_hard=sec.get("w_hard", as_list(as_float(ge=0)), GridSpec.w_hard),
-        w_soft=sec.get("w_soft", as_list(as_float(ge=0)), GridSpec.w_soft),
-        loss=sec.get("loss", as_list(_registered(KD_LOSSES)), GridSpec.loss),
-        seeds=sec.get("seeds", seeds, GridSpec.seeds),
-        teacher_seed=sec.get("teacher_seed", teacher_seed, "same"),
-        train=tuple((k, sec.get(k, as_list(TRAIN_FIELDS[k]), ())) for k in GRID_TRAIN_AXES if k in sec.raw),
-        start=sec.get("start", as_list(SWITCH_FIELDS["start"]), None),
-        stop=sec.get("stop", as_list(SWITCH_FIELDS["stop"], allow_scalar=False), None),
-        init_seeds=sec.get("init_seeds", seeds, None),
-        data_seeds=sec.get("data_seeds", seeds, None),
-        student_streams=sec.get("student_streams", as_str(STUDENT_STREAMS), STUDENT_STREAMS[0]),
-    )
-    if "student_streams" in sec.raw and all(t == NO_TEACHER for t, _ in pairs):
-        raise SpecError(source, "grid.student_streams", "sets students' streams, but every pair here trains from data")
-    for axis in ("start", "stop"):
-        if axis in sec.raw and all(t == NO_TEACHER for t, _ in pairs):
-            raise SpecError(
-                source, f"grid.{axis}", "switches distillation on or off, but every pair here trains from data (no teacher)"
-            )
-    if any(t != NO_TEACHER for t, _ in pairs) and 0.0 in grid.w_hard and 0.0 in grid.w_soft:
-        raise SpecError(
-            source, "grid", "w_hard = 0 and w_soft = 0 together leave a student without a loss; drop one of the zeros"
+    inits, datas = seeds("init_seeds", g.init_seeds), seeds("data_seeds", g.data_seeds)
+    n_units = len(inits or (0,)) * len(datas or (0,))
+    if (inits or datas) and isinstance(g.teacher_seed, int) and g.teacher_seed >= n_units:
+        raise err(
+            "grid.teacher_seed",
+            f"must be 'same' (student unit k reads teacher unit k) or the number of one of the {n_units} "
+            f"seed units of init_seeds × data_seeds (0-{n_units - 1}), got {g.teacher_seed!r}",
         )
-    return grid
+    students = any(t != NO_TEACHER for t, _ in pairs)
+    if "student_streams" in raw and not students:
+        raise err("grid.student_streams", "sets students' streams, but every pair here trains from data")
+    for axis in ("start", "stop"):
+        if axis in raw and not students:
+            raise err(f"grid.{axis}", "switches distillation on or off, but every pair here trains from data (no teacher)")
+    if students and 0.0 in g.w_hard and 0.0 in g.w_soft:
+        raise err("grid", "w_hard = 0 and w_soft = 0 together leave a student without a loss; drop one of the zeros")
+    return GridSpec(
+        pairs,
+        g.temperature,
+        g.w_hard,
+        g.w_soft,
+        g.loss,
+        seeds("seeds", g.seeds),
+        g.teacher_seed,
+        tuple((k, getattr(g, k)) for k in GRID_TRAIN_AXES if getattr(g, k) is not None),
+        g.start,
+        g.stop,
+        inits,
+        datas,
+        g.student_streams,
+    )
 
 
-def parse_sweep(
-    raw: Any, source: str = "<sweep>", data_root: str | Path | None = None, output: str | Path | None = None
-) -> SweepSpec:
-    """Validate a sweep mapping (as loaded from YAML) into a :class:`SweepSpec`."""
-    top = ["name", "description", "output", "data", "models", "train", "distill", "grid", "resources", "execution", "outputs",
-           "report", "tune"]  # fmt: skip
-    sec = _Section(source, "", raw, top)
-    for key in ("data", "models", "grid"):
-        if key not in sec.raw:
-            raise SpecError(source, key, "is required (a sweep file needs data, models and grid)")
-    stem = Path(source).stem if source != "<sweep>" else "sweep"
-    name = sec.get("name", as_str(), stem)
-    if not _LABEL.match(name):
-        raise SpecError(source, "name", f"must be a folder-safe name (letters, digits, _ . + -), got {name!r}")
-    data, root = _data(source, sec.raw["data"])
-    models = _models(source, sec.raw["models"], make_dataset(data).describe())
-    _check_invariance(source, data, make_dataset(data).describe())
-    train = _train_overrides(source, "train", sec.raw.get("train"))
-    distill, switch = _distill_section(source, "distill", sec.raw.get("distill"))
-    grid = _grid(source, sec.raw["grid"], models)
-    res = _Section(source, "resources", sec.raw.get("resources"), ["cpu", "gpu"])
-    resources = Resources(res.get("cpu", as_float(ge=0), 1.0), res.get("gpu", as_float(ge=0), 0.0))
-    if resources.cpu == 0 and resources.gpu == 0:
-        raise SpecError(source, "resources", "a trial must ask for some cpu or gpu")
-    ex = _Section(source, "execution", sec.raw.get("execution"), [f.name for f in fields(ExecutionSpec)])
-    execution = ExecutionSpec(
-        seeds_per_trial=ex.get("seeds_per_trial", _seeds_per_trial, 1),
-        eval_batch_size=ex.get("eval_batch_size", as_int(ge=1), 512),
-        max_concurrent_trials=ex.get("max_concurrent_trials", optional(as_int(ge=1)), None),
-        max_failures=ex.get("max_failures", as_int(ge=0), 0),
-        device=ex.get("device", as_str(DEVICE_CHOICES), "auto"),
-        tensorboard=ex.get("tensorboard", as_bool(), False),
-    )
-    if execution.device == "cuda" and resources.gpu == 0:
-        raise SpecError(source, "execution.device", "is cuda but resources.gpu is 0; ask for a gpu (fractions allowed)")
-    outs = _Section(source, "outputs", sec.raw.get("outputs"), ["feature_examples", "feature_epochs"])
-    epochs = outs.get("feature_epochs", as_list(as_int(ge=0)), ())
-    if len(set(epochs)) != len(epochs):
-        raise SpecError(source, "outputs.feature_epochs", f"must be distinct epochs, got {list(epochs)}")
-    outputs = OutputSpec(outs.get("feature_examples", as_int(ge=0), 1000), tuple(sorted(epochs)))
-    if outputs.feature_epochs and outputs.feature_examples == 0:
-        raise SpecError(source, "outputs.feature_epochs", "needs outputs.feature_examples > 0")
-    out_dir = Path(output) if output else Path(sec.get("output", as_str(), f"runs/{name}"))
-    root = Path(data_root) if data_root else root
-    spec = SweepSpec(
-        name=name,
-        source=source,
-        output=out_dir,
-        data=data,
-        data_root=root,
-        models=models,
-        train=train,
-        distill=distill,
-        grid=grid,
-        switch=switch,
-        resources=resources,
-        execution=execution,
-        outputs=outputs,
-        report=parse_report(sec.raw.get("report"), source),
-        tune=_tune(source, sec.raw.get("tune"), models, train, distill),
-        description=sec.get("description", as_str(), ""),
-        raw=raw,
-    )
-    _check_switches(spec)
-    return spec
+def _problem(model: type, raw: Mapping[str, Any]) -> str | None:
+    """What is wrong with ``raw`` as ``model`` (the message alone), or None."""
+    try:
+        _adapter(model).validate_python(raw)
+    except ValidationError as e:
+        return _message(e.errors(include_url=False)[0], _schema(model))[1]
+    return None
+
+
+def _tune(err: Callable[..., SpecError], t: Tune | None, spec: SweepSpec) -> TuneSpec:
+    if t is None:
+        return TuneSpec()
+    spaces = []
+    for key, body in (t.space or {}).items():
+        where = f"tune.space.{key}"
+        teacher, _, model = key.rpartition("->")
+        teacher, model = (teacher.strip() or NO_TEACHER), model.strip()
+        if model not in spec.models or (teacher != NO_TEACHER and teacher not in spec.models):
+            raise err(where, f"must be a model label or 'TEACHER -> STUDENT' with models {', '.join(spec.models)}")
+        settings = {k: getattr(body, k) for k in type(body).model_fields if getattr(body, k) is not None} | (
+            body.model_extra or {}
+        )
+        if not settings:
+            raise err(where, "must map settings to distributions, e.g. {lr: {loguniform: [1.0e-4, 1.0e-2]}}")
+        params = []
+        schedule = resolve_train(spec, spec.models[model], student=teacher != NO_TEACHER).schedule.name
+        for setting in [k for k in (spec.raw["tune"]["space"][key] or {}) if k in settings]:
+            allowed = [*TRAIN_SETTINGS, "schedule.<parameter>", *(LOSS_SETTINGS if teacher != NO_TEACHER else ())]
+            if setting not in allowed and not setting.startswith("schedule."):
+                raise err(f"{where}.{setting}", f"cannot be tuned here; allowed: {', '.join(allowed)}")
+            dist = settings[setting].to_distribution()
+            if setting.startswith("schedule."):
+                problem = lambda v: _problem(Train, {"schedule": {"name": schedule, setting.split(".", 1)[1]: v}})  # noqa: B023
+                if problem(1.0) and "unknown parameter" in problem(1.0):
+                    raise err(f"{where}.{setting}", problem(1.0).replace("this schedule", f"the schedule {schedule}"))
+            elif setting in LOSS_SETTINGS:
+                problem = lambda v: _problem(Grid, {setting: v})  # noqa: B023
+            else:
+                problem = lambda v: _problem(Train, {setting: v})  # noqa: B023
+            if setting in INT_SETTINGS and dist.kind in ("uniform", "loguniform"):
+                raise err(f"{where}.{setting}", "is a whole number: use {int: [low, high]} or categorical")
+            probes = list(enumerate(dist.choices)) if dist.kind == "categorical" else [(None, dist.low), (None, dist.high)]
+            for i, v in probes:  # the field holding a wrong value: the choice, or the [low, high] pair
+                if problem(v):
+                    raise err(f"{where}.{setting}.{dist.kind}" + (f"[{i}]" if i is not None else ""), problem(v))
+            params.append((setting, dist))
+        spaces.append(SearchSpace(model, teacher, tuple(params)))
+    asha = AshaSpec(t.asha.grace_period, t.asha.reduction_factor) if isinstance(t.asha, Asha) else AshaSpec() if t.asha else None
+    return TuneSpec(t.metric, t.seeds, t.sampler_seed, asha, tuple(spaces))
 
 
 def switch_points(spec: SweepSpec, model: ModelSpec) -> list[tuple[float | int, float | int | None]]:
@@ -926,66 +1269,6 @@ def _check_switches(spec: SweepSpec) -> None:
                     f"start {start} and stop {stop} leave {student} (a student of {teacher}, {epochs} epochs) no distilled "
                     "epoch; fractions in [0, 1) count from epoch round(v·epochs)+1, integers are epoch numbers",
                 )
-
-
-def _tune(source: str, raw: Any, models: Mapping[str, ModelSpec], train: Params, distill: Params) -> TuneSpec:
-    def schedule_of(model: str, teacher: str) -> ScheduleSpec:
-        m = models[model]
-        layers = [train, m.train] + ([distill, m.distill] if teacher != NO_TEACHER else [])
-        return replace(TrainSpec(), **{k: v for layer in layers for k, v in layer}).schedule
-
-    def check_setting(setting: str, model: str, teacher: str) -> str | None:
-        """What is wrong with tuning ``setting`` at all (whatever its values): a schedule's unknown parameter."""
-        if not setting.startswith("schedule."):
-            return None
-        name = schedule_of(model, teacher).name
-        allowed = _callable_params(SCHEDULES.get(name), ("epoch", "total_epochs"))
-        key = setting.split(".", 1)[1]
-        if key not in allowed:
-            return f"unknown parameter {key!r} for the schedule {name}; allowed: {', '.join(allowed) or 'none'}"
-        return None
-
-    def check_value(setting: str, value: Any, model: str, teacher: str) -> str | None:
-        try:
-            if setting in LOSS_SETTINGS:
-                (as_float(gt=0) if setting == "temperature" else as_float(ge=0))(value)
-            elif setting.startswith("schedule."):
-                as_schedule({"name": schedule_of(model, teacher).name, setting.split(".", 1)[1]: value})
-            else:
-                TRAIN_FIELDS[setting](value)
-        except _Bad as e:
-            return str(e)
-        return None
-
-    if raw is None:
-        return TuneSpec()
-    sec = _Section(source, "tune", raw, ["metric", "seeds", "sampler_seed", "asha", "space"])
-
-    def metric(v: Any) -> str:
-        if not isinstance(v, str) or v not in DIRECTIONS:
-            raise _Bad(f"must be a validation metric, one of {', '.join(DIRECTIONS)}; got {_kind(v)} {v!r}")
-        return v
-
-    def asha(v: Any) -> AshaSpec | None:
-        if v is False or v is None:
-            return None
-        if v is True:
-            return AshaSpec()
-        if not isinstance(v, Mapping):
-            raise _Bad(f"must be true, false or a mapping {{grace_period: 2, reduction_factor: 3}}; got {_kind(v)} {v!r}")
-        a = _Section(source, "tune.asha", v, ["grace_period", "reduction_factor"])
-        return AshaSpec(
-            a.get("grace_period", as_int(ge=1), AshaSpec.grace_period),
-            a.get("reduction_factor", as_float(gt=1), AshaSpec.reduction_factor),
-        )
-
-    return TuneSpec(
-        metric=sec.get("metric", metric, TuneSpec.metric),
-        seeds=sec.get("seeds", as_int(ge=1), TuneSpec.seeds),
-        sampler_seed=sec.get("sampler_seed", as_int(ge=0), TuneSpec.sampler_seed),
-        asha=sec.get("asha", asha, AshaSpec()),
-        spaces=parse_spaces(sec.raw.get("space"), source, models, check_value, check_setting),
-    )
 
 
 def resolve_train(spec: SweepSpec, model: ModelSpec, student: bool = False, overrides: Params = ()) -> TrainSpec:

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from kdtune.config import SELECT_FROM, STUDENT_STREAMS, TrialConfig
 from kdtune.data import DataBundle, DataInfo, data_fingerprint, load_data
 from kdtune.data.augment import AUGMENTATIONS
 from kdtune.data.base import Split, take
@@ -41,7 +42,6 @@ from kdtune.errors import KdtuneError
 from kdtune.models import build_model
 from kdtune.models.layers import dropout_keys
 from kdtune.optim import OPTIMIZERS, SCHEDULES
-from kdtune.plan import TrialConfig
 from kdtune.rundir import (
     MODEL,
     TrialWriter,
@@ -53,7 +53,6 @@ from kdtune.rundir import (
     sha256_file,
     trial_dir,
 )
-from kdtune.spec import SELECT_FROM, STUDENT_STREAMS
 from kdtune.tasks import Task, batch_inputs, feature_index, task_for
 
 TENSORBOARD = "tensorboard"  # RUN/tensorboard/<group name>/<trial id>/: per-epoch curves (execution.tensorboard)

@@ -77,7 +77,7 @@ def test_folder_lists_at_most_eight_files(tmp_path):
     [
         (
             (),
-            "usage: kdtune [-h] {run,tune,plan,report,status,analyze,download}",
+            "usage: kdtune [-h] {run,tune,plan,report,status,analyze,download,schema}",
             "the following arguments are required: command",
         ),
         (("runn",), "usage: kdtune [-h]", "argument command: invalid choice: 'runn'"),

@@ -20,11 +20,11 @@ import yaml
 from optuna.trial import TrialState
 
 from kdtune.cli import main
+from kdtune.config import apply_values
 from kdtune.errors import KdtuneError, SpecError
 from kdtune.rundir import read_json, trial_dir
 from kdtune.spec import parse_sweep
 from kdtune.tuning.search import prepare, run_search_trial
-from kdtune.tuning.values import apply_values
 
 
 def _with_tune(raw: dict[str, Any], **tune: Any) -> dict[str, Any]:

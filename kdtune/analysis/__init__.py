@@ -103,7 +103,7 @@ class RunView:
         data_root: str | Path | None = None,
         sweep: str | None = None,
     ) -> None:
-        from kdtune.plan import TrialConfig
+        from kdtune.config import TrialConfig
         from kdtune.results import collect_run
         from kdtune.rundir import CONFIG, read_json, trial_dir
 

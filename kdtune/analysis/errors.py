@@ -82,7 +82,7 @@ def ordered_eval_sets(view: RunView) -> list[str]:
 
 def run_trials(view: RunView) -> dict[str, TrialView]:
     """Every finished trial of the run folder by id: the view's, then those its filters left out (teachers…)."""
-    from kdtune.plan import TrialConfig
+    from kdtune.config import TrialConfig
     from kdtune.rundir import CONFIG, read_json, trial_dir
 
     out = {t.id: t for t in view.trials}

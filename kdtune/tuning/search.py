@@ -17,14 +17,16 @@ from typing import Any
 
 import numpy as np
 
+from kdtune.batched import SeedBatch, batchable
+from kdtune.config import LOSS_SETTINGS, SearchSpace, TrialConfig, apply_values, tuned_name, tuned_path, write_tuned
 from kdtune.errors import KdtuneError
-from kdtune.plan import Plan, TrialConfig, make_plan
+from kdtune.execute import Interrupted
+from kdtune.plan import Plan, make_plan
+from kdtune.results import write_trials_record
 from kdtune.rundir import METRICS, check_trial, is_finished, read_json, trial_dir
 from kdtune.spec import NO_TEACHER, SweepSpec
+from kdtune.train import Trainer, resolve_device
 from kdtune.tuning import study as studies
-from kdtune.tuning.space import LOSS_SETTINGS, SearchSpace
-from kdtune.tuning.tuned import tuned_name, tuned_path, write_tuned
-from kdtune.tuning.values import apply_values
 
 Payload = dict[str, Any]
 
@@ -118,8 +120,6 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def _seed_batch(trainers: list[Any]) -> Any:
     """The :class:`~kdtune.batched.SeedBatch` of a search trial's unfinished seeds where they can train as one
     vmapped model, else None (fewer than two, or a model that cannot: said once in the log)."""
-    from kdtune.batched import SeedBatch, batchable
-
     return SeedBatch(trainers) if batchable(trainers) else None
 
 
@@ -127,8 +127,6 @@ def run_search_trial(config: dict[str, Any], payload: Payload, report: Callable[
     """Worker side: train the seeds of one search trial in lockstep, reporting the seeds' mean validation
     metric after every epoch and, last, the objective with ``final`` set. Finished seeds are read."""
     import torch
-
-    from kdtune.train import Trainer, resolve_device
 
     torch.set_num_threads(max(1, int(payload["cpus"])))
     device = resolve_device(payload["device"])
@@ -405,8 +403,6 @@ def run_search(
         except KeyboardInterrupt:
             started_numbers = {t.number for t in searcher._ot_trials.values()}
             studies.recover(study, only=started_numbers)  # what Ctrl-C left running is retried next time
-            from kdtune.execute import Interrupted
-
             raise Interrupted(studies.counts(study)["finished"], n_trials) from None
         log(f"search: finished in {time.perf_counter() - start:.1f} s")
     return finish(setup, study, url, n_trials, log)
@@ -463,8 +459,6 @@ def _record(setup: SearchSetup, study: Any) -> None:
     """A sweep record (kind ``tune``) of the seed trials of every complete search trial and their
     teachers, so they can be reported (``kdtune report RUN --sweep tune-MLP``) like any others."""
     from optuna.trial import TrialState
-
-    from kdtune.results import write_trials_record
 
     spec = setup.spec
     trials: dict[str, dict[str, Any]] = {}

@@ -1,0 +1,438 @@
+"""The resolved configuration, below both the planner and the trainer: what a trial is (:class:`TrialConfig`, whose
+hash is the trial id, and its parts), the search spaces of ``tune:`` once read, tuned values applied to a trial's
+settings (:func:`apply_values`, for a search trial and for ``hparams: tuned`` alike) and tuned files read back.
+
+Sweep files are read and checked in :mod:`kdtune.spec`; nothing here reads a sweep file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kdtune.data import DataSpec, EvalSetSpec
+from kdtune.distill import LossSpec, switches
+from kdtune.errors import KdtuneError
+from kdtune.optim import SCHEDULES
+
+Params = tuple[tuple[str, Any], ...]
+NO_TEACHER = "data"
+SELECT_FROM = ("first_epoch", "last_switch")  # TrainSpec.select_from: derived from the loss, never written in a sweep
+# grid.student_streams: whether a student's random streams are drawn apart from those of the models trained from
+# data (today's default: a self-distilled student does not start as an exact copy of its teacher) or shared with them
+STUDENT_STREAMS = ("apart", "shared")
+
+# YAML 1.2 core-schema floats that YAML 1.1 (PyYAML) reads as strings: 3e-4, 1e5, -2E-3, -.5, 5. (a dot or
+# an exponent is required, so integers stay integers).
+_FLOAT_12 = re.compile(r"^[-+]?(?:(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)$")
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader (no Python objects) that also reads YAML 1.2 floats such as ``3e-4``."""
+
+
+class _Dumper(yaml.SafeDumper):
+    """``yaml.safe_dump``'s dumper that quotes strings :class:`_Loader` would read as numbers (``'3e-4'``)."""
+
+
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+.0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML like ``yaml.safe_load``, but read every number YAML 1.2 reads (``3e-4`` is 0.0003,
+    not a string); quoted scalars stay strings. Raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader: no Python objects
+
+
+def dump_yaml(data: Any) -> str:
+    """``yaml.safe_dump`` (key order kept) whose output :func:`load_yaml` reads back unchanged."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False)
+
+
+def freeze(value: Any) -> Any:
+    """Lists → tuples and mappings → sorted (key, value) tuples, recursively (hashable, canonical)."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(params: Params) -> dict[str, Any]:
+    """A parameter tuple back as keyword arguments."""
+    return dict(params)
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A learning-rate schedule from :data:`kdtune.optim.SCHEDULES` and its parameters."""
+
+    name: str = "constant"
+    params: Params = ()
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """A random augmentation from :data:`kdtune.data.augment.AUGMENTATIONS` and its parameters."""
+
+    name: str
+    params: Params = ()
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How one model is trained: optimizer, schedule, regularization, selection."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    dropout: float = 0.0
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    schedule: ScheduleSpec = ScheduleSpec()
+    augment: AugmentSpec | None = None
+    select: str = "val_accuracy"
+    # the epochs ``select`` chooses among: every one ("first_epoch"), or, for a student whose loss switches between
+    # the labels and its teacher, those from its last switch on ("last_switch", kdtune.distill.selection_epochs).
+    # Set by the planner from the loss (:func:`with_selection`), not by sweep files; trials trained before kdtune
+    # had it read "first_epoch", as they were selected, and keep their ids.
+    select_from: str = "first_epoch"
+
+
+def with_selection(train: TrainSpec, loss: LossSpec) -> TrainSpec:
+    """``train`` with the selection rule of ``loss``: ``select_from`` "last_switch" where the loss switches inside
+    ``train.epochs`` epochs, "first_epoch" otherwise."""
+    select_from = SELECT_FROM[1] if switches(loss, train.epochs) else SELECT_FROM[0]
+    return train if train.select_from == select_from else replace(train, select_from=select_from)
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What each trial leaves beyond its metrics. ``feature_epochs``: epochs (0 = initialisation, sorted,
+    distinct) at which a trial keeps penultimate features of the fixed subset for training paths; epochs
+    beyond a model's training are skipped (models of one sweep may train for different epochs)."""
+
+    feature_examples: int = 1000
+    feature_epochs: tuple[int, ...] = ()
+
+
+# The version of the code paths that change a trial's result for the same config: part of every trial
+# id, so results of older code are never mistaken for results of this one. Bump it with any such change.
+# 2: data fingerprint in the id; ties in model selection broken by validation NLL; divergence checks.
+# 3: keyed dropout masks (a hash of seed, step, call and position instead of the global random state), so a
+#    seed trains the same alone or vmapped among its group's seeds; the CNN's convolutions before BatchNorm lost
+#    their (ineffective) bias.
+# Not a version: ``data.invariance`` drawing only non-identity transformations for IM changed the ids of the
+# configs that set it alone (their invariance holds ``non_identity: true``; see kdtune.spec.as_invariance).
+# Model selection of a switched student (start > 0 or a stop inside its epochs) keeps an epoch from its last
+# switch on: not a version bump (every other trial keeps its id), but ``train.select_from: last_switch`` in
+# those trials' configs, which gives them new ids (see TrainSpec.select_from).
+RESULTS_VERSION = 3
+SCHEMA = f"kdtune.trial/{RESULTS_VERSION}"
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything that determines a trial's result. Its hash is the trial id."""
+
+    arch: str
+    params: tuple[tuple[str, Any], ...]
+    data: DataSpec
+    train: TrainSpec
+    loss: LossSpec
+    seed: int
+    teacher_id: str | None = None
+    outputs: OutputSpec = field(default_factory=OutputSpec)
+    data_fingerprint: str = ""  # hash of the tensors actually loaded (kdtune.data.data_fingerprint)
+    # ``seed`` seeds the initialisation stream, and the data stream (data order, dropout, augmentation) unless
+    # ``data_seed`` is set (grid.init_seeds × grid.data_seeds); a student's streams are drawn apart from the
+    # models' trained from data unless ``student_streams`` is shared (see kdtune.train.stream_seeds)
+    data_seed: int | None = None
+    student_streams: str = STUDENT_STREAMS[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able, canonical form (tuples of pairs become mappings). Settings at the values they had
+        before they existed are left out (an empty ``outputs.feature_epochs``; ``data.folds`` 1 and its
+        ``fold``; no ``data.invariance``; ``loss.start`` 0 and ``loss.stop`` None; ``train.select_from``
+        first_epoch; no ``data_seed``; ``student_streams`` apart), so such configs keep their ids."""
+        d = _jsonable(dataclasses.asdict(self)) | {"schema": SCHEMA}
+        if d["data_seed"] is None:
+            del d["data_seed"]
+        if d["student_streams"] == STUDENT_STREAMS[0]:
+            del d["student_streams"]
+        if not d["outputs"]["feature_epochs"]:
+            del d["outputs"]["feature_epochs"]
+        data, loss = d["data"] or {}, d["loss"] or {}
+        if data.get("folds", 1) <= 1:
+            data.pop("folds", None)
+            data.pop("fold", None)
+        if data.get("invariance", 0) is None:
+            del data["invariance"]
+        if loss.get("start") == 0 and loss.get("stop") is None:
+            del loss["start"], loss["stop"]
+        train = d["train"] or {}
+        if train.get("select_from") == SELECT_FROM[0]:
+            del train["select_from"]
+        return d
+
+    @property
+    def id(self) -> str:
+        """Stable id: the first 16 hex digits of the SHA-256 of the canonical JSON."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrialConfig:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(d["data"])
+        data["params"] = _pairs(data["params"])
+        if data.get("invariance") is not None:
+            data["invariance"] = _pairs(data["invariance"])
+        data["eval_sets"] = tuple(
+            EvalSetSpec(e["name"], e["source"], e["corruption"], _pairs(e["params"])) for e in data["eval_sets"]
+        )
+        train = dict(d["train"])
+        train["schedule"] = ScheduleSpec(train["schedule"]["name"], _pairs(train["schedule"]["params"]))
+        if train["augment"] is not None:
+            train["augment"] = AugmentSpec(train["augment"]["name"], _pairs(train["augment"]["params"]))
+        return cls(
+            arch=d["arch"],
+            params=_pairs(d["params"]),
+            data=DataSpec(**data),
+            train=TrainSpec(**train),
+            loss=LossSpec(**d["loss"]),
+            seed=d["seed"],
+            teacher_id=d["teacher_id"],
+            outputs=OutputSpec(**{k: tuple(v) if k == "feature_epochs" else v for k, v in d["outputs"].items()}),
+            data_fingerprint=d.get("data_fingerprint", ""),
+            data_seed=d.get("data_seed"),
+            student_streams=d.get("student_streams", STUDENT_STREAMS[0]),
+        )
+
+    def seedless(self) -> TrialConfig:
+        """This config without what tells the seed units of one configuration apart (its seeds and teacher)."""
+        return dataclasses.replace(self, seed=0, data_seed=None, teacher_id=None)
+
+
+def _is_pairs(v: Any) -> bool:
+    return isinstance(v, (tuple, list)) and all(isinstance(i, (tuple, list)) and len(i) == 2 and isinstance(i[0], str) for i in v)
+
+
+def _jsonable(v: Any, key: str = "") -> Any:
+    if isinstance(v, dict):
+        return {k: _jsonable(x, k) for k, x in v.items()}
+    if key in ("params", "invariance") and _is_pairs(v):
+        return {k: _jsonable(x) for k, x in v}
+    if isinstance(v, (tuple, list)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def _freeze(v: Any) -> Any:
+    if isinstance(v, dict):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    if isinstance(v, list):
+        return tuple(_freeze(x) for x in v)
+    return v
+
+
+def _pairs(d: dict[str, Any] | list[Any]) -> tuple[tuple[str, Any], ...]:
+    return _freeze(d) if isinstance(d, dict) else tuple((k, _freeze(v)) for k, v in d)
+
+
+# validation metric → direction (what a search maximises or minimises)
+DIRECTIONS = {
+    "accuracy": "maximize",
+    "a_accuracy": "maximize",
+    "d_accuracy": "maximize",
+    "nll": "minimize",
+    "ece": "minimize",
+    "perplexity": "minimize",
+    "token_nll": "minimize",
+}
+KINDS = ("loguniform", "uniform", "int", "categorical")
+TRAIN_SETTINGS = ("lr", "weight_decay", "dropout", "label_smoothing", "batch_size", "epochs", "grad_clip", "optimizer")
+LOSS_SETTINGS = ("temperature", "w_hard", "w_soft")
+INT_SETTINGS = ("batch_size", "epochs")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One dimension of a search space: ``loguniform``/``uniform`` (floats), ``int`` (with ``step``,
+    optionally ``log``) or ``categorical`` (``choices``)."""
+
+    kind: str
+    low: float = 0.0
+    high: float = 0.0
+    step: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+
+    def to_optuna(self) -> Any:
+        """The equivalent ``optuna.distributions`` object."""
+        from optuna import distributions as d
+
+        if self.kind == "categorical":
+            return d.CategoricalDistribution(list(self.choices))
+        if self.kind == "int":
+            return d.IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return d.FloatDistribution(self.low, self.high, log=self.kind == "loguniform", step=self.step)
+
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` lies in this dimension (used to start a search from the sweep's own settings)."""
+        if self.kind == "categorical":
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind == "int":
+            step = int(self.step or 1)
+            return float(value).is_integer() and self.low <= value <= self.high and (int(value) - int(self.low)) % step == 0
+        return self.low <= value <= self.high
+
+    def describe(self) -> str:
+        """Short text, e.g. ``loguniform [0.0001, 0.01]``."""
+        if self.kind == "categorical":
+            return f"one of {list(self.choices)}"
+        step = f" step {self.step:g}" if self.step else ""
+        return f"{self.kind}{' log' if self.log else ''} [{self.low:g}, {self.high:g}]{step}"
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What to tune for one model trained from data (``teacher == "data"``) or one teacher → student pair."""
+
+    model: str
+    teacher: str
+    params: tuple[tuple[str, Distribution], ...]
+
+    @property
+    def key(self) -> str:
+        """How the sweep file names it: ``MLP`` or ``CNN -> MLP``."""
+        return self.model if self.teacher == "data" else f"{self.teacher} -> {self.model}"
+
+
+@dataclass(frozen=True)
+class AshaSpec:
+    """Early stopping of bad search trials by Ray Tune's ASHA scheduler (it only stops trials)."""
+
+    grace_period: int = 2
+    reduction_factor: float = 3.0
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """The ``tune:`` section: metric, seeds per search trial, sampler seed, ASHA, search spaces."""
+
+    metric: str = "accuracy"
+    seeds: int = 3
+    sampler_seed: int = 0
+    asha: AshaSpec | None = AshaSpec()
+    spaces: tuple[SearchSpace, ...] = ()
+
+    @property
+    def direction(self) -> str:
+        """``maximize`` or ``minimize``."""
+        return DIRECTIONS[self.metric]
+
+    def space_for(self, model: str, teacher: str = "data") -> SearchSpace | None:
+        """The search space of ``model`` (from data, or as a student of ``teacher``), if the file has one."""
+        return next((s for s in self.spaces if s.model == model and s.teacher == teacher), None)
+
+
+def _schedule_default(name: str, param: str) -> Any:
+    p = inspect.signature(SCHEDULES.get(name)).parameters.get(param)
+    return None if p is None else p.default
+
+
+def apply_values(train: TrainSpec, loss: LossSpec, values: Mapping[str, Any]) -> tuple[TrainSpec, LossSpec]:
+    """``train`` and ``loss`` with ``values`` (setting → value, e.g. ``lr``, ``schedule.decay_rate``,
+    ``temperature``) put in; numbers take the type of the setting (whole numbers for epochs). The selection rule
+    follows the (possibly tuned) epochs: :func:`kdtune.spec.with_selection`."""
+    fields: dict[str, Any] = {}
+    loss_fields: dict[str, Any] = {}
+    schedule = dict(train.schedule.params)
+    for key, value in values.items():
+        if key in TRAIN_SETTINGS:
+            if key in INT_SETTINGS:
+                fields[key] = int(value)
+            elif key == "optimizer":
+                fields[key] = str(value)
+            else:
+                fields[key] = float(value)
+        elif key in LOSS_SETTINGS:
+            loss_fields[key] = float(value)
+        elif key.startswith("schedule."):
+            param = key.split(".", 1)[1]
+            default = _schedule_default(train.schedule.name, param)
+            schedule[param] = float(value) if isinstance(default, float) else value
+        else:
+            raise ValueError(f"{key!r} is not a setting kdtune can tune")
+    if schedule != dict(train.schedule.params):
+        fields["schedule"] = ScheduleSpec(train.schedule.name, freeze(schedule))
+    loss = dataclasses.replace(loss, **loss_fields)
+    return with_selection(dataclasses.replace(train, **fields), loss), loss
+
+
+def tuned_name(model: str, teacher: str = NO_TEACHER) -> str:
+    """``MLP`` or ``MLP--from-CNN``: the file stem, the record name's tail and the study's label."""
+    return model if teacher == NO_TEACHER else f"{model}--from-{teacher}"
+
+
+def tuned_path(run_dir: Path, model: str, teacher: str = NO_TEACHER) -> Path:
+    """Where the tuned values of ``model`` (from data, or as a student of ``teacher``) live."""
+    return Path(run_dir) / "tuned" / f"{tuned_name(model, teacher)}.yaml"
+
+
+def tune_command(source: str, model: str, teacher: str, output: Path, name: str) -> str:
+    """The ``kdtune tune`` command that makes a missing tuned file."""
+    cmd = f"kdtune tune {source} --model {model}"
+    if teacher != NO_TEACHER:
+        cmd += f" --teacher {teacher}"
+    if Path(output) != Path("runs") / name:
+        cmd += f" --out {output}"
+    return cmd
+
+
+def write_tuned(path: Path, content: dict[str, Any]) -> None:
+    """Write a tuned file (YAML with a header line saying what made it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# written by kdtune tune: the best values of {content['model']}"
+    header += " trained from data" if content["teacher"] == NO_TEACHER else f" as a student of {content['teacher']}"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(header + "\n" + dump_yaml(content))
+    tmp.replace(path)
+
+
+def read_tuned(run_dir: Path, model: str, teacher: str, source: str, name: str) -> dict[str, Any]:
+    """The values of a tuned file; one line naming the ``kdtune tune`` command if it does not exist."""
+    path = tuned_path(run_dir, model, teacher)
+    role = "trained from data" if teacher == NO_TEACHER else f"as a student of {teacher}"
+    if not path.is_file():
+        raise KdtuneError(
+            f"{source}: models.{model} uses tuned values {role} (hparams: tuned) but {path} does not exist; "
+            f"make it with: {tune_command(source, model, teacher, run_dir, name)}"
+        )
+    try:
+        content = load_yaml(path.read_text())
+    except Exception as e:  # YAML errors and unreadable files alike
+        raise KdtuneError(f"{path}: cannot read tuned values ({type(e).__name__})") from None
+    values = content.get("values") if isinstance(content, dict) else None
+    allowed = (*TRAIN_SETTINGS, *(LOSS_SETTINGS if teacher != NO_TEACHER else ()))
+    if not isinstance(values, dict) or not values:
+        raise KdtuneError(f"{path}: no 'values' mapping; re-run {tune_command(source, model, teacher, run_dir, name)}")
+    bad = [k for k in values if k not in allowed and not str(k).startswith("schedule.")]
+    if bad:
+        raise KdtuneError(f"{path}: values: {bad[0]!r} is not a tunable setting here; allowed: {', '.join(allowed)}, schedule.*")
+    return values
