@@ -1,4 +1,4 @@
-"""The README's cluster recipe, run as written: its head, node and driver blocks, on 127.0.0.1 with other
+"""The cluster recipe of docs/cluster.md, run as written: its head, node and driver blocks, on 127.0.0.1 with other
 ports, folders and a home of the test's own (where ``ray get-auth-token --generate`` puts the token); and a
 driver without the token, which gets one line naming the authentication failure and leaves no run folder."""
 
@@ -23,13 +23,13 @@ from tests.test_cluster import _free_port, _stop_node
 
 pytestmark = pytest.mark.slow
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+CLUSTER_PAGE = (Path(__file__).resolve().parents[1] / "docs" / "cluster.md").read_text()
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def recipe() -> dict[str, str]:
-    """The README's recipe blocks by name: head, node, driver."""
-    return dict(re.findall(r"<!-- cluster recipe: (\w+) -->\n```bash\n(.*?)```", README, re.S))
+    """The recipe blocks of docs/cluster.md by name: head, node, driver."""
+    return dict(re.findall(r"<!-- cluster recipe: (\w+) -->\n```bash\n(.*?)```", CLUSTER_PAGE, re.S))
 
 
 def _place(script: str, **values: str) -> str:
