@@ -589,6 +589,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("\n".join(describe(study)))
         return 0
+    if args.report_only and not any(d.is_dir() for d in study.table_dirs):
+        raise KdtuneError(f"--report-only: no run folder {study.table_dirs[0]} yet; run kdtune study {args.study} first")
 
     def run_sweep(path: Path, entry: Any) -> int:
         if args.report_only:
@@ -622,6 +624,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
         return _cmd_analyze(ns)
 
     def results(run_dirs: Sequence[Path]) -> pd.DataFrame:
+        import pandas as pd
+
         from kdtune.results import collect_runs
 
         present = [d for d in run_dirs if d.is_dir()]

@@ -189,3 +189,11 @@ def test_ctrl_c_then_a_rerun_trains_nothing_twice_and_ends_with_the_same_report(
     after = _trial_files(cut / "run")
     assert {k: after[k] for k in kept} == kept  # nothing that had finished was trained or written again
     assert (cut / "run" / "report.md").read_text() == report
+
+
+def test_report_only_without_a_run_folder_is_one_line(tiny_raw, tmp_path, monkeypatch, capsys):
+    path = _write_study(tmp_path, tiny_raw)
+    monkeypatch.chdir(tmp_path)
+    assert main(["study", str(path), "--report-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--report-only: no run folder run yet" in err
