@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ from kdtune.spec import REPORT_KEYS
 
 REFERENCE_DIR = Path(__file__).parent / "references"
 SPREADS = ("std", "se", "ci95", "none")
+M = TypeVar("M", bound=BaseModel)
 VALUE_FIELDS = ("metric", "kdtune_metric", "mean", "spread", "note")
 
 
@@ -96,8 +97,9 @@ class RefTable:
 
 
 def _one_line(path: str, e: ValidationError) -> KdtuneError:
+    """Pydantic's first error as one kdtune line: file, field path (without pydantic's union-member tags), what."""
     err = e.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("SweepEntry", "str")))
     kind = err["type"]
     if kind == "extra_forbidden":
         what = "unknown field"
@@ -148,19 +150,25 @@ def shipped_references() -> list[str]:
     return sorted(p.stem for p in REFERENCE_DIR.glob("*.yaml"))
 
 
-def load_reference(name: str) -> dict[str, RefTable]:
-    """Every table of a reference file, checked: fields, value keys, and every claim's grammar (one line each)."""
-    path = reference_path(name)
+def read_model(path: str | Path, model: type[M], shape: str) -> M:
+    """A YAML mapping (``yaml.safe_load``) validated by ``model``; one line naming the file when it is not YAML,
+    not a mapping (``shape`` says what it should hold) or not valid."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError as e:
         raise KdtuneError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
     if not isinstance(raw, dict):
-        raise KdtuneError(f"{path}: a reference file is a mapping with id, citation and tables")
+        raise KdtuneError(f"{path}: {shape}")
     try:
-        model = ReferenceModel.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as e:
         raise _one_line(str(path), e) from None
+
+
+def load_reference(name: str) -> dict[str, RefTable]:
+    """Every table of a reference file, checked: fields, value keys, and every claim's grammar (one line each)."""
+    path = reference_path(name)
+    model = read_model(path, ReferenceModel, "a reference file is a mapping with id, citation and tables")
     out = {}
     seen: set[str] = set()
     for key, t in model.tables.items():

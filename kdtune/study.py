@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kdtune.claims import Claim, Evidence, evaluate, parse_check
 from kdtune.errors import KdtuneError
-from kdtune.reference import ClaimModel, ReferenceCheck, check_table, claim_rows, render_checks, resolve_target
+from kdtune.reference import ClaimModel, ReferenceCheck, check_table, claim_rows, read_model, render_checks, resolve_target
 
 REPORT_MD = "report.md"
 REPORT_HTML = Path("report") / "index.html"
@@ -127,20 +126,7 @@ def load_study(path: str | Path, out: str | None = None) -> Study:
     p = Path(path)
     if not p.is_file():
         raise KdtuneError(f"{path}: no such study file")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise KdtuneError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
-    if not isinstance(raw, dict):
-        raise KdtuneError(f"{path}: a study file is a mapping with name, sweeps, analyses, references, …")
-    try:
-        model = StudyModel.model_validate(raw)
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"] if not str(x).startswith(("SweepEntry", "str")))
-        what = {"extra_forbidden": "unknown field", "missing": "missing field"}.get(err["type"])
-        what = what or f"{err['msg'].lower()} (given {err.get('input')!r})"
-        raise KdtuneError(f"{path}: {loc}: {what}") from None
+    model = read_model(p, StudyModel, "a study file is a mapping with name, sweeps, analyses, references, …")
     sweeps = tuple(e for e in model.sweeps if isinstance(e, SweepEntry))
     for e in sweeps:
         if not (p.parent / e.path).is_file():
