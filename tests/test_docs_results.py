@@ -41,3 +41,14 @@ def test_the_index_lists_every_page():
     index = (RESULTS / "index.md").read_text()
     for page in PAGES:
         assert f"]({page.name})" in index
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/case-studies.md"])
+def test_results_measured_in_the_docs_say_they_are_of_this_results_version(page):
+    """Tables outside docs/results say which results version made them ('with results version N', '(results
+    version N'); a bump of RESULTS_VERSION fails here until they are re-measured (or marked as older)."""
+    text = (ROOT / page).read_text()
+    made = re.findall(r"(?:with\s|\()results\s+version\s+(\d+)", text)
+    assert made, f"{page} says no results version its tables were made with"
+    stale = sorted({v for v in made if v != str(RESULTS_VERSION)})
+    assert not stale, f"{page}: tables made with results version {', '.join(stale)}; kdtune's is {RESULTS_VERSION}"
