@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import itertools
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -141,6 +142,104 @@ class OutputSpec:
 # those trials' configs, which gives them new ids (see TrainSpec.select_from).
 RESULTS_VERSION = 3
 SCHEMA = f"kdtune.trial/{RESULTS_VERSION}"
+
+
+# ---------------------------------------------------------------- a sweep's models and grid, resolved
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model of the sweep: a label (used in tables), a registered architecture and its settings."""
+
+    label: str
+    arch: str
+    params: Params = ()
+    train: Params = ()  # overrides of the sweep's ``train`` for this model
+    distill: Params = ()  # overrides of the sweep's ``distill`` for this model as a student
+    tuned: tuple[str, ...] = ()  # teachers ("data": trained from data) whose tuned values this model uses
+    switch: Params = ()  # ``start``/``stop`` of this model's ``distill`` (when a student distils; see kdtune.distill)
+
+
+@dataclass(frozen=True)
+class SeedUnit:
+    """One unit of replication of a configuration: the seed of its initialisation stream (initial weights) and
+    of its data stream (data order, dropout masks, augmentation draws), and its number ``seed`` (the results'
+    ``seed`` column). With ``grid.seeds`` unit s is (s, s), numbered s; with ``grid.init_seeds`` × ``grid.data_seeds``
+    the units are their crossing, numbered 0, 1, … in that order (initialisation seeds outer)."""
+
+    seed: int
+    init: int
+    data: int
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """The grid: (teacher, student) pairs × distillation settings × training overrides × seed units."""
+
+    pairs: tuple[tuple[str, str], ...]  # (teacher label or "data", student label)
+    temperature: tuple[float, ...] = (1.0,)
+    w_hard: tuple[float, ...] = (0.0,)
+    w_soft: tuple[float, ...] = (1.0,)
+    loss: tuple[str, ...] = ("hinton",)
+    seeds: tuple[int, ...] = (0,)
+    teacher_seed: str | int = "same"  # "same": student unit k reads teacher unit k; an int: that unit for every student
+    train: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # train field → values, crossed
+    start: tuple[float | int, ...] | None = None  # switch points (None: not an axis; the distill sections decide)
+    stop: tuple[float | int | None, ...] | None = None
+    init_seeds: tuple[int, ...] | None = None  # the streams set apart (None: not an axis; ``seeds`` decides)
+    data_seeds: tuple[int, ...] | None = None
+    student_streams: str = STUDENT_STREAMS[0]
+
+    @property
+    def streams_apart(self) -> bool:
+        """Whether the grid sets the initialisation and data streams apart (``init_seeds``/``data_seeds``)."""
+        return self.init_seeds is not None or self.data_seeds is not None
+
+    def units(self) -> tuple[SeedUnit, ...]:
+        """The seed units every configuration is trained on (:class:`SeedUnit`); an axis left out is held at 0."""
+        if not self.streams_apart:
+            return tuple(SeedUnit(s, s, s) for s in self.seeds)
+        pairs = itertools.product(self.init_seeds or (0,), self.data_seeds or (0,))
+        return tuple(SeedUnit(k, i, d) for k, (i, d) in enumerate(pairs))
+
+    def teacher_unit(self, unit: SeedUnit) -> SeedUnit:
+        """The unit of the teacher a student of ``unit`` reads (``teacher_seed``)."""
+        if self.teacher_seed == "same":
+            return unit
+        k = int(self.teacher_seed)
+        return self.units()[k] if self.streams_apart else SeedUnit(k, k, k)
+
+
+class Layers(Protocol):
+    """What resolving a model's settings reads of a sweep (:class:`kdtune.spec.SweepSpec` has it): the sweep's
+    ``train`` and ``distill`` sections, its ``distill`` switch points and the grid."""
+
+    train: Params
+    distill: Params
+    switch: Params
+    grid: GridSpec
+
+
+def resolve_train(spec: Layers, model: ModelSpec, student: bool = False, overrides: Params = ()) -> TrainSpec:
+    """The training settings of one trial: defaults < sweep ``train`` < model ``train`` < (students
+    only: sweep ``distill`` < model ``distill``) < grid values."""
+    layers = [spec.train, model.train] + ([spec.distill, model.distill] if student else []) + [overrides]
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(dict(layer))
+    return replace(TrainSpec(), **merged)
+
+
+def switch_points(spec: Layers, model: ModelSpec) -> list[tuple[float | int, float | int | None]]:
+    """The (start, stop) pairs of ``model`` as a student: the grid's axes, crossed, where given; else the
+    value of its ``distill`` section, else the sweep's, else (0, None): distillation in every epoch."""
+    layers = dict(spec.switch) | dict(model.switch)
+    starts = spec.grid.start if spec.grid.start is not None else (layers.get("start", 0.0),)
+    stops = spec.grid.stop if spec.grid.stop is not None else (layers.get("stop"),)
+    return list(itertools.product(starts, stops))
+
+
+# ---------------------------------------------------------------- one trial
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Plan: a :class:`SweepSpec` → stages of trials with dependencies.
 
 A trial is one model trained on one seed unit (the seeds of its initialisation and data streams, see
-:class:`~kdtune.spec.SeedUnit`) under one resolved config; its id is a hash of that config (teacher's id
+:class:`~kdtune.config.SeedUnit`) under one resolved config; its id is a hash of that config (teacher's id
 included), so the same trial reached from two grid cells, two sweeps or a re-run is the same folder and is
 never trained twice. Stage 1 trains from data (baselines and teachers); a student sits one stage after its
 teacher. Trials that differ only in their seeds form a :class:`TrialGroup`, the unit handed to Ray Tune
@@ -25,23 +25,26 @@ from kdtune.config import (  # noqa: F401  (RESULTS_VERSION, SCHEMA: re-exported
     RESULTS_VERSION,
     SCHEMA,
     STUDENT_STREAMS,
+    SeedUnit,
     TrialConfig,
     apply_values,
     freeze,
     read_tuned,
+    resolve_train,
+    switch_points,
     with_selection,
 )
 from kdtune.data import DataSpec
 from kdtune.data.base import DataInfo
 from kdtune.distill import LossSpec
 from kdtune.errors import KdtuneError
-from kdtune.spec import SeedUnit, SweepSpec, resolve_train, switch_points
+from kdtune.spec import SweepSpec
 
 
 @dataclass(frozen=True)
 class Trial:
     """A planned trial: its config plus the labels it is reported under. ``unit`` is the number of its seed
-    unit in the sweep (:class:`~kdtune.spec.SeedUnit`), a label like ``student``: None means ``config.seed``."""
+    unit in the sweep (:class:`~kdtune.config.SeedUnit`), a label like ``student``: None means ``config.seed``."""
 
     config: TrialConfig
     stage: int

@@ -7,7 +7,6 @@ Everything a person wrote is checked here, before any work starts; a wrong value
 """
 
 import functools
-import inspect
 import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -21,13 +20,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    Discriminator,
     Field,
-    PlainValidator,
-    Strict,
-    Tag,
-    TypeAdapter,
-    ValidationError,
     create_model,
 )
 from pydantic.dataclasses import dataclass as section
@@ -46,6 +39,8 @@ from kdtune.config import (  # noqa: F401  (re-exported: the names modules have 
     AshaSpec,
     AugmentSpec,
     Distribution,
+    GridSpec,
+    ModelSpec,
     OutputSpec,
     Params,
     ScheduleSpec,
@@ -55,6 +50,8 @@ from kdtune.config import (  # noqa: F401  (re-exported: the names modules have 
     dump_yaml,
     freeze,
     load_yaml,
+    resolve_train,
+    switch_points,
     thaw,
     with_selection,
 )
@@ -65,6 +62,24 @@ from kdtune.distill import KD_LOSSES, LossSpec, distill_epochs
 from kdtune.errors import KdtuneError, SpecError
 from kdtune.models import MODELS, check_model
 from kdtune.optim import OPTIMIZERS, SCHEDULES, schedule_warning
+from kdtune.overrides import apply_overrides, blame_overrides
+from kdtune.validation import (
+    CFG,
+    Bool,
+    Choice,
+    Float,
+    Int,
+    Items,
+    Registered,
+    Str,
+    first_problem,
+    json_schema_of,
+    kind_of,
+    params_model,
+    registry_union,
+    tagged_union,
+    validate,
+)
 
 SELF_TEACHER = "self"
 SELECT_CHOICES = ("last", "val_accuracy", "val_nll")
@@ -93,108 +108,7 @@ CONFIG_COLUMNS = ("teacher_config", "config")  # a teacher's / the model's own o
 REPORT_KEYS = ("student", "teacher", "eval_set", "seed", "fold", "arch", *SETTING_COLUMNS, *CONFIG_COLUMNS)  # tables group by
 GRID_TRAIN_AXES = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing", "grad_clip")
 
-# ---------------------------------------------------------------- building blocks of the models
-
-CFG = ConfigDict(extra="forbid", allow_inf_nan=False, regex_engine="python-re")
-Int, Float, Str, Bool = (Annotated[t, Strict()] for t in (int, float, str, bool))
-_TAGS = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object", type(None): "null"}
-
-
-def _tag(v: Any) -> str:
-    """The YAML kind of ``v``, as JSON Schema names it: what picks the member of a union below."""
-    return _TAGS.get(type(v), "other")
-
-
-def _union(members: Mapping[str, Any], allowed: str | None = None, pick: Callable[[Any], str] = _tag) -> Any:
-    """One of ``members`` (YAML kind → type), picked by the kind of the value; ``allowed`` says it in words."""
-    extra = {"json_schema_extra": {"x-allowed": allowed}} if allowed else {}
-    return Annotated[Union[tuple(Annotated[t, Tag(k)] for k, t in members.items())], Discriminator(pick), Field(**extra)]  # noqa: UP007
-
-
-def _one_or_list(v: Any) -> str:
-    return "array" if isinstance(v, list) else _tag(v) if v is None or isinstance(v, dict) else "one"
-
-
-def Items(item: Any, scalar: bool = True) -> Any:
-    """A non-empty list of ``item`` as a tuple; with ``scalar``, a single item stands for a list of one."""
-    items = Annotated[list[item], Field(min_length=1)]
-    if not scalar:
-        return Annotated[items, AfterValidator(tuple)]
-    return Annotated[
-        _union({"array": items, "one": item}, pick=_one_or_list),
-        AfterValidator(lambda v: tuple(v) if isinstance(v, list) else (v,)),
-    ]
-
-
-def Registered(registry: Any) -> Any:
-    """The name of a component of ``registry`` (e.g. an optimizer)."""
-
-    def check(v: str) -> str:
-        if v not in registry:
-            raise ValueError(f"unknown {registry.kind} {v!r}; known: {', '.join(registry.names())}")
-        return v
-
-    return Annotated[Str, AfterValidator(check), Field(json_schema_extra={"enum": registry.names()})]
-
-
-def Choice(choices: Sequence[str]) -> Any:
-    return Literal[tuple(choices)]
-
-
-_BAGS: dict[str, tuple[str, tuple[str, ...]]] = {}  # $defs name → (what it configures, keys that are not its parameters)
-
-
-def _params_model(
-    component: str, kind: str, fn: Callable[..., Any], skip: Sequence[str], base: type = BaseModel, **fields: Any
-) -> type:
-    """A model of the keyword parameters of ``fn`` (a registered component): each takes the type of its default
-    (a float also takes an integer); ``fields`` are the model's other keys. Defaults are part of a trial's identity."""
-    params: dict[str, Any] = {}
-    for p in inspect.signature(fn).parameters.values():
-        if p.name in (*skip, "self") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        d = p.default
-        t = {bool: Bool, int: Int, float: Float, str: Str, tuple: list, list: list}.get(type(d), Any)
-        desc = f"Parameter {p.name} of the {kind} {component}" + ("" if d is p.empty else f"; default {d!r}") + "."
-        bounds = _SCHEDULE_BOUNDS.get(p.name, {"gt": 0}) if kind == "schedule" else {}
-        allowed = {} if bounds else {"x-allowed": f"of the type of its default {d!r}"}
-        params[p.name] = (t, Field(... if d is p.empty else d, description=desc, json_schema_extra=allowed, **bounds))
-    cls = create_model(
-        f"{kind.title().replace(' ', '')}{'' if fields else 'Params'}_{component}",
-        __base__=base,
-        __doc__=f"The {kind} {component}.",
-        **fields,
-        **params,
-    )
-    _BAGS[cls.__name__] = (kind, tuple(fields))
-    return cls
-
-
-_SCHEDULE_BOUNDS = {"alpha": {"ge": 0, "le": 1}, "t_mul": {"ge": 1}}
-
-
-def _registry_union(registry: Any, key: str, member: Callable[[str], type], append: bool, default: str | None = None) -> Any:
-    """A mapping whose ``key`` names a component of ``registry``; the rest of it is that component's model. Looked up
-    when a file is read, so components registered after this module was imported are known too."""
-    member = functools.cache(member)
-    names = registry.names()
-    info = {"kind": registry.kind, "key": key, "append": append}
-
-    def validate(v: Any) -> BaseModel:
-        tag = v.get(key, default) if isinstance(v, dict) else None
-        if not isinstance(tag, str) or tag not in registry:  # (a tag of any YAML kind, e.g. a mapping)
-            error = "registry_missing" if tag is None else "registry_unknown"
-            raise PydanticCustomError(
-                error, "{kind}", info | {"tag": tag if isinstance(tag, str) else repr(tag), "names": ", ".join(registry.names())}
-            )
-        try:
-            return member(tag).model_validate(v)
-        except ValidationError as e:  # said from the member's own schema, at its path
-            at, message = _message(e.errors(include_url=False)[0], _schema(member(tag)))
-            raise PydanticCustomError("kdtune", "{message}", {"message": message, "at": at}) from None
-
-    union = Union[tuple(Annotated[member(n), Tag(n)] for n in names)]  # noqa: UP007  (the JSON Schema's view)
-    return Annotated[Any, PlainValidator(validate, json_schema_input_type=Annotated[union, Discriminator(key)])]
+# ---------------------------------------------------------------- the models of a sweep file's sections
 
 
 def _named(v: Any) -> Any:
@@ -206,13 +120,15 @@ class _Model(BaseModel):
 
 
 def _schedule_member(n: str) -> type:
-    return _params_model(
-        n, "schedule", SCHEDULES.get(n), ("epoch", "total_epochs"), _Model, name=(Literal[n], Field(description="The schedule."))
-    )
+    name = (Literal[n], Field(description="The schedule."))
+    return params_model(n, "schedule", SCHEDULES.get(n), ("epoch", "total_epochs"), _Model, _SCHEDULE_BOUNDS, name=name)
+
+
+_SCHEDULE_BOUNDS = {"alpha": {"ge": 0, "le": 1}, "t_mul": {"ge": 1}}  # every other schedule parameter is > 0
 
 
 def _augment_member(skip: tuple[str, ...]) -> Callable[[str], type]:
-    return lambda n: _params_model(
+    return lambda n: params_model(
         n, "augmentation", AUGMENTATIONS.get(n), skip, _Model, name=(Literal[n], Field(description="The augmentation."))
     )
 
@@ -226,7 +142,7 @@ SCHEDULE_NAMES = f"a schedule name or a mapping {{name: …, parameters}} (sched
 
 def _by_name(registry: Any, member: Callable[[str], type]) -> Any:
     """A component of ``registry`` by its name alone or as a mapping {name: …, its parameters}."""
-    union = _registry_union(registry, "name", member, append=False)
+    union = registry_union(registry, "name", member, append=False)
     return Annotated[union, BeforeValidator(_named, json_schema_input_type=Union[Choice(registry.names()), union])]  # noqa: UP007
 
 
@@ -240,7 +156,9 @@ def _start(stop: bool) -> Any:
     frac = Annotated[Float, Field(gt=0, lt=1) if stop else Field(ge=0, lt=1)]
     whole = Annotated[Int, Field(ge=1)] if stop else Annotated[Int, Field(ge=0), AfterValidator(lambda v: v if v else 0.0)]
     what = "a fraction in " + ("(0, 1)" if stop else "[0, 1)") + " of the epochs or an epoch number (an integer >= 1)"
-    return _union({"number": frac, "integer": whole, **({"null": None} if stop else {})}, what + (" or null" if stop else ""))
+    return tagged_union(
+        {"number": frac, "integer": whole, **({"null": None} if stop else {})}, what + (" or null" if stop else "")
+    )
 
 
 Start, Stop = _start(False), _start(True)
@@ -299,7 +217,7 @@ class Distill(Train):
 
 
 def _model_member(arch: str) -> type:
-    params = _params_model(arch, "model", MODELS.get(arch).__init__, ("info", "dropout"), _Model)
+    params = params_model(arch, "model", MODELS.get(arch).__init__, ("info", "dropout"), _Model)
     return create_model(
         f"Model_{arch}",
         __base__=_Model,
@@ -312,7 +230,7 @@ def _model_member(arch: str) -> type:
         train=(Train | None, Field(None, description="This model's overrides of the sweep's train section.")),
         distill=(Distill | None, Field(None, description="This model's overrides of the sweep's distill section, as a student.")),
         hparams=(
-            _union({"string": Choice(("tuned", "defaults")), "object": dict[Str, Choice(("tuned", "defaults"))]}),
+            tagged_union({"string": Choice(("tuned", "defaults")), "object": dict[Str, Choice(("tuned", "defaults"))]}),
             Field(
                 "defaults",
                 description="tuned: train from data with the values `kdtune tune` found (tuned/<model>.yaml); "
@@ -322,7 +240,7 @@ def _model_member(arch: str) -> type:
     )
 
 
-_Models = _registry_union(MODELS, "arch", _model_member, append=True)
+_Models = registry_union(MODELS, "arch", _model_member, append=True)
 Model = Annotated[
     _Models,
     BeforeValidator(lambda v: {"arch": v} if isinstance(v, str) else v, json_schema_input_type=Choice(MODELS.names()) | _Models),
@@ -330,7 +248,7 @@ Model = Annotated[
 
 
 def _eval_member(c: str) -> type:
-    return _params_model(
+    return params_model(
         c,
         "corruption",
         CORRUPTIONS.get(c),
@@ -351,14 +269,14 @@ def _eval_member(c: str) -> type:
     )
 
 
-EvalSet = _union(
-    {"string": Str, "object": _registry_union(CORRUPTIONS, "corruption", _eval_member, True, "identity")},
+EvalSet = tagged_union(
+    {"string": Str, "object": registry_union(CORRUPTIONS, "corruption", _eval_member, True, "identity")},
     "an eval set name of the data set or a mapping {name: …, source: …, corruption: …, parameters}",
 )
 
 
 def _data_member(n: str) -> type:
-    params = _params_model(n, "data set", DATASETS.get(n).__init__, (), _Model)
+    params = params_model(n, "data set", DATASETS.get(n).__init__, (), _Model)
     return create_model(
         f"Data_{n}",
         __base__=DataBase,
@@ -369,7 +287,7 @@ def _data_member(n: str) -> type:
 
 
 class DataBase(_Model):
-    val_size: _union(
+    val_size: tagged_union(
         {"number": Annotated[Float, Field(gt=0, lt=1)], "integer": PosInt}, "a fraction in (0, 1) or a count >= 1"
     ) = Field(
         0.1, description="The validation split: a fraction in (0, 1) of the training pool or a count of examples. Default 0.1."
@@ -396,8 +314,8 @@ class DataBase(_Model):
     )
 
 
-Data = _registry_union(DATASETS, "name", _data_member, append=True)
-Pair = _union(
+Data = registry_union(DATASETS, "name", _data_member, append=True)
+Pair = tagged_union(
     {
         "string": Str,
         "object": create_model(
@@ -409,7 +327,7 @@ Pair = _union(
     },
     "'TEACHER -> STUDENT' or {teacher: …, student: …}",
 )
-Seeds = _union(
+Seeds = tagged_union(
     {"integer": PosInt, "array": Annotated[list[Seed], Field(min_length=1)]},
     "a count of seeds (an integer >= 1) or a list of distinct integers >= 0",
 )
@@ -449,7 +367,7 @@ class Grid(_Model):
         description="apart (default): students draw their random streams apart from the models trained from data; shared: "
         "the same.",
     )
-    teacher_seed: _union({"string": Literal["same"], "integer": Seed}, "'same' or a seed unit >= 0") = Field(
+    teacher_seed: tagged_union({"string": Literal["same"], "integer": Seed}, "'same' or a seed unit >= 0") = Field(
         "same",
         description="same (default): student unit k reads teacher unit k; a number: every student reads that teacher unit.",
     )
@@ -477,7 +395,7 @@ class Resources:
 class ExecutionSpec:
     """How trials are executed (none of it is part of a trial's id)."""
 
-    seeds_per_trial: _union({"integer": PosInt, "string": Literal["auto"]}) = Field(
+    seeds_per_trial: tagged_union({"integer": PosInt, "string": Literal["auto"]}) = Field(
         1,
         description="Seeds one Ray trial trains together, batched (an integer >= 1), or auto: chosen from the model's size "
         "and the device. Default 1.",
@@ -595,7 +513,7 @@ def _dist_kind(v: Any) -> str:
     return kinds[0] if len(kinds) == 1 else "none"
 
 
-Dist = _union(
+Dist = tagged_union(
     {
         "loguniform": _dist(
             "loguniform", "Floats, uniform on a log scale.", loguniform=(Bounds, Field(description="[low, high], low > 0."))
@@ -667,7 +585,7 @@ class Tune(_Model):
     ] = Field("accuracy", description="Validation metric the search optimizes (its direction is known). Default accuracy.")
     seeds: PosInt = Field(3, description="Seeds every search trial trains; the objective is their mean. Default 3.")
     sampler_seed: Seed = Field(0, description="Seed of Optuna's TPE sampler. Default 0.")
-    asha: _union({"boolean": Bool, "object": Asha, "null": None}) = Field(
+    asha: tagged_union({"boolean": Bool, "object": Asha, "null": None}) = Field(
         True,
         description="true (default): ASHA with its defaults; a mapping {grace_period, reduction_factor}; false: every "
         "search trial runs all its epochs.",
@@ -708,7 +626,7 @@ def json_schema() -> dict[str, Any]:
             return {("anyOf" if k == "oneOf" else k): any_of(v) for k, v in n.items()}
         return [any_of(v) for v in n] if isinstance(n, list) else n
 
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema"} | any_of(_schema(SweepFile))
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema"} | any_of(json_schema_of(SweepFile))
 
 
 def schema_text() -> str:
@@ -718,227 +636,7 @@ def schema_text() -> str:
     return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
-@functools.cache
-def _schema(model: type) -> dict[str, Any]:
-    return _adapter(model).json_schema()
-
-
-# ---------------------------------------------------------------- pydantic's errors as kdtune's lines
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _describe(n: dict[str, Any], defs: Mapping[str, Any]) -> str:
-    """What a JSON Schema node allows, in words."""
-    n = defs.get(n["$ref"].rsplit("/", 1)[-1], {}) if "$ref" in n else n
-    members = n.get("oneOf") or n.get("anyOf")
-    if "x-allowed" in n:
-        return n["x-allowed"]
-    if "const" in n or "enum" in n:
-        return "one of " + ", ".join(map(str, n.get("enum", [n.get("const")])))
-    if members:
-        return " or ".join(dict.fromkeys(_describe(m, defs) for m in members))
-    t = n.get("type")
-    b = [
-        f"{op} {n[k]}"
-        for k, op in [("exclusiveMinimum", ">"), ("minimum", ">="), ("exclusiveMaximum", "<"), ("maximum", "<=")]
-        if k in n
-    ]
-    words = {
-        "integer": "an integer",
-        "number": "a number",
-        "string": "a string",
-        "boolean": "true or false",
-        "null": "null",
-        "array": "a list",
-        "object": "a mapping",
-    }.get(t, "a value")
-    return words + (" " + " and ".join(b) if b else "")
-
-
-def _locate(loc: Sequence[Any], schema: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], str]:
-    """Follow pydantic's ``loc`` through the JSON Schema: the field path as a person writes it (union tags left out),
-    the node of the field (with what it allows in words, where the model says so), the node of the mapping holding
-    it and that mapping's $defs name."""
-    defs = schema.get("$defs", {})
-
-    def res(n: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        name = n["$ref"].rsplit("/", 1)[-1] if "$ref" in n else ""
-        n = {**defs.get(name, {}), **{k: v for k, v in n.items() if k != "$ref"}} if name else n
-        other = [m for m in n.get("anyOf", []) if m.get("type") != "null"]
-        if len(other) == 1 and len(n["anyOf"]) == 2:  # X or null: X
-            inner, inner_name = res(other[0])
-            return {**inner, **({"x-allowed": n["x-allowed"]} if "x-allowed" in n else {})}, inner_name
-        return n, name
-
-    def is_tag(m: dict[str, Any], x: str) -> bool:
-        props = m.get("properties", {})
-        return (
-            m.get("type") == x
-            or (x == "one" and m.get("type") != "array")
-            or (x in KINDS and x in props)
-            or any(p.get("const") == x for p in props.values())
-        )
-
-    def flat(n: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:  # the members of a union, nested unions opened
-        return [
-            f
-            for m in n.get("oneOf") or n.get("anyOf") or []
-            for f in (flat(res(m)[0]) if "oneOf" in res(m)[0] or "anyOf" in res(m)[0] else [res(m)])
-        ]
-
-    (node, name), parent, parent_def, path = res(schema), {}, "", ""
-    name = name or node.get("title", "")  # a model validated alone: its class
-    allowed = node.get("x-allowed")
-    for x in loc:
-        members = flat(node)
-        if members and isinstance(x, str):
-            pick = [m for m in members if is_tag(m[0], x)]
-            if pick:
-                node, name = pick[0]
-                allowed = node.get("x-allowed", allowed)
-                continue
-            node, name = next((m for m in members if m[0].get("type") == "object"), (node, name))
-        if x == "[key]":
-            continue
-        if isinstance(x, int):
-            path, node = f"{path}[{x}]", node.get("items", {})
-        else:
-            extra = next(
-                (v for p, v in node.get("patternProperties", {}).items() if re.match(p, x)), node.get("additionalProperties")
-            )
-            path, parent, parent_def = (f"{path}.{x}" if path else x), node, name
-            node = node.get("properties", {}).get(x, extra if isinstance(extra, dict) else {})
-        node, name = res(node)
-        allowed = node.get("x-allowed")
-    return path, {**node, "x-allowed": allowed} if allowed else node, parent, parent_def
-
-
-def _message(e: Mapping[str, Any], schema: dict[str, Any]) -> tuple[str, str]:
-    """(field path, what is wrong) for one pydantic error: what was given and what is allowed, in kdtune's words."""
-    path, node, parent, parent_def = _locate(e["loc"], schema)
-    t, v, ctx = e["type"], e.get("input"), e.get("ctx") or {}
-    what = _describe(node, schema.get("$defs", {}))
-    if t.startswith("registry_"):  # a mapping naming a component: unknown or missing name
-        kind, key, names = ctx["kind"], ctx["key"], ctx["names"]
-        where = f"{path}.{key}" if ctx["append"] else path
-        if t == "registry_unknown":
-            return where, f"unknown {kind} {ctx['tag']!r}; known: {names}"
-        if isinstance(v, dict) and ctx["append"]:
-            return where, f"is required; one of {names}"
-        an = "an" if kind[0] in "aeiou" else "a"
-        got = f", got {_kind(v)} {v!r}" if not isinstance(v, dict) else ""
-        return path, f"must be {an} {kind} name or a mapping with {key!r} (one of {names}){got}"
-    if t == "kdtune":
-        at = ctx.get("at") or ""
-        return (f"{path}{'' if at.startswith('[') or not path else '.'}{at}" if at else path), str(ctx["message"])
-    if t == "missing":
-        return path, "is required"
-    if t == "extra_forbidden":
-        key = path.rsplit(".", 1)[-1]
-        keys = list(parent.get("properties", {}))
-        if parent_def in _BAGS:
-            kind, own = _BAGS[parent_def]
-            params = [k for k in keys if k not in own]
-            return path, f"unknown parameter {key!r} for this {kind}; allowed: {', '.join(params) or 'none'}"
-        return path, f"unknown key; allowed here: {', '.join(keys)}"
-    if t in ("value_error", "assertion_error"):
-        return path, str(ctx.get("error", e.get("msg")))
-    if t == "finite_number":
-        return path, f"must be a finite number, got {v!r}"
-    if t == "too_short" and isinstance(v, (list, dict)) and "x-allowed" not in node:
-        return path, "must not be empty"
-    if t in ("literal_error", "enum"):
-        return path, f"must be {what}; got {v!r}" if isinstance(v, str) else f"must be {what}; got {_kind(v)} {v!r}"
-    if t.startswith(("greater", "less", "string_pattern", "too_", "multiple")):  # integers say their kind, as ever
-        return path, f"must be {what}, got {_kind(v) + ' ' if node.get('type') == 'integer' else ''}{v!r}"
-    return path, f"must be {what}, got {_kind(v)} {v!r}"
-
-
-def _spec_error(err: ValidationError, source: str, model: type, prefix: str = "") -> SpecError:
-    """The first problem of ``err`` (pydantic reports them all) as kdtune's one line."""
-    path, message = _message(err.errors(include_url=False)[0], _schema(model))
-    return SpecError(source, ".".join(p for p in (prefix, path) if p), message)
-
-
-def _validate(model: Any, raw: Any, source: str, prefix: str = "") -> Any:
-    try:
-        return _adapter(model).validate_python(raw)
-    except ValidationError as e:
-        raise _spec_error(e, source, model, prefix) from None
-
-
-@functools.cache
-def _adapter(model: type) -> TypeAdapter:
-    return TypeAdapter(model)
-
-
 # ---------------------------------------------------------------- the sweep, resolved
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model of the sweep: a label (used in tables), a registered architecture and its settings."""
-
-    label: str
-    arch: str
-    params: Params = ()
-    train: Params = ()  # overrides of the sweep's ``train`` for this model
-    distill: Params = ()  # overrides of the sweep's ``distill`` for this model as a student
-    tuned: tuple[str, ...] = ()  # teachers ("data": trained from data) whose tuned values this model uses
-    switch: Params = ()  # ``start``/``stop`` of this model's ``distill`` (when a student distils; see kdtune.distill)
-
-
-@dataclass(frozen=True)
-class SeedUnit:
-    """One unit of replication of a configuration: the seed of its initialisation stream (initial weights) and
-    of its data stream (data order, dropout masks, augmentation draws), and its number ``seed`` (the results'
-    ``seed`` column). With ``grid.seeds`` unit s is (s, s), numbered s; with ``grid.init_seeds`` × ``grid.data_seeds``
-    the units are their crossing, numbered 0, 1, … in that order (initialisation seeds outer)."""
-
-    seed: int
-    init: int
-    data: int
-
-
-@dataclass(frozen=True)
-class GridSpec:
-    """The grid: (teacher, student) pairs × distillation settings × training overrides × seed units."""
-
-    pairs: tuple[tuple[str, str], ...]  # (teacher label or "data", student label)
-    temperature: tuple[float, ...] = (1.0,)
-    w_hard: tuple[float, ...] = (0.0,)
-    w_soft: tuple[float, ...] = (1.0,)
-    loss: tuple[str, ...] = ("hinton",)
-    seeds: tuple[int, ...] = (0,)
-    teacher_seed: str | int = "same"  # "same": student unit k reads teacher unit k; an int: that unit for every student
-    train: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # train field → values, crossed
-    start: tuple[float | int, ...] | None = None  # switch points (None: not an axis; the distill sections decide)
-    stop: tuple[float | int | None, ...] | None = None
-    init_seeds: tuple[int, ...] | None = None  # the streams set apart (None: not an axis; ``seeds`` decides)
-    data_seeds: tuple[int, ...] | None = None
-    student_streams: str = STUDENT_STREAMS[0]
-
-    @property
-    def streams_apart(self) -> bool:
-        """Whether the grid sets the initialisation and data streams apart (``init_seeds``/``data_seeds``)."""
-        return self.init_seeds is not None or self.data_seeds is not None
-
-    def units(self) -> tuple[SeedUnit, ...]:
-        """The seed units every configuration is trained on (:class:`SeedUnit`); an axis left out is held at 0."""
-        if not self.streams_apart:
-            return tuple(SeedUnit(s, s, s) for s in self.seeds)
-        pairs = itertools.product(self.init_seeds or (0,), self.data_seeds or (0,))
-        return tuple(SeedUnit(k, i, d) for k, (i, d) in enumerate(pairs))
-
-    def teacher_unit(self, unit: SeedUnit) -> SeedUnit:
-        """The unit of the teacher a student of ``unit`` reads (``teacher_seed``)."""
-        if self.teacher_seed == "same":
-            return unit
-        k = int(self.teacher_seed)
-        return self.units()[k] if self.streams_apart else SeedUnit(k, k, k)
 
 
 @dataclass(frozen=True)
@@ -966,7 +664,7 @@ class SweepSpec:
 
 def parse_report(raw: Any, source: str) -> ReportSpec:
     """The ``report`` section of a sweep file (also read back from a run folder's sweep.yaml)."""
-    return _validate(ReportSpec, {} if raw is None else raw, source, "report")
+    return validate(ReportSpec, {} if raw is None else raw, source, "report")
 
 
 def _layers(m: BaseModel | None, raw: Any, keys: Sequence[str]) -> Params:
@@ -986,7 +684,7 @@ def parse_sweep(
     raw: Any, source: str = "<sweep>", data_root: str | Path | None = None, output: str | Path | None = None
 ) -> SweepSpec:
     """Validate a sweep mapping (as loaded from YAML) into a :class:`SweepSpec`: the models, then kdtune's own rules."""
-    f = _validate(SweepFile, raw, source)
+    f = validate(SweepFile, raw, source)
     err = functools.partial(SpecError, source)
     name = f.name or (Path(source).stem if source != "<sweep>" else "sweep")
     if not re.match(LABEL, name):
@@ -1188,15 +886,6 @@ def _grid(err: Callable[..., SpecError], g: Grid, raw: Mapping[str, Any], models
     )
 
 
-def _problem(model: type, raw: Mapping[str, Any]) -> str | None:
-    """What is wrong with ``raw`` as ``model`` (the message alone), or None."""
-    try:
-        _adapter(model).validate_python(raw)
-    except ValidationError as e:
-        return _message(e.errors(include_url=False)[0], _schema(model))[1]
-    return None
-
-
 def _tune(err: Callable[..., SpecError], t: Tune | None, spec: SweepSpec) -> TuneSpec:
     if t is None:
         return TuneSpec()
@@ -1220,13 +909,13 @@ def _tune(err: Callable[..., SpecError], t: Tune | None, spec: SweepSpec) -> Tun
                 raise err(f"{where}.{setting}", f"cannot be tuned here; allowed: {', '.join(allowed)}")
             dist = settings[setting].to_distribution()
             if setting.startswith("schedule."):
-                problem = lambda v: _problem(Train, {"schedule": {"name": schedule, setting.split(".", 1)[1]: v}})  # noqa: B023
+                problem = lambda v: first_problem(Train, {"schedule": {"name": schedule, setting.split(".", 1)[1]: v}})  # noqa: B023
                 if problem(1.0) and "unknown parameter" in problem(1.0):
                     raise err(f"{where}.{setting}", problem(1.0).replace("this schedule", f"the schedule {schedule}"))
             elif setting in LOSS_SETTINGS:
-                problem = lambda v: _problem(Grid, {setting: v})  # noqa: B023
+                problem = lambda v: first_problem(Grid, {setting: v})  # noqa: B023
             else:
-                problem = lambda v: _problem(Train, {setting: v})  # noqa: B023
+                problem = lambda v: first_problem(Train, {setting: v})  # noqa: B023
             if setting in INT_SETTINGS and dist.kind in ("uniform", "loguniform"):
                 raise err(f"{where}.{setting}", "is a whole number: use {int: [low, high]} or categorical")
             probes = list(enumerate(dist.choices)) if dist.kind == "categorical" else [(None, dist.low), (None, dist.high)]
@@ -1237,15 +926,6 @@ def _tune(err: Callable[..., SpecError], t: Tune | None, spec: SweepSpec) -> Tun
         spaces.append(SearchSpace(model, teacher, tuple(params)))
     asha = AshaSpec(t.asha.grace_period, t.asha.reduction_factor) if isinstance(t.asha, Asha) else AshaSpec() if t.asha else None
     return TuneSpec(t.metric, t.seeds, t.sampler_seed, asha, tuple(spaces))
-
-
-def switch_points(spec: SweepSpec, model: ModelSpec) -> list[tuple[float | int, float | int | None]]:
-    """The (start, stop) pairs of ``model`` as a student: the grid's axes, crossed, where given; else the
-    value of its ``distill`` section, else the sweep's, else (0, None): distillation in every epoch."""
-    layers = dict(spec.switch) | dict(model.switch)
-    starts = spec.grid.start if spec.grid.start is not None else (layers.get("start", 0.0),)
-    stops = spec.grid.stop if spec.grid.stop is not None else (layers.get("stop"),)
-    return list(itertools.product(starts, stops))
 
 
 def _check_switches(spec: SweepSpec) -> None:
@@ -1271,45 +951,6 @@ def _check_switches(spec: SweepSpec) -> None:
                 )
 
 
-def resolve_train(spec: SweepSpec, model: ModelSpec, student: bool = False, overrides: Params = ()) -> TrainSpec:
-    """The training settings of one trial: defaults < sweep ``train`` < model ``train`` < (students
-    only: sweep ``distill`` < model ``distill``) < grid values."""
-    layers = [spec.train, model.train] + ([spec.distill, model.distill] if student else []) + [overrides]
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        merged.update(dict(layer))
-    return replace(TrainSpec(), **merged)
-
-
-def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``--set a.b.c=VALUE`` overrides (VALUE parsed as YAML) to a sweep mapping; ``VALUE`` null
-    removes the field, so its default applies (e.g. ``grid.students=null`` before setting ``grid.pairs``)."""
-    out: dict[str, Any] = dict(raw)
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key or any(not part for part in key.split(".")):
-            raise SpecError("--set", item, "expected KEY=VALUE with a dotted key, e.g. train.epochs=3")
-        try:
-            value = load_yaml(text)
-        except yaml.YAMLError:
-            raise SpecError("--set", key, f"value {text!r} is not valid YAML") from None
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = {}
-            elif not isinstance(child, Mapping):
-                raise SpecError("--set", key, f"{part!r} is not a mapping in the sweep file")
-            node[part] = child = dict(child)
-            node = child
-        if value is None:
-            node.pop(parts[-1], None)
-        else:
-            node[parts[-1]] = value
-    return out
-
-
 def _folder_message(path: Path) -> str:
     """What to say when a folder is given as the sweep file: the YAML files in it, or an example."""
     found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
@@ -1318,35 +959,6 @@ def _folder_message(path: Path) -> str:
     shown = ", ".join(str(path / p.name) for p in found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
     example = next((p for p in found if p.name == "quickstart.yaml"), found[0])
     return f"{path}: is a folder; give a sweep file (e.g. {path / example.name}); sweep files in it: {shown}"
-
-
-def _under(field: str, key: str) -> bool:
-    """Whether error field ``field`` is the dotted ``key`` or inside the value set there."""
-    return field == key or field.startswith((key + ".", key + "["))
-
-
-def _blame_overrides(error: SpecError, overrides: Sequence[str], check: Callable[[], Any]) -> SpecError:
-    """Who an error after ``--set`` is on: the ``--set`` flag that wrote that field (or a path to it that does
-    not exist), the combination (the file alone does not fail so), or else the file. ``check`` validates the file alone."""
-    keys = [o.partition("=")[0] for o in overrides]
-
-    def on_set(field: str) -> SpecError:  # an unknown key is named: the user typed it, it may be a typo
-        msg = error.message
-        if msg.startswith("unknown key;"):
-            msg = f"unknown key {error.field.rsplit('.', 1)[-1]!r}{msg[len('unknown key') :]}"
-        return SpecError("--set", field, msg)
-
-    if any(_under(error.field, k) for k in keys):
-        return on_set(error.field)
-    try:
-        check()
-    except KdtuneError as alone:  # e.g. a data error of the file alone: not this error
-        if isinstance(alone, SpecError) and (alone.field, alone.message) == (error.field, error.message):
-            return error  # the file fails so without --set too
-    parents = [k for k in keys if error.field and k.startswith(error.field + ".")]
-    if parents:  # e.g. trian.epochs: 'trian' is not a section; models.MLP.params.hidden=[-3]: the model fails
-        return on_set(parents[0] if error.message.startswith("unknown key;") else error.field)
-    return SpecError(f"{error.source} with --set", error.field, error.message)
 
 
 def load_sweep(
@@ -1367,7 +979,7 @@ def load_sweep(
     except (OSError, UnicodeDecodeError) as e:
         raise KdtuneError(f"{path}: cannot read ({e})") from None
     if not isinstance(raw, Mapping):
-        raise SpecError(str(path), "", f"must be a YAML mapping at the top level, got {_kind(raw)}")
+        raise SpecError(str(path), "", f"must be a YAML mapping at the top level, got {kind_of(raw)}")
     changed = apply_overrides(raw, overrides)
     try:
         return parse_sweep(changed, str(path), data_root=data_root, output=output)
@@ -1375,7 +987,7 @@ def load_sweep(
         if not overrides:
             raise
         check = lambda: parse_sweep(raw, str(path), data_root=data_root, output=output)
-        raise _blame_overrides(e, overrides, check) from None
+        raise blame_overrides(e, overrides, check) from None
 
 
 def sweep_warnings(spec: SweepSpec) -> list[str]:

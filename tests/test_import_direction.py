@@ -40,6 +40,8 @@ def _under(names: set[str], *packages: str) -> list[str]:
         ("config.py", ("kdtune.spec", "kdtune.plan", "kdtune.train", "kdtune.tuning", "kdtune.execute", "kdtune.results")),
         ("spec.py", ("kdtune.plan", "kdtune.train", "kdtune.tuning", "kdtune.execute", "kdtune.results")),
         ("batched.py", ("kdtune.plan", "kdtune.spec", "kdtune.tuning", "kdtune.execute")),
+        ("validation.py", ("kdtune.spec", "kdtune.plan", "kdtune.train", "kdtune.tuning", "kdtune.execute", "kdtune.results")),
+        ("overrides.py", ("kdtune.spec", "kdtune.plan", "kdtune.train", "kdtune.tuning", "kdtune.execute", "kdtune.results")),
     ],
 )
 def test_lower_modules_do_not_import_upper_ones(module, forbidden):
