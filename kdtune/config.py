@@ -136,7 +136,7 @@ class OutputSpec:
 #    seed trains the same alone or vmapped among its group's seeds; the CNN's convolutions before BatchNorm lost
 #    their (ineffective) bias.
 # Not a version: ``data.invariance`` drawing only non-identity transformations for IM changed the ids of the
-# configs that set it alone (their invariance holds ``non_identity: true``; see kdtune.spec.as_invariance).
+# configs that set it alone (their invariance holds ``non_identity: true``; set where kdtune.spec reads data.invariance).
 # Model selection of a switched student (start > 0 or a stop inside its epochs) keeps an epoch from its last
 # switch on: not a version bump (every other trial keeps its id), but ``train.select_from: last_switch`` in
 # those trials' configs, which gives them new ids (see TrainSpec.select_from).
@@ -458,7 +458,7 @@ def _schedule_default(name: str, param: str) -> Any:
 def apply_values(train: TrainSpec, loss: LossSpec, values: Mapping[str, Any]) -> tuple[TrainSpec, LossSpec]:
     """``train`` and ``loss`` with ``values`` (setting → value, e.g. ``lr``, ``schedule.decay_rate``,
     ``temperature``) put in; numbers take the type of the setting (whole numbers for epochs). The selection rule
-    follows the (possibly tuned) epochs: :func:`kdtune.spec.with_selection`."""
+    follows the (possibly tuned) epochs: :func:`with_selection`."""
     fields: dict[str, Any] = {}
     loss_fields: dict[str, Any] = {}
     schedule = dict(train.schedule.params)

@@ -22,12 +22,12 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from kdtune.config import TrialConfig
+from kdtune.config import NO_TEACHER, TrialConfig, dump_yaml, load_yaml
 from kdtune.errors import KdtuneError
 from kdtune.plan import Plan, stream_design
 from kdtune.report import format_value
 from kdtune.rundir import CHECKSUMS, CONFIG, METRICS, check_trial, is_finished, is_run_dir, read_json, trial_dir, write_json
-from kdtune.spec import NO_TEACHER, SweepSpec, dump_yaml, load_yaml
+from kdtune.spec import SweepSpec
 from kdtune.train import config_summary
 
 METRIC_COLUMNS = ["accuracy", "nll", "ece", "agreement", "kl"]  # every task; tasks may add more (e.g. a_accuracy)

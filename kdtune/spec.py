@@ -27,13 +27,12 @@ from pydantic.dataclasses import dataclass as section
 from pydantic_core import PydanticCustomError
 
 from kdtune import stats
-from kdtune.config import (  # noqa: F401  (re-exported: the names modules have long imported from here)
+from kdtune.config import (
     DIRECTIONS,
     INT_SETTINGS,
     KINDS,
     LOSS_SETTINGS,
     NO_TEACHER,
-    SELECT_FROM,
     STUDENT_STREAMS,
     TRAIN_SETTINGS,
     AshaSpec,
@@ -45,15 +44,12 @@ from kdtune.config import (  # noqa: F401  (re-exported: the names modules have 
     Params,
     ScheduleSpec,
     SearchSpace,
-    TrainSpec,
     TuneSpec,
-    dump_yaml,
     freeze,
     load_yaml,
     resolve_train,
     switch_points,
     thaw,
-    with_selection,
 )
 from kdtune.data import DATASETS, EVAL_SOURCES, DataInfo, DataSpec, EvalSetSpec, make_dataset
 from kdtune.data.augment import AUGMENTATIONS, NON_IDENTITY
@@ -106,7 +102,8 @@ SETTING_COLUMNS = (
 )
 CONFIG_COLUMNS = ("teacher_config", "config")  # a teacher's / the model's own other settings, where they differ (results.py)
 REPORT_KEYS = ("student", "teacher", "eval_set", "seed", "fold", "arch", *SETTING_COLUMNS, *CONFIG_COLUMNS)  # tables group by
-GRID_TRAIN_AXES = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing", "grad_clip")
+_GRID_AXES = dict.fromkeys(("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing"), "")
+_GRID_AXES["grad_clip"] = " (null: no clipping)"  # the train settings the grid can cross, and a note on their values
 
 # ---------------------------------------------------------------- the models of a sweep file's sections
 
@@ -333,7 +330,7 @@ Seeds = tagged_union(
 )
 
 
-class Grid(_Model):
+class _GridBase(_Model):
     """The grid: (teacher, student) pairs × distillation settings × training axes × seed units, crossed."""
 
     students: Items(Str) | None = Field(None, description="Student model labels (with teachers; or give pairs).")
@@ -373,14 +370,17 @@ class Grid(_Model):
     )
     start: Items(Start) | None = Field(None, description="An axis of distillation start points (see distill.start).")
     stop: Items(Stop, scalar=False) | None = Field(None, description="An axis of distillation stop points (see distill.stop).")
-    epochs: Items(PosInt) | None = Field(None, description="An axis of train.epochs values.")
-    batch_size: Items(PosInt) | None = Field(None, description="An axis of train.batch_size values.")
-    optimizer: Items(Registered(OPTIMIZERS)) | None = Field(None, description="An axis of train.optimizer values.")
-    lr: Items(PosFloat) | None = Field(None, description="An axis of train.lr values.")
-    weight_decay: Items(NonNeg) | None = Field(None, description="An axis of train.weight_decay values.")
-    dropout: Items(Fraction) | None = Field(None, description="An axis of train.dropout values.")
-    label_smoothing: Items(Fraction) | None = Field(None, description="An axis of train.label_smoothing values.")
-    grad_clip: Items(PosFloat | None) | None = Field(None, description="An axis of train.grad_clip values (null: no clipping).")
+
+
+Grid = create_model(  # an axis of every training setting the grid can cross, typed as the train section types it
+    "Grid",
+    __base__=_GridBase,
+    __doc__=_GridBase.__doc__,
+    **{
+        k: (Items(Train.__annotations__[k]) | None, Field(None, description=f"An axis of train.{k} values{note}."))
+        for k, note in _GRID_AXES.items()
+    },
+)
 
 
 @section(frozen=True, config=CFG)
@@ -546,7 +546,7 @@ Dist = tagged_union(
 )
 
 
-class Space(_Model):
+class _SpaceBase(_Model):
     """Settings of one model (or teacher → student pair) → their distributions; schedule.<parameter> too."""
 
     model_config = CFG | ConfigDict(
@@ -557,17 +557,19 @@ class Space(_Model):
         ),
     )
     __pydantic_extra__: dict[str, Dist] = Field(init=False)
-    lr: Dist | None = Field(None, description="The distribution of train.lr.")
-    weight_decay: Dist | None = Field(None, description="The distribution of train.weight_decay.")
-    dropout: Dist | None = Field(None, description="The distribution of train.dropout.")
-    label_smoothing: Dist | None = Field(None, description="The distribution of train.label_smoothing.")
-    batch_size: Dist | None = Field(None, description="The distribution of train.batch_size (int or categorical).")
-    epochs: Dist | None = Field(None, description="The distribution of train.epochs (int or categorical).")
-    grad_clip: Dist | None = Field(None, description="The distribution of train.grad_clip.")
-    optimizer: Dist | None = Field(None, description="The distribution of train.optimizer (categorical).")
-    temperature: Dist | None = Field(None, description="The distribution of the temperature (students only).")
-    w_hard: Dist | None = Field(None, description="The distribution of w_hard (students only).")
-    w_soft: Dist | None = Field(None, description="The distribution of w_soft (students only).")
+
+
+_NOTES = {"batch_size": " (int or categorical)", "epochs": " (int or categorical)", "optimizer": " (categorical)"}
+Space = create_model(  # a distribution for every setting kdtune tune can search
+    "Space",
+    __base__=_SpaceBase,
+    __doc__=_SpaceBase.__doc__,
+    **{k: (Dist | None, Field(None, description=f"The distribution of train.{k}{_NOTES.get(k, '')}.")) for k in TRAIN_SETTINGS},
+    **{
+        k: (Dist | None, Field(None, description=f"The distribution of {'the ' * (k == 'temperature')}{k} (students only)."))
+        for k in LOSS_SETTINGS
+    },
+)
 
 
 class Asha(_Model):
@@ -877,7 +879,7 @@ def _grid(err: Callable[..., SpecError], g: Grid, raw: Mapping[str, Any], models
         g.loss,
         seeds("seeds", g.seeds),
         g.teacher_seed,
-        tuple((k, getattr(g, k)) for k in GRID_TRAIN_AXES if getattr(g, k) is not None),
+        tuple((k, getattr(g, k)) for k in _GRID_AXES if getattr(g, k) is not None),
         g.start,
         g.stop,
         inits,

@@ -7,8 +7,9 @@ import sys
 import pytest
 import yaml
 
+from kdtune.config import dump_yaml, load_yaml
 from kdtune.errors import SpecError
-from kdtune.spec import dump_yaml, load_sweep, load_yaml
+from kdtune.spec import load_sweep
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ Each also draws the transformations of ``data.invariance`` (the copies IM compar
 with ``non_identity=True`` it draws from its set of transformations without the identity, so every copy is
 really transformed. That keyword is no setting of ``train.augment`` (training draws from the whole set,
 identity included) and a ``data.invariance`` config holds it as ``non_identity: true``
-(:func:`kdtune.spec.as_invariance`).
+(set when :mod:`kdtune.spec` reads ``data.invariance``).
 """
 
 from __future__ import annotations
