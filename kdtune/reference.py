@@ -22,8 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kdtune import stats
 from kdtune.claims import Claim, Evidence, Verdict, evaluate, parse_check
-from kdtune.errors import KdtuneError
+from kdtune.errors import KdtuneError, SpecError
 from kdtune.spec import REPORT_KEYS
+from kdtune.validation import error_line, json_schema_of, spec_error
 
 REFERENCE_DIR = Path(__file__).parent / "references"
 SPREADS = ("std", "se", "ci95", "none")
@@ -96,21 +97,6 @@ class RefTable:
         return f"{self.ref}:{self.key}"
 
 
-def _one_line(path: str, e: ValidationError) -> KdtuneError:
-    """Pydantic's first error as one kdtune line: file, field path (without pydantic's union-member tags), what."""
-    err = e.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("SweepEntry", "str")))
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        what = "unknown field"
-    elif kind == "missing":
-        what = "missing field"
-    else:
-        what = f"{err['msg'].lower()} (given {err.get('input')!r})"
-    more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-    return KdtuneError(f"{path}: {loc}: {what}{more}")
-
-
 def _value(where: str, raw: dict[str, Any], fixed: dict[str, Any]) -> RefValue:
     unknown = [k for k in raw if k not in REPORT_KEYS and k not in VALUE_FIELDS]
     if unknown:
@@ -161,8 +147,10 @@ def read_model(path: str | Path, model: type[M], shape: str) -> M:
         raise KdtuneError(f"{path}: {shape}")
     try:
         return model.model_validate(raw)
-    except ValidationError as e:
-        raise _one_line(str(path), e) from None
+    except ValidationError as e:  # said as a sweep file's errors are: field path, what was given, what is allowed
+        fields = {error_line(x, json_schema_of(model))[0] for x in e.errors(include_url=False)}  # a union's members: one
+        first, more = spec_error(e, str(path), model), len(fields) - 1
+        raise SpecError(first.source, first.field, first.message + (f" (and {more} more)" if more else "")) from None
 
 
 def load_reference(name: str) -> dict[str, RefTable]:

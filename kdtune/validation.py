@@ -176,6 +176,9 @@ def describe(n: dict[str, Any], defs: Mapping[str, Any]) -> str:
     return words + (" " + " and ".join(b) if b else "")
 
 
+_PY_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list": "array", "dict": "object"}
+
+
 def _locate(loc: Sequence[Any], schema: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], str]:
     """Follow pydantic's ``loc`` through the JSON Schema: the field path as a person writes it (union tags left out),
     the node of the field (with what it allows in words, where the model says so), the node of the mapping holding
@@ -194,7 +197,7 @@ def _locate(loc: Sequence[Any], schema: dict[str, Any]) -> tuple[str, dict[str, 
     def is_tag(m: dict[str, Any], x: str) -> bool:
         props = m.get("properties", {})
         return (
-            m.get("type") == x
+            m.get("type") in (x, _PY_TYPES.get(x))
             or (x == "one" and m.get("type") != "array")
             or (x in KINDS and x in props)
             or any(p.get("const") == x for p in props.values())
@@ -213,7 +216,7 @@ def _locate(loc: Sequence[Any], schema: dict[str, Any]) -> tuple[str, dict[str, 
     for x in loc:
         members = flat(node)
         if members and isinstance(x, str):
-            pick = [m for m in members if is_tag(m[0], x)]
+            pick = [m for m in members if is_tag(m[0], x) or m[1] == x]  # a tag, or a smart union's model name
             if pick:
                 node, name = pick[0]
                 allowed = node.get("x-allowed", allowed)

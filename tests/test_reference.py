@@ -126,9 +126,9 @@ def test_the_latex_compiles(ref_file, tmp_path):
 @pytest.mark.parametrize(
     ("change", "says"),
     [
-        ({"nosuch": 1}, "madeup.yaml: nosuch: unknown field"),
+        ({"nosuch": 1}, "madeup.yaml: nosuch: unknown key; allowed here: id, citation,"),
         ({"citation": None}, "citation: "),
-        ({"tables": {"t": {"where": "x"}}}, "tables.t.title: missing field"),
+        ({"tables": {"t": {"where": "x"}}}, "tables.t.title: is required"),
         ({"tables": {"t": {"title": "x", "spread": "sd"}}}, "tables.t.spread: 'sd'; one of std, se, ci95, none"),
         (
             {"tables": {"t": {"title": "x", "values": [{"metric": "accuracy", "mean": 1, "studnt": "MLP"}]}}},

@@ -87,13 +87,15 @@ def test_a_study_file_is_checked_before_any_work(tiny_raw, tmp_path, monkeypatch
     assert study.out == Path("run") and [e.path for e in study.sweeps] == ["sweep.yaml"]
     raw = yaml.safe_load(path.read_text())
     cases = [
-        ({"nosuch": 1}, "study.yaml: nosuch: unknown field"),
+        ({"nosuch": 1}, "study.yaml: nosuch: unknown key; allowed here: name, description,"),
         ({"sweeps": ["missing.yaml"]}, "sweeps: missing.yaml: no such sweep file"),
         ({"references": ["ref.yaml:table9"]}, "no table 'table9' in ref.yaml; tables: table1"),
         ({"references": ["nosuchpaper:table1"]}, "unknown reference 'nosuchpaper'"),
         ({"claims": [{"id": "x", "check": "accuracy[studnt=MLP] > 1"}]}, "claims: x: unknown key 'studnt'"),
         ({"report": {"interval": "sd"}}, "unknown report.interval 'sd'"),
         ({"sweeps": []}, "sweeps:"),
+        ({"sweeps": [{"path": "sweep.yaml", "set": 3}]}, "study.yaml: sweeps[0].set: must be a list, got int 3"),
+        ({"sweeps": [3]}, "study.yaml: sweeps[0]: must be a mapping, got int 3"),
     ]
     for change, says in cases:
         path.write_text(yaml.safe_dump({**raw, **change}, allow_unicode=True))
