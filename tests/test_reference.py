@@ -4,8 +4,6 @@ the claims' verdicts, and the three formats (the LaTeX compiled with pdflatex)."
 from __future__ import annotations
 
 import io
-import shutil
-import subprocess
 
 import numpy as np
 import pandas as pd
@@ -17,6 +15,7 @@ from kdtune.cli import main
 from kdtune.errors import KdtuneError
 from kdtune.reference import check_table, load_reference, render_checks, resolve_target
 from kdtune.report import SETTINGS
+from tests.latex import compile_latex, needs_pdflatex
 from tests.test_claims import CELLS, results
 
 REF = {
@@ -103,24 +102,11 @@ def test_the_three_formats(ref_file):
     assert r"$>$" in tex and r"$\approx$" in tex and "<" not in tex.replace("$<$", "")
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (.ci/run installs it)")
+@needs_pdflatex
 def test_the_latex_compiles(ref_file, tmp_path):
     check = check_table(resolve_target(f"{ref_file}:table6"), Evidence(results(), None, SETTINGS))
-    body = render_checks([check], "latex")
-    head = [r"\documentclass{article}", r"\usepackage[utf8]{inputenc}", r"\usepackage{booktabs}", r"\usepackage{amssymb}"]
-    doc = "\n".join(
-        [*head, r"\usepackage[landscape,margin=1cm]{geometry}", r"\begin{document}", r"\tiny", body, r"\end{document}"]
-    )
-    (tmp_path / "ref.tex").write_text(doc)
-    done = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "ref.tex"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout[-2000:]
-    assert "Missing character" not in (tmp_path / "ref.log").read_text(errors="replace")
+    body = "\n".join([r"\tiny", render_checks([check], "latex")])
+    compile_latex(body, tmp_path, "ref", extra=(r"\usepackage[landscape,margin=1cm]{geometry}",))
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,6 @@ share their streams, a student and a model trained from data do not.
 from __future__ import annotations
 
 import io
-import shutil
-import subprocess
 
 import numpy as np
 import pandas as pd
@@ -19,6 +17,7 @@ import scipy.stats
 from kdtune import stats
 from kdtune.errors import KdtuneError
 from kdtune.report import Stats, render
+from tests.latex import compile_latex, needs_pdflatex
 
 BASE = [0.80, 0.70, 0.90, 0.75, 0.85]  # from data; seeds differ a lot
 VALUES = {
@@ -197,35 +196,12 @@ def test_without_the_new_options_the_table_is_unchanged():
     assert render(_table(), ["accuracy"], "csv").splitlines()[0] == "student,eval_set,teacher,mean,std,n,n_expected,metric"
 
 
-@pytest.mark.skipif(
-    shutil.which("pdflatex") is None, reason="pdflatex not installed (.ci/run installs texlive-latex-recommended)"
-)
+@needs_pdflatex
 def test_the_latex_table_compiles_with_pdflatex(tmp_path):
     df = _table()
     df["teacher"] = df["teacher"].replace({"big": "CNN_big", "same": "MLP & co"})  # characters LaTeX must escape
     table = render(df, ["accuracy", "ece"], "latex", stat=Stats(compare="teacher=data", interval="ci95", bold="best"))
-    doc = "\n".join(
-        [
-            r"\documentclass{article}",
-            r"\usepackage[utf8]{inputenc}",
-            r"\usepackage{booktabs}",
-            r"\usepackage{amssymb}",
-            r"\begin{document}",
-            table,
-            r"\end{document}",
-        ]
-    )
-    (tmp_path / "table.tex").write_text(doc)
-    done = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "table.tex"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout[-2000:]
-    assert (tmp_path / "table.pdf").stat().st_size > 0
-    assert "Missing character" not in (tmp_path / "table.log").read_text(errors="replace")
+    compile_latex(table, tmp_path)
 
 
 @pytest.fixture(scope="module")
