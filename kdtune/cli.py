@@ -206,7 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("dataset", choices=("mnist",))
     dl.add_argument("--data-dir", required=True, help="where to put it (torchvision layout)")
 
-    sub.add_parser("schema", help="print the JSON Schema of sweep files (shipped as kdtune/sweep.schema.json)")
+    sc = sub.add_parser("schema", help="print the JSON Schema of sweep files (shipped as kdtune/sweep.schema.json)")
+    sc.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the sweep-file reference instead: every field's type, default and description, as Markdown "
+        "(kdtune schema --markdown > docs/sweep-reference.md)",
+    )
     return parser
 
 
@@ -650,6 +656,11 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
+    if args.markdown:
+        from kdtune.sweep_reference import sweep_reference_markdown
+
+        sys.stdout.write(sweep_reference_markdown())
+        return 0
     from kdtune.spec import schema_text
 
     sys.stdout.write(schema_text())
