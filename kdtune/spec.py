@@ -318,6 +318,7 @@ Pair = tagged_union(
         "object": create_model(
             "Pair",
             __base__=_Model,
+            __doc__="A (teacher, student) pair as a mapping.",
             teacher=(Str, Field(description="Teacher label, data or self.")),
             student=(Str, Field(description="Student label.")),
         ),
@@ -451,6 +452,8 @@ class ReportSpec:
 
 
 class Outputs(_Model):
+    """What each trial keeps beyond its metrics: the penultimate features of a fixed subset of examples."""
+
     feature_examples: Seed = Field(
         1000, description="Examples of the fixed subset whose penultimate features a trial keeps. Default 1000."
     )
@@ -546,6 +549,9 @@ Dist = tagged_union(
 )
 
 
+_SCHEDULE_PARAM = "The distribution of a parameter of the learning-rate schedule, e.g. schedule.first_epochs."
+
+
 class _SpaceBase(_Model):
     """Settings of one model (or teacher → student pair) → their distributions; schedule.<parameter> too."""
 
@@ -553,7 +559,8 @@ class _SpaceBase(_Model):
         frozen=True,
         extra="allow",
         json_schema_extra=lambda s: s.update(  # extra keys: schedule.* only
-            patternProperties={r"^schedule\.": s.pop("additionalProperties")}, additionalProperties=False
+            patternProperties={r"^schedule\.": s.pop("additionalProperties") | {"description": _SCHEDULE_PARAM}},
+            additionalProperties=False,
         ),
     )
     __pydantic_extra__: dict[str, Dist] = Field(init=False)
@@ -573,6 +580,8 @@ Space = create_model(  # a distribution for every setting kdtune tune can search
 
 
 class Asha(_Model):
+    """Early stopping of search trials by Ray Tune's ASHA scheduler (asynchronous successive halving)."""
+
     grace_period: PosInt = Field(2, description="Epochs every search trial runs before it can be stopped. Default 2.")
     reduction_factor: Annotated[Float, Field(gt=1)] = Field(
         3.0, description="ASHA keeps 1/reduction_factor of the trials at each rung. Default 3."
