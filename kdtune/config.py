@@ -1,5 +1,7 @@
-"""The resolved configuration, below both the planner and the trainer: what a trial is (:class:`TrialConfig`, whose
-hash is the trial id, and its parts), the search spaces of ``tune:`` once read, tuned values applied to a trial's
+"""The resolved configuration, below both the planner and the trainer: a sweep's models, grid and seed units once
+read (:class:`ModelSpec`, :class:`GridSpec`, :class:`SeedUnit`) and a model's settings resolved from its layers
+(:func:`resolve_train`, :func:`switch_points`); what a trial is (:class:`TrialConfig`, whose hash is the trial id,
+and its parts), the search spaces of ``tune:`` once read, tuned values applied to a trial's
 settings (:func:`apply_values`, for a search trial and for ``hparams: tuned`` alike) and tuned files read back.
 
 Sweep files are read and checked in :mod:`kdtune.spec`; nothing here reads a sweep file.
@@ -214,10 +216,14 @@ class Layers(Protocol):
     """What resolving a model's settings reads of a sweep (:class:`kdtune.spec.SweepSpec` has it): the sweep's
     ``train`` and ``distill`` sections, its ``distill`` switch points and the grid."""
 
-    train: Params
-    distill: Params
-    switch: Params
-    grid: GridSpec
+    @property
+    def train(self) -> Params: ...
+    @property
+    def distill(self) -> Params: ...
+    @property
+    def switch(self) -> Params: ...
+    @property
+    def grid(self) -> GridSpec: ...
 
 
 def resolve_train(spec: Layers, model: ModelSpec, student: bool = False, overrides: Params = ()) -> TrainSpec:

@@ -11,7 +11,7 @@ class KdtuneError(Exception):
 
 
 class SpecError(KdtuneError):
-    """A sweep file (or an override) that does not validate."""
+    """A sweep, study or reference file (or a ``--set`` override) that does not validate: file, field, what is wrong."""
 
     def __init__(self, source: str, field: str, message: str) -> None:
         self.source, self.field, self.message = source, field, message

@@ -101,11 +101,12 @@ def _value(where: str, raw: dict[str, Any], fixed: dict[str, Any]) -> RefValue:
     unknown = [k for k in raw if k not in REPORT_KEYS and k not in VALUE_FIELDS]
     if unknown:
         raise KdtuneError(
-            f"{where}: unknown field {unknown[0]!r}; report keys ({', '.join(REPORT_KEYS)}) or {', '.join(VALUE_FIELDS)}"
+            f"{where}.{unknown[0]}: unknown key; allowed here: report keys ({', '.join(REPORT_KEYS)}) or "
+            + ", ".join(VALUE_FIELDS)
         )
     for need in ("metric", "mean"):
         if need not in raw:
-            raise KdtuneError(f"{where}: missing field {need!r}")
+            raise KdtuneError(f"{where}.{need}: is required")
     try:
         mean = float(raw["mean"])
         spread = None if raw.get("spread") is None else float(raw["spread"])
@@ -148,7 +149,8 @@ def read_model(path: str | Path, model: type[M], shape: str) -> M:
     try:
         return model.model_validate(raw)
     except ValidationError as e:  # said as a sweep file's errors are: field path, what was given, what is allowed
-        fields = {error_line(x, json_schema_of(model))[0] for x in e.errors(include_url=False)}  # a union's members: one
+        fields = {error_line(x, json_schema_of(model))[0] for x in e.errors(include_url=False)}
+        fields = {f for f in fields if not any(g.startswith((f + ".", f + "[")) for g in fields)}  # a union's other member
         first, more = spec_error(e, str(path), model), len(fields) - 1
         raise SpecError(first.source, first.field, first.message + (f" (and {more} more)" if more else "")) from None
 

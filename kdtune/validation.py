@@ -90,7 +90,9 @@ def params_model(
     **fields: Any,
 ) -> type:
     """A model of the keyword parameters of ``fn`` (a registered component): each takes the type of its default
-    (a float also takes an integer); ``fields`` are the model's other keys. Defaults are part of a trial's identity."""
+    (a float also takes an integer); ``fields`` are the model's other keys. Defaults are part of a trial's identity.
+    ``bounds`` (e.g. a schedule's): parameter → pydantic constraints, a number not named there must be > 0; None:
+    no constraints but the type."""
     params: dict[str, Any] = {}
     for p in inspect.signature(fn).parameters.values():
         if p.name in (*skip, "self") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
@@ -98,7 +100,7 @@ def params_model(
         d = p.default
         t = {bool: Bool, int: Int, float: Float, str: Str, tuple: list, list: list}.get(type(d), Any)
         desc = f"Parameter {p.name} of the {kind} {component}" + ("" if d is p.empty else f"; default {d!r}") + "."
-        limits = bounds.get(p.name, {"gt": 0}) if bounds is not None else {}
+        limits = bounds.get(p.name, {"gt": 0} if t in (Int, Float) else {}) if bounds is not None else {}
         allowed = {} if limits else {"x-allowed": f"of the type of its default {d!r}"}
         params[p.name] = (t, Field(... if d is p.empty else d, description=desc, json_schema_extra=allowed, **limits))
     cls = create_model(
@@ -112,9 +114,6 @@ def params_model(
     return cls
 
 
-_SCHEDULE_BOUNDS = {"alpha": {"ge": 0, "le": 1}, "t_mul": {"ge": 1}}
-
-
 def registry_union(registry: Any, key: str, member: Callable[[str], type], append: bool, default: str | None = None) -> Any:
     """A mapping whose ``key`` names a component of ``registry``; the rest of it is that component's model. Looked up
     when a file is read, so components registered after this module was imported are known too."""
@@ -122,7 +121,7 @@ def registry_union(registry: Any, key: str, member: Callable[[str], type], appen
     names = registry.names()
     info = {"kind": registry.kind, "key": key, "append": append}
 
-    def validate(v: Any) -> BaseModel:
+    def check(v: Any) -> BaseModel:
         tag = v.get(key, default) if isinstance(v, dict) else None
         if not isinstance(tag, str) or tag not in registry:  # (a tag of any YAML kind, e.g. a mapping)
             error = "registry_missing" if tag is None else "registry_unknown"
@@ -136,7 +135,7 @@ def registry_union(registry: Any, key: str, member: Callable[[str], type], appen
             raise PydanticCustomError("kdtune", "{message}", {"message": message, "at": at}) from None
 
     union = Union[tuple(Annotated[member(n), Tag(n)] for n in names)]  # noqa: UP007  (the JSON Schema's view)
-    return Annotated[Any, PlainValidator(validate, json_schema_input_type=Annotated[union, Discriminator(key)])]
+    return Annotated[Any, PlainValidator(check, json_schema_input_type=Annotated[union, Discriminator(key)])]
 
 
 @functools.cache
@@ -197,9 +196,9 @@ def _locate(loc: Sequence[Any], schema: dict[str, Any]) -> tuple[str, dict[str, 
     def is_tag(m: dict[str, Any], x: str) -> bool:
         props = m.get("properties", {})
         return (
-            m.get("type") in (x, _PY_TYPES.get(x))
+            m.get("type") == _PY_TYPES.get(x.split("[", 1)[0], x)  # a JSON type tag, or pydantic's name of a type
             or (x == "one" and m.get("type") != "array")
-            or (x in KINDS and x in props)
+            or (x in KINDS and x in props)  # a search-space distribution, tagged by its kind
             or any(p.get("const") == x for p in props.values())
         )
 
@@ -213,10 +212,13 @@ def _locate(loc: Sequence[Any], schema: dict[str, Any]) -> tuple[str, dict[str, 
     (node, name), parent, parent_def, path = res(schema), {}, "", ""
     name = name or node.get("title", "")  # a model validated alone: its class
     allowed = node.get("x-allowed")
-    for x in loc:
+    for i, x in enumerate(loc):
         members = flat(node)
         if members and isinstance(x, str):
             pick = [m for m in members if is_tag(m[0], x) or m[1] == x]  # a tag, or a smart union's model name
+            smart = x.split("[", 1)[0] in _PY_TYPES or any(m[1] == x for m in members)
+            if pick and smart and i == len(loc) - 1:  # the value fits no member of a smart union: say them all
+                continue
             if pick:
                 node, name = pick[0]
                 allowed = node.get("x-allowed", allowed)

@@ -177,8 +177,8 @@ def test_a_node_that_does_not_see_the_run_folder_is_refused_before_any_trial(clu
         cluster.nodes.remove(node)
 
 
-def _node_commands(pid: int) -> list[str]:
-    """Command lines of the processes in process group ``pid`` (a node's) and of their descendants."""
+def _node_processes(pid: int) -> dict[int, str]:
+    """The processes in process group ``pid`` (a node's) and their descendants: pid → command line."""
     procs: dict[int, tuple[int, int, str]] = {}  # pid: (ppid, pgid, command line)
     for proc in Path("/proc").iterdir():
         with contextlib.suppress(OSError, IndexError, ValueError):
@@ -188,7 +188,19 @@ def _node_commands(pid: int) -> list[str]:
     ours = {p for p, (_, pgid, _) in procs.items() if pgid == pid}
     while more := {p for p, (ppid, _, _) in procs.items() if ppid in ours and p not in ours}:
         ours |= more
-    return [procs[p][2] for p in ours]
+    return {p: procs[p][2] for p in ours}
+
+
+def _training_on(pid: int, boards: Path, seen: set[str]) -> bool:
+    """Whether a trial is training on node ``pid``: one of its processes holds a TensorBoard event file under
+    ``boards`` open, which a trial does from its first epoch to its last (a starting or idle actor does not)."""
+    procs = _node_processes(pid)
+    seen |= {cmd[:80] for cmd in procs.values()}
+    for p in procs:
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd).startswith(str(boards)) for fd in Path(f"/proc/{p}/fd").iterdir()):
+                return True
+    return False
 
 
 def test_a_worker_node_lost_mid_sweep_has_its_trials_retried_elsewhere(cluster, tiny_raw, tiny_spec, tmp_path):
@@ -205,11 +217,9 @@ def test_a_worker_node_lost_mid_sweep_has_its_trials_retried_elsewhere(cluster, 
     try:
         end = time.monotonic() + 180
         seen: set[str] = set()
-        while not any("ImplicitFunc" in c for c in _node_commands(node.pid)):  # a trial is training there
-            seen |= {c[:80] for c in _node_commands(node.pid)}
+        while not _training_on(node.pid, out / "tensorboard", seen):
             assert run.poll() is None and time.monotonic() < end, f"no trial ran on the third node: {seen}"
-            time.sleep(0.2)
-        time.sleep(1.0)
+            time.sleep(0.1)
         os.killpg(node.pid, signal.SIGKILL)
         _stop_node(node)
         cluster.nodes.remove(node)

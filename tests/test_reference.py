@@ -118,9 +118,9 @@ def test_the_latex_compiles(ref_file, tmp_path):
         ({"tables": {"t": {"title": "x", "spread": "sd"}}}, "tables.t.spread: 'sd'; one of std, se, ci95, none"),
         (
             {"tables": {"t": {"title": "x", "values": [{"metric": "accuracy", "mean": 1, "studnt": "MLP"}]}}},
-            "unknown field 'studnt'",
+            "values[0].studnt: unknown key; allowed here: report keys (student,",
         ),
-        ({"tables": {"t": {"title": "x", "values": [{"metric": "accuracy"}]}}}, "values[0]: missing field 'mean'"),
+        ({"tables": {"t": {"title": "x", "values": [{"metric": "accuracy"}]}}}, "values[0].mean: is required"),
         ({"tables": {"t": {"title": "x", "values": [{"metric": "accuracy", "mean": "high"}]}}}, "must be numbers"),
         ({"tables": {"t": {"title": "x", "claims": [{"id": "a", "check": "accuracy[x=1] > 0"}]}}}, "claim a: unknown key 'x'"),
         (

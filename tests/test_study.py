@@ -95,7 +95,7 @@ def test_a_study_file_is_checked_before_any_work(tiny_raw, tmp_path, monkeypatch
         ({"report": {"interval": "sd"}}, "unknown report.interval 'sd'"),
         ({"sweeps": []}, "sweeps:"),
         ({"sweeps": [{"path": "sweep.yaml", "set": 3}]}, "study.yaml: sweeps[0].set: must be a list, got int 3"),
-        ({"sweeps": [3]}, "study.yaml: sweeps[0]: must be a mapping, got int 3"),
+        ({"sweeps": [3]}, "study.yaml: sweeps[0]: must be a mapping or a string, got int 3"),
     ]
     for change, says in cases:
         path.write_text(yaml.safe_dump({**raw, **change}, allow_unicode=True))
@@ -199,3 +199,17 @@ def test_report_only_without_a_run_folder_is_one_line(tiny_raw, tmp_path, monkey
     assert main(["study", str(path), "--report-only"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--report-only: no run folder run yet" in err
+
+
+def test_a_study_error_counts_other_fields_not_union_members(tiny_raw, tmp_path):
+    """A sweep entry is a mapping or a path (a union): one wrong key is one problem, two are 'and 1 more'."""
+    path = _write_study(tmp_path, tiny_raw)
+    raw = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**raw, "sweeps": [{"path": "sweep.yaml", "nosuch": 1}]}))
+    with pytest.raises(KdtuneError) as one:
+        load_study(path)
+    path.write_text(yaml.safe_dump({**raw, "sweeps": [{"pth": "sweep.yaml"}]}))
+    with pytest.raises(KdtuneError) as two:
+        load_study(path)
+    assert str(one.value).endswith("sweeps[0].nosuch: unknown key; allowed here: path, set, out, tables, analyses")
+    assert str(two.value).endswith("sweeps[0].path: is required (and 1 more)")
