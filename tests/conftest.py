@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -28,6 +29,13 @@ TINY: dict[str, Any] = {
     "grid": {"students": ["MLP"], "teachers": ["data", "CNN"], "temperature": [4], "w_hard": [0], "w_soft": [1], "seeds": 2},
     "outputs": {"feature_examples": 50},
 }
+
+
+def trainings(run: Path) -> list[str]:
+    """The trial ids ``RUN/logs/trainings.jsonl`` records as trained, in order (one line per committed training;
+    none where no trial has finished yet)."""
+    path = run / "logs" / "trainings.jsonl"
+    return [json.loads(line)["id"] for line in path.read_text().splitlines()] if path.is_file() else []
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import signal
@@ -26,6 +25,7 @@ from kdtune.execute import InlineExecutor, execute
 from kdtune.plan import make_plan
 from kdtune.results import collect
 from kdtune.spec import parse_sweep
+from tests.conftest import trainings
 
 pytestmark = pytest.mark.slow
 
@@ -235,7 +235,7 @@ def test_a_worker_node_lost_mid_sweep_has_its_trials_retried_elsewhere(cluster, 
     assert "trying again" in stdout, stdout  # the lost trial failed and Ray Tune retried it
     df = pd.read_parquet(out / "results.parquet")
     assert (df["status"] == "ok").all() and df["trial_id"].nunique() == 6
-    trained = [json.loads(line)["id"] for line in (out / "logs" / "trainings.jsonl").read_text().splitlines()]
+    trained = trainings(out)
     assert sorted(trained) == sorted(df["trial_id"].unique())  # each trial committed once
 
     local_spec = parse_sweep(tiny_raw, "tiny.yaml", output=tmp_path / "local")

@@ -22,6 +22,7 @@ import yaml
 from kdtune.execute import InlineExecutor, execute
 from kdtune.plan import make_plan
 from kdtune.rundir import METRICS, trial_dir
+from tests.conftest import trainings
 
 pytestmark = pytest.mark.slow
 
@@ -130,7 +131,7 @@ def test_a_killed_driver_resumes_without_retraining_and_leaves_no_ray_behind(tin
     final = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert final.returncode == 0, final.stdout + final.stderr
     assert all(_snapshot(out, ids)[t] == kept[t] for t in kept)  # finished trials untouched, teachers included
-    trained = [json.loads(s)["id"] for s in (out / "logs" / "trainings.jsonl").read_text().splitlines()]
+    trained = trainings(out)
     assert sorted(trained) == sorted(ids)  # each trial trained (committed) exactly once
     assert _processes_of(killed_sessions) == []
 

@@ -14,6 +14,7 @@ import pytest
 
 from kdtune.plan import make_plan
 from kdtune.spec import parse_sweep
+from tests.conftest import trainings
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,7 @@ def test_injected_faults_fail_only_their_trials_are_retried_and_reported(tiny_ra
 
     # the killed attempt left no trial; the retry trained both CNN seeds once
     assert (out / "faults" / f"kill-{cnn0}-1").is_file()
-    trained = [json.loads(s)["id"] for s in (out / "logs" / "trainings.jsonl").read_text().splitlines()]
+    trained = trainings(out)
     assert sorted(trained) == sorted([cnn0, ids["MLP", "data", 0], student0])
     assert re.search(r"CNN-from-data-\w{8}: failed \(.+\); trying again", proc.stdout), proc.stdout
     assert len(re.findall(r"MLP-from-data-\w{8}: failed \(DivergedError: .+\); trying again", proc.stdout)) == 1

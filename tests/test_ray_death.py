@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tests.conftest import trainings
 from tests.test_interrupt import Run, _alive, _descendants, _names, _trial_files
 
 pytestmark = pytest.mark.slow
@@ -60,7 +61,7 @@ def test_a_killed_raylet_stops_the_run_in_seconds_and_the_same_command_resumes(t
     assert again.returncode == 0, again.stdout + again.stderr
     assert "stage 1: 2 of 4 trials to run, in 2 groups on ray (2 already finished)" in again.stdout, again.stdout
     assert {k: v for k, v in _trial_files(run.out).items() if k in kept} == kept  # not trained again
-    trained = [json.loads(s)["id"] for s in (run.out / "logs" / "trainings.jsonl").read_text().splitlines()]
+    trained = trainings(run.out)
     assert len(trained) == len(set(trained)) == 6  # each trial trained once, over both runs
     (outcome,) = [json.loads(p.read_text()) for p in (run.out / "sweeps").glob("*/outcome.json")]
     assert [r["exit"] for r in outcome["runs"]][1:] == [0]

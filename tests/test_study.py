@@ -18,6 +18,7 @@ import yaml
 from kdtune.cli import main
 from kdtune.errors import KdtuneError
 from kdtune.study import load_study
+from tests.conftest import trainings
 
 REFERENCE = {
     "id": "madeup",
@@ -147,12 +148,6 @@ class _Study:
         return mlp_done >= 2 and any(g["epoch"] >= 1 and name.startswith("CNN") for name, g in groups.items())
 
 
-def _trainings(run: Path) -> list[str]:
-    """The trial ids ``RUN/logs/trainings.jsonl`` records as trained, in order (one line per committed training)."""
-    path = run / "logs" / "trainings.jsonl"
-    return [json.loads(line)["id"] for line in path.read_text().splitlines()] if path.exists() else []
-
-
 def _trial_files(run: Path) -> dict[str, float]:
     return {str(p.relative_to(run)): p.stat().st_mtime_ns for p in (run / "trials").rglob("*") if p.is_file()}
 
@@ -190,8 +185,8 @@ def test_ctrl_c_then_a_rerun_trains_nothing_twice_and_ends_with_the_same_report(
     assert "Resume with the same command: python -m kdtune study study.yaml --executor inline" in err
     assert "Traceback" not in err and not (cut / "run" / "report.md").exists()
     kept = _trial_files(cut / "run")
-    trained = _trainings(cut / "run")
-    every = _trainings(whole / "run")
+    trained = trainings(cut / "run")
+    every = trainings(whole / "run")
     # the two MLPs from data had finished; a CNN seed may have finished too before the signal landed (its
     # epochs are short), but the sweep was cut: its students had not been trained
     assert 2 <= len(trained) < len(every) == 6 and len({k.split("/")[1] for k in kept}) == len(trained), trained
@@ -200,7 +195,7 @@ def test_ctrl_c_then_a_rerun_trains_nothing_twice_and_ends_with_the_same_report(
     assert c.wait() == 0, "".join(c.out + c.err)
     after = _trial_files(cut / "run")
     assert {k: after[k] for k in kept} == kept  # nothing that had finished was trained or written again
-    again = _trainings(cut / "run")
+    again = trainings(cut / "run")
     assert again[: len(trained)] == trained and sorted(again) == sorted(every)  # each trial trained once
     assert (cut / "run" / "report.md").read_text() == report
 

@@ -3,7 +3,6 @@ in sweeps, and whole searches through Ray Tune (interrupted, killed, resumed; on
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -25,6 +24,7 @@ from kdtune.errors import KdtuneError, SpecError
 from kdtune.rundir import read_json, trial_dir
 from kdtune.spec import parse_sweep
 from kdtune.tuning.search import prepare, run_search_trial
+from tests.conftest import trainings
 
 
 def _with_tune(raw: dict[str, Any], **tune: Any) -> dict[str, Any]:
@@ -305,11 +305,6 @@ def _sweep(tmp_path: Path, raw: dict[str, Any]) -> Path:
     return path
 
 
-def _trainings(out: Path) -> list[str]:
-    path = out / "logs" / "trainings.jsonl"
-    return [json.loads(line)["id"] for line in path.read_text().splitlines()] if path.is_file() else []
-
-
 def _finished(out: Path, name: str = "tiny:MLP:data:accuracy") -> int:
     from kdtune.tuning.study import counts
 
@@ -366,8 +361,8 @@ def test_a_search_writes_tuned_values_that_a_sweep_then_uses(tiny_raw, tmp_path,
     assert tuned["trials"]["finished"] == 4 and tuned["metric"]["n_seeds"] == 2
     assert tuned["metric"]["mean"] == pytest.approx(np.mean(tuned["metric"]["seed_values"]))
     lr = tuned["values"]["lr"]
-    trained = len(_trainings(out))
-    assert trained == 8 and len(set(_trainings(out))) == 8  # 4 search trials × 2 seeds, each once
+    trained = len(trainings(out))
+    assert trained == 8 and len(set(trainings(out))) == 8  # 4 search trials × 2 seeds, each once
 
     raw = yaml.safe_load(sweep.read_text())
     raw["models"]["MLP"]["hparams"] = "tuned"
@@ -380,7 +375,7 @@ def test_a_search_writes_tuned_values_that_a_sweep_then_uses(tiny_raw, tmp_path,
     for tid in mlp.trial_id:
         assert read_json(trial_dir(out, tid) / "config.json")["config"]["train"]["lr"] == lr
     assert set(mlp.trial_id) == set(tuned["trial_ids"])  # the best search trial's seeds: not trained again
-    assert len(_trainings(out)) == trained + 4  # only the 2 CNN teachers and the 2 MLP students
+    assert len(trainings(out)) == trained + 4  # only the 2 CNN teachers and the 2 MLP students
     capsys.readouterr()
     assert main(["report", str(out), "--tuning", "--format", "csv"]) == 0
     assert "tiny:MLP:data:accuracy" in capsys.readouterr().out
@@ -422,7 +417,7 @@ def test_a_search_interrupted_and_started_again_ends_with_exactly_the_trials_ask
         cut = [t for t in study.trials if t.state == TrialState.RUNNING and t.params]
         assert cut
     cut_numbers = {t.number for t in cut}
-    before = _trainings(out)
+    before = trainings(out)
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert _finished(out) == 8
@@ -439,7 +434,7 @@ def test_a_search_interrupted_and_started_again_ends_with_exactly_the_trials_ask
         reruns = [t for t in study.trials if t.number > c.number and t.params == c.params and t.number not in cut_numbers]
         assert [t.state for t in reruns] == [TrialState.COMPLETE], (c.number, c.params)
     assert not [t for t in study.trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
-    trained = _trainings(out)
+    trained = trainings(out)
     assert len(trained) == len(set(trained)), "a configuration was trained twice"
     assert trained[: len(before)] == before
     tuned = yaml.safe_load((out / "tuned" / "MLP.yaml").read_text())
@@ -501,9 +496,9 @@ def test_a_search_on_a_real_postgresql_server(tiny_raw, tmp_path, postgres_url, 
     tuned = yaml.safe_load((out / "tuned" / "MLP.yaml").read_text())
     assert tuned["study"]["storage"] == postgres_url and tuned["values"] == study.best_params
     # the same command continues the same study on the server: already complete, nothing to train
-    n = len(_trainings(out))
+    n = len(trainings(out))
     assert main(args) == 0
-    assert len(_trainings(out)) == n
+    assert len(trainings(out)) == n
 
 
 def test_a_wrong_storage_url_is_one_line(tiny_raw, tmp_path, capsys):
