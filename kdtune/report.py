@@ -741,8 +741,9 @@ def _stat_notes(opts: Stats, metric: str, compared: dict[str, object] | None, be
         out.append(
             f"{UP}/{DOWN}: significantly higher/lower than the cell of {ref} with the same other keys (a setting one side "
             f"lacks, e.g. a baseline's teacher_config, matches any); {_tests_used(tested, opts)}; two-sided, "
-            f"{_family(tested, opts, 'comparisons')}; {_sides(tested)} (cell vs reference); "
-            f"the CSV (--format csv) has each difference, its {100 * (1 - opts.alpha):g} % interval and p"
+            f"{_family(tested, opts, 'comparisons')}; "
+            + (f"{_sides(tested)} (cell vs reference); " if tested else "")
+            + f"the CSV (--format csv) has each difference, its {100 * (1 - opts.alpha):g} % interval and p"
         )
         if compared["few"]:
             out.append(f"{compared['few']} cell(s) not tested, never marked: n < 2 on one side (a test needs 2 units a side)")

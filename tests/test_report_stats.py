@@ -120,6 +120,7 @@ def test_cells_with_fewer_than_two_units_are_never_marked():
     text = render(df, ["accuracy"], stat=Stats(compare="teacher=data", bold="best"))
     assert "| MLP | 0.800 ± 0.079 (5) | 1.000 (1) |" in text  # no ▲ for the single model
     assert "1 cell(s) not tested, never marked: n < 2 on one side" in text
+    assert "no test (nothing to compare)" in text and "over the table's 0 comparisons; the CSV" in text  # no empty n =
     by_teacher = render(df, ["accuracy"], rows=["teacher"], cols=["eval_set"], stat=Stats(bold="best"))
     assert "| big | 1.000 (1) |" in by_teacher and "**" not in by_teacher.split("\n", 1)[1]  # best of the column: n = 1
     assert "1 column(s) without bold: their best cell has n < 2" in by_teacher
