@@ -60,7 +60,7 @@ PATHS = "paths.npz"  # training-path features: path_features__e<epoch>, epochs, 
 
 
 FAULT_ENV = "KDTUNE_FAULT"
-FAULT_KINDS = ("raise", "nan", "kill")
+FAULT_KINDS = ("raise", "nan", "kill", "hang")
 
 
 class InjectedFault(RuntimeError):
@@ -389,7 +389,11 @@ class Trainer:
         return row
 
     def _inject(self, fault: str, epoch: int) -> None:
-        """Fail now as ``KDTUNE_FAULT`` asked (``nan`` returns: the caller poisons the loss)."""
+        """Fail now as ``KDTUNE_FAULT`` asked (``nan`` returns: the caller poisons the loss; ``hang`` blocks until
+        the process dies, a trial caught mid-epoch for a test that kills its node)."""
+        if fault == "hang":
+            while True:
+                time.sleep(60)
         if fault == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         if fault == "raise":

@@ -206,8 +206,10 @@ def _training_on(pid: int, boards: Path, seen: set[str]) -> bool:
 def test_a_worker_node_lost_mid_sweep_has_its_trials_retried_elsewhere(cluster, tiny_raw, tiny_spec, tmp_path):
     from tests.test_tensorboard import check_boards
 
-    node = cluster.add_node("k")  # a third node, lost while it trains a trial
-    tiny_raw["train"]["epochs"] = 40  # seconds per trial even on a quiet machine: the kill lands mid-trial
+    # a third node, lost while it trains a trial: its trials hang in their first epoch, so the kill lands mid-trial
+    # however fast the others run (a trial on it could end between two looks on a loaded machine); elsewhere they train
+    node = cluster.add_node("k", KDTUNE_FAULT="hang::1")
+    tiny_raw["train"]["epochs"] = 40
     tiny_raw["grid"] |= {"students": ["MLP", "CNN"], "teachers": ["data"], "seeds": 3}
     tiny_raw["execution"] = {"max_failures": 2, "tensorboard": True}
     sweep, out = tmp_path / "tiny.yaml", tmp_path / "run"
