@@ -42,10 +42,9 @@ import numpy as np
 import pandas as pd
 
 from kdtune import stats
+from kdtune.config import REPORT_KEYS, REPORT_METRICS
 from kdtune.errors import KdtuneError
-from kdtune.spec import REPORT_KEYS
 
-REPORT_METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "im", "d_accuracy", "a_accuracy", "perplexity", "token_nll")
 UNIT_KEYS = ("fold", "init_seed", "data_seed")  # a report cell's unit (trained model), as far as pairing goes
 HOLDS, CONTRADICTED, NOT_SIGNIFICANT, UNTESTABLE = "holds", "contradicted", "not significant", "untestable"
 VERDICTS = (HOLDS, CONTRADICTED, NOT_SIGNIFICANT, UNTESTABLE)

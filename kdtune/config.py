@@ -34,6 +34,30 @@ SELECT_FROM = ("first_epoch", "last_switch")  # TrainSpec.select_from: derived f
 # data (today's default: a self-distilled student does not start as an exact copy of its teacher) or shared with them
 STUDENT_STREAMS = ("apart", "shared")
 
+# The results' vocabulary: the metrics a report shows, the settings that become table columns, and the keys
+# tables group by (everything that changes a result is a key: rule 1 of every table).
+REPORT_METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "im", "d_accuracy", "a_accuracy", "perplexity", "token_nll")
+SETTING_COLUMNS = (
+    "temperature",
+    "w_hard",
+    "w_soft",
+    "kd_loss",
+    "start",
+    "stop",
+    "lr",
+    "weight_decay",
+    "dropout",
+    "label_smoothing",
+    "grad_clip",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "schedule",
+    "augment",
+)
+CONFIG_COLUMNS = ("teacher_config", "config")  # a teacher's / the model's own other settings, where they differ (results.py)
+REPORT_KEYS = ("student", "teacher", "eval_set", "seed", "fold", "arch", *SETTING_COLUMNS, *CONFIG_COLUMNS)  # tables group by
+
 # YAML 1.2 core-schema floats that YAML 1.1 (PyYAML) reads as strings: 3e-4, 1e5, -2E-3, -.5, 5. (a dot or
 # an exponent is required, so integers stay integers).
 _FLOAT_12 = re.compile(r"^[-+]?(?:(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)$")

@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kdtune import stats
 from kdtune.claims import Claim, Evidence, Verdict, evaluate, parse_check
+from kdtune.config import REPORT_KEYS
 from kdtune.errors import KdtuneError, SpecError
-from kdtune.spec import REPORT_KEYS
 from kdtune.validation import error_line, json_schema_of, spec_error
 
 REFERENCE_DIR = Path(__file__).parent / "references"

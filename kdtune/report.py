@@ -27,9 +27,8 @@ import numpy as np
 import pandas as pd
 
 from kdtune import stats
-from kdtune.config import DIRECTIONS
+from kdtune.config import CONFIG_COLUMNS, DIRECTIONS, NO_TEACHER, REPORT_KEYS, SETTING_COLUMNS
 from kdtune.errors import KdtuneError
-from kdtune.spec import CONFIG_COLUMNS, NO_TEACHER, REPORT_KEYS, SETTING_COLUMNS
 
 FORMATS = ("markdown", "latex", "csv")
 KEYS: tuple[str, ...] = REPORT_KEYS  # what rows and cols may name (for the CLI's help and the README)

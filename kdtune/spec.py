@@ -33,6 +33,8 @@ from kdtune.config import (
     KINDS,
     LOSS_SETTINGS,
     NO_TEACHER,
+    REPORT_KEYS,
+    REPORT_METRICS,
     STUDENT_STREAMS,
     TRAIN_SETTINGS,
     AshaSpec,
@@ -81,27 +83,6 @@ SELF_TEACHER = "self"
 SELECT_CHOICES = ("last", "val_accuracy", "val_nll")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 LABEL = r"^[A-Za-z][A-Za-z0-9_.+-]*$"
-REPORT_METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "im", "d_accuracy", "a_accuracy", "perplexity", "token_nll")
-SETTING_COLUMNS = (
-    "temperature",
-    "w_hard",
-    "w_soft",
-    "kd_loss",
-    "start",
-    "stop",
-    "lr",
-    "weight_decay",
-    "dropout",
-    "label_smoothing",
-    "grad_clip",
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "schedule",
-    "augment",
-)
-CONFIG_COLUMNS = ("teacher_config", "config")  # a teacher's / the model's own other settings, where they differ (results.py)
-REPORT_KEYS = ("student", "teacher", "eval_set", "seed", "fold", "arch", *SETTING_COLUMNS, *CONFIG_COLUMNS)  # tables group by
 _GRID_AXES = dict.fromkeys(("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing"), "")
 _GRID_AXES["grad_clip"] = " (null: no clipping)"  # the train settings the grid can cross, and a note on their values
 

@@ -18,11 +18,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kdtune.config import TrialConfig
+from kdtune.config import SETTING_COLUMNS, TrialConfig
 from kdtune.errors import KdtuneError
 from kdtune.results import load_records, select_records, trial_status
 from kdtune.rundir import CONFIG, METRICS, lock_holder, read_json, trial_dir
-from kdtune.spec import SETTING_COLUMNS
 from kdtune.train import config_summary
 
 STATES = ("finished", "failed", "skipped", "damaged", "running", "pending")

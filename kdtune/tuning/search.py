@@ -24,7 +24,7 @@ from kdtune.execute import Interrupted
 from kdtune.plan import Plan, make_plan
 from kdtune.results import write_trials_record
 from kdtune.rundir import METRICS, check_trial, is_finished, read_json, trial_dir
-from kdtune.spec import NO_TEACHER, SweepSpec
+from kdtune.spec import SweepSpec
 from kdtune.train import Trainer, resolve_device
 from kdtune.tuning import study as studies
 
