@@ -660,12 +660,9 @@ def parse_report(raw: Any, source: str) -> ReportSpec:
 
 
 def _layers(m: BaseModel | None, raw: Any, keys: Sequence[str]) -> Params:
-    """The keys of a train/distill section that the file sets, in its order, with their validated values."""
+    """The keys of a train/distill section that the file sets, in its order, with their validated values (``keys``: the
+    training settings, or a distill section's switch points)."""
     return tuple((k, getattr(m, k)) for k in (raw or {}) if k in keys) if m is not None else ()
-
-
-def _switch(m: BaseModel | None, raw: Any) -> Params:
-    return tuple((k, getattr(m, k)) for k in (raw or {}) if k in ("start", "stop")) if m is not None else ()
 
 
 def _params(m: BaseModel | None, model: type) -> Params:
@@ -706,7 +703,7 @@ def parse_sweep(
         train=_layers(f.train, raw.get("train"), train_keys),
         distill=_layers(f.distill, raw.get("distill"), train_keys),
         grid=grid,
-        switch=_switch(f.distill, raw.get("distill")),
+        switch=_layers(f.distill, raw.get("distill"), ("start", "stop")),
         resources=resources,
         execution=execution,
         outputs=OutputSpec(outs.feature_examples, tuple(sorted(outs.feature_epochs))),
@@ -804,7 +801,7 @@ def _model(err: Callable[..., SpecError], label: str, m: Any, raw: Any, info: Da
         _layers(m.train, raw.get("train"), keys),
         _layers(m.distill, raw.get("distill"), keys),
         tuned,
-        _switch(m.distill, raw.get("distill")),
+        _layers(m.distill, raw.get("distill"), ("start", "stop")),
     )
 
 

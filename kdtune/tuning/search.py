@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from kdtune.batched import SeedBatch, batchable
-from kdtune.config import LOSS_SETTINGS, SearchSpace, TrialConfig, apply_values, tuned_name, tuned_path, write_tuned
+from kdtune.config import LOSS_SETTINGS, NO_TEACHER, SearchSpace, TrialConfig, apply_values, tuned_name, tuned_path, write_tuned
 from kdtune.errors import KdtuneError
 from kdtune.execute import Interrupted
 from kdtune.plan import Plan, make_plan
