@@ -163,6 +163,21 @@ def test_commands_are_found():
     assert any(c.startswith("kdtune tune ") for c in SHOWN["docs/tuning.md"])
 
 
+def _argv(line: str) -> list[str]:
+    """kdtune's arguments in a shell line: the words after ``kdtune`` up to a comment, a redirection or a pipe."""
+    lex = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lex.whitespace_split, lex.commenters = True, "#"
+    words = list(lex)
+    ends = [i for i, w in enumerate(words) if w and set(w) <= set("|&;<>")]
+    return words[1 : ends[0] if ends else len(words)]
+
+
+def test_a_shell_line_gives_kdtune_its_own_words_only():
+    line = "kdtune schema --markdown > docs/x.md  # a comment with $schema=y"
+    assert _argv(line) == ["schema", "--markdown"]
+    assert _argv("kdtune tune s.yaml --model 'A -> B' | tee log && echo done") == ["tune", "s.yaml", "--model", "A -> B"]
+
+
 @pytest.mark.parametrize("page", sorted(SHOWN))
 def test_every_kdtune_command_shown_parses_as_written(page):
     """A command of the docs with a flag kdtune does not have, a wrong choice or a missing argument fails here; so
@@ -170,7 +185,7 @@ def test_every_kdtune_command_shown_parses_as_written(page):
     parser = build_parser()
     bad = []
     for line in SHOWN[page]:
-        argv = shlex.split(line, comments=True)[1:]
+        argv = _argv(line)
         try:
             args = parser.parse_args(argv)
         except (SystemExit, Exception) as e:  # kdtune's parser raises its usage error instead of exiting
