@@ -194,6 +194,10 @@ class Distill(Train):
     )
 
 
+TRAIN_KEYS = tuple(Train.model_fields)  # what a train/distill section sets for training
+SWITCH_KEYS = ("start", "stop")  # what a distill section adds: its switch points
+
+
 def _model_member(arch: str) -> type:
     params = params_model(arch, "model", MODELS.get(arch).__init__, ("info", "dropout"), _Model)
     return create_model(
@@ -660,8 +664,8 @@ def parse_report(raw: Any, source: str) -> ReportSpec:
 
 
 def _layers(m: BaseModel | None, raw: Any, keys: Sequence[str]) -> Params:
-    """The keys of a train/distill section that the file sets, in its order, with their validated values (``keys``: the
-    training settings, or a distill section's switch points)."""
+    """The keys of a train/distill section that the file sets, in its order, with their validated values (``keys``:
+    :data:`TRAIN_KEYS` or :data:`SWITCH_KEYS`)."""
     return tuple((k, getattr(m, k)) for k in (raw or {}) if k in keys) if m is not None else ()
 
 
@@ -681,7 +685,6 @@ def parse_sweep(
     data, root, info = _data(err, f.data, raw["data"])
     models = {label: _model(err, label, m, raw["models"][label], info, list(f.models)) for label, m in f.models.items()}
     _check_invariance(source, data, info)
-    train_keys = list(Train.model_fields)
     grid = _grid(err, f.grid, raw["grid"], models)
     resources, execution = f.resources or Resources(), f.execution or ExecutionSpec()
     if resources.cpu == 0 and resources.gpu == 0:
@@ -700,10 +703,10 @@ def parse_sweep(
         data=data,
         data_root=Path(data_root) if data_root else root,
         models=models,
-        train=_layers(f.train, raw.get("train"), train_keys),
-        distill=_layers(f.distill, raw.get("distill"), train_keys),
+        train=_layers(f.train, raw.get("train"), TRAIN_KEYS),
+        distill=_layers(f.distill, raw.get("distill"), TRAIN_KEYS),
         grid=grid,
-        switch=_layers(f.distill, raw.get("distill"), ("start", "stop")),
+        switch=_layers(f.distill, raw.get("distill"), SWITCH_KEYS),
         resources=resources,
         execution=execution,
         outputs=OutputSpec(outs.feature_examples, tuple(sorted(outs.feature_epochs))),
@@ -792,16 +795,15 @@ def _model(err: Callable[..., SpecError], label: str, m: Any, raw: Any, info: Da
         if teacher not in (NO_TEACHER, *labels):
             raise err(f"{where}.hparams.{teacher}", f"must be data or a model label ({', '.join(labels)})")
     raw = raw if isinstance(raw, Mapping) else {}
-    keys = list(Train.model_fields)
     tuned = tuple(t for t, v in hp.items() if v == "tuned")
     return ModelSpec(
         label,
         m.arch,
         params,
-        _layers(m.train, raw.get("train"), keys),
-        _layers(m.distill, raw.get("distill"), keys),
+        _layers(m.train, raw.get("train"), TRAIN_KEYS),
+        _layers(m.distill, raw.get("distill"), TRAIN_KEYS),
         tuned,
-        _layers(m.distill, raw.get("distill"), ("start", "stop")),
+        _layers(m.distill, raw.get("distill"), SWITCH_KEYS),
     )
 
 
@@ -853,7 +855,7 @@ def _grid(err: Callable[..., SpecError], g: Grid, raw: Mapping[str, Any], models
     students = any(t != NO_TEACHER for t, _ in pairs)
     if "student_streams" in raw and not students:
         raise err("grid.student_streams", "sets students' streams, but every pair here trains from data")
-    for axis in ("start", "stop"):
+    for axis in SWITCH_KEYS:
         if axis in raw and not students:
             raise err(f"grid.{axis}", "switches distillation on or off, but every pair here trains from data (no teacher)")
     if students and 0.0 in g.w_hard and 0.0 in g.w_soft:
@@ -930,7 +932,7 @@ def _check_switches(spec: SweepSpec) -> None:
             for start, stop in switch_points(spec, model):
                 if distill_epochs(LossSpec("hinton", 1.0, 0.0, 1.0, start, stop), epochs):
                     continue
-                grid = [f"grid.{k}" for k in ("start", "stop") if getattr(spec.grid, k) is not None]
+                grid = [f"grid.{k}" for k in SWITCH_KEYS if getattr(spec.grid, k) is not None]
                 where = " and ".join(grid) or (f"models.{student}.distill" if model.switch else "distill")
                 raise SpecError(
                     spec.source,
