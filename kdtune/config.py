@@ -155,6 +155,36 @@ class OutputSpec:
     feature_epochs: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True)
+class MlflowSpec:
+    """Where ``outputs.mlflow`` (or ``--mlflow``) logs a sweep's trials: a tracking URI and an experiment."""
+
+    tracking_uri: str
+    experiment: str
+
+
+@dataclass(frozen=True)
+class WandbSpec:
+    """Where ``outputs.wandb`` (or ``--wandb``) logs a sweep's trials; ``mode`` None: ``$WANDB_MODE``, else online."""
+
+    project: str
+    group: str
+    entity: str | None = None
+    mode: str | None = None
+
+
+@dataclass(frozen=True)
+class TrackerSpec:
+    """The experiment trackers a sweep logs to (none by default). Not part of any trial's id: where results are
+    also shown changes no result."""
+
+    mlflow: MlflowSpec | None = None
+    wandb: WandbSpec | None = None
+
+    def __bool__(self) -> bool:
+        return self.mlflow is not None or self.wandb is not None
+
+
 # The version of the code paths that change a trial's result for the same config: part of every trial
 # id, so results of older code are never mistaken for results of this one. Bump it with any such change.
 # 2: data fingerprint in the id; ties in model selection broken by validation NLL; divergence checks.

@@ -41,12 +41,15 @@ from kdtune.config import (
     AugmentSpec,
     Distribution,
     GridSpec,
+    MlflowSpec,
     ModelSpec,
     OutputSpec,
     Params,
     ScheduleSpec,
     SearchSpace,
+    TrackerSpec,
     TuneSpec,
+    WandbSpec,
     freeze,
     load_yaml,
     resolve_train,
@@ -436,8 +439,48 @@ class ReportSpec:
     seed: Seed = Field(stats.SEED, description=f"Seed of the bootstrap and permutation tests. Default {stats.SEED}.")
 
 
+TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks")
+
+
+def _tracking_uri(v: str) -> str:
+    """An MLflow tracking URI: a server (http[s]://host[:port]), a database store, a folder (file: or a path) or databricks."""
+    scheme = v.split("://", 1)[0].split(":", 1)[0].split("+", 1)[0].lower() if ":" in v else ""
+    if not v.strip() or (scheme and len(scheme) > 1 and scheme not in TRACKING_SCHEMES):
+        raise ValueError(
+            f"must be an MLflow tracking URI ({', '.join(s + ':' for s in TRACKING_SCHEMES)} or a folder), got {v!r}"
+        )
+    if scheme in ("http", "https") and not v.split("://", 1)[-1].split("/", 1)[0]:
+        raise ValueError(f"must name a host, e.g. http://127.0.0.1:5000, got {v!r}")
+    return v
+
+
+class MlflowOutput(_Model):
+    """Log every trial to MLflow: one run per trial, every trial of the sweep in one experiment (the stage a tag)."""
+
+    tracking_uri: Annotated[Str, AfterValidator(_tracking_uri)] = Field(
+        description="Where MLflow keeps the runs: a tracking server (http://127.0.0.1:5000), a database store "
+        "(sqlite:///mlflow.db) or a folder; the --mlflow flag wins. Credentials come from the environment "
+        "(MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME/PASSWORD), never from the sweep file."
+    )
+    experiment: Str | None = Field(None, description="The MLflow experiment; default: the sweep's name.")
+
+
+class WandbOutput(_Model):
+    """Log every trial to Weights & Biases: one run per trial, every trial of the sweep in one group (the stage a tag)."""
+
+    project: Str = Field(description="The W&B project; the --wandb flag wins.")
+    entity: Str | None = Field(None, description="The W&B entity (user or team); default: the API key's default entity.")
+    group: Str | None = Field(None, description="The W&B group of the sweep's runs; default: the sweep's name.")
+    mode: Choice(("online", "offline")) | None = Field(
+        None,
+        description="online: sync to W&B as trials run (needs WANDB_API_KEY on the driver); offline: write run files "
+        "under RUN/wandb/ for `wandb sync`. Default: $WANDB_MODE, else online.",
+    )
+
+
 class Outputs(_Model):
-    """What each trial keeps beyond its metrics: the penultimate features of a fixed subset of examples."""
+    """What each trial keeps beyond its metrics: the penultimate features of a fixed subset of examples; and the
+    experiment trackers every trial is logged to (MLflow, Weights & Biases), which change no trial id."""
 
     feature_examples: Seed = Field(
         1000, description="Examples of the fixed subset whose penultimate features a trial keeps. Default 1000."
@@ -447,6 +490,8 @@ class Outputs(_Model):
         description="Epochs (0: initialisation; distinct) at which features are kept, for training paths; later than a "
         "model trains: skipped. Default none.",
     )
+    mlflow: MlflowOutput | None = Field(None, description="Log every trial to MLflow (pip install 'kdtune[mlflow]').")
+    wandb: WandbOutput | None = Field(None, description="Log every trial to Weights & Biases (pip install 'kdtune[wandb]').")
 
 
 Bounds = Annotated[
@@ -654,6 +699,7 @@ class SweepSpec:
     outputs: OutputSpec = OutputSpec()  # noqa: RUF009
     report: ReportSpec = ReportSpec()  # noqa: RUF009
     tune: TuneSpec = TuneSpec()  # noqa: RUF009  (frozen, so sharing the default is safe)
+    trackers: TrackerSpec = TrackerSpec()  # noqa: RUF009  (outputs.mlflow / outputs.wandb)
     description: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -711,12 +757,22 @@ def parse_sweep(
         execution=execution,
         outputs=OutputSpec(outs.feature_examples, tuple(sorted(outs.feature_epochs))),
         report=f.report or ReportSpec(),
+        trackers=_trackers(outs, name),
         description=f.description,
         raw=raw,
     )
     spec = replace(spec, tune=_tune(err, f.tune, spec))
     _check_switches(spec)
     return spec
+
+
+def _trackers(outs: Outputs, name: str) -> TrackerSpec:
+    """The trackers of ``outputs``: the experiment (MLflow) and group (W&B) default to the sweep's name."""
+    m, w = outs.mlflow, outs.wandb
+    return TrackerSpec(
+        MlflowSpec(m.tracking_uri, m.experiment or name) if m is not None else None,
+        WandbSpec(w.project, w.group or name, w.entity, w.mode) if w is not None else None,
+    )
 
 
 def _data(err: Callable[..., SpecError], d: Any, raw: Mapping[str, Any]) -> tuple[DataSpec, Path | None, DataInfo]:
