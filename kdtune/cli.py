@@ -75,6 +75,21 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_tracker_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--mlflow",
+        metavar="URI",
+        help=f"log {what} to the MLflow tracking server or store at URI, e.g. http://127.0.0.1:5000 "
+        "(overrides outputs.mlflow.tracking_uri; needs kdtune[mlflow])",
+    )
+    p.add_argument(
+        "--wandb",
+        metavar="PROJECT",
+        help=f"log {what} to this Weights & Biases project (overrides outputs.wandb.project; needs kdtune[wandb]; "
+        "offline with WANDB_MODE=offline)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``kdtune``."""
     parser = _Parser(prog="kdtune", description="Knowledge-distillation sweeps on Ray Tune.")
@@ -103,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write each trial's per-epoch curves to RUN/tensorboard/ (as execution.tensorboard: true; ids unchanged)",
     )
+    _add_tracker_args(run, "every trial (one run per trial, per epoch and final metrics)")
 
     tun = sub.add_parser("tune", help="tune one model's (or one teacher → student pair's) settings with Optuna on Ray Tune")
     _add_sweep_args(tun)
@@ -115,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("RAY_ADDRESS") or None,
         help="join this Ray cluster (default: $RAY_ADDRESS, else a fresh local instance)",
     )
+    _add_tracker_args(tun, "every search trial (its sampled values and objective; the best one tagged)")
 
     plan = sub.add_parser("plan", help="validate a sweep and show its trials and stages without training")
     _add_sweep_args(plan)
@@ -163,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
         "kdtune's and every claim of the table with its verdict (FILE: a shipped reference or a .yaml path)",
     )
     rep.add_argument("--output", "-o", help="write to this file instead of standard output")
+    rep.add_argument(
+        "--mlflow",
+        metavar="URI",
+        help="also log the tables (Markdown, CSV, LaTeX) and, after kdtune analyze, the figures and page to the "
+        "sweep's summary run at this MLflow URI (default: the sweep's outputs.mlflow, if any)",
+    )
 
     sd = sub.add_parser(
         "study",
@@ -226,6 +249,7 @@ def _load(args: argparse.Namespace):
         from kdtune.rundir import check_out_dir
 
         check_out_dir(spec.output)  # before loading any data
+        spec = _trackers(spec, args)
     # Load the data once here (each source checks its files first): a missing file, a malformed line
     # or an impossible split stops the run before any work.
     try:
@@ -236,6 +260,18 @@ def _load(args: argparse.Namespace):
     for warning in sweep_warnings(spec):  # valid but likely unintended settings; the run goes on
         print(f"kdtune: warning: {warning}", file=sys.stderr)
     return plan
+
+
+def _trackers(spec: Any, args: argparse.Namespace) -> Any:
+    """The sweep with ``--mlflow``/``--wandb`` put in, its trackers checked (installed, reachable) before any work."""
+    mlflow, wandb = getattr(args, "mlflow", None), getattr(args, "wandb", None)
+    if mlflow is None and wandb is None and not spec.trackers:
+        return spec
+    from kdtune.trackers import check_trackers, with_flags
+
+    spec = with_flags(spec, mlflow, wandb)
+    check_trackers(spec.trackers, [n for n, v in (("mlflow", mlflow), ("wandb", wandb)) if v is not None])
+    return spec
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -366,6 +402,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from kdtune.reference import resolve_target
 
     targets = [resolve_target(t) for t in args.reference or []]  # every file and claim checked first
+    tracker = _report_tracker(args)  # installed and answering, before any table is made
     df, notes = collect_runs(args.run_dir, args.sweep)
     for d in args.run_dir:
         records = select_records(d, args.sweep)
@@ -379,18 +416,58 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if targets:
         _write_report(_reference_report(df, Path(args.run_dir[0]), targets, args, r), args.output)
         return 0
-    text = render(
-        df,
-        _metrics(df, args.metric, r.metrics),
-        args.format,
-        args.rows or r.rows,
-        args.cols or r.cols,
-        args.eval_sets or r.eval_sets,
-        r.digits if args.digits is None else args.digits,
-        report_stats(r, args),
-    )
-    _write_report(text, args.output)
+    metrics = _metrics(df, args.metric, r.metrics)
+
+    def table(fmt: str) -> str:
+        return render(
+            df,
+            metrics,
+            fmt,
+            args.rows or r.rows,
+            args.cols or r.cols,
+            args.eval_sets or r.eval_sets,
+            r.digits if args.digits is None else args.digits,
+            report_stats(r, args),
+        )
+
+    _write_report(table(args.format), args.output)
+    if tracker is not None:
+        from kdtune.trackers import log_report
+
+        m, sweep, tags = tracker
+        files = {"report.md": table("markdown"), "report.csv": table("csv"), "report.tex": table("latex")}
+        run_id, logged = log_report(m, Path(args.run_dir[0]), sweep, files, tags)
+        where = f"run {run_id} of experiment {m.experiment} at {m.tracking_uri}"
+        print(f"mlflow: {len(logged)} artifacts logged to {where}", file=sys.stderr)
     return 0
+
+
+def _report_tracker(args: argparse.Namespace) -> tuple[Any, str, dict[str, str]] | None:
+    """``report --mlflow URI``, else the ``outputs.mlflow`` of the sweep recorded in the run folder: (where, the sweep's
+    name, its tags), checked (installed, answering); None when neither asks for MLflow."""
+    from kdtune.results import select_records
+
+    record = select_records(args.run_dir[0], args.sweep)[-1]
+    outputs = record.raw.get("outputs") if isinstance(record.raw.get("outputs"), dict) else {}
+    setting = outputs.get("mlflow") if isinstance(outputs.get("mlflow"), dict) else None
+    if args.mlflow is None and setting is None:
+        return None
+    from kdtune import __version__
+    from kdtune.config import RESULTS_VERSION, MlflowSpec
+    from kdtune.spec import check_tracking_uri
+    from kdtune.trackers import check_mlflow, require
+
+    flag = args.mlflow is not None
+    uri = args.mlflow if flag else setting.get("tracking_uri")  # type: ignore[union-attr]
+    try:
+        check_tracking_uri(str(uri))
+    except ValueError as e:
+        raise KdtuneError(f"{'--mlflow' if flag else 'outputs.mlflow.tracking_uri'} {uri}: {e}") from None
+    m = MlflowSpec(str(uri), str((setting or {}).get("experiment") or record.sweep))
+    require("mlflow", flag)
+    check_mlflow(m, flag)
+    tags = {"kdtune.record": record.name, "kdtune.version": __version__, "kdtune.results_version": str(RESULTS_VERSION)}
+    return m, record.sweep, tags
 
 
 def _reference_report(df: pd.DataFrame, run_dir: Path, targets: list[RefTable], args: argparse.Namespace, r: ReportSpec) -> str:
@@ -455,6 +532,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
     spec = load_sweep(args.sweep, args.overrides, data_root=args.data_dir, output=args.out)
     check_out_dir(spec.output)
+    spec = _trackers(spec, args)
     setup = prepare(spec, args.model, args.teacher)
     if args.storage:  # a wrong URL or a server that does not answer stops here, before any work
         from kdtune.tuning.study import open_storage

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kdtune.config import TrialConfig
 from kdtune.errors import KdtuneError
@@ -37,6 +37,9 @@ from kdtune.plan import Plan, TrialGroup
 from kdtune.progress import Progress
 from kdtune.rundir import METRICS, check_trial, finished_trials, is_finished, quarantine, read_json, trial_dir
 from kdtune.spec import SweepSpec
+
+if TYPE_CHECKING:
+    from kdtune.trackers import TrackerHub
 
 Payload = dict[str, Any]
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -171,7 +174,15 @@ def _report_epoch(row: dict[str, Any]) -> None:
     from ray import tune
 
     keys = ("trial_index", "epoch", "epochs")
-    tune.report({**{k: row[k] for k in keys}, "epoch_val_accuracy": row["val_accuracy"], "epoch_train_loss": row["train_loss"]})
+    history = {k: v for k, v in row.items() if k not in ("trial_index", "epochs")}  # the trial's history row (trackers)
+    tune.report(
+        {
+            **{k: row[k] for k in keys},
+            "epoch_val_accuracy": row["val_accuracy"],
+            "epoch_train_loss": row["train_loss"],
+            "history_row": history,
+        }
+    )
 
 
 def tune_trainable(config: dict[str, Any]) -> None:
@@ -298,15 +309,20 @@ class InlineExecutor:
             completed: set[str] = set()
             for p in stages.start(self.name):
                 name = p["name"]
+                ids = [t["id"] for t in p["trials"]]
                 progress.group_started(name)
                 try:
-                    results = run_group(p, functools.partial(_epoch_event, progress, name))
+                    results = run_group(p, functools.partial(_epoch_event, progress, name, stages.trackers, ids))
                 except Exception as e:  # one failing group must not stop the others
                     logger.error("group %s failed", name, exc_info=True)
                     errors[name] = _error_line(e)
                     progress.group_failed(name, errors[name])
+                    if stages.trackers is not None:
+                        stages.trackers.ended(ids, errors[name])
                 else:
                     completed.add(name)
+                    if stages.trackers is not None:
+                        stages.trackers.ended(ids, None)
                     accuracies = ", ".join(f"{r['eval']['val']['accuracy']:.3f}" for r in results)
                     progress.group_finished(name, "val accuracy " + accuracies)
             stages.end(errors, completed)
@@ -314,8 +330,10 @@ class InlineExecutor:
                 return
 
 
-def _epoch_event(progress: Progress, name: str, row: dict[str, Any]) -> None:
+def _epoch_event(progress: Progress, name: str, trackers: TrackerHub | None, ids: list[str], row: dict[str, Any]) -> None:
     progress.epoch_done(name, row["trial_index"], row["epoch"])
+    if trackers is not None:
+        trackers.epoch(ids[row["trial_index"]], {k: v for k, v in row.items() if k not in ("trial_index", "epochs")})
 
 
 def _progress_callback(
@@ -774,6 +792,11 @@ class RayExecutor:
         errors: dict[str, str] = {}
         searcher = _stage_searcher(stages, self.name, errors)
         resources = {"cpu": self.cpu, "gpu": self.gpu}
+        callbacks = [_progress_callback(stages.progress, self._interrupts.check, errors, searcher), JsonLoggerCallback()]
+        if stages.trackers is not None:
+            from kdtune.trackers import tracker_callback
+
+            callbacks.append(tracker_callback(stages.trackers))
         tuner = tune.Tuner(
             tune.with_resources(tune_trainable, resources),
             tune_config=tune.TuneConfig(
@@ -789,7 +812,7 @@ class RayExecutor:
                 storage_path=str(self.storage.resolve()),
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=self.max_failures, fail_fast=False),
-                callbacks=[_progress_callback(stages.progress, self._interrupts.check, errors, searcher), JsonLoggerCallback()],
+                callbacks=callbacks,
             ),
         )
         self._interrupts.check()
@@ -981,6 +1004,7 @@ class Stages:
         self.plan, self.log, self.failures = plan, log, failures
         self.run_dir = plan.spec.output
         self.progress: Progress | None = None
+        self.trackers: TrackerHub | None = None  # the sweep's experiment trackers (kdtune.trackers), if any
         self.stage = 0  # the stage found or running (1-based); 0 before the first
         self.errored = False  # a group of some stage failed
         # trials of groups that ended without error in this run: finished, even where a shared file system
@@ -1075,6 +1099,10 @@ def execute(
     stages = Stages(plan, log, failures)
     with contextlib.ExitStack() as stack:  # Ray, if started, is shut down whatever happens
         stack.push(functools.partial(_count_kept, plan, executor))  # runs last
+        if plan.spec.trackers:  # synced with the run folder now, and again once Ray is shut down (whatever happens)
+            from kdtune.trackers import open_trackers
+
+            stages.trackers = stack.enter_context(open_trackers(plan))
         if stages.find():
             log_path = stack.enter_context(run_log(run_dir))
             stack.enter_context(executor)

@@ -442,7 +442,7 @@ class ReportSpec:
 TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks")
 
 
-def _tracking_uri(v: str) -> str:
+def check_tracking_uri(v: str) -> str:
     """An MLflow tracking URI: a server (http[s]://host[:port]), a database store, a folder (file: or a path) or databricks."""
     scheme = v.split("://", 1)[0].split(":", 1)[0].split("+", 1)[0].lower() if ":" in v else ""
     if not v.strip() or (scheme and len(scheme) > 1 and scheme not in TRACKING_SCHEMES):
@@ -457,7 +457,7 @@ def _tracking_uri(v: str) -> str:
 class MlflowOutput(_Model):
     """Log every trial to MLflow: one run per trial, every trial of the sweep in one experiment (the stage a tag)."""
 
-    tracking_uri: Annotated[Str, AfterValidator(_tracking_uri)] = Field(
+    tracking_uri: Annotated[Str, AfterValidator(check_tracking_uri)] = Field(
         description="Where MLflow keeps the runs: a tracking server (http://127.0.0.1:5000), a database store "
         "(sqlite:///mlflow.db) or a folder; the --mlflow flag wins. Credentials come from the environment "
         "(MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME/PASSWORD), never from the sweep file."

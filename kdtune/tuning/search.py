@@ -25,6 +25,7 @@ from kdtune.plan import Plan, make_plan
 from kdtune.results import write_trials_record
 from kdtune.rundir import METRICS, check_trial, is_finished, read_json, trial_dir
 from kdtune.spec import SweepSpec
+from kdtune.trackers import search_callbacks, tag_best
 from kdtune.train import Trainer, resolve_device
 from kdtune.tuning import study as studies
 
@@ -375,6 +376,8 @@ def run_search(
         limit = _max_concurrent(spec.resources.cpu, spec.resources.gpu)
         best = prior.value if prior else None
         progress = _progress_callback(searcher, remaining, tspec.metric, tspec.direction, best, log, executor.check_interrupt)
+        label = {"model": setup.model, "teacher": setup.teacher, "seeds": str(len(setup.templates)), "metric": tspec.metric}
+        trackers = search_callbacks(spec, run_dir, name, label, searcher.number_of) if spec.trackers else []
         tuner = tune.Tuner(
             tune.with_resources(
                 tune.with_parameters(search_trainable, payload=payload), {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
@@ -390,7 +393,7 @@ def run_search(
                 storage_path=str((run_dir / "ray").resolve()),
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-                callbacks=[progress],
+                callbacks=[progress, *trackers],
             ),
         )
         asha = f"ASHA (grace {tspec.asha.grace_period}, ×{tspec.asha.reduction_factor:g})" if tspec.asha else "no early stopping"
@@ -405,7 +408,10 @@ def run_search(
             studies.recover(study, only=started_numbers)  # what Ctrl-C left running is retried next time
             raise Interrupted(studies.counts(study)["finished"], n_trials) from None
         log(f"search: finished in {time.perf_counter() - start:.1f} s")
-    return finish(setup, study, url, n_trials, log)
+    summary = finish(setup, study, url, n_trials, log)
+    if spec.trackers.mlflow is not None and summary["best"] is not None:
+        tag_best(spec, run_dir, name, summary["best"]["trials"]["best"])
+    return summary
 
 
 def finish(setup: SearchSetup, study: Any, url: str, n_trials: int, log: Callable[[str], None]) -> dict[str, Any]:
