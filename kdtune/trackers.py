@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.util
+import importlib
 import json
 import logging
 import os
@@ -94,11 +94,13 @@ def _where(tracker: str, flag: bool) -> str:
 def require(tracker: str, flag: bool = False) -> None:
     """One line naming the extra to install if ``tracker`` (mlflow or wandb) is not importable."""
     module, name = EXTRAS[tracker]
-    if importlib.util.find_spec(module) is None:
+    try:
+        importlib.import_module(module)
+    except ImportError:
         raise KdtuneError(
             f"{_where(tracker, flag)}: logging to {name} needs the {module} package, which is not installed; "
             f"pip install 'kdtune[{tracker}]'"
-        )
+        ) from None
 
 
 def check_trackers(trackers: TrackerSpec, flags: Iterable[str] = ()) -> None:
@@ -479,6 +481,7 @@ class WandbBackend:
         self.key = f"{w.entity or ''}/{w.project}/{w.group}"
         self.runs: dict[str, Any] = {}  # run id → open wandb Run
         self.trial_of: dict[str, str] = {}  # run id → trial id
+        self.step: dict[str, int] = {}  # run id → the last epoch logged
 
     def _ledger(self) -> dict[str, Any]:
         path = self.run_dir / LEDGER
@@ -511,19 +514,17 @@ class WandbBackend:
         return run.id
 
     def log_epoch(self, run_id: str, row: Mapping[str, Any]) -> None:
-        run = self.runs[run_id]
         step = int(row["epoch"])
-        if step <= getattr(run, "_kdtune_step", 0):
+        if step <= self.step.get(run_id, 0):
             return
-        run.log(epoch_metrics(row) | {"epoch": step}, step=step)
-        run._kdtune_step = step
+        self.runs[run_id].log(epoch_metrics(row) | {"epoch": step}, step=step)
+        self.step[run_id] = step
 
     def finish(self, run_id: str, metrics: Mapping[str, Any], files: Iterable[Path], resumed: bool = False) -> None:
-        run = self.runs.pop(run_id)
         for row in metrics.get("history", []):
-            if int(row["epoch"]) > getattr(run, "_kdtune_step", 0):
-                run.log(epoch_metrics(row) | {"epoch": int(row["epoch"])}, step=int(row["epoch"]))
-                run._kdtune_step = int(row["epoch"])
+            self.log_epoch(run_id, row)
+        run = self.runs.pop(run_id)
+        self.step.pop(run_id, None)
         run.summary.update(final_metrics(metrics))
         tid = self.trial_of.pop(run_id)
         artifact = self.wandb.Artifact(f"trial-{tid}", type="kdtune-trial")
@@ -538,6 +539,7 @@ class WandbBackend:
     def end(self, run_id: str, status: str, reason: str) -> None:
         run = self.runs.pop(run_id, None)
         self.trial_of.pop(run_id, None)
+        self.step.pop(run_id, None)
         if run is None:
             return
         run.summary.update({f"{TAG}status": status, f"{TAG}error": reason})
