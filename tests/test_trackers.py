@@ -60,22 +60,26 @@ def trained(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
     path = sweep_file(tmp, TINY)
     spec = parse_sweep(TINY, str(path), output=tmp / "run")
     plan = make_plan(spec)
+    from kdtune.results import write_sweep_record
+
+    write_sweep_record(plan)
     assert execute(plan, InlineExecutor(), log=lambda s: None) == {}
     return path, tmp / "run", {t: (trial_dir(tmp / "run", t) / "checksums.json").read_text() for t in plan.trials}
 
 
-def _refused(proc: subprocess.CompletedProcess[str], run: Path, sums: dict[str, str], *words: str) -> None:
-    """Exit 2 with one line naming what is wrong, before any work: no trial written, no run log, no record touched."""
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert len(lines) == 1 and lines[0].startswith("kdtune: error: "), proc.stderr
+def _refused(argv: list[str], capsys: Any, run: Path, sums: dict[str, str], *words: str) -> None:
+    """``kdtune ARGV`` exits 2 with one line naming what is wrong, before any work: no trial written, no run log."""
+    from kdtune.cli import main
+
+    status = main(argv)
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert status == 2, out + err
+    assert len(lines) == 1 and lines[0].startswith("kdtune: error: "), err
     assert all(w in lines[0] for w in words), lines[0]
-    assert proc.stdout == ""
+    assert out == ""
     assert {t: (trial_dir(run, t) / "checksums.json").read_text() for t in sums} == sums
     assert len(list((run / "logs").glob("*-run.log"))) == 1  # the first run's only
-
-
-BLOCK = "import sys; sys.modules['mlflow'] = sys.modules['wandb'] = None; from kdtune.cli import main; raise SystemExit(main())"
 
 
 @pytest.mark.parametrize(
@@ -86,29 +90,27 @@ BLOCK = "import sys; sys.modules['mlflow'] = sys.modules['wandb'] = None; from k
         (["--set", "outputs.mlflow={tracking_uri: http://127.0.0.1:5000}"], ["outputs.mlflow", "kdtune[mlflow]"]),
     ],
 )
-def test_a_tracker_not_installed_is_one_line_naming_the_extra(trained, flags, words):
+def test_a_tracker_not_installed_is_one_line_naming_the_extra(trained, flags, words, monkeypatch, capsys):
     """The interpreter cannot import the tracker (``sys.modules[name] = None``, Python's way to block an import)."""
     path, run, sums = trained
-    proc = subprocess.run(
-        [sys.executable, "-c", BLOCK, "run", str(path), "--out", str(run), *flags],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
-    _refused(proc, run, sums, *words)
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    _refused(["run", str(path), "--out", str(run), *flags], capsys, run, sums, *words)
 
 
-def test_a_tracking_server_that_does_not_answer_is_one_line(trained):
+def test_a_tracking_server_that_does_not_answer_is_one_line(trained, capsys):
     path, run, sums = trained
     uri = f"http://127.0.0.1:{free_port()}"
-    _refused(kdtune("run", str(path), "--out", str(run), "--mlflow", uri), run, sums, uri, "does not answer")
+    _refused(["run", str(path), "--out", str(run), "--mlflow", uri], capsys, run, sums, uri, "does not answer")
+    _refused(["report", str(run), "--mlflow", uri], capsys, run, sums, uri, "does not answer")
 
 
-def test_wandb_online_without_a_key_is_one_line(trained, tmp_path):
+def test_wandb_online_without_a_key_is_one_line(trained, tmp_path, monkeypatch, capsys):
     path, run, sums = trained
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")} | {"HOME": str(tmp_path)}
-    _refused(kdtune("run", str(path), "--out", str(run), "--wandb", "kd", env=env), run, sums, "WANDB_API_KEY", "offline")
+    for k in [k for k in os.environ if k.startswith("WANDB_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    _refused(["run", str(path), "--out", str(run), "--wandb", "kd"], capsys, run, sums, "WANDB_API_KEY", "offline")
 
 
 @pytest.mark.parametrize(
@@ -120,9 +122,9 @@ def test_wandb_online_without_a_key_is_one_line(trained, tmp_path):
         ("http://127.0.0.1:5000", ["outputs.mlflow", "mapping"]),
     ],
 )
-def test_a_malformed_mlflow_entry_is_one_line(trained, value, words):
+def test_a_malformed_mlflow_entry_is_one_line(trained, value, words, capsys):
     path, run, sums = trained
-    _refused(kdtune("run", str(path), "--out", str(run), "--set", f"outputs.mlflow={value}"), run, sums, *words)
+    _refused(["run", str(path), "--out", str(run), "--set", f"outputs.mlflow={value}"], capsys, run, sums, *words)
 
 
 @pytest.mark.parametrize(
@@ -133,9 +135,9 @@ def test_a_malformed_mlflow_entry_is_one_line(trained, value, words):
         ("{project: kd, api_key: abc}", ["outputs.wandb", "api_key"]),
     ],
 )
-def test_a_malformed_wandb_entry_is_one_line(trained, value, words):
+def test_a_malformed_wandb_entry_is_one_line(trained, value, words, capsys):
     path, run, sums = trained
-    _refused(kdtune("run", str(path), "--out", str(run), "--set", f"outputs.wandb={value}"), run, sums, *words)
+    _refused(["run", str(path), "--out", str(run), "--set", f"outputs.wandb={value}"], capsys, run, sums, *words)
 
 
 def test_the_flags_override_the_sweep_and_keep_its_other_settings():
