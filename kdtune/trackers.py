@@ -147,11 +147,10 @@ def check_mlflow(m: MlflowSpec, flag: bool = False) -> None:
             f"(mlflow server --host 127.0.0.1 --port {port}) or fix the URI"
         ) from None
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
     with _quick_mlflow():
         try:
-            MlflowClient(m.tracking_uri).search_experiments(max_results=1)
+            _mlflow_client(m.tracking_uri).search_experiments(max_results=1)
         except MlflowException as e:
             text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             auth = (
@@ -371,10 +370,8 @@ class MlflowBackend:
     name = "mlflow"
 
     def __init__(self, m: MlflowSpec, run_dir: Path) -> None:
-        from mlflow.tracking import MlflowClient
-
         self.spec, self.run_dir = m, Path(run_dir).resolve()
-        self.client = MlflowClient(m.tracking_uri)
+        self.client = _mlflow_client(m.tracking_uri)
         self.experiment_id = experiment_id(self.client, m.experiment)
         self._steps: dict[str, set[int]] = {}
 
@@ -805,6 +802,8 @@ def tag_best(spec: SweepSpec, run_dir: Path, study: str, best: int | None) -> No
 
 
 def _mlflow_client(uri: str) -> Any:
+    """An ``MlflowClient`` of ``uri`` that prints no "View run at" links: kdtune's standard output is its tables."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(uri)

@@ -243,7 +243,7 @@ def server(tmp_path_factory) -> str:
 
 
 SMALL = ["--set", "train.epochs=3", "--set", "models.CNN.params.channels=[4, 4, 8]", "--set", "models.MLP.params.hidden=[32]",
-         "--set", "outputs.feature_epochs=[]", "--set", "distill.schedule=constant",
+         "--set", "outputs.feature_epochs=[0, 3]", "--set", "distill.schedule=constant",
          "--set", "execution.max_failures=1"]  # fmt: skip
 
 
@@ -252,7 +252,9 @@ def test_the_quickstart_logged_to_a_real_mlflow_server_equals_its_run_folder(ser
     """The quickstart at a small size, one student trial failing once in its second epoch and retried; a second run
     adds no run; the report and the analysis go to one summary run."""
     out = tmp_path / "q"
-    spec = parse_sweep(yaml.safe_load((REPO / "sweeps/quickstart.yaml").read_text()), "quickstart.yaml", output=out)
+    from kdtune.spec import load_sweep
+
+    spec = load_sweep(REPO / "sweeps/quickstart.yaml", SMALL[1::2], output=out)
     victim = next(t.id for t in make_plan(spec).trials.values() if t.student == "MLP" and t.teacher == "CNN" and t.seed == 1)
     env = os.environ | {"KDTUNE_FAULT": f"raise:{victim}:2:once"}
     first = kdtune("run", "sweeps/quickstart.yaml", "--out", str(out), "--mlflow", server, "--no-report", *SMALL, env=env)
