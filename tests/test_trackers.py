@@ -370,6 +370,6 @@ def test_wandb_offline_run_files_hold_each_trials_parameters_and_final_metrics(t
                 if not pd.isna(er[m]):
                     assert r["summary"][f"{m}/{er.eval_set}"] == er[m]
         history = json.loads((trial_dir(out, tid) / METRICS).read_text())["history"]
-        assert [h["val_accuracy"] for h in r["history"]] == [h["val_accuracy"] for h in history]
+        assert [h["val_accuracy"] for h in r["history"] if "val_accuracy" in h] == [h["val_accuracy"] for h in history]
     again = kdtune(*cmd, env=env)
     assert again.returncode == 0 and sorted((out / "wandb").glob("offline-run-*")) == folders

@@ -118,9 +118,9 @@ def offline_run(folder: Path) -> dict[str, Any]:
         elif kind == "config":
             out["config"] |= {i.key: json.loads(i.value_json) for i in rec.config.update}
         elif kind == "summary":
-            out["summary"] |= {i.key: json.loads(i.value_json) for i in rec.summary.update if i.key}
+            out["summary"] |= {(i.key or ".".join(i.nested_key)): json.loads(i.value_json) for i in rec.summary.update}
         elif kind == "history":
-            out["history"].append({i.key: json.loads(i.value_json) for i in rec.history.item})
+            out["history"].append({(i.key or ".".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item})
         elif kind == "exit":
             out["exit_code"] = rec.exit.exit_code
     out["config"].pop("_wandb", None)
