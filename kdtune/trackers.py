@@ -440,7 +440,7 @@ def experiment_id(client: Any, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is None:
         try:
-            return client.create_experiment(name)
+            return client.create_experiment(name, tags={"mlflow.experimentKind": "custom_model_development"})  # the UI's runs view
         except MlflowException:  # made meanwhile by another process
             exp = client.get_experiment_by_name(name)
             if exp is None:
