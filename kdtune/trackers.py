@@ -440,7 +440,8 @@ def experiment_id(client: Any, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is None:
         try:
-            return client.create_experiment(name, tags={"mlflow.experimentKind": "custom_model_development"})  # the UI's runs view
+            # opened on the UI's training-runs view
+            return client.create_experiment(name, tags={"mlflow.experimentKind": "custom_model_development"})
         except MlflowException:  # made meanwhile by another process
             exp = client.get_experiment_by_name(name)
             if exp is None:
