@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shlex
 import signal
 import sys
@@ -152,7 +153,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--alpha", type=float, help="significance level (default 0.05)")
     rep.add_argument(
-        "--bold", choices=("best",), help="best: bold the best cell of each column and every cell not significantly worse"
+        "--bold",
+        choices=("best", "significant"),
+        help="best: bold the best mean of each column, underline the second; significant: bold the best cell and every "
+        "cell not significantly worse (where the test can decide at the table's n; the note says where it cannot)",
+    )
+    rep.add_argument(
+        "--percent", action="store_true", help="fractions (accuracy, ece, agreement) as percentages: 97.4, not 0.974"
+    )
+    rep.add_argument(
+        "--n-once",
+        action="store_true",
+        help="the number of units (n) once in the title (LaTeX: the caption), in a cell only where it differs",
+    )
+    rep.add_argument("--small-pm", action="store_true", help="with --format latex: the ± part of a cell in \\scriptsize")
+    rep.add_argument(
+        "--textwidth",
+        type=float,
+        default=345.0,
+        metavar="PT",
+        help="with --format latex: the width a table must fit, in pt (default 345: the article class at 10 pt; "
+        "505 for a two-column page's table*, 241 for one column); column keys move to the rows until it does",
     )
     rep.add_argument("--seed", type=int, help="seed of --test bootstrap and permutation (default 0)")
     rep.add_argument(
@@ -350,7 +371,7 @@ def _finish_run(args: argparse.Namespace, plan: Plan, record: Path, executor: In
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from kdtune.execute import plural
-    from kdtune.report import render
+    from kdtune.report import Look, render
     from kdtune.results import collect_runs, select_records
 
     if args.tuning:
@@ -388,6 +409,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         args.eval_sets or r.eval_sets,
         r.digits if args.digits is None else args.digits,
         report_stats(r, args),
+        Look(args.percent, args.n_once, args.small_pm, args.textwidth),
+        "-".join(re.sub(r"[^A-Za-z0-9]+", "-", Path(d).resolve().name) for d in args.run_dir),
     )
     _write_report(text, args.output)
     return 0

@@ -51,6 +51,7 @@ _VALUES = (
     "spread",
     "marker",
     "bold",
+    "underline",
     "_cell",
     "_ref",
     *COMPARE_COLUMNS,
@@ -58,7 +59,8 @@ _VALUES = (
 UNIT_KEYS = ("fold", "init_seed", "data_seed")  # a unit (trained model) of a cell, as far as pairing goes
 # which way is better, for --bold best: the tuner's directions, and the metrics no search optimises
 BETTER = {**DIRECTIONS, "agreement": "maximize", "kl": "minimize", "im": "minimize"}
-BOLD = ("best",)
+BOLD = ("best", "significant")  # the best mean (and the second, underlined); or the best and every cell not worse
+DECIDES = 5.0  # --bold significant tests a column only where a difference of 5 std is found with 80 % power
 UP, DOWN = "▲", "▼"
 
 
@@ -69,8 +71,9 @@ class Stats:
     ``interval``: what ``±`` shows (:data:`kdtune.stats.INTERVALS`); ``compare``: ``KEY=VALUE``, every cell
     compared with the cell of that value sharing its other keys; ``test``: :data:`kdtune.stats.TESTS`
     (``auto``: paired t-test where the two cells share their units' random streams, else Welch's);
-    ``correction`` over all comparisons of one table, at level ``alpha``; ``bold``: ``best`` marks the best
-    cell of each column and the cells not significantly worse; ``seed`` seeds bootstrap and permutation tests.
+    ``correction`` over all comparisons of one table, at level ``alpha``; ``bold``: ``best`` marks the best mean of
+    each column in bold and the second underlined, ``significant`` the best cell and every cell not significantly
+    worse (where the test can decide at the table's n, :data:`DECIDES`); ``seed`` seeds bootstrap and permutation tests.
     """
 
     interval: str = "std"
@@ -95,8 +98,8 @@ class Stats:
 
     @property
     def tests(self) -> bool:
-        """Whether the tables test anything (a comparison or the best cells)."""
-        return self.compare is not None or self.bold is not None
+        """Whether the tables test anything (a comparison, or the cells not significantly worse than the best)."""
+        return self.compare is not None or self.bold == "significant"
 
 
 def parse_compare(text: str) -> tuple[str, str]:
@@ -272,27 +275,34 @@ def aggregate(
     return _aggregate(planned, keys, metric)
 
 
-def _cell(mean: float, std: float, n: int, digits: int, pm: str, n_expected: int | None = None, missing: str = "") -> str:
-    """``mean ± std (n)``; ``(n/N)`` when only n of N planned trials finished; ``failed (0/N)`` when none did."""
+def _cell(
+    mean: float, std: float, n: int, digits: int, pm: str, n_expected: int | None = None, missing: str = "",
+    once: int | None = None,
+) -> str:  # fmt: skip
+    """``mean ± std (n)``; ``(n/N)`` when only n of N planned trials finished; ``failed (0/N)`` when none did; no
+    ``(n)`` where n (all that was planned) is ``once``, the n the table's title names."""
     count = str(n) if n_expected is None or n == n_expected else f"{n}/{n_expected}"
+    shown = "" if count == str(once) else f" ({count})"
     if n == 0:
         word = missing if missing and "," not in missing else "–"
         return f"{word} ({count})"
     if n < 2 or pd.isna(std):
-        return f"{mean:.{digits}f} ({count})"
-    return f"{mean:.{digits}f} {pm} {std:.{digits}f} ({count})"
+        return f"{mean:.{digits}f}{shown}"
+    return f"{mean:.{digits}f} {pm} {std:.{digits}f}{shown}"
 
 
-def shared_settings(agg: pd.DataFrame) -> list[str]:
-    """KD settings among ``agg``'s keys under whose every value the baselines' cells are repeated."""
-    kd = [k for k in KD_SETTINGS if k in agg.columns]
+def shared_settings(agg: pd.DataFrame, cols: Sequence[str]) -> list[str]:
+    """KD settings among ``agg``'s keys under whose every value the baselines' cells are repeated: the column keys,
+    and the row keys too where the baselines are a column (``teacher`` among ``cols``), so each row meets its
+    baseline; where the baselines are rows of their own, a row once, its KD settings empty."""
+    kd = [k for k in KD_SETTINGS if k in agg.columns and (k in cols or "teacher" in cols)]
     base = _is_baseline(agg)
     return kd if kd and base.any() and agg.loc[~base, kd].notna().any(axis=None) else []
 
 
-def _share_baselines(agg: pd.DataFrame) -> pd.DataFrame:
-    """Baseline cells repeated under every combination of KD settings the distilled cells have."""
-    kd = shared_settings(agg)
+def _share_baselines(agg: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
+    """Baseline cells repeated under every combination of the :func:`shared_settings` the distilled cells have."""
+    kd = shared_settings(agg, cols)
     if not kd:
         return agg
     base = _is_baseline(agg) & agg[kd].isna().all(axis=1)  # not yet shared (a table already shared stays as it is)
@@ -346,20 +356,24 @@ def _format_axis(values: list[tuple[object, ...]], names: list[str], name_values
     return [tuple(t) for t in out]
 
 
-def pivot(agg: pd.DataFrame, cols: Sequence[str], digits: int = 3, pm: str = "±") -> pd.DataFrame:
-    """Cells ``mean ± std (n)`` with rows × columns as in the paper's tables; baselines shared as above."""
-    agg = _share_baselines(agg)
+def pivot(
+    agg: pd.DataFrame, cols: Sequence[str], digits: int = 3, pm: str = "±", scale: float = 1.0, once: int | None = None
+) -> pd.DataFrame:
+    """Cells ``mean ± std (n)`` with rows × columns as in the paper's tables; baselines shared as above. Values times
+    ``scale`` (100: percentages); ``once``: the n the title names, left out of the cells that have it."""
     cols = list(cols)
+    agg = _share_baselines(agg, cols)
     index = [c for c in agg.columns if c not in (*cols, *_VALUES)]
     expected = agg["n_expected"] if "n_expected" in agg else pd.Series(None, index=agg.index, dtype=object)
     missing = agg["missing"] if "missing" in agg else pd.Series("", index=agg.index)
     spread = agg["spread"] if "spread" in agg else agg["std"]  # ± what the table's title says (std by default)
     cells = [
-        _cell(m, s, int(n), digits, pm, None if pd.isna(e) else int(e), w)
+        _cell(m * scale, s * scale, int(n), digits, pm, None if pd.isna(e) else int(e), w, once)
         for m, s, n, e, w in zip(agg["mean"], spread, agg["n"], expected, missing, strict=True)
     ]
     if "bold" in agg:
         cells = [f"**{c}**" if b is True else c for c, b in zip(cells, agg["bold"], strict=True)]
+        cells = [f"<u>{c}</u>" if u is True else c for c, u in zip(cells, agg["underline"], strict=True)]
     if "marker" in agg:
         cells = [f"{c} {m}" if isinstance(m, str) and m else c for c, m in zip(cells, agg["marker"], strict=True)]
     row_order = list(dict.fromkeys(_tuples(agg.sort_values(index, na_position="last", kind="stable"), index)))
@@ -403,12 +417,57 @@ def unfinished(planned: pd.DataFrame) -> list[str]:
     return lines
 
 
-def notes(planned: pd.DataFrame, agg: pd.DataFrame) -> list[str]:
-    """The lines under a table: which baselines are shared, and which trials did not finish (20 at most)."""
-    out = []
-    shared = shared_settings(agg)
+UNITS = {  # what one value of a metric is (docs/analyses.md#metrics)
+    "accuracy": "fraction of examples classified correctly",
+    "ece": "expected calibration error of the top-1 confidence (15 equal-width bins), a fraction",
+    "agreement": "fraction of examples on which student and teacher predict the same class",
+    "d_accuracy": "accuracy macro-averaged over subject-verb distances, a fraction",
+    "a_accuracy": "accuracy macro-averaged over attractor counts, a fraction",
+    "nll": "mean negative log-likelihood of the labels, in nats",
+    "kl": "mean KL(teacher ‖ student) at temperature 1, in nats",
+    "im": "mean L1 distance between the probabilities on an example and on its transformed copy (0 to 2)",
+    "perplexity": "perplexity of the next token",
+    "token_nll": "mean next-token negative log-likelihood, in nats",
+}
+FRACTIONS = ("accuracy", "ece", "agreement", "d_accuracy", "a_accuracy")  # what --percent multiplies by 100
+
+
+def what(metric: str, percent: bool = False) -> str:
+    """The note naming what one value of ``metric`` is: a fraction (or, with ``percent``, a percentage) and its unit."""
+    text = UNITS[metric]
+    if metric in FRACTIONS and percent:
+        return f"{metric}: {text.replace(', a fraction', '').replace('fraction', 'percentage')}, in % (0 to 100)"
+    return f"{metric}: {text}" + (" (0 to 1)" if metric in FRACTIONS else "")
+
+
+def eval_sets_note(planned: pd.DataFrame) -> str:
+    """The eval sets of a table, each with its definition (split, corruption) and size, as the trials recorded them."""
+    if "eval_set" not in planned or "eval_def" not in planned:
+        return ""
+    parts = []
+    for name in dict.fromkeys(planned.loc[planned["status"] == "ok", "eval_set"].sort_values().dropna().astype(str)):
+        rows = planned[planned["eval_set"].astype(str) == name]
+        defs = ", ".join(dict.fromkeys(rows["eval_def"].dropna().astype(str))) or "?"
+        sizes = sorted({int(v) for v in rows["n"].dropna()}) if "n" in rows else []
+        size = "" if not sizes else f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}"
+        parts.append(f"{name} = {defs}" + (f", {size} examples" if size else ""))
+    return "eval sets: " + "; ".join(parts) if parts else ""
+
+
+def notes(
+    planned: pd.DataFrame, agg: pd.DataFrame, cols: Sequence[str] = (), metric: str | None = None, percent: bool = False
+) -> list[str]:
+    """The lines under a table: what a value of ``metric`` is, the eval sets' definitions and sizes, which baselines
+    are shared, which settings a row or column holds, and which trials did not finish (20 at most)."""
+    out = [what(metric, percent)] if metric in UNITS else []
+    sets = eval_sets_note(planned)
+    out += [sets] if sets else []
+    shared = shared_settings(agg, cols)
     if shared:
         out.append(f"{NO_TEACHER}: trained without distillation; the same models appear under every {' and '.join(shared)}")
+    alone = [k for k in KD_SETTINGS if k in agg.columns and k not in shared and _is_baseline(agg).any()]
+    if alone and (~_is_baseline(agg)).any():
+        out.append(f"{NO_TEACHER}: trained without distillation, so {' and '.join(alone)} do not apply (–); one row each")
     if "teacher_config" in agg.columns:
         out.append(
             "teacher_config: the settings in which the teacher differs from other teachers of the same name "
@@ -445,68 +504,172 @@ def to_markdown(table: pd.DataFrame, title: str, notes: Sequence[str] = ()) -> s
     return "\n".join(lines)
 
 
-_TEX = (
-    ("\\", r"\textbackslash{}"),
-    ("_", r"\_"),
-    ("%", r"\%"),
-    ("&", r"\&"),
-    ("#", r"\#"),
-    ("{", r"\{"),
-    ("}", r"\}"),
-    ("$", r"\$"),
-    ("~", r"\textasciitilde{}"),
-    ("^", r"\textasciicircum{}"),
-    ("<", r"$<$"),  # text-mode < and > are other glyphs in LaTeX's default font encoding
-    (">", r"$>$"),
-    ("≈", r"$\approx$"),
-    ("←", r"$\leftarrow$"),
-    ("→", r"$\rightarrow$"),
-    ("±", r"$\pm$"),
-    (UP, r"$^{\blacktriangle}$"),  # amssymb
-    (DOWN, r"$^{\blacktriangledown}$"),
-)
-
-
-_TEX_MAP = dict(_TEX)
-_TEX_RE = re.compile("|".join(re.escape(a) for a, _ in _TEX))
+_TEX = {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": "$<$", ">": "$>$", "--": "-{}-"}
+_TEX |= {c: rf"\{c}" for c in "_%&#{}$"} | {UP: r"$^{\blacktriangle}$", DOWN: r"$^{\blacktriangledown}$"}  # amssymb
+_MATH = ["pm", "times", "approx", "leq", "geq", "leftarrow", "rightarrow", "", "|", "alpha", "sigma", "tau", "mu"]
+_TEX |= {c: f"$\\{m}$" if m else "$-$" for c, m in zip("±×≈≤≥←→−‖αστµ", _MATH, strict=True)}
+_TEX_RE = re.compile("|".join(map(re.escape, sorted(_TEX, key=len, reverse=True))))
+_WRAP = re.compile(r"^(\*\*|<u>)?(.*?)(?:\*\*|</u>)?((?: [▲▼])?)$")  # a cell as pivot writes it: bold, underlined, marker
+_NUM = re.compile(r"^([+-]?\d+)(\.\d+)?(e[+-]?\d+)?(?=\s|$)(.*)$")  # a number and what follows it
+TEXTWIDTH = 345.0  # pt: \textwidth of the standard article class at 10 pt, what a table must fit by default
+SIZES = ((r"\normalsize", 1.0), (r"\small", 0.9), (r"\footnotesize", 0.8))
+_CMR = dict(zip("abcdefghijklmnopqrstuvwxyz", [5, 5.6, 4.4, 5.6, 4.4, 3.1, 5, 5.6, 2.8, 3.1, 5.3, 2.8, 8.3, 5.6, 5, 5.6, 5.3,
+                                              3.9, 3.9, 3.9, 5.6, 5.3, 7.2, 5.3, 5.3, 4.4], strict=True))  # fmt: skip
+_CMR |= dict.fromkeys(" -", 3.3) | dict.fromkeys(".,:;[]", 2.8) | dict.fromkeys("()", 3.9) | dict.fromkeys("=±", 7.8)
+_CMR |= dict.fromkeys("ABCDEFGHKNOPQRTUVXYZ", 7.4) | {"M": 9.2, "W": 10.3, "I": 3.6, "J": 5.1, "L": 6.3, "S": 5.6}
 
 
 def _tex(s: object) -> str:
-    """A cell or header in LaTeX: special characters escaped, ± and the markers in math mode, ``**x**`` bold."""
-    text = _TEX_RE.sub(lambda m: _TEX_MAP[m.group(0)], _label(s))  # one pass: a replacement is never re-escaped
-    return re.sub(r"\*\*(.+?)\*\*", r"\\textbf{\1}", text)
+    """A cell or header in LaTeX: special characters escaped, symbols in math mode, ``**x**`` bold, ``<u>x</u>`` underlined."""
+    text = _TEX_RE.sub(lambda m: _TEX[m.group(0)], _label(s))  # one pass: a replacement is never re-escaped
+    return re.sub(r"<u>(.+?)</u>", r"\\underline{\1}", re.sub(r"\*\*(.+?)\*\*", r"\\textbf{\1}", text))
 
 
-def to_latex(table: pd.DataFrame, title: str, notes: Sequence[str] = ()) -> str:
-    """A booktabs tabular: one header row per column level, spanning cells with \\cmidrule; notes as
-    ``%`` comments after it, so the table pastes into a paper unchanged and the notes can go to its caption."""
-    n_idx = len(table.index.names)
+def _pt(text: object) -> float:
+    """The width of ``text`` (as a cell reads in markdown) set in 10 pt Computer Modern, roughly: what fits a page."""
+    return sum(_CMR.get(c, 5.0) for c in re.sub(r"\*\*|</?u>", "", _label(text)))  # digits: 5 pt
+
+
+def _number_cell(text: str, small_pm: bool) -> tuple[str, str, tuple[int, int, int, bool]] | None:
+    """A cell that starts with a number for a siunitx ``S`` column: ``(cell, text after the number, its digits)``."""
+    wrap, inner, marker = _WRAP.match(text).groups()  # type: ignore[union-attr]
+    m = _NUM.match(inner)
+    if m is None:
+        return None
+    whole, frac, exp, post = m.groups()
+    number = whole + (frac or "") + (exp or "")
+    pm = re.match(r"^ ± (\S+)(.*)$", post)
+    after = ("${}\\pm{}$" + pm.group(1), _tex(pm.group(2))) if pm else ("", _tex(post))
+    after = (rf"{{\scriptsize{after[0]}}}" if small_pm and pm else after[0]) + after[1] + _tex(marker.strip())
+    under = rf"\llap{{\underline{{\phantom{{${number}$}}}}}}" if wrap == "<u>" else ""  # no width: under the number
+    digits = (len(whole.lstrip("+-")), len(frac or ".") - 1, len((exp or "e").lstrip("e+-")), whole[0] in "+-")
+    return (r"\bfseries " if wrap == "**" else "") + number + (f"{{{under}{after}}}" if under + after else ""), after, digits
+
+
+def _s_column(parsed: list[tuple[str, str, tuple[int, int, int, bool]]]) -> str:
+    """The siunitx ``S`` column holding these cells: room for the widest number and the longest text after one."""
+    d = [max(p[2][i] for p in parsed) for i in range(4)]
+    form = ("-" if d[3] else "") + f"{d[0]}.{d[1]}" + (f"e-{d[2]}" if d[2] else "")
+    post = max((p[1] for p in parsed), key=lambda t: _pt(re.sub(r"\\[a-z]+|[{}$]", "", t)))
+    bold = r"\bfseries " if any(p[0].startswith(r"\bfseries") for p in parsed) else ""
+    return f"S[table-format={form}" + (rf", table-space-text-post={{{bold}{post}}}" if post else "") + "]"
+
+
+def _latex_columns(table: pd.DataFrame, small_pm: bool) -> tuple[pd.DataFrame, list[str], list[float]]:
+    """The LaTeX of each cell, each column's format (``S`` where its cells are numbers, else ``l``) and the natural
+    width of every column, index first (pt at 10 pt, see :func:`_pt`)."""
+    plain = table.astype(object).map(_label)
+    cells, formats = pd.DataFrame(index=table.index, columns=table.columns, dtype=object), []
+    widths = [max(map(_pt, [table.index.names[i], *table.index.get_level_values(i)])) for i in range(table.index.nlevels)]
+    for j in range(table.shape[1]):
+        column = list(plain.iloc[:, j])
+        parsed = [_number_cell(t, small_pm) for t in column]
+        numeric = sum(p is not None for p in parsed) >= max(1, sum(t not in ("", "–") for t in column) / 2)
+        cells.iloc[:, j] = [
+            p[0] if numeric and p else rf"\multicolumn{{1}}{{c}}{{{_tex(t)}}}" if numeric else _tex(t)
+            for t, p in zip(column, parsed, strict=True)
+        ]
+        formats.append(_s_column([p for p in parsed if p]) if numeric else "l")
+        head = table.columns[j][-1] if table.columns.nlevels > 1 else table.columns[j]
+        widths.append(max(map(_pt, [*column, head])) * (1.1 if any(t.startswith("**") for t in column) else 1))  # bold: wider
+    return cells, formats, widths
+
+
+def to_latex(
+    table: pd.DataFrame,
+    title: str,
+    notes: Sequence[str] = (),
+    caption: Sequence[str] = (),
+    label: str | None = None,
+    small_pm: bool = False,
+    width: float = TEXTWIDTH,
+) -> str:
+    """A ``table`` environment (pandas' :meth:`Styler.to_latex`): ``title`` and ``caption`` lines as its
+    ``\\caption``, a ``\\label``; booktabs rules, spanning headers over a ``\\cmidrule``; columns of numbers as
+    siunitx ``S`` columns aligned on the decimal point (the rest of a cell, ``± std (n)``, after the number;
+    ``small_pm``: the ± part in ``\\scriptsize``); the first of ``\\normalsize``, ``\\small``, ``\\footnotesize``
+    at which the table fits ``width`` pt, wrapping long text columns or, as a last resort, ``\\resizebox``;
+    ``notes`` as ``%`` comments after it."""
+    cells, formats, widths = _latex_columns(table, small_pm)
+    n_index = table.index.nlevels
+    size, resize = _fit(widths, formats, width, n_index)
+    cells.columns.names = [None] * cells.columns.nlevels  # the keys' values name the columns; the rows' names the index
+    styler = cells.style.format_index(_tex, axis=0).format_index(_tex, axis=1).format_index_names(_tex, axis=0)
+    text = styler.to_latex(
+        column_format="l" * n_index + "".join(formats),
+        hrules=True,
+        siunitx=True,
+        environment="table",
+        position_float="centering",
+        caption=" ".join(_tex(c if c.endswith(".") else c + ".") for c in [title, *caption]),
+        label=label or "tab:" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40],
+        multicol_align="c",
+        multirow_align="naive",
+        clines="skip-last;data" if n_index > 1 else None,
+    )
+    lines = _rules(text.splitlines(), table, n_index)
+    setup = [size] if size != r"\normalsize" else []
+    setup += [r"\sisetup{detect-weight, mode=match, retain-explicit-plus}"] if any(f.startswith("S") for f in formats) else []
+    at = lines.index(r"\centering") + 1
+    lines[at:at] = setup
+    if resize:
+        begin = next(i for i, x in enumerate(lines) if x.startswith(r"\begin{tabular}"))
+        lines[begin] = r"\resizebox{\textwidth}{!}{" + lines[begin]
+        lines[lines.index(r"\end{tabular}")] += "}"
+    needs = ["booktabs", "siunitx", "array"] + ["amssymb"] * ("blacktriangle" in text) + ["graphicx"] * resize
+    return "\n".join([f"% needs \\usepackage{{{', '.join(needs)}}}", *lines, *(f"% {' '.join(n.split())}" for n in notes)])
+
+
+def _fit(widths: list[float], formats: list[str], width: float, n_index: int) -> tuple[str, bool]:
+    """The font size at which columns of these natural widths (pt at 10 pt, plus 12 pt of \\tabcolsep each) fit
+    ``width``; if none does, ``\\footnotesize`` with the widest text columns wrapped into ``p`` columns (``formats``
+    changed in place); and whether only ``\\resizebox`` makes them fit."""
+    for size, scale in SIZES:
+        if sum(w * scale + 12 for w in widths) <= 0.98 * width:
+            return size, False
+    size, scale = SIZES[-1]
+    text = [n_index + j for j, f in enumerate(formats) if f == "l"]
+    fixed = sum(w * scale + 12 for i, w in enumerate(widths) if i not in text) + 12 * len(text)
+    cap = max((widths[i] * scale for i in text), default=0.0)
+    while cap > 40 and fixed + sum(min(widths[i] * scale, cap) for i in text) > 0.98 * width:
+        cap -= 5
+    if cap <= 40:
+        return SIZES[1][0], True
+    for i in text:
+        if widths[i] * scale > cap:
+            formats[i - n_index] = rf">{{\raggedright\arraybackslash}}p{{{cap:.0f}pt}}"
+    return size, False
+
+
+def _rules(lines: list[str], table: pd.DataFrame, n_index: int) -> list[str]:
+    """Styler's output made booktabs: the index names on the last header row, a ``\\cmidrule`` under each spanning
+    header, row groups apart by ``\\addlinespace`` instead of ``\\cline``."""
+    top, mid = lines.index(r"\toprule"), lines.index(r"\midrule")
+    head = lines[top + 1 : mid]
+    if len(head) > table.columns.nlevels:  # the index names' own row: onto the last row of column headers
+        names = head.pop().split(" & ")[:n_index]
+        head[-1] = " & ".join(names + head[-1].split(" & ")[n_index:])
     cols = [c if isinstance(c, tuple) else (c,) for c in table.columns]
-    levels = len(cols[0]) if cols else 1
-    out = [f"% {title}", r"\begin{tabular}{" + "l" * n_idx + "c" * len(cols) + "}", r"\toprule"]
-    for lvl in range(levels):
-        cells, rules, j = [""] * n_idx if lvl < levels - 1 else [_tex(n) for n in table.index.names], [], 0
-        while j < len(cols):
-            k = j
-            while lvl < levels - 1 and k + 1 < len(cols) and cols[k + 1][: lvl + 1] == cols[j][: lvl + 1]:
-                k += 1
-            span = k - j + 1
-            cells.append(_tex(cols[j][lvl]) if span == 1 else rf"\multicolumn{{{span}}}{{c}}{{{_tex(cols[j][lvl])}}}")
-            if lvl < levels - 1:
-                rules.append(rf"\cmidrule(lr){{{n_idx + j + 1}-{n_idx + k + 1}}}")
-            j = k + 1
-        out.append(" & ".join(cells) + r" \\")
-        if rules:
-            out.append(" ".join(rules))
-    out.append(r"\midrule")
-    for idx, row in table.iterrows():
-        idx = idx if isinstance(idx, tuple) else (idx,)
-        out.append(" & ".join([_tex(i) for i in idx] + [_tex(v) for v in row]) + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}"]
-    if any("blacktriangle" in line for line in out):
-        out.append(r"% the markers need \usepackage{amssymb}")
-    out += [f"% {' '.join(note.split())}" for note in notes]
-    return "\n".join(out)
+    out = []
+    for lvl, row in enumerate(head):
+        out.append(row)
+        spans = [(j, k) for j, k in _spans(cols, lvl)] if lvl < len(head) - 1 else []
+        if spans:
+            out.append(" ".join(rf"\cmidrule(lr){{{n_index + j + 1}-{n_index + k + 1}}}" for j, k in spans))
+    body = [r"\addlinespace" if x.startswith(r"\cline") else x for x in lines[mid:]]
+    body = [x for i, x in enumerate(body) if not (x == r"\addlinespace" and body[i + 1] == r"\bottomrule")]
+    return lines[: top + 1] + out + body
+
+
+def _spans(cols: list[tuple[object, ...]], lvl: int) -> Iterator[tuple[int, int]]:
+    """The first and last column of each run of columns sharing their headers down to level ``lvl``."""
+    j = 0
+    while j < len(cols):
+        k = j
+        while k + 1 < len(cols) and cols[k + 1][: lvl + 1] == cols[j][: lvl + 1]:
+            k += 1
+        yield j, k
+        j = k + 1
 
 
 # ---------------------------------------------------------------- statistics of one table (kdtune.stats)
@@ -655,42 +818,63 @@ def _compare(
     return frame, facts
 
 
+def _columns(frame: pd.DataFrame, cols: list[str]) -> list[dict[int, list[int]]]:
+    """Per column of the table (equal values of ``cols``): its cells with a value, each ``_cell`` with its rows (a
+    baseline shared under several settings of the rows is one cell in several rows)."""
+    columns: dict[tuple[object, ...], dict[int, list[int]]] = {}
+    for row, col in zip(frame.index, _tuples(frame, cols), strict=True):
+        if frame.loc[row, "n"] >= 1 and np.isfinite(frame.loc[row, "mean"]):
+            columns.setdefault(col, {}).setdefault(int(frame.loc[row, "_cell"]), []).append(row)
+    return list(columns.values())
+
+
 def _best(
     frame: pd.DataFrame, units: dict[int, _Units], cols: list[str], keys: list[str], metric: str, opts: Stats
 ) -> tuple[pd.DataFrame, dict[str, object]]:
-    """``bold``: per column of the table, its best cell (:data:`BETTER`) and every cell not significantly
-    different from it (two-sided, corrected over all these comparisons of the table); never a cell with n < 2."""
+    """``bold`` per column of the table (:data:`BETTER` says which way is better). ``best``: the best mean in bold,
+    the second best ``underline``. ``significant``: the best cell and every cell not significantly different from it
+    (two-sided, corrected over all these comparisons of the table; never a cell with n < 2), in the columns where
+    the test can decide at their n (it finds :data:`DECIDES` std with 80 % power at α over the comparisons);
+    elsewhere the best mean alone."""
     higher = BETTER[metric] == "maximize"
     frame = frame.copy()
-    frame["bold"] = False
-    columns: dict[tuple[object, ...], list[int]] = {}
-    for row, col in zip(frame.index, _tuples(frame, cols), strict=True):
-        columns.setdefault(col, []).append(row)
-    tested: list[tuple[int, stats.Comparison]] = []
-    few_best = few = 0
-    for rows in columns.values():
-        ok = [r for r in rows if frame.loc[r, "n"] >= 1 and np.isfinite(frame.loc[r, "mean"])]
-        if len(ok) < 2:
+    frame["bold"] = frame["underline"] = False
+    facts: dict[str, object] = {"higher": higher, "tested": [], "few_best": 0, "few": 0, "undecided": []}
+    pairs: list[list[tuple[list[int], int, _Units, _Units]]] = []  # per column: (rows of a cell, row of the best, units)
+    for cells in _columns(frame, cols):
+        if len(cells) < 2:
             continue  # one cell (or none) in the column: best of nothing, not bold
-        means = frame.loc[ok, "mean"].astype(float)
-        best = int(means.idxmax() if higher else means.idxmin())
-        if frame.loc[best, "n"] < 2:
-            few_best += 1
+        mean = {c: float(frame.loc[rows[0], "mean"]) for c, rows in cells.items()}
+        ranked = sorted(set(mean.values()), reverse=higher)
+        for c, rows in cells.items():
+            frame.loc[rows, "bold"] = mean[c] == ranked[0]
+            frame.loc[rows, "underline"] = opts.bold == "best" and len(ranked) > 1 and mean[c] == ranked[1]
+        best = next(c for c in cells if mean[c] == ranked[0])
+        if opts.bold == "best":
             continue
-        frame.loc[best, "bold"] = True
-        for r in ok:
-            if r == best:
-                continue
-            if frame.loc[r, "n"] < 2:
-                few += 1
-                continue
-            where = f"the cells {_where(frame, r, keys)} and {_where(frame, best, keys)}"
-            c = _test_pair(units[int(frame.loc[r, "_cell"])], units[int(frame.loc[best, "_cell"])], opts, where)
-            tested.append((r, c))
+        if frame.loc[cells[best][0], "n"] < 2:
+            facts["few_best"] += 1  # type: ignore[operator]
+            frame.loc[cells[best], "bold"] = False
+            continue
+        facts["few"] += sum(frame.loc[rows[0], "n"] < 2 for rows in cells.values())  # type: ignore[operator]
+        others = [(rows, cells[best][0], units[c], units[best]) for c, rows in cells.items() if c != best]
+        pairs.append([o for o in others if frame.loc[o[0][0], "n"] >= 2])
+    level = opts.alpha / max(sum(map(len, pairs)), 1)  # the first step of Holm (and Bonferroni's every step)
+    tested: list[tuple[list[int], stats.Comparison]] = []
+    for column in pairs:
+        sizes = [(len(a.values), len(b.values), stats.is_paired(a.keys, b.keys) and opts.test != "welch") for *_, a, b in column]
+        test = "permutation" if opts.test == "permutation" else "t"
+        floors = [stats.detectable(na, nb, paired=p, alpha=level, test=test) for na, nb, p in sizes]
+        if floors and max(floors) > DECIDES:
+            facts["undecided"].append((min(sizes)[:2], max(floors)))  # type: ignore[attr-defined]
+            continue
+        for rows, best, a, b in column:
+            where = f"the cells {_where(frame, rows[0], keys)} and {_where(frame, best, keys)}"
+            tested.append((rows, _test_pair(a, b, opts, where)))
     adjusted = stats.adjust([c.p for _, c in tested], opts.correction)
-    for (r, _), p in zip(tested, adjusted, strict=True):
-        frame.loc[r, "bold"] = not (np.isfinite(p) and p < opts.alpha)  # NaN: no difference at all (a tie)
-    facts = {"higher": higher, "tested": [c for _, c in tested], "few_best": few_best, "few": few}
+    for (rows, _), p in zip(tested, adjusted, strict=True):
+        frame.loc[rows, "bold"] = not (np.isfinite(p) and p < opts.alpha)  # NaN: no difference at all (a tie)
+    facts |= {"tested": [c for _, c in tested], "level": level}
     return frame, facts
 
 
@@ -729,7 +913,9 @@ def _family(tested: Sequence[stats.Comparison], opts: Stats, what: str) -> str:
     return f"α = {opts.alpha:g}, {stats.CORRECTION_NAMES[opts.correction]}-corrected over the table's {len(tested)} {what}"
 
 
-def _stat_notes(opts: Stats, metric: str, compared: dict[str, object] | None, best: dict[str, object] | None) -> list[str]:
+def _stat_notes(
+    opts: Stats, metric: str, cols: list[str], compared: dict[str, object] | None, best: dict[str, object] | None
+) -> list[str]:
     """The notes that name what a table's statistics are: interval, test, α, correction, n of each side."""
     out = []
     if opts.interval != "std" or opts.tests:
@@ -749,21 +935,43 @@ def _stat_notes(opts: Stats, metric: str, compared: dict[str, object] | None, be
         if compared["no_ref"]:
             out.append(f"{compared['no_ref']} cell(s) not compared: no single cell of {ref} with the same other keys")
     if best is not None:
-        tested = best["tested"]  # type: ignore[assignment]
-        way = "higher" if best["higher"] else "lower"
-        if not tested and not best["few_best"] and not best["few"]:
-            out.append("bold: nothing, no column has two cells with values to compare")
+        way = f"{'higher' if best['higher'] else 'lower'} is better for {metric}"
+        column = f"each column ({' × '.join(cols)})"
+        if opts.bold == "best":
+            out.append(f"bold: the best mean of {column}, {way}; underlined: the second best; by the means alone, no "
+                       "test (--bold significant also bolds the cells not significantly worse)")  # fmt: skip
         else:
-            out.append(
-                f"bold: the best cell of each column ({way} is better for {metric}) and every cell not significantly "
-                f"different from it; {_tests_used(tested, opts)}; two-sided, "
-                f"{_family(tested, opts, 'comparisons with a best cell')}"
-                + (f"; {_sides(tested)} (cell vs best)" if tested else "")
-            )
-        if best["few_best"]:
-            out.append(f"{best['few_best']} column(s) without bold: their best cell has n < 2 (nothing to test with)")
-        if best["few"]:
-            out.append(f"{best['few']} cell(s) never bold: n < 2 (a test needs 2 units a side)")
+            out += _significant_notes(best, opts, column, way)
+    return out
+
+
+def _significant_notes(best: dict[str, object], opts: Stats, column: str, way: str) -> list[str]:
+    """What ``--bold significant`` marked: the test and its family, and the columns where it could not decide."""
+    tested: list[stats.Comparison] = best["tested"]  # type: ignore[assignment]
+    undecided: list[tuple[tuple[int, int], float]] = best["undecided"]  # type: ignore[assignment]
+    out = []
+    if tested:
+        out.append(
+            f"bold: the best cell of {column} ({way}) and every cell not significantly different from it; "
+            f"{_tests_used(tested, opts)}; two-sided, {_family(tested, opts, 'comparisons with a best cell')}; "
+            f"{_sides(tested)} (cell vs best)"
+        )
+    if undecided:
+        (na, nb), floor = min(undecided, key=lambda u: u[0])
+        level = float(best["level"])  # type: ignore[arg-type]
+        finds = "finds nothing there" if np.isinf(floor) else f"finds only differences above {floor:.3g} std of the units"
+        out.append(
+            f"bold: the best mean alone in {len(undecided)} column(s): at n = {na} vs {nb} the test cannot decide ("
+            f"at α = {level:.2g}, the first step of the correction over the table, it {finds} with "
+            f"{100 * stats.POWER:g} % power; kdtune asks for {DECIDES:g} std), so 'not significantly worse' would hold "
+            "for nearly every cell"
+        )
+    if not tested and not undecided and not best["few_best"] and not best["few"]:
+        out.append("bold: nothing, no column has two cells with values to compare")
+    if best["few_best"]:
+        out.append(f"{best['few_best']} column(s) without bold: their best cell has n < 2 (nothing to test with)")
+    if best["few"]:
+        out.append(f"{best['few']} cell(s) never bold: n < 2 (a test needs 2 units a side)")
     return out
 
 
@@ -772,18 +980,18 @@ def _statistics(
 ) -> tuple[pd.DataFrame, list[str]]:
     """The table's cells with what ``opts`` asks for (``spread``, comparisons, ``bold``), baselines shared under
     every KD setting (so a baseline meets the cells of each column), and the notes naming the statistics."""
-    if opts.interval == "std" and not opts.tests:
+    if opts.interval == "std" and not opts.tests and opts.bold is None:
         return agg, []
     agg = agg.assign(_cell=np.arange(len(agg)))
     units = _units(planned, keys, metric, agg)
     agg["spread"] = [stats.half_width(units[i].values, opts.interval) for i in agg["_cell"]]
-    frame = _share_baselines(agg).reset_index(drop=True)
+    frame = _share_baselines(agg, cols).reset_index(drop=True)
     compared = best = None
     if opts.compare is not None:
         frame, compared = _compare(frame, units, keys, opts)
     if opts.bold is not None:
         frame, best = _best(frame, units, cols, keys, metric, opts)
-    return frame, _stat_notes(opts, metric, compared, best)
+    return frame, _stat_notes(opts, metric, cols, compared, best)
 
 
 def _tidy(frame: pd.DataFrame, agg: pd.DataFrame, keys: list[str], opts: Stats) -> pd.DataFrame:
@@ -791,7 +999,7 @@ def _tidy(frame: pd.DataFrame, agg: pd.DataFrame, keys: list[str], opts: Stats) 
     was compared differently under different KD settings (then once per setting); the statistics' columns."""
     if "_cell" not in frame:
         return agg.drop(columns="missing")
-    extra = [c for c in ("marker", "bold", *COMPARE_COLUMNS) if c in frame]
+    extra = [c for c in ("marker", "bold", "underline", *COMPARE_COLUMNS) if c in frame]
     keep = []
     for _, group in frame.groupby("_cell", sort=True):
         if len(group) > 1 and len(group[extra].astype(str).drop_duplicates()) == 1:
@@ -806,7 +1014,7 @@ def _tidy(frame: pd.DataFrame, agg: pd.DataFrame, keys: list[str], opts: Stats) 
     elif opts.interval == "ci95":
         out["ci95_lo"], out["ci95_hi"] = out["mean"] - out["spread"], out["mean"] + out["spread"]
     values = ["mean", "std", "n", "n_expected", *(c for c in ("se", "ci95_lo", "ci95_hi") if c in out)]
-    stat_cols = [c for c in COMPARE_COLUMNS if c in out] + (["bold"] if "bold" in out else [])
+    stat_cols = [c for c in COMPARE_COLUMNS if c in out] + [c for c in ("bold", "underline") if c in out]
     for c in ("n_pairs", "n_ref"):
         if c in out:
             out[c] = out[c].astype("Int64")
@@ -850,6 +1058,47 @@ def _metric_tables(
         yield metric, planned, keys, agg, frame, stat_lines, opts
 
 
+@dataclass(frozen=True)
+class Look:
+    """How a report's cells are written (flags of ``kdtune report``). ``percent``: fractions (:data:`FRACTIONS`)
+    × 100 with two fewer decimals (0.974 → 97.4); ``n_once``: the n of the cells once in the title (LaTeX: the
+    caption), in a cell only where it differs; ``small_pm`` (LaTeX): the ± part in ``\\scriptsize``; ``textwidth``
+    (LaTeX): the width in pt a table must fit, column keys moved to the rows until it does (345: the standard
+    article class at 10 pt)."""
+
+    percent: bool = False
+    n_once: bool = False
+    small_pm: bool = False
+    textwidth: float = TEXTWIDTH
+
+    def check(self, fmt: str) -> Look:
+        """Itself, or one line naming the flag that does not apply to ``fmt`` or the width that is not one."""
+        if fmt != "latex" and self.small_pm:
+            raise KdtuneError("--small-pm sets the ± part in \\scriptsize: it needs --format latex")
+        if not 50 <= self.textwidth <= 2000:
+            raise KdtuneError(f"--textwidth is a width in pt between 50 and 2000 (345: article at 10 pt), got {self.textwidth:g}")
+        return self
+
+
+def _table(
+    metric: str, planned: pd.DataFrame, agg: pd.DataFrame, frame: pd.DataFrame, cols: list[str], digits: int,
+    opts: Stats, look: Look, rows_first: Sequence[str] = (),
+) -> tuple[str, pd.DataFrame, list[str]]:  # fmt: skip
+    """One table as ``(title, table, notes)``; ``rows_first``: column keys shown as the outermost rows instead."""
+    scaled = look.percent and metric in FRACTIONS
+    shown = "std" if opts.interval == "std" else stats.INTERVAL_NAMES[opts.interval]
+    full = frame[frame["n"] == frame["n_expected"]]["n"] if "n_expected" in frame else frame["n"]
+    once = int(full.mode().iloc[0]) if look.n_once and not full.empty else None
+    count = " (n)" if once is None else ""
+    other = (frame["n"] != once).any() or len(full) < len(frame)
+    where = "" if once is None else f", n = {once} a cell" + (" unless it says (n)" if other else "")
+    title = f"{metric}{' (%)' if scaled else ''}: mean ± {shown}{count} over {over(planned)}{where}"
+    shown_cols = [c for c in cols if c not in rows_first]
+    frame = frame[[*rows_first, *(c for c in frame.columns if c not in rows_first)]]
+    table = pivot(frame, shown_cols, max(digits - 2, 0) if scaled else digits, scale=100 if scaled else 1, once=once)
+    return title, table, notes(planned, agg, cols, metric, scaled)
+
+
 def tables(
     df: pd.DataFrame,
     metrics: Sequence[str] = ("accuracy", "ece"),
@@ -858,16 +1107,43 @@ def tables(
     eval_sets: Sequence[str] | None = None,
     digits: int = 3,
     stat: Stats | None = None,
+    look: Look | None = None,
 ) -> list[tuple[str, pd.DataFrame, list[str]]]:
     """The report's tables, one per metric, as ``(title, table, notes)``: what :func:`render` writes as markdown or
     LaTeX and the analysis page draws as HTML, so both show the same cells."""
+    cols = [cols] if isinstance(cols, str) else list(cols)
     out = []
+    for metric, planned, _keys, agg, frame, stat_lines, opts in _metric_tables(df, metrics, rows, cols, eval_sets, stat):
+        title, table, lines = _table(metric, planned, agg, frame, cols, digits, opts, look or Look())
+        out.append((title, table, stat_lines + lines))
+    return out
+
+
+def _latex(
+    df: pd.DataFrame, metrics: Sequence[str], rows: Sequence[str], cols: Sequence[str], eval_sets: Sequence[str] | None,
+    digits: int, stat: Stats | None, look: Look, label: str,
+) -> Iterator[str]:  # fmt: skip
+    """Each metric's table in LaTeX, its statistics and notes in the caption (the unfinished trials in comments
+    after it), in the first layout that fits ``look.textwidth``: the one asked for, else the outermost column keys
+    moved to the rows one by one."""
     cols = [cols] if isinstance(cols, str) else list(cols)
     for metric, planned, _keys, agg, frame, stat_lines, opts in _metric_tables(df, metrics, rows, cols, eval_sets, stat):
-        shown = "std" if opts.interval == "std" else stats.INTERVAL_NAMES[opts.interval]
-        title = f"{metric}: mean ± {shown} (n) over {over(planned)}"
-        out.append((title, pivot(frame, cols, digits), stat_lines + notes(planned, agg)))
-    return out
+        for k in range(len(cols)):
+            title, table, lines = _table(metric, planned, agg, frame, cols, digits, opts, look, cols[:k])
+            widths = _latex_columns(table, look.small_pm)[2]
+            if any(sum(w * scale + 12 for w in widths) <= 0.98 * look.textwidth for _, scale in SIZES[:2]):
+                break
+        moved = [f"{' and '.join(cols[:k])} moved from the columns to the rows to fit {look.textwidth:g} pt"] if k else []
+        caption = [x.rstrip(":") + " (listed in comments after the table)" if x.endswith(":") else x for x in stat_lines + lines]
+        yield to_latex(
+            table,
+            title,
+            moved + [x[2:] for x in caption if x.startswith("- ")],
+            [x for x in caption if not x.startswith("- ")],
+            f"tab:{label}-{metric}",
+            look.small_pm,
+            look.textwidth,
+        )
 
 
 def render(
@@ -879,26 +1155,27 @@ def render(
     eval_sets: Sequence[str] | None = None,
     digits: int = 3,
     stat: Stats | None = None,
+    look: Look | None = None,
+    label: str = "kdtune",
 ) -> str:
-    """The report: one table per metric in ``fmt``, with notes below it (markdown lines, LaTeX comments).
+    """The report: one table per metric in ``fmt``, with notes below it (markdown lines; in LaTeX the caption of a
+    ``table`` labelled ``tab:LABEL-METRIC``, see :func:`to_latex`); ``look`` (:class:`Look`) says how cells read.
 
-    CSV is tidy, as :func:`aggregate`: mean, std, n, n_expected per cell and metric; cells with n = 0 kept;
-    baselines once per cell with their KD settings empty (not repeated under each temperature). ``stat``
-    (:class:`Stats`) adds the interval shown (``se``; ``ci95_lo``, ``ci95_hi``), the comparisons
-    (:data:`COMPARE_COLUMNS`) and ``bold``; without it the tables are mean ± std (ddof 1).
+    CSV is tidy, as :func:`aggregate`: mean, std, n, n_expected per cell and metric (fractions, whatever ``look``
+    says); cells with n = 0 kept; baselines once per cell with their KD settings empty (not repeated under each
+    temperature). ``stat`` (:class:`Stats`) adds the interval shown (``se``; ``ci95_lo``, ``ci95_hi``), the
+    comparisons (:data:`COMPARE_COLUMNS`) and ``bold``; without it the tables are mean ± std (ddof 1).
     """
     if fmt not in FORMATS:
         raise KdtuneError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+    look = (look or Look()).check(fmt)
     if fmt == "csv":
         tidy = [
             _tidy(frame, agg, keys, opts).assign(metric=metric)
             for metric, _planned, keys, agg, frame, _lines, opts in _metric_tables(df, metrics, rows, cols, eval_sets, stat)
         ]
         return pd.concat(tidy, ignore_index=True).to_csv(index=False)
-    write = to_markdown if fmt == "markdown" else to_latex
-    return (
-        "\n\n".join(
-            write(table, title, lines) for title, table, lines in tables(df, metrics, rows, cols, eval_sets, digits, stat)
-        )
-        + "\n"
-    )
+    if fmt == "latex":
+        return "\n\n".join(_latex(df, metrics, rows, cols, eval_sets, digits, stat, look, label)) + "\n"
+    parts = tables(df, metrics, rows, cols, eval_sets, digits, stat, look)
+    return "\n\n".join(to_markdown(table, title, lines) for title, table, lines in parts) + "\n"

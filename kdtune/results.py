@@ -307,7 +307,20 @@ def _rows(
     extra |= {"host": metrics.get("host"), "node_id": metrics.get("node_id")}  # where it ran (None: older kdtune, or no Ray)
     first, last = metrics.get("select_window") or (None, None)  # the epochs selection chose among (None: older kdtune)
     extra |= {"select_first": first, "select_last": last}
-    return [base | {"eval_set": name} | extra | vals for name, vals in metrics.get("eval", {}).items()]
+    defined = eval_definitions(data)
+    evals = metrics.get("eval", {}).items()
+    return [base | {"eval_set": name, "eval_def": defined.get(name)} | extra | vals for name, vals in evals]
+
+
+def eval_definitions(data: dict[str, Any]) -> dict[str, str]:
+    """Each eval set of a trial's data config in words: its split and corruption with its parameters
+    (``the test split, translate shift=1``); ``val`` is the validation split."""
+    out = {"val": "the validation split"}
+    for e in data.get("eval_sets", []):
+        params = " ".join(f"{k}={format_value(v) if isinstance(v, float) else v}" for k, v in (e.get("params") or {}).items())
+        how = "" if e.get("corruption") in (None, "identity") else f", {e['corruption']}" + (f" {params}" if params else "")
+        out[e["name"]] = f"the {e.get('source', e['name'])} split{how}"
+    return out
 
 
 def _number(text: str) -> str:

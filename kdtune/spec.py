@@ -432,7 +432,11 @@ class ReportSpec:
     alpha: Annotated[Float, Field(gt=0, lt=1)] = Field(
         stats.ALPHA, description=f"Significance level, in (0, 1). Default {stats.ALPHA}."
     )
-    bold: Literal["best"] | None = Field(None, description="best: bold the best cell of every column. Default none.")
+    bold: Literal["best", "significant"] | None = Field(
+        None,
+        description="best: bold the best mean of every column, underline the second; significant: bold the best cell "
+        "and every cell not significantly worse, where the test can decide at the table's n. Default none.",
+    )
     seed: Seed = Field(stats.SEED, description=f"Seed of the bootstrap and permutation tests. Default {stats.SEED}.")
 
 

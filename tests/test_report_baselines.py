@@ -9,6 +9,7 @@ import pytest
 from kdtune.report import aggregate, render
 
 NOTE_TAU = "data: trained without distillation; the same models appear under every temperature"
+NOTE_ACC = "accuracy: fraction of examples classified correctly (0 to 1)"
 
 
 def _sweep(baseline_temperature: float | None, vary: str = "temperature", teachers=("data", "CNN", "MLP")) -> pd.DataFrame:
@@ -40,13 +41,13 @@ def test_baselines_are_shared_by_every_temperature_in_markdown(baseline_temperat
         "| MLP | 2 | 0.800 (1) | 0.810 (1) | 0.750 (1) |",
         "| MLP | 5 | 0.800 (1) | 0.820 (1) | 0.760 (1) |",
     ]
-    assert lines[8:] == ["", NOTE_TAU]
+    assert lines[8:] == ["", NOTE_ACC, "", NOTE_TAU]
 
 
-def test_baselines_are_shared_in_latex_with_a_comment():
+def test_baselines_are_shared_in_latex_with_a_note_in_the_caption():
     text = render(_sweep(None), ["accuracy"], "latex")
-    assert r"CNN & 5 & 0.900 (1) & 0.920 (1) & 0.860 (1) \\" in text
-    assert text.rstrip().endswith("\\end{tabular}\n% " + NOTE_TAU)
+    assert r" & 5 & 0.900{ (1)} & 0.920{ (1)} & 0.860{ (1)} \\" in text  # CNN's second row (the first names it)
+    assert f"\\caption{{accuracy: mean $\\pm$ std (n) over seeds. {NOTE_ACC}. {NOTE_TAU}.}}" in text
 
 
 def test_temperature_as_the_only_column():
