@@ -259,14 +259,21 @@ def _load(args: argparse.Namespace):
     return plan
 
 
+KD_SHOWN = ("temperature", "w_hard", "w_soft")  # a plan line shows these of every student (τ=4 w_hard=0 w_soft=1)
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from kdtune.execute import plural
     from kdtune.rundir import is_finished
 
     plan = _load(args)
+    from kdtune.results import plan_trials
+    from kdtune.status import distinguishing
+
     print(
         f"sweep {plan.spec.name}: {plural(len(plan.trials), 'trial')} in {plural(len(plan.stages), 'stage')} → {plan.spec.output}"
     )
+    apart = distinguishing(plan.spec.output, plan_trials(plan))  # e.g. the switch point of a switched student
     from kdtune.plan import stream_design
 
     print("\n".join(stream_design(plan.spec)["lines"]))  # which conditions share which random streams
@@ -280,7 +287,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             kd = f" τ={loss.temperature:g} w_hard={loss.w_hard:g} w_soft={loss.w_soft:g}" if loss.distills else ""
             seeds = ",".join(str(x.seed) for x in g.trials)
             teachers = "" if not loss.distills else " ← " + ",".join(x.config.teacher_id[:8] for x in g.trials)  # type: ignore[index]
-            print(f"  {g.name}: seeds {seeds}{kd}{teachers}")
+            shown = [s for s in re.split(r", (?=[\w.]+=)", apart[t.id]) if s and s.split("=")[0] not in KD_SHOWN]
+            print(f"  {g.name}: seeds {seeds}{kd}{''.join(' ' + s for s in shown)}{teachers}")
     return 0
 
 

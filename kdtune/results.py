@@ -55,7 +55,9 @@ class SweepRecord:
     streams: dict[str, Any] = field(default_factory=dict)  # kdtune.plan.stream_design (empty: records of older kdtune)
 
 
-def _plan_trials(plan: Plan) -> dict[str, dict[str, Any]]:
+def plan_trials(plan: Plan) -> dict[str, dict[str, Any]]:
+    """The planned trials as a sweep record holds them: id → {stage, student, teacher, seed, fold, teacher_seed,
+    teacher_id, config}."""
     return {
         t.id: {
             "stage": t.stage,
@@ -89,7 +91,7 @@ def write_sweep_record(plan: Plan, argv: Sequence[str] | None = None) -> Path:
     name = same or (spec.name if spec.name not in existing else f"{spec.name}-{h}")
     stages = [[{"group": g.name, "trials": [t.id for t in g.trials]} for g in stage] for stage in plan.stages]
     path = write_trials_record(
-        spec, name, _plan_trials(plan), kind="sweep", plan_hash=h, stages=stages, streams=stream_design(spec)
+        spec, name, plan_trials(plan), kind="sweep", plan_hash=h, stages=stages, streams=stream_design(spec)
     )
     outcome = _read_outcome(path)
     outcome.setdefault("runs", []).append(
@@ -424,7 +426,7 @@ def collect(plan: Plan, failures: dict[str, str] | None = None) -> pd.DataFrame:
     """The results table of ``plan`` alone, read from its run folder (unfinished trials get one status row)."""
     failures = failures or {}
     rows: list[dict[str, Any]] = []
-    trials = _plan_trials(plan)
+    trials = plan_trials(plan)
     configs: dict[str, dict[str, Any] | None] = {tid: t["config"] for tid, t in trials.items()}
     for tid, info in trials.items():
         rows += _rows(plan.spec.output, tid, info, failures.get(tid), plan.spec.name, configs)
