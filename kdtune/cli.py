@@ -716,7 +716,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KdtuneError as e:
         if isinstance(e, _UsageError):
             sys.stderr.write(e.usage)
-        print(f"kdtune: error: {e}", file=sys.stderr)
+        for line in str(e).splitlines() or [""]:  # several mistakes of a sweep file: one line each
+            print(f"kdtune: error: {line}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. `head`
         sys.stderr.close()

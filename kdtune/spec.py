@@ -683,23 +683,37 @@ def parse_sweep(
     """Validate a sweep mapping (as loaded from YAML) into a :class:`SweepSpec`: the models, then kdtune's own rules."""
     f = validate(SweepFile, raw, source)
     err = functools.partial(SpecError, source)
+    problems: list[SpecError] = []  # kdtune's own rules, section by section: every mistake at once
+
+    def checked(fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except SpecError as e:
+            problems.append(e)
+            return None
+
     name = f.name or (Path(source).stem if source != "<sweep>" else "sweep")
     if not re.match(LABEL, name):
-        raise err("name", f"must be a folder-safe name (letters, digits, _ . + -), got {name!r}")
-    data, root, info = _data(err, f.data, raw["data"])
-    models = {label: _model(err, label, m, raw["models"][label], info, list(f.models)) for label, m in f.models.items()}
-    _check_invariance(source, data, info)
-    grid = _grid(err, f.grid, raw["grid"], models)
+        problems.append(err("name", f"must be a folder-safe name (letters, digits, _ . + -), got {name!r}"))
+    found = checked(_data, err, f.data, raw["data"])
+    data, root, info = found or (None, None, None)
+    models = {}
+    if found:  # a model is built on the data's shapes
+        models = {label: checked(_model, err, label, m, raw["models"][label], info, list(f.models)) for label, m in f.models.items()}
+        checked(_check_invariance, source, data, info)
+    grid = checked(_grid, err, f.grid, raw["grid"], list(f.models))
     resources, execution = f.resources or Resources(), f.execution or ExecutionSpec()
     if resources.cpu == 0 and resources.gpu == 0:
-        raise err("resources", "a trial must ask for some cpu or gpu")
+        problems.append(err("resources", "a trial must ask for some cpu or gpu"))
     if execution.device == "cuda" and resources.gpu == 0:
-        raise err("execution.device", "is cuda but resources.gpu is 0; ask for a gpu (fractions allowed)")
+        problems.append(err("execution.device", "is cuda but resources.gpu is 0; ask for a gpu (fractions allowed)"))
     outs = f.outputs or Outputs()
     if len(set(outs.feature_epochs)) != len(outs.feature_epochs):
-        raise err("outputs.feature_epochs", f"must be distinct epochs, got {list(outs.feature_epochs)}")
+        problems.append(err("outputs.feature_epochs", f"must be distinct epochs, got {list(outs.feature_epochs)}"))
     if outs.feature_epochs and outs.feature_examples == 0:
-        raise err("outputs.feature_epochs", "needs outputs.feature_examples > 0")
+        problems.append(err("outputs.feature_epochs", "needs outputs.feature_examples > 0"))
+    if problems:
+        raise SpecError.of(problems)
     spec = SweepSpec(
         name=name,
         source=source,
@@ -811,7 +825,7 @@ def _model(err: Callable[..., SpecError], label: str, m: Any, raw: Any, info: Da
     )
 
 
-def _grid(err: Callable[..., SpecError], g: Grid, raw: Mapping[str, Any], models: Mapping[str, ModelSpec]) -> GridSpec:
+def _grid(err: Callable[..., SpecError], g: Grid, raw: Mapping[str, Any], models: Sequence[str]) -> GridSpec:
     def check(path: str, values: Sequence[str], allowed: Sequence[str]) -> None:
         for i, v in enumerate(values):
             if v not in allowed:
