@@ -699,7 +699,8 @@ def parse_sweep(
     data, root, info = found or (None, None, None)
     models = {}
     if found:  # a model is built on the data's shapes
-        models = {label: checked(_model, err, label, m, raw["models"][label], info, list(f.models)) for label, m in f.models.items()}
+        labels = list(f.models)
+        models = {label: checked(_model, err, label, m, raw["models"][label], info, labels) for label, m in f.models.items()}
         checked(_check_invariance, source, data, info)
     grid = checked(_grid, err, f.grid, raw["grid"], list(f.models))
     resources, execution = f.resources or Resources(), f.execution or ExecutionSpec()
