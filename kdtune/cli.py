@@ -380,7 +380,7 @@ def _finish_run(args: argparse.Namespace, plan: Plan, record: Path, executor: In
 def _cmd_report(args: argparse.Namespace) -> int:
     from kdtune.execute import plural
     from kdtune.report import Look, render
-    from kdtune.results import collect_runs, select_records
+    from kdtune.results import collect_runs, load_records, record_labels, select_records
 
     if args.tuning:
         return _report_tuning(args)
@@ -399,7 +399,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     for d in args.run_dir:
         records = select_records(d, args.sweep)
         if len(records) > 1 or len(args.run_dir) > 1:
-            which = ", ".join(f"{r.name} ({plural(len(r.trials), 'trial')})" for r in records)
+            labels = record_labels(load_records(d))  # the sweeps as their users named them
+            which = ", ".join(f"{labels[r.name]} ({plural(len(r.trials), 'trial')})" for r in records)
             scope = "union of" if len(records) > 1 else "sweep"
             print(f"{d}: {scope} {which}" + ("; --sweep NAME for one" if len(records) > 1 else ""), file=sys.stderr)
     for note in notes:

@@ -178,6 +178,31 @@ def load_records(run_dir: str | Path) -> list[SweepRecord]:
     return sorted(found, key=lambda r: r.updated)
 
 
+def record_labels(records: Sequence[SweepRecord]) -> dict[str, str]:
+    """Record name → the sweep as its user named it (``quickstart``), for report and status. Where several sweeps
+    of one name were run into a folder (the record of the second is ``quickstart-0f5f563a``: the name and a hash of
+    its planned trials), each label adds the settings of the sweep as run (after ``--set``) in which it differs
+    from the others, ``quickstart [grid.seeds=3, grid.temperature=[1, 4, 8, 16]]``, three at most, else the time
+    of its first run. A search's record keeps its own name (``tune-MLP``)."""
+    out = {r.name: r.name if r.kind == "tune" else r.sweep for r in records}
+    groups: dict[str, list[SweepRecord]] = {}
+    for r in records:
+        if r.kind != "tune":
+            groups.setdefault(r.sweep, []).append(r)
+    for name, group in groups.items():
+        if len(group) < 2:
+            continue
+        leaves = [_flat(r.raw) for r in group]
+        differ = sorted({k for f in leaves for k in f if len({g.get(k) for g in leaves}) > 1})
+        for r, f in zip(group, leaves, strict=True):
+            shown = [f"{k}={_number(f[k]) if k in f else '–'}" for k in differ[:3]] + (["…"] if len(differ) > 3 else [])
+            started = (_read_outcome(r.path).get("runs") or [{}])[0].get("started") if r.path else None
+            out[r.name] = f"{name} [{', '.join(shown) if differ else f'first run {started}'}]"
+        if len({out[r.name] for r in group}) < len(group):  # alike in the three settings shown: the record's own name
+            out |= {r.name: f"{name} [{r.name}]" for r in group}
+    return out
+
+
 def select_records(run_dir: str | Path, sweep: str | None = None, include_tuning: bool = False) -> list[SweepRecord]:
     """The records ``report``/``status`` read: every sweep's (and with ``include_tuning`` every search's),
     or the one named ``sweep`` (a record name, or a sweep name when that names one record); one-line
@@ -194,11 +219,13 @@ def select_records(run_dir: str | Path, sweep: str | None = None, include_tuning
     if sweep is None:
         sweeps = [r for r in records if include_tuning or r.kind != "tune"]
         return sweeps or records
-    chosen = [r for r in records if r.name == sweep] or [r for r in records if r.sweep == sweep]
+    labels = record_labels(records)
+    chosen = [r for r in records if sweep in (r.name, labels[r.name])] or [r for r in records if r.sweep == sweep]
     if not chosen:
-        raise KdtuneError(f"{run_dir}: no sweep {sweep!r} recorded here; recorded: {', '.join(r.name for r in records)}")
+        raise KdtuneError(f"{run_dir}: no sweep {sweep!r} recorded here; recorded: {', '.join(labels.values())}")
     if len(chosen) > 1:
-        raise KdtuneError(f"{run_dir}: several records of sweep {sweep!r}; pick one of {', '.join(r.name for r in chosen)}")
+        which = ", ".join(f"{labels[r.name]} (--sweep {r.name})" for r in chosen)
+        raise KdtuneError(f"{run_dir}: several sweeps named {sweep!r} were run into this folder: {which}")
     return chosen
 
 

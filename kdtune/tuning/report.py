@@ -138,7 +138,8 @@ def render_tuning(run_dir: Path, storage: str | None = None, fmt: str = "markdow
                 f"{c['complete']} complete trials are too few for fANOVA (kdtune asks for {FEW}): its random forest fits "
                 "noise, so these numbers rank nothing; run more trials (kdtune tune … --trials N) before reading them"
             ]  # fmt: skip
-            parts.append(to_markdown(imp_table, title, caveat) if fmt == "markdown" else to_latex(imp_table, title, caption=caveat))
+            written = to_markdown(imp_table, title, caveat) if fmt == "markdown" else to_latex(imp_table, title, caption=caveat)
+            parts.append(written)
     if fmt == "csv":
         return pd.DataFrame(csv_rows).to_csv(index=False), made
     return "\n\n".join(parts) + "\n", made
