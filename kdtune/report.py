@@ -133,17 +133,20 @@ def check_keys(rows: Sequence[str], cols: Sequence[str]) -> tuple[list[str], lis
 
 def cell_keys(df: pd.DataFrame, keys: list[str]) -> list[str]:
     """Setting columns that take more than one value within some group of ``keys``: all of them, so a row
-    whose lr, dropout and weight decay all differ says so (not only the first). ``config`` (the model's
-    settings that are no column) is added only when the columns added before do not tell its values apart."""
+    whose lr, dropout and weight decay all differ says so (not only the first). ``config`` and ``teacher_config``
+    (the settings that are no column, e.g. a tuned ``schedule.decay_rate``) are added whenever they vary there, even
+    where the columns added before tell their values apart: what they hold is in no other column. ``select_from``
+    (derived from the switch) only where the rest leave it varying."""
     extra: list[str] = []
     while True:
         by = keys + extra
         grouped = df.groupby(by, observed=True, dropna=False)
         more = [c for c in SETTINGS if c in df and c not in by and (grouped[c].nunique(dropna=False) > 1).any()]
         if not more:
-            return extra
-        plain = [c for c in more if c not in (*CONFIG_COLUMNS, "select_from")]  # derived: only if the rest leave it varying
+            break
+        plain = [c for c in more if c != "select_from"]  # derived: only if the rest leave it varying
         extra += plain or more[:1]
+    return [c for c in SETTINGS if c in extra]  # in the order of SETTINGS, whatever the order found
 
 
 def _ordered(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
