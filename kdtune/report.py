@@ -19,6 +19,7 @@ the difference is significant after correcting over the table's comparisons) and
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -512,14 +513,10 @@ _TEX |= {c: rf"\{c}" for c in "_%&#{}$"} | {UP: r"$^{\blacktriangle}$", DOWN: r"
 _MATH = ["pm", "times", "approx", "leq", "geq", "leftarrow", "rightarrow", "", "|", "alpha", "sigma", "tau", "mu"]
 _TEX |= {c: f"$\\{m}$" if m else "$-$" for c, m in zip("±×≈≤≥←→−‖αστµ", _MATH, strict=True)}
 _TEX_RE = re.compile("|".join(map(re.escape, sorted(_TEX, key=len, reverse=True))))
-_WRAP = re.compile(r"^(\*\*|<u>)?(.*?)(?:\*\*|</u>)?((?: [▲▼])?)$")  # a cell as pivot writes it: bold, underlined, marker
-_NUM = re.compile(r"^([+-]?\d+)(\.\d+)?(e[+-]?\d+)?(?=\s|$)(.*)$")  # a number and what follows it
+_CELL = re.compile(r"^(\*\*|<u>)?([+-]?\d+)(\.\d+)?(e[+-]?\d+)?(?=[\s*<]|$)(?: ± ([^\s*<]+))?(.*?)(?:\*\*|</u>)?( [▲▼])?$")
+# (a cell as pivot writes it: bold or underlined, a number, ± its spread, the rest, a marker)
 TEXTWIDTH = 345.0  # pt: \textwidth of the standard article class at 10 pt, what a table must fit by default
 SIZES = ((r"\normalsize", 1.0), (r"\small", 0.9), (r"\footnotesize", 0.8))
-_CMR = dict(zip("abcdefghijklmnopqrstuvwxyz", [5, 5.6, 4.4, 5.6, 4.4, 3.1, 5, 5.6, 2.8, 3.1, 5.3, 2.8, 8.3, 5.6, 5, 5.6, 5.3,
-                                              3.9, 3.9, 3.9, 5.6, 5.3, 7.2, 5.3, 5.3, 4.4], strict=True))  # fmt: skip
-_CMR |= dict.fromkeys(" -", 3.3) | dict.fromkeys(".,:;[]", 2.8) | dict.fromkeys("()", 3.9) | dict.fromkeys("=±", 7.8)
-_CMR |= dict.fromkeys("ABCDEFGHKNOPQRTUVXYZ", 7.4) | {"M": 9.2, "W": 10.3, "I": 3.6, "J": 5.1, "L": 6.3, "S": 5.6}
 
 
 def _tex(s: object) -> str:
@@ -529,150 +526,109 @@ def _tex(s: object) -> str:
 
 
 def _pt(text: object) -> float:
-    """The width of ``text`` (as a cell reads in markdown) set in 10 pt Computer Modern, roughly: what fits a page."""
-    return sum(_CMR.get(c, 5.0) for c in re.sub(r"\*\*|</?u>", "", _label(text)))  # digits: 5 pt
+    """About the width of ``text`` (a cell as markdown writes it) in 10 pt Computer Modern: digits 5 pt."""
+    plain = re.sub(r"\*\*|</?u>", "", _label(text))
+    return sum(3.0 if c in ".,:;()[]|'ilfjtI -" else 8.5 if c in "mwMW±=" else 7.3 if c.isupper() else 5.0 for c in plain)
 
 
-def _number_cell(text: str, small_pm: bool) -> tuple[str, str, tuple[int, int, int, bool]] | None:
-    """A cell that starts with a number for a siunitx ``S`` column: ``(cell, text after the number, its digits)``."""
-    wrap, inner, marker = _WRAP.match(text).groups()  # type: ignore[union-attr]
-    m = _NUM.match(inner)
+def _number(text: str, small_pm: bool) -> tuple[str, str, list[int]] | None:
+    """A cell starting with a number as a siunitx ``S`` cell: ``(cell, the text after the number, its digits: whole,
+    decimals, exponent, sign)``; the ± part in ``\\scriptsize`` with ``small_pm``; None for a cell of text."""
+    m = _CELL.match(text)
     if m is None:
         return None
-    whole, frac, exp, post = m.groups()
+    wrap, whole, frac, exp, pm, rest, marker = m.groups()
     number = whole + (frac or "") + (exp or "")
-    pm = re.match(r"^ ± (\S+)(.*)$", post)
-    after = ("${}\\pm{}$" + pm.group(1), _tex(pm.group(2))) if pm else ("", _tex(post))
-    after = (rf"{{\scriptsize{after[0]}}}" if small_pm and pm else after[0]) + after[1] + _tex(marker.strip())
+    after = (rf"{{\scriptsize${{}}\pm{{}}${pm}}}" if small_pm else f"${{}}\\pm{{}}${pm}") if pm else ""
+    after += _tex(rest) + _tex((marker or "").strip())
     under = rf"\llap{{\underline{{\phantom{{${number}$}}}}}}" if wrap == "<u>" else ""  # no width: under the number
-    digits = (len(whole.lstrip("+-")), len(frac or ".") - 1, len((exp or "e").lstrip("e+-")), whole[0] in "+-")
+    digits = [len(whole.lstrip("+-")), len(frac or ".") - 1, len((exp or "e").lstrip("e+-")), int(whole[0] in "+-")]
     return (r"\bfseries " if wrap == "**" else "") + number + (f"{{{under}{after}}}" if under + after else ""), after, digits
 
 
-def _s_column(parsed: list[tuple[str, str, tuple[int, int, int, bool]]]) -> str:
-    """The siunitx ``S`` column holding these cells: room for the widest number and the longest text after one."""
-    d = [max(p[2][i] for p in parsed) for i in range(4)]
-    form = ("-" if d[3] else "") + f"{d[0]}.{d[1]}" + (f"e-{d[2]}" if d[2] else "")
-    post = max((p[1] for p in parsed), key=lambda t: _pt(re.sub(r"\\[a-z]+|[{}$]", "", t)))
-    bold = r"\bfseries " if any(p[0].startswith(r"\bfseries") for p in parsed) else ""
-    return f"S[table-format={form}" + (rf", table-space-text-post={{{bold}{post}}}" if post else "") + "]"
-
-
 def _latex_columns(table: pd.DataFrame, small_pm: bool) -> tuple[pd.DataFrame, list[str], list[float]]:
-    """The LaTeX of each cell, each column's format (``S`` where its cells are numbers, else ``l``) and the natural
-    width of every column, index first (pt at 10 pt, see :func:`_pt`)."""
+    """Each cell in LaTeX, each column's format (a siunitx ``S`` column with room for its widest number and its
+    longest text after one, where most of its cells are numbers, else ``l``) and each column's width, index first."""
     plain = table.astype(object).map(_label)
-    cells, formats = pd.DataFrame(index=table.index, columns=table.columns, dtype=object), []
+    cells, formats = plain.copy(), []
     widths = [max(map(_pt, [table.index.names[i], *table.index.get_level_values(i)])) for i in range(table.index.nlevels)]
-    for j in range(table.shape[1]):
-        column = list(plain.iloc[:, j])
-        parsed = [_number_cell(t, small_pm) for t in column]
-        numeric = sum(p is not None for p in parsed) >= max(1, sum(t not in ("", "–") for t in column) / 2)
-        cells.iloc[:, j] = [
-            p[0] if numeric and p else rf"\multicolumn{{1}}{{c}}{{{_tex(t)}}}" if numeric else _tex(t)
-            for t, p in zip(column, parsed, strict=True)
-        ]
-        formats.append(_s_column([p for p in parsed if p]) if numeric else "l")
-        head = table.columns[j][-1] if table.columns.nlevels > 1 else table.columns[j]
-        widths.append(max(map(_pt, [*column, head])) * (1.1 if any(t.startswith("**") for t in column) else 1))  # bold: wider
+    for j, (head, column) in enumerate(plain.items()):
+        parsed = [_number(t, small_pm) for t in column]
+        found = [p for p in parsed if p]
+        numeric = len(found) >= max(1, sum(t not in ("", "–") for t in column) / 2)
+        cells.iloc[:, j] = [p[0] if numeric and p else rf"\multicolumn{{1}}{{c}}{{{_tex(t)}}}" if numeric else _tex(t)
+                            for t, p in zip(column, parsed, strict=True)]  # fmt: skip
+        d = [max(p[2][i] for p in found) for i in range(4)] if numeric else []
+        post = max((p[1] for p in found), key=lambda t: _pt(re.sub(r"\\[a-z]+|[{}$]", "", t)), default="")
+        bold = r"\bfseries " * any(p[0].startswith(r"\bfseries") for p in found)
+        form = "-" * d[3] + f"{d[0]}.{d[1]}" + f"e-{d[2]}" * bool(d[2]) if numeric else ""
+        room = f", table-space-text-post={{{bold}{post}}}" * bool(post)
+        formats.append(f"S[table-format={form}{room}]" if numeric else "l")
+        head = head[-1] if isinstance(head, tuple) else head
+        widths.append(max(map(_pt, [*column, head])) * (1.1 if bold else 1))  # bold digits are wider
     return cells, formats, widths
 
 
 def to_latex(
-    table: pd.DataFrame,
-    title: str,
-    notes: Sequence[str] = (),
-    caption: Sequence[str] = (),
-    label: str | None = None,
-    small_pm: bool = False,
-    width: float = TEXTWIDTH,
-) -> str:
-    """A ``table`` environment (pandas' :meth:`Styler.to_latex`): ``title`` and ``caption`` lines as its
-    ``\\caption``, a ``\\label``; booktabs rules, spanning headers over a ``\\cmidrule``; columns of numbers as
-    siunitx ``S`` columns aligned on the decimal point (the rest of a cell, ``± std (n)``, after the number;
-    ``small_pm``: the ± part in ``\\scriptsize``); the first of ``\\normalsize``, ``\\small``, ``\\footnotesize``
-    at which the table fits ``width`` pt, wrapping long text columns or, as a last resort, ``\\resizebox``;
-    ``notes`` as ``%`` comments after it."""
+    table: pd.DataFrame, title: str, notes: Sequence[str] = (), caption: Sequence[str] = (), label: str | None = None,
+    small_pm: bool = False, width: float = TEXTWIDTH,
+) -> str:  # fmt: skip
+    """A ``table`` environment by pandas' :meth:`Styler.to_latex`: ``title`` and ``caption`` as its ``\\caption``, a
+    ``\\label``, booktabs rules (a ``\\cmidrule`` under each spanning header), numbers in siunitx ``S`` columns
+    aligned on the decimal point, at the first font size that fits ``width`` pt (see :func:`_fit`); ``notes`` as
+    ``%`` comments after it, the packages it needs in a comment before it."""
     cells, formats, widths = _latex_columns(table, small_pm)
-    n_index = table.index.nlevels
-    size, resize = _fit(widths, formats, width, n_index)
+    size, resize = _fit(widths, formats, width, table.index.nlevels)
     cells.columns.names = [None] * cells.columns.nlevels  # the keys' values name the columns; the rows' names the index
-    styler = cells.style.format_index(_tex, axis=0).format_index(_tex, axis=1).format_index_names(_tex, axis=0)
-    text = styler.to_latex(
-        column_format="l" * n_index + "".join(formats),
-        hrules=True,
-        siunitx=True,
-        environment="table",
-        position_float="centering",
-        caption=" ".join(_tex(c if c.endswith(".") else c + ".") for c in [title, *caption]),
-        label=label or "tab:" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40],
-        multicol_align="c",
-        multirow_align="naive",
-        clines="skip-last;data" if n_index > 1 else None,
-    )
-    lines = _rules(text.splitlines(), table, n_index)
-    setup = [size] if size != r"\normalsize" else []
-    setup += [r"\sisetup{detect-weight, mode=match, retain-explicit-plus}"] if any(f.startswith("S") for f in formats) else []
-    at = lines.index(r"\centering") + 1
-    lines[at:at] = setup
+    text = cells.style.format_index(_tex, axis=0).format_index(_tex, axis=1).format_index_names(_tex, axis=0).to_latex(
+        column_format="l" * table.index.nlevels + "".join(formats), hrules=True, siunitx=True, environment="table",
+        position_float="centering", caption=" ".join(_tex(c.rstrip(".") + ".") for c in [title, *caption]),
+        label=label or "tab:" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40], multicol_align="c",
+        multirow_align="naive", clines="skip-last;data" if table.index.nlevels > 1 else None,
+    )  # fmt: skip
+    setup = [size] * (size != r"\normalsize") + [r"\sisetup{detect-weight, mode=match, retain-explicit-plus}"] * ("S[" in text)
+    text = text.replace("\\centering\n", "\\centering\n" + "".join(x + "\n" for x in setup), 1)
     if resize:
-        begin = next(i for i, x in enumerate(lines) if x.startswith(r"\begin{tabular}"))
-        lines[begin] = r"\resizebox{\textwidth}{!}{" + lines[begin]
-        lines[lines.index(r"\end{tabular}")] += "}"
+        text = re.sub(r"(\\begin\{tabular\}.*?\\end\{tabular\})", r"\\resizebox{\\textwidth}{!}{\1}", text, flags=re.S)
     needs = ["booktabs", "siunitx", "array"] + ["amssymb"] * ("blacktriangle" in text) + ["graphicx"] * resize
+    lines = _rules(text.splitlines(), table.index.nlevels)
     return "\n".join([f"% needs \\usepackage{{{', '.join(needs)}}}", *lines, *(f"% {' '.join(n.split())}" for n in notes)])
 
 
 def _fit(widths: list[float], formats: list[str], width: float, n_index: int) -> tuple[str, bool]:
-    """The font size at which columns of these natural widths (pt at 10 pt, plus 12 pt of \\tabcolsep each) fit
-    ``width``; if none does, ``\\footnotesize`` with the widest text columns wrapped into ``p`` columns (``formats``
-    changed in place); and whether only ``\\resizebox`` makes them fit."""
+    """The first of :data:`SIZES` at which columns this wide (pt at 10 pt, plus 12 pt of ``\\tabcolsep`` each) fit
+    ``width``; else ``\\footnotesize`` with the text columns wider than their share wrapped into ``p`` columns
+    (``formats`` changed in place); and whether only ``\\resizebox`` makes them fit (its share under 40 pt)."""
     for size, scale in SIZES:
         if sum(w * scale + 12 for w in widths) <= 0.98 * width:
             return size, False
     size, scale = SIZES[-1]
-    text = [n_index + j for j, f in enumerate(formats) if f == "l"]
-    fixed = sum(w * scale + 12 for i, w in enumerate(widths) if i not in text) + 12 * len(text)
-    cap = max((widths[i] * scale for i in text), default=0.0)
-    while cap > 40 and fixed + sum(min(widths[i] * scale, cap) for i in text) > 0.98 * width:
-        cap -= 5
-    if cap <= 40:
-        return SIZES[1][0], True
-    for i in text:
-        if widths[i] * scale > cap:
-            formats[i - n_index] = rf">{{\raggedright\arraybackslash}}p{{{cap:.0f}pt}}"
-    return size, False
+    text = [j for j, f in enumerate(formats) if f == "l"]
+    fixed = sum(w * scale + 12 for i, w in enumerate(widths) if i - n_index not in text)
+    share = (0.98 * width - fixed) / max(len(text), 1) - 12
+    for j in text if share >= 40 else []:
+        if widths[n_index + j] * scale > share:
+            formats[j] = rf">{{\raggedright\arraybackslash}}p{{{share:.0f}pt}}"
+    return (size, False) if text and share >= 40 else (SIZES[1][0], True)
 
 
-def _rules(lines: list[str], table: pd.DataFrame, n_index: int) -> list[str]:
-    """Styler's output made booktabs: the index names on the last header row, a ``\\cmidrule`` under each spanning
-    header, row groups apart by ``\\addlinespace`` instead of ``\\cline``."""
+def _rules(lines: list[str], n_index: int) -> list[str]:
+    """Styler's table made booktabs: the index names on the last header row, a ``\\cmidrule`` under each header of
+    the upper header rows, row groups apart by ``\\addlinespace`` instead of ``\\cline``."""
     top, mid = lines.index(r"\toprule"), lines.index(r"\midrule")
-    head = lines[top + 1 : mid]
-    if len(head) > table.columns.nlevels:  # the index names' own row: onto the last row of column headers
-        names = head.pop().split(" & ")[:n_index]
-        head[-1] = " & ".join(names + head[-1].split(" & ")[n_index:])
-    cols = [c if isinstance(c, tuple) else (c,) for c in table.columns]
+    head = [x.removesuffix(r" \\").split(" & ") for x in lines[top + 1 : mid]]
+    if len(head) > 1 and set(head[-1][n_index:]) == {"{}"}:  # the index names' own row
+        names = head.pop()
+        head[-1][:n_index] = names[:n_index]
     out = []
-    for lvl, row in enumerate(head):
-        out.append(row)
-        spans = [(j, k) for j, k in _spans(cols, lvl)] if lvl < len(head) - 1 else []
-        if spans:
-            out.append(" ".join(rf"\cmidrule(lr){{{n_index + j + 1}-{n_index + k + 1}}}" for j, k in spans))
+    for k, row in enumerate(head):
+        out.append(" & ".join(row) + r" \\")
+        spans = [int(m[1]) if (m := re.match(r"\\multicolumn\{(\d+)\}", c)) else 1 for c in row[n_index:]]
+        ends = list(itertools.accumulate(spans, initial=n_index))
+        out += [" ".join(rf"\cmidrule(lr){{{a + 1}-{b}}}" for a, b in itertools.pairwise(ends))] * (k < len(head) - 1)
     body = [r"\addlinespace" if x.startswith(r"\cline") else x for x in lines[mid:]]
-    body = [x for i, x in enumerate(body) if not (x == r"\addlinespace" and body[i + 1] == r"\bottomrule")]
+    body = [x for x, y in itertools.pairwise([*body, ""]) if (x, y) != (r"\addlinespace", r"\bottomrule")]
     return lines[: top + 1] + out + body
-
-
-def _spans(cols: list[tuple[object, ...]], lvl: int) -> Iterator[tuple[int, int]]:
-    """The first and last column of each run of columns sharing their headers down to level ``lvl``."""
-    j = 0
-    while j < len(cols):
-        k = j
-        while k + 1 < len(cols) and cols[k + 1][: lvl + 1] == cols[j][: lvl + 1]:
-            k += 1
-        yield j, k
-        j = k + 1
 
 
 # ---------------------------------------------------------------- statistics of one table (kdtune.stats)
