@@ -449,8 +449,9 @@ def eval_sets_note(planned: pd.DataFrame) -> str:
     if "eval_set" not in planned or "eval_def" not in planned:
         return ""
     parts = []
-    for name in dict.fromkeys(planned.loc[planned["status"] == "ok", "eval_set"].sort_values().dropna().astype(str)):
-        rows = planned[planned["eval_set"].astype(str) == name]
+    done = planned[planned["status"] == "ok"]
+    for name in dict.fromkeys(done["eval_set"].sort_values().dropna().astype(str)):
+        rows = done[done["eval_set"].astype(str) == name]
         defs = ", ".join(dict.fromkeys(rows["eval_def"].dropna().astype(str))) or "?"
         sizes = sorted({int(v) for v in rows["n"].dropna()}) if "n" in rows else []
         size = "" if not sizes else f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}"
@@ -528,7 +529,8 @@ def _tex(s: object) -> str:
 def _pt(text: object) -> float:
     """About the width of ``text`` (a cell as markdown writes it) in 10 pt Computer Modern: digits 5 pt."""
     plain = re.sub(r"\*\*|</?u>", "", _label(text))
-    return sum(3.0 if c in ".,:;()[]|'ilfjtI -" else 8.5 if c in "mwMW±=" else 7.3 if c.isupper() else 5.0 for c in plain)
+    narrow = {c: 2.8 for c in ".,:;|'ij"} | {c: 3.7 for c in "()[]ftrI -s"} | {c: 8.5 for c in "mwMW±=%"}
+    return sum(narrow.get(c, 7.3 if c.isupper() else 5.0) for c in plain) * (1.15 if "**" in _label(text) else 1)
 
 
 def _number(text: str, small_pm: bool) -> tuple[str, str, list[int]] | None:
@@ -546,12 +548,14 @@ def _number(text: str, small_pm: bool) -> tuple[str, str, list[int]] | None:
     return (r"\bfseries " if wrap == "**" else "") + number + (f"{{{under}{after}}}" if under + after else ""), after, digits
 
 
-def _latex_columns(table: pd.DataFrame, small_pm: bool) -> tuple[pd.DataFrame, list[str], list[float]]:
+def _latex_columns(table: pd.DataFrame, small_pm: bool) -> tuple[pd.DataFrame, list[str], list[float], list[float]]:
     """Each cell in LaTeX, each column's format (a siunitx ``S`` column with room for its widest number and its
-    longest text after one, where most of its cells are numbers, else ``l``) and each column's width, index first."""
+    longest text after one, where most of its cells are numbers, else ``l``), width and longest word's width, the
+    index's columns first."""
     plain = table.astype(object).map(_label)
-    cells, formats = plain.copy(), []
-    widths = [max(map(_pt, [table.index.names[i], *table.index.get_level_values(i)])) for i in range(table.index.nlevels)]
+    cells, formats = plain.copy(), ["l"] * table.index.nlevels
+    columns = [[_label(table.index.names[i]), *map(_label, table.index.get_level_values(i))] for i in range(table.index.nlevels)]
+    widths = [max(map(_pt, c)) for c in columns]
     for j, (head, column) in enumerate(plain.items()):
         parsed = [_number(t, small_pm) for t in column]
         found = [p for p in parsed if p]
@@ -564,9 +568,10 @@ def _latex_columns(table: pd.DataFrame, small_pm: bool) -> tuple[pd.DataFrame, l
         form = "-" * d[3] + f"{d[0]}.{d[1]}" + f"e-{d[2]}" * bool(d[2]) if numeric else ""
         room = f", table-space-text-post={{{bold}{post}}}" * bool(post)
         formats.append(f"S[table-format={form}{room}]" if numeric else "l")
-        head = head[-1] if isinstance(head, tuple) else head
-        widths.append(max(map(_pt, [*column, head])) * (1.1 if bold else 1))  # bold digits are wider
-    return cells, formats, widths
+        columns.append([*column, _label(head[-1] if isinstance(head, tuple) else head)])
+        widths.append(max(map(_pt, columns[-1])) * (1.1 if bold else 1))  # bold digits are wider
+    least = [max(_pt(w) * 1.15 for t in c for w in re.split(r"(?<=-)|\s", t)) for c in columns]  # where a p column breaks
+    return cells, formats, widths, least
 
 
 def to_latex(
@@ -577,13 +582,13 @@ def to_latex(
     ``\\label``, booktabs rules (a ``\\cmidrule`` under each spanning header), numbers in siunitx ``S`` columns
     aligned on the decimal point, at the first font size that fits ``width`` pt (see :func:`_fit`); ``notes`` as
     ``%`` comments after it, the packages it needs in a comment before it."""
-    cells, formats, widths = _latex_columns(table, small_pm)
-    size, resize = _fit(widths, formats, width, table.index.nlevels)
+    cells, formats, widths, least = _latex_columns(table, small_pm)
+    size, resize = _fit(widths, least, formats, width)
     cells.columns.names = [None] * cells.columns.nlevels  # the keys' values name the columns; the rows' names the index
     text = cells.style.format_index(_tex, axis=0).format_index(_tex, axis=1).format_index_names(_tex, axis=0).to_latex(
-        column_format="l" * table.index.nlevels + "".join(formats), hrules=True, siunitx=True, environment="table",
+        column_format="".join(formats), hrules=True, siunitx=True, environment="table",
         position_float="centering", caption=" ".join(_tex(c.rstrip(".") + ".") for c in [title, *caption]),
-        label=label or "tab:" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40], multicol_align="c",
+        label=label or _label_of(title), multicol_align="c",
         multirow_align="naive", clines="skip-last;data" if table.index.nlevels > 1 else None,
     )  # fmt: skip
     setup = [size] * (size != r"\normalsize") + [r"\sisetup{detect-weight, mode=match, retain-explicit-plus}"] * ("S[" in text)
@@ -595,26 +600,35 @@ def to_latex(
     return "\n".join([f"% needs \\usepackage{{{', '.join(needs)}}}", *lines, *(f"% {' '.join(n.split())}" for n in notes)])
 
 
-def _fit(widths: list[float], formats: list[str], width: float, n_index: int) -> tuple[str, bool]:
+def _label_of(title: str) -> str:
+    """``tab:`` and the title's words: of a reference check's title (``FILE:TABLE — …: claims``), its table and part."""
+    parts = [title.split(" — ")[0], title.rsplit(": ", 1)[-1]] if " — " in title else [title]
+    return "tab:" + "-".join(re.sub(r"[^a-z0-9]+", "-", p.lower()).strip("-")[:40] for p in parts)
+
+
+def _fit(widths: list[float], least: list[float], formats: list[str], width: float) -> tuple[str, bool]:
     """The first of :data:`SIZES` at which columns this wide (pt at 10 pt, plus 12 pt of ``\\tabcolsep`` each) fit
-    ``width``; else ``\\footnotesize`` with the text columns wider than their share wrapped into ``p`` columns
-    (``formats`` changed in place); and whether only ``\\resizebox`` makes them fit (its share under 40 pt)."""
+    ``width``; else ``\\footnotesize`` with the widest text columns wrapped into ``p`` columns as far as needed, none
+    narrower than its longest word (``least``; ``formats`` changed in place); and whether ``\\resizebox`` must
+    shrink what is left (the last resort)."""
     for size, scale in SIZES:
         if sum(w * scale + 12 for w in widths) <= 0.98 * width:
             return size, False
     size, scale = SIZES[-1]
-    text = [j for j, f in enumerate(formats) if f == "l"]
-    fixed = sum(w * scale + 12 for i, w in enumerate(widths) if i - n_index not in text)
-    share = (0.98 * width - fixed) / max(len(text), 1) - 12
-    for j in text if share >= 40 else []:
-        if widths[n_index + j] * scale > share:
-            formats[j] = rf">{{\raggedright\arraybackslash}}p{{{share:.0f}pt}}"
-    return (size, False) if text and share >= 40 else (SIZES[1][0], True)
+    text = [j for j, f in enumerate(formats) if f == "l" and least[j] < widths[j]]
+    room = 0.98 * width - sum(w * scale + 12 for j, w in enumerate(widths) if j not in text) - 12 * len(text)
+    shown = lambda cap: {j: min(widths[j], max(cap, least[j])) * scale for j in text}
+    cap = max(widths, default=0.0)
+    while cap > 0 and sum(shown(cap).values()) > room:
+        cap -= 2
+    for j, w in shown(cap).items():
+        formats[j] = rf">{{\raggedright\arraybackslash}}p{{{w:.0f}pt}}" if w < widths[j] * scale else "l"
+    return size, sum(shown(cap).values()) > room
 
 
 def _rules(lines: list[str], n_index: int) -> list[str]:
     """Styler's table made booktabs: the index names on the last header row, a ``\\cmidrule`` under each header of
-    the upper header rows, row groups apart by ``\\addlinespace`` instead of ``\\cline``."""
+    the upper header rows, groups of the outermost row key apart by ``\\addlinespace`` instead of ``\\cline``."""
     top, mid = lines.index(r"\toprule"), lines.index(r"\midrule")
     head = [x.removesuffix(r" \\").split(" & ") for x in lines[top + 1 : mid]]
     if len(head) > 1 and set(head[-1][n_index:]) == {"{}"}:  # the index names' own row
@@ -626,7 +640,10 @@ def _rules(lines: list[str], n_index: int) -> list[str]:
         spans = [int(m[1]) if (m := re.match(r"\\multicolumn\{(\d+)\}", c)) else 1 for c in row[n_index:]]
         ends = list(itertools.accumulate(spans, initial=n_index))
         out += [" ".join(rf"\cmidrule(lr){{{a + 1}-{b}}}" for a, b in itertools.pairwise(ends))] * (k < len(head) - 1)
-    body = [r"\addlinespace" if x.startswith(r"\cline") else x for x in lines[mid:]]
+    groups = sum(x.startswith(r"\cline{1-") for x in lines)  # none where every group is one row: no space at all
+    spaced = groups * 2 <= sum(x.endswith(r" \\") for x in lines[mid:])
+    body = [r"\addlinespace" if x.startswith(r"\cline") else x for x in lines[mid:] if not x.startswith(r"\cline") or
+            (spaced and x.startswith(r"\cline{1-"))]  # fmt: skip
     body = [x for x, y in itertools.pairwise([*body, ""]) if (x, y) != (r"\addlinespace", r"\bottomrule")]
     return lines[: top + 1] + out + body
 
