@@ -37,7 +37,9 @@ def test_one_captioned_labelled_table_per_metric_that_says_what_its_numbers_are(
     assert "Welch's t-test" in accuracy and "Holm-corrected over the table's" in accuracy  # the test and correction
     assert "accuracy: fraction of examples classified correctly (0 to 1)" in accuracy
     assert "ece: expected calibration error of the top-1 confidence (15 equal-width bins), a fraction (0 to 1)" in ece
-    assert "eval sets: test = the test split, 449 examples; translated = the test split, translate shift=1, 449 " in ece
+    test_split = int(1797 * 0.25)  # scikit-learn's 1797 digits, the digits data set's test_fraction 0.25: 449
+    assert f"eval sets: test = the test split, {test_split} examples; translated = the test split, translate shift=1, " in ece
+    assert f"scaled = the test split, scale factor=0.7, {test_split} examples." in ece
     assert tex.count(r"\toprule") == 2 and r"\cline" not in tex and r"\hline" not in tex
 
 
