@@ -145,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--test",
         choices=("auto", "paired", "welch", "bootstrap", "permutation"),
-        help="test of --compare and --bold: auto (default) is the paired t-test where two cells' models share their random "
-        "streams (fold, init_seed, data_seed), else Welch's; paired refuses an unpaired design",
+        help="test of --compare and --bold significant: auto (default) is the paired t-test where two cells' models share "
+        "their random streams (fold, init_seed, data_seed), else Welch's; paired refuses an unpaired design",
     )
     rep.add_argument(
         "--correction", choices=("holm", "bonferroni", "none"), help="over all comparisons of a table (default holm)"
