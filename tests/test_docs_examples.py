@@ -59,7 +59,7 @@ def test_there_are_examples_of_every_format():
     assert any("--bold best" in c for _, c, *_ in found) and any("--compare" in c for _, c, *_ in found)
 
 
-@pytest.mark.parametrize("page, command, lang, block", examples(), ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize("page, command, lang, block", examples(), ids=[f"{p.name}: {c}" for p, c, *_ in examples()])
 def test_each_example_is_what_kdtune_prints(page, command, lang, block):
     assert block == output(command), f"{page.name}: {command}: the block is stale; run make docs-examples"
 
