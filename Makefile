@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: install quickstart test test-fast lint
+.PHONY: install quickstart test test-fast lint docs-examples
 install: $(VENV)/.installed
 
 quickstart: $(VENV)/.installed
@@ -25,3 +25,7 @@ test-fast: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check kdtune tests bench
 	$(VENV)/bin/ruff format --check kdtune tests bench
+
+# the example outputs in the docs, written anew from the quickstart run kept in tests/data (tests/test_docs_examples.py)
+docs-examples: $(VENV)/.installed
+	$(PY) -m tests.test_docs_examples

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shlex
 import signal
 import sys
@@ -161,15 +162,35 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--test",
         choices=("auto", "paired", "welch", "bootstrap", "permutation"),
-        help="test of --compare and --bold: auto (default) is the paired t-test where two cells' models share their random "
-        "streams (fold, init_seed, data_seed), else Welch's; paired refuses an unpaired design",
+        help="test of --compare and --bold significant: auto (default) is the paired t-test where two cells' models share "
+        "their random streams (fold, init_seed, data_seed), else Welch's; paired refuses an unpaired design",
     )
     rep.add_argument(
         "--correction", choices=("holm", "bonferroni", "none"), help="over all comparisons of a table (default holm)"
     )
     rep.add_argument("--alpha", type=float, help="significance level (default 0.05)")
     rep.add_argument(
-        "--bold", choices=("best",), help="best: bold the best cell of each column and every cell not significantly worse"
+        "--bold",
+        choices=("best", "significant"),
+        help="best: bold the best mean of each column, underline the second; significant: bold the best cell and every "
+        "cell not significantly worse (where the test can decide at the table's n; the note says where it cannot)",
+    )
+    rep.add_argument(
+        "--percent", action="store_true", help="fractions (accuracy, ece, agreement) as percentages: 97.4, not 0.974"
+    )
+    rep.add_argument(
+        "--n-once",
+        action="store_true",
+        help="the number of units (n) once in the title (LaTeX: the caption), in a cell only where it differs",
+    )
+    rep.add_argument("--small-pm", action="store_true", help="with --format latex: the ± part of a cell in \\scriptsize")
+    rep.add_argument(
+        "--textwidth",
+        type=float,
+        default=345.0,
+        metavar="PT",
+        help="with --format latex: the width a table must fit, in pt (default 345: the article class at 10 pt; "
+        "505 for a two-column page's table*, 241 for one column); column keys move to the rows until it does",
     )
     rep.add_argument("--seed", type=int, help="seed of --test bootstrap and permutation (default 0)")
     rep.add_argument(
@@ -274,14 +295,21 @@ def _trackers(spec: Any, args: argparse.Namespace) -> Any:
     return spec
 
 
+KD_SHOWN = ("temperature", "w_hard", "w_soft")  # a plan line shows these of every student (τ=4 w_hard=0 w_soft=1)
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from kdtune.execute import plural
     from kdtune.rundir import is_finished
 
     plan = _load(args)
+    from kdtune.results import plan_trials
+    from kdtune.status import distinguishing
+
     print(
         f"sweep {plan.spec.name}: {plural(len(plan.trials), 'trial')} in {plural(len(plan.stages), 'stage')} → {plan.spec.output}"
     )
+    apart = distinguishing(plan.spec.output, plan_trials(plan))  # e.g. the switch point of a switched student
     from kdtune.plan import stream_design
 
     print("\n".join(stream_design(plan.spec)["lines"]))  # which conditions share which random streams
@@ -295,7 +323,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             kd = f" τ={loss.temperature:g} w_hard={loss.w_hard:g} w_soft={loss.w_soft:g}" if loss.distills else ""
             seeds = ",".join(str(x.seed) for x in g.trials)
             teachers = "" if not loss.distills else " ← " + ",".join(x.config.teacher_id[:8] for x in g.trials)  # type: ignore[index]
-            print(f"  {g.name}: seeds {seeds}{kd}{teachers}")
+            shown = [s for s in re.split(r", (?=[\w.]+=)", apart[t.id]) if s and s.split("=")[0] not in KD_SHOWN]
+            print(f"  {g.name}: seeds {seeds}{kd}{''.join(' ' + s for s in shown)}{teachers}")
     return 0
 
 
@@ -386,8 +415,8 @@ def _finish_run(args: argparse.Namespace, plan: Plan, record: Path, executor: In
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from kdtune.execute import plural
-    from kdtune.report import render
-    from kdtune.results import collect_runs, select_records
+    from kdtune.report import Look, render
+    from kdtune.results import collect_runs, load_records, record_labels, select_records
 
     if args.tuning:
         return _report_tuning(args)
@@ -407,7 +436,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     for d in args.run_dir:
         records = select_records(d, args.sweep)
         if len(records) > 1 or len(args.run_dir) > 1:
-            which = ", ".join(f"{r.name} ({plural(len(r.trials), 'trial')})" for r in records)
+            labels = record_labels(load_records(d))  # the sweeps as their users named them
+            which = ", ".join(f"{labels[r.name]} ({plural(len(r.trials), 'trial')})" for r in records)
             scope = "union of" if len(records) > 1 else "sweep"
             print(f"{d}: {scope} {which}" + ("; --sweep NAME for one" if len(records) > 1 else ""), file=sys.stderr)
     for note in notes:
@@ -417,6 +447,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         _write_report(_reference_report(df, Path(args.run_dir[0]), targets, args, r), args.output)
         return 0
     metrics = _metrics(df, args.metric, r.metrics)
+    name = "-".join(re.sub(r"[^A-Za-z0-9]+", "-", Path(d).resolve().name) for d in args.run_dir)
 
     def table(fmt: str) -> str:
         return render(
@@ -428,6 +459,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
             args.eval_sets or r.eval_sets,
             r.digits if args.digits is None else args.digits,
             report_stats(r, args),
+            Look(args.percent, args.n_once, args.small_pm, args.textwidth),
+            name,
         )
 
     _write_report(table(args.format), args.output)
@@ -763,7 +796,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KdtuneError as e:
         if isinstance(e, _UsageError):
             sys.stderr.write(e.usage)
-        print(f"kdtune: error: {e}", file=sys.stderr)
+        for line in str(e).splitlines() or [""]:  # several mistakes of a sweep file: one line each
+            print(f"kdtune: error: {line}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. `head`
         sys.stderr.close()

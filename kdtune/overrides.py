@@ -45,24 +45,35 @@ def _under(field: str, key: str) -> bool:
 
 
 def blame_overrides(error: SpecError, overrides: Sequence[str], check: Callable[[], Any]) -> SpecError:
-    """Who an error after ``--set`` is on: the ``--set`` flag that wrote that field (or a path to it that does
-    not exist), the combination (the file alone does not fail so), or else the file. ``check`` validates the file alone."""
+    """Who each problem of an error after ``--set`` is on: the ``--set`` flag that wrote that field (or a path to it
+    that does not exist), the file (it fails so without ``--set`` too), or the combination of both. ``check``
+    validates the file alone."""
     keys = [o.partition("=")[0] for o in overrides]
+    alone: set[tuple[str, str]] | None = None
 
-    def on_set(field: str) -> SpecError:  # an unknown key is named: the user typed it, it may be a typo
-        msg = error.message
+    def on_set(p: SpecError, field: str) -> SpecError:  # an unknown key is named: the user typed it, it may be a typo
+        msg = p.message
         if msg.startswith("unknown key;"):
-            msg = f"unknown key {error.field.rsplit('.', 1)[-1]!r}{msg[len('unknown key') :]}"
+            msg = f"unknown key {p.field.rsplit('.', 1)[-1]!r}{msg[len('unknown key') :]}"
         return SpecError("--set", field, msg)
 
-    if any(_under(error.field, k) for k in keys):
-        return on_set(error.field)
-    try:
-        check()
-    except KdtuneError as alone:  # e.g. a data error of the file alone: not this error
-        if isinstance(alone, SpecError) and (alone.field, alone.message) == (error.field, error.message):
-            return error  # the file fails so without --set too
-    parents = [k for k in keys if error.field and k.startswith(error.field + ".")]
-    if parents:  # e.g. trian.epochs: 'trian' is not a section; models.MLP.params.hidden=[-3]: the model fails
-        return on_set(parents[0] if error.message.startswith("unknown key;") else error.field)
-    return SpecError(f"{error.source} with --set", error.field, error.message)
+    def blame(p: SpecError) -> SpecError:
+        nonlocal alone
+        if any(_under(p.field, k) for k in keys):
+            return on_set(p, p.field)
+        if alone is None:
+            try:
+                check()
+                alone = set()
+            except SpecError as e:
+                alone = {(q.field, q.message) for q in e.problems}
+            except KdtuneError:  # e.g. a data error of the file alone: not these problems
+                alone = set()
+        if (p.field, p.message) in alone:
+            return SpecError(p.source, p.field, p.message)  # the file fails so without --set too
+        parents = [k for k in keys if p.field and k.startswith(p.field + ".")]
+        if parents:  # e.g. trian.epochs: 'trian' is not a section; models.MLP.params.hidden=[-3]: the model fails
+            return on_set(p, parents[0] if p.message.startswith("unknown key;") else p.field)
+        return SpecError(f"{p.source} with --set", p.field, p.message)
+
+    return SpecError.of([blame(p) for p in error.problems])

@@ -483,8 +483,8 @@ def render_checks(
         head = f"{c.table.id} — {c.table.model.title}"
         if not c.values.empty:
             out.append(write(_values_frame(c), f"{head}: the paper beside kdtune", _value_notes(c)))
-        elif c.notes:
-            out.append("\n".join(_value_notes(c)[1:]))
+        elif c.notes:  # (in LaTeX as comments, as the notes under a table)
+            out.append("\n".join(("% " if fmt == "latex" else "") + n for n in _value_notes(c)[1:]))
         if not c.claims.empty:
             out.append(write(_claims_frame(c), f"{head}: claims", _claim_notes(c, alpha, correction)))
     return "\n\n".join(out) + "\n"

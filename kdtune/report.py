@@ -19,6 +19,7 @@ the difference is significant after correcting over the table's comparisons) and
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ _VALUES = (
     "spread",
     "marker",
     "bold",
+    "underline",
     "_cell",
     "_ref",
     *COMPARE_COLUMNS,
@@ -58,7 +60,8 @@ _VALUES = (
 UNIT_KEYS = ("fold", "init_seed", "data_seed")  # a unit (trained model) of a cell, as far as pairing goes
 # which way is better, for --bold best: the tuner's directions, and the metrics no search optimises
 BETTER = {**DIRECTIONS, "agreement": "maximize", "kl": "minimize", "im": "minimize"}
-BOLD = ("best",)
+BOLD = ("best", "significant")  # the best mean (and the second, underlined); or the best and every cell not worse
+DECIDES = 5.0  # --bold significant tests a column only where a difference of 5 std is found with 80 % power
 UP, DOWN = "▲", "▼"
 
 
@@ -69,8 +72,9 @@ class Stats:
     ``interval``: what ``±`` shows (:data:`kdtune.stats.INTERVALS`); ``compare``: ``KEY=VALUE``, every cell
     compared with the cell of that value sharing its other keys; ``test``: :data:`kdtune.stats.TESTS`
     (``auto``: paired t-test where the two cells share their units' random streams, else Welch's);
-    ``correction`` over all comparisons of one table, at level ``alpha``; ``bold``: ``best`` marks the best
-    cell of each column and the cells not significantly worse; ``seed`` seeds bootstrap and permutation tests.
+    ``correction`` over all comparisons of one table, at level ``alpha``; ``bold``: ``best`` marks the best mean of
+    each column in bold and the second underlined, ``significant`` the best cell and every cell not significantly
+    worse (where the test can decide at the table's n, :data:`DECIDES`); ``seed`` seeds bootstrap and permutation tests.
     """
 
     interval: str = "std"
@@ -95,8 +99,8 @@ class Stats:
 
     @property
     def tests(self) -> bool:
-        """Whether the tables test anything (a comparison or the best cells)."""
-        return self.compare is not None or self.bold is not None
+        """Whether the tables test anything (a comparison, or the cells not significantly worse than the best)."""
+        return self.compare is not None or self.bold == "significant"
 
 
 def parse_compare(text: str) -> tuple[str, str]:
@@ -130,17 +134,20 @@ def check_keys(rows: Sequence[str], cols: Sequence[str]) -> tuple[list[str], lis
 
 def cell_keys(df: pd.DataFrame, keys: list[str]) -> list[str]:
     """Setting columns that take more than one value within some group of ``keys``: all of them, so a row
-    whose lr, dropout and weight decay all differ says so (not only the first). ``config`` (the model's
-    settings that are no column) is added only when the columns added before do not tell its values apart."""
+    whose lr, dropout and weight decay all differ says so (not only the first). ``config`` and ``teacher_config``
+    (the settings that are no column, e.g. a tuned ``schedule.decay_rate``) are added whenever they vary there, even
+    where the columns added before tell their values apart: what they hold is in no other column. ``select_from``
+    (derived from the switch) only where the rest leave it varying."""
     extra: list[str] = []
     while True:
         by = keys + extra
         grouped = df.groupby(by, observed=True, dropna=False)
         more = [c for c in SETTINGS if c in df and c not in by and (grouped[c].nunique(dropna=False) > 1).any()]
         if not more:
-            return extra
-        plain = [c for c in more if c not in (*CONFIG_COLUMNS, "select_from")]  # derived: only if the rest leave it varying
+            break
+        plain = [c for c in more if c != "select_from"]  # derived: only if the rest leave it varying
         extra += plain or more[:1]
+    return [c for c in SETTINGS if c in extra]  # in the order of SETTINGS, whatever the order found
 
 
 def _ordered(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
@@ -272,27 +279,34 @@ def aggregate(
     return _aggregate(planned, keys, metric)
 
 
-def _cell(mean: float, std: float, n: int, digits: int, pm: str, n_expected: int | None = None, missing: str = "") -> str:
-    """``mean ± std (n)``; ``(n/N)`` when only n of N planned trials finished; ``failed (0/N)`` when none did."""
+def _cell(
+    mean: float, std: float, n: int, digits: int, pm: str, n_expected: int | None = None, missing: str = "",
+    once: int | None = None,
+) -> str:  # fmt: skip
+    """``mean ± std (n)``; ``(n/N)`` when only n of N planned trials finished; ``failed (0/N)`` when none did; no
+    ``(n)`` where n (all that was planned) is ``once``, the n the table's title names."""
     count = str(n) if n_expected is None or n == n_expected else f"{n}/{n_expected}"
+    shown = "" if count == str(once) else f" ({count})"
     if n == 0:
         word = missing if missing and "," not in missing else "–"
         return f"{word} ({count})"
     if n < 2 or pd.isna(std):
-        return f"{mean:.{digits}f} ({count})"
-    return f"{mean:.{digits}f} {pm} {std:.{digits}f} ({count})"
+        return f"{mean:.{digits}f}{shown}"
+    return f"{mean:.{digits}f} {pm} {std:.{digits}f}{shown}"
 
 
-def shared_settings(agg: pd.DataFrame) -> list[str]:
-    """KD settings among ``agg``'s keys under whose every value the baselines' cells are repeated."""
-    kd = [k for k in KD_SETTINGS if k in agg.columns]
+def shared_settings(agg: pd.DataFrame, cols: Sequence[str]) -> list[str]:
+    """KD settings among ``agg``'s keys under whose every value the baselines' cells are repeated: the column keys,
+    and the row keys too where the baselines are a column (``teacher`` among ``cols``), so each row meets its
+    baseline; where the baselines are rows of their own, a row once, its KD settings empty."""
+    kd = [k for k in KD_SETTINGS if k in agg.columns and (k in cols or "teacher" in cols)]
     base = _is_baseline(agg)
     return kd if kd and base.any() and agg.loc[~base, kd].notna().any(axis=None) else []
 
 
-def _share_baselines(agg: pd.DataFrame) -> pd.DataFrame:
-    """Baseline cells repeated under every combination of KD settings the distilled cells have."""
-    kd = shared_settings(agg)
+def _share_baselines(agg: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
+    """Baseline cells repeated under every combination of the :func:`shared_settings` the distilled cells have."""
+    kd = shared_settings(agg, cols)
     if not kd:
         return agg
     base = _is_baseline(agg) & agg[kd].isna().all(axis=1)  # not yet shared (a table already shared stays as it is)
@@ -346,20 +360,24 @@ def _format_axis(values: list[tuple[object, ...]], names: list[str], name_values
     return [tuple(t) for t in out]
 
 
-def pivot(agg: pd.DataFrame, cols: Sequence[str], digits: int = 3, pm: str = "±") -> pd.DataFrame:
-    """Cells ``mean ± std (n)`` with rows × columns as in the paper's tables; baselines shared as above."""
-    agg = _share_baselines(agg)
+def pivot(
+    agg: pd.DataFrame, cols: Sequence[str], digits: int = 3, pm: str = "±", scale: float = 1.0, once: int | None = None
+) -> pd.DataFrame:
+    """Cells ``mean ± std (n)`` with rows × columns as in the paper's tables; baselines shared as above. Values times
+    ``scale`` (100: percentages); ``once``: the n the title names, left out of the cells that have it."""
     cols = list(cols)
+    agg = _share_baselines(agg, cols)
     index = [c for c in agg.columns if c not in (*cols, *_VALUES)]
     expected = agg["n_expected"] if "n_expected" in agg else pd.Series(None, index=agg.index, dtype=object)
     missing = agg["missing"] if "missing" in agg else pd.Series("", index=agg.index)
     spread = agg["spread"] if "spread" in agg else agg["std"]  # ± what the table's title says (std by default)
     cells = [
-        _cell(m, s, int(n), digits, pm, None if pd.isna(e) else int(e), w)
+        _cell(m * scale, s * scale, int(n), digits, pm, None if pd.isna(e) else int(e), w, once)
         for m, s, n, e, w in zip(agg["mean"], spread, agg["n"], expected, missing, strict=True)
     ]
     if "bold" in agg:
         cells = [f"**{c}**" if b is True else c for c, b in zip(cells, agg["bold"], strict=True)]
+        cells = [f"<u>{c}</u>" if u is True else c for c, u in zip(cells, agg["underline"], strict=True)]
     if "marker" in agg:
         cells = [f"{c} {m}" if isinstance(m, str) and m else c for c, m in zip(cells, agg["marker"], strict=True)]
     row_order = list(dict.fromkeys(_tuples(agg.sort_values(index, na_position="last", kind="stable"), index)))
@@ -403,12 +421,58 @@ def unfinished(planned: pd.DataFrame) -> list[str]:
     return lines
 
 
-def notes(planned: pd.DataFrame, agg: pd.DataFrame) -> list[str]:
-    """The lines under a table: which baselines are shared, and which trials did not finish (20 at most)."""
-    out = []
-    shared = shared_settings(agg)
+UNITS = {  # what one value of a metric is (docs/analyses.md#metrics)
+    "accuracy": "fraction of examples classified correctly",
+    "ece": "expected calibration error of the top-1 confidence (15 equal-width bins), a fraction",
+    "agreement": "fraction of examples on which student and teacher predict the same class",
+    "d_accuracy": "accuracy macro-averaged over subject-verb distances, a fraction",
+    "a_accuracy": "accuracy macro-averaged over attractor counts, a fraction",
+    "nll": "mean negative log-likelihood of the labels, in nats",
+    "kl": "mean KL(teacher ‖ student) at temperature 1, in nats",
+    "im": "mean L1 distance between the probabilities on an example and on its transformed copy (0 to 2)",
+    "perplexity": "perplexity of the next token",
+    "token_nll": "mean next-token negative log-likelihood, in nats",
+}
+FRACTIONS = ("accuracy", "ece", "agreement", "d_accuracy", "a_accuracy")  # what --percent multiplies by 100
+
+
+def what(metric: str, percent: bool = False) -> str:
+    """The note naming what one value of ``metric`` is: a fraction (or, with ``percent``, a percentage) and its unit."""
+    text = UNITS[metric]
+    if metric in FRACTIONS and percent:
+        return f"{metric}: {text.replace(', a fraction', '').replace('fraction', 'percentage')}, in % (0 to 100)"
+    return f"{metric}: {text}" + (" (0 to 1)" if metric in FRACTIONS else "")
+
+
+def eval_sets_note(planned: pd.DataFrame) -> str:
+    """The eval sets of a table, each with its definition (split, corruption) and size, as the trials recorded them."""
+    if "eval_set" not in planned or "eval_def" not in planned:
+        return ""
+    parts = []
+    done = planned[planned["status"] == "ok"]
+    for name in dict.fromkeys(done["eval_set"].sort_values().dropna().astype(str)):
+        rows = done[done["eval_set"].astype(str) == name]
+        defs = ", ".join(dict.fromkeys(rows["eval_def"].dropna().astype(str))) or "?"
+        sizes = sorted({int(v) for v in rows["n"].dropna()}) if "n" in rows else []
+        size = "" if not sizes else f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}"
+        parts.append(f"{name} = {defs}" + (f", {size} examples" if size else ""))
+    return "eval sets: " + "; ".join(parts) if parts else ""
+
+
+def notes(
+    planned: pd.DataFrame, agg: pd.DataFrame, cols: Sequence[str] = (), metric: str | None = None, percent: bool = False
+) -> list[str]:
+    """The lines under a table: what a value of ``metric`` is, the eval sets' definitions and sizes, which baselines
+    are shared, which settings a row or column holds, and which trials did not finish (20 at most)."""
+    out = [what(metric, percent)] if metric in UNITS else []
+    sets = eval_sets_note(planned)
+    out += [sets] if sets else []
+    shared = shared_settings(agg, cols)
     if shared:
         out.append(f"{NO_TEACHER}: trained without distillation; the same models appear under every {' and '.join(shared)}")
+    alone = [k for k in KD_SETTINGS if k in agg.columns and k not in shared and _is_baseline(agg).any()]
+    if alone and (~_is_baseline(agg)).any():
+        out.append(f"{NO_TEACHER}: trained without distillation, so {' and '.join(alone)} do not apply (–); one row each")
     if "teacher_config" in agg.columns:
         out.append(
             "teacher_config: the settings in which the teacher differs from other teachers of the same name "
@@ -445,68 +509,143 @@ def to_markdown(table: pd.DataFrame, title: str, notes: Sequence[str] = ()) -> s
     return "\n".join(lines)
 
 
-_TEX = (
-    ("\\", r"\textbackslash{}"),
-    ("_", r"\_"),
-    ("%", r"\%"),
-    ("&", r"\&"),
-    ("#", r"\#"),
-    ("{", r"\{"),
-    ("}", r"\}"),
-    ("$", r"\$"),
-    ("~", r"\textasciitilde{}"),
-    ("^", r"\textasciicircum{}"),
-    ("<", r"$<$"),  # text-mode < and > are other glyphs in LaTeX's default font encoding
-    (">", r"$>$"),
-    ("≈", r"$\approx$"),
-    ("←", r"$\leftarrow$"),
-    ("→", r"$\rightarrow$"),
-    ("±", r"$\pm$"),
-    (UP, r"$^{\blacktriangle}$"),  # amssymb
-    (DOWN, r"$^{\blacktriangledown}$"),
-)
-
-
-_TEX_MAP = dict(_TEX)
-_TEX_RE = re.compile("|".join(re.escape(a) for a, _ in _TEX))
+_TEX = {"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": "$<$", ">": "$>$", "--": "-{}-"}
+_TEX |= {c: rf"\{c}" for c in "_%&#{}$"} | {UP: r"$^{\blacktriangle}$", DOWN: r"$^{\blacktriangledown}$"}  # amssymb
+_MATH = ["pm", "times", "approx", "leq", "geq", "leftarrow", "rightarrow", "", "|", "alpha", "sigma", "tau", "mu"]
+_TEX |= {c: f"$\\{m}$" if m else "$-$" for c, m in zip("±×≈≤≥←→−‖αστµ", _MATH, strict=True)}
+_TEX_RE = re.compile("|".join(map(re.escape, sorted(_TEX, key=len, reverse=True))))
+_CELL = re.compile(r"^(\*\*|<u>)?([+-]?\d+)(\.\d+)?(e[+-]?\d+)?(?=[\s*<]|$)(?: ± ([^\s*<]+))?(.*?)(?:\*\*|</u>)?( [▲▼])?$")
+# (a cell as pivot writes it: bold or underlined, a number, ± its spread, the rest, a marker)
+TEXTWIDTH = 345.0  # pt: \textwidth of the standard article class at 10 pt, what a table must fit by default
+SIZES = ((r"\normalsize", 1.0), (r"\small", 0.9), (r"\footnotesize", 0.8))
 
 
 def _tex(s: object) -> str:
-    """A cell or header in LaTeX: special characters escaped, ± and the markers in math mode, ``**x**`` bold."""
-    text = _TEX_RE.sub(lambda m: _TEX_MAP[m.group(0)], _label(s))  # one pass: a replacement is never re-escaped
-    return re.sub(r"\*\*(.+?)\*\*", r"\\textbf{\1}", text)
+    """A cell or header in LaTeX: special characters escaped, symbols in math mode, ``**x**`` bold, ``<u>x</u>`` underlined."""
+    text = _TEX_RE.sub(lambda m: _TEX[m.group(0)], _label(s))  # one pass: a replacement is never re-escaped
+    return re.sub(r"<u>(.+?)</u>", r"\\underline{\1}", re.sub(r"\*\*(.+?)\*\*", r"\\textbf{\1}", text))
 
 
-def to_latex(table: pd.DataFrame, title: str, notes: Sequence[str] = ()) -> str:
-    """A booktabs tabular: one header row per column level, spanning cells with \\cmidrule; notes as
-    ``%`` comments after it, so the table pastes into a paper unchanged and the notes can go to its caption."""
-    n_idx = len(table.index.names)
-    cols = [c if isinstance(c, tuple) else (c,) for c in table.columns]
-    levels = len(cols[0]) if cols else 1
-    out = [f"% {title}", r"\begin{tabular}{" + "l" * n_idx + "c" * len(cols) + "}", r"\toprule"]
-    for lvl in range(levels):
-        cells, rules, j = [""] * n_idx if lvl < levels - 1 else [_tex(n) for n in table.index.names], [], 0
-        while j < len(cols):
-            k = j
-            while lvl < levels - 1 and k + 1 < len(cols) and cols[k + 1][: lvl + 1] == cols[j][: lvl + 1]:
-                k += 1
-            span = k - j + 1
-            cells.append(_tex(cols[j][lvl]) if span == 1 else rf"\multicolumn{{{span}}}{{c}}{{{_tex(cols[j][lvl])}}}")
-            if lvl < levels - 1:
-                rules.append(rf"\cmidrule(lr){{{n_idx + j + 1}-{n_idx + k + 1}}}")
-            j = k + 1
-        out.append(" & ".join(cells) + r" \\")
-        if rules:
-            out.append(" ".join(rules))
-    out.append(r"\midrule")
-    for idx, row in table.iterrows():
-        idx = idx if isinstance(idx, tuple) else (idx,)
-        out.append(" & ".join([_tex(i) for i in idx] + [_tex(v) for v in row]) + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}"]
-    if any("blacktriangle" in line for line in out):
-        out.append(r"% the markers need \usepackage{amssymb}")
-    out += [f"% {' '.join(note.split())}" for note in notes]
-    return "\n".join(out)
+def _pt(text: object) -> float:
+    """About the width of ``text`` (a cell as markdown writes it) in 10 pt Computer Modern: digits 5 pt."""
+    plain = re.sub(r"\*\*|</?u>", "", _label(text))
+    narrow = {c: 2.8 for c in ".,:;|'ij"} | {c: 3.7 for c in "()[]ftrI -s"} | {c: 8.5 for c in "mwMW±=%"}
+    return sum(narrow.get(c, 7.3 if c.isupper() else 5.0) for c in plain) * (1.15 if "**" in _label(text) else 1)
+
+
+def _number(text: str, small_pm: bool) -> tuple[str, str, list[int]] | None:
+    """A cell starting with a number as a siunitx ``S`` cell: ``(cell, the text after the number, its digits: whole,
+    decimals, exponent, sign)``; the ± part in ``\\scriptsize`` with ``small_pm``; None for a cell of text."""
+    m = _CELL.match(text)
+    if m is None:
+        return None
+    wrap, whole, frac, exp, pm, rest, marker = m.groups()
+    number = whole + (frac or "") + (exp or "")
+    after = (rf"{{\scriptsize${{}}\pm{{}}${pm}}}" if small_pm else f"${{}}\\pm{{}}${pm}") if pm else ""
+    after += _tex(rest) + _tex((marker or "").strip())
+    under = rf"\llap{{\underline{{\phantom{{${number}$}}}}}}" if wrap == "<u>" else ""  # no width: under the number
+    digits = [len(whole.lstrip("+-")), len(frac or ".") - 1, len((exp or "e").lstrip("e+-")), int(whole[0] in "+-")]
+    return (r"\bfseries " if wrap == "**" else "") + number + (f"{{{under}{after}}}" if under + after else ""), after, digits
+
+
+def _latex_columns(table: pd.DataFrame, small_pm: bool) -> tuple[pd.DataFrame, list[str], list[float], list[float]]:
+    """Each cell in LaTeX, each column's format (a siunitx ``S`` column with room for its widest number and its
+    longest text after one, where most of its cells are numbers, else ``l``), width and longest word's width, the
+    index's columns first."""
+    plain = table.astype(object).map(_label)
+    cells, formats = plain.copy(), ["l"] * table.index.nlevels
+    columns = [[_label(table.index.names[i]), *map(_label, table.index.get_level_values(i))] for i in range(table.index.nlevels)]
+    widths = [max(map(_pt, c)) for c in columns]
+    for j, (head, column) in enumerate(plain.items()):
+        parsed = [_number(t, small_pm) for t in column]
+        found = [p for p in parsed if p]
+        numeric = len(found) >= max(1, sum(t not in ("", "–") for t in column) / 2)
+        cells.iloc[:, j] = [p[0] if numeric and p else rf"\multicolumn{{1}}{{c}}{{{_tex(t)}}}" if numeric else _tex(t)
+                            for t, p in zip(column, parsed, strict=True)]  # fmt: skip
+        d = [max(p[2][i] for p in found) for i in range(4)] if numeric else []
+        post = max((p[1] for p in found), key=lambda t: _pt(re.sub(r"\\[a-z]+|[{}$]", "", t)), default="")
+        bold = r"\bfseries " * any(p[0].startswith(r"\bfseries") for p in found)
+        form = "-" * d[3] + f"{d[0]}.{d[1]}" + f"e-{d[2]}" * bool(d[2]) if numeric else ""
+        room = f", table-space-text-post={{{bold}{post}}}" * bool(post)
+        formats.append(f"S[table-format={form}{room}]" if numeric else "l")
+        columns.append([*column, _label(head[-1] if isinstance(head, tuple) else head)])
+        widths.append(max(map(_pt, columns[-1])) * (1.1 if bold else 1))  # bold digits are wider
+    least = [max(_pt(w) * 1.15 for t in c for w in re.split(r"(?<=-)|\s", t)) for c in columns]  # where a p column breaks
+    return cells, formats, widths, least
+
+
+def to_latex(
+    table: pd.DataFrame, title: str, notes: Sequence[str] = (), caption: Sequence[str] = (), label: str | None = None,
+    small_pm: bool = False, width: float = TEXTWIDTH,
+) -> str:  # fmt: skip
+    """A ``table`` environment by pandas' :meth:`Styler.to_latex`: ``title`` and ``caption`` as its ``\\caption``, a
+    ``\\label``, booktabs rules (a ``\\cmidrule`` under each spanning header), numbers in siunitx ``S`` columns
+    aligned on the decimal point, at the first font size that fits ``width`` pt (see :func:`_fit`); ``notes`` as
+    ``%`` comments after it, the packages it needs in a comment before it."""
+    cells, formats, widths, least = _latex_columns(table, small_pm)
+    size, resize = _fit(widths, least, formats, width)
+    cells.columns.names = [None] * cells.columns.nlevels  # the keys' values name the columns; the rows' names the index
+    text = cells.style.format_index(_tex, axis=0).format_index(_tex, axis=1).format_index_names(_tex, axis=0).to_latex(
+        column_format="".join(formats), hrules=True, siunitx=True, environment="table",
+        position_float="centering", caption=" ".join(_tex(c.rstrip(".") + ".") for c in [title, *caption]),
+        label=label or _label_of(title), multicol_align="c",
+        multirow_align="naive", clines="skip-last;data" if table.index.nlevels > 1 else None,
+    )  # fmt: skip
+    setup = [size] * (size != r"\normalsize") + [r"\sisetup{detect-weight, mode=match, retain-explicit-plus}"] * ("S[" in text)
+    text = text.replace("\\centering\n", "\\centering\n" + "".join(x + "\n" for x in setup), 1)
+    if resize:
+        text = re.sub(r"(\\begin\{tabular\}.*?\\end\{tabular\})", r"\\resizebox{\\textwidth}{!}{\1}", text, flags=re.S)
+    needs = ["booktabs", "siunitx", "array"] + ["amssymb"] * ("blacktriangle" in text) + ["graphicx"] * resize
+    lines = _rules(text.splitlines(), table.index.nlevels)
+    return "\n".join([f"% needs \\usepackage{{{', '.join(needs)}}}", *lines, *(f"% {' '.join(n.split())}" for n in notes)])
+
+
+def _label_of(title: str) -> str:
+    """``tab:`` and the title's words: of a reference check's title (``FILE:TABLE — …: claims``), its table and part."""
+    parts = [title.split(" — ")[0], title.rsplit(": ", 1)[-1]] if " — " in title else [title]
+    return "tab:" + "-".join(re.sub(r"[^a-z0-9]+", "-", p.lower()).strip("-")[:40] for p in parts)
+
+
+def _fit(widths: list[float], least: list[float], formats: list[str], width: float) -> tuple[str, bool]:
+    """The first of :data:`SIZES` at which columns this wide (pt at 10 pt, plus 12 pt of ``\\tabcolsep`` each) fit
+    ``width``; else ``\\footnotesize`` with the widest text columns wrapped into ``p`` columns as far as needed, none
+    narrower than its longest word (``least``; ``formats`` changed in place); and whether ``\\resizebox`` must
+    shrink what is left (the last resort)."""
+    for size, scale in SIZES:
+        if sum(w * scale + 12 for w in widths) <= 0.98 * width:
+            return size, False
+    size, scale = SIZES[-1]
+    text = [j for j, f in enumerate(formats) if f == "l" and least[j] < widths[j]]
+    room = 0.98 * width - sum(w * scale + 12 for j, w in enumerate(widths) if j not in text) - 12 * len(text)
+    shown = lambda cap: {j: min(widths[j], max(cap, least[j])) * scale for j in text}
+    cap = max(widths, default=0.0)
+    while cap > 0 and sum(shown(cap).values()) > room:
+        cap -= 2
+    for j, w in shown(cap).items():
+        formats[j] = rf">{{\raggedright\arraybackslash}}p{{{w:.0f}pt}}" if w < widths[j] * scale else "l"
+    return size, sum(shown(cap).values()) > room
+
+
+def _rules(lines: list[str], n_index: int) -> list[str]:
+    """Styler's table made booktabs: the index names on the last header row, a ``\\cmidrule`` under each header of
+    the upper header rows, groups of the outermost row key apart by ``\\addlinespace`` instead of ``\\cline``."""
+    top, mid = lines.index(r"\toprule"), lines.index(r"\midrule")
+    head = [x.removesuffix(r" \\").split(" & ") for x in lines[top + 1 : mid]]
+    if len(head) > 1 and set(head[-1][n_index:]) == {"{}"}:  # the index names' own row
+        names = head.pop()
+        head[-1][:n_index] = names[:n_index]
+    out = []
+    for k, row in enumerate(head):
+        out.append(" & ".join(row) + r" \\")
+        spans = [int(m[1]) if (m := re.match(r"\\multicolumn\{(\d+)\}", c)) else 1 for c in row[n_index:]]
+        ends = list(itertools.accumulate(spans, initial=n_index))
+        out += [" ".join(rf"\cmidrule(lr){{{a + 1}-{b}}}" for a, b in itertools.pairwise(ends))] * (k < len(head) - 1)
+    groups = sum(x.startswith(r"\cline{1-") for x in lines)  # none where every group is one row: no space at all
+    spaced = groups * 2 <= sum(x.endswith(r" \\") for x in lines[mid:])
+    body = [r"\addlinespace" if x.startswith(r"\cline") else x for x in lines[mid:] if not x.startswith(r"\cline") or
+            (spaced and x.startswith(r"\cline{1-"))]  # fmt: skip
+    body = [x for x, y in itertools.pairwise([*body, ""]) if (x, y) != (r"\addlinespace", r"\bottomrule")]
+    return lines[: top + 1] + out + body
 
 
 # ---------------------------------------------------------------- statistics of one table (kdtune.stats)
@@ -655,42 +794,63 @@ def _compare(
     return frame, facts
 
 
+def _columns(frame: pd.DataFrame, cols: list[str]) -> list[dict[int, list[int]]]:
+    """Per column of the table (equal values of ``cols``): its cells with a value, each ``_cell`` with its rows (a
+    baseline shared under several settings of the rows is one cell in several rows)."""
+    columns: dict[tuple[object, ...], dict[int, list[int]]] = {}
+    for row, col in zip(frame.index, _tuples(frame, cols), strict=True):
+        if frame.loc[row, "n"] >= 1 and np.isfinite(frame.loc[row, "mean"]):
+            columns.setdefault(col, {}).setdefault(int(frame.loc[row, "_cell"]), []).append(row)
+    return list(columns.values())
+
+
 def _best(
     frame: pd.DataFrame, units: dict[int, _Units], cols: list[str], keys: list[str], metric: str, opts: Stats
 ) -> tuple[pd.DataFrame, dict[str, object]]:
-    """``bold``: per column of the table, its best cell (:data:`BETTER`) and every cell not significantly
-    different from it (two-sided, corrected over all these comparisons of the table); never a cell with n < 2."""
+    """``bold`` per column of the table (:data:`BETTER` says which way is better). ``best``: the best mean in bold,
+    the second best ``underline``. ``significant``: the best cell and every cell not significantly different from it
+    (two-sided, corrected over all these comparisons of the table; never a cell with n < 2), in the columns where
+    the test can decide at their n (it finds :data:`DECIDES` std with 80 % power at α over the comparisons);
+    elsewhere the best mean alone."""
     higher = BETTER[metric] == "maximize"
     frame = frame.copy()
-    frame["bold"] = False
-    columns: dict[tuple[object, ...], list[int]] = {}
-    for row, col in zip(frame.index, _tuples(frame, cols), strict=True):
-        columns.setdefault(col, []).append(row)
-    tested: list[tuple[int, stats.Comparison]] = []
-    few_best = few = 0
-    for rows in columns.values():
-        ok = [r for r in rows if frame.loc[r, "n"] >= 1 and np.isfinite(frame.loc[r, "mean"])]
-        if len(ok) < 2:
+    frame["bold"] = frame["underline"] = False
+    facts: dict[str, object] = {"higher": higher, "tested": [], "few_best": 0, "few": 0, "undecided": []}
+    pairs: list[list[tuple[list[int], int, _Units, _Units]]] = []  # per column: (rows of a cell, row of the best, units)
+    for cells in _columns(frame, cols):
+        if len(cells) < 2:
             continue  # one cell (or none) in the column: best of nothing, not bold
-        means = frame.loc[ok, "mean"].astype(float)
-        best = int(means.idxmax() if higher else means.idxmin())
-        if frame.loc[best, "n"] < 2:
-            few_best += 1
+        mean = {c: float(frame.loc[rows[0], "mean"]) for c, rows in cells.items()}
+        ranked = sorted(set(mean.values()), reverse=higher)
+        for c, rows in cells.items():
+            frame.loc[rows, "bold"] = mean[c] == ranked[0]
+            frame.loc[rows, "underline"] = opts.bold == "best" and len(ranked) > 1 and mean[c] == ranked[1]
+        best = next(c for c in cells if mean[c] == ranked[0])
+        if opts.bold == "best":
             continue
-        frame.loc[best, "bold"] = True
-        for r in ok:
-            if r == best:
-                continue
-            if frame.loc[r, "n"] < 2:
-                few += 1
-                continue
-            where = f"the cells {_where(frame, r, keys)} and {_where(frame, best, keys)}"
-            c = _test_pair(units[int(frame.loc[r, "_cell"])], units[int(frame.loc[best, "_cell"])], opts, where)
-            tested.append((r, c))
+        if frame.loc[cells[best][0], "n"] < 2:
+            facts["few_best"] += 1  # type: ignore[operator]
+            frame.loc[cells[best], "bold"] = False
+            continue
+        facts["few"] += sum(frame.loc[rows[0], "n"] < 2 for rows in cells.values())  # type: ignore[operator]
+        others = [(rows, cells[best][0], units[c], units[best]) for c, rows in cells.items() if c != best]
+        pairs.append([o for o in others if frame.loc[o[0][0], "n"] >= 2])
+    level = opts.alpha / max(sum(map(len, pairs)), 1)  # the first step of Holm (and Bonferroni's every step)
+    tested: list[tuple[list[int], stats.Comparison]] = []
+    for column in pairs:
+        sizes = [(len(a.values), len(b.values), stats.is_paired(a.keys, b.keys) and opts.test != "welch") for *_, a, b in column]
+        test = "permutation" if opts.test == "permutation" else "t"
+        floors = [stats.detectable(na, nb, paired=p, alpha=level, test=test) for na, nb, p in sizes]
+        if floors and max(floors) > DECIDES:
+            facts["undecided"].append((min(sizes)[:2], max(floors)))  # type: ignore[attr-defined]
+            continue
+        for rows, best, a, b in column:
+            where = f"the cells {_where(frame, rows[0], keys)} and {_where(frame, best, keys)}"
+            tested.append((rows, _test_pair(a, b, opts, where)))
     adjusted = stats.adjust([c.p for _, c in tested], opts.correction)
-    for (r, _), p in zip(tested, adjusted, strict=True):
-        frame.loc[r, "bold"] = not (np.isfinite(p) and p < opts.alpha)  # NaN: no difference at all (a tie)
-    facts = {"higher": higher, "tested": [c for _, c in tested], "few_best": few_best, "few": few}
+    for (rows, _), p in zip(tested, adjusted, strict=True):
+        frame.loc[rows, "bold"] = not (np.isfinite(p) and p < opts.alpha)  # NaN: no difference at all (a tie)
+    facts |= {"tested": [c for _, c in tested], "level": level}
     return frame, facts
 
 
@@ -729,7 +889,9 @@ def _family(tested: Sequence[stats.Comparison], opts: Stats, what: str) -> str:
     return f"α = {opts.alpha:g}, {stats.CORRECTION_NAMES[opts.correction]}-corrected over the table's {len(tested)} {what}"
 
 
-def _stat_notes(opts: Stats, metric: str, compared: dict[str, object] | None, best: dict[str, object] | None) -> list[str]:
+def _stat_notes(
+    opts: Stats, metric: str, cols: list[str], compared: dict[str, object] | None, best: dict[str, object] | None
+) -> list[str]:
     """The notes that name what a table's statistics are: interval, test, α, correction, n of each side."""
     out = []
     if opts.interval != "std" or opts.tests:
@@ -749,21 +911,43 @@ def _stat_notes(opts: Stats, metric: str, compared: dict[str, object] | None, be
         if compared["no_ref"]:
             out.append(f"{compared['no_ref']} cell(s) not compared: no single cell of {ref} with the same other keys")
     if best is not None:
-        tested = best["tested"]  # type: ignore[assignment]
-        way = "higher" if best["higher"] else "lower"
-        if not tested and not best["few_best"] and not best["few"]:
-            out.append("bold: nothing, no column has two cells with values to compare")
+        way = f"{'higher' if best['higher'] else 'lower'} is better for {metric}"
+        column = f"each column ({' × '.join(cols)})"
+        if opts.bold == "best":
+            out.append(f"bold: the best mean of {column}, {way}; underlined: the second best; by the means alone, no "
+                       "test (--bold significant also bolds the cells not significantly worse)")  # fmt: skip
         else:
-            out.append(
-                f"bold: the best cell of each column ({way} is better for {metric}) and every cell not significantly "
-                f"different from it; {_tests_used(tested, opts)}; two-sided, "
-                f"{_family(tested, opts, 'comparisons with a best cell')}"
-                + (f"; {_sides(tested)} (cell vs best)" if tested else "")
-            )
-        if best["few_best"]:
-            out.append(f"{best['few_best']} column(s) without bold: their best cell has n < 2 (nothing to test with)")
-        if best["few"]:
-            out.append(f"{best['few']} cell(s) never bold: n < 2 (a test needs 2 units a side)")
+            out += _significant_notes(best, opts, column, way)
+    return out
+
+
+def _significant_notes(best: dict[str, object], opts: Stats, column: str, way: str) -> list[str]:
+    """What ``--bold significant`` marked: the test and its family, and the columns where it could not decide."""
+    tested: list[stats.Comparison] = best["tested"]  # type: ignore[assignment]
+    undecided: list[tuple[tuple[int, int], float]] = best["undecided"]  # type: ignore[assignment]
+    out = []
+    if tested:
+        out.append(
+            f"bold: the best cell of {column} ({way}) and every cell not significantly different from it; "
+            f"{_tests_used(tested, opts)}; two-sided, {_family(tested, opts, 'comparisons with a best cell')}; "
+            f"{_sides(tested)} (cell vs best)"
+        )
+    if undecided:
+        (na, nb), floor = min(undecided, key=lambda u: u[0])
+        level = float(best["level"])  # type: ignore[arg-type]
+        finds = "finds nothing there" if np.isinf(floor) else f"finds only differences above {floor:.3g} std of the units"
+        out.append(
+            f"bold: the best mean alone in {len(undecided)} column(s): at n = {na} vs {nb} the test cannot decide ("
+            f"at α = {level:.2g}, the first step of the correction over the table, it {finds} with "
+            f"{100 * stats.POWER:g} % power; kdtune asks for {DECIDES:g} std), so 'not significantly worse' would hold "
+            "for nearly every cell"
+        )
+    if not tested and not undecided and not best["few_best"] and not best["few"]:
+        out.append("bold: nothing, no column has two cells with values to compare")
+    if best["few_best"]:
+        out.append(f"{best['few_best']} column(s) without bold: their best cell has n < 2 (nothing to test with)")
+    if best["few"]:
+        out.append(f"{best['few']} cell(s) never bold: n < 2 (a test needs 2 units a side)")
     return out
 
 
@@ -772,18 +956,18 @@ def _statistics(
 ) -> tuple[pd.DataFrame, list[str]]:
     """The table's cells with what ``opts`` asks for (``spread``, comparisons, ``bold``), baselines shared under
     every KD setting (so a baseline meets the cells of each column), and the notes naming the statistics."""
-    if opts.interval == "std" and not opts.tests:
+    if opts.interval == "std" and not opts.tests and opts.bold is None:
         return agg, []
     agg = agg.assign(_cell=np.arange(len(agg)))
     units = _units(planned, keys, metric, agg)
     agg["spread"] = [stats.half_width(units[i].values, opts.interval) for i in agg["_cell"]]
-    frame = _share_baselines(agg).reset_index(drop=True)
+    frame = _share_baselines(agg, cols).reset_index(drop=True)
     compared = best = None
     if opts.compare is not None:
         frame, compared = _compare(frame, units, keys, opts)
     if opts.bold is not None:
         frame, best = _best(frame, units, cols, keys, metric, opts)
-    return frame, _stat_notes(opts, metric, compared, best)
+    return frame, _stat_notes(opts, metric, cols, compared, best)
 
 
 def _tidy(frame: pd.DataFrame, agg: pd.DataFrame, keys: list[str], opts: Stats) -> pd.DataFrame:
@@ -791,7 +975,7 @@ def _tidy(frame: pd.DataFrame, agg: pd.DataFrame, keys: list[str], opts: Stats) 
     was compared differently under different KD settings (then once per setting); the statistics' columns."""
     if "_cell" not in frame:
         return agg.drop(columns="missing")
-    extra = [c for c in ("marker", "bold", *COMPARE_COLUMNS) if c in frame]
+    extra = [c for c in ("marker", "bold", "underline", *COMPARE_COLUMNS) if c in frame]
     keep = []
     for _, group in frame.groupby("_cell", sort=True):
         if len(group) > 1 and len(group[extra].astype(str).drop_duplicates()) == 1:
@@ -806,7 +990,7 @@ def _tidy(frame: pd.DataFrame, agg: pd.DataFrame, keys: list[str], opts: Stats) 
     elif opts.interval == "ci95":
         out["ci95_lo"], out["ci95_hi"] = out["mean"] - out["spread"], out["mean"] + out["spread"]
     values = ["mean", "std", "n", "n_expected", *(c for c in ("se", "ci95_lo", "ci95_hi") if c in out)]
-    stat_cols = [c for c in COMPARE_COLUMNS if c in out] + (["bold"] if "bold" in out else [])
+    stat_cols = [c for c in COMPARE_COLUMNS if c in out] + [c for c in ("bold", "underline") if c in out]
     for c in ("n_pairs", "n_ref"):
         if c in out:
             out[c] = out[c].astype("Int64")
@@ -850,6 +1034,47 @@ def _metric_tables(
         yield metric, planned, keys, agg, frame, stat_lines, opts
 
 
+@dataclass(frozen=True)
+class Look:
+    """How a report's cells are written (flags of ``kdtune report``). ``percent``: fractions (:data:`FRACTIONS`)
+    × 100 with two fewer decimals (0.974 → 97.4); ``n_once``: the n of the cells once in the title (LaTeX: the
+    caption), in a cell only where it differs; ``small_pm`` (LaTeX): the ± part in ``\\scriptsize``; ``textwidth``
+    (LaTeX): the width in pt a table must fit, column keys moved to the rows until it does (345: the standard
+    article class at 10 pt)."""
+
+    percent: bool = False
+    n_once: bool = False
+    small_pm: bool = False
+    textwidth: float = TEXTWIDTH
+
+    def check(self, fmt: str) -> Look:
+        """Itself, or one line naming the flag that does not apply to ``fmt`` or the width that is not one."""
+        if fmt != "latex" and self.small_pm:
+            raise KdtuneError("--small-pm sets the ± part in \\scriptsize: it needs --format latex")
+        if not 50 <= self.textwidth <= 2000:
+            raise KdtuneError(f"--textwidth is a width in pt between 50 and 2000 (345: article at 10 pt), got {self.textwidth:g}")
+        return self
+
+
+def _table(
+    metric: str, planned: pd.DataFrame, agg: pd.DataFrame, frame: pd.DataFrame, cols: list[str], digits: int,
+    opts: Stats, look: Look, rows_first: Sequence[str] = (),
+) -> tuple[str, pd.DataFrame, list[str]]:  # fmt: skip
+    """One table as ``(title, table, notes)``; ``rows_first``: column keys shown as the outermost rows instead."""
+    scaled = look.percent and metric in FRACTIONS
+    shown = "std" if opts.interval == "std" else stats.INTERVAL_NAMES[opts.interval]
+    full = frame[frame["n"] == frame["n_expected"]]["n"] if "n_expected" in frame else frame["n"]
+    once = int(full.mode().iloc[0]) if look.n_once and not full.empty else None
+    count = " (n)" if once is None else ""
+    other = (frame["n"] != once).any() or len(full) < len(frame)
+    where = "" if once is None else f", n = {once} a cell" + (" unless it says (n)" if other else "")
+    title = f"{metric}{' (%)' if scaled else ''}: mean ± {shown}{count} over {over(planned)}{where}"
+    shown_cols = [c for c in cols if c not in rows_first]
+    frame = frame[[*rows_first, *(c for c in frame.columns if c not in rows_first)]]
+    table = pivot(frame, shown_cols, max(digits - 2, 0) if scaled else digits, scale=100 if scaled else 1, once=once)
+    return title, table, notes(planned, agg, cols, metric, scaled)
+
+
 def tables(
     df: pd.DataFrame,
     metrics: Sequence[str] = ("accuracy", "ece"),
@@ -858,16 +1083,43 @@ def tables(
     eval_sets: Sequence[str] | None = None,
     digits: int = 3,
     stat: Stats | None = None,
+    look: Look | None = None,
 ) -> list[tuple[str, pd.DataFrame, list[str]]]:
     """The report's tables, one per metric, as ``(title, table, notes)``: what :func:`render` writes as markdown or
     LaTeX and the analysis page draws as HTML, so both show the same cells."""
+    cols = [cols] if isinstance(cols, str) else list(cols)
     out = []
+    for metric, planned, _keys, agg, frame, stat_lines, opts in _metric_tables(df, metrics, rows, cols, eval_sets, stat):
+        title, table, lines = _table(metric, planned, agg, frame, cols, digits, opts, look or Look())
+        out.append((title, table, stat_lines + lines))
+    return out
+
+
+def _latex(
+    df: pd.DataFrame, metrics: Sequence[str], rows: Sequence[str], cols: Sequence[str], eval_sets: Sequence[str] | None,
+    digits: int, stat: Stats | None, look: Look, label: str,
+) -> Iterator[str]:  # fmt: skip
+    """Each metric's table in LaTeX, its statistics and notes in the caption (the unfinished trials in comments
+    after it), in the first layout that fits ``look.textwidth``: the one asked for, else the outermost column keys
+    moved to the rows one by one."""
     cols = [cols] if isinstance(cols, str) else list(cols)
     for metric, planned, _keys, agg, frame, stat_lines, opts in _metric_tables(df, metrics, rows, cols, eval_sets, stat):
-        shown = "std" if opts.interval == "std" else stats.INTERVAL_NAMES[opts.interval]
-        title = f"{metric}: mean ± {shown} (n) over {over(planned)}"
-        out.append((title, pivot(frame, cols, digits), stat_lines + notes(planned, agg)))
-    return out
+        for k in range(len(cols)):
+            title, table, lines = _table(metric, planned, agg, frame, cols, digits, opts, look, cols[:k])
+            widths = _latex_columns(table, look.small_pm)[2]
+            if any(sum(w * scale + 12 for w in widths) <= 0.98 * look.textwidth for _, scale in SIZES[:2]):
+                break
+        moved = [f"{' and '.join(cols[:k])} moved from the columns to the rows to fit {look.textwidth:g} pt"] if k else []
+        caption = [x.rstrip(":") + " (listed in comments after the table)" if x.endswith(":") else x for x in stat_lines + lines]
+        yield to_latex(
+            table,
+            title,
+            moved + [x[2:] for x in caption if x.startswith("- ")],
+            [x for x in caption if not x.startswith("- ")],
+            f"tab:{label}-{metric}",
+            look.small_pm,
+            look.textwidth,
+        )
 
 
 def render(
@@ -879,26 +1131,27 @@ def render(
     eval_sets: Sequence[str] | None = None,
     digits: int = 3,
     stat: Stats | None = None,
+    look: Look | None = None,
+    label: str = "kdtune",
 ) -> str:
-    """The report: one table per metric in ``fmt``, with notes below it (markdown lines, LaTeX comments).
+    """The report: one table per metric in ``fmt``, with notes below it (markdown lines; in LaTeX the caption of a
+    ``table`` labelled ``tab:LABEL-METRIC``, see :func:`to_latex`); ``look`` (:class:`Look`) says how cells read.
 
-    CSV is tidy, as :func:`aggregate`: mean, std, n, n_expected per cell and metric; cells with n = 0 kept;
-    baselines once per cell with their KD settings empty (not repeated under each temperature). ``stat``
-    (:class:`Stats`) adds the interval shown (``se``; ``ci95_lo``, ``ci95_hi``), the comparisons
-    (:data:`COMPARE_COLUMNS`) and ``bold``; without it the tables are mean ± std (ddof 1).
+    CSV is tidy, as :func:`aggregate`: mean, std, n, n_expected per cell and metric (fractions, whatever ``look``
+    says); cells with n = 0 kept; baselines once per cell with their KD settings empty (not repeated under each
+    temperature). ``stat`` (:class:`Stats`) adds the interval shown (``se``; ``ci95_lo``, ``ci95_hi``), the
+    comparisons (:data:`COMPARE_COLUMNS`) and ``bold``; without it the tables are mean ± std (ddof 1).
     """
     if fmt not in FORMATS:
         raise KdtuneError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+    look = (look or Look()).check(fmt)
     if fmt == "csv":
         tidy = [
             _tidy(frame, agg, keys, opts).assign(metric=metric)
             for metric, _planned, keys, agg, frame, _lines, opts in _metric_tables(df, metrics, rows, cols, eval_sets, stat)
         ]
         return pd.concat(tidy, ignore_index=True).to_csv(index=False)
-    write = to_markdown if fmt == "markdown" else to_latex
-    return (
-        "\n\n".join(
-            write(table, title, lines) for title, table, lines in tables(df, metrics, rows, cols, eval_sets, digits, stat)
-        )
-        + "\n"
-    )
+    if fmt == "latex":
+        return "\n\n".join(_latex(df, metrics, rows, cols, eval_sets, digits, stat, look, label)) + "\n"
+    parts = tables(df, metrics, rows, cols, eval_sets, digits, stat, look)
+    return "\n\n".join(to_markdown(table, title, lines) for title, table, lines in parts) + "\n"

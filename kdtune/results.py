@@ -55,7 +55,9 @@ class SweepRecord:
     streams: dict[str, Any] = field(default_factory=dict)  # kdtune.plan.stream_design (empty: records of older kdtune)
 
 
-def _plan_trials(plan: Plan) -> dict[str, dict[str, Any]]:
+def plan_trials(plan: Plan) -> dict[str, dict[str, Any]]:
+    """The planned trials as a sweep record holds them: id → {stage, student, teacher, seed, fold, teacher_seed,
+    teacher_id, config}."""
     return {
         t.id: {
             "stage": t.stage,
@@ -89,7 +91,7 @@ def write_sweep_record(plan: Plan, argv: Sequence[str] | None = None) -> Path:
     name = same or (spec.name if spec.name not in existing else f"{spec.name}-{h}")
     stages = [[{"group": g.name, "trials": [t.id for t in g.trials]} for g in stage] for stage in plan.stages]
     path = write_trials_record(
-        spec, name, _plan_trials(plan), kind="sweep", plan_hash=h, stages=stages, streams=stream_design(spec)
+        spec, name, plan_trials(plan), kind="sweep", plan_hash=h, stages=stages, streams=stream_design(spec)
     )
     outcome = _read_outcome(path)
     outcome.setdefault("runs", []).append(
@@ -176,6 +178,31 @@ def load_records(run_dir: str | Path) -> list[SweepRecord]:
     return sorted(found, key=lambda r: r.updated)
 
 
+def record_labels(records: Sequence[SweepRecord]) -> dict[str, str]:
+    """Record name → the sweep as its user named it (``quickstart``), for report and status. Where several sweeps
+    of one name were run into a folder (the record of the second is ``quickstart-0f5f563a``: the name and a hash of
+    its planned trials), each label adds the settings of the sweep as run (after ``--set``) in which it differs
+    from the others, ``quickstart [grid.seeds=3, grid.temperature=[1, 4, 8, 16]]``, three at most, else the time
+    of its first run. A search's record keeps its own name (``tune-MLP``)."""
+    out = {r.name: r.name if r.kind == "tune" else r.sweep for r in records}
+    groups: dict[str, list[SweepRecord]] = {}
+    for r in records:
+        if r.kind != "tune":
+            groups.setdefault(r.sweep, []).append(r)
+    for name, group in groups.items():
+        if len(group) < 2:
+            continue
+        leaves = [_flat(r.raw) for r in group]
+        differ = sorted({k for f in leaves for k in f if len({g.get(k) for g in leaves}) > 1})
+        for r, f in zip(group, leaves, strict=True):
+            shown = [f"{k}={_number(f[k]) if k in f else '–'}" for k in differ[:3]] + (["…"] if len(differ) > 3 else [])
+            started = (_read_outcome(r.path).get("runs") or [{}])[0].get("started") if r.path else None
+            out[r.name] = f"{name} [{', '.join(shown) if differ else f'first run {started}'}]"
+        if len({out[r.name] for r in group}) < len(group):  # alike in the three settings shown: the record's own name
+            out |= {r.name: f"{name} [{r.name}]" for r in group}
+    return out
+
+
 def select_records(run_dir: str | Path, sweep: str | None = None, include_tuning: bool = False) -> list[SweepRecord]:
     """The records ``report``/``status`` read: every sweep's (and with ``include_tuning`` every search's),
     or the one named ``sweep`` (a record name, or a sweep name when that names one record); one-line
@@ -192,11 +219,13 @@ def select_records(run_dir: str | Path, sweep: str | None = None, include_tuning
     if sweep is None:
         sweeps = [r for r in records if include_tuning or r.kind != "tune"]
         return sweeps or records
-    chosen = [r for r in records if r.name == sweep] or [r for r in records if r.sweep == sweep]
+    labels = record_labels(records)
+    chosen = [r for r in records if sweep in (r.name, labels[r.name])] or [r for r in records if r.sweep == sweep]
     if not chosen:
-        raise KdtuneError(f"{run_dir}: no sweep {sweep!r} recorded here; recorded: {', '.join(r.name for r in records)}")
+        raise KdtuneError(f"{run_dir}: no sweep {sweep!r} recorded here; recorded: {', '.join(labels.values())}")
     if len(chosen) > 1:
-        raise KdtuneError(f"{run_dir}: several records of sweep {sweep!r}; pick one of {', '.join(r.name for r in chosen)}")
+        which = ", ".join(f"{labels[r.name]} (--sweep {r.name})" for r in chosen)
+        raise KdtuneError(f"{run_dir}: several sweeps named {sweep!r} were run into this folder: {which}")
     return chosen
 
 
@@ -307,7 +336,20 @@ def _rows(
     extra |= {"host": metrics.get("host"), "node_id": metrics.get("node_id")}  # where it ran (None: older kdtune, or no Ray)
     first, last = metrics.get("select_window") or (None, None)  # the epochs selection chose among (None: older kdtune)
     extra |= {"select_first": first, "select_last": last}
-    return [base | {"eval_set": name} | extra | vals for name, vals in metrics.get("eval", {}).items()]
+    defined = eval_definitions(data)
+    evals = metrics.get("eval", {}).items()
+    return [base | {"eval_set": name, "eval_def": defined.get(name)} | extra | vals for name, vals in evals]
+
+
+def eval_definitions(data: dict[str, Any]) -> dict[str, str]:
+    """Each eval set of a trial's data config in words: its split and corruption with its parameters
+    (``the test split, translate shift=1``); ``val`` is the validation split."""
+    out = {"val": "the validation split"}
+    for e in data.get("eval_sets", []):
+        params = " ".join(f"{k}={format_value(v) if isinstance(v, float) else v}" for k, v in (e.get("params") or {}).items())
+        how = "" if e.get("corruption") in (None, "identity") else f", {e['corruption']}" + (f" {params}" if params else "")
+        out[e["name"]] = f"the {e.get('source', e['name'])} split{how}"
+    return out
 
 
 def _number(text: str) -> str:
@@ -411,7 +453,7 @@ def collect(plan: Plan, failures: dict[str, str] | None = None) -> pd.DataFrame:
     """The results table of ``plan`` alone, read from its run folder (unfinished trials get one status row)."""
     failures = failures or {}
     rows: list[dict[str, Any]] = []
-    trials = _plan_trials(plan)
+    trials = plan_trials(plan)
     configs: dict[str, dict[str, Any] | None] = {tid: t["config"] for tid, t in trials.items()}
     for tid, info in trials.items():
         rows += _rows(plan.spec.output, tid, info, failures.get(tid), plan.spec.name, configs)

@@ -435,7 +435,11 @@ class ReportSpec:
     alpha: Annotated[Float, Field(gt=0, lt=1)] = Field(
         stats.ALPHA, description=f"Significance level, in (0, 1). Default {stats.ALPHA}."
     )
-    bold: Literal["best"] | None = Field(None, description="best: bold the best cell of every column. Default none.")
+    bold: Literal["best", "significant"] | None = Field(
+        None,
+        description="best: bold the best mean of every column, underline the second; significant: bold the best cell "
+        "and every cell not significantly worse, where the test can decide at the table's n. Default none.",
+    )
     seed: Seed = Field(stats.SEED, description=f"Seed of the bootstrap and permutation tests. Default {stats.SEED}.")
 
 
@@ -725,23 +729,38 @@ def parse_sweep(
     """Validate a sweep mapping (as loaded from YAML) into a :class:`SweepSpec`: the models, then kdtune's own rules."""
     f = validate(SweepFile, raw, source)
     err = functools.partial(SpecError, source)
+    problems: list[SpecError] = []  # kdtune's own rules, section by section: every mistake at once
+
+    def checked(fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except SpecError as e:
+            problems.append(e)
+            return None
+
     name = f.name or (Path(source).stem if source != "<sweep>" else "sweep")
     if not re.match(LABEL, name):
-        raise err("name", f"must be a folder-safe name (letters, digits, _ . + -), got {name!r}")
-    data, root, info = _data(err, f.data, raw["data"])
-    models = {label: _model(err, label, m, raw["models"][label], info, list(f.models)) for label, m in f.models.items()}
-    _check_invariance(source, data, info)
-    grid = _grid(err, f.grid, raw["grid"], models)
+        problems.append(err("name", f"must be a folder-safe name (letters, digits, _ . + -), got {name!r}"))
+    found = checked(_data, err, f.data, raw["data"])
+    data, root, info = found or (None, None, None)
+    models = {}
+    if found:  # a model is built on the data's shapes
+        labels = list(f.models)
+        models = {label: checked(_model, err, label, m, raw["models"][label], info, labels) for label, m in f.models.items()}
+        checked(_check_invariance, source, data, info)
+    grid = checked(_grid, err, f.grid, raw["grid"], list(f.models))
     resources, execution = f.resources or Resources(), f.execution or ExecutionSpec()
     if resources.cpu == 0 and resources.gpu == 0:
-        raise err("resources", "a trial must ask for some cpu or gpu")
+        problems.append(err("resources", "a trial must ask for some cpu or gpu"))
     if execution.device == "cuda" and resources.gpu == 0:
-        raise err("execution.device", "is cuda but resources.gpu is 0; ask for a gpu (fractions allowed)")
+        problems.append(err("execution.device", "is cuda but resources.gpu is 0; ask for a gpu (fractions allowed)"))
     outs = f.outputs or Outputs()
     if len(set(outs.feature_epochs)) != len(outs.feature_epochs):
-        raise err("outputs.feature_epochs", f"must be distinct epochs, got {list(outs.feature_epochs)}")
+        problems.append(err("outputs.feature_epochs", f"must be distinct epochs, got {list(outs.feature_epochs)}"))
     if outs.feature_epochs and outs.feature_examples == 0:
-        raise err("outputs.feature_epochs", "needs outputs.feature_examples > 0")
+        problems.append(err("outputs.feature_epochs", "needs outputs.feature_examples > 0"))
+    if problems:
+        raise SpecError.of(problems)
     spec = SweepSpec(
         name=name,
         source=source,
@@ -863,7 +882,7 @@ def _model(err: Callable[..., SpecError], label: str, m: Any, raw: Any, info: Da
     )
 
 
-def _grid(err: Callable[..., SpecError], g: Grid, raw: Mapping[str, Any], models: Mapping[str, ModelSpec]) -> GridSpec:
+def _grid(err: Callable[..., SpecError], g: Grid, raw: Mapping[str, Any], models: Sequence[str]) -> GridSpec:
     def check(path: str, values: Sequence[str], allowed: Sequence[str]) -> None:
         for i, v in enumerate(values):
             if v not in allowed:

@@ -321,3 +321,33 @@ def spread_test(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray
     if not np.isfinite(p):  # both sides constant
         p = 1.0
     return SpreadTest(sa, sb, sa / sb if sb > 0 else float("inf") if sa > 0 else float("nan"), p)
+
+
+POWER = 0.8  # the power at which :func:`detectable` measures what a test can find
+
+
+def detectable(n_a: int, n_b: int, *, paired: bool, alpha: float, test: str = "t", power: float = POWER) -> float:
+    """The smallest true difference of means, in standard deviations of the units (of the pairs' differences when
+    ``paired``), that a two-sided test of ``n_a`` against ``n_b`` units finds at level ``alpha`` with probability
+    ``power``: the noncentral t distribution of the paired t-test (df = n - 1) or of the two-sample t-test
+    (df = n_a + n_b - 2, Welch's at equal spreads). ``inf`` where no data can reach ``alpha``: fewer than 2 units a side,
+    or a permutation test whose smallest p (``2 / 2^n`` sign flips, ``2 / C(n_a + n_b, n_a)`` relabellings) is not
+    below ``alpha``. What a test "cannot decide" at a table's n: ``--bold significant`` uses it."""
+    import math
+
+    from scipy.optimize import brentq
+
+    if min(n_a, n_b) < 2:
+        return float("inf")
+    if test == "permutation" and (2 / 2**n_a if paired else 2 / math.comb(n_a + n_b, n_a)) >= alpha:
+        return float("inf")
+    df = n_a - 1 if paired else n_a + n_b - 2
+    scale = math.sqrt(n_a) if paired else 1 / math.sqrt(1 / n_a + 1 / n_b)
+    crit = float(scipy.stats.t.ppf(1 - alpha / 2, df))
+    found = lambda d: float(scipy.stats.nct.sf(crit, df, d * scale)) - power  # (the far tail is negligible)
+    high = 1.0
+    while found(high) < 0:
+        high *= 2
+        if high > 1e6:
+            return float("inf")
+    return float(brentq(found, 0.0, high))

@@ -20,7 +20,7 @@ from typing import Any
 
 from kdtune.config import SETTING_COLUMNS, TrialConfig
 from kdtune.errors import KdtuneError
-from kdtune.results import load_records, select_records, trial_status
+from kdtune.results import load_records, record_labels, select_records, trial_status
 from kdtune.rundir import CONFIG, METRICS, lock_holder, read_json, trial_dir
 from kdtune.train import config_summary
 
@@ -188,6 +188,7 @@ def run_status(run_dir: Path, sweep: str | None = None, trials: bool = False) ->
         lines = [f"{run_dir}: no kdtune run is writing into it"]
     running = _running(run_dir, holder)
     apart = distinguishing(run_dir, {tid: info for r in records for tid, info in r.trials.items()})
+    labels = record_labels(load_records(run_dir))  # a sweep as its user named it, two of one name told apart
     for r in records:
         runs = []
         if r.path is not None:
@@ -204,7 +205,7 @@ def run_status(run_dir: Path, sweep: str | None = None, trials: bool = False) ->
             else "no run recorded"
         )
         kind = "search" if r.kind == "tune" else "sweep"
-        lines += ["", f"{kind} {r.name}: {len(r.trials)} trials; {how}"]
+        lines += ["", f"{kind} {labels[r.name]}: {len(r.trials)} trials; {how}"]
         states: dict[str, tuple[str, str]] = {}
         for tid in r.trials:
             status, reason = trial_status(run_dir, tid, r.failures.get(tid), full=True)

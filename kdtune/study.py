@@ -294,6 +294,30 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
     return md_path, html_path
 
 
+def write_latex(study: Study, df: pd.DataFrame) -> Path:
+    """``RUN/report/tables.tex``: the study's tables for a paper, as ``kdtune report --format latex`` writes them (one
+    captioned, labelled ``table`` each that fits a standard article at 10 pt): the paper's beside kdtune's and the
+    claims, then kdtune's own tables of each run folder."""
+    from kdtune.reference import render_checks
+    from kdtune.report import Stats, render
+
+    r = study.model.report
+    checks, own = _checks(study, df)
+    parts = [render_checks([*checks, *([own] if own else [])], "latex", r.alpha, r.correction)] if checks or own else []
+    metrics = [x for x in r.metrics if x in df and df[x].notna().any()]
+    stat = Stats(interval=r.interval, compare=r.compare, test=r.test, correction=r.correction, alpha=r.alpha)
+    for d in study.table_dirs if metrics else []:
+        part = df[df["run"] == str(d)] if "run" in df and len(study.table_dirs) > 1 else df
+        try:
+            parts.append(render(part, metrics, "latex", r.rows, r.cols, r.eval_sets, r.digits, stat, label=d.name))
+        except KdtuneError as e:  # as the markdown report says: no table, and why
+            parts.append(f"% {d}: no table: {e}")
+    path = study.out / REPORT_HTML.parent / "tables.tex"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic(path, "\n\n".join(parts) + "\n")
+    return path
+
+
 def results_versions(run_dirs: Sequence[Path]) -> set[int]:
     """The results versions (``kdtune.trial/N`` of each finished trial's config) of the trials in these folders."""
     import json
@@ -379,7 +403,7 @@ def run_study(
         if study.analyses_of(run_dir) is not None:
             status = max(status, analyze(run_dir))
     md, page = write_report(study, df, command, runs)
-    print(f"report: {md}\npage: {page}")
+    print(f"report: {md}\npage: {page}\nLaTeX tables: {write_latex(study, df)}")
     return status
 
 

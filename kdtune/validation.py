@@ -130,9 +130,9 @@ def registry_union(registry: Any, key: str, member: Callable[[str], type], appen
             )
         try:
             return member(tag).model_validate(v)
-        except ValidationError as e:  # said from the member's own schema, at its path
-            at, message = error_line(e.errors(include_url=False)[0], json_schema_of(member(tag)))
-            raise PydanticCustomError("kdtune", "{message}", {"message": message, "at": at}) from None
+        except ValidationError as e:  # said from the member's own schema, at its path; every one of its problems
+            (at, message), *more = [error_line(x, json_schema_of(member(tag))) for x in e.errors(include_url=False)]
+            raise PydanticCustomError("kdtune", "{message}", {"message": message, "at": at, "more": more}) from None
 
     union = Union[tuple(Annotated[member(n), Tag(n)] for n in names)]  # noqa: UP007  (the JSON Schema's view)
     return Annotated[Any, PlainValidator(check, json_schema_input_type=Annotated[union, Discriminator(key)])]
@@ -239,6 +239,11 @@ def _locate(loc: Sequence[Any], schema: dict[str, Any]) -> tuple[str, dict[str, 
     return path, {**node, "x-allowed": allowed} if allowed else node, parent, parent_def
 
 
+def _joined(path: str, at: str) -> str:
+    """A field path inside ``path``: ``models.MLP`` and ``params.hiden`` → ``models.MLP.params.hiden``."""
+    return f"{path}{'' if at.startswith('[') or not path else '.'}{at}" if at else path
+
+
 def error_line(e: Mapping[str, Any], schema: dict[str, Any]) -> tuple[str, str]:
     """(field path, what is wrong) for one pydantic error: what was given and what is allowed, in kdtune's words."""
     path, node, parent, parent_def = _locate(e["loc"], schema)
@@ -255,8 +260,7 @@ def error_line(e: Mapping[str, Any], schema: dict[str, Any]) -> tuple[str, str]:
         got = f", got {kind_of(v)} {v!r}" if not isinstance(v, dict) else ""
         return path, f"must be {an} {kind} name or a mapping with {key!r} (one of {names}){got}"
     if t == "kdtune":
-        at = ctx.get("at") or ""
-        return (f"{path}{'' if at.startswith('[') or not path else '.'}{at}" if at else path), str(ctx["message"])
+        return _joined(path, ctx.get("at") or ""), str(ctx["message"])
     if t == "missing":
         return path, "is required"
     if t == "extra_forbidden":
@@ -281,9 +285,32 @@ def error_line(e: Mapping[str, Any], schema: dict[str, Any]) -> tuple[str, str]:
 
 
 def spec_error(err: ValidationError, source: str, model: type, prefix: str = "") -> SpecError:
-    """The first problem of ``err`` (pydantic reports them all) as kdtune's one line."""
-    path, message = error_line(err.errors(include_url=False)[0], json_schema_of(model))
-    return SpecError(source, ".".join(p for p in (prefix, path) if p), message)
+    """Every problem of ``err`` (pydantic reports them all; a component's own mistakes too) as kdtune's one line
+    each, in the file's order; the field of a union's other member (a prefix of another problem's field) left out."""
+    schema = json_schema_of(model)
+    found: list[tuple[str, str]] = []
+    for e in err.errors(include_url=False):
+        found.append(error_line(e, schema))
+        base = _locate(e["loc"], schema)[0]
+        found += [(_joined(base, at), message) for at, message in (e.get("ctx") or {}).get("more", ())]
+    fields = [f for f, _ in found]
+    found = [(f, m) for f, m in found if not any(g != f and g.startswith((f + ".", f + "[")) for g in fields)]
+    return SpecError.of([SpecError(source, ".".join(p for p in (prefix, path) if p), m) for path, m in _one_per_value(found)])
+
+
+def _one_per_value(found: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """One problem per wrong value: of a mapping that lacks required keys and has unknown ones (a value of another
+    shape than the field takes, e.g. ``{a: 1}`` for a pair), the first alone."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for f, m in found:
+        groups.setdefault(re.sub(r"\.[^.\[]+$", "", f), []).append((f, m))
+    out = []
+    for f, m in found:
+        siblings = groups[re.sub(r"\.[^.\[]+$", "", f)]
+        kinds = {n.split(";")[0].split(" '")[0] for _, n in siblings}
+        if (f, m) == siblings[0] or kinds != {"is required", "unknown key"}:
+            out.append((f, m))
+    return out
 
 
 def validate(model: Any, raw: Any, source: str, prefix: str = "") -> Any:

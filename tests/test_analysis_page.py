@@ -211,7 +211,7 @@ def _markdown_tables(text: str) -> list[tuple[str, list[list[str]], list[str]]]:
 def test_report_tables_equal_kdtune_reports_cells_markers_and_notes():
     from kdtune.report import Stats, render
 
-    opts = Stats(interval="ci95", compare="teacher=data", bold="best")
+    opts = Stats(interval="ci95", compare="teacher=data", bold="significant")
     args = (["accuracy", "ece"], ["student"], ["eval_set", "teacher"], None, 3)
     tables = report_tables(_results(), *args, stat=opts)
     report = _markdown_tables(render(_results(), args[0], "markdown", *args[1:], stat=opts))
@@ -243,16 +243,17 @@ def test_the_analyze_page_shows_the_report_tables_of_the_sweeps_report_settings(
     report = _markdown_tables(capsys.readouterr().out)
     assert main(["analyze", str(run_copy), "--only", DUMMY]) == 0
     text = (run_copy / "analysis" / "index.html").read_text()
-    bold = re.compile(r"^\*\*(.+?)\*\*(.*)$")
+    marked = re.compile(r"^(\*\*|<u>)(.+?)(?:\*\*|</u>)(.*)$")
     for title, cells, notes in report:
         assert f"<caption>{_escaped(title)}</caption>" in text and "s.e. (ddof=1)" in title
         for c in (c for row in cells for c in row):
-            m = bold.match(c)
-            assert f">{f'<strong>{_escaped(m[1])}</strong>{_escaped(m[2])}' if m else _escaped(c)}</td>" in text
-        assert any("bold: the best cell" in n for n in notes)
+            m = marked.match(c)
+            tag = {"**": "strong", "<u>": "u"}[m[1]] if m else ""
+            assert f">{f'<{tag}>{_escaped(m[2])}</{tag}>{_escaped(m[3])}' if m else _escaped(c)}</td>" in text
+        assert any("bold: the best mean of each column (eval_set × teacher)" in n for n in notes)
         for n in notes:
             assert _escaped(n.removeprefix("- ")).split("`")[0] in text
-    assert "<strong>" in text
+    assert "<strong>" in text and "<u>" in text
 
 
 def _escaped(label: object) -> str:

@@ -169,3 +169,20 @@ def test_the_readmes_tuning_workflow_gives_one_configuration_per_cell(tmp_path):
     kdtune("analyze", str(out), "--only", "calibration")
     groups = pd.read_csv(out / "analysis" / "calibration" / "ece.csv")["group"].tolist()
     assert len([g for g in groups if g.startswith("MLP ← MLP teacher[")]) == 2
+
+
+def test_a_tuned_model_shows_its_tuned_schedule_parameter_beside_its_lr(tmp_path):
+    """Issue 28: the tuned MLP's row showed its lr, dropout and weight decay but not its tuned
+    schedule.decay_rate: the config key was added only where the columns before it left cells mixed. Two sweeps
+    into one folder train the MLP from data at lr 0.01, decay 0.95 and (as after kdtune tune) at lr 0.02, decay 0.9."""
+    out = tmp_path / "run"
+    for name, lr, decay in (("plain", 0.01, 0.95), ("tuned", 0.02, 0.9)):
+        raw = copy.deepcopy(TINY) | {"name": name}
+        raw["grid"] |= {"students": ["MLP"], "teachers": ["data"]}
+        raw["models"]["MLP"]["train"] = {"lr": lr, "schedule": {"name": "exponential", "decay_rate": decay}}
+        plan = make_plan(parse_sweep(raw, f"{name}.yaml", output=out))
+        write_sweep_record(plan)
+        assert execute(plan, InlineExecutor(), log=lambda s: None) == {}
+    text = render(collect_run(out), ["accuracy"], eval_sets=["test"])
+    assert "| student | lr | config | test / data |" in text
+    assert "| MLP | 0.01 | schedule.decay_rate=0.95 |" in text and "| MLP | 0.02 | schedule.decay_rate=0.9 |" in text

@@ -101,3 +101,15 @@ def test_integer_and_float_spellings_of_a_float_parameter_give_one_id(tiny_raw, 
         tiny_raw["train"]["schedule"] = {"name": "exponential", "decay_epochs": rate}
         ids.append(list(make_plan(parse_sweep(tiny_raw, "g.yaml", output=tmp_path)).trials))
     assert ids[0] == ids[1]
+
+
+def test_plan_tells_every_trial_of_a_switch_sweep_apart(tmp_path, capsys):
+    """sweeps/switch_digits.yaml: students that differ only in their switch point print it (issue 28: four trials
+    printed as the same text); every line of a stage is distinct once its group's hashed name is set aside."""
+    from kdtune.cli import main
+
+    assert main(["plan", "sweeps/switch_digits.yaml", "--out", str(tmp_path / "s")]) == 0
+    lines = [line.split(": ", 1)[1] for line in capsys.readouterr().out.splitlines() if line.startswith("  MLP-from-")]
+    assert len(lines) == 3 + 24 and len(set(lines)) == len(lines)
+    assert "seeds 0 τ=4 w_hard=0 w_soft=1 start=0.25 ← 3825dd51" in lines
+    assert "seeds 0" in lines  # the MLP from data: nothing to tell apart within its seed

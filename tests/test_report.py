@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from kdtune.errors import KdtuneError
-from kdtune.report import aggregate, render
+from kdtune.report import Look, aggregate, render
 
 
 @pytest.fixture
@@ -58,11 +58,17 @@ def test_settings_that_vary_inside_a_cell_become_rows(results):
     assert set(agg[agg.teacher == "CNN"].temperature) == {1.0, 5.0}
 
 
-def test_latex_is_booktabs_with_spanning_headers(results):
-    text = render(results, ["accuracy"], "latex")
+def test_latex_is_a_captioned_labelled_booktabs_table_with_spanning_headers(results):
+    text = render(results, ["accuracy"], "latex", look=Look(textwidth=1000), label="run")  # wide: the layout asked for
     assert r"\toprule" in text and r"\bottomrule" in text and r"\midrule" in text
-    assert r"\multicolumn{3}{c}{test} & \multicolumn{2}{c}{translated} \\" in text and r"\cmidrule(lr){2-4}" in text
-    assert r"0.900 $\pm$ 0.100 (3)" in text
+    assert r"{} & \multicolumn{3}{c}{test} & \multicolumn{2}{c}{translated} \\" in text and r"\cmidrule(lr){2-4}" in text
+    assert "\n{student} & {data} & {CNN} & {MLP} & {CNN} & {MLP} \\\\\n" in text  # the index name on the last header row
+    assert r"0.900{${}\pm{}$0.100 (3)}" in text  # the number in a siunitx S column, the rest after it
+    assert r"CNN & 0.950{ (1)} & \multicolumn{1}{c}{–} & –" in text  # text in a column of numbers: centred, not parsed
+    assert r"MLP & 0.950{${}\pm{}$0.071 (2)} & 0.900{${}\pm{}$0.100 (3)} & failed (0/1) &" in text  # a column of text: l
+    assert text.count(r"\begin{table}") == 1 and r"\label{tab:run-accuracy}" in text
+    assert r"\caption{accuracy: mean $\pm$ std (n) over seeds. accuracy: fraction of examples classified" in text
+    assert "S[table-format=1.3, table-space-text-post={${}\\pm{}$0.100 (3)}]" in text
 
 
 def test_csv_is_tidy_numbers(results):

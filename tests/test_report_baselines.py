@@ -9,6 +9,7 @@ import pytest
 from kdtune.report import aggregate, render
 
 NOTE_TAU = "data: trained without distillation; the same models appear under every temperature"
+NOTE_ACC = "accuracy: fraction of examples classified correctly (0 to 1)"
 
 
 def _sweep(baseline_temperature: float | None, vary: str = "temperature", teachers=("data", "CNN", "MLP")) -> pd.DataFrame:
@@ -40,13 +41,13 @@ def test_baselines_are_shared_by_every_temperature_in_markdown(baseline_temperat
         "| MLP | 2 | 0.800 (1) | 0.810 (1) | 0.750 (1) |",
         "| MLP | 5 | 0.800 (1) | 0.820 (1) | 0.760 (1) |",
     ]
-    assert lines[8:] == ["", NOTE_TAU]
+    assert lines[8:] == ["", NOTE_ACC, "", NOTE_TAU]
 
 
-def test_baselines_are_shared_in_latex_with_a_comment():
+def test_baselines_are_shared_in_latex_with_a_note_in_the_caption():
     text = render(_sweep(None), ["accuracy"], "latex")
-    assert r"CNN & 5 & 0.900 (1) & 0.920 (1) & 0.860 (1) \\" in text
-    assert text.rstrip().endswith("\\end{tabular}\n% " + NOTE_TAU)
+    assert r" & 5 & 0.900{ (1)} & 0.920{ (1)} & 0.860{ (1)} \\" in text  # CNN's second row (the first names it)
+    assert f"\\caption{{accuracy: mean $\\pm$ std (n) over seeds. {NOTE_ACC}. {NOTE_TAU}.}}" in text
 
 
 def test_temperature_as_the_only_column():
@@ -86,3 +87,24 @@ def test_baselines_counted_once_with_empty_kd_settings_in_aggregate_and_csv():
     assert len(row) == 1 and np.isnan(row.temperature.iloc[0])
     assert row["mean"].iloc[0] == pytest.approx(0.91) and row.n.iloc[0] == 2 and row.n_expected.iloc[0] == 2
     assert len(csv) == 2 + 2 * 2 * 2  # 2 baselines + 2 students × 2 teachers × 2 temperatures
+
+
+def test_switch_tables_show_each_baseline_once():
+    """As sweeps/switch_digits.yaml reports: rows student, teacher, start, stop. The MLP from data has no switch
+    point: one row (start and stop –), not one copy under each of the four starts (issue 28: 14 of 28 rows copies)."""
+    rows = []
+    for seed in range(2):
+        rows.append({"teacher": "data", "start": None, "accuracy": 0.90 + 0.01 * seed})
+        for teacher in ("CNN", "MLP"):
+            for k, start in enumerate((0.0, 0.25, 0.5, 0.75)):
+                rows.append({"teacher": teacher, "start": start, "accuracy": 0.92 + 0.01 * k + 0.01 * seed})
+    df = pd.DataFrame(rows).assign(student="MLP", eval_set="test", seed=lambda d: d.index % 2, status="ok", stop=None)
+    df["temperature"] = np.where(df.teacher == "data", np.nan, 4.0)
+    lines = render(df, ["accuracy"], rows=["student", "teacher", "start", "stop"], cols=["eval_set"]).splitlines()
+    body = [line for line in lines if line.startswith("| MLP")]
+    assert len(body) == 1 + 2 * 4 and body[0] == "| MLP | data | – | – | 0.905 ± 0.007 (2) |"
+    assert sum(" data " in line for line in lines) == 1
+    assert "| MLP | CNN | 0.25 | – | 0.935 ± 0.007 (2) |" in body
+    assert "data: trained without distillation, so start and stop do not apply (–); one row each" in lines
+    tex = render(df, ["accuracy"], "latex", rows=["student", "teacher", "start", "stop"], cols=["eval_set"])
+    assert tex.count(r"& data & – & – &") == 1

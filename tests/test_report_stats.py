@@ -117,11 +117,11 @@ def test_bootstrap_and_permutation_on_request_reproducible_with_their_seed():
 
 def test_cells_with_fewer_than_two_units_are_never_marked():
     df = _table({"data": BASE, "big": [1.0, 1.0, 1.0, 1.0, 1.0]}, seeds_of={"big": 1})  # one model: 1.0, far above
-    text = render(df, ["accuracy"], stat=Stats(compare="teacher=data", bold="best"))
+    text = render(df, ["accuracy"], stat=Stats(compare="teacher=data", bold="significant"))
     assert "| MLP | 0.800 ± 0.079 (5) | 1.000 (1) |" in text  # no ▲ for the single model
     assert "1 cell(s) not tested, never marked: n < 2 on one side" in text
     assert "no test (nothing to compare)" in text and "over the table's 0 comparisons; the CSV" in text  # no empty n =
-    by_teacher = render(df, ["accuracy"], rows=["teacher"], cols=["eval_set"], stat=Stats(bold="best"))
+    by_teacher = render(df, ["accuracy"], rows=["teacher"], cols=["eval_set"], stat=Stats(bold="significant"))
     assert "| big | 1.000 (1) |" in by_teacher and "**" not in by_teacher.split("\n", 1)[1]  # best of the column: n = 1
     assert "1 column(s) without bold: their best cell has n < 2" in by_teacher
     out = _csv(df, compare="teacher=data").set_index("teacher")
@@ -140,17 +140,64 @@ def _students(values: dict[str, list[float]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_bold_best_marks_a_tie_inside_the_noise_and_follows_the_metric_direction():
+def test_bold_significant_marks_a_tie_inside_the_noise_and_follows_the_metric_direction():
     df = _students({"X": [0.90, 0.80, 0.95], "Y": [0.89, 0.82, 0.93], "Z": [0.60, 0.50, 0.65]})
-    text = render(df, ["accuracy", "ece"], stat=Stats(bold="best"))
+    text = render(df, ["accuracy", "ece"], stat=Stats(bold="significant"))
     acc, ece = text.split("**ece")
     assert "| X | **0.883 ± 0.076 (3)** |" in acc and "| Y | **0.880 ± 0.056 (3)** |" in acc  # Y: within the noise
-    assert "| Z | 0.583 ± 0.076 (3) |" in acc
+    assert "| Z | 0.583 ± 0.076 (3) |" in acc and "<u>" not in text
     assert "higher is better for accuracy" in acc and "lower is better for ece" in ece
     assert "| X | **0.117 ± 0.076 (3)** |" in ece and "| Z | 0.417 ± 0.076 (3) |" in ece  # lower ece is better
     assert "paired t-test (scipy.stats.ttest_rel)" in acc and "Holm-corrected over the table's 2 comparisons" in acc
+    assert "bold: the best cell of each column (eval_set × teacher)" in acc and "cannot decide" not in text
+    latex = render(df, ["accuracy"], "latex", stat=Stats(bold="significant"))
+    assert r"X & \bfseries 0.883{${}\pm{}$0.076 (3)} \\" in latex and r"Y & \bfseries 0.880{" in latex
+
+
+def test_bold_best_marks_the_best_mean_and_underlines_the_second_without_a_test():
+    df = _students({"X": [0.90, 0.80, 0.95], "Y": [0.89, 0.82, 0.93], "Z": [0.60, 0.50, 0.65]})  # means .883 .880 .583
+    text = render(df, ["accuracy", "ece"], stat=Stats(bold="best"))
+    acc, ece = text.split("**ece")
+    assert "| X | **0.883 ± 0.076 (3)** |" in acc and "| Y | <u>0.880 ± 0.056 (3)</u> |" in acc
+    assert "| Z | 0.583 ± 0.076 (3) |" in acc
+    assert "| X | **0.117 ± 0.076 (3)** |" in ece and "| Y | <u>0.120 ± 0.056 (3)</u> |" in ece  # lower ece is better
+    assert "bold: the best mean of each column (eval_set × teacher), higher is better for accuracy; underlined: the " \
+           "second best; by the means alone, no test" in acc  # fmt: skip
+    assert "t-test" not in text and "±: " not in text  # nothing tested, ± still the std
+    out = _csv(df, bold="best").set_index("student")
+    assert out["bold"].tolist() == [True, False, False] and out["underline"].tolist() == [False, True, False]
     latex = render(df, ["accuracy"], "latex", stat=Stats(bold="best"))
-    assert r"\textbf{0.883 $\pm$ 0.076 (3)}" in latex
+    assert r"X & \bfseries 0.883{${}\pm{}$0.076 (3)} \\" in latex
+    assert r"Y & 0.880{\llap{\underline{\phantom{$0.880$}}}${}\pm{}$0.056 (3)} \\" in latex
+
+
+def test_bold_significant_says_when_the_test_cannot_decide_at_n_2():
+    """Two seeds a student, three students a column: the paired t-test at α/2 finds, with 80 % power, only
+    differences of more than 23 std (stats.detectable), so 'not significantly worse' would hold for all: only the best
+    mean is bold and the note says why, instead of bolding every cell."""
+    df = _students({"X": [0.90, 0.80], "Y": [0.89, 0.82], "Z": [0.60, 0.50]})
+    text = render(df, ["accuracy"], stat=Stats(bold="significant"))
+    floor = stats.detectable(2, 2, paired=True, alpha=0.05 / 2)
+    assert 20 < floor < 30
+    assert "| Y | **0.855 ± 0.049 (2)** |" in text and text.count("**0.") == 1  # one bold cell (Y: .855), not three
+    assert (f"bold: the best mean alone in 1 column(s): at n = 2 vs 2 the test cannot decide (at α = 0.025, the first "
+            f"step of the correction over the table, it finds only differences above {floor:.3g} std of the units with "
+            "80 % power; kdtune asks for 5 std)") in text  # fmt: skip
+    perm = render(df, ["accuracy"], stat=Stats(bold="significant", test="permutation"))
+    assert "it finds nothing there with 80 % power" in perm  # 4 sign flips: the smallest p is 0.5
+
+
+def test_detectable_is_the_difference_a_t_test_finds_with_80_percent_power():
+    """By simulation: normal units a difference of ``detectable`` std apart are found (p < α) in 80 % of tables."""
+    rng = np.random.default_rng(0)
+    for n, paired, alpha in [(4, True, 0.05), (5, False, 0.01)]:
+        d = stats.detectable(n, n, paired=paired, alpha=alpha)
+        a = rng.normal(d, 1, (20000, n))
+        b = rng.normal(0, 1, (20000, n)) if not paired else np.zeros((20000, n))  # paired: the differences' std is 1
+        p = scipy.stats.ttest_rel(a, b, axis=1).pvalue if paired else scipy.stats.ttest_ind(a, b, axis=1).pvalue
+        assert np.mean(p < alpha) == pytest.approx(0.8, abs=0.015)
+    assert stats.detectable(1, 5, paired=False, alpha=0.05) == float("inf")
+    assert stats.detectable(3, 3, paired=False, alpha=0.05, test="permutation") == float("inf")  # min p 2/20 = 0.1
 
 
 def test_shared_baselines_are_the_reference_under_every_temperature():
@@ -168,9 +215,9 @@ def test_shared_baselines_are_the_reference_under_every_temperature():
 
 def test_latex_markers_and_notes():
     text = render(_table(), ["accuracy"], "latex", stat=Stats(compare="teacher=data", interval="ci95"))
-    assert r"1.002 $\pm$ 0.113 (5) $^{\blacktriangle}$" in text
-    assert r"% the markers need \usepackage{amssymb}" in text
-    assert "% ▲/▼: significantly higher/lower than the cell of teacher = data" in text
+    assert r"1.002{${}\pm{}$0.113 (5)$^{\blacktriangle}$}" in text
+    assert text.startswith(r"% needs \usepackage{booktabs, siunitx, array, amssymb}")
+    assert r"$^{\blacktriangle}$/$^{\blacktriangledown}$: significantly higher/lower than the cell of teacher = data" in text
 
 
 @pytest.mark.parametrize(

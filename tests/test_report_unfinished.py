@@ -56,6 +56,8 @@ def test_note_lists_the_trials_that_did_not_finish(partial):
     lines = render(partial, ["accuracy"], "markdown").splitlines()
     assert lines[6:] == [
         "",
+        "accuracy: fraction of examples classified correctly (0 to 1)",
+        "",
         "5 trials did not finish; cells show (finished/planned):",
         f"- failed: MLP ← data, seed 1 (3fa2c1d0): {INF}",
         "- failed: CNN ← data, seed 0 (CNNdata0): RuntimeError: CUDA out of memory",
@@ -65,14 +67,14 @@ def test_note_lists_the_trials_that_did_not_finish(partial):
     ]
 
 
-def test_latex_notes_are_comments_after_the_tabular(partial):
+def test_latex_counts_them_in_the_caption_and_lists_them_in_comments_after_the_table(partial):
     text = render(partial, ["accuracy"], "latex")
-    assert r"MLP & 0.967 $\pm$ 0.006 (3/4) & 0.910 $\pm$ 0.014 (2) \\" in text
-    assert r"CNN & failed (0/2) & – (0/2) \\" in text
-    tail = text.split("\\end{tabular}\n", 1)[1].splitlines()
-    assert tail[0] == "% 5 trials did not finish; cells show (finished/planned):"
-    assert tail[1] == f"% - failed: MLP ← data, seed 1 (3fa2c1d0): {INF}"
-    assert len(tail) == 6
+    assert r"MLP & 0.967{${}\pm{}$0.006 (3/4)} & 0.910{${}\pm{}$0.014 (2)} \\" in text
+    assert r"CNN & \multicolumn{1}{c}{failed (0/2)} & \multicolumn{1}{c}{– (0/2)} \\" in text
+    assert "5 trials did not finish; cells show (finished/planned) (listed in comments after the table).}" in text
+    tail = text.split("\\end{table}\n", 1)[1].splitlines()
+    assert tail[0] == f"% failed: MLP ← data, seed 1 (3fa2c1d0): {INF}"
+    assert len(tail) == 5
 
 
 def test_an_unfinished_trial_counts_in_every_shown_eval_set():

@@ -92,3 +92,41 @@ def test_cli_usage_errors_print_usage_and_one_error_line(args, usage, error):
     assert proc.returncode == 2 and proc.stdout == ""
     assert lines[0].startswith(usage) and lines[-1].startswith(f"kdtune: error: {error}")
     assert proc.stderr.count("kdtune: error:") == 1 and "kdtune: error: kdtune" not in proc.stderr
+
+
+def test_every_mistake_at_once_each_blaming_its_author(tmp_path, tiny_raw):
+    """Issue 28: four mistakes, one refusal listing them all in the file's order, one line each; a problem that
+    --set wrote blames --set, one of the file alone blames the file."""
+    tiny_raw["train"] |= {"lrr": 0.1, "epochs": "two"}
+    tiny_raw["models"]["MLP"]["params"]["hiden"] = [3]
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(tiny_raw))
+    with pytest.raises(SpecError) as e:
+        load_sweep(p, ["grid.temperature=[0]", "train.lrr=0.2"])
+    assert str(e.value).splitlines() == [
+        f"{p}: models.MLP.params.hiden: unknown parameter 'hiden' for this model; allowed: hidden, batch_norm",
+        f"{p}: train.epochs: must be an integer >= 1, got str 'two'",
+        "--set: train.lrr: unknown key 'lrr'; allowed here: epochs, batch_size, optimizer, lr, weight_decay, dropout, "
+        "label_smoothing, grad_clip, schedule, augment, select",
+        "--set: grid.temperature[0]: must be a number > 0, got 0",
+    ]
+    assert [x.field for x in e.value.problems][:2] == ["models.MLP.params.hiden", "train.epochs"]
+
+
+def test_mistakes_of_kdtune_own_rules_are_listed_together_too(tmp_path, tiny_raw):
+    """Past the schema: an unknown eval set, a student that is no model and a trial asking for nothing, at once."""
+    tiny_raw["data"]["eval_sets"] = ["test", "rotated"]
+    tiny_raw["grid"]["students"] = ["GNN"]
+    tiny_raw["resources"] = {"cpu": 0}
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(tiny_raw))
+    proc = kdtune("plan", str(p), "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert [line.split(": ")[3] for line in proc.stderr.splitlines()] == ["data.eval_sets[1]", "grid.students[0]", "resources"]
+    assert all(line.startswith(f"kdtune: error: {p}: ") for line in proc.stderr.splitlines())
+
+
+def test_more_mistakes_than_the_cap_are_counted():
+    errors = SpecError.of([SpecError("s.yaml", f"train.x{i}", "unknown key") for i in range(SpecError.MAX + 3)])
+    lines = str(errors).splitlines()
+    assert len(lines) == SpecError.MAX + 1 and lines[-1] == "… and 3 more mistakes" and len(errors.problems) == SpecError.MAX + 3

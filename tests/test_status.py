@@ -109,3 +109,28 @@ def test_other_settings_and_the_teacher_id_where_the_report_settings_do_not_tell
 def test_numbers_are_compact_but_kept_apart(values, shown):
     text = _number_text(values)
     assert [text(v) for v in values] == shown
+
+
+def test_sweeps_are_named_as_their_user_named_them_two_of_one_name_by_what_differs(tiny_raw, tmp_path, capsys):
+    """Issue 28: report and status said quickstart-0f5f563a (a hash of the planned trials: the record's folder).
+    Now the sweep's name, and where two sweeps of that name were run into one folder, the settings that differ."""
+    out = tmp_path / "run"
+    _, first = _record(tiny_raw, out)
+    _, second = _record(tiny_raw | {"grid": tiny_raw["grid"] | {"seeds": 3, "temperature": [2, 4]}}, out)
+    assert first.name == "tiny" and second.name.startswith("tiny-")  # the folders keep their names
+    lines = _status(out, capsys=capsys)
+    heads = [line.split(":")[0] for line in lines if line.startswith("sweep ")]
+    assert heads == ["sweep tiny [grid.seeds=2, grid.temperature=[4]]", "sweep tiny [grid.seeds=3, grid.temperature=[2, 4]]"]
+    assert second.name not in "\n".join(lines)
+    main(["report", str(out)])
+    err = capsys.readouterr().err
+    assert f"{out}: union of tiny [grid.seeds=2, grid.temperature=[4]] (" in err and second.name not in err.splitlines()[0]
+    one = _status(out, "--sweep", "tiny [grid.seeds=3, grid.temperature=[2, 4]]", capsys=capsys)
+    heads = [line.split(":")[0] for line in one if line.startswith("sweep ")]
+    assert heads == ["sweep tiny [grid.seeds=3, grid.temperature=[2, 4]]"]
+
+
+def test_a_lone_sweep_is_its_name(tiny_raw, tmp_path, capsys):
+    out = tmp_path / "run"
+    _record(tiny_raw, out)
+    assert any(line.startswith("sweep tiny: ") for line in _status(out, capsys=capsys))

@@ -98,11 +98,14 @@ def mutations(raw: Any, path: tuple[Any, ...] = (), ranges: bool = False) -> Ite
 
 
 def _refused_in_one_line(raw: dict[str, Any], source: str) -> bool:
-    """Whether kdtune refuses ``raw``; a refusal must be one line (anything but a KdtuneError fails the test)."""
+    """Whether kdtune refuses ``raw``; a refusal of one wrong value must be one line naming the file (anything but a
+    KdtuneError fails the test): a mapping of another shape (``{a: 1}`` for a pair) too, not one line per key."""
     try:
         parse_sweep(raw, source)
     except KdtuneError as e:
-        assert "\n" not in str(e) and str(e).startswith(f"{source}: "), str(e)
+        lines = str(e).splitlines()
+        one = len(lines) == 1 or (lines[0].endswith("got str 'x'") and lines[1].endswith("got str 'y'"))  # ["x", "y"]
+        assert one and all(line.startswith(f"{source}: ") for line in lines), str(e)
         return True
     return False
 
@@ -131,15 +134,22 @@ def test_malformed_tune_sections_are_refused_in_one_line(tiny_raw):
     assert not accepted, accepted
 
 
-def test_a_malformed_sweep_is_one_line_from_the_cli(tmp_path):
+def test_every_mistake_of_a_malformed_sweep_is_one_line_from_the_cli(tmp_path):
+    """Issue 28: four mistakes took four rounds to fix; now each is one line of one refusal, in the file's order."""
     raw = load_yaml((REPO / "sweeps" / "quickstart.yaml").read_text())
     raw["tune"]["metric"] = {"a": 1}
     raw["grid"]["seeds"] = "abc"
+    raw["train"]["lrr"] = 0.1
+    raw["models"]["MLP"]["params"]["hiden"] = [3]
     p = tmp_path / "bad.yaml"
     p.write_text(HEADER + __import__("yaml").safe_dump(raw))
     proc = subprocess.run([sys.executable, "-m", "kdtune", "plan", str(p)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert proc.stderr.startswith(f"kdtune: error: {p}: ") and "pydantic" not in proc.stderr and "http" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "pydantic" not in proc.stderr, proc.stderr
+    assert [line.split(": ")[3] for line in proc.stderr.splitlines()] == [
+        "models.MLP.params.hiden", "train.lrr", "grid.seeds", "tune.metric"
+    ]  # fmt: skip
+    assert all(line.startswith(f"kdtune: error: {p}: ") for line in proc.stderr.splitlines())
+    assert "unknown parameter 'hiden' for this model; allowed: hidden, batch_norm" in proc.stderr and "http" not in proc.stderr
 
 
 # Rules the schema cannot say (they relate fields to each other, or need the data's shapes): a mutation the

@@ -3,6 +3,7 @@ in sweeps, and whole searches through Ray Tune (interrupted, killed, resumed; on
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 import yaml
 from optuna.trial import TrialState
@@ -173,9 +175,10 @@ def test_a_wrong_value_in_any_field_of_tune_is_one_line_naming_the_field(tiny_ra
     raw = _tune_with(tiny_raw, path, WRONG[kind])
     with pytest.raises(SpecError) as e:
         parse_sweep(raw, "t.yaml")
-    assert "\n" not in str(e.value)
-    assert e.value.field == path or e.value.field.startswith((path + ".", path + "[")), str(e.value)
-    assert str(e.value).startswith(f"t.yaml: {e.value.field}: ")
+    for p in e.value.problems:  # one line each: ["x", "y"] as [low, high] is two wrong numbers
+        assert p.field == path or p.field.startswith((path + ".", path + "[")), str(e.value)
+    assert str(e.value).splitlines() == [f"t.yaml: {p.field}: {p.message}" for p in e.value.problems]
+    assert len(e.value.problems) == 1 or kind == "list"
 
 
 def test_a_mapping_as_tune_metric_is_one_line_from_the_cli(tiny_raw, tmp_path):
@@ -515,3 +518,39 @@ def test_tune_refuses_a_model_without_a_search_space(tiny_raw, tmp_path):
         prepare(spec, "CNN")
     with pytest.raises(KdtuneError, match=re.escape("--model GNN: not a model of t.yaml")):
         prepare(spec, "GNN")
+
+
+def _study_with(tmp_path: Path, complete: int, pruned: int = 0) -> Path:
+    """A run folder whose study holds ``complete`` complete search trials (lr, dropout; accuracy rising with lr)."""
+    out = tmp_path / "run"
+    (out / "tuning").mkdir(parents=True)
+    study = optuna.create_study(
+        storage=f"sqlite:///{out / 'tuning' / 'optuna.db'}", study_name="tiny:MLP:data:accuracy", direction="maximize"
+    )
+    rng = np.random.default_rng(0)
+    for i in range(complete + pruned):
+        trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True),
+                           "dropout": optuna.distributions.FloatDistribution(0, 0.5)})  # fmt: skip
+        trial.set_user_attr("seed_values", [0.9, 0.91])
+        trial.set_user_attr("std", 0.007)
+        if i < complete:
+            study.tell(trial, 0.9 + trial.params["lr"] + 0.001 * rng.normal())
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    return out
+
+
+@pytest.mark.parametrize("complete, caveat", [(4, True), (20, False)])
+def test_importances_say_how_many_complete_trials_they_stand_on(tmp_path, capsys, complete, caveat):
+    """Issue 28: fANOVA from 4 trials, 2 complete, is noise; the table says from how many and warns below 20."""
+    out = _study_with(tmp_path, complete, pruned=3)
+    assert main(["report", str(out), "--tuning"]) == 0
+    text = capsys.readouterr().out
+    title = f"**tiny:MLP:data:accuracy: importance of each setting (fANOVA over {complete} complete search trials)**"
+    assert title in text.splitlines()
+    assert (f"{complete} complete trials are too few for fANOVA (kdtune asks for 20)" in text) is caveat
+    assert main(["report", str(out), "--tuning", "--format", "csv"]) == 0
+    csv = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert set(csv["complete"].dropna()) == {complete}
+    assert main(["report", str(out), "--tuning", "--format", "latex"]) == 0
+    assert ("too few for fANOVA" in capsys.readouterr().out.split(r"\caption{", 2)[2].split("}\n")[0]) is caveat

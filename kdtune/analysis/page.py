@@ -138,17 +138,19 @@ def _cell(v: Any) -> tuple[str, bool]:
             return str(int(v)), True
         return (f"{v:.4f}" if 1e-3 <= abs(v) < 1e6 else f"{v:.3e}"), True
     text = str(v)
-    return text, bool(_NUMERIC_TEXT.match(text.removeprefix("**")))
+    return text, bool(_NUMERIC_TEXT.match(text.removeprefix("**").removeprefix("<u>")))
 
 
-_BOLD = re.compile(r"^\*\*(.+?)\*\*(.*)$")  # a report's bold cell: **0.967 ± 0.004 (3)**, maybe a marker after it
+_MARKED = re.compile(r"^(\*\*|<u>)(.+?)(?:\*\*|</u>)(.*)$")  # a report's bold or underlined cell, maybe a marker after it
+_TAGS = {"**": "strong", "<u>": "u"}
 
 
 def _cell_html(text: str) -> str:
-    """A cell's text escaped, a report's bold cell (``**…**``, as its markdown writes it) in ``<strong>``."""
-    bold = _BOLD.match(text)
-    if bold:
-        return f"<strong>{_esc(bold.group(1))}</strong>{_esc(bold.group(2))}"
+    """A cell's text escaped, a report's bold cell (``**…**``) in ``<strong>``, an underlined one (``<u>…</u>``) in ``<u>``."""
+    m = _MARKED.match(text)
+    if m:
+        tag = _TAGS[m.group(1)]
+        return f"<{tag}>{_esc(m.group(2))}</{tag}>{_esc(m.group(3))}"
     return _esc(text)
 
 

@@ -19,6 +19,7 @@ from kdtune.tuning import study as studies
 from kdtune.tuning.search import format_value
 
 TOP = 10  # search trials in the best-trials table
+FEW = 20  # complete search trials below which the importances get a caveat: fANOVA's forest fits noise
 
 
 def _storage_url(run_dir: Path, storage: str | None) -> str:
@@ -123,7 +124,7 @@ def render_tuning(run_dir: Path, storage: str | None = None, fmt: str = "markdow
         if fmt == "csv":
             for number, row in table.iterrows():
                 csv_rows.append({"study": name, "trial": number, **row.to_dict()})
-            csv_rows += [{"study": name, "importance_of": k, "importance": v} for k, v in imp.items()]
+            csv_rows += [{"study": name, "importance_of": k, "importance": v, "complete": c["complete"]} for k, v in imp.items()]
             continue
         imp_table = pd.DataFrame({"importance": [f"{v:.3f}" for v in imp.values()]}, index=pd.Index(list(imp), name="setting"))
         render = to_markdown if fmt == "markdown" else to_latex
@@ -132,7 +133,13 @@ def render_tuning(run_dir: Path, storage: str | None = None, fmt: str = "markdow
         else:
             parts.append(f"{name}: no complete search trial yet ({c['finished']} finished)")
         if imp:
-            parts.append(render(imp_table, f"{name}: importance of each setting (fANOVA)"))
+            title = f"{name}: importance of each setting (fANOVA over {c['complete']} complete search trials)"
+            caveat = [] if c["complete"] >= FEW else [
+                f"{c['complete']} complete trials are too few for fANOVA (kdtune asks for {FEW}): its random forest fits "
+                "noise, so these numbers rank nothing; run more trials (kdtune tune … --trials N) before reading them"
+            ]  # fmt: skip
+            written = to_markdown(imp_table, title, caveat) if fmt == "markdown" else to_latex(imp_table, title, caption=caveat)
+            parts.append(written)
     if fmt == "csv":
         return pd.DataFrame(csv_rows).to_csv(index=False), made
     return "\n\n".join(parts) + "\n", made
