@@ -194,11 +194,16 @@ def test_a_linear_contrast_and_a_constant():
     assert c.p == pytest.approx(scipy.stats.ttest_ind(x, y, equal_var=False).pvalue)
 
 
-def test_spreads_are_compared_with_brown_forsythe():
+def test_spreads_are_compared_by_permuting_centred_units():
     v = verdicts([f"std({acc('MLP', 'data')}) < std({acc('CNN', 'CNN')})"], correction="none")
-    p = scipy.stats.levene(CELLS[("MLP", "data")], CELLS[("CNN", "CNN")], center="median").pvalue
-    assert v[0].links[0].p == pytest.approx(p) and v[0].links[0].test == "spread"
-    assert v[0].verdict == (HOLDS if p < 0.05 else NOT_SIGNIFICANT)
+    link = v[0].links[0]
+    s = stats.spread_test(CELLS[("MLP", "data")], CELLS[("CNN", "CNN")])
+    assert link.test == "spread" and link.p == pytest.approx(s.p) and link.ratio
+    assert link.estimate == pytest.approx(np.std(CELLS[("MLP", "data")], ddof=1) / np.std(CELLS[("CNN", "CNN")], ddof=1))
+    assert v[0].verdict == (HOLDS if s.p < 0.05 else NOT_SIGNIFICANT)
+    two = results({k: vals[:2] for k, vals in CELLS.items()})  # 2 vs 2: no relabelling can reach α
+    v = verdicts([f"std({acc('MLP', 'data')}) < std({acc('CNN', 'CNN')})"], two)
+    assert v[0].verdict == UNTESTABLE and "no relabelling can reach" in v[0].links[0].why
 
 
 def test_a_cell_that_pools_configurations_or_lacks_units_is_untestable():
@@ -227,27 +232,30 @@ def test_unfinished_models_do_not_count_as_units():
     assert v[0].links[0].n == "2 vs 4"
 
 
-def test_analysis_sources_read_their_unit_tables(tmp_path):
+def test_pair_sources_read_their_pair_tables_and_permute_model_labels(tmp_path):
     folder = tmp_path / "run" / "analysis" / "similarity"
     folder.mkdir(parents=True)
-    rows = [("MLP ← CNN", "CNN (data)", f"MLP ← CNN s{i}", v) for i, v in enumerate([0.61, 0.62, 0.60, 0.63])]
-    rows += [("MLP (data)", "CNN (data)", f"MLP (data) s{i}", v) for i, v in enumerate([0.52, 0.53, 0.51, 0.52])]
-    pd.DataFrame(rows, columns=["group", "column", "model", "value"]).assign(pairs=3).to_csv(
-        folder / "groups_similarity_units.csv"
-    )
+    groups = {"MLP ← CNN": 0.61, "MLP (data)": 0.52, "CNN (data)": 0.9}
+    models = [(g, f"{g} s{i}") for g in groups for i in range(5)]
+    rng = np.random.default_rng(0)
+    rows = []
+    for ga, a in models:
+        for gb, b in models:
+            if a != b:
+                pair = {ga, gb} - {"CNN (data)"}
+                value = groups[pair.pop()] if len(pair) == 1 and "CNN (data)" in (ga, gb) else 0.4
+                rows.append({"trial1": a, "trial2": b, "group1": ga, "group2": gb, "similarity": value + rng.normal(0, 0.005),
+                             "within": True, "between": True})  # fmt: skip
+    pd.DataFrame(rows).to_csv(folder / "pairs.csv", index=False)
     ev = Evidence(results(), tmp_path / "run", SETTINGS)
-    claims = [
-        Claim(
-            "sim",
-            parse_check(
-                "similarity.value[group=MLP ← CNN, column=CNN (data)] > similarity.value[group=MLP (data), column=CNN (data)]"
-            ),
-        ),
-        Claim("cka", parse_check("cka.value[group=MLP ← CNN, column=CNN (data)] > 0")),
-    ]
-    sim, cka = evaluate(claims, ev)
-    assert sim.verdict == HOLDS and sim.links[0].n == "4 vs 4"
-    assert cka.verdict == UNTESTABLE and "kdtune analyze RUN --only similarity" in cka.links[0].why
+    check = "similarity.value[group=MLP ← CNN, column=CNN (data)] > similarity.value[group=MLP (data), column=CNN (data)]"
+    claims = [Claim("sim", parse_check(check)), Claim("cka", parse_check("cka.value[group=MLP ← CNN, column=CNN (data)] > 0"))]
+    sim, cka = evaluate(claims, ev, correction="none")
+    link = sim.links[0]
+    assert sim.verdict == HOLDS and link.test == "pairs" and link.n == "5×5 models vs 5×5 models"
+    assert link.p == pytest.approx(2 / 252)  # 5 vs 5 models: the observed labelling and its mirror are the extremes
+    assert {r["side"] for r in link.units} == {"cell1", "cell2"} and len([r for r in link.units if r["side"] != "pool"]) == 50
+    assert cka.verdict == UNTESTABLE and "has no cka" in cka.links[0].why
 
 
 def test_evidence_restricted_to_a_tables_sweeps():

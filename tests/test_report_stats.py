@@ -101,8 +101,8 @@ def test_paired_where_the_units_share_their_streams_else_welch():
 def test_test_paired_where_the_design_is_unpaired_is_one_line():
     with pytest.raises(KdtuneError) as e:
         render(_table(), ["accuracy"], stat=Stats(compare="teacher=data", test="paired"))
-    assert "--test paired" in str(e.value) and "unpaired" in str(e.value) and "\n" not in str(e.value)
-    assert "(fold, init_seed, data_seed)" in str(e.value)
+    assert "--test paired" in str(e.value) and "are not paired (different random streams)" in str(e.value)
+    assert "the same initialisation (architecture and seed) or the same folds" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_bootstrap_and_permutation_on_request_reproducible_with_their_seed():
@@ -148,7 +148,8 @@ def test_bold_best_marks_a_tie_inside_the_noise_and_follows_the_metric_direction
     assert "| Z | 0.583 ± 0.076 (3) |" in acc
     assert "higher is better for accuracy" in acc and "lower is better for ece" in ece
     assert "| X | **0.117 ± 0.076 (3)** |" in ece and "| Z | 0.417 ± 0.076 (3) |" in ece  # lower ece is better
-    assert "paired t-test (scipy.stats.ttest_rel)" in acc and "Holm-corrected over the table's 2 comparisons" in acc
+    # X, Y, Z are other models at the same seeds (no shared initialisation is known): Welch, not paired
+    assert "Welch's t-test" in acc and "Holm-corrected over the table's 2 comparisons" in acc
     latex = render(df, ["accuracy"], "latex", stat=Stats(bold="best"))
     assert r"\textbf{0.883 $\pm$ 0.076 (3)}" in latex
 
