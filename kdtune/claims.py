@@ -837,20 +837,27 @@ def _pair_link(link: Link, left: Expr, right: Expr, margin: float | None, got: M
 
 
 def decide(links: Sequence[Link], alpha: float = stats.ALPHA, correction: str = "holm") -> None:
-    """Adjust the links' p-values over the family ``links`` and set each verdict (in place)."""
-    adjusted = stats.adjust([x.p for x in links], correction)
-    beyond = stats.adjust([x.p_beyond if x.op == "≈" else np.nan for x in links], correction)
-    for x, p, pb in zip(links, adjusted, beyond, strict=True):
-        x.p_adjusted, x.p_beyond_adjusted = float(p), float(pb)
+    """Adjust the links' p-values over the family ``links`` and set each verdict (in place).
+
+    An untestable link counts in the family as p = 1 (the family's size is every test it was meant to hold, so a
+    missing cell never shrinks the correction of the others). A ≈ link is one test of the family: its TOST p is
+    adjusted over the family (the other links' p beside it), and so is its beyond-the-margin p."""
+    p = [x.p if np.isfinite(x.p) and np.isfinite(x.estimate) else 1.0 for x in links]
+    adjusted = stats.adjust(p, correction)
+    outside = [x.p_beyond if x.op == "≈" and np.isfinite(x.p_beyond) else q for x, q in zip(links, p, strict=True)]
+    beyond = stats.adjust(outside, correction)
+    for x, pa, pb in zip(links, adjusted, beyond, strict=True):
         if not np.isfinite(x.p) or not np.isfinite(x.estimate):
-            x.verdict = UNTESTABLE
+            x.verdict, x.p_adjusted, x.p_beyond_adjusted = UNTESTABLE, float("nan"), float("nan")
             x.why = x.why or "no test (a cell's units are all missing)"
             continue
+        x.p_adjusted = float(pa)
+        x.p_beyond_adjusted = float(pb) if x.op == "≈" else float("nan")
         if x.op == "≈":
-            x.verdict = HOLDS if p < alpha else CONTRADICTED if pb < alpha else NOT_SIGNIFICANT
+            x.verdict = HOLDS if pa < alpha else CONTRADICTED if pb < alpha else NOT_SIGNIFICANT
             continue
         sign = np.log(x.estimate) if x.ratio else x.estimate
-        if p >= alpha or sign == 0:
+        if pa >= alpha or sign == 0:
             x.verdict = NOT_SIGNIFICANT
             continue
         right_way = sign > 0 if x.op == ">" else sign < 0
@@ -866,22 +873,231 @@ def combine(verdicts: Sequence[str]) -> str:
     return HOLDS if verdicts and all(v == HOLDS for v in verdicts) else NOT_SIGNIFICANT
 
 
+FINDING, SETUP, PREMISE, DESIGN = "finding", "setup", "premise", "design"
+KINDS = (FINDING, SETUP, PREMISE, DESIGN)  # only findings are the paper's results; the others are checked apart
+KIND_NAMES = {
+    FINDING: "a finding of the paper",
+    SETUP: "a check of the setup (true by construction: not a finding)",
+    PREMISE: "a premise the paper builds on (from the literature: not a finding)",
+    DESIGN: "the paper's description of its design (not a finding)",
+}
+CHAINS = ("links", "trend")  # a chain a > b > c: every link tested, or one linear trend across it
+
+
+def check_kind(where: str, kind: str, chain: str, check: Check) -> None:
+    """A claim's ``kind`` and ``chain`` fields: one line naming the claim and what is allowed."""
+    if kind not in KINDS:
+        raise KdtuneError(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
+    if chain not in CHAINS:
+        raise KdtuneError(f"{where}: chain {chain!r} is not one of {', '.join(CHAINS)}")
+    if chain == "trend" and len(check.ops) < 2:
+        raise KdtuneError(f"{where}: chain: trend needs a chain (a > b > c), got {check.text!r}")
+
+
+PRIMARY, EXPLORATORY, CHECKS = "primary", "exploratory", "checks"
+FAMILIES = (PRIMARY, EXPLORATORY, CHECKS)
+FAMILY_NAMES = {
+    PRIMARY: "primary claims (declared by the study)",
+    EXPLORATORY: "exploratory claims (every other finding)",
+    CHECKS: "setup checks, premises and design descriptions (not findings)",
+}
+
+
 @dataclass
 class Claim:
-    """A claim of a paper: its id, the check (parsed), the paper's words and where they are."""
+    """A claim of a paper: its id, the check (parsed), the paper's words and where they are. ``kind``: a finding, or
+    a check of the setup, a premise or a design description (:data:`KINDS`; those are not counted as findings);
+    ``chain``: a chain tested link by link or as one trend (:data:`CHAINS`); ``ref``: its id across a study
+    (``FILE:TABLE/ID`` for a reference file's claims)."""
 
     id: str
     check: Check
     quote: str = ""
     where: str = ""
     extra: Mapping[str, object] = field(default_factory=dict)
+    kind: str = FINDING
+    chain: str = "links"
+    ref: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.ref or self.id
 
 
 @dataclass
 class Verdict:
+    """A claim's verdict, its links, its family (:data:`FAMILIES`) and, when every one of its comparisons is listed
+    under another claim first, that claim's name (``same_as``: one test, one verdict, listed once)."""
+
     claim: Claim
     verdict: str
     links: list[Link]
+    family: str = EXPLORATORY
+    same_as: str = ""
+
+
+@dataclass
+class Family:
+    """One family of tests (Holm once over it): its unique links and which were untestable (counted as p = 1)."""
+
+    name: str
+    links: list[Link]
+
+    @property
+    def untestable(self) -> list[Link]:
+        return [x for x in self.links if x.verdict == UNTESTABLE]
+
+    def note(self, alpha: float, correction: str) -> str:
+        """``Primary claims: Holm over 6 tests (5 performed, 1 untestable counted as p = 1: ID)``."""
+        m, dead = len(self.links), self.untestable
+        how = "uncorrected" if correction == "none" else f"{stats.CORRECTION_NAMES[correction]} over {m} test{'s' * (m != 1)}"
+        done = f"{m - len(dead)} performed"
+        if dead:
+            names = ", ".join(" = ".join(link_ids(x)) for x in dead)
+            done += f", {len(dead)} untestable counted as p = 1: {names}"
+        return f"{FAMILY_NAMES[self.name][0].upper()}{FAMILY_NAMES[self.name][1:]}: α = {alpha:g}, {how} ({done})."
+
+
+def _key(left: Expr, op: str, right: Expr, margin: float | None, scope: str) -> str:
+    """The comparison a link tests, whichever claim states it: cells with their keys sorted, ``<`` turned into ``>``,
+    the two sides of ``≈`` in order, and the evidence it reads (``scope``: the sweeps a table restricts to)."""
+
+    def side(e: Expr) -> str:
+        parts = []
+        for term in e.terms:
+            if term.cell is None:
+                parts.append(f"{term.coef:g}")
+                continue
+            cell = f"{term.cell.source}.{term.cell.metric}[{', '.join(f'{k}={v}' for k, v in sorted(term.cell.keys))}]"
+            parts.append(f"{term.coef:g}*{'std(' + cell + ')' if term.spread else cell}")
+        return " + ".join(sorted(parts))
+
+    a, b = side(left), side(right)
+    if op == "<":
+        a, b, op = b, a, ">"
+    if op == "≈":
+        a, b = sorted((a, b))
+    return f"{a} {op} {b}" + (f" within {margin:g}" if margin is not None else "") + f" @ {scope}"
+
+
+def _trend_link(claim: Claim, units: Callable[[Cell], Units | PairCell | str], alpha: float) -> Link:
+    """A chain ``s₁ > s₂ > … > s_k`` as one test: the linear trend ``Σ cᵢ mean(sᵢ)`` with centred ranks
+    ``cᵢ = (k + 1)/2 − i`` against 0 (Welch–Satterthwaite), so that two neighbours the paper itself prints as ties do not
+    sink a monotone claim. One link, one p."""
+    sides = claim.check.sides
+    k = len(sides)
+    sign = 1.0 if claim.check.ops[0] == ">" else -1.0
+    coefs = [sign * ((k + 1) / 2 - (i + 1)) for i in range(k)]
+    text = f"trend of {claim.check.text}"
+    link = Link(claim.id, text, ">", level=1 - alpha)
+    cells = [s.plain for s in sides]
+    if any(c is None for c in cells):
+        link.why = "a trend needs one cell per side"
+        return link
+    got = {}
+    for c in cells:
+        u = units(c)  # type: ignore[arg-type]
+        if isinstance(u, str):
+            link.why = u
+            return link
+        if not isinstance(u, Units) or u.n < 2:
+            link.why = f"{c}: a trend needs 2 units per cell of a per-model source"
+            return link
+        got[c] = u
+    link.n = " vs ".join(str(got[c].n) for c in cells)
+    r = stats.contrast([got[c].values for c in cells], coefs, 0.0, 1 - alpha)
+    link.estimate, link.lo, link.hi, link.p, link.test, link.why = r.estimate, r.lo, r.hi, r.p, "trend", r.why
+    link.units = [row for i, c in enumerate(cells) for row in _unit_rows(f"cell{i + 1}", c, got[c], coefs[i])]  # type: ignore[arg-type]
+    link.spec = {"kind": "contrast", "constant": 0.0, "margin": None}
+    link.note = "coefficients " + ", ".join(f"{c:+g}" for c in coefs)
+    return link
+
+
+class Checker:
+    """Claims tested together: one test per distinct comparison (a comparison under two claim ids is one link with
+    both ids), each claim in its family (:data:`FAMILIES`: primary when ``primary`` names it, checks when it is not a
+    finding, else exploratory), and Holm once per family (:meth:`finish`)."""
+
+    def __init__(
+        self,
+        *,
+        test: str = "auto",
+        alpha: float = stats.ALPHA,
+        correction: str = "holm",
+        seed: int = stats.SEED,
+        primary: Sequence[str] = (),
+    ) -> None:
+        stats.check_choice("test", test, stats.TESTS)
+        stats.check_alpha(alpha)
+        stats.check_choice("correction", correction, stats.CORRECTIONS)
+        self.test, self.alpha, self.correction, self.seed = test, alpha, correction, seed
+        self.primary = set(primary)
+        self.links: dict[str, Link] = {}
+        self.verdicts: list[Verdict] = []
+        self.families: dict[str, Family] = {}
+
+    def family_of(self, claim: Claim) -> str:
+        if claim.kind != FINDING:
+            return CHECKS
+        return PRIMARY if claim.name in self.primary or claim.id in self.primary else EXPLORATORY
+
+    def add(self, claim: Claim, evidence: Evidence, scope: str = "") -> Verdict:
+        """Test one claim on ``evidence`` (``scope``: what restricts it, part of the comparison's identity)."""
+        links, fresh = [], []
+        if claim.chain == "trend" and len(claim.check.ops) > 1:
+            sides = " > ".join(_key(s, ">", Expr((), ""), None, "").split(" > ")[0] for s in claim.check.sides)
+            key = f"trend {sides if claim.check.ops[0] == '>' else sides + ' (rising)'} @ {scope}"
+            makers = [(key, lambda: _trend_link(claim, evidence.units, self.alpha))]
+        else:
+            makers = [
+                (_key(left, op, right, claim.check.margin, scope),
+                 lambda left=left, op=op, right=right: _link(claim.id, left, op, right, claim.check.margin, evidence.units,
+                                                              self.test, self.alpha, self.seed))
+                for left, op, right in claim.check.links
+            ]  # fmt: skip
+        for key, make in makers:
+            if key in self.links:
+                link = self.links[key]
+            else:
+                link = self.links[key] = make()
+                link.spec["key"] = key
+                link.spec["ids"] = []
+                fresh.append(link)
+            ids = link.spec["ids"]
+            assert isinstance(ids, list)
+            if claim.name not in ids:
+                ids.append(claim.name)
+            links.append(link)
+        shared = [x for x in links if x not in fresh]
+        same_as = ""
+        if links and len(shared) == len(links):
+            owners = [str(x.spec["ids"][0]) for x in links]  # type: ignore[index]
+            same_as = owners[0] if len(set(owners)) == 1 else ", ".join(dict.fromkeys(owners))
+        v = Verdict(claim, UNTESTABLE, links, self.family_of(claim), same_as)
+        self.verdicts.append(v)
+        return v
+
+    def finish(self) -> dict[str, Family]:
+        """Holm once per family over its distinct links; every claim's verdict. A link of claims of two families
+        counts in the first of primary, exploratory, checks."""
+        rank = {f: i for i, f in enumerate(FAMILIES)}
+        home: dict[int, str] = {}
+        for v in self.verdicts:
+            for x in v.links:
+                if id(x) not in home or rank[v.family] < rank[home[id(x)]]:
+                    home[id(x)] = v.family
+        unique = list({id(x): x for v in self.verdicts for x in v.links}.values())
+        self.families = {}
+        for f in FAMILIES:
+            members = [x for x in unique if home[id(x)] == f]
+            for x in members:
+                x.spec["family"] = f
+            if members:
+                decide(members, self.alpha, self.correction)
+                self.families[f] = Family(f, members)
+        for v in self.verdicts:
+            v.verdict = combine([x.verdict for x in v.links])
+        return self.families
 
 
 def evaluate(
@@ -892,14 +1108,24 @@ def evaluate(
     alpha: float = stats.ALPHA,
     correction: str = "holm",
     seed: int = stats.SEED,
+    primary: Sequence[str] = (),
 ) -> list[Verdict]:
-    """Every claim's verdict, the comparisons of all ``claims`` corrected together (one family)."""
-    stats.check_choice("test", test, stats.TESTS)
-    stats.check_alpha(alpha)
-    stats.check_choice("correction", correction, stats.CORRECTIONS)
-    per_claim = [
-        [_link(c.id, left, op, right, c.check.margin, evidence.units, test, alpha, seed) for left, op, right in c.check.links]
-        for c in claims
-    ]
-    decide([x for links in per_claim for x in links], alpha, correction)
-    return [Verdict(c, combine([x.verdict for x in links]), links) for c, links in zip(claims, per_claim, strict=True)]
+    """Every claim's verdict: one test per distinct comparison, Holm once per family (:class:`Checker`)."""
+    checker = Checker(test=test, alpha=alpha, correction=correction, seed=seed, primary=primary)
+    out = [checker.add(c, evidence) for c in claims]
+    checker.finish()
+    return out
+
+
+def link_ids(link: Link) -> list[str]:
+    """The claims (names) whose comparison a link is."""
+    ids = link.spec.get("ids") or [link.claim]
+    return [str(i) for i in ids]  # type: ignore[union-attr]
+
+
+def deciding_p(link: Link) -> tuple[float, str]:
+    """The adjusted p that decided the link's verdict and which one it is (``≈``: TOST's for holds and not significant,
+    the beyond-the-margin one for contradicted)."""
+    if link.op == "≈" and link.verdict == CONTRADICTED:
+        return link.p_beyond_adjusted, "beyond"
+    return link.p_adjusted, "TOST" if link.op == "≈" else ""

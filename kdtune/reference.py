@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kdtune import stats
-from kdtune.claims import Claim, Evidence, Verdict, evaluate, parse_check
+from kdtune.claims import Checker, Claim, Evidence, Family, Verdict, check_kind, parse_check
 from kdtune.config import REPORT_KEYS
 from kdtune.errors import KdtuneError, SpecError
 from kdtune.validation import error_line, json_schema_of, spec_error
@@ -43,6 +43,13 @@ class ClaimModel(_Strict):
     where: str = Field("", description="section, page or figure of the words")
     margin: str = Field("", description="for ≈: why this margin")
     note: str = Field("", description="how the words were turned into the check")
+    kind: str = Field(
+        "finding",
+        description="finding (default), setup (true by construction: a check of the setup), premise (from the literature) "
+        "or design (the paper describing its design): only findings count as the paper's results",
+    )
+    chain: str = Field("links", description="a chain a > b > c: links (every link tested) or trend (one linear trend)")
+    recoded: str = Field("", description="how and why the check departs from the words' literal reading")
 
 
 class TableModel(_Strict):
@@ -170,8 +177,11 @@ def load_reference(name: str) -> dict[str, RefTable]:
             if c.id in seen:
                 raise KdtuneError(f"{path}: tables.{key}: claim id {c.id!r} used twice in this file")
             seen.add(c.id)
-            check = parse_check(c.check, f"{path}: tables.{key}: claim {c.id}")
-            claims.append(Claim(c.id, check, c.quote, c.where, {"margin": c.margin, "note": c.note}))
+            where = f"{path}: tables.{key}: claim {c.id}"
+            check = parse_check(c.check, where)
+            check_kind(where, c.kind, c.chain, check)
+            extra = {"margin": c.margin, "note": c.note, "recoded": c.recoded}
+            claims.append(Claim(c.id, check, c.quote, c.where, extra, c.kind, c.chain, f"{model.id}:{key}/{c.id}"))
         out[key] = RefTable(model.id, key, t, values, tuple(claims))
     return out
 
@@ -301,13 +311,22 @@ def _close(a: Any, b: Any) -> bool:
 
 
 def claim_rows(verdicts: Sequence[Verdict]) -> pd.DataFrame:
-    """One row per comparison of each claim (a chain has one per link), with the claim's verdict."""
+    """One row per comparison of each claim (a chain has one per link), with the claim's verdict, its family, the
+    p that decided it (adjusted), the interval (unadjusted, at ``level``) and the claims that share the test."""
+    from kdtune.claims import deciding_p, link_ids
+
     rows = []
     for v in verdicts:
         for i, x in enumerate(v.links):
+            decided, which = deciding_p(x)
             rows.append(
                 {
                     "claim": v.claim.id if len(v.links) == 1 else f"{v.claim.id} ({i + 1}/{len(v.links)})",
+                    "ref": v.claim.name,
+                    "ids": " = ".join(link_ids(x)),
+                    "same_as": v.same_as,
+                    "family": v.family,
+                    "kind": v.claim.kind,
                     "where": v.claim.where,
                     "quote": v.claim.quote,
                     "check": x.text,
@@ -316,12 +335,18 @@ def claim_rows(verdicts: Sequence[Verdict]) -> pd.DataFrame:
                     "estimate": x.estimate,
                     "lo": x.lo,
                     "hi": x.hi,
+                    "level": x.level,
+                    "ratio": x.ratio,
                     "p": x.p,
+                    "p_beyond": x.p_beyond,
                     "p_adjusted": x.p_adjusted,
                     "p_beyond_adjusted": x.p_beyond_adjusted,
+                    "p_decided": decided,
+                    "p_which": which,
                     "test": x.test,
                     "n": x.n,
                     "why": x.why,
+                    "note": x.note,
                 }
             )
     return pd.DataFrame(rows)
@@ -329,7 +354,9 @@ def claim_rows(verdicts: Sequence[Verdict]) -> pd.DataFrame:
 
 @dataclass
 class ReferenceCheck:
-    """A reference table checked against a run: the values side by side, the claims' verdicts, the notes."""
+    """A reference table checked against a run: the values side by side, the claims' verdicts, the notes; the
+    families its claims were corrected in (shared by the tables checked together) and whether its verdicts are of a
+    configuration other than the paper's (``here``: they read "holds here", "opposite here", "not shown here")."""
 
     table: RefTable
     values: pd.DataFrame
@@ -337,6 +364,46 @@ class ReferenceCheck:
     verdicts: list[Verdict]
     notes: list[str]
     interval: str
+    families: dict[str, Family] = field(default_factory=dict)
+    here: bool = False
+
+
+def check_tables(
+    tables: Sequence[RefTable],
+    evidence: Evidence,
+    *,
+    own: Sequence[Claim] = (),
+    own_name: str = "claims",
+    primary: Sequence[str] = (),
+    interval: str = "ci95",
+    test: str = "auto",
+    alpha: float = stats.ALPHA,
+    correction: str = "holm",
+    seed: int = stats.SEED,
+    here: bool = False,
+) -> list[ReferenceCheck]:
+    """Check reference tables (and claims of a study's own) against the evidence together: each table's cells are
+    those of its sweeps (``sweeps``, by name) where the results hold any of them; one test per distinct comparison,
+    Holm once over the ``primary`` claims and once over the rest (:class:`kdtune.claims.Checker`). The own claims come
+    last, as a table named ``own_name``."""
+    checker = Checker(test=test, alpha=alpha, correction=correction, seed=seed, primary=primary)
+    parts = []
+    for table in tables:
+        scoped, used = evidence.restricted([Path(s).stem for s in table.model.sweeps])
+        verdicts = [checker.add(c, scoped, ",".join(used)) for c in table.claims]
+        parts.append((table, scoped, used, verdicts))
+    if own:
+        mine = RefTable(own_name, "claims", TableModel(title="the study's own claims"), (), tuple(own))
+        parts.append((mine, evidence, [], [checker.add(c, evidence) for c in own]))
+    families = checker.finish()
+    out = []
+    for table, scoped, used, verdicts in parts:
+        notes = setting_notes(table, scoped.df, scoped.run_dirs)
+        if used:
+            notes = [f"Cells from the trials of sweep{'s' if len(used) > 1 else ''} {', '.join(used)}.", *notes]
+        values = value_rows(table, scoped, interval) if table.values else pd.DataFrame()
+        out.append(ReferenceCheck(table, values, claim_rows(verdicts), verdicts, notes, interval, families, here))
+    return out
 
 
 def check_table(
@@ -349,14 +416,9 @@ def check_table(
     correction: str = "holm",
     seed: int = stats.SEED,
 ) -> ReferenceCheck:
-    """Check one reference table against the evidence (a run's results and analyses): the report's cells are those
-    of the table's sweeps (``sweeps``, by name) where the results hold any of them."""
-    evidence, used = evidence.restricted([Path(s).stem for s in table.model.sweeps])
-    verdicts = evaluate(table.claims, evidence, test=test, alpha=alpha, correction=correction, seed=seed)
-    notes = setting_notes(table, evidence.df, evidence.run_dirs)
-    if used:
-        notes = [f"Cells from the trials of sweep{'s' if len(used) > 1 else ''} {', '.join(used)}.", *notes]
-    return ReferenceCheck(table, value_rows(table, evidence, interval), claim_rows(verdicts), verdicts, notes, interval)
+    """One reference table alone (its claims one family): :func:`check_tables` of one table."""
+    opts = {"interval": interval, "test": test, "alpha": alpha, "correction": correction, "seed": seed}
+    return check_tables([table], evidence, **opts)[0]  # type: ignore[arg-type]
 
 
 def _key_columns(v: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
@@ -391,53 +453,112 @@ def _values_frame(check: ReferenceCheck) -> pd.DataFrame:
     return shown.set_index(keys) if keys else shown
 
 
+HERE = {"holds": "holds here", "contradicted": "opposite here", "not significant": "not shown here", "untestable": "untestable"}
+# verdicts on a configuration cut from the paper's: what the run shows, not what the paper's configuration would
+
+
+def verdict_word(verdict: str, here: bool) -> str:
+    """A verdict as the report writes it: on a cut-down configuration or other data, with where (:data:`HERE`)."""
+    return HERE.get(verdict, verdict) if here else verdict
+
+
+def _interval(e: float, lo: float, hi: float, level: float, ratio: bool) -> str:
+    if not np.isfinite(e):
+        return "–"
+    mid = f"×{e:.3g}" if ratio else f"{e:+.3f}"
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo == hi:
+        return f"{mid} (no interval)"
+    ends = f"[{lo:.3g}, {hi:.3g}]" if ratio else f"[{_fmt(lo)}, {_fmt(hi)}]"
+    return f"{mid} {ends} {100 * level:.0f} %"
+
+
+def _decided(row: pd.Series) -> str:
+    if row["link_verdict"] == "untestable":
+        return "–"
+    p = _p(row["p_decided"])
+    if row["p_which"] == "TOST" and row["link_verdict"] != "holds":
+        return f"{p} (TOST; beyond {_p(row['p_beyond_adjusted'])})"
+    return f"{p} ({row['p_which']})" if row["p_which"] else p
+
+
 def _claims_frame(check: ReferenceCheck) -> pd.DataFrame:
     c = check.claims
     if c.empty:
         return c
-    est = [
-        f"{e:+.3f} [{_fmt(lo)}, {_fmt(hi)}]" if np.isfinite(lo) else (f"{e:+.3f}" if np.isfinite(e) else "–")
-        for e, lo, hi in zip(c["estimate"], c["lo"], c["hi"], strict=True)
-    ]
-    verdict = [
-        f"**{v}**" if v == lv else f"**{v}** (this link: {lv})" for v, lv in zip(c["verdict"], c["link_verdict"], strict=True)
-    ]
-    return pd.DataFrame(
-        {
-            "claim": c["claim"],
-            "check": c["check"],
-            "verdict": verdict,
-            "difference [95 % CI]": est,
-            "p (adjusted)": [_p(p) for p in c["p_adjusted"]],
-            "test": [t or "–" for t in c["test"]],
-            "n": [n or "–" for n in c["n"]],
-        }
-    ).set_index("claim")
+    rows = []
+    for _, r in c.iterrows():
+        others = [i for i in r["ids"].split(" = ") if i and i != r["ref"]]
+        label = r["claim"] + (f" (= {', '.join(others)})" if others and not r["same_as"] else "")
+        verdict = verdict_word(r["verdict"], check.here)
+        if r["verdict"] != r["link_verdict"]:
+            verdict = f"**{verdict}** (this link: {verdict_word(r['link_verdict'], check.here)})"
+        else:
+            verdict = f"**{verdict}**"
+        if r["same_as"]:
+            rows.append({"claim": label, "check": r["check"], "verdict": verdict,
+                         "estimate [interval, unadjusted]": f"the same test as {r['same_as']}", "p (adjusted)": "(there)",
+                         "test": r["test"] or "–", "n": r["n"] or "–"})  # fmt: skip
+            continue
+        rows.append(
+            {
+                "claim": label,
+                "check": r["check"],
+                "verdict": verdict,
+                "estimate [interval, unadjusted]": _interval(r["estimate"], r["lo"], r["hi"], r["level"], bool(r["ratio"])),
+                "p (adjusted)": _decided(r),
+                "test": r["test"] or "–",
+                "n": r["n"] or "–",
+            }
+        )
+    return pd.DataFrame(rows).set_index("claim")
 
 
 def _claim_notes(check: ReferenceCheck, alpha: float, correction: str) -> list[str]:
-    from kdtune.claims import TEST_LABELS, UNTESTABLE
+    from kdtune.claims import FAMILIES, TEST_LABELS, UNTESTABLE
 
     c = check.claims
     if c.empty:
         return []
+    present = [f for f in FAMILIES if f in set(c["family"]) and f in check.families]
+    lines = [f"{check.families[f].note(alpha, correction)}" for f in present]
     tests = [t for t in dict.fromkeys(c["test"]) if t]
-    lines = [
-        f"Verdicts at α = {alpha:g}, {stats.CORRECTION_NAMES[correction]}-corrected over the table's {len(c)} "
-        f"comparison{'s' if len(c) != 1 else ''}; "
-        f"tests: {'; '.join(TEST_LABELS.get(t, t) for t in tests) or 'none'}. holds: significant in the stated direction "
-        "(≈: inside ±margin by TOST); contradicted: significant the other way (≈: beyond the margin); n: units (trained "
-        "models) per cell."
-    ]
+    here = (
+        " Verdicts here are of this run's configuration, which the study declares cut from the paper's (or whose data "
+        "differ): holds here / opposite here / not shown here."
+        if check.here
+        else ""
+    )
+    lines.append(
+        f"Tests: {'; '.join(TEST_LABELS.get(t, t) for t in tests) or 'none'}. holds: significant in the stated direction "
+        "after the family's correction (≈: inside ±margin by TOST); contradicted: significant the other way (≈: beyond "
+        "the margin); not significant: neither (not a finding of no difference: read the interval); untestable: no "
+        f"valid test (the reason is below).{here} p: the adjusted p that decided the verdict (≈: TOST's, or the "
+        "beyond-the-margin one for contradicted). estimate [interval]: unadjusted, 95 % (90 % on ≈ rows: the interval "
+        "TOST at α corresponds to); × a ratio of SDs. n: units per cell (trained models; for pair measures the models "
+        "of the row × column groups)."
+    )
     by_quote: dict[tuple[str, str], list[str]] = {}
     for v in check.verdicts:
         if v.claim.quote:
             by_quote.setdefault((v.claim.quote, v.claim.where), []).append(v.claim.id)
     lines += [f"- {', '.join(ids)}{f' ({w})' if w else ''}: “{q}”" for (q, w), ids in by_quote.items()]
     for v in check.verdicts:
+        if v.claim.kind != "finding":
+            from kdtune.claims import KIND_NAMES
+
+            lines.append(f"- {v.claim.id} is {KIND_NAMES[v.claim.kind]}: checked, not counted as a finding")
+        recoded = str(v.claim.extra.get("recoded", "") or "")
+        if recoded:
+            lines.append(f"- {v.claim.id} recoded: {recoded}")
+        if v.same_as:
+            continue
         why = "; ".join(x.why for x in v.links if x.verdict == UNTESTABLE and x.why)
         if why:
             lines.append(f"- {v.claim.id} is untestable: {why}")
+        notes = "; ".join(dict.fromkeys(x.note for x in v.links if x.note))
+        extra = "; ".join(dict.fromkeys(x.why for x in v.links if x.verdict != UNTESTABLE and x.why))
+        if notes or extra:
+            lines.append(f"- {v.claim.id}: {'; '.join(s for s in (notes, extra) if s)}")
     return lines
 
 

@@ -27,9 +27,10 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kdtune.claims import Claim, Evidence, evaluate, parse_check
+from kdtune import stats
+from kdtune.claims import FAMILIES, FAMILY_NAMES, Claim, Evidence, check_kind, parse_check
 from kdtune.errors import KdtuneError
-from kdtune.reference import ClaimModel, ReferenceCheck, check_table, claim_rows, read_model, render_checks, resolve_target
+from kdtune.reference import ClaimModel, ReferenceCheck, check_tables, read_model, render_checks, resolve_target, verdict_word
 
 REPORT_MD = "report.md"
 REPORT_HTML = Path("report") / "index.html"
@@ -76,6 +77,11 @@ class StudyModel(_Strict):
     analyses: AnalysesModel | None = Field(None, description="omit to run no analysis")
     references: list[str] = Field(default_factory=list, description="published tables to check, FILE:TABLE")
     claims: list[ClaimModel] = Field(default_factory=list, description="the study's own claims")
+    primary: list[str] = Field(
+        default_factory=list,
+        description="the primary claims, FILE:TABLE/ID of a reference table's claim or ID of the study's own: Holm runs "
+        "once over them and once over every other claim (exploratory)",
+    )
     cuts: list[str] = Field(default_factory=list, description="settings cut from the paper's, as the report states them")
     figures: list[str] = Field(default_factory=list, description="glob patterns under RUN/analysis (default: every PNG)")
     report: StudyReportModel = Field(default_factory=StudyReportModel)
@@ -131,13 +137,23 @@ def load_study(path: str | Path, out: str | None = None) -> Study:
     for e in sweeps:
         if not (p.parent / e.path).is_file():
             raise KdtuneError(f"{path}: sweeps: {e.path}: no such sweep file (paths are relative to the study file)")
+    known: set[str] = set()
     for target in model.references:
-        resolve_target(target)
+        known |= {c.name for c in resolve_target(target).claims}
     claims = []
     for c in model.claims:
-        claims.append(Claim(c.id, parse_check(c.check, f"{path}: claims: {c.id}"), c.quote, c.where, {"note": c.note}))
-    from kdtune import stats
-
+        where = f"{path}: claims: {c.id}"
+        check = parse_check(c.check, where)
+        check_kind(where, c.kind, c.chain, check)
+        claims.append(Claim(c.id, check, c.quote, c.where, {"note": c.note, "recoded": c.recoded}, c.kind, c.chain))
+        known.add(c.id)
+    for name in model.primary:
+        if name not in known:
+            listed = ", ".join(sorted(known)[:3]) + (", …" if len(known) > 3 else "")
+            raise KdtuneError(
+                f"{path}: primary: {name!r} is no claim of the study's reference tables or its own; "
+                f"write FILE:TABLE/ID (e.g. {listed or 'abnar2021:table6/cnn-teacher-improves-mlp-accuracy-scaled'})"
+            )
     stats.check_choice("report.interval", model.report.interval, stats.INTERVALS)
     stats.check_choice("report.test", model.report.test, stats.TESTS)
     stats.check_choice("report.correction", model.report.correction, stats.CORRECTIONS)
@@ -154,19 +170,28 @@ def sweep_path(study: Study, entry: SweepEntry) -> Path:
 
 
 def _checks(study: Study, df: pd.DataFrame) -> tuple[list[ReferenceCheck], ReferenceCheck | None]:
-    from kdtune.reference import RefTable, TableModel
+    """Every reference table and the study's own claims checked together: one test per distinct comparison, Holm once
+    over the primary claims and once over the rest; verdicts read "here" when the study declares cuts."""
     from kdtune.report import SETTINGS
 
     r = study.model.report
     evidence = Evidence(df, study.run_dirs, SETTINGS)
-    opts = {"interval": r.interval, "test": r.test, "alpha": r.alpha, "correction": r.correction}
-    checks = [check_table(resolve_target(t), evidence, **opts) for t in study.model.references]
-    own = None
+    tables = [resolve_target(t) for t in study.model.references]
+    checks = check_tables(
+        tables,
+        evidence,
+        own=study.claims,
+        own_name=study.name,
+        primary=study.model.primary,
+        interval=r.interval,
+        test=r.test,
+        alpha=r.alpha,
+        correction=r.correction,
+        here=bool(study.model.cuts),
+    )
     if study.claims:
-        table = RefTable(study.name, "claims", TableModel(title="the study's own claims"), (), study.claims)
-        verdicts = evaluate(study.claims, evidence, test=r.test, alpha=r.alpha, correction=r.correction)
-        own = ReferenceCheck(table, pd.DataFrame(), claim_rows(verdicts), verdicts, [], r.interval)
-    return checks, own
+        return checks[:-1], checks[-1]
+    return checks, None
 
 
 def _figures(study: Study) -> list[Path]:
@@ -177,31 +202,44 @@ def _figures(study: Study) -> list[Path]:
     return list(dict.fromkeys(f for f in found if f.suffix == ".png"))
 
 
-def _summary(checks: Sequence[ReferenceCheck]) -> pd.DataFrame:
+def _summary(checks: Sequence[ReferenceCheck], family: str) -> pd.DataFrame:
+    """Every claim of one family: table, claim, where, verdict (a claim whose test is listed under another says so)."""
     rows = []
     for c in checks:
         for v in c.verdicts:
-            rows.append({"table": c.table.id, "claim": v.claim.id, "where": v.claim.where or "–", "verdict": f"**{v.verdict}**"})
+            if v.family != family:
+                continue
+            where = (v.claim.where or "–") + (f"; the same test as {v.same_as}" if v.same_as else "")
+            word = f"**{verdict_word(v.verdict, c.here)}**"
+            rows.append({"table": c.table.id, "claim": v.claim.id, "where": where, "verdict": word})
     return pd.DataFrame(rows).set_index(["table", "claim"]) if rows else pd.DataFrame()
 
 
 def _tally(checks: Sequence[ReferenceCheck]) -> pd.DataFrame:
-    """Per reference table, how many claims got each verdict."""
-    from kdtune.claims import VERDICTS
+    """Per reference table, how many of its findings got each verdict (a test listed under another claim once)."""
+    from kdtune.claims import CHECKS, VERDICTS
 
     rows = []
     for c in checks:
-        got = [v.verdict for v in c.verdicts]
+        got = [v.verdict for v in c.verdicts if v.family != CHECKS and not v.same_as]
         if got:
-            rows.append({"table": c.table.id, **{k: got.count(k) for k in VERDICTS}, "claims": len(got)})
-    return pd.DataFrame(rows).set_index("table") if rows else pd.DataFrame()
+            words = {k: verdict_word(k, c.here) for k in VERDICTS}
+            rows.append({"table": c.table.id, **{words[k]: got.count(k) for k in VERDICTS}, "claims": len(got)})
+    return pd.DataFrame(rows).set_index("table").fillna(0).astype(int) if rows else pd.DataFrame()
 
 
 def _counts(checks: Sequence[ReferenceCheck]) -> str:
+    """``primary: 5 holds here, 1 not shown here; exploratory: …; checks (not findings): …``: each claim once."""
     from kdtune.claims import VERDICTS
 
-    verdicts = [v.verdict for c in checks for v in c.verdicts]
-    return ", ".join(f"{verdicts.count(k)} {k}" for k in VERDICTS if verdicts.count(k)) or "no claims"
+    here = any(c.here for c in checks)
+    parts = []
+    for f in FAMILIES:
+        got = [v.verdict for c in checks for v in c.verdicts if v.family == f and not v.same_as]
+        if got:
+            tally = ", ".join(f"{got.count(k)} {verdict_word(k, here)}" for k in VERDICTS if got.count(k))
+            parts.append(f"{f} ({len(got)}): {tally}")
+    return "; ".join(parts) or "no claims"
 
 
 def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[str]) -> tuple[Path, Path]:
@@ -234,12 +272,17 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
     if m.cuts:
         md += ["", "## Settings cut from the paper's (declared by the study)", ""] + [f"- {c}" for c in m.cuts]
     md += ["", "## Verdicts", "", f"{_counts(all_checks)}.", ""]
+    families = all_checks[0].families if all_checks else {}
+    md += [f"- {families[f].note(m.report.alpha, m.report.correction)}" for f in FAMILIES if f in families]
+    if families:
+        md.append("")
     tally = _tally(all_checks)
     if not tally.empty:
-        md += [to_markdown(tally, "verdicts per table"), ""]
-    summary = _summary(all_checks)
-    if not summary.empty:
-        md += [to_markdown(summary, "every claim checked"), ""]
+        md += [to_markdown(tally, "findings per table (each test once)"), ""]
+    for f in FAMILIES:
+        summary = _summary(all_checks, f)
+        if not summary.empty:
+            md += [to_markdown(summary, f"every claim checked: {FAMILY_NAMES[f]}"), ""]
     md += ["## The paper beside kdtune", ""]
     md += [render_checks(checks, "markdown", m.report.alpha, m.report.correction) if checks else "no reference tables", ""]
     if own:
@@ -268,9 +311,11 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
         body.append("<h2>Settings cut from the paper's</h2><ul>" + "".join(f"<li>{e(c)}</li>" for c in m.cuts) + "</ul>")
     body.append(f"<h2>Verdicts</h2><p>{e(_counts(all_checks))}.</p>")
     if not tally.empty:
-        body.append(html_table(tally, "verdicts per table"))
-    if not summary.empty:
-        body.append(html_table(summary, "every claim checked"))
+        body.append(html_table(tally, "findings per table (each test once)"))
+    for f in FAMILIES:
+        summary = _summary(all_checks, f)
+        if not summary.empty:
+            body.append(html_table(summary, f"every claim checked: {FAMILY_NAMES[f]}"))
     body.append("<h2>The paper beside kdtune</h2>")
     for c in all_checks:
         body += _check_html(c, m.report.alpha, m.report.correction)
@@ -433,9 +478,7 @@ def _write_index(dest: Path) -> None:
             continue
         name = INDEX_MARKER.match(text[0]).group(1)  # type: ignore[union-attr]
         command = next((line.split("`")[1] for line in text if line.startswith("kdtune ") and "`" in line), "")
-        tally = next(
-            (line.rstrip(".") for line in text if re.match(r"^\d+ (holds|contradicted|not significant|untestable)", line)), ""
-        )
+        tally = next((line.rstrip(".") for line in text if re.match(r"^(primary|exploratory|checks) \(\d+\): ", line)), "")
         lines.append(f"| [{name}]({page.name}) | `{command}` | {tally} |")
     _atomic(dest / "index.md", "\n".join(lines) + "\n")
 

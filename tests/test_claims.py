@@ -10,14 +10,21 @@ import scipy.stats
 
 from kdtune import stats
 from kdtune.claims import (
+    CHECKS,
     CONTRADICTED,
+    EXPLORATORY,
     HOLDS,
     NOT_SIGNIFICANT,
+    PRIMARY,
+    SETUP,
     UNTESTABLE,
     Cell,
+    Checker,
     Claim,
     Evidence,
+    deciding_p,
     evaluate,
+    link_ids,
     parse_check,
 )
 from kdtune.errors import KdtuneError
@@ -128,13 +135,14 @@ def test_known_verdicts_holds_contradicted_not_significant_untestable():
     )
     assert [x.verdict for x in v] == [HOLDS, CONTRADICTED, NOT_SIGNIFICANT, UNTESTABLE]
     assert "no student=LSTM" in v[3].links[0].why and "MLP, CNN" in v[3].links[0].why
-    # the p-values are Welch's t-test (the streams differ), Holm-adjusted over the 3 tests that ran
+    # the p-values are Welch's t-test (the streams differ), Holm-adjusted over the family's 4 tests: the untestable
+    # one counts as p = 1, so a missing cell never shrinks the correction of the others
     raw = [
         scipy.stats.ttest_ind(CELLS[a], CELLS[b], equal_var=False).pvalue
         for a, b in ((("MLP", "CNN"), ("MLP", "data")), (("MLP", "MLP"), ("MLP", "data")), (("CNN", "data"), ("MLP", "data")))
     ]
     assert [x.links[0].p for x in v[:3]] == pytest.approx(raw)
-    assert [x.links[0].p_adjusted for x in v[:3]] == pytest.approx(list(stats.adjust(raw, "holm")))
+    assert [x.links[0].p_adjusted for x in v[:3]] == pytest.approx(list(stats.adjust([*raw, 1.0], "holm")[:3]))
     assert v[0].links[0].test == "welch" and v[0].links[0].n == "4 vs 4"
     assert v[0].links[0].estimate == pytest.approx(np.mean(CELLS[("MLP", "CNN")]) - np.mean(CELLS[("MLP", "data")]))
 
@@ -268,3 +276,64 @@ def test_evidence_restricted_to_a_tables_sweeps():
     assert v[0].verdict == HOLDS
     same, used = ev.restricted(["elsewhere"])  # none of the table's sweeps here: all of it, and it says so
     assert same is ev and used == []
+
+
+def test_one_comparison_under_two_claim_ids_is_one_test_with_one_verdict():
+    same = "accuracy[eval_set=translated, teacher=CNN, student=MLP] > accuracy[student=MLP, teacher=data, eval_set=translated]"
+    flipped = f"{acc('MLP', 'data')} < {acc('MLP', 'CNN')}"  # the same comparison, written the other way round
+    claims = [
+        Claim("improves", parse_check(f"{acc('MLP', 'CNN')} > {acc('MLP', 'data')}"), ref="t6/improves"),
+        Claim("fewer-errors", parse_check(same), ref="e/fewer-errors"),
+        Claim("flipped", parse_check(flipped), ref="e/flipped"),
+        Claim("other", parse_check(f"{acc('MLP', 'MLP')} > {acc('MLP', 'data')}"), ref="t6/other"),
+    ]
+    checker = Checker()
+    v = [checker.add(c, Evidence(results(), None, SETTINGS)) for c in claims]
+    families = checker.finish()
+    assert v[0].links[0] is v[1].links[0] is v[2].links[0]
+    assert link_ids(v[0].links[0]) == ["t6/improves", "e/fewer-errors", "e/flipped"]
+    assert [x.same_as for x in v] == ["", "t6/improves", "t6/improves", ""]
+    assert len(families[EXPLORATORY].links) == 2  # two tests, not four: the correction counts each once
+    assert v[0].verdict == v[1].verdict == v[2].verdict == HOLDS
+
+
+def test_primary_claims_are_their_own_family_and_the_note_names_the_untestable():
+    claims = [
+        Claim("a", parse_check(f"{acc('MLP', 'CNN')} > {acc('MLP', 'data')}"), ref="t/a"),
+        Claim("b", parse_check(f"{acc('LSTM', 'data')} > {acc('MLP', 'data')}"), ref="t/b"),  # untestable
+        Claim("c", parse_check(f"{acc('CNN', 'data')} > {acc('MLP', 'data')}"), ref="t/c"),
+        Claim("d", parse_check(f"{acc('MLP', 'MLP')} > {acc('MLP', 'data')}"), ref="t/d", kind=SETUP),
+    ]
+    checker = Checker(primary=["t/a", "t/b"])
+    v = [checker.add(c, Evidence(results(), None, SETTINGS)) for c in claims]
+    families = checker.finish()
+    assert [x.family for x in v] == [PRIMARY, PRIMARY, EXPLORATORY, CHECKS]
+    raw = scipy.stats.ttest_ind(CELLS[("MLP", "CNN")], CELLS[("MLP", "data")], equal_var=False).pvalue
+    assert v[0].links[0].p_adjusted == pytest.approx(min(1.0, 2 * raw))  # Holm over 2: itself and the untestable (p = 1)
+    assert v[2].links[0].p_adjusted == pytest.approx(v[2].links[0].p)  # alone in its family
+    note = families[PRIMARY].note(0.05, "holm")
+    assert note.startswith("Primary claims") and "Holm over 2 tests (1 performed, 1 untestable counted as p = 1: t/b)" in note
+    assert len(families[CHECKS].links) == 1 and v[3].verdict == CONTRADICTED
+
+
+def test_an_equivalence_is_one_test_of_its_family_and_shows_the_p_that_decided_it():
+    claims = [
+        Claim("eq", parse_check(f"{acc('MLP', 'CNN')} ≈ {acc('MLP', 'data')} within 0.05")),  # 0.2 apart: beyond
+        Claim("x", parse_check(f"{acc('CNN', 'data')} > {acc('MLP', 'data')}")),
+    ]
+    v = evaluate(claims, Evidence(results(), None, SETTINGS))
+    link = v[0].links[0]
+    assert link.verdict == CONTRADICTED and link.level == pytest.approx(0.90)
+    other = v[1].links[0].p
+    assert link.p_beyond_adjusted == pytest.approx(stats.adjust([link.p_beyond, other], "holm")[0])  # over both links
+    assert link.p_adjusted == pytest.approx(stats.adjust([link.p, other], "holm")[0])
+    assert deciding_p(link) == (link.p_beyond_adjusted, "beyond")
+
+
+def test_a_chain_as_a_trend_is_one_contrast_with_centred_ranks():
+    chain = f"{acc('MLP', 'CNN')} > {acc('CNN', 'data')} > {acc('MLP', 'data')} > {acc('MLP', 'MLP')}"
+    v = evaluate([Claim("trend", parse_check(chain), chain="trend")], Evidence(results(), None, SETTINGS))
+    link = v[0].links[0]
+    cells = [CELLS[k] for k in (("MLP", "CNN"), ("CNN", "data"), ("MLP", "data"), ("MLP", "MLP"))]
+    c = stats.contrast(cells, [1.5, 0.5, -0.5, -1.5])
+    assert len(v[0].links) == 1 and link.test == "trend" and link.p == pytest.approx(c.p) and v[0].verdict == HOLDS

@@ -94,7 +94,7 @@ def test_the_three_formats(ref_file):
     assert "| CNN | 5 | accuracy | 0.600 ± 0.020 | 0.505 ± 0.021 (4) | -0.095 | no |" in md
     assert "Every cell: student = MLP, eval_set = translated." in md  # and those that do not, once
     assert "| kd-helps |" in md and "**holds**" in md and "**contradicted**" in md
-    assert "Holm-corrected over the table's 4 comparisons" in md
+    assert "Holm over 4 tests (3 performed, 1 untestable counted as p = 1: madeup:table6/lstm)" in md
     assert "- lstm is untestable: accuracy[student=LSTM, teacher=data, eval_set=translated]: no student=LSTM" in md
     csv = pd.read_csv(io.StringIO(render_checks([check], "csv")))
     assert set(csv["part"]) == {"value", "claim"} and {"paper_mean", "mean", "diff", "verdict", "p_adjusted"} <= set(csv)
