@@ -602,6 +602,7 @@ class Link:
     ratio: bool = False
     units: list[dict[str, object]] = field(default_factory=list)
     spec: dict[str, object] = field(default_factory=dict)
+    cells_n: dict[Cell, int] = field(default_factory=dict)  # units per cell of a per-model source (for power)
 
 
 TEST_LABELS = stats.TEST_NAMES
@@ -696,6 +697,7 @@ def _link(claim: str, left: Expr, op: str, right: Expr, margin: float | None, un
         link.n = " vs ".join(got[c].describe() for c in cells)  # type: ignore[union-attr]
         return _pair_link(link, left, right, margin, got, alpha, seed)
     link.n = " vs ".join(str(got[c].n) for c in cells)  # type: ignore[union-attr]
+    link.cells_n = {c: got[c].n for c in cells}  # type: ignore[union-attr]
     a, b = left.plain, right.plain
     if any(t.spread for t in left.terms):
         ua, ub = got[left.cells[0]], got[right.cells[0]]
@@ -934,6 +936,7 @@ class Verdict:
     links: list[Link]
     family: str = EXPLORATORY
     same_as: str = ""
+    calibration: object | None = None  # kdtune.power.Calibration on the paper's numbers, where they exist
 
 
 @dataclass
@@ -1005,6 +1008,7 @@ def _trend_link(claim: Claim, units: Callable[[Cell], Units | PairCell | str], a
             return link
         got[c] = u
     link.n = " vs ".join(str(got[c].n) for c in cells)
+    link.cells_n = {c: got[c].n for c in cells}  # type: ignore[misc]
     r = stats.contrast([got[c].values for c in cells], coefs, 0.0, 1 - alpha)
     link.estimate, link.lo, link.hi, link.p, link.test, link.why = r.estimate, r.lo, r.hi, r.p, "trend", r.why
     link.units = [row for i, c in enumerate(cells) for row in _unit_rows(f"cell{i + 1}", c, got[c], coefs[i])]  # type: ignore[arg-type]

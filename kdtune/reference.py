@@ -9,6 +9,7 @@ verdict; ``kdtune study`` does it for a whole case study.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,13 +18,15 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kdtune import stats
-from kdtune.claims import Checker, Claim, Evidence, Family, Verdict, check_kind, parse_check
+from kdtune.claims import Cell, Checker, Claim, Evidence, Family, Verdict, check_kind, parse_check
 from kdtune.config import REPORT_KEYS
 from kdtune.errors import KdtuneError, SpecError
+from kdtune.power import DRAWS, Summary, calibrate
 from kdtune.validation import error_line, json_schema_of, spec_error
 
 REFERENCE_DIR = Path(__file__).parent / "references"
@@ -98,6 +101,7 @@ class RefTable:
     model: TableModel
     values: tuple[RefValue, ...]
     claims: tuple[Claim, ...]
+    source: str = ""  # the name it was loaded by (a shipped id or a file path); "" for a study's own claims
 
     @property
     def id(self) -> str:
@@ -182,7 +186,7 @@ def load_reference(name: str) -> dict[str, RefTable]:
             check_kind(where, c.kind, c.chain, check)
             extra = {"margin": c.margin, "note": c.note, "recoded": c.recoded}
             claims.append(Claim(c.id, check, c.quote, c.where, extra, c.kind, c.chain, f"{model.id}:{key}/{c.id}"))
-        out[key] = RefTable(model.id, key, t, values, tuple(claims))
+        out[key] = RefTable(model.id, key, t, values, tuple(claims), name)
     return out
 
 
@@ -317,10 +321,18 @@ def claim_rows(verdicts: Sequence[Verdict]) -> pd.DataFrame:
 
     rows = []
     for v in verdicts:
+        cal = v.calibration
+        calibration = {
+            "paper_passes": getattr(cal, "passes", np.nan),
+            "power": getattr(cal, "power", np.nan),
+            "power_level": getattr(cal, "level", np.nan),
+            "n_for_80": getattr(cal, "needed", None),
+        }
         for i, x in enumerate(v.links):
             decided, which = deciding_p(x)
             rows.append(
-                {
+                calibration
+                | {
                     "claim": v.claim.id if len(v.links) == 1 else f"{v.claim.id} ({i + 1}/{len(v.links)})",
                     "ref": v.claim.name,
                     "ids": " = ".join(link_ids(x)),
@@ -368,6 +380,76 @@ class ReferenceCheck:
     here: bool = False
 
 
+def paper_summaries(table: RefTable, cells: Sequence[Cell]) -> dict[Cell, Summary]:
+    """The paper's mean, SD and n of each report cell that a published value matches (metric and every key the cell
+    names), looked up in ``table`` first, then in the other tables of its reference file that share a sweep with
+    it (Table 6's claims read Table 5's from-data cells); a cell matched by two different values, or by a value
+    without a ± (or a ± that is not a std, se or 95 % interval), gets none."""
+    tables = load_reference_cached(table.source)
+    mine = set(table.model.sweeps)
+    scope = [table] + [t for t in tables.values() if t.key != table.key and mine & set(t.model.sweeps)]
+    out: dict[Cell, Summary] = {}
+    for cell in cells:
+        if cell.source != "report":
+            continue
+        for t in scope:
+            found = {(v.mean, v.spread) for v in t.values if _matches(v, cell)}
+            if not found:
+                continue
+            if len(found) == 1:
+                mean, spread = found.pop()
+                sd = _as_sd(spread, t.model.spread, t.model.n)
+                if sd is not None and t.model.n:
+                    out[cell] = Summary(mean, sd, int(t.model.n))
+            break
+    return out
+
+
+def _matches(v: RefValue, cell: Cell) -> bool:
+    if v.kdtune_metric != cell.metric:
+        return False
+    for key, text in cell.keys:
+        mine = v.keys.get(key)
+        if mine is None or (mine != text and not _close(mine, text)):
+            return False
+    return True
+
+
+def _as_sd(spread: float | None, convention: str, n: int | None) -> float | None:
+    """A published ± as a standard deviation (std as is; se × √n; a 95 % t-interval's half-width / t · √n)."""
+    if spread is None or not n or convention not in ("std", "se", "ci95"):
+        return None
+    if convention == "std":
+        return float(spread)
+    if convention == "se":
+        return float(spread) * n**0.5
+    return float(spread) / float(scipy.stats.t.ppf(0.975, n - 1)) * n**0.5
+
+
+@functools.lru_cache(maxsize=16)
+def load_reference_cached(name: str) -> dict[str, RefTable]:
+    """:func:`load_reference`, once per process (the files do not change while kdtune runs)."""
+    return load_reference(name)
+
+
+def calibrate_verdicts(checks: Sequence[ReferenceCheck], alpha: float) -> None:
+    """Each claim with the paper's means, SDs and n for all its cells: paper passes and power (:mod:`kdtune.power`),
+    on the verdict (``calibration``) and its rows."""
+    for check in checks:
+        if not check.table.source:  # a study's own claims: no published numbers
+            continue
+        for v in check.verdicts:
+            if v.same_as:
+                continue
+            summaries = paper_summaries(check.table, v.claim.check.cells)
+            run_n: dict[Cell, int] = {}
+            for x in v.links:
+                run_n |= x.cells_n
+            size = len(check.families[v.family].links) if v.family in check.families else 1
+            v.calibration = calibrate(v.claim, summaries, run_n, size, alpha)
+        check.claims = claim_rows(check.verdicts)
+
+
 def check_tables(
     tables: Sequence[RefTable],
     evidence: Evidence,
@@ -396,13 +478,14 @@ def check_tables(
         mine = RefTable(own_name, "claims", TableModel(title="the study's own claims"), (), tuple(own))
         parts.append((mine, evidence, [], [checker.add(c, evidence) for c in own]))
     families = checker.finish()
-    out = []
+    out: list[ReferenceCheck] = []
     for table, scoped, used, verdicts in parts:
         notes = setting_notes(table, scoped.df, scoped.run_dirs)
         if used:
             notes = [f"Cells from the trials of sweep{'s' if len(used) > 1 else ''} {', '.join(used)}.", *notes]
         values = value_rows(table, scoped, interval) if table.values else pd.DataFrame()
         out.append(ReferenceCheck(table, values, claim_rows(verdicts), verdicts, notes, interval, families, here))
+    calibrate_verdicts(out, alpha)
     return out
 
 
@@ -497,7 +580,8 @@ def _claims_frame(check: ReferenceCheck) -> pd.DataFrame:
         if r["same_as"]:
             rows.append({"claim": label, "check": r["check"], "verdict": verdict,
                          "estimate [interval, unadjusted]": f"the same test as {r['same_as']}", "p (adjusted)": "(there)",
-                         "test": r["test"] or "–", "n": r["n"] or "–"})  # fmt: skip
+                         "test": r["test"] or "–", "n": r["n"] or "–", "paper passes": "(there)",
+                         "power (n here)": "(there)"})  # fmt: skip
             continue
         rows.append(
             {
@@ -509,8 +593,25 @@ def _claims_frame(check: ReferenceCheck) -> pd.DataFrame:
                 "test": r["test"] or "–",
                 "n": r["n"] or "–",
             }
+            | _calibration_cells(r)
         )
-    return pd.DataFrame(rows).set_index("claim")
+    frame = pd.DataFrame(rows).set_index("claim")
+    if "paper passes" in frame and frame["paper passes"].isin(["–", "(there)"]).all():
+        frame = frame.drop(columns=["paper passes", "power (n here)"])
+    return frame
+
+
+def _calibration_cells(r: pd.Series) -> dict[str, str]:
+    """``paper passes`` and ``power (n here)`` of a claim row (– where the paper gives no SDs for its cells)."""
+    passes = r.get("paper_passes", np.nan)
+    if not np.isfinite(passes):
+        return {"paper passes": "–", "power (n here)": "–"}
+    power = r.get("power", np.nan)
+    need = r.get("n_for_80")
+    need_text = f"80 % at n = {int(need)}" if need is not None and np.isfinite(need) else "80 % not within n = 64"
+    shown = f"{power:.2f}; {need_text}" if np.isfinite(power) else f"– ; {need_text}"
+    flag = " ⚠" if passes < 0.5 else ""
+    return {"paper passes": f"{passes:.2f}{flag}", "power (n here)": shown}
 
 
 def _claim_notes(check: ReferenceCheck, alpha: float, correction: str) -> list[str]:
@@ -537,6 +638,14 @@ def _claim_notes(check: ReferenceCheck, alpha: float, correction: str) -> list[s
         "TOST at α corresponds to); × a ratio of SDs. n: units per cell (trained models; for pair measures the models "
         "of the row × column groups)."
     )
+    if "paper_passes" in c and c["paper_passes"].notna().any():
+        lines.append(
+            f"paper passes: the share of {DRAWS:,} draws of synthetic units from the paper's own means, SDs and n (normal; "
+            f"seeded) in which the claim holds as coded, at α = {alpha:g} unadjusted (⚠ below 0.5: the coding, not the "
+            "run, is in question). power (n here): the same at this run's n per cell, at α/m of the claim's family of m "
+            "tests (a lower bound of Holm's power; synthetic cells are unpaired), and the n per cell that reaches 80 %. "
+            "– : the paper gives no SDs for a cell."
+        )
     by_quote: dict[tuple[str, str], list[str]] = {}
     for v in check.verdicts:
         if v.claim.quote:
@@ -608,4 +717,19 @@ def render_checks(
             out.append("\n".join(_value_notes(c)[1:]))
         if not c.claims.empty:
             out.append(write(_claims_frame(c), f"{head}: claims", _claim_notes(c, alpha, correction)))
+        untested = untested_lines(c.table)
+        if untested:
+            out.append("\n".join(untested) if fmt == "markdown" else "\n".join(f"% {line}" for line in untested))
     return "\n\n".join(out) + "\n"
+
+
+def untested_lines(table: RefTable) -> list[str]:
+    """The table's statements that are no claim (``untested``: the grammar cannot check them, or the paper's own numbers
+    cannot carry a test), each with why: a report lists them, never leaves them out silently."""
+    items = table.model.untested
+    if not items:
+        return []
+    lines = [f"{table.id}: {len(items)} statement(s) of the paper not checked:"]
+    for item in items:
+        lines.append(f"- “{item.get('quote', '')}” ({item.get('where', '')}): {item.get('why', '')}")
+    return lines

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -228,6 +229,49 @@ def _tally(checks: Sequence[ReferenceCheck]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("table").fillna(0).astype(int) if rows else pd.DataFrame()
 
 
+POWER_NOTES = [
+    "power: the share of 2,000 synthetic draws (normal, each cell's mean and SD, unpaired) in which the claim holds at "
+    "α/m, m the primary family's tests (a lower bound of Holm's power); n for 80 %: the units per cell that reach 80 %, "
+    "from the paper's numbers and from this run's own cells (the effect this run measured); – : no published SDs."
+]
+
+
+def _power_table(checks: Sequence[ReferenceCheck], alpha: float) -> pd.DataFrame:
+    """Per primary claim: its n here, the power at that n for the paper's effect, and the n per cell that 80 % power needs
+    from the paper's numbers and from this run's (a pilot)."""
+    from kdtune.claims import PRIMARY
+    from kdtune.power import needed_n, summaries_of
+
+    rows = []
+    for c in checks:
+        family = c.families.get(PRIMARY)
+        if family is None:
+            continue
+        level = alpha / len(family.links)
+        for v in c.verdicts:
+            if v.family != PRIMARY or v.same_as:
+                continue
+            cal = v.calibration
+            units: dict = {}
+            for x in v.links:
+                for cell in x.cells_n:
+                    vals = [float(r["value"]) for r in x.units if r.get("cell") == str(cell)]
+                    units[cell] = np.asarray(vals)
+            pilot = summaries_of(units)
+            mine = needed_n(v.claim, pilot, level) if len(pilot) == len(units) and units else None
+            n_here = " vs ".join(x.n for x in v.links if x.n) or "–"
+            rows.append(
+                {
+                    "claim": v.claim.name,
+                    "n here": n_here,
+                    "power here (paper's effect)": f"{cal.power:.2f}" if cal is not None and np.isfinite(cal.power) else "–",
+                    "n for 80 % (paper)": (str(cal.needed) if cal.needed else "> 64") if cal is not None else "–",
+                    "n for 80 % (this run)": (str(mine) if mine else "> 64") if units and len(pilot) == len(units) else "–",
+                }
+            )
+    return pd.DataFrame(rows).set_index("claim") if rows else pd.DataFrame()
+
+
 def _counts(checks: Sequence[ReferenceCheck]) -> str:
     """``primary: 5 holds here, 1 not shown here; exploratory: …; checks (not findings): …``: each claim once."""
     from kdtune.claims import VERDICTS
@@ -276,6 +320,9 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
     md += [f"- {families[f].note(m.report.alpha, m.report.correction)}" for f in FAMILIES if f in families]
     if families:
         md.append("")
+    power = _power_table(all_checks, m.report.alpha)
+    if not power.empty:
+        md += [to_markdown(power, "power of the primary claims", POWER_NOTES), ""]
     tally = _tally(all_checks)
     if not tally.empty:
         md += [to_markdown(tally, "findings per table (each test once)"), ""]
@@ -497,7 +544,34 @@ def describe(study: Study) -> list[str]:
     lines += [f"  check {t}" for t in m.references]
     if study.claims:
         lines.append(f"  {len(study.claims)} claims of its own")
+    lines += [f"  {line}" for line in primary_power(study)]
     return lines
+
+
+def primary_power(study: Study) -> list[str]:
+    """Per primary claim with the paper's means, SDs and n: the units per cell it needs for 80 % power at the primary
+    family's Bonferroni level (α/m, m primary tests), from the paper's numbers (:func:`kdtune.power.needed_n`)."""
+    from kdtune.power import calibratable, needed_n
+    from kdtune.reference import paper_summaries
+
+    if not study.model.primary:
+        return []
+    found = {c.name: (t, c) for name in study.model.references for t in [resolve_target(name)] for c in t.claims}
+    level = study.model.report.alpha / len(study.model.primary)
+    out = [f"primary claims ({len(study.model.primary)}; α/m = {level:.3g}):"]
+    for name in study.model.primary:
+        if name not in found:
+            out.append(f"  {name}: the study's own claim (no published numbers)")
+            continue
+        table, claim = found[name]
+        summaries = paper_summaries(table, claim.check.cells)
+        if not calibratable(claim, summaries):
+            out.append(f"  {name}: no published SDs for its cells (a pilot run's report gives its n)")
+            continue
+        n = needed_n(claim, summaries, level)
+        said = f"80 % power at n = {n} per cell from the paper's numbers" if n else "80 % power not within 64 per cell"
+        out.append(f"  {name}: {said}")
+    return out
 
 
 def as_dict(study: Study) -> dict[str, Any]:
