@@ -55,6 +55,16 @@ class ClaimModel(_Strict):
     recoded: str = Field("", description="how and why the check departs from the words' literal reading")
 
 
+class PaperDataModel(_Strict):
+    name: str = Field(description="the paper's data set: kdtune's data set name where kdtune has it (mnist), else in words")
+    eval_sets: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="eval set name → what the paper evaluated on: source split, corruption and its parameters, as a "
+        "kdtune data.eval_sets item (translated: {source: test, corruption: translate, shift: 3})",
+    )
+    archs: dict[str, str] = Field(default_factory=dict, description="model label → the paper's architecture, as kdtune's arch")
+
+
 class TableModel(_Strict):
     title: str
     where: str = ""
@@ -62,6 +72,7 @@ class TableModel(_Strict):
     n: int | None = Field(None, description="the paper's runs per cell")
     spread: str = Field("none", description="the paper's ± convention: std, se, ci95 or none")
     reading: str = Field("", description="how the extracted text of the table was read")
+    data: PaperDataModel | None = Field(None, description="what the paper's numbers were measured on (data, eval sets, models)")
     settings: dict[str, Any] = Field(default_factory=dict, description="the paper's settings per model label")
     fixed: dict[str, Any] = Field(default_factory=dict, description="report keys shared by every value")
     values: list[dict[str, Any]] = Field(default_factory=list)
@@ -250,10 +261,67 @@ def value_rows(table: RefTable, evidence: Evidence, interval: str = "ci95") -> p
                 mean = float(np.mean(x)) if n else np.nan
                 half = stats.half_width(x, interval)
                 why = "" if n else "no finished trial"
-        inside = bool(abs(v.mean - mean) <= half) if np.isfinite(mean) and np.isfinite(half) else None
-        row |= {"mean": mean, interval: half, "n": n, "diff": mean - v.mean, "paper_inside": inside, "why": why}
+        sd_here = float(np.std(x, ddof=stats.DDOF)) if n >= 2 else np.nan
+        sd_paper = _as_sd(v.spread, table.model.spread, table.model.n)
+        p = np.nan
+        if n >= 2 and sd_paper is not None and table.model.n and table.model.n >= 2 and (sd_here > 0 or sd_paper > 0):
+            p = float(scipy.stats.ttest_ind_from_stats(mean, sd_here, n, v.mean, sd_paper, table.model.n, equal_var=False).pvalue)
+        inside = None if not np.isfinite(p) else bool(p >= stats.ALPHA)
+        row |= {"mean": mean, interval: half, "n": n, "diff": mean - v.mean, "paper_p": p, "paper_inside": inside, "why": why}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _describe_eval_set(spec: dict[str, Any]) -> str:
+    params = {k: v for k, v in spec.items() if k not in ("name", "source", "corruption", "params")} | dict(
+        spec.get("params") or {}
+    )
+    corruption = spec.get("corruption", "identity")
+    what = "the clean split" if corruption == "identity" else corruption
+    return f"{what}" + "".join(f" {k}={v}" for k, v in sorted(params.items())) + f" of {spec.get('source', 'test')}"
+
+
+def _same_eval_set(mine: dict[str, Any], paper: dict[str, Any]) -> bool:
+    if mine.get("source", "test") != paper.get("source", "test"):
+        return False
+    if mine.get("corruption", "identity") != paper.get("corruption", "identity"):
+        return False
+    theirs = {k: v for k, v in paper.items() if k not in ("name", "source", "corruption", "params")} | dict(
+        paper.get("params") or {}
+    )
+    ours = dict(mine.get("params") or {})
+    return all(k in ours and (str(ours[k]) == str(v) or _close(ours[k], v)) for k, v in theirs.items())
+
+
+def data_differences(table: RefTable, evidence: Evidence) -> list[str]:
+    """What differs between the run's trials and what the paper measured (the table's ``data``): the data set, the
+    definition of each eval set the run shares with the paper, and the architecture of each model label; read from
+    the trials' stored configs. Empty when the table says nothing or the run folder holds no configs."""
+    paper = table.model.data
+    df = evidence.df
+    if paper is None or "trial_id" not in df or not evidence.run_dirs:
+        return []
+    configs: dict[str, dict[str, Any]] = {}
+    for label, rows in df.groupby(df["student"].astype(str) if "student" in df else pd.Series("", index=df.index)):
+        for folder in evidence.run_dirs:
+            path = folder / "trials" / str(rows["trial_id"].iloc[0]) / "config.json"
+            if path.is_file():
+                configs[str(label)] = json.loads(path.read_text()).get("config", {})
+                break
+    if not configs:
+        return []
+    out = []
+    names = sorted({str(c.get("data", {}).get("name")) for c in configs.values()})
+    if paper.name not in names:
+        out.append(f"the run's data set is {', '.join(names)}, not the paper's ({paper.name})")
+    mine = {e["name"]: e for c in configs.values() for e in c.get("data", {}).get("eval_sets", [])}
+    for name, spec in paper.eval_sets.items():
+        if name in mine and not _same_eval_set(mine[name], spec):
+            out.append(f"eval set {name} is {_describe_eval_set(mine[name])} here, {_describe_eval_set(spec)} in the paper")
+    for label, arch in paper.archs.items():
+        if label in configs and configs[label].get("arch") != arch:
+            out.append(f"{label} is a {configs[label].get('arch')} here, a {arch} in the paper")
+    return out
 
 
 def _setting(config: dict[str, Any], key: str) -> Any:
@@ -378,6 +446,7 @@ class ReferenceCheck:
     interval: str
     families: dict[str, Family] = field(default_factory=dict)
     here: bool = False
+    other: list[str] = field(default_factory=list)  # what differs from the paper's data, eval sets and models
 
 
 def paper_summaries(table: RefTable, cells: Sequence[Cell]) -> dict[Cell, Summary]:
@@ -484,7 +553,10 @@ def check_tables(
         if used:
             notes = [f"Cells from the trials of sweep{'s' if len(used) > 1 else ''} {', '.join(used)}.", *notes]
         values = value_rows(table, scoped, interval) if table.values else pd.DataFrame()
-        out.append(ReferenceCheck(table, values, claim_rows(verdicts), verdicts, notes, interval, families, here))
+        other = data_differences(table, scoped)
+        check = ReferenceCheck(table, values, claim_rows(verdicts), verdicts, notes, interval, families, here or bool(other))
+        check.other = other
+        out.append(check)
     calibrate_verdicts(out, alpha)
     return out
 
@@ -532,7 +604,11 @@ def _values_frame(check: ReferenceCheck) -> pd.DataFrame:
         f"{_fmt(m)} ± {_fmt(h)} ({n})" if n else "–" for m, h, n in zip(v["mean"], v[check.interval], v["n"], strict=True)
     ]
     shown["difference"] = [f"{d:+.3f}" if np.isfinite(d) else "–" for d in v["diff"]]
-    shown["paper inside"] = ["–" if x is None else ("yes" if x else "no") for x in v["paper_inside"]]
+    other = "other data; " if check.other else ""
+    shown["paper vs kdtune"] = [
+        "–" if x is None or not np.isfinite(p) else f"{other}{'consistent' if x else 'differs'}, p {_p(p)}"
+        for x, p in zip(v["paper_inside"], v.get("paper_p", pd.Series(np.nan, index=v.index)), strict=True)
+    ]
     return shown.set_index(keys) if keys else shown
 
 
@@ -679,7 +755,15 @@ def _value_notes(check: ReferenceCheck) -> list[str]:
     every = f"Every cell: {', '.join(f'{k} = {x}' for k, x in fixed.items())}. " if fixed else ""
     lines = [
         f"{every}paper: mean ± {conv} over {t.n if t.n else '?'} runs ({t.where or t.title}); kdtune: mean ± {shown} (n) "
-        "over its trained models; difference: kdtune − paper; paper inside: the paper's mean lies inside kdtune's interval."
+        "over its trained models; difference: kdtune − paper; paper vs kdtune: Welch's t-test on the two summaries "
+        f"(scipy.stats.ttest_ind_from_stats: the paper's mean, SD and n against kdtune's), consistent where p ≥ {stats.ALPHA:g} "
+        "(unadjusted; not a finding of equality), – where the paper gives no ±"
+        + (
+            "; other data: the run measured something else than the paper (above), so neither reads as a reproduction"
+            if check.other
+            else ""
+        )
+        + "."
     ]
     if t.reading:
         lines.append(f"How the table was read from the paper's text: {t.reading}")
@@ -711,6 +795,9 @@ def render_checks(
     out = []
     for c in checks:
         head = f"{c.table.id} — {c.table.model.title}"
+        if c.other:
+            line = other_data_line(c)
+            out.append(f"**{line}**" if fmt == "markdown" else f"% {line}")
         if not c.values.empty:
             out.append(write(_values_frame(c), f"{head}: the paper beside kdtune", _value_notes(c)))
         elif c.notes:
@@ -721,6 +808,14 @@ def render_checks(
         if untested:
             out.append("\n".join(untested) if fmt == "markdown" else "\n".join(f"% {line}" for line in untested))
     return "\n\n".join(out) + "\n"
+
+
+def other_data_line(check: ReferenceCheck) -> str:
+    """The one line a check against other data than the paper's starts with: what differs, and what that makes of it."""
+    return (
+        f"Other data ({check.table.id}): {'; '.join(check.other)}. The comparison below is marked other data and its "
+        "verdicts read 'here': they are of this run, not a reproduction of the paper's numbers."
+    )
 
 
 def untested_lines(table: RefTable) -> list[str]:
