@@ -803,7 +803,10 @@ def render_checks(
         elif c.notes:
             out.append("\n".join(_value_notes(c)[1:]))
         if not c.claims.empty:
-            out.append(write(_claims_frame(c), f"{head}: claims", _claim_notes(c, alpha, correction)))
+            frame = _claims_frame(c)
+            if fmt == "markdown":  # a check as code: its * and < are the grammar's, not Markdown's emphasis or HTML
+                frame["check"] = [f"`{x}`" for x in frame["check"]]
+            out.append(write(frame, f"{head}: claims", _claim_notes(c, alpha, correction)))
         untested = untested_lines(c.table)
         if untested:
             out.append("\n".join(untested) if fmt == "markdown" else "\n".join(f"% {line}" for line in untested))

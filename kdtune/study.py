@@ -14,7 +14,6 @@ it cuts from the paper's (declared, shown in the report), and the tables of the 
 
 from __future__ import annotations
 
-import base64
 import html
 import os
 import re
@@ -288,7 +287,7 @@ def _counts(checks: Sequence[ReferenceCheck]) -> str:
 
 def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[str]) -> tuple[Path, Path]:
     """Write ``RUN/report.md`` and ``RUN/report/index.html`` (the same content; the page self-contained)."""
-    from kdtune.analysis.page import CSS, html_table, kdtune_version
+    from kdtune.analysis.page import kdtune_version
     from kdtune.reference import citation
     from kdtune.report import to_markdown
 
@@ -341,45 +340,12 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
         md += ["## Figures", ""]
         for f in figures:
             rel = Path(os.path.relpath(f, study.out)).as_posix()
-            md.append(f"![{Path(os.path.relpath(f.with_suffix(''), Path.cwd())).as_posix()}]({rel})")
+            md += [f"![{Path(os.path.relpath(f.with_suffix(''), Path.cwd())).as_posix()}]({rel})", ""]
     study.out.mkdir(parents=True, exist_ok=True)
     md_path = study.out / REPORT_MD
     _atomic(md_path, "\n".join(md).rstrip() + "\n")
 
-    e = html.escape
-    body = [f"<h1>Reproduction report: {e(m.name)}</h1>"]
-    if m.description:
-        body.append(f"<p>{e(m.description)}</p>")
-    if cite:
-        body.append(f"<p>Paper: {e(cite)}</p>")
-    body.append(f'<p class="muted">kdtune {e(kdtune_version())} · {e(made)} · <code>{e(command)}</code></p>')
-    body.append("<h2>Runs</h2><ul>" + "".join(f"<li>{e(r)}</li>" for r in runs) + "</ul>")
-    if m.cuts:
-        body.append("<h2>Settings cut from the paper's</h2><ul>" + "".join(f"<li>{e(c)}</li>" for c in m.cuts) + "</ul>")
-    body.append(f"<h2>Verdicts</h2><p>{e(_counts(all_checks))}.</p>")
-    if not tally.empty:
-        body.append(html_table(tally, "findings per table (each test once)"))
-    for f in FAMILIES:
-        summary = _summary(all_checks, f)
-        if not summary.empty:
-            body.append(html_table(summary, f"every claim checked: {FAMILY_NAMES[f]}"))
-    body.append("<h2>The paper beside kdtune</h2>")
-    for c in all_checks:
-        body += _check_html(c, m.report.alpha, m.report.correction)
-    body.append("<h2>kdtune's tables</h2>")
-    for title, table, notes in tables:
-        body.append(html_table(table, title) + _notes_html(notes))
-    if figures:
-        body.append("<h2>Figures</h2>")
-        for f in figures:
-            data = base64.b64encode(f.read_bytes()).decode("ascii")
-            body.append(
-                f'<figure><img src="data:image/png;base64,{data}" alt="{e(f.stem)}"><figcaption>{e(f.stem)}</figcaption></figure>'
-            )
-    page = (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{e(m.name)}: reproduction report</title>'
-        f"<style>{CSS}</style></head><body><main>" + "\n".join(body) + "</main></body></html>\n"
-    )
+    page = report_html(md_path.read_text(), study.out, f"{m.name}: reproduction report")
     html_path = study.out / REPORT_HTML
     html_path.parent.mkdir(exist_ok=True)
     _atomic(html_path, page)
@@ -416,23 +382,30 @@ def own_tables(df: pd.DataFrame, r: StudyReportModel) -> list[tuple[str, pd.Data
         return [(f"no table: {e}", pd.DataFrame(), [])]
 
 
-def _notes_html(notes: Sequence[str]) -> str:
-    from kdtune.analysis.page import _notes
+def report_html(markdown_text: str, folder: Path, title: str) -> str:
+    """The study's page from its ``report.md`` (one source for both): the Markdown converted by python-markdown (pipe
+    tables, lists), every wide table in a scrolling box, and every figure (a Markdown image, relative to ``folder``)
+    embedded once as a data URI by the analysis page's embedder; self-contained (no script, no network)."""
+    import markdown
 
-    return _notes(list(notes)) if notes else ""
+    from kdtune.analysis.page import CSS, embedded_png
 
+    body = markdown.markdown(markdown_text, extensions=["tables", "sane_lists"], output_format="html")
+    body = body.replace("<table>", '<div class="scroll"><table>').replace("</table>", "</table></div>")
 
-def _check_html(c: ReferenceCheck, alpha: float, correction: str) -> list[str]:
-    from kdtune.analysis.page import html_table
-    from kdtune.reference import _claim_notes, _claims_frame, _value_notes, _values_frame
+    def embed(m: re.Match[str]) -> str:
+        src, alt = html.unescape(m.group("src")), html.unescape(m.group("alt"))
+        img = embedded_png(folder / src, alt)
+        if not img.startswith("<img"):
+            return img
+        return f"<figure>{img}<figcaption>{html.escape(alt)}</figcaption></figure>"
 
-    head = f"{c.table.id} — {c.table.model.title}"
-    out = [f"<h3>{html.escape(head)}</h3>"]
-    if not c.values.empty:
-        out.append(html_table(_values_frame(c), "the paper beside kdtune") + _notes_html(_value_notes(c)))
-    if not c.claims.empty:
-        out.append(html_table(_claims_frame(c), "claims") + _notes_html(_claim_notes(c, alpha, correction)))
-    return out
+    body = re.sub(r'<p><img alt="(?P<alt>[^"]*)" src="(?P<src>[^"]+\.png)"\s*/?></p>', embed, body)
+    body = re.sub(r'<img alt="(?P<alt>[^"]*)" src="(?P<src>[^"]+\.png)"\s*/?>', embed, body)
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{CSS}</style></head><body><main>\n{body}\n</main></body></html>\n"
+    )
 
 
 def _atomic(path: Path, text: str) -> None:
