@@ -613,9 +613,11 @@ def _unit_rows(side: str, cell: Cell, u: Units | PairCell, coef: float = 1.0) ->
     if isinstance(u, PairCell):
         s = u.sample
         sample = dict(u.sample_key)
+        within, between = s.usable_for(True), s.usable_for(False)
         return [
             {"side": side, "cell": str(cell), "coef": coef, "unit": f"{s.models[i]}|{s.models[j]}", "model1": s.models[i],
-             "model2": s.models[j], "group1": s.labels[i], "group2": s.labels[j], "value": float(s.values[i, j]), **sample}
+             "model2": s.models[j], "group1": s.labels[i], "group2": s.labels[j], "value": float(s.values[i, j]),
+             "within": bool(within[i, j]), "between": bool(between[i, j]), **sample}
             for i, j in u.pairs()
         ]  # fmt: skip
     rows = []
@@ -641,10 +643,12 @@ def _pool_rows(sample: stats.PairSample, cells: Sequence[stats.Cell], groups: Se
             for j in cols:
                 if i != j and mask[i, j] and np.isfinite(sample.values[i, j]) and (i, j) not in seen:
                     seen.add((int(i), int(j)))
+    within, between = sample.usable_for(True), sample.usable_for(False)
     for i, j in sorted(seen):
         out.append({"side": "pool", "cell": "", "coef": 0.0, "unit": f"{sample.models[i]}|{sample.models[j]}",
                     "model1": sample.models[i], "model2": sample.models[j], "group1": sample.labels[i],
-                    "group2": sample.labels[j], "value": float(sample.values[i, j])})  # fmt: skip
+                    "group2": sample.labels[j], "value": float(sample.values[i, j]), "within": bool(within[i, j]),
+                    "between": bool(between[i, j])})  # fmt: skip
     return out
 
 

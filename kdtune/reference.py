@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kdtune import stats
-from kdtune.claims import Cell, Checker, Claim, Evidence, Family, Verdict, check_kind, parse_check
+from kdtune.claims import Cell, Checker, Claim, Evidence, Family, Link, Verdict, check_kind, parse_check
 from kdtune.config import REPORT_KEYS
 from kdtune.errors import KdtuneError, SpecError
 from kdtune.power import DRAWS, Summary, calibrate
@@ -427,9 +427,23 @@ def claim_rows(verdicts: Sequence[Verdict]) -> pd.DataFrame:
                     "n": x.n,
                     "why": x.why,
                     "note": x.note,
+                    **spec_columns(x),
                 }
             )
     return pd.DataFrame(rows)
+
+
+SPEC_COLUMNS = ("key", "family", "paired", "folds", "margin", "constant", "exact", "relabellings", "groups", "se", "df")
+
+
+def spec_columns(link: Link) -> dict[str, object]:
+    """What a recomputation of a link's test needs beside its units (:data:`SPEC_COLUMNS`, in claims.csv)."""
+    spec = link.spec
+    out: dict[str, object] = {}
+    for k in SPEC_COLUMNS:
+        v = spec.get(k)
+        out["test_family" if k == "family" else k] = "|".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+    return out
 
 
 @dataclass

@@ -33,6 +33,8 @@ from kdtune.errors import KdtuneError
 from kdtune.reference import ClaimModel, ReferenceCheck, check_tables, read_model, render_checks, resolve_target, verdict_word
 
 REPORT_MD = "report.md"
+CLAIMS_CSV = "claims.csv"  # every claim row in full precision, beside report.md
+UNITS_CSV = "units.csv"  # every unit behind every test (a reader can redo each p from it)
 REPORT_HTML = Path("report") / "index.html"
 
 
@@ -315,6 +317,12 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
     if m.cuts:
         md += ["", "## Settings cut from the paper's (declared by the study)", ""] + [f"- {c}" for c in m.cuts]
     md += ["", "## Verdicts", "", f"{_counts(all_checks)}.", ""]
+    md += [
+        f"Every claim row in full precision is in `{CLAIMS_CSV}` and every unit behind every test (one row per claim, "
+        f"link, side and unit, with what identifies the unit) in `{UNITS_CSV}`, beside this report: each p and interval "
+        "can be recomputed from them.",
+        "",
+    ]
     families = all_checks[0].families if all_checks else {}
     md += [f"- {families[f].note(m.report.alpha, m.report.correction)}" for f in FAMILIES if f in families]
     if families:
@@ -344,6 +352,9 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
     study.out.mkdir(parents=True, exist_ok=True)
     md_path = study.out / REPORT_MD
     _atomic(md_path, "\n".join(md).rstrip() + "\n")
+    claims, units = unit_tables(all_checks)
+    _atomic(study.out / CLAIMS_CSV, claims.to_csv(index=False))
+    _atomic(study.out / UNITS_CSV, units.to_csv(index=False))
 
     page = report_html(md_path.read_text(), study.out, f"{m.name}: reproduction report")
     html_path = study.out / REPORT_HTML
@@ -380,6 +391,36 @@ def own_tables(df: pd.DataFrame, r: StudyReportModel) -> list[tuple[str, pd.Data
         return tables(df, metrics, r.rows, r.cols, r.eval_sets, r.digits, stat)
     except KdtuneError as e:
         return [(f"no table: {e}", pd.DataFrame(), [])]
+
+
+def unit_tables(checks: Sequence[ReferenceCheck]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every claim row of the report (``claims.csv``: p, adjusted p, interval, test and what recomputing it needs, in
+    full precision) and every unit behind each test (``units.csv``: one row per claim, link, side and unit, with the
+    unit's value and the columns that identify it: trial id, fold, stream seeds, initialisation; for a pair measure
+    the two models and their groups; ``side`` pool: a pair only a relabelling brings into a cell)."""
+    from kdtune.claims import link_ids
+
+    claims, units = [], []
+    seen: set[str] = set()
+    for c in checks:
+        if not c.claims.empty:
+            claims.append(c.claims.assign(table=c.table.id))
+        for v in c.verdicts:
+            for i, x in enumerate(v.links):
+                key = str(x.spec.get("key", ""))
+                if key in seen:
+                    continue
+                seen.add(key)
+                ids = " = ".join(link_ids(x))
+                link = f"{i + 1}/{len(v.links)}"
+                for row in x.units:
+                    units.append({"claim": ids, "link": link, "key": key, "test": x.test, **row})
+    claim_frame = pd.concat(claims, ignore_index=True) if claims else pd.DataFrame()
+    unit_frame = pd.DataFrame(units)
+    first = ["claim", "link", "key", "test", "side", "cell", "coef", "unit", "value"]
+    if not unit_frame.empty:
+        unit_frame = unit_frame[[c for c in first if c in unit_frame] + [c for c in unit_frame if c not in first]]
+    return claim_frame, unit_frame
 
 
 def report_html(markdown_text: str, folder: Path, title: str) -> str:
@@ -470,6 +511,9 @@ def export(study: Study, dest: Path) -> Path:
 
     out = dest / f"{study.name}.md"
     _atomic(out, re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", copy, text))
+    for name in (CLAIMS_CSV, UNITS_CSV):
+        if (study.out / name).is_file():
+            shutil.copyfile(study.out / name, folder / name)
     _write_index(dest)
     return out
 

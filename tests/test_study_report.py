@@ -7,10 +7,13 @@ from __future__ import annotations
 import html
 import re
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
-from kdtune.study import load_study, write_report
+from kdtune.study import export, load_study, write_report
+from tests.recompute import recompute
 from tests.test_claims import results
 from tests.test_study import REFERENCE
 
@@ -41,6 +44,10 @@ def study(tiny_raw, tmp_path, monkeypatch):
         {"id": "self-helps", "check": f"{acc('MLP', 'MLP')} > 0.5*{acc('MLP', 'data')} + 0.5*{acc('MLP', 'CNN')}"},
         {"id": "no-lstm", "check": f"{acc('LSTM', 'data')} > 0.5"},
         {"id": "cnn-steadier", "kind": "setup", "check": f"std({acc('CNN', 'data')}) < std({acc('CNN', 'CNN')})"},
+        {"id": "cnn-like-mlp", "check": f"{acc('CNN', 'data')} ≈ {acc('MLP', 'data')} within 0.05", "margin": "made up"},
+        {"id": "closer", "check": "similarity.value[group=A, column=C] > similarity.value[group=B, column=C]"},
+        {"id": "alike", "check": "similarity.value[group=A, column=A] ≈ similarity.value[group=B, column=B] within 0.05",
+         "margin": "made up"},
     ]  # fmt: skip
     table["untested"] = [{"quote": "a vague remark", "where": "section 3", "why": "no cells to compare"}]
     ref["tables"] = {"table1": table}
@@ -56,6 +63,17 @@ def study(tiny_raw, tmp_path, monkeypatch):
         "report": {"metrics": ["accuracy"], "compare": "teacher=data"},
     }
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
+    rng = np.random.default_rng(5)
+    models = [(g, f"{g}{i}") for g in "ABC" for i in range(4)]
+    effect = {m: rng.normal(0, 0.02) for _, m in models}
+    pairs = [
+        {"trial1": a, "trial2": b, "group1": ga, "group2": gb, "within": True, "between": True,
+         "similarity": 0.5 + 0.1 * (ga == "A" and gb == "C") + effect[a] + effect[b] + rng.normal(0, 0.01)}
+        for ga, a in models for gb, b in models if a != b
+    ]  # fmt: skip
+    folder = tmp_path / "run" / "analysis" / "similarity"
+    folder.mkdir(parents=True)
+    pd.DataFrame(pairs).to_csv(folder / "pairs.csv", index=False)
     figure = tmp_path / "run" / "analysis" / "calibration" / "reliability.png"
     figure.parent.mkdir(parents=True)
     figure.write_bytes(PNG)
@@ -97,10 +115,29 @@ def test_the_study_report_has_its_families_first_and_one_verdict_per_comparison(
     md = md_path.read_text()
     verdicts = md.split("## Verdicts")[1].splitlines()[2]
     # primary counted first; the comparison two claims make once; the setup check apart from the findings
-    assert verdicts == "primary (2): 1 holds here, 1 untestable; exploratory (1): 1 opposite here; checks (1): 1 holds here."
+    assert verdicts.startswith("primary (2): 1 holds here, 1 untestable; exploratory (4): ")
+    assert verdicts.endswith("; checks (1): 1 holds here.")
     family = "α = 0.05, Holm over 2 tests (1 performed, 1 untestable counted as p = 1: madeup:table1/no-lstm)"
     assert f"Primary claims (declared by the study): {family}" in md
     assert "| kd-helps (= madeup:table1/kd-helps-again) |" in md  # listed once, with both ids
     assert "the same test as madeup:table1/kd-helps" in md
     assert "`accuracy[student=MLP, teacher=MLP, eval_set=translated] > 0.5*accuracy" in md  # a check as code
     assert "ref.yaml" not in md.split("## Verdicts")[0] and "1 statement(s) of the paper not checked:" in md
+
+
+def test_units_csv_lets_a_reader_redo_every_p_and_interval(study, tmp_path):
+    write_report(study, results(), "kdtune study study.yaml", [])
+    exported = export(study, tmp_path / "docs")
+    units = pd.read_csv(exported.parent / "made_up" / "units.csv")
+    claims = pd.read_csv(exported.parent / "made_up" / "claims.csv")
+    assert {"claim", "link", "side", "unit", "value", "fold", "init_seed", "data_seed", "init"} <= set(units.columns)
+    assert {"model1", "model2", "group1", "group2", "within", "between"} <= set(units.columns)  # a pair's two models
+    redone, skipped = recompute(claims, units)
+    tested = redone[~redone["untestable"]]
+    assert skipped == 0 and set(tested["test"]) >= {"welch", "contrast", "spread", "tost", "pairs"}
+    assert (tested["p"] - tested["p_new"]).abs().max() <= 1e-9
+    assert (redone["p_adjusted"].fillna(-1) - redone["p_adjusted_new"].where(~redone["untestable"], -1)).abs().max() <= 1e-9
+    ends = tested.dropna(subset=["lo_new"])
+    assert (
+        len(ends) >= 3 and (ends["lo"] - ends["lo_new"]).abs().max() <= 1e-9 and (ends["hi"] - ends["hi_new"]).abs().max() <= 1e-9
+    )
