@@ -88,7 +88,8 @@ def plain(line: str) -> str:
 
 
 def page_text(page: str) -> str:
-    text = re.sub(r"<[^>]+>", " ", page)
+    text = re.sub(r"</?(?:code|strong|em|a)\b[^>]*>", "", page)  # inline: no space
+    text = re.sub(r"<[^>]+>", " ", text)
     return " ".join(html.unescape(text).split())
 
 
