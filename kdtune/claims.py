@@ -720,14 +720,17 @@ def _link(claim: str, left: Expr, op: str, right: Expr, margin: float | None, un
         if test == "paired" and not paired:
             link.why = f"--test paired: {a} and {b} are not paired ({how})"
             return link
-        xa, xb, ka = ua.values, ub.values, list(ua.keys)
-        if paired:
-            by_a, by_b = dict(zip(ua.keys, ua.values, strict=True)), dict(zip(ub.keys, ub.values, strict=True))
+        xa, xb = ua.values, ub.values
+        if paired:  # matched on (fold, init_seed, data_seed); the init may differ where a fold pairs them
+            ka = [k[:3] for k in ua.keys]
+            full_b = {k[:3]: k for k in ub.keys}
+            by_a = dict(zip(ka, ua.values, strict=True))
+            by_b = {k[:3]: v for k, v in zip(ub.keys, ub.values, strict=True)}
             xa, xb = np.array([by_a[k] for k in ka]), np.array([by_b[k] for k in ka])
-            ids_a = dict(zip(ua.keys, ua.ids, strict=True)) if ua.ids else {}
-            ids_b = dict(zip(ub.keys, ub.ids, strict=True)) if ub.ids else {}
-            ua = Units(ka, xa, ua.planned, [ids_a.get(k, "") for k in ka], ua.folds)
-            ub = Units(ka, xb, ub.planned, [ids_b.get(k, "") for k in ka], ub.folds)
+            ids_a = dict(zip(ka, ua.ids, strict=True)) if ua.ids else {}
+            ids_b = {k[:3]: i for k, i in zip(ub.keys, ub.ids, strict=True)} if ub.ids else {}
+            ua = Units(list(ua.keys), xa, ua.planned, [ids_a.get(k, "") for k in ka], ua.folds)
+            ub = Units([full_b[k] for k in ka], xb, ub.planned, [ids_b.get(k, "") for k in ka], ub.folds)
         folds = ua.folds if ua.folds is not None and ua.folds == ub.folds else None
         link.note = f"paired: {how}" if paired else ""
         link.units = _unit_rows("left", a, ua) + _unit_rows("right", b, ub)

@@ -555,8 +555,8 @@ def _test_pair(a: _Units, b: _Units, opts: Stats, where: str) -> stats.Compariso
             f"--test paired: {where} are not paired ({why}): pairing needs the same initialisation (architecture and "
             "seed) or the same folds; use --test auto (Welch's t-test there), welch, bootstrap or permutation"
         )
-    if paired:
-        x, y = a.by_key(), b.by_key()
+    if paired:  # matched on (fold, init_seed, data_seed): a fold pairs units whose initialisations differ
+        x, y = ({k[:3]: v for k, v in u.by_key().items()} for u in (a, b))
         common = list(x)
         xa, ya = np.array([x[k] for k in common]), np.array([y[k] for k in common])
     else:

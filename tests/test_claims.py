@@ -337,3 +337,22 @@ def test_a_chain_as_a_trend_is_one_contrast_with_centred_ranks():
     cells = [CELLS[k] for k in (("MLP", "CNN"), ("CNN", "data"), ("MLP", "data"), ("MLP", "MLP"))]
     c = stats.contrast(cells, [1.5, 0.5, -0.5, -1.5])
     assert len(v[0].links) == 1 and link.test == "trend" and link.p == pytest.approx(c.p) and v[0].verdict == HOLDS
+
+
+def test_folds_pair_two_architectures_and_take_the_corrected_test():
+    """Five folds of one seed: a student and a model of another architecture share each fold, so they are paired by
+    fold (their initialisations differ), and the t-test takes the Nadeau–Bengio correction."""
+    rows = []
+    for student, base in (("MLP", 0.80), ("CNN", 0.85)):
+        for fold in range(5):
+            rows.append({"trial_id": f"{student}-{fold}", "student": student, "teacher": "data", "eval_set": "test",
+                         "seed": 0, "fold": fold, "init_seed": 0, "data_seed": 0, "status": "ok", "sweep": "s",
+                         "accuracy": base + 0.01 * fold + (0.003 if student == "CNN" and fold % 2 else 0.0)})  # fmt: skip
+    v = verdicts(["accuracy[student=CNN, teacher=data, eval_set=test] > accuracy[student=MLP, teacher=data, eval_set=test]"],
+                 pd.DataFrame(rows))  # fmt: skip
+    link = v[0].links[0]
+    cnn = np.array([0.85 + 0.01 * f + (0.003 if f % 2 else 0.0) for f in range(5)])
+    d = cnn - np.array([0.80 + 0.01 * f for f in range(5)])
+    se = np.sqrt(d.var(ddof=1) * (1 / 5 + 1 / 4))
+    assert link.test == "paired-folds" and "the same folds" in link.note
+    assert link.p == pytest.approx(2 * scipy.stats.t.sf(d.mean() / se, 4))
