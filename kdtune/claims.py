@@ -807,9 +807,10 @@ def _fold_contrast(xa: np.ndarray, xb: np.ndarray, paired: bool, folds: int) -> 
 
 def _pair_link(link: Link, left: Expr, right: Expr, margin: float | None, got: Mapping[Cell, Units | PairCell], alpha: float,
                seed: int) -> Link:  # fmt: skip
-    """A link between cells of a pair measure: two plain cells by permuting model labels (:func:`kdtune.stats.pair_test`);
-    a contrast with a constant, a margin (≈), or cells of samples without pairs between them by the jackknife over
-    models (:func:`kdtune.stats.pair_contrast`)."""
+    """A link between cells of a pair measure: two plain cells of one sample by permuting model labels
+    (:func:`kdtune.stats.pair_test`; untestable where it cannot reach α or lacks pairs, never handed to another test);
+    a contrast with a constant, a margin (≈), or cells of two samples that share no pair (two architectures' barriers)
+    by the jackknife over models (:func:`kdtune.stats.pair_contrast`)."""
     coefs, constant = _coefficients(left, right)
     cells = [c for c, k in coefs.items() if k != 0]
     if not cells:
@@ -825,16 +826,16 @@ def _pair_link(link: Link, left: Expr, right: Expr, margin: float | None, got: M
                  "margin": margin, "models": list(sample.models), "labels": list(sample.labels)}  # fmt: skip
     plain = left.plain is not None and right.plain is not None and constant == 0 and len(cells) == 2 and link.op != "≈"
     if plain and len({pc.sample_key for pc in pcs}) == 1:  # type: ignore[union-attr]
+        # one sample (one eval set, one architecture): the permutation, and nothing else when it cannot decide
         r = stats.pair_test(sample, keys[0], keys[1], alpha=alpha, level=1 - alpha, seed=seed)
-        if not r.why.startswith("the permutation needs"):  # (pairs missing: the jackknife below)
-            link.estimate, link.lo, link.hi, link.p, link.test = r.estimate, r.lo, r.hi, r.p, "pairs"
-            link.why = r.why if not np.isfinite(r.p) else ""
-            link.note = f"{r.relabellings} relabellings" + ("" if r.exact else f" (random, seed {seed})")
-            groups = stats.exchangeable(keys[0], keys[1])
-            seen = {r["unit"] for r in link.units}
-            link.units += [r for r in _pool_rows(sample, keys, groups) if r["unit"] not in seen]
-            link.spec |= {"groups": groups, "exact": r.exact, "relabellings": r.relabellings}
-            return link
+        link.estimate, link.lo, link.hi, link.p, link.test = r.estimate, r.lo, r.hi, r.p, "pairs"
+        link.why = r.why if not np.isfinite(r.p) else ""
+        link.note = f"{r.relabellings} relabellings" + ("" if r.exact else f" (random, seed {seed})") if r.relabellings else ""
+        groups = stats.exchangeable(keys[0], keys[1])
+        seen = {row["unit"] for row in link.units}
+        link.units += [row for row in _pool_rows(sample, keys, groups) if row["unit"] not in seen]
+        link.spec |= {"groups": groups, "exact": r.exact, "relabellings": r.relabellings}
+        return link
     c = stats.pair_contrast(sample, keys, weights, constant, level=1 - alpha)
     link.estimate, link.lo, link.hi, link.p, link.test, link.why = c.estimate, c.lo, c.hi, c.p, c.test, c.why
     link.spec |= {"se": c.se, "df": c.df}

@@ -356,3 +356,29 @@ def test_folds_pair_two_architectures_and_take_the_corrected_test():
     se = np.sqrt(d.var(ddof=1) * (1 / 5 + 1 / 4))
     assert link.test == "paired-folds" and "the same folds" in link.note
     assert link.p == pytest.approx(2 * scipy.stats.t.sf(d.mean() / se, 4))
+
+
+def test_barrier_claims_read_pairs_permute_within_an_architecture_and_jackknife_across(tmp_path):
+    folder = tmp_path / "run" / "analysis" / "barriers"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    rows = []
+    for model, teachers in (("MLP", ["data", "MLP"]), ("CNN", ["data"])):
+        trials = [(t, f"{model}-{t}-{i}") for t in teachers for i in range(3)]
+        for i, (t1, a) in enumerate(trials):
+            for t2, b in trials[:i]:
+                height = {"MLP": 0.05, "CNN": 0.01}[model] + (0.02 if "data" in (t1, t2) else 0.0)
+                rows.append({"model": model, "teacher1": t1, "teacher2": t2, "trial1": a, "trial2": b, "same_init": True,
+                             "barrier": height + rng.normal(0, 0.002), "accuracy_mid": 0.5})  # fmt: skip
+    pd.DataFrame(rows).to_csv(folder / "pairs.csv", index=False)
+    ev = Evidence(results(), tmp_path / "run", SETTINGS)
+    cell = "barriers.barrier[model={}, teacher1={}, teacher2={}, same_init=yes]".format
+    claims = [
+        Claim("within-mlp", parse_check(f"{cell('MLP', 'MLP', 'MLP')} < {cell('MLP', 'data', 'data')}")),
+        Claim("mlp-above-cnn", parse_check(f"{cell('MLP', 'data', 'data')} > {cell('CNN', 'data', 'data')}")),
+    ]
+    within, across = evaluate(claims, ev, correction="none")
+    # 3 vs 3 models of one architecture: 20 relabellings, the smallest p 0.1: untestable, and it says so
+    assert within.verdict == UNTESTABLE and "20 relabellings" in within.links[0].why
+    # an MLP and a CNN share no pair: the permutation cannot relabel across them, the jackknife over models can
+    assert across.links[0].test == "pairs-jackknife" and across.verdict == HOLDS
