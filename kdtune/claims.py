@@ -715,22 +715,18 @@ def _link(claim: str, left: Expr, op: str, right: Expr, margin: float | None, un
     if a is not None and b is not None and a != b:
         ua, ub = got[a], got[b]
         assert isinstance(ua, Units) and isinstance(ub, Units)
-        paired, how = stats.pairing(ua.keys, ub.keys)
-        paired = paired and test in ("auto", "paired")
+        matched, how = stats.pair_up(ua.keys, ub.keys)
+        paired = matched is not None and test in ("auto", "paired")
         if test == "paired" and not paired:
             link.why = f"--test paired: {a} and {b} are not paired ({how})"
             return link
         xa, xb = ua.values, ub.values
-        if paired:  # matched on (fold, init_seed, data_seed); the init may differ where a fold pairs them
-            ka = [k[:3] for k in ua.keys]
-            full_b = {k[:3]: k for k in ub.keys}
-            by_a = dict(zip(ka, ua.values, strict=True))
-            by_b = {k[:3]: v for k, v in zip(ub.keys, ub.values, strict=True)}
-            xa, xb = np.array([by_a[k] for k in ka]), np.array([by_b[k] for k in ka])
-            ids_a = dict(zip(ka, ua.ids, strict=True)) if ua.ids else {}
-            ids_b = {k[:3]: i for k, i in zip(ub.keys, ub.ids, strict=True)} if ub.ids else {}
-            ua = Units(list(ua.keys), xa, ua.planned, [ids_a.get(k, "") for k in ka], ua.folds)
-            ub = Units([full_b[k] for k in ka], xb, ub.planned, [ids_b.get(k, "") for k in ka], ub.folds)
+        if paired:  # partners side by side (a fold pairs units whose seeds or initialisations differ)
+            assert matched is not None
+            ia, ib = [i for i, _ in matched], [j for _, j in matched]
+            xa, xb = ua.values[ia], ub.values[ib]
+            ua = Units([ua.keys[i] for i in ia], xa, ua.planned, [ua.ids[i] for i in ia] if ua.ids else [], ua.folds)
+            ub = Units([ub.keys[j] for j in ib], xb, ub.planned, [ub.ids[j] for j in ib] if ub.ids else [], ub.folds)
         folds = ua.folds if ua.folds is not None and ua.folds == ub.folds else None
         link.note = f"paired: {how}" if paired else ""
         link.units = _unit_rows("left", a, ua) + _unit_rows("right", b, ub)

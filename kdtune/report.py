@@ -519,9 +519,6 @@ class _Units:
     keys: list[tuple[object, ...]]
     values: np.ndarray
 
-    def by_key(self) -> dict[tuple[object, ...], float]:
-        return dict(zip(self.keys, self.values, strict=True))
-
     @property
     def folds(self) -> int | None:
         """The k of a k-fold cell (its planned units' distinct folds), None without folds."""
@@ -549,16 +546,15 @@ def _units(planned: pd.DataFrame, keys: list[str], metric: str, agg: pd.DataFram
 def _test_pair(a: _Units, b: _Units, opts: Stats, where: str) -> stats.Comparison:
     """Cell ``a`` against cell ``b`` with the test ``opts`` asks for, paired where their units are (the same
     initialisation or the same folds: :func:`kdtune.stats.pairing`); fold units with the Nadeau–Bengio correction."""
-    paired, why = stats.pairing(a.keys, b.keys)
+    matched, why = stats.pair_up(a.keys, b.keys)
+    paired = matched is not None
     if opts.test == "paired" and not paired:
         raise KdtuneError(
             f"--test paired: {where} are not paired ({why}): pairing needs the same initialisation (architecture and "
             "seed) or the same folds; use --test auto (Welch's t-test there), welch, bootstrap or permutation"
         )
-    if paired:  # matched on (fold, init_seed, data_seed): a fold pairs units whose initialisations differ
-        x, y = ({k[:3]: v for k, v in u.by_key().items()} for u in (a, b))
-        common = list(x)
-        xa, ya = np.array([x[k] for k in common]), np.array([y[k] for k in common])
+    if matched is not None:  # partners side by side (a fold pairs units whose seeds or initialisations differ)
+        xa, ya = a.values[[i for i, _ in matched]], b.values[[j for _, j in matched]]
     else:
         xa, ya = a.values, b.values
     test = "t" if opts.test in ("auto", "paired", "welch") else opts.test

@@ -121,33 +121,44 @@ def _known(v: object) -> bool:
     return not (v is None or (isinstance(v, float) and np.isnan(v)))
 
 
-def pairing(units_a: Sequence[Hashable], units_b: Sequence[Hashable]) -> tuple[bool, str]:
-    """Whether two cells are paired unit by unit, and why (or why not).
+def pair_up(units_a: Sequence[Hashable], units_b: Sequence[Hashable]) -> tuple[list[tuple[int, int]] | None, str]:
+    """Which unit of cell ``a`` is paired with which of cell ``b`` (index pairs), or None, and why.
 
     A unit key is ``(fold, init_seed, data_seed)`` or ``(fold, init_seed, data_seed, init)``, where ``fold`` is None
     without folds and ``init`` names what the initialisation was drawn for (architecture and its parameters). Two
-    cells are paired when their keys match one to one on ``(fold, init_seed, data_seed)`` and each matched pair
-    shares its initialisation (the same ``init``: same architecture, same seed, same start) or its fold (the same
-    held-out fold of one k-fold split). A CNN and an MLP drawn from one seed share neither: they are not paired. A key
-    with a missing seed (results of a kdtune without stream seeds) pairs nothing."""
+    cells are paired when every unit of one has one partner in the other that shares its **fold** (both cells hold
+    each fold of one k-fold split once: the units share their training and validation data, whatever their seeds
+    and architectures), or else its **initialisation**: the same ``(fold, init_seed, data_seed)`` and the same
+    ``init`` (same architecture, same seed, same start). A CNN and an MLP drawn from one seed share neither: they are
+    not paired. A key with a missing seed (results of a kdtune without stream seeds) pairs nothing."""
     a, b = [k if isinstance(k, tuple) else (k,) for k in units_a], [k if isinstance(k, tuple) else (k,) for k in units_b]
     if not a or not b:
-        return False, "a cell without units"
+        return None, "a cell without units"
+    folds_a, folds_b = [k[0] for k in a], [k[0] for k in b]
+    if all(_known(f) for f in [*folds_a, *folds_b]) and len(set(folds_a)) == len(a) and len(set(folds_b)) == len(b):
+        if set(folds_a) == set(folds_b):
+            where = {f: j for j, f in enumerate(folds_b)}
+            return [(i, where[f]) for i, f in enumerate(folds_a)], "the same folds"
+        return None, "different folds"
     if not all(len(k) >= 3 and _known(k[1]) and _known(k[2]) for k in [*a, *b]):
-        return False, "no stream seeds recorded"
+        return None, "no stream seeds recorded"
     stream_a, stream_b = [k[:3] for k in a], [k[:3] for k in b]
     if len(set(stream_a)) != len(a) or len(set(stream_b)) != len(b):
-        return False, "a unit key twice: not one to one"
+        return None, "a unit key twice: not one to one"
     if set(stream_a) != set(stream_b):
-        return False, "different random streams"
-    init_b = {k[:3]: (k[3] if len(k) > 3 else None) for k in b}
-    folds = all(_known(k[0]) for k in a)
-    same_init = all(len(k) > 3 and _known(k[3]) and k[3] == init_b[k[:3]] for k in a) or all(len(k) == 3 for k in a)
-    if same_init:
-        return True, "the same initialisation (architecture and seed)"
-    if folds:
-        return True, "the same folds"
-    return False, "different architectures: the same seeds, but no shared start or fold"
+        return None, "different random streams"
+    where = {k[:3]: j for j, k in enumerate(b)}
+    matched = [(i, where[k[:3]]) for i, k in enumerate(a)]
+    init = [(a[i][3] if len(a[i]) > 3 else None, b[j][3] if len(b[j]) > 3 else None) for i, j in matched]
+    if all(x == y for x, y in init) and all(len(k) == 3 or _known(k[3]) for k in a):
+        return matched, "the same initialisation (architecture and seed)"
+    return None, "different architectures: the same seeds, but no shared start or fold"
+
+
+def pairing(units_a: Sequence[Hashable], units_b: Sequence[Hashable]) -> tuple[bool, str]:
+    """Whether two cells are paired unit by unit (:func:`pair_up`), and why (or why not)."""
+    matched, why = pair_up(units_a, units_b)
+    return matched is not None, why
 
 
 def is_paired(units_a: Sequence[Hashable], units_b: Sequence[Hashable]) -> bool:

@@ -105,8 +105,10 @@ def test_a_cnn_and_an_mlp_of_one_seed_are_not_paired_unless_they_share_a_fold():
     same = stats.pairing(mlp, [(None, s, s, "arch=mlp") for s in (2, 1, 0)])
     assert same == (True, "the same initialisation (architecture and seed)")
     folds_cnn = [(f, 0, 0, "arch=cnn") for f in range(5)]
-    folds_mlp = [(f, 0, 0, "arch=mlp") for f in range(5)]
-    assert stats.pairing(folds_cnn, folds_mlp) == (True, "the same folds")
+    folds_mlp = [(f, 7, 7, "arch=mlp") for f in (4, 3, 2, 1, 0)]  # other seeds, other architecture: one fold each
+    matched, why = stats.pair_up(folds_cnn, folds_mlp)
+    assert why == "the same folds" and matched == [(0, 4), (1, 3), (2, 2), (3, 1), (4, 0)]
+    assert stats.pairing(folds_cnn, folds_mlp[:4])[0] is False  # a fold without its partner
 
 
 def test_zero_variance_is_an_exact_permutation_p_never_zero():
