@@ -736,6 +736,7 @@ def _link(claim: str, left: Expr, op: str, right: Expr, margin: float | None, un
             c = stats.paired_contrast(xa, xb) if paired else stats.contrast([xa, xb], [1.0, -1.0])
             if folds is not None and np.isfinite(c.se):
                 c = _fold_contrast(xa, xb, paired, folds)
+                link.note = "; ".join(x for x in (link.note, f"units are folds of a {folds}-fold split (corrected)") if x)
             e = stats.equivalence(c, margin, alpha)
             if not np.isfinite(e.p_equivalent) and "zero variance" in (c.why or ""):
                 e = stats.equivalence_exact(xa, xb, margin, paired=paired, alpha=alpha)
