@@ -796,6 +796,15 @@ def pair_test(
         missing = [g for c in (a, b) for g in c if len(sample.index(g)) == 0]
         return PairTest(nan, nan, nan, nan, "pairs", why=f"no model in group {missing[0]}", level=level)
     pooled = np.concatenate(idx)
+    count = math.factorial(len(pooled))
+    for i in idx:
+        count //= math.factorial(len(i))
+    if count * alpha <= 1:  # even the observed labelling alone among them has p = 1/count ≥ α: too few models
+        n = " vs ".join(f"{len(i)}" for i in idx)
+        why = f"{n} models: {count} relabellings, no p below 1/{count} = {1 / count:.2g} (not below {alpha:g})"
+        observed = _cell_means(sample, [a, b], labels[None, :])[0]
+        est = float(observed[0] - observed[1])
+        return PairTest(est, nan, nan, nan, "pairs", relabellings=count, reach=1 / count, why=why, level=level)
     # every pair a relabelling could put in a cell must have a value (or be left out by design)
     lacking = 0
     for r, c in (a, b):
