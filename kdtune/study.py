@@ -231,46 +231,75 @@ def _tally(checks: Sequence[ReferenceCheck]) -> pd.DataFrame:
 
 
 POWER_NOTES = [
-    "power: the share of 2,000 synthetic draws (normal, each cell's mean and SD, unpaired) in which the claim holds at "
-    "α/m, m the primary family's tests (a lower bound of Holm's power); n for 80 %: the units per cell that reach 80 %, "
-    "from the paper's numbers and from this run's own cells (the effect this run measured); – : no published SDs."
+    "power: each primary claim's share of 2,000 synthetic data sets (normal cells of the given means and SDs, unpaired; "
+    "a cell two claims share drawn once) in which it holds with Holm over the primary family, as its verdict is reached "
+    "(tests without numbers to draw from counted as never rejected); at this run's n per cell, from the paper's numbers "
+    "and from this run's own cells (the effect this run measured); n for 80 %: the units per cell, every cell alike, at "
+    "which it reaches 80 %. – : no published SDs for a cell."
 ]
 
 
 def _power_table(checks: Sequence[ReferenceCheck], alpha: float) -> pd.DataFrame:
-    """Per primary claim: its n here, the power at that n for the paper's effect, and the n per cell that 80 % power needs
-    from the paper's numbers and from this run's (a pilot)."""
+    """Per primary claim: its n here, its power under Holm over the primary family (:func:`kdtune.power.family_power`)
+    at that n and the n per cell that 80 % needs, from the paper's numbers and from this run's (a pilot)."""
     from kdtune.claims import PRIMARY
-    from kdtune.power import needed_n, summaries_of
+    from kdtune.power import calibratable, family_needed_n, family_power, summaries_of
+    from kdtune.reference import paper_summaries
+
+    family = next((c.families[PRIMARY] for c in checks if PRIMARY in c.families), None)
+    if family is None:
+        return pd.DataFrame()
+    found = [(c, v) for c in checks for v in c.verdicts if v.family == PRIMARY and not v.same_as]
+    if not found:
+        return pd.DataFrame()
+    m = len(family.links)
+    paper, pilot, n_here = {}, {}, {}
+    for c, v in found:
+        if c.table.source:
+            paper |= paper_summaries(c.table, v.claim.check.cells)
+        for x in v.links:
+            for cell, k in x.cells_n.items():
+                values = np.asarray([float(r["value"]) for r in x.units if r.get("cell") == str(cell)])
+                pilot |= summaries_of({cell: values})
+                n_here[cell] = k
+    claims = [v.claim for _, v in found]
+    n = min(n_here.values()) if n_here else 0
+
+    def columns(summaries: dict) -> tuple[dict[str, float], dict[str, int | None]]:
+        ok = [cl for cl in claims if calibratable(cl, summaries)]
+        if not ok:
+            return {}, {}
+        others = m - sum(max(1, len(cl.check.ops)) for cl in ok)
+        power = family_power(ok, summaries, n, alpha, others=max(0, others)) if n >= 2 else [float("nan")] * len(ok)
+        needed = family_needed_n(ok, summaries, alpha, others=max(0, others))
+        return dict(zip((cl.name for cl in ok), power, strict=True)), dict(zip((cl.name for cl in ok), needed, strict=True))
+
+    p_power, p_need = columns(paper)
+    r_power, r_need = columns(pilot)
+
+    def shown(values: dict, name: str, kind: str) -> str:
+        if name not in values:
+            return "–"
+        v = values[name]
+        if kind == "power":
+            return f"{v:.2f}" if np.isfinite(v) else "–"
+        return str(v) if v is not None else "> 64"
 
     rows = []
-    for c in checks:
-        family = c.families.get(PRIMARY)
-        if family is None:
-            continue
-        level = alpha / len(family.links)
-        for v in c.verdicts:
-            if v.family != PRIMARY or v.same_as:
-                continue
-            cal = v.calibration
-            units: dict = {}
-            for x in v.links:
-                for cell in x.cells_n:
-                    vals = [float(r["value"]) for r in x.units if r.get("cell") == str(cell)]
-                    units[cell] = np.asarray(vals)
-            pilot = summaries_of(units)
-            mine = needed_n(v.claim, pilot, level) if len(pilot) == len(units) and units else None
-            n_here = " vs ".join(x.n for x in v.links if x.n) or "–"
-            rows.append(
-                {
-                    "claim": v.claim.name,
-                    "n here": n_here,
-                    "power here (paper's effect)": f"{cal.power:.2f}" if cal is not None and np.isfinite(cal.power) else "–",
-                    "n for 80 % (paper)": (str(cal.needed) if cal.needed else "> 64") if cal is not None else "–",
-                    "n for 80 % (this run)": (str(mine) if mine else "> 64") if units and len(pilot) == len(units) else "–",
-                }
-            )
-    return pd.DataFrame(rows).set_index("claim") if rows else pd.DataFrame()
+    for _, v in found:
+        name = v.claim.name
+        cells_n = " vs ".join(str(n_here[c]) for c in dict.fromkeys(v.claim.check.cells) if c in n_here) or "–"
+        rows.append(
+            {
+                "claim": name,
+                "n here": cells_n,
+                "power here (paper's effect)": shown(p_power, name, "power"),
+                "n for 80 % (paper)": shown(p_need, name, "n"),
+                "power here (this run's effect)": shown(r_power, name, "power"),
+                "n for 80 % (this run)": shown(r_need, name, "n"),
+            }
+        )
+    return pd.DataFrame(rows).set_index("claim")
 
 
 def _counts(checks: Sequence[ReferenceCheck]) -> str:
@@ -566,28 +595,33 @@ def describe(study: Study) -> list[str]:
 
 
 def primary_power(study: Study) -> list[str]:
-    """Per primary claim with the paper's means, SDs and n: the units per cell it needs for 80 % power at the primary
-    family's Bonferroni level (α/m, m primary tests), from the paper's numbers (:func:`kdtune.power.needed_n`)."""
-    from kdtune.power import calibratable, needed_n
+    """Per primary claim with the paper's means, SDs and n: the units per cell it needs for 80 % power under Holm over
+    the primary family (:func:`kdtune.power.family_needed_n`), from the paper's numbers."""
+    from kdtune.power import calibratable, family_needed_n
     from kdtune.reference import paper_summaries
 
     if not study.model.primary:
         return []
     found = {c.name: (t, c) for name in study.model.references for t in [resolve_target(name)] for c in t.claims}
-    level = study.model.report.alpha / len(study.model.primary)
-    out = [f"primary claims ({len(study.model.primary)}; α/m = {level:.3g}):"]
+    claims, summaries = [], {}
     for name in study.model.primary:
-        if name not in found:
-            out.append(f"  {name}: the study's own claim (no published numbers)")
-            continue
-        table, claim = found[name]
-        summaries = paper_summaries(table, claim.check.cells)
-        if not calibratable(claim, summaries):
+        if name in found:
+            table, claim = found[name]
+            s = paper_summaries(table, claim.check.cells)
+            if calibratable(claim, s):
+                claims.append(claim)
+                summaries |= s
+    others = len(study.model.primary) - len(claims)
+    needed = dict(
+        zip((c.name for c in claims), family_needed_n(claims, summaries, study.model.report.alpha, others=others), strict=True)
+    )
+    out = [f"primary claims ({len(study.model.primary)}; Holm over them, the paper's numbers):"]
+    for name in study.model.primary:
+        if name not in needed:
             out.append(f"  {name}: no published SDs for its cells (a pilot run's report gives its n)")
             continue
-        n = needed_n(claim, summaries, level)
-        said = f"80 % power at n = {n} per cell from the paper's numbers" if n else "80 % power not within 64 per cell"
-        out.append(f"  {name}: {said}")
+        n = needed[name]
+        out.append(f"  {name}: 80 % power at n = {n} per cell" if n else f"  {name}: 80 % power not within 64 per cell")
     return out
 
 

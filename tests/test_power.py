@@ -50,3 +50,23 @@ def test_a_cell_without_sds_is_not_calibrated_and_a_pilot_gives_its_own():
     assert calibrate(claim, {a: Summary(0.5, 0.01, 4)}, {}, 1) is None
     pilot = summaries_of({a: np.array([0.50, 0.52, np.nan, 0.51]), b: np.array([0.40, 0.41])})
     assert pilot[a] == Summary(0.51, pytest.approx(0.01), 3) and pilot[b].n == 2
+
+
+def test_family_power_is_holm_over_the_family_drawn_together():
+    """Two claims that share a cell: one far from its null, one near; under Holm the near one meets α/1 once the far
+    one is rejected, so its power is above its Bonferroni bound (α/2) and at most its unadjusted power (α)."""
+    from kdtune.power import family_needed_n, family_power
+
+    far = Claim("far", parse_check(f"{A} > {B}"))
+    c = "accuracy[student=CNN, teacher=data, eval_set=test]"
+    near = Claim("near", parse_check(f"{c} > {B}"))
+    a, b = cells(far)
+    cn = near.check.cells[0]
+    s = {a: Summary(0.60, 0.01, 4), b: Summary(0.50, 0.01, 4), cn: Summary(0.515, 0.01, 4)}
+    far_p, near_p = family_power([far, near], s, 5)
+    assert far_p == pytest.approx(1.0, abs=0.01)
+    bonferroni, unadjusted = pass_rate(near, s, {cn: 5, b: 5}, 0.025), pass_rate(near, s, {cn: 5, b: 5}, 0.05)
+    assert bonferroni - 0.03 <= near_p <= unadjusted + 0.03
+    assert family_power([far, near], s, 5, others=4)[1] < near_p  # four more tests that never reject: lower
+    n80 = family_needed_n([far, near], s)
+    assert n80[0] <= 3 and n80[1] is not None and family_power([far, near], s, n80[1])[1] >= 0.8 - 0.03
