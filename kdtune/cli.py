@@ -506,16 +506,15 @@ def _report_tracker(args: argparse.Namespace) -> tuple[Any, str, dict[str, str]]
 def _reference_report(df: pd.DataFrame, run_dir: Path, targets: list[RefTable], args: argparse.Namespace, r: ReportSpec) -> str:
     """``report --reference``: each published table beside the run's cells, and its claims' verdicts."""
     from kdtune.claims import Evidence
-    from kdtune.reference import check_table, render_checks
+    from kdtune.reference import check_tables, render_checks
     from kdtune.report import SETTINGS
 
     opts = report_stats(r, args)
-    interval = args.interval or "ci95"  # whether the paper lies inside kdtune's interval: the 95 % one unless asked
+    interval = args.interval or "ci95"
     evidence = Evidence(df, run_dir, SETTINGS)
-    checks = [
-        check_table(t, evidence, interval=interval, test=opts.test, alpha=opts.alpha, correction=opts.correction, seed=opts.seed)
-        for t in targets
-    ]
+    checks = check_tables(  # the tables' claims one family: one test per comparison, Holm once
+        targets, evidence, interval=interval, test=opts.test, alpha=opts.alpha, correction=opts.correction, seed=opts.seed
+    )
     return render_checks(checks, args.format, opts.alpha, opts.correction)
 
 

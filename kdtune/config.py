@@ -57,6 +57,25 @@ SETTING_COLUMNS = (
 )
 CONFIG_COLUMNS = ("teacher_config", "config")  # a teacher's / the model's own other settings, where they differ (results.py)
 REPORT_KEYS = ("student", "teacher", "eval_set", "seed", "fold", "arch", *SETTING_COLUMNS, *CONFIG_COLUMNS)  # tables group by
+# A unit (trained model) of a cell as far as pairing goes (kdtune.stats.pairing): its fold (None without folds),
+# the seeds of its random streams, and what its initialisation was drawn for (architecture and its parameters).
+UNIT_KEYS = ("fold", "init_seed", "data_seed", "init")
+
+
+def unit_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A results row's :data:`UNIT_KEYS`: ``init`` from the trial's configuration class (``_class``: its ``arch`` and
+    ``params.*``), else its student label (a label is one model configuration); a missing value (NaN) as None."""
+
+    def value(v: Any) -> Any:
+        return None if v is None or (isinstance(v, float) and v != v) else v
+
+    cls = row.get("_class")
+    if isinstance(cls, Mapping) and "arch" in cls:
+        init = ";".join(f"{k}={v}" for k, v in sorted(cls.items()) if k == "arch" or k.startswith("params."))
+    else:
+        init = value(row.get("student"))
+    return (value(row.get("fold")), value(row.get("init_seed")), value(row.get("data_seed")), init)
+
 
 # YAML 1.2 core-schema floats that YAML 1.1 (PyYAML) reads as strings: 3e-4, 1e5, -2E-3, -.5, 5. (a dot or
 # an exponent is required, so integers stay integers).

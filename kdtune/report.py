@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from kdtune import stats
-from kdtune.config import CONFIG_COLUMNS, DIRECTIONS, NO_TEACHER, REPORT_KEYS, SETTING_COLUMNS
+from kdtune.config import CONFIG_COLUMNS, DIRECTIONS, NO_TEACHER, REPORT_KEYS, SETTING_COLUMNS, unit_key
 from kdtune.errors import KdtuneError
 
 FORMATS = ("markdown", "latex", "csv")
@@ -57,7 +57,6 @@ _VALUES = (
     "_ref",
     *COMPARE_COLUMNS,
 )
-UNIT_KEYS = ("fold", "init_seed", "data_seed")  # a unit (trained model) of a cell, as far as pairing goes
 # which way is better, for --bold best: the tuner's directions, and the metrics no search optimises
 BETTER = {**DIRECTIONS, "agreement": "maximize", "kl": "minimize", "im": "minimize"}
 BOLD = ("best", "significant")  # the best mean (and the second, underlined); or the best and every cell not worse
@@ -653,23 +652,24 @@ def _rules(lines: list[str], n_index: int) -> list[str]:
 
 @dataclass
 class _Units:
-    """The units (trained models) of one cell: their pairing keys (:data:`UNIT_KEYS`) and values (NaN unfinished)."""
+    """The units (trained models) of one cell: their pairing keys (:data:`kdtune.config.UNIT_KEYS`) and values (NaN
+    unfinished)."""
 
     keys: list[tuple[object, ...]]
     values: np.ndarray
 
-    def by_key(self) -> dict[tuple[object, ...], float]:
-        return dict(zip(self.keys, self.values, strict=True))
+    @property
+    def folds(self) -> int | None:
+        """The k of a k-fold cell (its planned units' distinct folds), None without folds."""
+        folds = {k[0] for k in self.keys}
+        return len(folds) if folds and None not in folds and len(folds) > 1 else None
 
 
 def _units(planned: pd.DataFrame, keys: list[str], metric: str, agg: pd.DataFrame) -> dict[int, _Units]:
     """Each cell's units (by ``agg``'s ``_cell``), read from the planned rows: the pairing is what the results
-    say (``fold``, ``init_seed``, ``data_seed``), never assumed; a column the results lack pairs nothing."""
+    say (:func:`kdtune.config.unit_key`: fold, stream seeds, initialisation), never assumed."""
     value = planned[metric].where(planned["status"] == "ok").to_numpy(dtype=float)
-    unit_cols = [planned[c] if c in planned else pd.Series(None, index=planned.index, dtype=object) for c in UNIT_KEYS]
-    if "fold" not in planned or planned["fold"].isna().all():
-        unit_cols[0] = pd.Series(0, index=planned.index)  # no folds: every unit's data is the one split
-    unit_keys = [tuple(None if pd.isna(v) else v for v in t) for t in zip(*unit_cols, strict=True)]
+    unit_keys = [unit_key(r) for r in planned.to_dict("records")]
     found: dict[tuple[object, ...], tuple[list[tuple[object, ...]], list[float]]] = {}
     for cell, unit, v in zip(_tuples(planned, keys), unit_keys, value, strict=True):
         ks, vs = found.setdefault(cell, ([], []))
@@ -683,21 +683,24 @@ def _units(planned: pd.DataFrame, keys: list[str], metric: str, agg: pd.DataFram
 
 
 def _test_pair(a: _Units, b: _Units, opts: Stats, where: str) -> stats.Comparison:
-    """Cell ``a`` against cell ``b`` with the test ``opts`` asks for, paired where their units are."""
-    paired = stats.is_paired(a.keys, b.keys)
+    """Cell ``a`` against cell ``b`` with the test ``opts`` asks for, paired where their units are (the same
+    initialisation or the same folds: :func:`kdtune.stats.pairing`); fold units with the Nadeau–Bengio correction."""
+    matched, why = stats.pair_up(a.keys, b.keys)
+    paired = matched is not None
     if opts.test == "paired" and not paired:
         raise KdtuneError(
-            f"--test paired: {where} do not share their units' random streams ({', '.join(UNIT_KEYS)}), so the design "
-            "is unpaired; use --test auto (Welch's t-test there), welch, bootstrap or permutation"
+            f"--test paired: {where} are not paired ({why}): pairing needs the same initialisation (architecture and "
+            "seed) or the same folds; use --test auto (Welch's t-test there), welch, bootstrap or permutation"
         )
-    if paired:
-        x, y = a.by_key(), b.by_key()
-        common = list(x)
-        xa, ya = np.array([x[k] for k in common]), np.array([y[k] for k in common])
+    if matched is not None:  # partners side by side (a fold pairs units whose seeds or initialisations differ)
+        xa, ya = a.values[[i for i, _ in matched]], b.values[[j for _, j in matched]]
     else:
         xa, ya = a.values, b.values
     test = "t" if opts.test in ("auto", "paired", "welch") else opts.test
-    return stats.compare(xa, ya, paired=paired and opts.test != "welch", test=test, level=1 - opts.alpha, seed=opts.seed)
+    folds = a.folds if a.folds is not None and a.folds == b.folds else None
+    return stats.compare(
+        xa, ya, paired=paired and opts.test != "welch", test=test, level=1 - opts.alpha, seed=opts.seed, folds=folds
+    )
 
 
 def _value_of(frame: pd.DataFrame, key: str, text: str) -> object:
@@ -858,17 +861,20 @@ def _tests_used(tested: Sequence[stats.Comparison], opts: Stats) -> str:
     """Which tests a family used, with the number of comparisons of each: the line a table's note names."""
     if not tested:
         return "no test (nothing to compare)"
-    streams = ", ".join(UNIT_KEYS)
     paired = sum(c.paired for c in tested)
+    rule = "paired where the two cells' units share their initialisation (architecture and seed) or their folds"
     if opts.test in ("bootstrap", "permutation"):
         how = f"{stats.TEST_NAMES[opts.test]}, {stats.RESAMPLES} resamples, seed {opts.seed}"
-        return f"{how}; units paired by their random streams ({streams}) in {paired} of {len(tested)} comparisons"
+        return f"{how}; {rule}: {paired} of {len(tested)} comparisons"
+    counts: dict[str, int] = {}
+    for c in tested:
+        counts[c.test] = counts.get(c.test, 0) + 1
     parts = []
+    for name, k in counts.items():
+        why = " (forced by --test welch)" if opts.test == "welch" and name.startswith("welch") else ""
+        parts.append(f"{stats.TEST_NAMES[name]}{why}: {k}")
     if paired:
-        parts.append(f"{stats.TEST_NAMES['paired']} where the two cells' units share their random streams ({streams}): {paired}")
-    if len(tested) - paired:
-        why = " (forced by --test welch)" if opts.test == "welch" else (" otherwise" if paired else "")
-        parts.append(f"{stats.TEST_NAMES['welch']}{why}: {len(tested) - paired}")
+        parts.append(rule)
     return "; ".join(parts)
 
 

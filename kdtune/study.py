@@ -14,7 +14,6 @@ it cuts from the paper's (declared, shown in the report), and the tables of the 
 
 from __future__ import annotations
 
-import base64
 import html
 import os
 import re
@@ -24,14 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kdtune.claims import Claim, Evidence, evaluate, parse_check
+from kdtune import stats
+from kdtune.claims import FAMILIES, FAMILY_NAMES, Claim, Evidence, check_kind, parse_check
 from kdtune.errors import KdtuneError
-from kdtune.reference import ClaimModel, ReferenceCheck, check_table, claim_rows, read_model, render_checks, resolve_target
+from kdtune.reference import ClaimModel, ReferenceCheck, check_tables, read_model, render_checks, resolve_target, verdict_word
 
 REPORT_MD = "report.md"
+CLAIMS_CSV = "claims.csv"  # every claim row in full precision, beside report.md
+UNITS_CSV = "units.csv"  # every unit behind every test (a reader can redo each p from it)
 REPORT_HTML = Path("report") / "index.html"
 
 
@@ -76,6 +79,11 @@ class StudyModel(_Strict):
     analyses: AnalysesModel | None = Field(None, description="omit to run no analysis")
     references: list[str] = Field(default_factory=list, description="published tables to check, FILE:TABLE")
     claims: list[ClaimModel] = Field(default_factory=list, description="the study's own claims")
+    primary: list[str] = Field(
+        default_factory=list,
+        description="the primary claims, FILE:TABLE/ID of a reference table's claim or ID of the study's own: Holm runs "
+        "once over them and once over every other claim (exploratory)",
+    )
     cuts: list[str] = Field(default_factory=list, description="settings cut from the paper's, as the report states them")
     figures: list[str] = Field(default_factory=list, description="glob patterns under RUN/analysis (default: every PNG)")
     report: StudyReportModel = Field(default_factory=StudyReportModel)
@@ -131,13 +139,23 @@ def load_study(path: str | Path, out: str | None = None) -> Study:
     for e in sweeps:
         if not (p.parent / e.path).is_file():
             raise KdtuneError(f"{path}: sweeps: {e.path}: no such sweep file (paths are relative to the study file)")
+    known: set[str] = set()
     for target in model.references:
-        resolve_target(target)
+        known |= {c.name for c in resolve_target(target).claims}
     claims = []
     for c in model.claims:
-        claims.append(Claim(c.id, parse_check(c.check, f"{path}: claims: {c.id}"), c.quote, c.where, {"note": c.note}))
-    from kdtune import stats
-
+        where = f"{path}: claims: {c.id}"
+        check = parse_check(c.check, where)
+        check_kind(where, c.kind, c.chain, check)
+        claims.append(Claim(c.id, check, c.quote, c.where, {"note": c.note, "recoded": c.recoded}, c.kind, c.chain))
+        known.add(c.id)
+    for name in model.primary:
+        if name not in known:
+            listed = ", ".join(sorted(known)[:3]) + (", …" if len(known) > 3 else "")
+            raise KdtuneError(
+                f"{path}: primary: {name!r} is no claim of the study's reference tables or its own; "
+                f"write FILE:TABLE/ID (e.g. {listed or 'abnar2021:table6/cnn-teacher-improves-mlp-accuracy-scaled'})"
+            )
     stats.check_choice("report.interval", model.report.interval, stats.INTERVALS)
     stats.check_choice("report.test", model.report.test, stats.TESTS)
     stats.check_choice("report.correction", model.report.correction, stats.CORRECTIONS)
@@ -154,19 +172,28 @@ def sweep_path(study: Study, entry: SweepEntry) -> Path:
 
 
 def _checks(study: Study, df: pd.DataFrame) -> tuple[list[ReferenceCheck], ReferenceCheck | None]:
-    from kdtune.reference import RefTable, TableModel
+    """Every reference table and the study's own claims checked together: one test per distinct comparison, Holm once
+    over the primary claims and once over the rest; verdicts read "here" when the study declares cuts."""
     from kdtune.report import SETTINGS
 
     r = study.model.report
     evidence = Evidence(df, study.run_dirs, SETTINGS)
-    opts = {"interval": r.interval, "test": r.test, "alpha": r.alpha, "correction": r.correction}
-    checks = [check_table(resolve_target(t), evidence, **opts) for t in study.model.references]
-    own = None
+    tables = [resolve_target(t) for t in study.model.references]
+    checks = check_tables(
+        tables,
+        evidence,
+        own=study.claims,
+        own_name=study.name,
+        primary=study.model.primary,
+        interval=r.interval,
+        test=r.test,
+        alpha=r.alpha,
+        correction=r.correction,
+        here=bool(study.model.cuts),
+    )
     if study.claims:
-        table = RefTable(study.name, "claims", TableModel(title="the study's own claims"), (), study.claims)
-        verdicts = evaluate(study.claims, evidence, test=r.test, alpha=r.alpha, correction=r.correction)
-        own = ReferenceCheck(table, pd.DataFrame(), claim_rows(verdicts), verdicts, [], r.interval)
-    return checks, own
+        return checks[:-1], checks[-1]
+    return checks, None
 
 
 def _figures(study: Study) -> list[Path]:
@@ -177,36 +204,121 @@ def _figures(study: Study) -> list[Path]:
     return list(dict.fromkeys(f for f in found if f.suffix == ".png"))
 
 
-def _summary(checks: Sequence[ReferenceCheck]) -> pd.DataFrame:
+def _summary(checks: Sequence[ReferenceCheck], family: str) -> pd.DataFrame:
+    """Every claim of one family: table, claim, where, verdict (a claim whose test is listed under another says so)."""
     rows = []
     for c in checks:
         for v in c.verdicts:
-            rows.append({"table": c.table.id, "claim": v.claim.id, "where": v.claim.where or "–", "verdict": f"**{v.verdict}**"})
+            if v.family != family:
+                continue
+            where = (v.claim.where or "–") + (f"; the same test as {v.same_as}" if v.same_as else "")
+            word = f"**{verdict_word(v.verdict, c.here)}**"
+            rows.append({"table": c.table.id, "claim": v.claim.id, "where": where, "verdict": word})
     return pd.DataFrame(rows).set_index(["table", "claim"]) if rows else pd.DataFrame()
 
 
 def _tally(checks: Sequence[ReferenceCheck]) -> pd.DataFrame:
-    """Per reference table, how many claims got each verdict."""
-    from kdtune.claims import VERDICTS
+    """Per reference table, how many of its findings got each verdict (a test listed under another claim once)."""
+    from kdtune.claims import CHECKS, VERDICTS
 
     rows = []
     for c in checks:
-        got = [v.verdict for v in c.verdicts]
+        got = [v.verdict for v in c.verdicts if v.family != CHECKS and not v.same_as]
         if got:
-            rows.append({"table": c.table.id, **{k: got.count(k) for k in VERDICTS}, "claims": len(got)})
-    return pd.DataFrame(rows).set_index("table") if rows else pd.DataFrame()
+            words = {k: verdict_word(k, c.here) for k in VERDICTS}
+            rows.append({"table": c.table.id, **{words[k]: got.count(k) for k in VERDICTS}, "claims": len(got)})
+    return pd.DataFrame(rows).set_index("table").fillna(0).astype(int) if rows else pd.DataFrame()
+
+
+POWER_NOTES = [
+    "power: each primary claim's share of 2,000 synthetic data sets (normal cells of the given means and SDs, unpaired; "
+    "a cell two claims share drawn once) in which it holds with Holm over the primary family, as its verdict is reached "
+    "(tests without numbers to draw from counted as never rejected); at this run's n per cell, from the paper's numbers "
+    "and from this run's own cells (the effect this run measured); n for 80 %: the units per cell, every cell alike, at "
+    "which it reaches 80 %. – : no published SDs for a cell."
+]
+
+
+def _power_table(checks: Sequence[ReferenceCheck], alpha: float) -> pd.DataFrame:
+    """Per primary claim: its n here, its power under Holm over the primary family (:func:`kdtune.power.family_power`)
+    at that n and the n per cell that 80 % needs, from the paper's numbers and from this run's (a pilot)."""
+    from kdtune.claims import PRIMARY
+    from kdtune.power import calibratable, family_needed_n, family_power, summaries_of
+    from kdtune.reference import paper_summaries
+
+    family = next((c.families[PRIMARY] for c in checks if PRIMARY in c.families), None)
+    if family is None:
+        return pd.DataFrame()
+    found = [(c, v) for c in checks for v in c.verdicts if v.family == PRIMARY and not v.same_as]
+    if not found:
+        return pd.DataFrame()
+    m = len(family.links)
+    paper, pilot, n_here = {}, {}, {}
+    for c, v in found:
+        if c.table.source:
+            paper |= paper_summaries(c.table, v.claim.check.cells)
+        for x in v.links:
+            for cell, k in x.cells_n.items():
+                values = np.asarray([float(r["value"]) for r in x.units if r.get("cell") == str(cell)])
+                pilot |= summaries_of({cell: values})
+                n_here[cell] = k
+    claims = [v.claim for _, v in found]
+    n = min(n_here.values()) if n_here else 0
+
+    def columns(summaries: dict) -> tuple[dict[str, float], dict[str, int | None]]:
+        ok = [cl for cl in claims if calibratable(cl, summaries)]
+        if not ok:
+            return {}, {}
+        others = m - sum(max(1, len(cl.check.ops)) for cl in ok)
+        power = family_power(ok, summaries, n, alpha, others=max(0, others)) if n >= 2 else [float("nan")] * len(ok)
+        needed = family_needed_n(ok, summaries, alpha, others=max(0, others))
+        return dict(zip((cl.name for cl in ok), power, strict=True)), dict(zip((cl.name for cl in ok), needed, strict=True))
+
+    p_power, p_need = columns(paper)
+    r_power, r_need = columns(pilot)
+
+    def shown(values: dict, name: str, kind: str) -> str:
+        if name not in values:
+            return "–"
+        v = values[name]
+        if kind == "power":
+            return f"{v:.2f}" if np.isfinite(v) else "–"
+        return str(v) if v is not None else "> 64"
+
+    rows = []
+    for _, v in found:
+        name = v.claim.name
+        cells_n = " vs ".join(str(n_here[c]) for c in dict.fromkeys(v.claim.check.cells) if c in n_here) or "–"
+        rows.append(
+            {
+                "claim": name,
+                "n here": cells_n,
+                "power here (paper's effect)": shown(p_power, name, "power"),
+                "n for 80 % (paper)": shown(p_need, name, "n"),
+                "power here (this run's effect)": shown(r_power, name, "power"),
+                "n for 80 % (this run)": shown(r_need, name, "n"),
+            }
+        )
+    return pd.DataFrame(rows).set_index("claim")
 
 
 def _counts(checks: Sequence[ReferenceCheck]) -> str:
+    """``primary: 5 holds here, 1 not shown here; exploratory: …; checks (not findings): …``: each claim once."""
     from kdtune.claims import VERDICTS
 
-    verdicts = [v.verdict for c in checks for v in c.verdicts]
-    return ", ".join(f"{verdicts.count(k)} {k}" for k in VERDICTS if verdicts.count(k)) or "no claims"
+    here = any(c.here for c in checks)
+    parts = []
+    for f in FAMILIES:
+        got = [v.verdict for c in checks for v in c.verdicts if v.family == f and not v.same_as]
+        if got:
+            tally = ", ".join(f"{got.count(k)} {verdict_word(k, here)}" for k in VERDICTS if got.count(k))
+            parts.append(f"{f} ({len(got)}): {tally}")
+    return "; ".join(parts) or "no claims"
 
 
 def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[str]) -> tuple[Path, Path]:
     """Write ``RUN/report.md`` and ``RUN/report/index.html`` (the same content; the page self-contained)."""
-    from kdtune.analysis.page import CSS, html_table, kdtune_version
+    from kdtune.analysis.page import kdtune_version
     from kdtune.reference import citation
     from kdtune.report import to_markdown
 
@@ -234,12 +346,26 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
     if m.cuts:
         md += ["", "## Settings cut from the paper's (declared by the study)", ""] + [f"- {c}" for c in m.cuts]
     md += ["", "## Verdicts", "", f"{_counts(all_checks)}.", ""]
+    md += [
+        f"Every claim row in full precision is in `{CLAIMS_CSV}` and every unit behind every test (one row per claim, "
+        f"link, side and unit, with what identifies the unit) in `{UNITS_CSV}`, beside this report: each p and interval "
+        "can be recomputed from them.",
+        "",
+    ]
+    families = all_checks[0].families if all_checks else {}
+    md += [f"- {families[f].note(m.report.alpha, m.report.correction)}" for f in FAMILIES if f in families]
+    if families:
+        md.append("")
+    power = _power_table(all_checks, m.report.alpha)
+    if not power.empty:
+        md += [to_markdown(power, "power of the primary claims", POWER_NOTES), ""]
     tally = _tally(all_checks)
     if not tally.empty:
-        md += [to_markdown(tally, "verdicts per table"), ""]
-    summary = _summary(all_checks)
-    if not summary.empty:
-        md += [to_markdown(summary, "every claim checked"), ""]
+        md += [to_markdown(tally, "findings per table (each test once)"), ""]
+    for f in FAMILIES:
+        summary = _summary(all_checks, f)
+        if not summary.empty:
+            md += [to_markdown(summary, f"every claim checked: {FAMILY_NAMES[f]}"), ""]
     md += ["## The paper beside kdtune", ""]
     md += [render_checks(checks, "markdown", m.report.alpha, m.report.correction) if checks else "no reference tables", ""]
     if own:
@@ -251,43 +377,15 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
         md += ["## Figures", ""]
         for f in figures:
             rel = Path(os.path.relpath(f, study.out)).as_posix()
-            md.append(f"![{Path(os.path.relpath(f.with_suffix(''), Path.cwd())).as_posix()}]({rel})")
+            md += [f"![{Path(os.path.relpath(f.with_suffix(''), Path.cwd())).as_posix()}]({rel})", ""]
     study.out.mkdir(parents=True, exist_ok=True)
     md_path = study.out / REPORT_MD
     _atomic(md_path, "\n".join(md).rstrip() + "\n")
+    claims, units = unit_tables(all_checks)
+    _atomic(study.out / CLAIMS_CSV, claims.to_csv(index=False))
+    _atomic(study.out / UNITS_CSV, units.to_csv(index=False))
 
-    e = html.escape
-    body = [f"<h1>Reproduction report: {e(m.name)}</h1>"]
-    if m.description:
-        body.append(f"<p>{e(m.description)}</p>")
-    if cite:
-        body.append(f"<p>Paper: {e(cite)}</p>")
-    body.append(f'<p class="muted">kdtune {e(kdtune_version())} · {e(made)} · <code>{e(command)}</code></p>')
-    body.append("<h2>Runs</h2><ul>" + "".join(f"<li>{e(r)}</li>" for r in runs) + "</ul>")
-    if m.cuts:
-        body.append("<h2>Settings cut from the paper's</h2><ul>" + "".join(f"<li>{e(c)}</li>" for c in m.cuts) + "</ul>")
-    body.append(f"<h2>Verdicts</h2><p>{e(_counts(all_checks))}.</p>")
-    if not tally.empty:
-        body.append(html_table(tally, "verdicts per table"))
-    if not summary.empty:
-        body.append(html_table(summary, "every claim checked"))
-    body.append("<h2>The paper beside kdtune</h2>")
-    for c in all_checks:
-        body += _check_html(c, m.report.alpha, m.report.correction)
-    body.append("<h2>kdtune's tables</h2>")
-    for title, table, notes in tables:
-        body.append(html_table(table, title) + _notes_html(notes))
-    if figures:
-        body.append("<h2>Figures</h2>")
-        for f in figures:
-            data = base64.b64encode(f.read_bytes()).decode("ascii")
-            body.append(
-                f'<figure><img src="data:image/png;base64,{data}" alt="{e(f.stem)}"><figcaption>{e(f.stem)}</figcaption></figure>'
-            )
-    page = (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{e(m.name)}: reproduction report</title>'
-        f"<style>{CSS}</style></head><body><main>" + "\n".join(body) + "</main></body></html>\n"
-    )
+    page = report_html(md_path.read_text(), study.out, f"{m.name}: reproduction report")
     html_path = study.out / REPORT_HTML
     html_path.parent.mkdir(exist_ok=True)
     _atomic(html_path, page)
@@ -348,23 +446,60 @@ def own_tables(df: pd.DataFrame, r: StudyReportModel) -> list[tuple[str, pd.Data
         return [(f"no table: {e}", pd.DataFrame(), [])]
 
 
-def _notes_html(notes: Sequence[str]) -> str:
-    from kdtune.analysis.page import _notes
+def unit_tables(checks: Sequence[ReferenceCheck]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every claim row of the report (``claims.csv``: p, adjusted p, interval, test and what recomputing it needs, in
+    full precision) and every unit behind each test (``units.csv``: one row per claim, link, side and unit, with the
+    unit's value and the columns that identify it: trial id, fold, stream seeds, initialisation; for a pair measure
+    the two models and their groups; ``side`` pool: a pair only a relabelling brings into a cell)."""
+    from kdtune.claims import link_ids
 
-    return _notes(list(notes)) if notes else ""
+    claims, units = [], []
+    seen: set[str] = set()
+    for c in checks:
+        if not c.claims.empty:
+            claims.append(c.claims.assign(table=c.table.id))
+        for v in c.verdicts:
+            for i, x in enumerate(v.links):
+                key = str(x.spec.get("key", ""))
+                if key in seen:
+                    continue
+                seen.add(key)
+                ids = " = ".join(link_ids(x))
+                link = f"{i + 1}/{len(v.links)}"
+                for row in x.units:
+                    units.append({"claim": ids, "link": link, "key": key, "test": x.test, **row})
+    claim_frame = pd.concat(claims, ignore_index=True) if claims else pd.DataFrame()
+    unit_frame = pd.DataFrame(units)
+    first = ["claim", "link", "key", "test", "side", "cell", "coef", "unit", "value"]
+    if not unit_frame.empty:
+        unit_frame = unit_frame[[c for c in first if c in unit_frame] + [c for c in unit_frame if c not in first]]
+    return claim_frame, unit_frame
 
 
-def _check_html(c: ReferenceCheck, alpha: float, correction: str) -> list[str]:
-    from kdtune.analysis.page import html_table
-    from kdtune.reference import _claim_notes, _claims_frame, _value_notes, _values_frame
+def report_html(markdown_text: str, folder: Path, title: str) -> str:
+    """The study's page from its ``report.md`` (one source for both): the Markdown converted by python-markdown (pipe
+    tables, lists), every wide table in a scrolling box, and every figure (a Markdown image, relative to ``folder``)
+    embedded once as a data URI by the analysis page's embedder; self-contained (no script, no network)."""
+    import markdown
 
-    head = f"{c.table.id} — {c.table.model.title}"
-    out = [f"<h3>{html.escape(head)}</h3>"]
-    if not c.values.empty:
-        out.append(html_table(_values_frame(c), "the paper beside kdtune") + _notes_html(_value_notes(c)))
-    if not c.claims.empty:
-        out.append(html_table(_claims_frame(c), "claims") + _notes_html(_claim_notes(c, alpha, correction)))
-    return out
+    from kdtune.analysis.page import CSS, embedded_png
+
+    body = markdown.markdown(markdown_text, extensions=["tables", "sane_lists"], output_format="html")
+    body = body.replace("<table>", '<div class="scroll"><table>').replace("</table>", "</table></div>")
+
+    def embed(m: re.Match[str]) -> str:
+        src, alt = html.unescape(m.group("src")), html.unescape(m.group("alt"))
+        img = embedded_png(folder / src, alt)
+        if not img.startswith("<img"):
+            return img
+        return f"<figure>{img}<figcaption>{html.escape(alt)}</figcaption></figure>"
+
+    body = re.sub(r'<p><img alt="(?P<alt>[^"]*)" src="(?P<src>[^"]+\.png)"\s*/?></p>', embed, body)
+    body = re.sub(r'<img alt="(?P<alt>[^"]*)" src="(?P<src>[^"]+\.png)"\s*/?>', embed, body)
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{CSS}</style></head><body><main>\n{body}\n</main></body></html>\n"
+    )
 
 
 def _atomic(path: Path, text: str) -> None:
@@ -429,6 +564,9 @@ def export(study: Study, dest: Path) -> Path:
 
     out = dest / f"{study.name}.md"
     _atomic(out, re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", copy, text))
+    for name in (CLAIMS_CSV, UNITS_CSV):
+        if (study.out / name).is_file():
+            shutil.copyfile(study.out / name, folder / name)
     _write_index(dest)
     return out
 
@@ -457,9 +595,7 @@ def _write_index(dest: Path) -> None:
             continue
         name = INDEX_MARKER.match(text[0]).group(1)  # type: ignore[union-attr]
         command = next((line.split("`")[1] for line in text if line.startswith("kdtune ") and "`" in line), "")
-        tally = next(
-            (line.rstrip(".") for line in text if re.match(r"^\d+ (holds|contradicted|not significant|untestable)", line)), ""
-        )
+        tally = next((line.rstrip(".") for line in text if re.match(r"^(primary|exploratory|checks) \(\d+\): ", line)), "")
         lines.append(f"| [{name}]({page.name}) | `{command}` | {tally} |")
     _atomic(dest / "index.md", "\n".join(lines) + "\n")
 
@@ -478,7 +614,39 @@ def describe(study: Study) -> list[str]:
     lines += [f"  check {t}" for t in m.references]
     if study.claims:
         lines.append(f"  {len(study.claims)} claims of its own")
+    lines += [f"  {line}" for line in primary_power(study)]
     return lines
+
+
+def primary_power(study: Study) -> list[str]:
+    """Per primary claim with the paper's means, SDs and n: the units per cell it needs for 80 % power under Holm over
+    the primary family (:func:`kdtune.power.family_needed_n`), from the paper's numbers."""
+    from kdtune.power import calibratable, family_needed_n
+    from kdtune.reference import paper_summaries
+
+    if not study.model.primary:
+        return []
+    found = {c.name: (t, c) for name in study.model.references for t in [resolve_target(name)] for c in t.claims}
+    claims, summaries = [], {}
+    for name in study.model.primary:
+        if name in found:
+            table, claim = found[name]
+            s = paper_summaries(table, claim.check.cells)
+            if calibratable(claim, s):
+                claims.append(claim)
+                summaries |= s
+    others = len(study.model.primary) - len(claims)
+    needed = dict(
+        zip((c.name for c in claims), family_needed_n(claims, summaries, study.model.report.alpha, others=others), strict=True)
+    )
+    out = [f"primary claims ({len(study.model.primary)}; Holm over them, the paper's numbers):"]
+    for name in study.model.primary:
+        if name not in needed:
+            out.append(f"  {name}: no published SDs for its cells (a pilot run's report gives its n)")
+            continue
+        n = needed[name]
+        out.append(f"  {name}: 80 % power at n = {n} per cell" if n else f"  {name}: 80 % power not within 64 per cell")
+    return out
 
 
 def as_dict(study: Study) -> dict[str, Any]:

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from kdtune.reference import HERE  # the verdict words of a cut-down configuration
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
-VERDICTS = ("holds", "contradicted", "not significant", "untestable")
+VERDICTS = ("holds", "contradicted", "not significant", "untestable", *HERE.values())
 CITATION = re.compile(
     r"\*\*(?P<verdict>[a-z ]+)\*\* \(\[(?P<ids>`[^\]]+`)\]\((?:docs/)?results/(?P<report>[\w.-]+)\.md(?:#[^)]*)?\)\)"
 )

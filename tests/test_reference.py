@@ -4,10 +4,12 @@ the claims' verdicts, and the three formats (the LaTeX compiled with pdflatex)."
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 import yaml
 
 from kdtune.claims import CONTRADICTED, HOLDS, UNTESTABLE, Evidence
@@ -90,11 +92,14 @@ def test_the_three_formats(ref_file):
     check = check_table(table, Evidence(results(), None, SETTINGS))
     md = render_checks([check], "markdown")
     assert "**madeup:table6 — Table 6: translated accuracy: the paper beside kdtune**" in md
-    assert "| data |  | accuracy | 0.310 ± 0.010 | 0.305 ± 0.021 (4) | -0.005 | yes |" in md  # keys that vary
-    assert "| CNN | 5 | accuracy | 0.600 ± 0.020 | 0.505 ± 0.021 (4) | -0.095 | no |" in md
+    # paper vs kdtune: Welch's t-test on the two summaries, the paper's own n and SD against kdtune's
+    x = np.array(CELLS[("MLP", "data")])
+    p = scipy.stats.ttest_ind_from_stats(x.mean(), x.std(ddof=1), 4, 0.31, 0.01, 4, equal_var=False).pvalue
+    assert f"| data |  | accuracy | 0.310 ± 0.010 | 0.305 ± 0.021 (4) | -0.005 | consistent, p {p:.2g} |" in md  # keys that vary
+    assert "| CNN | 5 | accuracy | 0.600 ± 0.020 | 0.505 ± 0.021 (4) | -0.095 | differs, p" in md
     assert "Every cell: student = MLP, eval_set = translated." in md  # and those that do not, once
     assert "| kd-helps |" in md and "**holds**" in md and "**contradicted**" in md
-    assert "Holm-corrected over the table's 4 comparisons" in md
+    assert "Holm over 4 tests (3 performed, 1 untestable counted as p = 1: madeup:table6/lstm)" in md
     assert "- lstm is untestable: accuracy[student=LSTM, teacher=data, eval_set=translated]: no student=LSTM" in md
     csv = pd.read_csv(io.StringIO(render_checks([check], "csv")))
     assert set(csv["part"]) == {"value", "claim"} and {"paper_mean", "mean", "diff", "verdict", "p_adjusted"} <= set(csv)
@@ -146,3 +151,62 @@ def test_report_reference_checks_its_target_before_reading_the_run(ref_file, tmp
         assert main(["report", str(tmp_path / "no_such_run"), "--reference", target]) == 2
         err = capsys.readouterr().err
         assert says in err and err.count("\n") == 1, err
+
+
+def _run_folder(tmp_path, data="digits", shift=1):
+    """A run folder holding just the stored configs of the made-up results' trials (what data_differences reads)."""
+    run = tmp_path / "run"
+    for tid, student in results()[["trial_id", "student"]].drop_duplicates().itertuples(index=False):
+        folder = run / "trials" / tid
+        folder.mkdir(parents=True)
+        evals = [{"name": "test", "source": "test", "corruption": "identity", "params": {}},
+                 {"name": "translated", "source": "test", "corruption": "translate", "params": {"shift": shift}}]  # fmt: skip
+        config = {"arch": student.lower(), "data": {"name": data, "eval_sets": evals}}
+        (folder / "config.json").write_text(json.dumps({"config": config, "id": tid}))
+    return run
+
+
+def test_other_data_than_the_papers_is_said_first_and_marks_the_comparison(ref_file, tmp_path):
+    raw = yaml.safe_load(ref_file.read_text())
+    raw["tables"]["table6"]["data"] = {
+        "name": "mnist",
+        "eval_sets": {"translated": {"source": "test", "corruption": "translate", "shift": 3}},
+        "archs": {"MLP": "mlp", "CNN": "cnn"},
+    }
+    ref_file.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    table = resolve_target(f"{ref_file}:table6")
+    check = check_table(table, Evidence(results(), _run_folder(tmp_path), SETTINGS))
+    assert check.other == [
+        "the run's data set is digits, not the paper's (mnist)",
+        "eval set translated is translate shift=1 of test here, translate shift=3 of test in the paper",
+    ]
+    md = render_checks([check], "markdown")
+    first = md.splitlines()[0]
+    assert first.startswith("**Other data (madeup:table6): the run's data set is digits, not the paper's (mnist)")
+    assert "| other data; consistent, p" in md and "**holds here**" in md and "**opposite here**" in md
+    same = check_table(table, Evidence(results(), _run_folder(tmp_path / "same", "mnist", 3), SETTINGS))
+    assert same.other == [] and not same.here and "Other data" not in render_checks([same], "markdown")
+
+
+@pytest.mark.slow
+def test_report_reference_on_the_digits_says_first_that_the_data_are_not_the_papers(tiny_raw, kdtune_run, capsys):
+    """Issue 28 item 3: ``kdtune report RUN --reference abnar2021:table6`` on a digits run (the quickstart's data)
+    says in its first line that the data set is not the paper's MNIST, marks the comparison, and no spread claim at
+    n = 2 gets a verdict other than untestable."""
+    raw = tiny_raw | {"data": {"name": "digits", "eval_sets": ["test", "translated", "scaled"]}}
+    raw["grid"] = raw["grid"] | {"students": ["CNN", "MLP"], "teachers": ["data", "CNN", "MLP"], "temperature": [5]}
+    raw["train"] = raw["train"] | {"epochs": 1}
+    sweep, done = kdtune_run(raw)
+    assert done.returncode == 0, done.stderr
+    run = str(sweep.parent / "run")
+    assert main(["report", run, "--reference", "abnar2021:table5", "--reference", "abnar2021:table6"]) == 0
+    md = capsys.readouterr().out
+    first = md.splitlines()[0]
+    assert "Other data (abnar2021:table5): the run's data set is digits, not the paper's (mnist)" in first
+    assert "eval set translated is translate shift=1 of test here, translate shift=3 of test in the paper" in first
+    assert "other data; " in md and "paper inside" not in md
+    assert main(["report", run, "--reference", "abnar2021:table5", "--reference", "abnar2021:table6", "--format", "csv"]) == 0
+    claims = pd.read_csv(io.StringIO(capsys.readouterr().out)).query("part == 'claim'")
+    spreads = claims[claims["test"] == "spread"]
+    assert len(spreads) >= 1 and set(spreads["link_verdict"]) == {UNTESTABLE}
+    assert spreads["why"].str.contains("no relabelling can reach").all()

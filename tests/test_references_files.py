@@ -20,11 +20,11 @@ PAPERS = ROOT.parent / "shared" / "papers"
 FILES = sorted(REFERENCES.glob("*.yaml"))
 TOP_FIELDS = {"id", "citation", "source", "models", "tables"}
 TABLE_FIELDS = {"title", "where", "sweeps", "n", "spread", "reading", "values", "claims"}
-OPTIONAL_TABLE_FIELDS = {"settings", "fixed", "untested"}
+OPTIONAL_TABLE_FIELDS = {"settings", "fixed", "untested", "data"}
 SPREADS = {"std", "se", "ci95", "none"}
 VALUE_FIELDS = {"metric", "mean", "spread", "note", "kdtune_metric"}
 CLAIM_FIELDS = {"id", "quote", "where", "check"}
-OPTIONAL_CLAIM_FIELDS = {"margin", "note"}
+OPTIONAL_CLAIM_FIELDS = {"margin", "note", "kind", "chain", "recoded"}
 # kdtune's spec accepts "train" as an eval set of every data set (data.eval_sets: [test, train]), shipped or not
 ALWAYS_EVAL_SETS = {"train"}
 
@@ -138,3 +138,46 @@ def test_models_map_to_shipped_labels(path):
     for paper_name, label in load(path)["models"].items():
         assert isinstance(paper_name, str) and paper_name
         assert label in shipped, f"{paper_name} -> {label!r}: no shipped sweep has that label"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_the_papers_own_numbers_pass_every_claim_coded_from_them(path):
+    """A claim whose cells the paper's tables give means, SDs and n for is run on 2,000 synthetic draws from them
+    (kdtune.power): the paper's own data must pass it at least half of the time, unless the claim says how it was
+    recoded (``recoded:``) or is a premise (``kind: premise``). A claim its own paper fails says more about its
+    coding than about any reproduction."""
+    from kdtune.power import calibratable, pass_rate
+    from kdtune.reference import load_reference, paper_summaries
+
+    failing, checked = [], 0
+    for key, table in load_reference(str(path)).items():
+        for claim in table.claims:
+            summaries = paper_summaries(table, claim.check.cells)
+            if not calibratable(claim, summaries):
+                continue
+            checked += 1
+            share = pass_rate(claim, summaries, {c: summaries[c].n for c in claim.check.cells})
+            if share < 0.5 and not claim.extra.get("recoded") and claim.kind != "premise":
+                failing.append(f"{key}/{claim.id}: paper passes {share:.2f}")
+    assert not failing, "claims the paper's own numbers fail (recode them or mark kind: premise): " + "; ".join(failing)
+    if path.stem == "abnar2021":
+        assert checked >= 50  # the test must not pass by calibrating nothing
+
+
+def test_the_paper_passes_test_fails_on_a_claim_its_own_numbers_do_not_carry(tmp_path):
+    """The check above is not vacuous: a made-up claim against its own table's numbers fails it."""
+    from kdtune.power import pass_rate
+    from kdtune.reference import load_reference, paper_summaries
+
+    doc = load(REFERENCES / "abnar2021.yaml")
+    table = doc["tables"]["table5"]
+    table["claims"] = [
+        {"id": "equal-stds", "quote": "q", "where": "w",
+         "check": "std(ece[student=CNN, teacher=data, eval_set=test]) < std(ece[student=MLP, teacher=data, eval_set=test])"}
+    ]  # fmt: skip
+    path = tmp_path / "abnar2021.yaml"
+    path.write_text(yaml.safe_dump({**doc, "tables": {"table5": table}}, allow_unicode=True))
+    loaded = load_reference(str(path))["table5"]
+    claim = loaded.claims[0]
+    summaries = paper_summaries(loaded, claim.check.cells)
+    assert pass_rate(claim, summaries, {c: 4 for c in claim.check.cells}) < 0.5  # Table 5b prints 0.0006 and 0.0006

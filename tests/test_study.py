@@ -94,6 +94,11 @@ def test_a_study_file_is_checked_before_any_work(tiny_raw, tmp_path, monkeypatch
         ({"references": ["nosuchpaper:table1"]}, "unknown reference 'nosuchpaper'"),
         ({"claims": [{"id": "x", "check": "accuracy[studnt=MLP] > 1"}]}, "claims: x: unknown key 'studnt'"),
         ({"report": {"interval": "sd"}}, "unknown report.interval 'sd'"),
+        ({"primary": ["ref.yaml:table1/kd-hlps"]}, "primary: 'ref.yaml:table1/kd-hlps' is no claim of the study's"),
+        (
+            {"claims": [{"id": "x", "check": "accuracy[student=MLP] > 1", "kind": "fact"}]},
+            "study.yaml: claims: x: kind 'fact' is not one of finding, setup, premise, design",
+        ),
         ({"sweeps": []}, "sweeps:"),
         ({"sweeps": [{"path": "sweep.yaml", "set": 3}]}, "study.yaml: sweeps[0].set: must be a list, got int 3"),
         ({"sweeps": [3]}, "study.yaml: sweeps[0]: must be a mapping or a string, got int 3"),

@@ -208,14 +208,17 @@ def unit_means(pairs: Iterable[tuple[K, float]]) -> dict[K, tuple[float, int]]:
 UNITS_NOTE = (
     "Units: models, not pairs of models (pairs of 4 models are 6 or 16 values, not independent): each cell averages "
     "each model's pairs first ({which}), then shows mean ± std over those per-model means with ddof 1, n = the "
-    "number of models. Within a group a pair counts for both its models, so the models' means still share pairs. "
-    "The per-model values are in {csv}, for a test over model labels."
+    "number of models. Within a group a pair counts for both its models, so the models' means still share pairs "
+    "(at n = 3 their std is half the pairs'): the table describes, it does not test. A claim about these cells is "
+    "tested on the pairs themselves ({pairs}), by permuting the models' labels (kdtune.stats.pair_test); the "
+    "per-model values are in {csv}."
 )
 
 
-def units_note(which: str, csv: str) -> str:
-    """The note under a table of a pair measure naming its unit (models), which side's models, ddof and n."""
-    return UNITS_NOTE.format(which=which, csv=csv)
+def units_note(which: str, csv: str, pairs: str) -> str:
+    """The note under a table of a pair measure naming its unit (models), which side's models, ddof and n, and the
+    pair table a claim's test reads."""
+    return UNITS_NOTE.format(which=which, csv=csv, pairs=pairs)
 
 
 def _num_str(v: Any) -> str:

@@ -488,6 +488,7 @@ def barriers(
             "a model 1, with the row's teacher: the mean over its pairs in the cell; where both teachers are the same, "
             "each model of a pair",
             "units.csv (trial, seed, its mean barrier and accuracies, its pairs)",
+            "pairs.csv",
         ),
         f"Kinds: independent (both trained from data), same teacher (students of one teacher model, "
         "possibly different teacher checkpoints), different teachers, student vs independent. "

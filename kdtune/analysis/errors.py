@@ -235,6 +235,10 @@ def _pair_rows(eval_set: str, members: list[TrialView], errors: dict[str, np.nda
                     "fold_a": a.fold,
                     "fold_b": b.fold,
                     "same_init": same_init(a, b),
+                    # between two groups a pair of the same seed and fold counts (a student and its teacher's run),
+                    # within one group a pair of distinct ones (as the tables average; the claims' tests read these)
+                    "within": (a.seed, a.fold) != (b.seed, b.fold),
+                    "between": (a.seed, a.fold) == (b.seed, b.fold),
                     "errors_a": len(errors[a.id]),
                     "errors_b": len(errors[b.id]),
                     "both": both,
@@ -395,6 +399,7 @@ def errors(view: RunView, out: Path) -> Output:
                 "a model of the row group: the mean over its pairs with the column group's models of the same seed and "
                 "fold, on the diagonal with the group's other seeds",
                 "error_units.csv",
+                "error_pairs.csv",
             )
         )
     return result

@@ -261,8 +261,10 @@ def _css_width(png: bytes) -> int | None:
     return None
 
 
-def _figure(png: Path, page_dir: Path) -> str:
-    """A PNG embedded as a data URI, with a link to the PDF beside it (relative to the page)."""
+def embedded_png(png: Path, alt: str) -> str:
+    """A PNG as an ``<img>`` whose source is the image itself (a data URI; the page needs no file beside it), at the
+    width it was drawn; a one-line error paragraph when it cannot be read. The one embedder of kdtune's pages (the
+    analysis page and the study report)."""
     try:
         raw = png.read_bytes()
     except OSError as e:
@@ -270,15 +272,20 @@ def _figure(png: Path, page_dir: Path) -> str:
     data = base64.b64encode(raw).decode("ascii")
     size = _css_width(raw)
     width = f' width="{size}"' if size else ""
+    return f'<img src="data:image/png;base64,{data}"{width} alt="{_esc(alt)}">'
+
+
+def _figure(png: Path, page_dir: Path) -> str:
+    """A PNG embedded as a data URI, with a link to the PDF beside it (relative to the page)."""
+    img = embedded_png(png, png.stem)
+    if not img.startswith("<img"):
+        return img
     pdf = png.with_suffix(".pdf")
     link = ""
     if pdf.is_file():
         href = quote(Path(os.path.relpath(pdf, page_dir)).as_posix())
         link = f' · <a href="{_esc(href)}">PDF</a>'
-    return (
-        f'<figure><img src="data:image/png;base64,{data}"{width} alt="{_esc(png.stem)}">'
-        f"<figcaption>{_esc(png.stem)}{link}</figcaption></figure>"
-    )
+    return f"<figure>{img}<figcaption>{_esc(png.stem)}{link}</figcaption></figure>"
 
 
 def _section(item: Output | AnalysisFailure, page_dir: Path) -> str:

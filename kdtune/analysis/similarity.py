@@ -164,6 +164,22 @@ def group_units(
     return pd.DataFrame(rows, columns=["group", "column", "model", "value", "pairs"])
 
 
+def pair_table(mats: dict[str, np.ndarray], trials: Sequence[TrialView], shared: np.ndarray) -> pd.DataFrame:
+    """Every ordered pair of distinct trials with each measure of ``mats``: the units of the claims' tests over model
+    labels (:func:`kdtune.stats.pair_test`). ``within``/``between``: whether the pair counts in a cell of one group
+    or of two groups (pairs that share their initialisation count in neither, as in the group tables)."""
+    rows = []
+    for i, a in enumerate(trials):
+        for j, b in enumerate(trials):
+            if i == j:
+                continue
+            keep = not bool(shared[i, j])
+            rows.append({"model1": a.label, "model2": b.label, "trial1": a.id, "trial2": b.id, "group1": a.group,
+                         "group2": b.group, "seed1": a.seed, "seed2": b.seed, "same_init": bool(shared[i, j]),
+                         "within": keep, "between": keep} | {k: float(m[i, j]) for k, m in mats.items()})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def group_table(
     matrix: np.ndarray,
     groups: Sequence[str],
@@ -306,6 +322,7 @@ def similarity(view: RunView, out: Path) -> Output:
         write_table(table, out, f"groups_{k}", caption)
         group_units(mats[k], groups, shared, models).to_csv(out / f"groups_{k}_units.csv", index=False)
         result.tables.append((caption, table))
+    pair_table(mats, trials, shared).to_csv(out / "pairs.csv", index=False)
     result.notes += [
         f"Penultimate features of the same {n} examples of eval set {eval_set} (the first eval set) for each of "
         f"{len(trials)} trials; each example's feature vector is L2-normalised, the n×n matrix of their dot products "
@@ -319,6 +336,7 @@ def similarity(view: RunView, out: Path) -> Output:
         units_note(
             "a model of the row group: the mean of its pairs with the column group's models, itself left out",
             ", ".join(f"groups_{k}_units.csv" for k in MEASURES),
+            "pairs.csv",
         ),
         "Linear CKA (Kornblith et al. 2019) and its debiased form (unbiased HSIC, near 0 for unrelated features). "
         f"Full matrices: {', '.join(f'{k}_matrix.csv' for k in MEASURES)}.",
