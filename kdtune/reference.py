@@ -575,21 +575,6 @@ def check_tables(
     return out
 
 
-def check_table(
-    table: RefTable,
-    evidence: Evidence,
-    *,
-    interval: str = "ci95",
-    test: str = "auto",
-    alpha: float = stats.ALPHA,
-    correction: str = "holm",
-    seed: int = stats.SEED,
-) -> ReferenceCheck:
-    """One reference table alone (its claims one family): :func:`check_tables` of one table."""
-    opts = {"interval": interval, "test": test, "alpha": alpha, "correction": correction, "seed": seed}
-    return check_tables([table], evidence, **opts)[0]  # type: ignore[arg-type]
-
-
 def _key_columns(v: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
     """The value table's key columns that vary (shown) and those equal in every row (said once in the note)."""
     text = {c: v[c].astype(object).where(v[c].notna(), "").map(str) for c in v.columns if c in REPORT_KEYS}

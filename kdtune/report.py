@@ -261,23 +261,6 @@ def _aggregate(planned: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFr
     return out.reset_index()
 
 
-def aggregate(
-    df: pd.DataFrame,
-    metric: str,
-    rows: Sequence[str] = ("student",),
-    cols: Sequence[str] = ("eval_set", "teacher"),
-    eval_sets: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Mean, std (ddof=1), n and n_expected (planned trials, finished or not) of ``metric`` per cell, tidy.
-
-    Each cell appears once, cells where nothing finished too (n = 0). Baselines (teacher "data") have
-    their KD settings (:data:`KD_SETTINGS`) empty (NaN): one row per baseline cell, never repeated.
-    The ``missing`` column gives the status words of the cell's trials without a value.
-    """
-    planned, keys = _scope(df, metric, rows, cols, eval_sets)
-    return _aggregate(planned, keys, metric)
-
-
 def _cell(
     mean: float, std: float, n: int, digits: int, pm: str, n_expected: int | None = None, missing: str = "",
     once: int | None = None,
@@ -1143,7 +1126,7 @@ def render(
     """The report: one table per metric in ``fmt``, with notes below it (markdown lines; in LaTeX the caption of a
     ``table`` labelled ``tab:LABEL-METRIC``, see :func:`to_latex`); ``look`` (:class:`Look`) says how cells read.
 
-    CSV is tidy, as :func:`aggregate`: mean, std, n, n_expected per cell and metric (fractions, whatever ``look``
+    CSV is tidy: mean, std, n, n_expected per cell and metric (fractions, whatever ``look``
     says); cells with n = 0 kept; baselines once per cell with their KD settings empty (not repeated under each
     temperature). ``stat`` (:class:`Stats`) adds the interval shown (``se``; ``ci95_lo``, ``ci95_hi``), the
     comparisons (:data:`COMPARE_COLUMNS`) and ``bold``; without it the tables are mean ± std (ddof 1).

@@ -520,12 +520,3 @@ def write_results(run_dir: str | Path, df: pd.DataFrame) -> Path:
     df.to_csv(tmp_csv, index=False)
     tmp_csv.replace(out / "results.csv")
     return out / RESULTS
-
-
-def read_results(path: str | Path) -> pd.DataFrame:
-    """A results table written by ``write_results`` (a parquet file); a one-line error if unreadable."""
-    path = Path(path)
-    try:
-        return pd.read_parquet(path)
-    except Exception as e:  # pyarrow raises several types for damaged files
-        raise KdtuneError(f"{path}: cannot read results table ({type(e).__name__}: {e})") from None

@@ -21,7 +21,6 @@ import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -647,7 +646,3 @@ def primary_power(study: Study) -> list[str]:
         n = needed[name]
         out.append(f"  {name}: 80 % power at n = {n} per cell" if n else f"  {name}: 80 % power not within 64 per cell")
     return out
-
-
-def as_dict(study: Study) -> dict[str, Any]:
-    return study.model.model_dump()

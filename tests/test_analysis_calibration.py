@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from kdtune import metrics
-from kdtune.analysis.calibration import calibration, confidence_bins, ece_of_bins, reliability
+from kdtune.analysis.calibration import calibration, confidence_bins, reliability
 from kdtune.analysis.errors import cell
 from tests.test_analysis_errors import FakeView, trial
+
+
+def ece_of_bins(table: pd.DataFrame) -> float:
+    """ECE from a :func:`reliability` table: ``sum_b n_b/N · |acc_b - conf_b|``."""
+    full = table[table["examples"] > 0]
+    return float((full["examples"] * (full["accuracy"] - full["confidence"]).abs()).sum() / full["examples"].sum())
+
 
 # confidences .95 (right), .55 (wrong), .55 (right), .75 (right)
 PROBS = np.array([[0.95, 0.05], [0.55, 0.45], [0.45, 0.55], [0.25, 0.75]])

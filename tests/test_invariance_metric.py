@@ -291,8 +291,8 @@ def test_im_by_hand_on_two_point_sets_equals_kdtunes():
 def test_a_config_from_before_non_identity_keeps_its_id_its_definition_and_its_own_report_rows(tiny_raw, tmp_path):
     """A config stored by a kdtune that drew the identity too (no ``non_identity``) keeps its trial id and is
     evaluated as then; the report never averages its im with the new definition's in one cell."""
-    from kdtune.report import aggregate
     from kdtune.train import config_summary
+    from tests.cells import aggregate
 
     tiny_raw["data"]["invariance"] = {"name": "translate", "max_shift": 1}
     cfg = next(iter(make_plan(_spec(tiny_raw, tmp_path)).trials.values())).config

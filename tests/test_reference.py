@@ -15,10 +15,26 @@ import yaml
 from kdtune.claims import CONTRADICTED, HOLDS, UNTESTABLE, Evidence
 from kdtune.cli import main
 from kdtune.errors import KdtuneError
-from kdtune.reference import check_table, load_reference, render_checks, resolve_target
+from kdtune.reference import ReferenceCheck, RefTable, check_tables, load_reference, render_checks, resolve_target
 from kdtune.report import SETTINGS
 from tests.latex import compile_latex, needs_pdflatex
 from tests.test_claims import CELLS, results
+
+
+def check_table(
+    table: RefTable,
+    evidence: Evidence,
+    *,
+    interval: str = "ci95",
+    test: str = "auto",
+    alpha: float = 0.05,
+    correction: str = "holm",
+    seed: int = 0,
+) -> ReferenceCheck:
+    """One reference table alone (its claims one family): :func:`check_tables` of one table."""
+    opts = {"interval": interval, "test": test, "alpha": alpha, "correction": correction, "seed": seed}
+    return check_tables([table], evidence, **opts)[0]  # type: ignore[arg-type]
+
 
 REF = {
     "id": "madeup",

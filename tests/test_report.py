@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from kdtune.errors import KdtuneError
-from kdtune.report import Look, aggregate, render
+from kdtune.report import Look, render
+from tests.cells import aggregate
 
 
 @pytest.fixture

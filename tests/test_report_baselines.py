@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdtune.report import aggregate, render
+from kdtune.report import render
+from tests.cells import aggregate
 
 NOTE_TAU = "data: trained without distillation; the same models appear under every temperature"
 NOTE_ACC = "accuracy: fraction of examples classified correctly (0 to 1)"

@@ -244,7 +244,7 @@ def _blank(v: Any) -> bool:
 
 def cell_settings(rows: pd.DataFrame) -> list[str]:
     """The settings that vary between trials of one student and teacher (one row per trial): what
-    tells an analysis's groups apart, as :func:`kdtune.report.aggregate` adds them to a table's rows,
+    tells an analysis's groups apart, as the report's tables add them to a table's rows,
     so a group never pools two configurations (a tuned and an untuned teacher's students, say)."""
     from kdtune.report import cell_keys
 

@@ -40,12 +40,6 @@ def binned_means(bins: np.ndarray, n_bins: int, values: dict[str, np.ndarray]) -
     return pd.DataFrame(columns, index=pd.RangeIndex(n_bins, name="bin"))
 
 
-def ece_of_bins(table: pd.DataFrame) -> float:
-    """ECE from a :func:`reliability` table: ``sum_b n_b/N · |acc_b - conf_b|``."""
-    full = table[table["examples"] > 0]
-    return float((full["examples"] * (full["accuracy"] - full["confidence"]).abs()).sum() / full["examples"].sum())
-
-
 def panel_rows(groups: dict[str, list[TrialView]], names: list[str]) -> list[list[str]]:
     """The diagrams' layout: a row per student holding its groups of ``names`` in their order (teachers and
     distillation settings apart), wrapped after :data:`MAX_COLS` panels; every name appears once."""

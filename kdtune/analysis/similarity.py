@@ -43,31 +43,6 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.where(norms > 0, norms, 1.0)
 
 
-def relational_similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Appendix B as written, all in memory: the mean over examples of the cosine between the two models'
-    rows of example-by-example dot products of L2-normalised features (the reference the blocks must match)."""
-    ga, gb = _unit_rows(_unit_rows(a) @ _unit_rows(a).T), _unit_rows(_unit_rows(b) @ _unit_rows(b).T)
-    return float(np.mean(np.sum(ga * gb, axis=1)))
-
-
-def linear_cka(x: np.ndarray, y: np.ndarray, debiased: bool = False) -> float:
-    """Linear CKA of two feature matrices (n × d₁, n × d₂) in feature space (Kornblith et al. 2019);
-    ``debiased`` uses the unbiased HSIC estimator (Song et al. 2012; Nguyen et al. 2020), near 0 for
-    independent features."""
-    x = np.asarray(x, np.float64) - np.mean(x, 0)
-    y = np.asarray(y, np.float64) - np.mean(y, 0)
-    xy, xx, yy = (np.linalg.norm(p.T @ q) ** 2 for p, q in ((x, y), (x, x), (y, y)))
-    if debiased:
-        n = x.shape[0]
-        rx, ry = np.einsum("ij,ij->i", x, x), np.einsum("ij,ij->i", y, y)
-
-        def unbiased(dot: float, r1: np.ndarray, r2: np.ndarray) -> float:
-            return dot - n / (n - 2.0) * float(r1 @ r2) + r1.sum() * r2.sum() / ((n - 1) * (n - 2))
-
-        xy, xx, yy = unbiased(xy, rx, ry), unbiased(xx, rx, rx), unbiased(yy, ry, ry)
-    return float(xy / np.sqrt(xx * yy))
-
-
 class _Rows:
     """One model's n×n matrix for one measure, produced a block of rows at a time."""
 
