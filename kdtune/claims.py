@@ -42,9 +42,9 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from kdtune import stats
-from kdtune.config import REPORT_KEYS, REPORT_METRICS, UNIT_KEYS, unit_key
+from kdtune import labels, stats
 from kdtune.errors import KdtuneError
+from kdtune.labels import METRICS, REPORT_KEYS, UNIT_KEYS, unit_key
 
 HOLDS, CONTRADICTED, NOT_SIGNIFICANT, UNTESTABLE = "holds", "contradicted", "not significant", "untestable"
 VERDICTS = (HOLDS, CONTRADICTED, NOT_SIGNIFICANT, UNTESTABLE)
@@ -82,7 +82,7 @@ class Source:
 
 
 SOURCES: dict[str, Source] = {
-    "report": Source("report", None, (*REPORT_KEYS, "sweep"), "trial_id", REPORT_METRICS),
+    "report": Source("report", None, (*REPORT_KEYS, "sweep"), "trial_id", METRICS),
     "similarity": Source(
         "similarity", "similarity/pairs.csv", ("group", "column"), "pair", ("value",), "similarity",
         (("value", "similarity"),), True, ("trial1", "trial2"), ("group1", "group2"), ("group", "column"),
@@ -1036,9 +1036,9 @@ class Checker:
         seed: int = stats.SEED,
         primary: Sequence[str] = (),
     ) -> None:
-        stats.check_choice("test", test, stats.TESTS)
+        stats.check_choice("test", test, labels.TESTS)
         stats.check_alpha(alpha)
-        stats.check_choice("correction", correction, stats.CORRECTIONS)
+        stats.check_choice("correction", correction, labels.CORRECTIONS)
         self.test, self.alpha, self.correction, self.seed = test, alpha, correction, seed
         self.primary = set(primary)
         self.links: dict[str, Link] = {}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from kdtune.errors import KdtuneError
+from kdtune.labels import BOLD, CORRECTIONS, FORMATS, INTERVALS, METRICS, TESTS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,9 +58,6 @@ def _digits(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
     return int(text)
-
-
-METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "im", "d_accuracy", "a_accuracy", "perplexity", "token_nll")
 
 
 def _add_sweep_args(p: argparse.ArgumentParser) -> None:
@@ -142,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--sweep", help="only this sweep recorded in the run folder (default: every sweep run into it)")
     rep.add_argument("--tuning", action="store_true", help="the tuning studies: best search trials, importances, figures")
     rep.add_argument("--storage", help="with --tuning: the Optuna storage URL (default: SQLite in the run folder)")
-    rep.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
+    rep.add_argument("--format", choices=FORMATS, default="markdown")
     rep.add_argument("--metric", action="append", choices=METRICS, help="a metric to tabulate (repeatable)")
     rep.add_argument("--rows", type=_csv, help="comma-separated row keys (default: the sweep's report.rows, else student)")
     rep.add_argument("--cols", type=_csv, help="comma-separated column keys (default: report.cols, else eval_set,teacher)")
@@ -150,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--digits", type=_digits, help="decimals (default 3)")
     rep.add_argument(
         "--interval",
-        choices=("std", "se", "ci95"),
+        choices=INTERVALS,
         help="what ± shows: std, standard error or t-based 95%% interval of the mean, ddof 1 (default: report.interval, std)",
     )
     rep.add_argument(
@@ -161,17 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument(
         "--test",
-        choices=("auto", "paired", "welch", "bootstrap", "permutation"),
+        choices=TESTS,
         help="test of --compare and --bold significant: auto (default) is the paired t-test where two cells' models share "
         "their random streams (fold, init_seed, data_seed), else Welch's; paired refuses an unpaired design",
     )
-    rep.add_argument(
-        "--correction", choices=("holm", "bonferroni", "none"), help="over all comparisons of a table (default holm)"
-    )
+    rep.add_argument("--correction", choices=CORRECTIONS, help="over all comparisons of a table (default holm)")
     rep.add_argument("--alpha", type=float, help="significance level (default 0.05)")
     rep.add_argument(
         "--bold",
-        choices=("best", "significant"),
+        choices=BOLD,
         help="best: bold the best mean of each column, underline the second; significant: bold the best cell and every "
         "cell not significantly worse (where the test can decide at the table's n; the note says where it cannot)",
     )

@@ -14,95 +14,19 @@ import hashlib
 import inspect
 import itertools
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from kdtune.data import DataSpec, EvalSetSpec
 from kdtune.distill import LossSpec, switches
 from kdtune.errors import KdtuneError
+from kdtune.labels import DIRECTIONS, INT_SETTINGS, LOSS_SETTINGS, NO_TEACHER, SELECT_FROM, STUDENT_STREAMS, TRAIN_SETTINGS
 from kdtune.optim import SCHEDULES
+from kdtune.yamlio import dump_yaml, load_yaml
 
 Params = tuple[tuple[str, Any], ...]
-NO_TEACHER = "data"
-SELECT_FROM = ("first_epoch", "last_switch")  # TrainSpec.select_from: derived from the loss, never written in a sweep
-# grid.student_streams: whether a student's random streams are drawn apart from those of the models trained from
-# data (today's default: a self-distilled student does not start as an exact copy of its teacher) or shared with them
-STUDENT_STREAMS = ("apart", "shared")
-
-# The results' vocabulary: the metrics a report shows, the settings that become table columns, and the keys
-# tables group by (everything that changes a result is a key: rule 1 of every table).
-REPORT_METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "im", "d_accuracy", "a_accuracy", "perplexity", "token_nll")
-SETTING_COLUMNS = (
-    "temperature",
-    "w_hard",
-    "w_soft",
-    "kd_loss",
-    "start",
-    "stop",
-    "lr",
-    "weight_decay",
-    "dropout",
-    "label_smoothing",
-    "grad_clip",
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "schedule",
-    "augment",
-)
-CONFIG_COLUMNS = ("teacher_config", "config")  # a teacher's / the model's own other settings, where they differ (results.py)
-REPORT_KEYS = ("student", "teacher", "eval_set", "seed", "fold", "arch", *SETTING_COLUMNS, *CONFIG_COLUMNS)  # tables group by
-# A unit (trained model) of a cell as far as pairing goes (kdtune.stats.pairing): its fold (None without folds),
-# the seeds of its random streams, and what its initialisation was drawn for (architecture and its parameters).
-UNIT_KEYS = ("fold", "init_seed", "data_seed", "init")
-
-
-def unit_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
-    """A results row's :data:`UNIT_KEYS`: ``init`` from the trial's configuration class (``_class``: its ``arch`` and
-    ``params.*``), else its student label (a label is one model configuration); a missing value (NaN) as None."""
-
-    def value(v: Any) -> Any:
-        return None if v is None or (isinstance(v, float) and v != v) else v
-
-    cls = row.get("_class")
-    if isinstance(cls, Mapping) and "arch" in cls:
-        init = ";".join(f"{k}={v}" for k, v in sorted(cls.items()) if k == "arch" or k.startswith("params."))
-    else:
-        init = value(row.get("student"))
-    return (value(row.get("fold")), value(row.get("init_seed")), value(row.get("data_seed")), init)
-
-
-# YAML 1.2 core-schema floats that YAML 1.1 (PyYAML) reads as strings: 3e-4, 1e5, -2E-3, -.5, 5. (a dot or
-# an exponent is required, so integers stay integers).
-_FLOAT_12 = re.compile(r"^[-+]?(?:(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)$")
-
-
-class _Loader(yaml.SafeLoader):
-    """``yaml.safe_load``'s loader (no Python objects) that also reads YAML 1.2 floats such as ``3e-4``."""
-
-
-class _Dumper(yaml.SafeDumper):
-    """``yaml.safe_dump``'s dumper that quotes strings :class:`_Loader` would read as numbers (``'3e-4'``)."""
-
-
-for _cls in (_Loader, _Dumper):
-    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+.0123456789"))
-
-
-def load_yaml(text: str) -> Any:
-    """Parse YAML like ``yaml.safe_load``, but read every number YAML 1.2 reads (``3e-4`` is 0.0003,
-    not a string); quoted scalars stay strings. Raises ``yaml.YAMLError``."""
-    return yaml.load(text, Loader=_Loader)  # a SafeLoader: no Python objects
-
-
-def dump_yaml(data: Any) -> str:
-    """``yaml.safe_dump`` (key order kept) whose output :func:`load_yaml` reads back unchanged."""
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False)
 
 
 def freeze(value: Any) -> Any:
@@ -336,7 +260,7 @@ class TrialConfig:
     data_fingerprint: str = ""  # hash of the tensors actually loaded (kdtune.data.data_fingerprint)
     # ``seed`` seeds the initialisation stream, and the data stream (data order, dropout, augmentation) unless
     # ``data_seed`` is set (grid.init_seeds × grid.data_seeds); a student's streams are drawn apart from the
-    # models' trained from data unless ``student_streams`` is shared (see kdtune.train.stream_seeds)
+    # models' trained from data unless ``student_streams`` is shared (see kdtune.labels.stream_seeds)
     data_seed: int | None = None
     student_streams: str = STUDENT_STREAMS[0]
 
@@ -430,20 +354,7 @@ def _pairs(d: dict[str, Any] | list[Any]) -> tuple[tuple[str, Any], ...]:
     return _freeze(d) if isinstance(d, dict) else tuple((k, _freeze(v)) for k, v in d)
 
 
-# validation metric → direction (what a search maximises or minimises)
-DIRECTIONS = {
-    "accuracy": "maximize",
-    "a_accuracy": "maximize",
-    "d_accuracy": "maximize",
-    "nll": "minimize",
-    "ece": "minimize",
-    "perplexity": "minimize",
-    "token_nll": "minimize",
-}
 KINDS = ("loguniform", "uniform", "int", "categorical")
-TRAIN_SETTINGS = ("lr", "weight_decay", "dropout", "label_smoothing", "batch_size", "epochs", "grad_clip", "optimizer")
-LOSS_SETTINGS = ("temperature", "w_hard", "w_soft")
-INT_SETTINGS = ("batch_size", "epochs")
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from typing import Any
 
 import yaml
 
-from kdtune.config import load_yaml
 from kdtune.errors import KdtuneError, SpecError
+from kdtune.yamlio import load_yaml
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

@@ -19,12 +19,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kdtune.config import (  # noqa: F401  (RESULTS_VERSION, SCHEMA: re-exported for modules that read them here)
-    LOSS_SETTINGS,
-    NO_TEACHER,
-    RESULTS_VERSION,
-    SCHEMA,
-    STUDENT_STREAMS,
+from kdtune.config import (
     SeedUnit,
     TrialConfig,
     apply_values,
@@ -38,6 +33,7 @@ from kdtune.data import DataSpec
 from kdtune.data.base import DataInfo
 from kdtune.distill import LossSpec
 from kdtune.errors import KdtuneError
+from kdtune.labels import LOSS_SETTINGS, NO_TEACHER, STUDENT_STREAMS
 from kdtune.spec import SweepSpec
 
 
@@ -110,7 +106,7 @@ def stream_design(spec: SweepSpec) -> dict[str, Any]:
     """Which conditions of ``spec`` share which random streams, for the plan's output and the sweep record
     (``plan.json``: ``streams``): ``units`` (seed k → its initialisation and data seeds at the grid's level;
     the seeds a trial draws from are the results' ``init_seed`` and ``data_seed`` columns,
-    :func:`kdtune.train.stream_seeds`), ``student_streams`` and ``lines``, the same in words."""
+    :func:`kdtune.labels.stream_seeds`), ``student_streams`` and ``lines``, the same in words."""
     grid = spec.grid
     units = grid.units()
     students = any(t != NO_TEACHER for t, _ in grid.pairs)

@@ -24,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kdtune import stats
 from kdtune.claims import Cell, Checker, Claim, Evidence, Family, Link, Verdict, check_kind, parse_check
-from kdtune.config import REPORT_KEYS
 from kdtune.errors import KdtuneError, SpecError
+from kdtune.labels import REPORT_KEYS
 from kdtune.power import DRAWS, Summary, calibrate
 from kdtune.validation import error_line, json_schema_of, spec_error
 

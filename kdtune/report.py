@@ -27,17 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kdtune import stats
-from kdtune.config import CONFIG_COLUMNS, DIRECTIONS, NO_TEACHER, REPORT_KEYS, SETTING_COLUMNS, unit_key
+from kdtune import labels, stats
 from kdtune.errors import KdtuneError
+from kdtune.labels import BETTER, BOLD, FORMATS, KD_SETTINGS, NO_TEACHER, REPORT_KEYS, SETTINGS, unit_key
 
-FORMATS = ("markdown", "latex", "csv")
-KEYS: tuple[str, ...] = REPORT_KEYS  # what rows and cols may name (for the CLI's help and the README)
-KD_SETTINGS = ("temperature", "w_hard", "w_soft", "kd_loss", "start", "stop")  # not applicable to baselines (teacher "data")
-# never averaged over inside one cell (invariance: data.invariance, which defines im; select_from: kdtune derives it from
-# the switch, and it splits a folder holding switched students selected among every epoch by an older kdtune from
-# their re-runs; neither is a key one names)
-SETTINGS = ["eval_set", "student", "teacher", *SETTING_COLUMNS, "invariance", "select_from", *CONFIG_COLUMNS]
 MAX_LISTED = 20  # unfinished trials listed under a table; the rest are counted
 COMPARE_COLUMNS = ("diff", "diff_lo", "diff_hi", "p", "p_adjusted", "test", "n_pairs", "n_ref")  # a comparison's, in the CSV
 # aggregate's and the statistics' non-key columns
@@ -57,9 +50,6 @@ _VALUES = (
     "_ref",
     *COMPARE_COLUMNS,
 )
-# which way is better, for --bold best: the tuner's directions, and the metrics no search optimises
-BETTER = {**DIRECTIONS, "agreement": "maximize", "kl": "minimize", "im": "minimize"}
-BOLD = ("best", "significant")  # the best mean (and the second, underlined); or the best and every cell not worse
 DECIDES = 5.0  # --bold significant tests a column only where a difference of 5 std is found with 80 % power
 UP, DOWN = "▲", "▼"
 
@@ -68,8 +58,8 @@ UP, DOWN = "▲", "▼"
 class Stats:
     """The statistics of a report's tables (flags of ``kdtune report``, the sweep's ``report`` section).
 
-    ``interval``: what ``±`` shows (:data:`kdtune.stats.INTERVALS`); ``compare``: ``KEY=VALUE``, every cell
-    compared with the cell of that value sharing its other keys; ``test``: :data:`kdtune.stats.TESTS`
+    ``interval``: what ``±`` shows (:data:`kdtune.labels.INTERVALS`); ``compare``: ``KEY=VALUE``, every cell
+    compared with the cell of that value sharing its other keys; ``test``: :data:`kdtune.labels.TESTS`
     (``auto``: paired t-test where the two cells share their units' random streams, else Welch's);
     ``correction`` over all comparisons of one table, at level ``alpha``; ``bold``: ``best`` marks the best mean of
     each column in bold and the second underlined, ``significant`` the best cell and every cell not significantly
@@ -86,11 +76,11 @@ class Stats:
 
     def check(self) -> Stats:
         """Itself, each choice checked (one line naming the allowed values otherwise)."""
-        stats.check_choice("interval", self.interval, stats.INTERVALS)
+        stats.check_choice("interval", self.interval, labels.INTERVALS)
         if self.compare is not None:
             parse_compare(self.compare)
-        stats.check_choice("test", self.test, stats.TESTS)
-        stats.check_choice("correction", self.correction, stats.CORRECTIONS)
+        stats.check_choice("test", self.test, labels.TESTS)
+        stats.check_choice("correction", self.correction, labels.CORRECTIONS)
         stats.check_alpha(self.alpha)
         if self.bold is not None:
             stats.check_choice("--bold", self.bold, BOLD)
@@ -103,26 +93,26 @@ class Stats:
 
 
 def parse_compare(text: str) -> tuple[str, str]:
-    """``KEY=VALUE`` (``teacher=data``) as ``(key, value)``; the key one of :data:`KEYS`."""
+    """``KEY=VALUE`` (``teacher=data``) as ``(key, value)``; the key one of :data:`REPORT_KEYS`."""
     key, eq, value = text.partition("=")
     key, value = key.strip(), value.strip()
     if not eq or not key or not value:
         raise KdtuneError(f"--compare takes KEY=VALUE, e.g. teacher=data; got {text!r}")
-    if key not in KEYS:
-        raise KdtuneError(f"unknown compare key {key!r}; valid keys: {', '.join(KEYS)}")
+    if key not in REPORT_KEYS:
+        raise KdtuneError(f"unknown compare key {key!r}; valid keys: {', '.join(REPORT_KEYS)}")
     return key, value
 
 
 def check_keys(rows: Sequence[str], cols: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Rows and cols as lists, checked before any work: each a known key of :data:`KEYS`, used once."""
+    """Rows and cols as lists, checked before any work: each a known key of :data:`REPORT_KEYS`, used once."""
     rows = [rows] if isinstance(rows, str) else list(rows)
     cols = [cols] if isinstance(cols, str) else list(cols)
-    valid = f"valid keys: {', '.join(KEYS)}"
+    valid = f"valid keys: {', '.join(REPORT_KEYS)}"
     if not rows or not cols:
         raise KdtuneError(f"the report needs at least one row key and one column key; {valid}")
     seen: set[str] = set()
     for key in [*rows, *cols]:
-        if key not in KEYS:
+        if key not in REPORT_KEYS:
             raise KdtuneError(f"unknown report key {key!r}; {valid}")
         if key in seen:
             where = "both rows and cols" if key in rows and key in cols else ("rows" if key in rows else "cols")

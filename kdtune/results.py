@@ -22,16 +22,16 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from kdtune.config import NO_TEACHER, TrialConfig, dump_yaml, load_yaml
+from kdtune import labels
 from kdtune.errors import KdtuneError
+from kdtune.labels import NO_TEACHER
 from kdtune.plan import Plan, stream_design
 from kdtune.report import format_value
 from kdtune.rundir import CHECKSUMS, CONFIG, METRICS, check_trial, is_finished, is_run_dir, read_json, trial_dir, write_json
 from kdtune.spec import SweepSpec
-from kdtune.train import config_summary
+from kdtune.yamlio import dump_yaml, load_yaml
 
-METRIC_COLUMNS = ["accuracy", "nll", "ece", "agreement", "kl"]  # every task; tasks may add more (e.g. a_accuracy)
-EXTRA_METRICS = ["im", "d_accuracy", "a_accuracy", "perplexity", "token_nll"]  # im: with data.invariance
+METRIC_COLUMNS, EXTRA_METRICS = list(labels.METRICS[:5]), list(labels.METRICS[5:])  # every task's; tasks add the rest
 ID_COLUMNS = ["trial_id", "stage", "student", "teacher", "seed", "fold", "teacher_seed", "teacher_id", "eval_set"]
 RESULTS = "results.parquet"
 SWEEPS = "sweeps"
@@ -284,7 +284,7 @@ def _flat(d: Any, prefix: str = "") -> dict[str, str]:
     return {prefix[:-1]: json.dumps(d, sort_keys=True)}
 
 
-# dotted config keys already shown as their own setting columns (config_summary): the ``config`` column leaves them out
+# dotted config keys already shown as their own setting columns (kdtune.labels.summary): the ``config`` column leaves them out
 _SUMMARY_KEYS = {
     "arch",
     "loss.temperature",
@@ -314,7 +314,7 @@ def _rows(
         metrics = read_json(trial_dir(run_dir, tid) / METRICS)
         if config_dict is None:  # records of older kdtune versions: the trial folder has it
             config_dict = read_json(trial_dir(run_dir, tid) / CONFIG).get("config")
-    summary = config_summary(TrialConfig.from_dict(config_dict)) if config_dict else {}
+    summary = labels.summary(config_dict) if config_dict else {}
     data = (config_dict or {}).get("data", {})
     fold = data.get("fold") if data.get("folds", 1) > 1 else None  # also for records written before folds existed
     base = {

@@ -28,15 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from kdtune import stats
 from kdtune.config import (
-    DIRECTIONS,
-    INT_SETTINGS,
     KINDS,
-    LOSS_SETTINGS,
-    NO_TEACHER,
-    REPORT_KEYS,
-    REPORT_METRICS,
-    STUDENT_STREAMS,
-    TRAIN_SETTINGS,
     AshaSpec,
     AugmentSpec,
     Distribution,
@@ -51,7 +43,6 @@ from kdtune.config import (
     TuneSpec,
     WandbSpec,
     freeze,
-    load_yaml,
     resolve_train,
     switch_points,
     thaw,
@@ -61,6 +52,19 @@ from kdtune.data.augment import AUGMENTATIONS, NON_IDENTITY
 from kdtune.data.corruptions import CORRUPTIONS
 from kdtune.distill import KD_LOSSES, LossSpec, distill_epochs
 from kdtune.errors import KdtuneError, SpecError
+from kdtune.labels import (
+    CORRECTIONS,
+    DIRECTIONS,
+    INT_SETTINGS,
+    INTERVALS,
+    LOSS_SETTINGS,
+    METRICS,
+    NO_TEACHER,
+    REPORT_KEYS,
+    STUDENT_STREAMS,
+    TESTS,
+    TRAIN_SETTINGS,
+)
 from kdtune.models import MODELS, check_model
 from kdtune.optim import OPTIMIZERS, SCHEDULES, schedule_warning
 from kdtune.overrides import apply_overrides, blame_overrides
@@ -81,13 +85,13 @@ from kdtune.validation import (
     tagged_union,
     validate,
 )
+from kdtune.yamlio import load_yaml
 
 SELF_TEACHER = "self"
 SELECT_CHOICES = ("last", "val_accuracy", "val_nll")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 LABEL = r"^[A-Za-z][A-Za-z0-9_.+-]*$"
-_GRID_AXES = dict.fromkeys(("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing"), "")
-_GRID_AXES["grad_clip"] = " (null: no clipping)"  # the train settings the grid can cross, and a note on their values
+_GRID_NOTES = {"grad_clip": " (null: no clipping)"}  # a note on the values of a train setting the grid crosses
 
 # ---------------------------------------------------------------- the models of a sweep file's sections
 
@@ -367,7 +371,8 @@ Grid = create_model(  # an axis of every training setting the grid can cross, ty
     __doc__=_GridBase.__doc__,
     **{
         k: (Items(Train.__annotations__[k]) | None, Field(None, description=f"An axis of train.{k} values{note}."))
-        for k, note in _GRID_AXES.items()
+        for k in TRAIN_SETTINGS
+        for note in [_GRID_NOTES.get(k, "")]
     },
 )
 
@@ -415,7 +420,7 @@ def _compare(v: str) -> str:
 class ReportSpec:
     """Defaults of ``kdtune report`` (and of the table ``kdtune run`` prints) for this sweep."""
 
-    metrics: Items(Choice(REPORT_METRICS)) = Field(
+    metrics: Items(Choice(METRICS)) = Field(
         ("accuracy", "ece"), description="Metric columns of the tables. Default [accuracy, ece]."
     )
     rows: Items(Choice(REPORT_KEYS)) = Field(("student",), description="Keys the table's rows group by. Default [student].")
@@ -424,13 +429,13 @@ class ReportSpec:
     )
     eval_sets: Items(Str) | None = Field(None, description="Only these eval sets; null (default): all.")
     digits: Seed = Field(3, description="Decimals shown. Default 3.")
-    interval: Choice(stats.INTERVALS) = Field("std", description="What ± shows: std (default), se or ci95.")
+    interval: Choice(INTERVALS) = Field("std", description="What ± shows: std (default), se or ci95.")
     compare: Annotated[Str, AfterValidator(_compare)] | None = Field(
         None, description="KEY=VALUE (e.g. teacher=data): every cell tested against that reference cell. Default none."
     )
-    test: Choice(stats.TESTS) = Field("auto", description=f"The test of compare: {', '.join(stats.TESTS)}. Default auto.")
-    correction: Choice(stats.CORRECTIONS) = Field(
-        "holm", description=f"Multiple-comparison correction: {', '.join(stats.CORRECTIONS)}. Default holm."
+    test: Choice(TESTS) = Field("auto", description=f"The test of compare: {', '.join(TESTS)}. Default auto.")
+    correction: Choice(CORRECTIONS) = Field(
+        "holm", description=f"Multiple-comparison correction: {', '.join(CORRECTIONS)}. Default holm."
     )
     alpha: Annotated[Float, Field(gt=0, lt=1)] = Field(
         stats.ALPHA, description=f"Significance level, in (0, 1). Default {stats.ALPHA}."
@@ -943,7 +948,7 @@ def _grid(err: Callable[..., SpecError], g: Grid, raw: Mapping[str, Any], models
         g.loss,
         seeds("seeds", g.seeds),
         g.teacher_seed,
-        tuple((k, getattr(g, k)) for k in _GRID_AXES if getattr(g, k) is not None),
+        tuple((k, getattr(g, k)) for k in TRAIN_SETTINGS if getattr(g, k) is not None),
         g.start,
         g.stop,
         inits,

@@ -38,11 +38,9 @@ import numpy as np
 import scipy.stats
 
 from kdtune.errors import KdtuneError
+from kdtune.labels import CORRECTIONS, INTERVALS
 
 DDOF = 1  # the one ddof of every spread kdtune reports (sample standard deviation)
-INTERVALS = ("std", "se", "ci95")  # what ``±`` shows: standard deviation, standard error, t-based 95 % interval
-TESTS = ("auto", "paired", "welch", "bootstrap", "permutation")  # auto: paired where the design is, else Welch
-CORRECTIONS = ("holm", "bonferroni", "none")
 ALPHA = 0.05
 SEED = 0  # the default seed of the resampling tests (bootstrap, permutation): a table is reproducible
 RESAMPLES = 9999  # resamples of the bootstrap and of a permutation test too large to enumerate

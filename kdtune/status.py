@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kdtune.config import SETTING_COLUMNS, TrialConfig
+from kdtune import labels
 from kdtune.errors import KdtuneError
+from kdtune.labels import SETTING_COLUMNS
 from kdtune.results import load_records, record_labels, select_records, trial_status
 from kdtune.rundir import CONFIG, METRICS, lock_holder, read_json, trial_dir
-from kdtune.train import config_summary
 
 STATES = ("finished", "failed", "skipped", "damaged", "running", "pending")
 SHOWN = 10  # trials listed per state and sweep before "… and N more"
@@ -72,7 +72,7 @@ def _tiers(config: dict[str, Any] | None, teacher_seed: Any = None) -> list[dict
     if not config:
         return [{}, {}]
     try:
-        summary = config_summary(TrialConfig.from_dict(config))
+        summary = labels.summary(config)
     except (KeyError, TypeError, ValueError, AttributeError):  # a config of another kdtune version: its leaves only
         summary = {}
     named = {k: summary.get(k) for k in SETTING_COLUMNS if k in summary}

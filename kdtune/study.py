@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kdtune import stats
+from kdtune import labels, stats
 from kdtune.claims import FAMILIES, FAMILY_NAMES, Claim, Evidence, check_kind, parse_check
 from kdtune.errors import KdtuneError
 from kdtune.reference import ClaimModel, ReferenceCheck, check_tables, read_model, render_checks, resolve_target, verdict_word
@@ -155,9 +155,9 @@ def load_study(path: str | Path, out: str | None = None) -> Study:
                 f"{path}: primary: {name!r} is no claim of the study's reference tables or its own; "
                 f"write FILE:TABLE/ID (e.g. {listed or 'abnar2021:table6/cnn-teacher-improves-mlp-accuracy-scaled'})"
             )
-    stats.check_choice("report.interval", model.report.interval, stats.INTERVALS)
-    stats.check_choice("report.test", model.report.test, stats.TESTS)
-    stats.check_choice("report.correction", model.report.correction, stats.CORRECTIONS)
+    stats.check_choice("report.interval", model.report.interval, labels.INTERVALS)
+    stats.check_choice("report.test", model.report.test, labels.TESTS)
+    stats.check_choice("report.correction", model.report.correction, labels.CORRECTIONS)
     stats.check_alpha(model.report.alpha)
     run = Path(out or model.out or Path("runs") / model.name)
     return Study(p, model, sweeps, run, tuple(claims))

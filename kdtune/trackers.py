@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from kdtune import __version__
 from kdtune.config import RESULTS_VERSION, MlflowSpec, TrackerSpec, TrialConfig, WandbSpec
 from kdtune.errors import KdtuneError
+from kdtune.labels import invariance_label
 from kdtune.rundir import CONFIG, METRICS, is_finished, read_json, trial_dir, write_json
 
 if TYPE_CHECKING:
@@ -271,8 +272,6 @@ def trial_params(t: TrackedTrial) -> dict[str, Any]:
         described = " ".join([f"source={e.source}", f"corruption={e.corruption}", *(f"{k}={v}" for k, v in e.params)])
         out[f"data.eval_sets.{e.name}"] = described
     if data.invariance is not None:
-        from kdtune.train import invariance_label
-
         out["data.invariance"] = invariance_label(data.invariance)
     out["data.fingerprint"] = c.data_fingerprint
     out["outputs.feature_examples"] = c.outputs.feature_examples

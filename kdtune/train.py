@@ -23,9 +23,7 @@ import signal
 import socket
 import sys
 import time
-import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +31,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdtune.config import SELECT_FROM, STUDENT_STREAMS, TrialConfig
+from kdtune import labels
+from kdtune.config import TrialConfig
 from kdtune.data import DataBundle, DataInfo, data_fingerprint, load_data
 from kdtune.data.augment import AUGMENTATIONS
 from kdtune.data.base import Split, take
 from kdtune.distill import loss_for_epoch, objective_starts, selection_epochs
 from kdtune.errors import KdtuneError
+from kdtune.labels import SELECT_FROM, STUDENT_STREAMS
 from kdtune.models import build_model
 from kdtune.models.layers import dropout_keys
 from kdtune.optim import OPTIMIZERS, SCHEDULES
@@ -100,28 +100,17 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _stream(config: TrialConfig, seed: int) -> int:
-    """The random seed a trial draws a stream from, given the grid's ``seed``: that seed for a model trained from
-    data (or a student sharing its streams, ``student_streams: shared``); for a student (streams apart, as ever)
-    a number drawn from it, so student seed s distilled from teacher seed s of the same model does not start
-    as an exact copy of its teacher."""
-    if not config.loss.distills or getattr(config, "student_streams", None) == STUDENT_STREAMS[1]:
-        return seed
-    return zlib.crc32(f"student:{seed}".encode())
+def stream_seeds(config: TrialConfig) -> dict[str, int]:
+    """The seeds of a trial's random streams (:func:`kdtune.labels.stream_seeds`), what :class:`Trainer` draws from.
+    Two trials with equal ones are paired unit by unit (same start, same batches); equal ``init_seed`` alone: the same
+    initial weights (same model)."""
+    shared = getattr(config, "student_streams", None) == STUDENT_STREAMS[1]  # (analyses' tests pass bare namespaces)
+    return labels.stream_seeds(config.seed, getattr(config, "data_seed", None), config.loss.distills, shared)
 
 
 def trial_seed(config: TrialConfig) -> int:
-    """The seed of a trial's initialisation stream (and of its data stream, unless the config sets ``data_seed``)."""
-    return _stream(config, config.seed)
-
-
-def stream_seeds(config: TrialConfig) -> dict[str, int]:
-    """The seeds of a trial's random streams: ``init_seed`` (initial weights) and ``data_seed`` (data order,
-    dropout masks, augmentation), what :class:`Trainer` draws from. Two trials with equal ones are paired unit
-    by unit (same start, same batches); equal ``init_seed`` alone: the same initial weights (same model)."""
-    data = getattr(config, "data_seed", None)  # (configs of analyses' tests may be bare namespaces)
-    data = config.seed if data is None else data
-    return {"init_seed": trial_seed(config), "data_seed": _stream(config, data)}
+    """The seed of a trial's initialisation stream."""
+    return stream_seeds(config)["init_seed"]
 
 
 DIVERGENCE_FACTOR = 10.0  # an epoch's training loss this many times its first batch's counts as diverged
@@ -524,38 +513,3 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, float]:
         if vals:
             out[f"val_{key}"] = float(np.mean(vals))
     return out
-
-
-def config_summary(config: TrialConfig) -> dict[str, Any]:
-    """A flat view of the settings reports group by (used by results tables), and the trial's stream seeds."""
-    tr = asdict(config.train)
-    return {
-        **stream_seeds(config),
-        "arch": config.arch,
-        "temperature": config.loss.temperature if config.loss.distills else None,
-        "w_hard": config.loss.w_hard if config.loss.distills else None,
-        "w_soft": config.loss.w_soft if config.loss.distills else None,
-        "kd_loss": config.loss.kind if config.loss.distills else None,
-        "start": config.loss.start if config.loss.distills else None,
-        "stop": config.loss.stop if config.loss.distills else None,
-        "select_from": config.train.select_from,  # first_epoch, or last_switch for a switched student
-        **{
-            k: tr[k]
-            for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing", "grad_clip")
-        },
-        "schedule": config.train.schedule.name,
-        "augment": config.train.augment.name if config.train.augment else None,
-        "invariance": invariance_label(config.data.invariance),
-    }
-
-
-def invariance_label(invariance: tuple[tuple[str, Any], ...] | None) -> str | None:
-    """``data.invariance`` as one string (``translate max_shift=1``), which defines a trial's ``im``: a config of a
-    kdtune that drew identity transformations too (no ``non_identity``) is marked, so a table never averages
-    the two definitions in one cell."""
-    if invariance is None:
-        return None
-    params = dict(invariance)
-    name, non_identity = params.pop("name"), params.pop("non_identity", False)
-    text = " ".join([name, *(f"{k}={v}" for k, v in sorted(params.items()))])
-    return text if non_identity else f"{text} (identity drawn too)"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kdtune.plan import RESULTS_VERSION
+from kdtune.config import RESULTS_VERSION
 from kdtune.study import INDEX_MARKER, load_study
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -291,7 +291,7 @@ def test_im_by_hand_on_two_point_sets_equals_kdtunes():
 def test_a_config_from_before_non_identity_keeps_its_id_its_definition_and_its_own_report_rows(tiny_raw, tmp_path):
     """A config stored by a kdtune that drew the identity too (no ``non_identity``) keeps its trial id and is
     evaluated as then; the report never averages its im with the new definition's in one cell."""
-    from kdtune.train import config_summary
+    from kdtune.labels import summary
     from tests.cells import aggregate
 
     tiny_raw["data"]["invariance"] = {"name": "translate", "max_shift": 1}
@@ -300,8 +300,8 @@ def test_a_config_from_before_non_identity_keeps_its_id_its_definition_and_its_o
     del old_dict["data"]["invariance"]["non_identity"]
     old = TrialConfig.from_dict(json.loads(json.dumps(old_dict)))
     assert old.id != cfg.id and old.to_dict() == old_dict  # its own id, read back as it was stored
-    assert config_summary(cfg)["invariance"] == "translate max_shift=1"
-    assert config_summary(old)["invariance"] == "translate max_shift=1 (identity drawn too)"
+    assert summary(cfg.to_dict())["invariance"] == "translate max_shift=1"
+    assert summary(old.to_dict())["invariance"] == "translate max_shift=1 (identity drawn too)"
     x = _centre_pixels(900)
     copy_old = invariance_copy(Split(x, torch.zeros(900, dtype=torch.long)), "test", old.data).x
     assert 50 < int((copy_old == x).flatten(1).all(1).sum()) < 150  # identity drawn too, 1 in 9 (100 expected)

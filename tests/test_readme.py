@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kdtune.cli import build_parser
-from kdtune.report import KEYS
+from kdtune.labels import REPORT_KEYS as KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -122,7 +122,7 @@ def test_bad_keys_are_one_line_listing_the_valid_ones(results, rows, cols, named
 
 
 def test_keys_are_checked_before_any_work():
-    from kdtune.report import KEYS
+    from kdtune.labels import REPORT_KEYS as KEYS
     from kdtune.spec import REPORT_KEYS
 
     assert KEYS == REPORT_KEYS and "eval_set" in KEYS

@@ -7,9 +7,9 @@ import sys
 import pytest
 import yaml
 
-from kdtune.config import dump_yaml, load_yaml
 from kdtune.errors import SpecError
 from kdtune.spec import load_sweep
+from kdtune.yamlio import dump_yaml, load_yaml
 
 
 @pytest.mark.parametrize(

@@ -23,10 +23,11 @@ from kdtune.distill import (
     switches,
 )
 from kdtune.errors import SpecError
+from kdtune.labels import summary
 from kdtune.plan import TrialConfig, make_plan
 from kdtune.rundir import sha256_file, trial_dir
 from kdtune.spec import parse_sweep
-from kdtune.train import Trainer, config_summary, train_trial
+from kdtune.train import Trainer, train_trial
 
 KD = LossSpec("hinton", temperature=4.0, w_hard=0.0, w_soft=1.0)
 
@@ -91,8 +92,8 @@ def test_distill_sections_and_grid_axes_set_the_students_switch(tiny_raw, tmp_pa
     baselines = [t for t in plan.trials.values() if t.teacher == "data"]
     assert {(t.config.loss.start, t.config.loss.stop) for t in students} == {(0.5, None)}
     assert {(t.config.loss.start, t.config.loss.stop) for t in baselines} == {(0.0, None)}  # from data: no switch
-    assert {"start": 0.5, "stop": None}.items() <= config_summary(students[0].config).items()
-    assert config_summary(baselines[0].config)["start"] is None
+    assert {"start": 0.5, "stop": None}.items() <= summary(students[0].config.to_dict()).items()
+    assert summary(baselines[0].config.to_dict())["start"] is None
 
     tiny_raw["models"]["MLP"]["distill"] = {"start": 1, "stop": 2}  # the model's distill wins over the sweep's
     assert {(t.config.loss.start, t.config.loss.stop) for t in make_plan(_spec(tiny_raw, tmp_path)).trials.values()

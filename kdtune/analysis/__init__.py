@@ -24,10 +24,9 @@ import numpy as np
 import pandas as pd
 
 from kdtune.errors import KdtuneError
+from kdtune.labels import SHORT
 from kdtune.registry import Registry
 
-KD_KEYS = {"temperature": "τ", "w_hard": "w_hard", "w_soft": "w_soft", "kd_loss": "loss", "start": "start", "stop": "stop"}
-# (KD settings told apart in group labels)
 MODULES = ("similarity", "paths", "barriers", "errors", "calibration", "invariance", "hardness", "symmetry", "switch")
 
 
@@ -62,9 +61,9 @@ class TrialView:
     @property
     def init_seed(self) -> int:
         """The seed the trial's initialisation was drawn from: two trials with the same one start from the same weights."""
-        from kdtune.train import stream_seeds
+        from kdtune.train import trial_seed
 
-        return stream_seeds(self.config)["init_seed"]
+        return trial_seed(self.config)
 
     @property
     def source(self) -> str:
@@ -235,7 +234,7 @@ def _setting(key: str, value: Any) -> str:
         return f"teacher[{value}]"
     if key == "config":
         return f"[{value}]"
-    return f"{KD_KEYS.get(key, key)}={_num_str(value)}"
+    return f"{SHORT.get(key, key)}={_num_str(value)}"
 
 
 def _blank(v: Any) -> bool:

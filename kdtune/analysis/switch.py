@@ -38,8 +38,8 @@ from kdtune.analysis import (
 )
 from kdtune.analysis.errors import cell, ordered_eval_sets, safe_stem
 from kdtune.analysis.symmetry import finished_rows, spread, summary
-from kdtune.config import NO_TEACHER
 from kdtune.distill import LossSpec, selection_epochs
+from kdtune.labels import NO_TEACHER
 
 METRICS = ("accuracy", "nll")
 LABELS = {"accuracy": "top-1 accuracy", "nll": "NLL"}

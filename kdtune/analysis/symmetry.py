@@ -18,7 +18,7 @@ import pandas as pd
 from kdtune.analysis import ANALYSES, Output, RunView, config_labels, save_figure, write_table
 from kdtune.analysis import summary as unit_summary
 from kdtune.analysis.errors import _detail_key, _order, cell, ordered_eval_sets, safe_stem
-from kdtune.config import NO_TEACHER
+from kdtune.labels import NO_TEACHER
 
 METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "im")
 TITLES = {

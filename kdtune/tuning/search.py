@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from kdtune.batched import SeedBatch, batchable
-from kdtune.config import LOSS_SETTINGS, NO_TEACHER, SearchSpace, TrialConfig, apply_values, tuned_name, tuned_path, write_tuned
+from kdtune.config import SearchSpace, TrialConfig, apply_values, tuned_name, tuned_path, write_tuned
 from kdtune.errors import KdtuneError
 from kdtune.execute import Interrupted
+from kdtune.labels import LOSS_SETTINGS, NO_TEACHER
 from kdtune.plan import Plan, make_plan
 from kdtune.results import write_trials_record
 from kdtune.rundir import METRICS, check_trial, is_finished, read_json, trial_dir
