@@ -44,7 +44,7 @@ import scipy.stats
 
 from kdtune import labels, stats
 from kdtune.errors import KdtuneError
-from kdtune.labels import METRICS, REPORT_KEYS, UNIT_KEYS, unit_key
+from kdtune.labels import METRICS, REPORT_KEYS, UNIT_KEYS, Units, cell_units, matches, number_labels, varying
 
 HOLDS, CONTRADICTED, NOT_SIGNIFICANT, UNTESTABLE = "holds", "contradicted", "not significant", "untestable"
 VERDICTS = (HOLDS, CONTRADICTED, NOT_SIGNIFICANT, UNTESTABLE)
@@ -339,22 +339,6 @@ def parse_check(text: str, where: str = "claim") -> Check:
 
 
 @dataclass
-class Units:
-    """The independent units (trained models) of one cell: their pairing keys (:data:`kdtune.config.UNIT_KEYS`),
-    values, how many were planned, their ids (trial ids, for the per-unit export) and the k of a k-fold design."""
-
-    keys: list[tuple[object, ...]]
-    values: np.ndarray
-    planned: int = 0
-    ids: list[str] = field(default_factory=list)
-    folds: int | None = None
-
-    @property
-    def n(self) -> int:
-        return int(np.isfinite(self.values).sum())
-
-
-@dataclass
 class PairCell:
     """A cell of a pair measure: its sample (the pairs of one eval set or architecture: :class:`kdtune.stats.PairSample`),
     which sample that is (``sample_key``), and the cell's row and column group."""
@@ -387,38 +371,8 @@ class PairCell:
         return f"{len(s.index(self.row))}×{len(s.index(self.col))} models"
 
 
-def _text(v: object) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return "yes" if v else "no"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
-
-
-def _match(column: pd.Series, text: str) -> pd.Series:
-    """Rows whose value reads as ``text`` (``4`` for 4.0, ``yes``/``no``/``true``/``false`` for booleans)."""
-    lowered = text.lower()
-    want_bool = {"yes": True, "true": True, "no": False, "false": False}.get(lowered)
-
-    def same(v: object) -> bool:
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            return False
-        if isinstance(v, (bool, np.bool_)) or (isinstance(v, str) and v in ("True", "False")):
-            return want_bool is not None and (v in (True, "True")) == want_bool
-        if isinstance(v, (int, float, np.integer, np.floating)):
-            try:
-                return float(v) == float(text)
-            except ValueError:
-                return False
-        return str(v) == text or _text(v) == text
-
-    if column.name == "sweep":  # a trial run by several sweeps records them all: "a,b"
-        return column.map(lambda v: isinstance(v, str) and text in v.split(",")).astype(bool)
-    return column.map(same).astype(bool)
-
-
 def _listing(values: pd.Series) -> str:
-    seen = [_text(v) for v in dict.fromkeys(values.dropna().tolist())]
+    seen = list(number_labels(dict.fromkeys(values.dropna().tolist())).values())
     return ", ".join(seen[:12]) + (", …" if len(seen) > 12 else "")
 
 
@@ -480,7 +434,7 @@ class Evidence:
         for key, text in cell.keys:
             if key not in rows.columns:
                 return f"{cell}: these results have no {key}"
-            kept = rows[_match(rows[key], text)]
+            kept = rows[matches(rows[key], text)]
             if kept.empty:
                 return f"{cell}: no {key}={text} (there is {_listing(rows[key]) or 'nothing'})"
             rows = kept
@@ -497,23 +451,16 @@ class Evidence:
 
     def _report_units(self, cell: Cell, rows: pd.DataFrame) -> Units | str:
         named = {k for k, _ in cell.keys}
-        varying = [c for c in self.settings if c not in named and c in rows and rows[c].astype(str).nunique() > 1]
-        if varying:
-            shown = "; ".join(f"{c}: {_listing(rows[c].astype(object).where(rows[c].notna(), '–'))}" for c in varying)
+        free = varying(rows, (), [([c for c in self.settings if c not in named], True)])
+        if free:
+            shown = "; ".join(f"{c}: {_listing(rows[c].astype(object).where(rows[c].notna(), '–'))}" for c in free)
             return f"{cell}: matches more than one configuration ({shown}); name one with key=value"
         if "sweep" in rows and "sweep" not in named:
             sets = [set(str(x).split(",")) for x in rows["sweep"].dropna()]
             if sets and not set.intersection(*sets):
                 shown = ", ".join(sorted(set.union(*sets)))
                 return f"{cell}: matches trials of different sweeps ({shown}); name one with sweep=NAME"
-        planned = rows["trial_id"].nunique() if "trial_id" in rows else len(rows)
-        every = [unit_key(r) for r in rows.to_dict("records")]
-        folds = {k[0] for k in every}
-        k = len(folds) if len(folds) > 1 and None not in folds else None
-        ok = rows[rows["status"] == "ok"] if "status" in rows else rows
-        records = ok.to_dict("records")
-        ids = [str(r.get("trial_id", i)) for i, r in enumerate(records)]
-        return Units([unit_key(r) for r in records], ok[cell.metric].to_numpy(dtype=float), planned, ids, k)
+        return cell_units(rows, cell.metric).finished()  # the planned design (k folds), the units that finished
 
     def _pair_cell(self, cell: Cell, src: Source, frame: pd.DataFrame) -> PairCell | str:
         keys = dict(cell.keys)
@@ -529,7 +476,7 @@ class Evidence:
         for key, text in sample_key:
             if key not in rows.columns:
                 return f"{cell}: analysis/{src.path} has no {key}"
-            kept = rows[_match(rows[key], text)]
+            kept = rows[matches(rows[key], text)]
             if kept.empty:
                 return f"{cell}: no {key}={text} (there is {_listing(rows[key]) or 'nothing'})"
             rows = kept

@@ -626,8 +626,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     import shlex
     import traceback
 
-    from kdtune.analysis import ANALYSES, MODULES, Output, RunView, load_all, run_analyses
-    from kdtune.analysis.page import AnalysisFailure, report_tables, where_rows, write_page
+    from kdtune.analysis import ANALYSES, MODULES, Output, RunView, filter_rows, load_all, run_analyses
+    from kdtune.analysis.page import AnalysisFailure, report_tables, write_page
     from kdtune.execute import plural
     from kdtune.results import select_records
 
@@ -655,7 +655,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     r = report_defaults(run_dir, args.sweep)
     report_notes: list[str] = []
     try:
-        df = where_rows(view.results, where)
+        df = filter_rows(view.results, where)
         metrics, shown = _metrics(df, None, r.metrics), eval_sets or r.eval_sets
         tables = report_tables(df, metrics, r.rows, r.cols, shown, r.digits, report_stats(r))  # as `kdtune report`
     except KdtuneError as e:  # the analyses can still be useful

@@ -74,7 +74,7 @@ def missing(v: object) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or type(v).__name__ in ("NAType", "NaTType")
 
 
-def text(v: object) -> str:
+def show(v: object) -> str:
     """A value on its own as tables write it: ``–`` when missing, a whole float as an integer, anything else ``str``."""
     if missing(v):
         return "–"
@@ -85,22 +85,22 @@ def text(v: object) -> str:
 
 def number_labels(values: Iterable[object], floor: int = 4) -> dict[object, str]:
     """Each of ``values`` as text: floats with the fewest significant digits, at least ``floor``, that keep the distinct
-    ones apart (``0.001183`` and ``0.001184``, not two ``0.0012``), else their ``repr``; everything else by :func:`text`.
+    ones apart (``0.001183`` and ``0.001184``, not two ``0.0012``), else their ``repr``; everything else by :func:`show`.
     The one number formatter of kdtune: a learning rate reads the same in status, reports, plans and figures."""
     seen = [v for v in values if isinstance(v, Hashable)]
     floats = {float(v) for v in seen if isinstance(v, float) and not missing(v)}
 
     def label(v: float, digits: int) -> str:
-        return text(v) if v.is_integer() and abs(v) < 1e15 else f"{v:.{digits}g}"
+        return show(v) if v.is_integer() and abs(v) < 1e15 else f"{v:.{digits}g}"
 
     digits = next((d for d in range(floor, 18) if len({label(v, d) for v in floats}) == len(floats)), None)
-    return {v: (label(float(v), digits) if digits else repr(float(v))) if isinstance(v, float) and not missing(v) else text(v)
+    return {v: (label(float(v), digits) if digits else repr(float(v))) if isinstance(v, float) and not missing(v) else show(v)
             for v in seen}  # fmt: skip
 
 
 def value_text(v: object) -> str:
     """One value as :func:`number_labels` writes it (a float to 4 significant digits)."""
-    return number_labels([v]).get(v, text(v)) if isinstance(v, Hashable) else text(v)
+    return number_labels([v]).get(v, show(v)) if isinstance(v, Hashable) else show(v)
 
 
 def describe(values: Mapping[str, object], keys: Sequence[str], labels: Mapping[str, Mapping[object, str]] | None = None,

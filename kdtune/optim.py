@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from kdtune.labels import value_text
 from kdtune.registry import Registry
 
 Schedule = Callable[..., float]
@@ -72,10 +73,6 @@ def restart_cycle_end(total_epochs: float, first_epochs: float, t_mul: float) ->
     return start, (total_epochs - start) / period, i
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.4g}"
-
-
 def _restart_fixes(total_epochs: int, first_epochs: float, t_mul: float) -> list[str]:
     """Settings that end a cycle exactly at ``total_epochs``, whole first_epochs only: with the same t_mul
     (2-4 cycles), with t_mul 1 (the nearest to the current first_epochs), else one cycle."""
@@ -85,7 +82,7 @@ def _restart_fixes(total_epochs: int, first_epochs: float, t_mul: float) -> list
         whole = [(round(f), k) for f, k in same if f >= 1 and abs(f - round(f)) < 1e-9]
         if whole:
             f, k = min(whole, key=lambda fk: (abs(fk[0] - first_epochs), -fk[1]))
-            fixes.append(f"first_epochs {f}, t_mul {_fmt(t_mul)} ({k} cycles)")
+            fixes.append(f"first_epochs {f}, t_mul {value_text(t_mul)} ({k} cycles)")
     divisors = [d for d in range(1, total_epochs // 2 + 1) if total_epochs % d == 0]
     if divisors:
         d = min(divisors, key=lambda d: (abs(d - first_epochs), -d))
@@ -105,12 +102,12 @@ def schedule_warning(name: str, params: Mapping[str, Any], total_epochs: int) ->
     level = alpha + (1 - alpha) * 0.5 * (1 + math.cos(math.pi * done))
     fixes = _restart_fixes(total_epochs, first, t_mul)
     if start > 0:
-        where, fixes = f"restarts at epoch {_fmt(start)} of {total_epochs}", fixes[:2]
+        where, fixes = f"restarts at epoch {value_text(start)} of {total_epochs}", fixes[:2]
     else:  # the first cycle is longer than the run: one cycle as long as the run is the plain fix
         where, fixes = f"does not restart within {total_epochs} epoch{'s' if total_epochs != 1 else ''}", fixes[::-1][:2]
     return (
-        f"cosine_restarts (first_epochs {_fmt(first)}, t_mul {_fmt(t_mul)}) {where} and ends at {level:.2f} of its peak "
-        f"learning rate; use {' or '.join(fixes)} to end a cycle at epoch {total_epochs}"
+        f"cosine_restarts (first_epochs {value_text(first)}, t_mul {value_text(t_mul)}) {where} and ends at {level:.2f} of its "
+        f"peak learning rate; use {' or '.join(fixes)} to end a cycle at epoch {total_epochs}"
     )
 
 

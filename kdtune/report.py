@@ -29,7 +29,21 @@ import pandas as pd
 
 from kdtune import labels, stats
 from kdtune.errors import KdtuneError
-from kdtune.labels import BETTER, BOLD, FORMATS, KD_SETTINGS, NO_TEACHER, REPORT_KEYS, SETTINGS, unit_key
+from kdtune.labels import (
+    BETTER,
+    BOLD,
+    FORMATS,
+    KD_SETTINGS,
+    NO_TEACHER,
+    REPORT_KEYS,
+    SETTINGS,
+    Units,
+    cell_units,
+    matches,
+    number_labels,
+    show,
+    varying,
+)
 
 MAX_LISTED = 20  # unfinished trials listed under a table; the rest are counted
 COMPARE_COLUMNS = ("diff", "diff_lo", "diff_hi", "p", "p_adjusted", "test", "n_pairs", "n_ref")  # a comparison's, in the CSV
@@ -122,21 +136,13 @@ def check_keys(rows: Sequence[str], cols: Sequence[str]) -> tuple[list[str], lis
 
 
 def cell_keys(df: pd.DataFrame, keys: list[str]) -> list[str]:
-    """Setting columns that take more than one value within some group of ``keys``: all of them, so a row
-    whose lr, dropout and weight decay all differ says so (not only the first). ``config`` and ``teacher_config``
-    (the settings that are no column, e.g. a tuned ``schedule.decay_rate``) are added whenever they vary there, even
-    where the columns added before tell their values apart: what they hold is in no other column. ``select_from``
-    (derived from the switch) only where the rest leave it varying."""
-    extra: list[str] = []
-    while True:
-        by = keys + extra
-        grouped = df.groupby(by, observed=True, dropna=False)
-        more = [c for c in SETTINGS if c in df and c not in by and (grouped[c].nunique(dropna=False) > 1).any()]
-        if not more:
-            break
-        plain = [c for c in more if c != "select_from"]  # derived: only if the rest leave it varying
-        extra += plain or more[:1]
-    return [c for c in SETTINGS if c in extra]  # in the order of SETTINGS, whatever the order found
+    """Setting columns that take more than one value within some group of ``keys`` (:func:`kdtune.labels.varying`):
+    all of them, so a row whose lr, dropout and weight decay all differ says so (not only the first). ``config`` and
+    ``teacher_config`` (the settings that are no column, e.g. a tuned ``schedule.decay_rate``) whenever they vary
+    there, even where the columns added before tell their values apart: what they hold is in no other column.
+    ``select_from`` (derived from the switch) only where the rest leave it varying. In the order of :data:`SETTINGS`."""
+    found = varying(df, keys, [([c for c in SETTINGS if c != "select_from"], True), (["select_from"], True)])
+    return [c for c in SETTINGS if c in found]
 
 
 def _ordered(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
@@ -300,34 +306,16 @@ def _axis(values: list[tuple[object, ...]], names: list[str]) -> pd.Index:
     return pd.MultiIndex.from_tuples(values, names=names)
 
 
-def format_value(v: float, digits: int = 4) -> str:
-    """A float for a label: ``0.003``, ``0.001183``, ``5`` (``digits`` significant digits; a raw ``repr`` is noise here)."""
-    if float(v).is_integer():
-        return str(int(v))
-    return f"{v:.{digits}g}"
-
-
 NAMED = ("eval_set", "student", "teacher", "arch")  # keys whose values name themselves in a column header
-
-
-def _level_labels(values: Sequence[object]) -> dict[object, str]:
-    """Labels of one key's values: floats to the fewest significant digits (at least 4) that keep them apart."""
-    floats = sorted({v for v in values if isinstance(v, float) and not pd.isna(v)})
-    out: dict[object, str] = {v: _label(v) for v in values if not (isinstance(v, float) and not pd.isna(v))}
-    for digits in range(4, 18):
-        text = {v: format_value(v, digits) for v in floats}
-        if len(set(text.values())) == len(floats):
-            return out | text
-    return out | {v: repr(v) for v in floats}
 
 
 def _format_axis(values: list[tuple[object, ...]], names: list[str], name_values: bool) -> list[tuple[object, ...]]:
     """Each level's values as labels; with ``name_values``, a setting's values as ``key=value`` (``w_hard=0.5``)."""
     out = [list(t) for t in values]
     for lvl, name in enumerate(names):
-        labels = _level_labels([t[lvl] for t in values])
+        labels = number_labels([t[lvl] for t in values])
         for t in out:
-            text = labels.get(t[lvl], _label(t[lvl]))
+            text = labels.get(t[lvl], show(t[lvl]))
             t[lvl] = f"{name}={text}" if name_values and name not in NAMED and t[lvl] is not None else text
     return [tuple(t) for t in out]
 
@@ -385,8 +373,8 @@ def unfinished(planned: pd.DataFrame) -> list[str]:
     lines = []
     for _, r in rows.iterrows():
         who = f"{r['student']} ← {r['teacher']}" if "student" in r and "teacher" in r else "trial"
-        seed = f", seed {_label(r['seed'])}" if "seed" in r and not pd.isna(r["seed"]) else ""
-        seed += f", fold {_label(r['fold'])}" if "fold" in r and not pd.isna(r["fold"]) else ""
+        seed = f", seed {show(r['seed'])}" if "seed" in r and not pd.isna(r["seed"]) else ""
+        seed += f", fold {show(r['fold'])}" if "fold" in r and not pd.isna(r["fold"]) else ""
         tid = f" ({str(r['trial_id'])[:8]})" if "trial_id" in r and not pd.isna(r["trial_id"]) else ""
         reason = _reason(r["status"], r.get("error"))
         lines.append(f"- {r['status']}: {who}{seed}{tid}" + (f": {reason}" if reason else ""))
@@ -462,20 +450,14 @@ def notes(
     return out
 
 
-def _label(v: object) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return "–" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
-
-
 def to_markdown(table: pd.DataFrame, title: str, notes: Sequence[str] = ()) -> str:
     """A GitHub-flavoured markdown table; multi-level columns joined with ' / '; notes as lines below it."""
     names = [str(n) for n in table.index.names]
-    heads = [" / ".join(_label(p) for p in (c if isinstance(c, tuple) else (c,))) for c in table.columns]
+    heads = [" / ".join(show(p) for p in (c if isinstance(c, tuple) else (c,))) for c in table.columns]
     lines = [f"**{title}**", "", "| " + " | ".join(names + heads) + " |", "|" + "---|" * len(names) + ":-:|" * len(heads)]
     for idx, row in table.iterrows():
         idx = idx if isinstance(idx, tuple) else (idx,)
-        lines.append("| " + " | ".join([_label(i) for i in idx] + [str(v) for v in row]) + " |")
+        lines.append("| " + " | ".join([show(i) for i in idx] + [str(v) for v in row]) + " |")
     for note in notes:  # a blank line before each note that starts a paragraph (list items follow their header)
         lines += [note] if note.startswith("- ") else ["", note]
     return "\n".join(lines)
@@ -494,15 +476,15 @@ SIZES = ((r"\normalsize", 1.0), (r"\small", 0.9), (r"\footnotesize", 0.8))
 
 def _tex(s: object) -> str:
     """A cell or header in LaTeX: special characters escaped, symbols in math mode, ``**x**`` bold, ``<u>x</u>`` underlined."""
-    text = _TEX_RE.sub(lambda m: _TEX[m.group(0)], _label(s))  # one pass: a replacement is never re-escaped
+    text = _TEX_RE.sub(lambda m: _TEX[m.group(0)], show(s))  # one pass: a replacement is never re-escaped
     return re.sub(r"<u>(.+?)</u>", r"\\underline{\1}", re.sub(r"\*\*(.+?)\*\*", r"\\textbf{\1}", text))
 
 
 def _pt(text: object) -> float:
     """About the width of ``text`` (a cell as markdown writes it) in 10 pt Computer Modern: digits 5 pt."""
-    plain = re.sub(r"\*\*|</?u>", "", _label(text))
+    plain = re.sub(r"\*\*|</?u>", "", show(text))
     narrow = {c: 2.8 for c in ".,:;|'ij"} | {c: 3.7 for c in "()[]ftrI -s"} | {c: 8.5 for c in "mwMW±=%"}
-    return sum(narrow.get(c, 7.3 if c.isupper() else 5.0) for c in plain) * (1.15 if "**" in _label(text) else 1)
+    return sum(narrow.get(c, 7.3 if c.isupper() else 5.0) for c in plain) * (1.15 if "**" in show(text) else 1)
 
 
 def _number(text: str, small_pm: bool) -> tuple[str, str, list[int]] | None:
@@ -524,9 +506,9 @@ def _latex_columns(table: pd.DataFrame, small_pm: bool) -> tuple[pd.DataFrame, l
     """Each cell in LaTeX, each column's format (a siunitx ``S`` column with room for its widest number and its
     longest text after one, where most of its cells are numbers, else ``l``), width and longest word's width, the
     index's columns first."""
-    plain = table.astype(object).map(_label)
+    plain = table.astype(object).map(show)
     cells, formats = plain.copy(), ["l"] * table.index.nlevels
-    columns = [[_label(table.index.names[i]), *map(_label, table.index.get_level_values(i))] for i in range(table.index.nlevels)]
+    columns = [[show(table.index.names[i]), *map(show, table.index.get_level_values(i))] for i in range(table.index.nlevels)]
     widths = [max(map(_pt, c)) for c in columns]
     for j, (head, column) in enumerate(plain.items()):
         parsed = [_number(t, small_pm) for t in column]
@@ -540,7 +522,7 @@ def _latex_columns(table: pd.DataFrame, small_pm: bool) -> tuple[pd.DataFrame, l
         form = "-" * d[3] + f"{d[0]}.{d[1]}" + f"e-{d[2]}" * bool(d[2]) if numeric else ""
         room = f", table-space-text-post={{{bold}{post}}}" * bool(post)
         formats.append(f"S[table-format={form}{room}]" if numeric else "l")
-        columns.append([*column, _label(head[-1] if isinstance(head, tuple) else head)])
+        columns.append([*column, show(head[-1] if isinstance(head, tuple) else head)])
         widths.append(max(map(_pt, columns[-1])) * (1.1 if bold else 1))  # bold digits are wider
     least = [max(_pt(w) * 1.15 for t in c for w in re.split(r"(?<=-)|\s", t)) for c in columns]  # where a p column breaks
     return cells, formats, widths, least
@@ -623,39 +605,19 @@ def _rules(lines: list[str], n_index: int) -> list[str]:
 # ---------------------------------------------------------------- statistics of one table (kdtune.stats)
 
 
-@dataclass
-class _Units:
-    """The units (trained models) of one cell: their pairing keys (:data:`kdtune.config.UNIT_KEYS`) and values (NaN
-    unfinished)."""
-
-    keys: list[tuple[object, ...]]
-    values: np.ndarray
-
-    @property
-    def folds(self) -> int | None:
-        """The k of a k-fold cell (its planned units' distinct folds), None without folds."""
-        folds = {k[0] for k in self.keys}
-        return len(folds) if folds and None not in folds and len(folds) > 1 else None
+def _units(planned: pd.DataFrame, keys: list[str], metric: str, agg: pd.DataFrame) -> dict[int, Units]:
+    """Each cell's units (by ``agg``'s ``_cell``), read from its planned rows (:func:`kdtune.labels.cell_units`): the
+    pairing is what the results say (fold, stream seeds, initialisation), never assumed; unfinished units NaN."""
+    rows: dict[tuple[object, ...], list[int]] = {}
+    for i, cell in enumerate(_tuples(planned, keys)):
+        rows.setdefault(cell, []).append(i)
+    return {
+        int(i): cell_units(planned.iloc[rows.get(cell, [])], metric)
+        for i, cell in zip(agg["_cell"], _tuples(agg, keys), strict=True)
+    }
 
 
-def _units(planned: pd.DataFrame, keys: list[str], metric: str, agg: pd.DataFrame) -> dict[int, _Units]:
-    """Each cell's units (by ``agg``'s ``_cell``), read from the planned rows: the pairing is what the results
-    say (:func:`kdtune.config.unit_key`: fold, stream seeds, initialisation), never assumed."""
-    value = planned[metric].where(planned["status"] == "ok").to_numpy(dtype=float)
-    unit_keys = [unit_key(r) for r in planned.to_dict("records")]
-    found: dict[tuple[object, ...], tuple[list[tuple[object, ...]], list[float]]] = {}
-    for cell, unit, v in zip(_tuples(planned, keys), unit_keys, value, strict=True):
-        ks, vs = found.setdefault(cell, ([], []))
-        ks.append(unit)
-        vs.append(v)
-    out = {}
-    for i, cell in zip(agg["_cell"], _tuples(agg, keys), strict=True):
-        ks, vs = found.get(cell, ([], []))
-        out[int(i)] = _Units(ks, np.asarray(vs, dtype=float))
-    return out
-
-
-def _test_pair(a: _Units, b: _Units, opts: Stats, where: str) -> stats.Comparison:
+def _test_pair(a: Units, b: Units, opts: Stats, where: str) -> stats.Comparison:
     """Cell ``a`` against cell ``b`` with the test ``opts`` asks for, paired where their units are (the same
     initialisation or the same folds: :func:`kdtune.stats.pairing`); fold units with the Nadeau–Bengio correction."""
     matched, why = stats.pair_up(a.keys, b.keys)
@@ -676,21 +638,15 @@ def _test_pair(a: _Units, b: _Units, opts: Stats, where: str) -> stats.Compariso
     )
 
 
-def _value_of(frame: pd.DataFrame, key: str, text: str) -> object:
-    """The value of ``key`` in the table that ``text`` names (``data``, ``4`` for 4.0); one line listing them if none."""
-    values = list(dict.fromkeys(v for v in frame[key].astype(object) if not pd.isna(v)))
-    labels = _level_labels(values)
-    for v in values:
-        if text in (labels.get(v), _label(v), str(v)):
-            return v
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            try:
-                if float(text) == float(v):
-                    return v
-            except ValueError:
-                pass
-    shown = ", ".join(labels.get(v, _label(v)) for v in values)
-    raise KdtuneError(f"no cell with {key} = {text!r} in this table; its values of {key}: {shown}")
+def _value_of(frame: pd.DataFrame, key: str, wanted: str) -> object:
+    """The value of ``key`` in the table that ``wanted`` names (``data``, ``4`` for 4.0: :func:`kdtune.labels.matches`);
+    one line listing them if none."""
+    values = pd.Series(list(dict.fromkeys(v for v in frame[key].astype(object) if not pd.isna(v))), name=key, dtype=object)
+    found = values[matches(values, wanted)]
+    if found.empty:
+        shown = ", ".join(number_labels(values).values())
+        raise KdtuneError(f"no cell with {key} = {wanted!r} in this table; its values of {key}: {shown}")
+    return found.iloc[0]
 
 
 def _same(a: object, b: object) -> bool:
@@ -715,11 +671,11 @@ def _reference(mine: tuple[object, ...], refs: list[tuple[int, tuple[object, ...
 
 
 def _where(frame: pd.DataFrame, row: int, keys: list[str]) -> str:
-    return ", ".join(f"{k}={_label(frame.loc[row, k])}" for k in keys if not pd.isna(frame.loc[row, k]))
+    return ", ".join(f"{k}={show(frame.loc[row, k])}" for k in keys if not pd.isna(frame.loc[row, k]))
 
 
 def _compare(
-    frame: pd.DataFrame, units: dict[int, _Units], keys: list[str], opts: Stats
+    frame: pd.DataFrame, units: dict[int, Units], keys: list[str], opts: Stats
 ) -> tuple[pd.DataFrame, dict[str, object]]:
     """Every cell of ``frame`` against its reference cell (``opts.compare``): :data:`COMPARE_COLUMNS` and a
     ``marker`` (▲/▼ where significant after the correction over the table's comparisons); and facts for the note."""
@@ -736,7 +692,7 @@ def _compare(
     frame["marker"] = ""
     frame["_ref"] = -1
     done: dict[tuple[int, int], stats.Comparison] = {}
-    facts: dict[str, object] = {"key": key, "value": _label(value), "no_ref": 0, "few": 0}
+    facts: dict[str, object] = {"key": key, "value": show(value), "no_ref": 0, "few": 0}
     no_ref = few = 0
     for row, ref_flag in zip(frame.index, is_ref, strict=True):
         if ref_flag or pd.isna(frame.loc[row, key]):
@@ -781,7 +737,7 @@ def _columns(frame: pd.DataFrame, cols: list[str]) -> list[dict[int, list[int]]]
 
 
 def _best(
-    frame: pd.DataFrame, units: dict[int, _Units], cols: list[str], keys: list[str], metric: str, opts: Stats
+    frame: pd.DataFrame, units: dict[int, Units], cols: list[str], keys: list[str], metric: str, opts: Stats
 ) -> tuple[pd.DataFrame, dict[str, object]]:
     """``bold`` per column of the table (:data:`BETTER` says which way is better). ``best``: the best mean in bold,
     the second best ``underline``. ``significant``: the best cell and every cell not significantly different from it
@@ -792,7 +748,7 @@ def _best(
     frame = frame.copy()
     frame["bold"] = frame["underline"] = False
     facts: dict[str, object] = {"higher": higher, "tested": [], "few_best": 0, "few": 0, "undecided": []}
-    pairs: list[list[tuple[list[int], int, _Units, _Units]]] = []  # per column: (rows of a cell, row of the best, units)
+    pairs: list[list[tuple[list[int], int, Units, Units]]] = []  # per column: (rows of a cell, row of the best, units)
     for cells in _columns(frame, cols):
         if len(cells) < 2:
             continue  # one cell (or none) in the column: best of nothing, not bold

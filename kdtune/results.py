@@ -26,7 +26,6 @@ from kdtune import labels
 from kdtune.errors import KdtuneError
 from kdtune.labels import NO_TEACHER
 from kdtune.plan import Plan, stream_design
-from kdtune.report import format_value
 from kdtune.rundir import CHECKSUMS, CONFIG, METRICS, check_trial, is_finished, is_run_dir, read_json, trial_dir, write_json
 from kdtune.spec import SweepSpec
 from kdtune.yamlio import dump_yaml, load_yaml
@@ -192,10 +191,9 @@ def record_labels(records: Sequence[SweepRecord]) -> dict[str, str]:
     for name, group in groups.items():
         if len(group) < 2:
             continue
-        leaves = [_flat(r.raw) for r in group]
-        differ = sorted({k for f in leaves for k in f if len({g.get(k) for g in leaves}) > 1})
-        for r, f in zip(group, leaves, strict=True):
-            shown = [f"{k}={_number(f[k]) if k in f else '–'}" for k in differ[:3]] + (["…"] if len(differ) > 3 else [])
+        differ, texts = _differ([labels.leaves(r.raw) for r in group])
+        for r, t in zip(group, texts, strict=True):
+            shown = [f"{k}={t[k]}" for k in differ[:3]] + (["…"] if len(differ) > 3 else [])
             started = (_read_outcome(r.path).get("runs") or [{}])[0].get("started") if r.path else None
             out[r.name] = f"{name} [{', '.join(shown) if differ else f'first run {started}'}]"
         if len({out[r.name] for r in group}) < len(group):  # alike in the three settings shown: the record's own name
@@ -274,33 +272,11 @@ def _class_dict(
     return d
 
 
-def _flat(d: Any, prefix: str = "") -> dict[str, str]:
-    """Dotted keys → JSON text of the leaves (lists as one leaf)."""
-    if isinstance(d, dict):
-        out: dict[str, str] = {}
-        for k, v in d.items():
-            out |= _flat(v, f"{prefix}{k}.")
-        return out
-    return {prefix[:-1]: json.dumps(d, sort_keys=True)}
-
-
 # dotted config keys already shown as their own setting columns (kdtune.labels.summary): the ``config`` column leaves them out
 _SUMMARY_KEYS = {
     "arch",
-    "loss.temperature",
-    "loss.w_hard",
-    "loss.w_soft",
-    "loss.kind",
-    "loss.start",
-    "loss.stop",
-    "loss.distills",
-    "train.schedule.name",
-    "train.augment.name",
-    "train.select_from",
-    *(
-        f"train.{k}"
-        for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing", "grad_clip")
-    ),
+    *(f"loss.{k}" for k in ("temperature", "w_hard", "w_soft", "kind", "start", "stop", "distills")),
+    *(f"train.{k}" for k in ("schedule.name", "augment.name", "select_from", *labels.TRAIN_SETTINGS)),
 }
 
 
@@ -328,7 +304,7 @@ def _rows(
         "teacher_id": info.get("teacher_id"),
         "sweep": sweeps,
         **summary,
-        "_class": _flat(_class_dict(config_dict, configs, run_dir)) if config_dict else None,
+        "_class": labels.leaves(_class_dict(config_dict, configs, run_dir)) if config_dict else None,
     }
     if status != "ok":
         return [base | {"eval_set": None, "status": status, "error": err}]
@@ -346,37 +322,25 @@ def eval_definitions(data: dict[str, Any]) -> dict[str, str]:
     (``the test split, translate shift=1``); ``val`` is the validation split."""
     out = {"val": "the validation split"}
     for e in data.get("eval_sets", []):
-        params = " ".join(f"{k}={format_value(v) if isinstance(v, float) else v}" for k, v in (e.get("params") or {}).items())
+        params = " ".join(f"{k}={labels.value_text(v)}" for k, v in (e.get("params") or {}).items())
         how = "" if e.get("corruption") in (None, "identity") else f", {e['corruption']}" + (f" {params}" if params else "")
         out[e["name"]] = f"the {e.get('source', e['name'])} split{how}"
     return out
 
 
-def _number(text: str) -> str:
-    """A JSON leaf as a short label: numbers to 4 significant digits (more where needed to tell them apart)."""
-    v = json.loads(text)
-    if isinstance(v, float):
-        return format_value(v)
-    return v if isinstance(v, str) else text
-
-
-def _short_key(key: str) -> str:
-    """``train.lr`` → ``lr``, ``params.hidden`` → ``hidden``, ``train.schedule.params.decay_rate`` → ``schedule.decay_rate``."""
-    for prefix in ("train.", "loss.", "params."):
-        if key.startswith(prefix):
-            key = key[len(prefix) :]
-            break
-    return key.replace(".params.", ".")
+def _differ(classes: list[dict[str, str]]) -> tuple[list[str], list[dict[str, str]]]:
+    """The leaves (:func:`kdtune.labels.leaves`) in which ``classes`` differ (a leaf one lacks counts as a value), and
+    each one's text of them (numbers by :func:`kdtune.labels.number_labels` over the values shown together)."""
+    differ = labels.varying(pd.DataFrame(classes), (), [(sorted({k for c in classes for k in c}), True)])
+    values = {k: [labels.leaf_value(c[k]) if k in c else None for c in classes] for k in differ}
+    shown = {k: labels.number_labels(v) for k, v in values.items()}
+    return differ, [{k: shown[k][values[k][i]] for k in differ} for i in range(len(classes))]
 
 
 def _labels(classes: list[dict[str, str]]) -> list[str]:
     """For configurations of one model label: each one's settings that differ from the others', ``lr=0.003, dropout=0.1``."""
-    keys = sorted({k for c in classes for k in c})
-    differ = [k for k in keys if len({c.get(k, "–") for c in classes}) > 1]
-    out = []
-    for c in classes:
-        parts = [f"{_short_key(k)}={_number(c[k]) if k in c else '–'}" for k in differ]
-        out.append(", ".join(parts))
+    differ, texts = _differ(classes)
+    out = [", ".join(f"{labels.short_key(k)}={t[k]}" for k in differ) for t in texts]
     if len(set(out)) < len(out):  # differences the short form hides (e.g. nested teachers): fall back to a hash
         out = [
             f"{lbl + ', ' if lbl else ''}cfg {hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:6]}"

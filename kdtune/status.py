@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,21 +54,9 @@ def _label(info: dict[str, Any], tid: str, settings: str = "") -> str:
     return f"{who}, seed {info.get('seed')}{fold}{', ' + settings if settings else ''} ({tid[:8]})"
 
 
-def _leaves(value: Any, path: str = "") -> dict[str, Any]:
-    """A config's leaves by dotted path, without ``params`` steps and the ``train``/``loss`` sections
-    (``train.schedule.params.decay_rate`` → ``schedule.decay_rate``); lists whole, as text."""
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            skip = k == "params" or (not path and k in ("train", "loss"))
-            out |= _leaves(v, path if skip else f"{path}.{k}" if path else str(k))
-        return out
-    return {path: json.dumps(value, separators=(",", ":")) if isinstance(value, list) else value}
-
-
 def _tiers(config: dict[str, Any] | None, teacher_seed: Any = None) -> list[dict[str, Any]]:
-    """A trial's settings by name, most telling first: the report's settings (``SETTING_COLUMNS``, and
-    the teacher's seed), then every other leaf of its config (read only where the first do not tell)."""
+    """A trial's settings by name, most telling first: the report's settings (``SETTING_COLUMNS``, and the teacher's
+    seed), then every other leaf of its config (:func:`kdtune.labels.leaves`, by :func:`kdtune.labels.short_key`)."""
     if not config:
         return [{}, {}]
     try:
@@ -78,39 +66,25 @@ def _tiers(config: dict[str, Any] | None, teacher_seed: Any = None) -> list[dict
     named = {k: summary.get(k) for k in SETTING_COLUMNS if k in summary}
     if teacher_seed is not None:
         named["teacher_seed"] = teacher_seed
-    return [named, {k: v for k, v in _leaves(config).items() if k not in UNNAMED}]
-
-
-def _number_text(values: Iterable[Any]) -> Callable[[Any], str]:
-    """A formatter showing numbers with the fewest significant digits (at least 2) that keep ``values`` apart."""
-    floats = {v for v in values if isinstance(v, float) and not v.is_integer()}
-    digits = next((d for d in range(2, 17) if len({f"{v:.{d}g}" for v in floats}) == len(floats)), 17)
-
-    def text(v: Any) -> str:
-        if isinstance(v, float):
-            return str(int(v)) if v.is_integer() and abs(v) < 1e15 else f"{v:.{digits}g}"
-        return "none" if v is None else str(v)
-
-    return text
+    other = {labels.short_key(k): labels.leaf_value(v) for k, v in labels.leaves(config).items()}
+    return [named, {k: v for k, v in other.items() if k not in UNNAMED and k not in named}]
 
 
 def distinguishing(run_dir: Path, trials: Mapping[str, dict[str, Any]]) -> dict[str, str]:
-    """Trial id → the settings that tell it apart from the trials with its student, teacher, seed and
-    fold (``"temperature=2, w_hard=0.5"``; empty when it has none), over all of ``trials`` (id → record
-    entry). A setting is shown for every trial of a (student, teacher) pair when it takes two values
-    among the trials of one seed (and fold) of that pair: the report's settings (``SETTING_COLUMNS``), the
-    teacher's seed, and the teacher's own settings (``teacher.lr``) where trials of one seed were distilled
-    from different teachers of one name (e.g. a tuned and an untuned one; looked up in the run folder's
-    records or trial folders); then, among trials still alike, any other config leaf
-    (``schedule.decay_rate``, ``teacher.schedule.decay_rate``), and last the teacher's id
-    (``teacher=1a2b3c4d``). Numbers take the fewest significant digits, at least 2, that keep their
-    values apart (``lr=0.0012``).
-    """
+    """Trial id → the settings that tell it apart from the trials with its student, teacher, seed and fold
+    (``"temperature=2, w_hard=0.5"``; empty when it has none), over all of ``trials`` (id → record entry), by
+    :func:`kdtune.labels.varying` per (student, teacher) pair: the report's settings (``SETTING_COLUMNS``), the
+    teacher's seed and the teacher's own settings (``teacher.lr``, where trials of one seed were distilled from
+    different teachers of one name, e.g. a tuned and an untuned one; looked up in the run folder's records or trial
+    folders); then, among trials still alike, any other config leaf (``schedule.decay_rate``,
+    ``teacher.schedule.decay_rate``), and last the teacher's id (``teacher=1a2b3c4d``). Numbers as every table writes
+    them (:func:`kdtune.labels.number_labels`: ``lr=0.001183``)."""
+    import pandas as pd
+
     known: dict[str, dict[str, Any]] = {}  # every record's trials: where teachers are looked up
     for record in load_records(run_dir):
         known |= record.trials
     configs: dict[str, dict[str, Any] | None] = {}
-    teachers: dict[str | None, list[dict[str, Any]]] = {}
 
     def config(tid: str) -> dict[str, Any] | None:
         if tid not in configs:
@@ -122,7 +96,8 @@ def distinguishing(run_dir: Path, trials: Mapping[str, dict[str, Any]]) -> dict[
                     configs[tid] = None
         return configs[tid]
 
-    settings: dict[str, list[dict[str, Any]]] = {}
+    teachers: dict[str | None, list[dict[str, Any]]] = {}
+    pairs: dict[tuple[Any, ...], list[tuple[str, list[dict[str, Any]]]]] = defaultdict(list)
     for tid, info in trials.items():
         own = _tiers(config(tid), info.get("teacher_seed"))
         teacher_id = info.get("teacher_id") or (config(tid) or {}).get("teacher_id")
@@ -131,28 +106,18 @@ def distinguishing(run_dir: Path, trials: Mapping[str, dict[str, Any]]) -> dict[
                 {f"teacher.{k}": v for k, v in t.items()} for t in _tiers(config(teacher_id) if teacher_id else None)
             ]
         theirs = teachers[teacher_id]
-        settings[tid] = [own[0] | theirs[0], own[1] | theirs[1], {"teacher": teacher_id[:8] if teacher_id else None}]
-    pairs: dict[tuple[Any, ...], list[str]] = defaultdict(list)
-    for tid, info in trials.items():
-        pairs[(info.get("student"), info.get("teacher"))].append(tid)
+        tiers = [own[0] | theirs[0], own[1] | theirs[1], {"teacher": teacher_id[:8] if teacher_id else None}]
+        pairs[(info.get("student"), info.get("teacher"))].append((tid, tiers))
     out: dict[str, str] = {}
-    for ids in pairs.values():
-        shown: list[str] = []
-        for tier in range(3):  # the report's settings (own and the teacher's), other config leaves, the teacher's id
-            alike: dict[tuple[Any, ...], list[str]] = defaultdict(list)
-            for tid in ids:
-                info, values = trials[tid], {k: v for t in settings[tid] for k, v in t.items()}
-                alike[(info.get("seed"), info.get("fold"), *(repr(values.get(k)) for k in shown))].append(tid)
-            names = dict.fromkeys(k for tid in ids for k in settings[tid][tier])
-            shown += [
-                k
-                for k in names
-                if any(len({repr(settings[t][tier].get(k)) for t in group}) > 1 for group in alike.values() if len(group) > 1)
-            ]
-        texts = {k: _number_text(v for t in ids for tier in settings[t] if k in tier for v in [tier[k]]) for k in shown}
-        for tid in ids:
-            values = {k: v for t in settings[tid] for k, v in t.items()}
-            out[tid] = ", ".join(f"{k}={texts[k](values.get(k))}" for k in shown)
+    for members in pairs.values():
+        names = [list(dict.fromkeys(k for _, tiers in members for k in tiers[i])) for i in range(3)]
+        rows = [{"seed": trials[t].get("seed"), "fold": trials[t].get("fold")} | {k: v for x in ts for k, v in x.items()}
+                for t, ts in members]  # fmt: skip
+        frame = pd.DataFrame(rows)
+        shown = labels.varying(frame, ["seed", "fold"], [(names[0], True), (names[1], True), (names[2], True)])
+        texts = {k: labels.number_labels(frame[k].astype(object)) for k in shown}
+        for (tid, _), row in zip(members, frame.to_dict("records"), strict=True):
+            out[tid] = ", ".join(f"{k}={texts[k].get(row[k], labels.show(row[k]))}" for k in shown)
     return out
 
 

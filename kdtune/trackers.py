@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from kdtune import __version__
 from kdtune.config import RESULTS_VERSION, MlflowSpec, TrackerSpec, TrialConfig, WandbSpec
 from kdtune.errors import KdtuneError
-from kdtune.labels import invariance_label
+from kdtune.labels import STUDENT_STREAMS, TRAIN_SETTINGS, invariance_label, stream_seeds
 from kdtune.rundir import CONFIG, METRICS, is_finished, read_json, trial_dir, write_json
 
 if TYPE_CHECKING:
@@ -243,18 +243,18 @@ def trial_params(t: TrackedTrial) -> dict[str, Any]:
     ``schedule.decay_rate``, ``params.hidden``, ``data.val_size``) with its labels and seed units (``seed``,
     ``init_seed``, ``data_seed``); settings that do not apply (a student's, for a model trained from data; no
     clipping) are left out."""
-    from kdtune.train import stream_seeds
-
     c = t.config
     tr, loss, data = c.train, c.loss, c.data
-    out: dict[str, Any] = {"student": t.student, "teacher": t.teacher, "seed": t.seed, **stream_seeds(c)}
+    shared = c.student_streams == STUDENT_STREAMS[1]
+    out: dict[str, Any] = {"student": t.student, "teacher": t.teacher, "seed": t.seed}
+    out |= stream_seeds(c.seed, c.data_seed, c.loss.distills, shared)
     if t.fold is not None:
         out |= {"fold": t.fold, "data.folds": data.folds}
     if t.teacher_seed is not None:
         out["teacher_seed"] = t.teacher_seed
     out["arch"] = c.arch
     out |= _bag("params", c.params)
-    for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "dropout", "label_smoothing", "grad_clip", "select"):
+    for k in (*TRAIN_SETTINGS, "select"):
         out[k] = getattr(tr, k)
     out["select_from"] = tr.select_from
     out["schedule"] = tr.schedule.name

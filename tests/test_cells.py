@@ -13,8 +13,9 @@ import pytest
 
 from kdtune.analysis import RunView
 from kdtune.execute import InlineExecutor, execute
+from kdtune.labels import value_text
 from kdtune.plan import make_plan
-from kdtune.report import format_value, pivot, render
+from kdtune.report import pivot, render
 from kdtune.results import collect_run, write_sweep_record
 from kdtune.spec import parse_sweep
 from tests.cells import aggregate
@@ -103,7 +104,7 @@ def test_settings_added_to_rows_are_all_that_differ_and_are_short():
     assert {"lr", "dropout", "weight_decay"} <= set(agg.columns)  # all three, not only the first found
     table = pivot(agg, ["eval_set"])
     assert ("MLP", "0.01846", "2.189e-06", "0.0195") in list(table.index)  # SETTINGS order: lr, weight_decay, dropout
-    assert format_value(0.018464373720728802) == "0.01846" and format_value(5.0) == "5"
+    assert value_text(0.018464373720728802) == "0.01846" and value_text(5.0) == "5"
 
 
 def test_setting_columns_are_named_in_headers():

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from kdtune.errors import KdtuneError
-from kdtune.labels import SHORT
+from kdtune.labels import SHORT, matches, missing, number_labels, value_text
 from kdtune.registry import Registry
 
 MODULES = ("similarity", "paths", "barriers", "errors", "calibration", "invariance", "hardness", "symmetry", "switch")
@@ -220,25 +220,19 @@ def units_note(which: str, csv: str, pairs: str) -> str:
     return UNITS_NOTE.format(which=which, csv=csv, pairs=pairs)
 
 
-def _num_str(v: Any) -> str:
-    from kdtune.report import format_value
-
-    if isinstance(v, float):
-        return format_value(v)
-    return str(v)
-
-
-def _setting(key: str, value: Any) -> str:
-    """``τ=4``, ``lr=0.003``; a teacher's own settings as ``teacher[lr=0.003]``, a model's other ones as ``[hidden=64]``."""
+def _setting(key: str, value: Any, text: str | None = None) -> str:
+    """``τ=4``, ``lr=0.003``; a teacher's own settings as ``teacher[lr=0.003]``, a model's other ones as ``[hidden=64]``
+    (``text``: the value as written beside the others, :func:`kdtune.labels.number_labels`)."""
     if key == "teacher_config":
         return f"teacher[{value}]"
     if key == "config":
         return f"[{value}]"
-    return f"{SHORT.get(key, key)}={_num_str(value)}"
+    return f"{SHORT.get(key, key)}={value_text(value) if text is None else text}"
 
 
-def _blank(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and np.isnan(v))
+def same_setting(a: object, b: object) -> bool:
+    """Two values of a setting column are one setting: both missing, or both there and written alike."""
+    return (missing(a) and missing(b)) or (not missing(a) and not missing(b) and str(a) == str(b))
 
 
 def cell_settings(rows: pd.DataFrame) -> list[str]:
@@ -259,17 +253,22 @@ def config_labels(rows: pd.DataFrame, without: Sequence[str] = ()) -> pd.Series:
     labels: dict[str, str] = {}
     for _, group in trials.groupby([trials["student"].astype(str), trials["teacher"].astype(str)], sort=False):
         keys = [k for k in cell_settings(group) if k not in without]
+        texts = {k: number_labels(group[k].astype(object)) for k in keys}
         for r in group.to_dict("records"):
-            labels[r["trial_id"]] = " ".join(_setting(k, r[k]) for k in keys if not _blank(r[k]))
+            labels[r["trial_id"]] = " ".join(_setting(k, r[k], texts[k].get(r[k])) for k in keys if not missing(r[k]))
     return rows["trial_id"].map(labels).fillna("").astype(str)
 
 
-def filter_rows(df: pd.DataFrame, where: dict[str, list[str]]) -> pd.DataFrame:
-    """Rows of a results table whose ``key`` is one of the given values (as typed: ``seed=0``, ``temperature=4``)."""
-    for key, values in where.items():
+def filter_rows(df: pd.DataFrame, where: Mapping[str, Sequence[str]] | None) -> pd.DataFrame:
+    """Rows of a results table whose ``key`` reads as one of the given values (:func:`kdtune.labels.matches`:
+    ``seed=0``, ``temperature=4``, ``lr=0.001183``, ``sweep=NAME``), every key at once."""
+    for key, values in (where or {}).items():
         if key not in df.columns:
             raise KdtuneError(f"--where {key}: not a column of the results; e.g. student, teacher, seed, arch, temperature")
-        df = df[df[key].astype(str).isin(values) | df[key].map(_num_str).isin(values)]
+        keep = pd.Series(False, index=df.index)
+        for v in values:
+            keep |= matches(df[key], v)
+        df = df[keep]
     return df
 
 

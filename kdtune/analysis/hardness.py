@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdtune.analysis import ANALYSES, Output, RunView, TrialView, _blank, cell_settings, save_figure, write_table
+from kdtune.analysis import ANALYSES, Output, RunView, TrialView, cell_settings, same_setting, save_figure, write_table
 from kdtune.analysis.calibration import binned_means
 from kdtune.analysis.errors import _wrap, from_data_twin, ordered_eval_sets, ordered_groups, run_trials, safe_stem
 from kdtune.errors import KdtuneError
@@ -91,14 +91,10 @@ def _same_config(view: RunView, trials: dict[str, TrialView], student: TrialView
     if len(mine) < 2 or student.id not in rows.index:
         return trials
     keys = cell_settings(rows.loc[mine].reset_index(drop=True))
-    same = [i for i in mine if all(_equal(rows.at[i, k], rows.at[student.id, k]) for k in keys)]
+    same = [i for i in mine if all(same_setting(rows.at[i, k], rows.at[student.id, k]) for k in keys)]
     if not same:
         return trials
     return {i: t for i, t in trials.items() if i not in mine or i in same}
-
-
-def _equal(a: object, b: object) -> bool:
-    return (_blank(a) and _blank(b)) or (not _blank(a) and not _blank(b) and str(a) == str(b))
 
 
 def _curves(view: RunView, source: str, get, trials: dict[str, TrialView], skipped: list[str]) -> dict[str, dict[str, object]]:

@@ -10,7 +10,7 @@ import html
 import importlib.metadata
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,8 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from kdtune.analysis import Output, filter_rows
+from kdtune.analysis import Output
+from kdtune.labels import show
 
 if TYPE_CHECKING:
     from kdtune.report import Stats
@@ -86,11 +87,6 @@ def kdtune_version() -> str:
         return str(getattr(kdtune, "__version__", "unknown"))
 
 
-def where_rows(df: pd.DataFrame, where: Mapping[str, Sequence[str]] | None) -> pd.DataFrame:
-    """The rows of a results table whose columns take one of the given values (as :class:`RunView` filters)."""
-    return filter_rows(df, {k: list(v) for k, v in (where or {}).items()})
-
-
 def report_tables(
     df: pd.DataFrame,
     metrics: Sequence[str],
@@ -111,14 +107,6 @@ def report_tables(
 
 def _esc(v: Any) -> str:
     return html.escape(str(v), quote=True)
-
-
-def _label(v: Any) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return "–"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
 
 
 _NUMERIC_TEXT = re.compile(r"^[-+−]?(\d|\.\d)")
@@ -166,7 +154,7 @@ def html_table(table: pd.DataFrame, caption: str | None = None) -> str:
     """A DataFrame as an HTML table: its index as row headers (spanning repeated values), multi-level column headers
     (spanning), every text escaped, numbers right-aligned."""
     n_idx = table.index.nlevels
-    idx_names = [_label(n) if n is not None else "" for n in table.index.names]
+    idx_names = [show(n) if n is not None else "" for n in table.index.names]
     cols = [c if isinstance(c, tuple) else (c,) for c in table.columns]
     levels = table.columns.nlevels
     col_names = [n for n in table.columns.names]
@@ -187,7 +175,7 @@ def html_table(table: pd.DataFrame, caption: str | None = None) -> str:
             while lvl < levels - 1 and k + 1 < len(cols) and cols[k + 1][: lvl + 1] == cols[j][: lvl + 1]:
                 k += 1
             span = f' colspan="{k - j + 1}"' if k > j else ""
-            cells.append(f"<th{span}>{_esc(_label(cols[j][lvl]))}</th>")
+            cells.append(f"<th{span}>{_esc(show(cols[j][lvl]))}</th>")
             j = k + 1
         out.append("<tr>" + "".join(cells) + "</tr>")
     if named_cols and any(idx_names):
@@ -201,7 +189,7 @@ def html_table(table: pd.DataFrame, caption: str | None = None) -> str:
                 continue  # spanned by the row above
             n = _runs(index, i, lvl + 1) if lvl < n_idx - 1 else 1
             span = f' rowspan="{n}"' if n > 1 else ""
-            cells.append(f'<th scope="row"{span}>{_esc(_label(key[lvl]))}</th>')
+            cells.append(f'<th scope="row"{span}>{_esc(show(key[lvl]))}</th>')
         for v in row:
             text, num = _cell(v)
             cells.append(f'<td class="num">{_cell_html(text)}</td>' if num else f"<td>{_cell_html(text)}</td>")

@@ -29,17 +29,17 @@ from kdtune.analysis import (
     ANALYSES,
     Output,
     RunView,
-    _blank,
     _setting,
     cell_settings,
     config_labels,
+    same_setting,
     save_figure,
     write_table,
 )
 from kdtune.analysis.errors import cell, ordered_eval_sets, safe_stem
 from kdtune.analysis.symmetry import finished_rows, spread, summary
 from kdtune.distill import LossSpec, selection_epochs
-from kdtune.labels import NO_TEACHER
+from kdtune.labels import NO_TEACHER, missing
 
 METRICS = ("accuracy", "nll")
 LABELS = {"accuracy": "top-1 accuracy", "nll": "NLL"}
@@ -92,10 +92,6 @@ def _duplicate_lines(df: pd.DataFrame, where: str, fraction: str) -> list[str]:
     return lines
 
 
-def _equal(a: object, b: object) -> bool:
-    return (_blank(a) and _blank(b)) or (not _blank(a) and not _blank(b) and str(a) == str(b))
-
-
 def from_data_reference(data: pd.DataFrame, group: pd.DataFrame, student: str, arch: str) -> tuple[pd.DataFrame, str]:
     """The rows of ``student`` (its own label, never another student of the architecture) trained from data of
     ``group``'s configuration: those whose settings that tell the student's from-data configurations apart
@@ -110,11 +106,11 @@ def from_data_reference(data: pd.DataFrame, group: pd.DataFrame, student: str, a
     if not keys:
         return mine, ""
     first = group.iloc[0]
-    same = [all(_equal(r[k], first[k] if k in group.columns else None) for k in keys) for r in trials.to_dict("records")]
+    same = [all(same_setting(r[k], first[k] if k in group.columns else None) for k in keys) for r in trials.to_dict("records")]
     ids = set(trials.loc[same, "trial_id"])
     if not ids:
         labels = sorted(set(config_labels(trials)))
-        ours = " ".join(_setting(k, first[k]) for k in keys if k in group.columns and not _blank(first[k]))
+        ours = " ".join(_setting(k, first[k]) for k in keys if k in group.columns and not missing(first[k]))
         return mine.iloc[:0], (f"no {student} trained from data of its configuration ({ours or 'unset'}) to compare; "
                                f"its from-data configurations: {'; '.join(labels)}")  # fmt: skip
     return mine[mine["trial_id"].isin(ids)], ""

@@ -14,9 +14,9 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from kdtune.errors import KdtuneError
+from kdtune.labels import value_text
 from kdtune.report import FORMATS, to_latex, to_markdown
 from kdtune.tuning import study as studies
-from kdtune.tuning.search import format_value
 
 TOP = 10  # search trials in the best-trials table
 FEW = 20  # complete search trials below which the importances get a caveat: fANOVA's forest fits noise
@@ -42,7 +42,7 @@ def best_trials(study: optuna.Study, digits: int = 4, top: int = TOP) -> pd.Data
         s = studies.seed_summary(t)
         std = s["std"] if s["std"] is not None and math.isfinite(s["std"]) else 0.0
         cell = f"{s['mean']:.{digits}f} ± {std:.{digits}f} ({s['n_seeds']})"
-        rows.append({"trial": t.number, **{k: format_value(v) for k, v in sorted(t.params.items())}, "objective": cell})
+        rows.append({"trial": t.number, **{k: value_text(v) for k, v in sorted(t.params.items())}, "objective": cell})
     return pd.DataFrame(rows).set_index("trial") if rows else pd.DataFrame()
 
 

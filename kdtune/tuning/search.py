@@ -21,7 +21,7 @@ from kdtune.batched import SeedBatch, batchable
 from kdtune.config import SearchSpace, TrialConfig, apply_values, tuned_name, tuned_path, write_tuned
 from kdtune.errors import KdtuneError
 from kdtune.execute import Interrupted
-from kdtune.labels import LOSS_SETTINGS, NO_TEACHER
+from kdtune.labels import LOSS_SETTINGS, NO_TEACHER, value_text
 from kdtune.plan import Plan, make_plan
 from kdtune.results import write_trials_record
 from kdtune.rundir import METRICS, check_trial, is_finished, read_json, trial_dir
@@ -256,7 +256,7 @@ def _progress_callback(
         def _line(self, trial: Any, text: str) -> None:
             self.done += 1
             number = self.searcher.number_of(trial.trial_id)
-            values = ", ".join(f"{k}={format_value(v)}" for k, v in sorted(trial.config.items()))
+            values = ", ".join(f"{k}={value_text(v)}" for k, v in sorted(trial.config.items()))
             best_text = ""
             if self.best is not None:
                 best_text = f"; best {self.best:.4f}" + (f" (#{self.best_number})" if self.best_number is not None else "")
@@ -288,11 +288,6 @@ def _progress_callback(
             self._line(trial, f"FAILED {reason}".rstrip())
 
     return SearchProgress(searcher, log, check)
-
-
-def format_value(v: Any) -> str:
-    """A searched setting's value as progress lines and tables show it (floats to 4 significant digits)."""
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _max_concurrent(cpu: float, gpu: float) -> int:
@@ -449,7 +444,7 @@ def finish(setup: SearchSetup, study: Any, url: str, n_trials: int, log: Callabl
     _record(setup, study)
     log(
         f"best: #{best.number} {tspec.metric} {seeds['mean']:.4f} ± {seeds['std'] or 0:.4f} ({seeds['n_seeds']} seeds), "
-        + ", ".join(f"{k}={format_value(v)}" for k, v in sorted(best.params.items()))
+        + ", ".join(f"{k}={value_text(v)}" for k, v in sorted(best.params.items()))
     )
     counted = f"{c['finished']} finished: {c['complete']} complete, {c['pruned']} stopped early, {c['failed']} failed"
     log(f"tuned values: {path} ({counted}; {seed_epochs(study)} seed-epochs trained in all)")
