@@ -105,7 +105,13 @@ def phases(events: list[dict[str, Any]], launch: float, exit_: float) -> dict[st
         "kdtune.execute.RayExecutor.close"
     )
     out["results (record, collect_run, write_results, collect)"] = sum(
-        total(f"kdtune.results.{n}") for n in ("record_outcome", "collect_run", "write_results", "collect")
+        total(f"kdtune.{m}.{n}")
+        for m, n in (
+            ("ledger", "record_outcome"),
+            ("results", "collect_run"),
+            ("results", "write_results"),
+            ("ledger", "collect"),
+        )
     )
     out["report table (render)"] = total("kdtune.report.render")
     out["LAST TRIAL → PRINTED TABLE"] = (render[-1]["end"] if render else exit_) - finish

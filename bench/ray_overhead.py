@@ -14,8 +14,8 @@ from pathlib import Path
 from unittest import mock
 
 from kdtune.execute import InlineExecutor, RayExecutor, execute
+from kdtune.ledger import collect
 from kdtune.plan import make_plan
-from kdtune.results import collect
 from kdtune.spec import parse_sweep
 
 

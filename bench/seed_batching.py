@@ -64,7 +64,8 @@ TIMED = {
     "kdtune.train": ["Trainer.__init__", "Trainer.train_epoch", "Trainer.finish", "load_trained_model", "teacher_train_logits"],
     "torch.optim.optimizer": ["Optimizer.__init__"],
     "kdtune.batched": ["SeedBatch.__init__", "SeedBatch.train_epoch", "train_together"],
-    "kdtune.results": ["write_sweep_record", "record_outcome", "collect_run", "write_results", "collect"],
+    "kdtune.ledger": ["write_sweep_record", "record_outcome", "collect"],
+    "kdtune.results": ["collect_run", "write_results"],
     "kdtune.report": ["render"],
 }
 EPOCH_FUNCTIONS = ("kdtune.train.Trainer.train_epoch", "kdtune.batched.SeedBatch.train_epoch")

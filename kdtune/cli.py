@@ -299,7 +299,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from kdtune.rundir import is_finished
 
     plan = _load(args)
-    from kdtune.results import plan_trials
+    from kdtune.ledger import plan_trials
     from kdtune.status import distinguishing
 
     print(
@@ -350,7 +350,7 @@ def _run_locked(args: argparse.Namespace, plan: Plan) -> int:
     import dataclasses
 
     from kdtune.execute import InlineExecutor, RayExecutor, plural
-    from kdtune.results import write_sweep_record
+    from kdtune.ledger import write_sweep_record
 
     if getattr(args, "tensorboard", False) and not plan.spec.execution.tensorboard:
         execution = dataclasses.replace(plan.spec.execution, tensorboard=True)
@@ -373,8 +373,9 @@ def _run_locked(args: argparse.Namespace, plan: Plan) -> int:
 def _finish_run(args: argparse.Namespace, plan: Plan, record: Path, executor: InlineExecutor | RayExecutor) -> int:
     """Run the plan's trials, write the results table and print the report; the exit status."""
     from kdtune.execute import RayDied, execute, plural
+    from kdtune.ledger import collect, record_outcome
     from kdtune.report import render
-    from kdtune.results import collect, collect_run, record_outcome, write_results
+    from kdtune.results import collect_run, write_results
 
     spec = plan.spec
     exit_status: int | str = "interrupted"

@@ -1,4 +1,5 @@
-"""Run folder → results table: one row per trial × eval set (tidy), written as parquet and CSV.
+"""Run folder → results table: one row per trial × eval set (tidy), written as parquet and CSV; the reader of a run
+folder, which imports neither torch nor the sweep reader (what a run writes there is :mod:`kdtune.ledger`'s).
 
 Every ``kdtune run`` into a folder leaves a *sweep record* in ``<run>/sweeps/<record>/``: the sweep as
 run (``sweep.yaml``, after ``--set``), its planned trials with their labels and configs
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +25,8 @@ import yaml
 from kdtune import labels
 from kdtune.errors import KdtuneError
 from kdtune.labels import NO_TEACHER
-from kdtune.plan import Plan, stream_design
-from kdtune.rundir import CHECKSUMS, CONFIG, METRICS, check_trial, is_finished, is_run_dir, read_json, trial_dir, write_json
-from kdtune.spec import SweepSpec
-from kdtune.yamlio import dump_yaml, load_yaml
+from kdtune.rundir import CHECKSUMS, CONFIG, METRICS, check_trial, is_finished, is_run_dir, read_json, trial_dir
+from kdtune.yamlio import load_yaml
 
 METRIC_COLUMNS, EXTRA_METRICS = list(labels.METRICS[:5]), list(labels.METRICS[5:])  # every task's; tasks add the rest
 ID_COLUMNS = ["trial_id", "stage", "student", "teacher", "seed", "fold", "teacher_seed", "teacher_id", "eval_set"]
@@ -54,90 +52,15 @@ class SweepRecord:
     streams: dict[str, Any] = field(default_factory=dict)  # kdtune.plan.stream_design (empty: records of older kdtune)
 
 
-def plan_trials(plan: Plan) -> dict[str, dict[str, Any]]:
-    """The planned trials as a sweep record holds them: id → {stage, student, teacher, seed, fold, teacher_seed,
-    teacher_id, config}."""
-    return {
-        t.id: {
-            "stage": t.stage,
-            "student": t.student,
-            "teacher": t.teacher,
-            "seed": t.seed,
-            "fold": t.fold,
-            "teacher_seed": t.teacher_seed,
-            "teacher_id": t.config.teacher_id,
-            "config": t.config.to_dict(),
-        }
-        for t in plan.trials.values()
-    }
-
-
-def plan_hash(plan: Plan) -> str:
-    """A short hash of the planned trials and their labels: the same sweep run again has the same one. A unit
-    number other than the config's seed (``grid.init_seeds`` × ``grid.data_seeds``) is a label too."""
-    labels = ((t.id, t.student, t.teacher, *([t.seed] if t.seed != t.config.seed else [])) for t in plan.trials.values())
-    text = json.dumps(sorted(labels))
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
-
-
-def write_sweep_record(plan: Plan, argv: Sequence[str] | None = None) -> Path:
-    """Record the sweep as run (after overrides) and its planned trials, before any training. A re-run
-    of the same sweep reuses its record; another sweep into the same folder gets its own."""
-    spec = plan.spec
-    h = plan_hash(plan)
-    existing = {r.name: r for r in load_records(spec.output)}
-    same = next((r.name for r in existing.values() if r.plan_hash == h), None)
-    name = same or (spec.name if spec.name not in existing else f"{spec.name}-{h}")
-    stages = [[{"group": g.name, "trials": [t.id for t in g.trials]} for g in stage] for stage in plan.stages]
-    path = write_trials_record(
-        spec, name, plan_trials(plan), kind="sweep", plan_hash=h, stages=stages, streams=stream_design(spec)
-    )
-    outcome = _read_outcome(path)
-    outcome.setdefault("runs", []).append(
-        {"command": " ".join(["kdtune", *(argv or [])]), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "ended": None}
-    )
-    write_json(path / "outcome.json", outcome)
-    return path
-
-
-def write_trials_record(spec: SweepSpec, name: str, trials: dict[str, dict[str, Any]], kind: str = "tune", **extra: Any) -> Path:
-    """Write the record ``name`` (its sweep.yaml and plan.json, replaced whole): ``trials`` maps id →
-    {stage, student, teacher, seed, fold, teacher_seed, teacher_id, config}; ``extra`` goes into plan.json too.
-    ``kdtune run`` writes kind ``sweep``; a search's seed trials are kind ``tune``."""
-    path = spec.output / SWEEPS / name
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "sweep.yaml").write_text(dump_yaml(dict(spec.raw)))
-    plan = {
-        "sweep": spec.name,
-        "record": name,
-        "kind": kind,
-        "source": spec.source,
-        "eval_sets": [e.name for e in spec.data.eval_sets],
-        "models": list(spec.models),
-        "trials": trials,
-    }
-    write_json(path / "plan.json", plan | extra)
-    return path
-
-
-def _read_outcome(path: Path) -> dict[str, Any]:
+def read_outcome(path: Path) -> dict[str, Any]:
     try:
         return json.loads((path / "outcome.json").read_text())
     except (OSError, json.JSONDecodeError):
         return {}
 
 
-def record_outcome(record: Path, failures: dict[str, str], exit_status: int | str) -> None:
-    """Store the failures of this invocation (replacing the last ones) and how it ended."""
-    outcome = _read_outcome(record)
-    outcome["failures"] = dict(failures)
-    runs = outcome.setdefault("runs", [{}])
-    runs[-1] |= {"ended": time.strftime("%Y-%m-%d %H:%M:%S"), "exit": exit_status, "failed": len(failures)}
-    write_json(record / "outcome.json", outcome)
-
-
 def _record_from(path: Path, plan: dict[str, Any], raw_sweep: dict[str, Any]) -> SweepRecord:
-    outcome = _read_outcome(path)
+    outcome = read_outcome(path)
     trials = plan.get("trials", {})
     return SweepRecord(
         name=plan.get("record", path.name),
@@ -194,7 +117,7 @@ def record_labels(records: Sequence[SweepRecord]) -> dict[str, str]:
         differ, texts = _differ([labels.leaves(r.raw) for r in group])
         for r, t in zip(group, texts, strict=True):
             shown = [f"{k}={t[k]}" for k in differ[:3]] + (["…"] if len(differ) > 3 else [])
-            started = (_read_outcome(r.path).get("runs") or [{}])[0].get("started") if r.path else None
+            started = (read_outcome(r.path).get("runs") or [{}])[0].get("started") if r.path else None
             out[r.name] = f"{name} [{', '.join(shown) if differ else f'first run {started}'}]"
         if len({out[r.name] for r in group}) < len(group):  # alike in the three settings shown: the record's own name
             out |= {r.name: f"{name} [{r.name}]" for r in group}
@@ -413,15 +336,15 @@ def _table(rows: list[dict[str, Any]], models: Iterable[str], eval_sets: Iterabl
     return df[ID_COLUMNS + METRIC_COLUMNS + rest]
 
 
-def collect(plan: Plan, failures: dict[str, str] | None = None) -> pd.DataFrame:
-    """The results table of ``plan`` alone, read from its run folder (unfinished trials get one status row)."""
-    failures = failures or {}
-    rows: list[dict[str, Any]] = []
-    trials = plan_trials(plan)
+def table_of(
+    run_dir: Path, trials: dict[str, dict[str, Any]], failures: dict[str, str], sweep: str, models: Iterable[str],
+    eval_sets: Iterable[str],
+) -> pd.DataFrame:  # fmt: skip
+    """The results table of ``trials`` (id → record entry, each with its config) of the sweep ``sweep`` alone, read
+    from the run folder (unfinished trials get one status row, with their reason from ``failures``)."""
     configs: dict[str, dict[str, Any] | None] = {tid: t["config"] for tid, t in trials.items()}
-    for tid, info in trials.items():
-        rows += _rows(plan.spec.output, tid, info, failures.get(tid), plan.spec.name, configs)
-    return _table(rows, plan.spec.models, [e.name for e in plan.spec.data.eval_sets])
+    rows = [row for tid, info in trials.items() for row in _rows(run_dir, tid, info, failures.get(tid), sweep, configs)]
+    return _table(rows, models, eval_sets)
 
 
 def _run_rows(run_dir: Path, sweep: str | None) -> tuple[list[dict[str, Any]], list[str], list[str]]:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from kdtune.errors import KdtuneError
 
@@ -256,9 +255,6 @@ class TrialWriter:
     def path(self, name: str) -> Path:
         return self.tmp / name
 
-    def save_model(self, state: dict[str, torch.Tensor]) -> None:
-        torch.save({k: v.detach().cpu() for k, v in state.items()}, self.path(MODEL))
-
     def save_outputs(self, arrays: dict[str, np.ndarray]) -> None:
         np.savez(self.path(OUTPUTS), **arrays)
 
@@ -278,15 +274,6 @@ class TrialWriter:
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def load_state(run_dir: Path, trial_id: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """A finished trial's weights (``torch.load(weights_only=True)``)."""
-    path = trial_dir(run_dir, trial_id) / MODEL
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise KdtuneError(f"{path}: cannot load checkpoint ({e})") from None
 
 
 def load_outputs(run_dir: Path, trial_id: str) -> dict[str, np.ndarray]:

@@ -47,7 +47,6 @@ from kdtune.rundir import (
     TrialWriter,
     check_trial,
     is_finished,
-    load_state,
     read_json,
     save_array_atomic,
     sha256_file,
@@ -132,6 +131,15 @@ def check_divergence(config: TrialConfig, epoch: int, train_loss: float, start_l
     bad = next((n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())), None)
     if bad is not None:
         raise DivergedError(f"{where}: parameter {bad} is not finite")
+
+
+def load_state(run_dir: Path, trial_id: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """A finished trial's weights (``torch.load(weights_only=True)``)."""
+    path = trial_dir(run_dir, trial_id) / MODEL
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (OSError, RuntimeError, EOFError) as e:
+        raise KdtuneError(f"{path}: cannot load checkpoint ({e})") from None
 
 
 def load_trained_model(run_dir: Path, trial_id: str, info: DataInfo, device: torch.device) -> nn.Module:
@@ -404,7 +412,7 @@ class Trainer:
                     model, split, bs, config.outputs.feature_examples, self.teacher, name, config.data
                 )
                 arrays |= {f"{key}__{name}": value for key, value in saved.items()}
-            writer.save_model(model.state_dict())
+            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, writer.path(MODEL))
             writer.save_outputs(arrays)
             if self.path_features:
                 paths = {f"path_features__e{e}": f for e, f in sorted(self.path_features.items())}

@@ -28,7 +28,6 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from kdtune.config import KINDS
 from kdtune.errors import SpecError
 
 CFG = ConfigDict(extra="forbid", allow_inf_nan=False, regex_engine="python-re")
@@ -193,12 +192,12 @@ def _locate(loc: Sequence[Any], schema: dict[str, Any]) -> tuple[str, dict[str, 
             return {**inner, **({"x-allowed": n["x-allowed"]} if "x-allowed" in n else {})}, inner_name
         return n, name
 
-    def is_tag(m: dict[str, Any], x: str) -> bool:
+    def is_tag(m: dict[str, Any], x: str, members: list[tuple[dict[str, Any], str]]) -> bool:
         props = m.get("properties", {})
         return (
             m.get("type") == _PY_TYPES.get(x.split("[", 1)[0], x)  # a JSON type tag, or pydantic's name of a type
             or (x == "one" and m.get("type") != "array")
-            or (x in KINDS and x in props)  # a search-space distribution, tagged by its kind
+            or (x in props and sum(x in n.get("properties", {}) for n, _ in members) == 1)  # a key it alone has (a kind)
             or any(p.get("const") == x for p in props.values())
         )
 
@@ -215,7 +214,7 @@ def _locate(loc: Sequence[Any], schema: dict[str, Any]) -> tuple[str, dict[str, 
     for i, x in enumerate(loc):
         members = flat(node)
         if members and isinstance(x, str):
-            pick = [m for m in members if is_tag(m[0], x) or m[1] == x]  # a tag, or a smart union's model name
+            pick = [m for m in members if is_tag(m[0], x, members) or m[1] == x]  # a tag, or a smart union's model name
             smart = x.split("[", 1)[0] in _PY_TYPES or any(m[1] == x for m in members)
             if pick and smart and i == len(loc) - 1:  # the value fits no member of a smart union: say them all
                 continue

@@ -346,9 +346,9 @@ def test_a_malformed_data_file_stops_the_run_before_any_work(tmp_path, tiny_raw)
 @pytest.mark.parametrize("objective", ["classification", "language_model"])
 def test_agreement_sweep_end_to_end_with_distillation(tmp_path, objective):
     from kdtune.execute import InlineExecutor, execute
+    from kdtune.ledger import collect
     from kdtune.plan import make_plan
     from kdtune.report import render
-    from kdtune.results import collect
 
     lm = objective == "language_model"
     small = {"d_model": 16, "n_heads": 2, "n_layers": 1}

@@ -28,9 +28,9 @@ from kdtune.analysis.barriers import (
     teacher_order,
 )
 from kdtune.execute import InlineExecutor, execute
+from kdtune.ledger import write_sweep_record
 from kdtune.models import build_model
 from kdtune.plan import make_plan
-from kdtune.results import write_sweep_record
 from kdtune.rundir import METRICS, read_json, trial_dir
 from kdtune.spec import parse_sweep
 from kdtune.tasks import task_for

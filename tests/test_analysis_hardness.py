@@ -59,8 +59,8 @@ def test_training_split_probabilities_come_from_the_checkpoints(tiny_raw, tmp_pa
 
     from kdtune.analysis import RunView
     from kdtune.execute import InlineExecutor, execute
+    from kdtune.ledger import write_sweep_record
     from kdtune.plan import make_plan
-    from kdtune.results import write_sweep_record
     from kdtune.rundir import trial_dir
     from kdtune.spec import parse_sweep
 

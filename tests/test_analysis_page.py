@@ -17,8 +17,8 @@ import pytest
 from kdtune.analysis import ANALYSES, Output, RunView, run_analyses, save_figure, write_table
 from kdtune.analysis.page import AnalysisFailure, html_table, kdtune_version, report_tables, write_page
 from kdtune.execute import InlineExecutor, execute
+from kdtune.ledger import write_sweep_record
 from kdtune.plan import make_plan
-from kdtune.results import write_sweep_record
 from kdtune.spec import parse_sweep
 from tests.conftest import TINY
 

@@ -147,8 +147,8 @@ def test_a_missing_twin_is_named():
 def test_switch_on_a_tiny_run_recovers_the_formula_from_the_results(tiny_raw, tmp_path):
     from kdtune.analysis import RunView
     from kdtune.execute import InlineExecutor, execute
+    from kdtune.ledger import write_sweep_record
     from kdtune.plan import make_plan
-    from kdtune.results import write_sweep_record
     from kdtune.spec import parse_sweep
 
     tiny_raw["train"]["epochs"], tiny_raw["grid"]["seeds"], tiny_raw["data"]["eval_sets"] = 2, 1, ["test"]

@@ -133,8 +133,8 @@ def test_a_run_without_distilled_students_or_without_im_says_so(tmp_path):
 def test_symmetry_on_a_tiny_run_tabulates_each_trials_metrics(tiny_raw, tmp_path):
     from kdtune.analysis import RunView
     from kdtune.execute import InlineExecutor, execute
+    from kdtune.ledger import write_sweep_record
     from kdtune.plan import make_plan
-    from kdtune.results import write_sweep_record
     from kdtune.spec import parse_sweep
 
     tiny_raw["train"]["epochs"], tiny_raw["grid"]["seeds"] = 1, 1

@@ -29,9 +29,8 @@ from kdtune.models import MODELS
 from kdtune.models.layers import Dropout, dropout_keys, keep_mask
 from kdtune.optim import OPTIMIZERS
 from kdtune.plan import TrialConfig, make_plan
-from kdtune.rundir import load_state
 from kdtune.spec import parse_sweep
-from kdtune.train import Trainer
+from kdtune.train import Trainer, load_state
 
 # --- keyed dropout ---------------------------------------------------------------------------------
 

@@ -14,9 +14,10 @@ import pytest
 from kdtune.analysis import RunView
 from kdtune.execute import InlineExecutor, execute
 from kdtune.labels import value_text
+from kdtune.ledger import write_sweep_record
 from kdtune.plan import make_plan
 from kdtune.report import pivot, render
-from kdtune.results import collect_run, write_sweep_record
+from kdtune.results import collect_run
 from kdtune.spec import parse_sweep
 from tests.cells import aggregate
 from tests.conftest import TINY

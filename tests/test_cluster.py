@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from kdtune.execute import InlineExecutor, execute
+from kdtune.ledger import collect
 from kdtune.plan import make_plan
-from kdtune.results import collect
 from kdtune.spec import parse_sweep
 from tests.conftest import trainings
 

@@ -138,7 +138,7 @@ def test_a_killed_driver_resumes_without_retraining_and_leaves_no_ray_behind(tin
     local_spec = dataclasses.replace(tiny_spec, output=tmp_path / "local")
     local_plan = make_plan(local_spec)
     assert execute(local_plan, InlineExecutor(), log=lambda s: None) == {}
-    from kdtune.results import collect
+    from kdtune.ledger import collect
 
     expected = collect(local_plan).sort_values(["trial_id", "eval_set"]).reset_index(drop=True)
     got = pd.read_parquet(out / "results.parquet").sort_values(["trial_id", "eval_set"]).reset_index(drop=True)

@@ -138,7 +138,7 @@ def test_a_fold_run_reports_over_seeds_and_folds(folds_raw, tmp_path, capsys):
 
 
 def test_status_names_the_fold_of_unfinished_trials(folds_raw, tmp_path, capsys):
-    from kdtune.results import record_outcome, write_sweep_record
+    from kdtune.ledger import record_outcome, write_sweep_record
 
     raw = copy.deepcopy(folds_raw)
     raw["data"]["folds"] = 2

@@ -65,3 +65,15 @@ def test_trial_config_lives_below_planner_and_trainer():
 
     assert plan.TrialConfig is config.TrialConfig and train.TrialConfig is config.TrialConfig
     assert "kdtune.config.TrialConfig" in imports("train.py") and "kdtune.config.read_tuned" in imports("plan.py")
+
+
+@pytest.mark.parametrize("module", ["results", "status", "report", "claims", "reference", "labels", "rundir"])
+def test_reading_a_run_folder_imports_neither_torch_nor_the_sweep_reader(module):
+    """The reader of a run folder and what reads its table (status, report, claims, reference checks) stay light:
+    ``kdtune status`` and ``kdtune report`` start without torch, and never read a sweep file to read results."""
+    import subprocess
+    import sys
+
+    code = f"import sys, kdtune.{module}; print(sorted(m for m in ('torch', 'kdtune.spec', 'kdtune.plan') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", f"import kdtune.{module} loads {out}"

@@ -17,10 +17,10 @@ from kdtune.data import DataInfo, DataSpec, load_data
 from kdtune.data.augment import AUGMENTATIONS
 from kdtune.data.base import Split
 from kdtune.errors import SpecError
+from kdtune.ledger import collect
 from kdtune.metrics import invariance_metric
 from kdtune.plan import TrialConfig, make_plan
 from kdtune.report import render
-from kdtune.results import collect
 from kdtune.rundir import trial_dir
 from kdtune.spec import parse_sweep
 from kdtune.tasks import invariance_copy, task_for

@@ -99,8 +99,8 @@ def test_the_settings_of_a_stored_config_are_read_from_its_json(tiny_spec):
 def test_status_and_report_write_a_setting_alike(tiny_raw, tmp_path, capsys):
     """Two learning rates 4 significant digits apart: status lines and the report's rows write them the same way."""
     from kdtune.execute import InlineExecutor, execute
+    from kdtune.ledger import write_sweep_record
     from kdtune.plan import make_plan
-    from kdtune.results import write_sweep_record
     from kdtune.spec import parse_sweep
 
     raw = dict(tiny_raw, output=str(tmp_path / "run"), train=dict(tiny_raw["train"], epochs=1))

@@ -6,8 +6,8 @@ import re
 import pytest
 
 from kdtune.execute import InlineExecutor, RayExecutor, execute
+from kdtune.ledger import collect
 from kdtune.plan import make_plan
-from kdtune.results import collect
 
 pytestmark = pytest.mark.slow
 

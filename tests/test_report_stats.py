@@ -259,8 +259,8 @@ def tiny_run(tmp_path_factory):
     import copy
 
     from kdtune.execute import InlineExecutor, execute
+    from kdtune.ledger import write_sweep_record
     from kdtune.plan import make_plan
-    from kdtune.results import write_sweep_record
     from kdtune.spec import parse_sweep
     from tests.conftest import TINY
 

@@ -9,11 +9,11 @@ import torch
 
 from kdtune import execute as execute_mod
 from kdtune.execute import InlineExecutor, execute
+from kdtune.ledger import collect
 from kdtune.plan import make_plan
-from kdtune.results import collect
-from kdtune.rundir import load_state, trial_dir
+from kdtune.rundir import trial_dir
 from kdtune.tasks import task_for
-from kdtune.train import load_trained_model, teacher_train_logits
+from kdtune.train import load_state, load_trained_model, teacher_train_logits
 
 
 @pytest.fixture

@@ -300,7 +300,7 @@ def test_trial_folders_follow_the_users_umask(tmp_path):
 
         rundir._umask.cache_clear()
         writer = TrialWriter(tmp_path, "abc")
-        writer.save_model({"w": torch.zeros(1)})
+        torch.save({"w": torch.zeros(1)}, writer.path("model.pt"))
         final = writer.commit({"id": "abc"}, {"status": "ok"})
     finally:
         os.umask(old)

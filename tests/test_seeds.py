@@ -17,8 +17,9 @@ from kdtune.analysis import RunView, same_init
 from kdtune.analysis.barriers import barriers
 from kdtune.errors import SpecError
 from kdtune.execute import InlineExecutor, execute
+from kdtune.ledger import collect, write_sweep_record
 from kdtune.plan import TrialConfig, make_plan
-from kdtune.results import collect, load_records, write_sweep_record
+from kdtune.results import load_records
 from kdtune.spec import load_sweep, parse_sweep
 from kdtune.train import Trainer, stream_seeds
 from tests.test_batched import _compare

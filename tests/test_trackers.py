@@ -60,7 +60,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
     path = sweep_file(tmp, TINY)
     spec = parse_sweep(TINY, str(path), output=tmp / "run")
     plan = make_plan(spec)
-    from kdtune.results import write_sweep_record
+    from kdtune.ledger import write_sweep_record
 
     write_sweep_record(plan)
     assert execute(plan, InlineExecutor(), log=lambda s: None) == {}

@@ -14,8 +14,8 @@ from kdtune.data.corruptions import CORRUPTIONS
 from kdtune.data.dataset import _seed_for
 from kdtune.errors import SpecError
 from kdtune.execute import InlineExecutor, execute
+from kdtune.ledger import collect, write_sweep_record
 from kdtune.plan import make_plan
-from kdtune.results import collect, write_sweep_record
 from kdtune.rundir import METRICS, read_json, trial_dir
 from kdtune.spec import parse_sweep
 from kdtune.tasks import task_for

@@ -22,8 +22,8 @@ from kdtune.config import SearchSpace, TrialConfig, apply_values, tuned_name, tu
 from kdtune.errors import KdtuneError
 from kdtune.execute import Interrupted
 from kdtune.labels import LOSS_SETTINGS, NO_TEACHER, value_text
+from kdtune.ledger import write_trials_record
 from kdtune.plan import Plan, make_plan
-from kdtune.results import write_trials_record
 from kdtune.rundir import METRICS, check_trial, is_finished, read_json, trial_dir
 from kdtune.spec import SweepSpec
 from kdtune.trackers import search_callbacks, tag_best
