@@ -31,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from kdtune.callbacks import Listener, error_line, last_line, tune_callback
 from kdtune.config import TrialConfig
 from kdtune.errors import KdtuneError
 from kdtune.plan import Plan, TrialGroup
@@ -195,21 +196,6 @@ def tune_trainable(config: dict[str, Any]) -> None:
     tune.report(summarize(run_group(config["group"], _report_epoch)))
 
 
-def _last_line(error: BaseException | str) -> str:
-    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else type(error).__name__
-
-
-def _error_line(error: BaseException | str) -> str:
-    """``Type: message`` of a trial's error in one line (of the trial's own exception if Ray wrapped it)."""
-    cause = getattr(error, "cause", None)  # ray.exceptions.RayTaskError
-    if isinstance(cause, BaseException):
-        error = cause
-    if isinstance(error, str):
-        return _last_line(error)
-    return f"{type(error).__name__}: {_last_line(error)}"
-
-
 class _Interrupts:
     """kdtune's SIGINT handler while an executor runs. ``defer`` (Ray): the first Ctrl-C takes effect at the
     next :meth:`check` (the Tune loop checks 10 times a second), not inside Ray's own code, where a
@@ -315,7 +301,7 @@ class InlineExecutor:
                     results = run_group(p, functools.partial(_epoch_event, progress, name, stages.trackers, ids))
                 except Exception as e:  # one failing group must not stop the others
                     logger.error("group %s failed", name, exc_info=True)
-                    errors[name] = _error_line(e)
+                    errors[name] = error_line(e)
                     progress.group_failed(name, errors[name])
                     if stages.trackers is not None:
                         stages.trackers.ended(ids, errors[name])
@@ -336,81 +322,43 @@ def _epoch_event(progress: Progress, name: str, trackers: TrackerHub | None, ids
         trackers.epoch(ids[row["trial_index"]], {k: v for k, v in row.items() if k not in ("trial_index", "epochs")})
 
 
-def _progress_callback(
-    progress: Progress | None,
-    check_interrupt: Callable[[], None],
-    errors: dict[str, str] | None = None,
-    searcher: Any = None,
-) -> Any:
-    """A Ray Tune callback feeding ``progress`` from trial events and epoch reports, and raising a deferred
-    Ctrl-C after each step of the Tune loop (Tune pickles its callbacks; the pickled copy does neither)."""
-    from ray import tune
+class _StageEvents(Listener):
+    """A sweep's stages as Ray Tune runs them: the searcher synced before each step, the progress display fed from
+    trial events and epoch reports, failed groups' errors kept (group name → error)."""
 
-    class ProgressCallback(tune.Callback):
-        # no closure over the arguments: Tune pickles this class by value, and must not pickle them with it
-        def __init__(
-            self,
-            progress: Progress | None,
-            check_interrupt: Callable[[], None] | None,
-            errors: dict[str, str] | None,
-            searcher: Any,
-        ) -> None:
-            self.progress, self.check_interrupt, self.errors, self.searcher = progress, check_interrupt, errors, searcher
+    def __init__(self, progress: Progress | None, errors: dict[str, str], searcher: Any) -> None:
+        self.progress, self.errors, self.searcher = progress, errors, searcher
 
-        def __getstate__(self) -> dict[str, Any]:
-            return {"progress": None, "check_interrupt": None, "errors": None, "searcher": None}
+    def step_begin(self, trials: list[Any]) -> None:
+        self.searcher.sync(trials)
 
-        def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
-            if self.searcher is not None:
-                self.searcher.sync(trials)
+    def step_end(self) -> None:
+        if self.progress:
+            self.progress.tick()
 
-        def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
-            if self.check_interrupt:
-                self.check_interrupt()
-            if self.progress:
-                self.progress.tick()
+    def trial_start(self, trial: Any) -> None:
+        if self.progress:
+            self.progress.group_started(trial.config["group"]["name"])
 
-        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            if self.progress:
-                self.progress.group_started(trial.config["group"]["name"])
+    def result(self, trial: Any, result: dict[str, Any]) -> None:
+        if self.progress and "trial_index" in result:
+            self.progress.epoch_done(trial.config["group"]["name"], int(result["trial_index"]), int(result["epoch"]))
 
-        def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
-            if self.progress and "trial_index" in result:
-                self.progress.epoch_done(trial.config["group"]["name"], int(result["trial_index"]), int(result["epoch"]))
+    def complete(self, trial: Any) -> None:
+        acc = (trial.last_result or {}).get("val_accuracy")
+        if self.progress:
+            self.progress.group_finished(
+                trial.config["group"]["name"], f"mean val accuracy {acc:.3f}" if acc is not None else "done"
+            )
 
-        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            acc = (trial.last_result or {}).get("val_accuracy")
-            if self.progress:
-                text = f"mean val accuracy {acc:.3f}" if acc is not None else "done"
-                self.progress.group_finished(trial.config["group"]["name"], text)
+    def recover(self, trial: Any, error: str) -> None:
+        if self.progress:
+            self.progress.group_retried(trial.config["group"]["name"], error)
 
-        def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            if self.progress:
-                self.progress.group_retried(trial.config["group"]["name"], _trial_error(trial))
-
-        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            error = _trial_error(trial)
-            if self.errors is not None:
-                self.errors[trial.config["group"]["name"]] = error
-            if self.progress:
-                self.progress.group_failed(trial.config["group"]["name"], error)
-
-    return ProgressCallback(progress, check_interrupt, errors, searcher)
-
-
-def _trial_error(trial: Any) -> str:
-    """The one-line error of a failed Ray Tune trial, from the error files Tune just wrote on this machine."""
-    import ray.cloudpickle
-
-    try:
-        if trial.pickled_error_file and os.path.isfile(trial.pickled_error_file):
-            with open(trial.pickled_error_file, "rb") as f:
-                return _error_line(ray.cloudpickle.load(f))
-        if trial.error_file and os.path.isfile(trial.error_file):
-            return _last_line(Path(trial.error_file).read_text())
-    except Exception:  # an unreadable error file must not stop the run
-        logger.warning("cannot read the error of trial %s", trial, exc_info=True)
-    return "(see the run log)"
+    def failed(self, trial: Any, error: str) -> None:
+        self.errors[trial.config["group"]["name"]] = error
+        if self.progress:
+            self.progress.group_failed(trial.config["group"]["name"], error)
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -486,7 +434,7 @@ def check_join(address: str) -> None:
         with _quiet_stderr():
             GcsClient(address=address)
     except ray.exceptions.AuthenticationError as e:
-        raise _auth_failure(address, e) or JoinError(f"cannot join the Ray cluster at {address}: {_last_line(e)}") from None
+        raise _auth_failure(address, e) or JoinError(f"cannot join the Ray cluster at {address}: {last_line(e)}") from None
     except Exception:  # not this check's to judge: ray.init says what is wrong
         logger.info("GCS check of %s failed", address, exc_info=True)
 
@@ -547,7 +495,7 @@ def check_shared_storage(run_dir: Path, data_root: Path | None, timeout: float =
             except ray.exceptions.GetTimeoutError:
                 raise KdtuneError(f"cannot use {node}: it did not answer the shared-storage check in {timeout:g} s") from None
             except ray.exceptions.RayError as e:
-                raise KdtuneError(f"cannot use {node}: the shared-storage check failed there ({_error_line(e)})") from None
+                raise KdtuneError(f"cannot use {node}: the shared-storage check failed there ({error_line(e)})") from None
             if got["token"] != token:
                 what, why = f"run folder {run_dir}", "marker missing" if got["token"] is None else "marker holds another token"
             elif data is not None and got["data"] != expected:
@@ -624,7 +572,7 @@ class RayExecutor:
                             ray.init(address=self.address, runtime_env=runtime_env, **kwargs)
                     except (ConnectionError, RuntimeError, ValueError, SystemExit, ray.exceptions.RayError) as e:
                         auth = _auth_failure(self.address, e)
-                        raise auth or JoinError(f"cannot join the Ray cluster at {self.address}: {_last_line(e)}") from None
+                        raise auth or JoinError(f"cannot join the Ray cluster at {self.address}: {last_line(e)}") from None
                 else:  # a fresh local instance (never a stale one from /tmp/ray), no dashboard, small object store
                     kwargs["_system_config"] = _LOCAL_SYSTEM_CONFIG.copy()  # ray.init adds to the dict it is given
                     with self._interrupts.held():
@@ -792,11 +740,12 @@ class RayExecutor:
         errors: dict[str, str] = {}
         searcher = _stage_searcher(stages, self.name, errors)
         resources = {"cpu": self.cpu, "gpu": self.gpu}
-        callbacks = [_progress_callback(stages.progress, self._interrupts.check, errors, searcher), JsonLoggerCallback()]
+        listeners: list[Listener] = [_StageEvents(stages.progress, errors, searcher)]
         if stages.trackers is not None:
-            from kdtune.trackers import tracker_callback
+            from kdtune.trackers import HubEvents
 
-            callbacks.append(tracker_callback(stages.trackers))
+            listeners.append(HubEvents(stages.trackers))
+        callbacks = [tune_callback(listeners, self._interrupts.check), JsonLoggerCallback()]
         tuner = tune.Tuner(
             tune.with_resources(tune_trainable, resources),
             tune_config=tune.TuneConfig(

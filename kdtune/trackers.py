@@ -6,7 +6,7 @@ told what the run folder holds, and never decides what a table holds.
 Ray Tune runs one trial per *group* of seeds (:mod:`kdtune.execute`), so Ray's own ``MLflowLoggerCallback`` and
 ``WandbLoggerCallback`` (one tracker run per Ray trial, its config the group's payload) would log a group, not a
 trial, and would log a trial again on every re-run. :class:`TrackerHub` keeps one tracker run per kdtune trial
-instead, driven by a Ray Tune callback on the driver (:func:`tracker_callback`; the inline executor calls the hub
+instead, driven by kdtune's Ray Tune callback on the driver (:class:`HubEvents`; the inline executor calls the hub
 itself), so no worker needs the tracker's credentials:
 
 - a trial's run starts with its first epoch (parameters: its resolved configuration under kdtune's setting names;
@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kdtune import __version__
+from kdtune.callbacks import Listener
 from kdtune.config import RESULTS_VERSION, MlflowSpec, TrackerSpec, TrialConfig, WandbSpec
 from kdtune.errors import KdtuneError
 from kdtune.labels import STUDENT_STREAMS, TRAIN_SETTINGS, invariance_label, stream_seeds
@@ -689,45 +690,29 @@ def open_trackers(plan: Plan) -> TrackerHub | None:
     return hub
 
 
-def tracker_callback(hub: TrackerHub) -> Any:
-    """A Ray Tune callback (on the driver) feeding ``hub`` from a stage's Ray trials: each Ray trial is a group of
-    kdtune trials, whose epoch reports carry ``trial_index`` (the trial within the group) and the history row."""
-    from ray import tune
+class HubEvents(Listener):
+    """A stage's Ray trials fed to a :class:`TrackerHub` (on the driver): each Ray trial is a group of kdtune trials,
+    whose epoch reports carry ``trial_index`` (the trial within the group) and the history row."""
 
-    class TrackerCallback(tune.Callback):
-        def __init__(self, hub: TrackerHub | None) -> None:
-            self.hub = hub
+    def __init__(self, hub: TrackerHub) -> None:
+        self.hub = hub
 
-        def __getstate__(self) -> dict[str, Any]:  # Tune pickles its callbacks; the copy logs nothing
-            return {"hub": None}
+    @staticmethod
+    def _ids(trial: Any) -> list[str]:
+        return [t["id"] for t in trial.config["group"]["trials"]]
 
-        @staticmethod
-        def _ids(trial: Any) -> list[str]:
-            return [t["id"] for t in trial.config["group"]["trials"]]
+    def result(self, trial: Any, result: dict[str, Any]) -> None:
+        if "history_row" in result:
+            self.hub.epoch(self._ids(trial)[int(result["trial_index"])], result["history_row"])
 
-        def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
-            if self.hub is not None and "history_row" in result:
-                self.hub.epoch(self._ids(trial)[int(result["trial_index"])], result["history_row"])
+    def complete(self, trial: Any) -> None:
+        self.hub.ended(self._ids(trial), None)
 
-        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            if self.hub is not None:
-                self.hub.ended(self._ids(trial), None)
+    def recover(self, trial: Any, error: str) -> None:
+        self.hub.ended(self._ids(trial), error + " (retried)")
 
-        def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            if self.hub is not None:
-                self.hub.ended(self._ids(trial), _trial_error(trial) + " (retried)")
-
-        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            if self.hub is not None:
-                self.hub.ended(self._ids(trial), _trial_error(trial))
-
-    return TrackerCallback(hub)
-
-
-def _trial_error(trial: Any) -> str:
-    from kdtune.execute import _trial_error as error_of
-
-    return error_of(trial)
+    def failed(self, trial: Any, error: str) -> None:
+        self.hub.ended(self._ids(trial), error)
 
 
 # ---------------------------------------------------------------- kdtune tune: one run per search trial

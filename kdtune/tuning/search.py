@@ -8,7 +8,6 @@ found by id: a configuration already trained costs nothing.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from kdtune.batched import SeedBatch, batchable
+from kdtune.callbacks import Listener, tune_callback
 from kdtune.config import SearchSpace, TrialConfig, apply_values, tuned_name, tuned_path, write_tuned
 from kdtune.errors import KdtuneError
 from kdtune.execute import Interrupted
@@ -225,69 +225,35 @@ def _searcher_class() -> type:
     return KdtuneOptunaSearch
 
 
-def _progress_callback(
-    searcher: Any,
-    total: int,
-    metric: str,
-    direction: str,
-    best: float | None,
-    log: Callable[[str], None],
-    check: Callable[[], None],
-) -> Any:
-    """A Ray Tune callback printing one line per finished, stopped or failed search trial, with the best so
-    far, and raising a deferred Ctrl-C after each step of Tune's loop. Tune pickles its callbacks; the
-    pickled copy holds none of the driver's objects and does nothing."""
-    from ray import tune
+class _SearchLines(Listener):
+    """One line per finished, stopped or failed search trial, with the best so far."""
 
-    class SearchProgress(tune.Callback):
-        def __init__(self, searcher: Any, log: Callable[[str], None], check: Callable[[], None]) -> None:
-            self.done, self.best, self.best_number = 0, best, None
-            self.searcher: Any = searcher
-            self.log: Callable[[str], None] | None = log
-            self.check: Callable[[], None] | None = check
+    def __init__(self, searcher: Any, total: int, metric: str, direction: str, best: float | None, log: Callable[[str], None]):
+        self.searcher, self.total, self.metric, self.direction, self.log = searcher, total, metric, direction, log
+        self.done, self.best, self.best_number = 0, best, None
 
-        def __getstate__(self) -> dict[str, Any]:
-            return {"done": 0, "best": None, "best_number": None, "searcher": None, "log": None, "check": None}
+    def _line(self, trial: Any, text: str) -> None:
+        self.done += 1
+        number = self.searcher.number_of(trial.trial_id)
+        values = ", ".join(f"{k}={value_text(v)}" for k, v in sorted(trial.config.items()))
+        best = ""
+        if self.best is not None:
+            best = f"; best {self.best:.4f}" + (f" (#{self.best_number})" if self.best_number is not None else "")
+        self.log(f"  [{self.done}/{self.total}] #{number} {values}: {text}{best}")
 
-        def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
-            if self.check:
-                self.check()
+    def complete(self, trial: Any) -> None:
+        r, metric = trial.last_result or {}, self.metric
+        if r.get("final") and math.isfinite(r.get("objective", math.nan)):
+            value = r["objective"]
+            if self.best is None or (value > self.best if self.direction == "maximize" else value < self.best):
+                self.best, self.best_number = value, self.searcher.number_of(trial.trial_id)
+            n = len(r.get("seed_values", []))
+            self._line(trial, f"{metric} {value:.4f} ± {r.get('objective_std', 0.0):.4f} ({n} seeds)")
+        else:
+            self._line(trial, f"stopped by ASHA after epoch {r.get('epoch')} ({metric} {r.get('objective', math.nan):.4f})")
 
-        def _line(self, trial: Any, text: str) -> None:
-            self.done += 1
-            number = self.searcher.number_of(trial.trial_id)
-            values = ", ".join(f"{k}={value_text(v)}" for k, v in sorted(trial.config.items()))
-            best_text = ""
-            if self.best is not None:
-                best_text = f"; best {self.best:.4f}" + (f" (#{self.best_number})" if self.best_number is not None else "")
-            if self.log:
-                self.log(f"  [{self.done}/{total}] #{number} {values}: {text}{best_text}")
-
-        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            if not self.log:
-                return
-            r = trial.last_result or {}
-            if r.get("final") and math.isfinite(r.get("objective", math.nan)):
-                value = r["objective"]
-                better = self.best is None or (value > self.best if direction == "maximize" else value < self.best)
-                if better:
-                    self.best, self.best_number = value, self.searcher.number_of(trial.trial_id)
-                n = len(r.get("seed_values", []))
-                self._line(trial, f"{metric} {value:.4f} ± {r.get('objective_std', 0.0):.4f} ({n} seeds)")
-            else:
-                self._line(trial, f"stopped by ASHA after epoch {r.get('epoch')} ({metric} {r.get('objective', math.nan):.4f})")
-
-        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            if not self.log:
-                return
-            reason = ""
-            path = getattr(trial, "error_file", None)
-            if path and os.path.isfile(path):
-                lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
-                reason = lines[-1] if lines else ""
-            self._line(trial, f"FAILED {reason}".rstrip())
-
-    return SearchProgress(searcher, log, check)
+    def failed(self, trial: Any, error: str) -> None:
+        self._line(trial, f"FAILED {error}".rstrip())
 
 
 def _max_concurrent(cpu: float, gpu: float) -> int:
@@ -371,7 +337,8 @@ def run_search(
             scheduler = FIFOScheduler()
         limit = _max_concurrent(spec.resources.cpu, spec.resources.gpu)
         best = prior.value if prior else None
-        progress = _progress_callback(searcher, remaining, tspec.metric, tspec.direction, best, log, executor.check_interrupt)
+        lines = _SearchLines(searcher, remaining, tspec.metric, tspec.direction, best, log)
+        progress = tune_callback([lines], executor.check_interrupt)
         label = {"model": setup.model, "teacher": setup.teacher, "seeds": str(len(setup.templates)), "metric": tspec.metric}
         trackers = search_callbacks(spec, run_dir, name, label, searcher.number_of) if spec.trackers else []
         tuner = tune.Tuner(
