@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import re
 import shlex
@@ -26,8 +27,7 @@ if TYPE_CHECKING:
     from kdtune.execute import InlineExecutor, RayExecutor
     from kdtune.plan import Plan
     from kdtune.reference import RefTable
-    from kdtune.report import Stats
-    from kdtune.spec import ReportSpec
+    from kdtune.report import ReportSpec
 
 
 class _UsageError(KdtuneError):
@@ -515,16 +515,11 @@ def _reference_report(df: pd.DataFrame, run_dir: Path, targets: list[RefTable], 
     return render_checks(checks, args.format, opts.alpha, opts.correction)
 
 
-def report_stats(r: ReportSpec, args: argparse.Namespace | None = None) -> Stats:
+def report_stats(r: ReportSpec, args: argparse.Namespace | None = None) -> ReportSpec:
     """The statistics of the tables: a flag given on the command line, else the sweep's ``report`` section."""
-    from kdtune.report import Stats
-
-    def pick(name: str) -> Any:
-        given = getattr(args, name, None) if args is not None else None
-        return getattr(r, name) if given is None else given
-
     names = ("interval", "compare", "test", "correction", "alpha", "bold", "seed")
-    return Stats(**{n: pick(n) for n in names}).check()
+    given = {n: v for n in names if (v := getattr(args, n, None)) is not None}
+    return dataclasses.replace(r, **given).check()
 
 
 def _report_tuning(args: argparse.Namespace) -> int:
@@ -615,8 +610,8 @@ def _metrics(df: pd.DataFrame, asked: Sequence[str] | None, defaults: Sequence[s
 
 def report_defaults(run_dir: Path, sweep: str | None = None) -> ReportSpec:
     """The ``report`` section of the latest sweep recorded in a run folder (or of ``sweep``)."""
+    from kdtune.report import parse_report
     from kdtune.results import select_records
-    from kdtune.spec import parse_report
 
     record = select_records(run_dir, sweep)[-1]
     source = str(record.path / "sweep.yaml") if record.path else str(run_dir)

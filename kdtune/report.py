@@ -12,7 +12,7 @@ a 5-fold sweep with 3 seeds holds 15 trials.
 Trials that did not finish count towards a cell's planned number: ``0.967 ± 0.004 (3/4)`` means 3 of
 4 planned trials finished, ``failed (0/2)`` that none did; a note under the table lists them.
 
-The statistics come from :mod:`kdtune.stats` (:class:`Stats` says which): what ``±`` shows (std, s.e. or a
+The statistics come from :mod:`kdtune.stats` (:class:`ReportSpec` says which): what ``±`` shows (std, s.e. or a
 t-based 95 % interval, ddof 1), comparisons of every cell with a reference cell (``teacher=data``; ▲/▼ where
 the difference is significant after correcting over the table's comparisons) and the best cells in bold.
 """
@@ -23,20 +23,26 @@ import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import AfterValidator, ConfigDict, Field
 
-from kdtune import labels, stats
+from kdtune import stats
 from kdtune.errors import KdtuneError
 from kdtune.labels import (
     BETTER,
     BOLD,
+    CORRECTIONS,
     FORMATS,
+    INTERVALS,
     KD_SETTINGS,
+    METRICS,
     NO_TEACHER,
     REPORT_KEYS,
     SETTINGS,
+    TESTS,
     Units,
     cell_units,
     matches,
@@ -44,6 +50,7 @@ from kdtune.labels import (
     show,
     varying,
 )
+from kdtune.validation import CFG, Choice, Float, Int, Items, Str, validate
 
 MAX_LISTED = 20  # unfinished trials listed under a table; the rest are counted
 COMPARE_COLUMNS = ("diff", "diff_lo", "diff_hi", "p", "p_adjusted", "test", "n_pairs", "n_ref")  # a comparison's, in the CSV
@@ -68,33 +75,59 @@ DECIDES = 5.0  # --bold significant tests a column only where a difference of 5 
 UP, DOWN = "▲", "▼"
 
 
+def _compare_key(v: str) -> str:
+    """A sweep file's ``report.compare`` (a ``ValueError`` for pydantic, said as the file's one line)."""
+    try:
+        parse_compare(v)
+    except KdtuneError as e:
+        raise ValueError(str(e).replace("--compare takes", "must be")) from None
+    return v
+
+
+_Keys = Items(Choice(REPORT_KEYS))
+
+
 @dataclass(frozen=True)
-class Stats:
-    """The statistics of a report's tables (flags of ``kdtune report``, the sweep's ``report`` section).
+class ReportSpec:
+    """The report's tables and their statistics: the defaults of ``kdtune report`` (and of the table ``kdtune run``
+    prints) for this sweep."""
 
-    ``interval``: what ``±`` shows (:data:`kdtune.labels.INTERVALS`); ``compare``: ``KEY=VALUE``, every cell
-    compared with the cell of that value sharing its other keys; ``test``: :data:`kdtune.labels.TESTS`
-    (``auto``: paired t-test where the two cells share their units' random streams, else Welch's);
-    ``correction`` over all comparisons of one table, at level ``alpha``; ``bold``: ``best`` marks the best mean of
-    each column in bold and the second underlined, ``significant`` the best cell and every cell not significantly
-    worse (where the test can decide at the table's n, :data:`DECIDES`); ``seed`` seeds bootstrap and permutation tests.
-    """
+    # Also a study's ``report`` and ``kdtune report``'s flags over a sweep's. ``interval``: what ``±`` shows;
+    # ``compare``: every cell tested against the cell of ``KEY=VALUE`` sharing its other keys; ``test`` (``auto``: the
+    # paired t-test where two cells' units share their random streams, else Welch's) and ``correction`` over a table's
+    # comparisons at level ``alpha``; ``bold``: ``best`` the best mean of each column (the second underlined),
+    # ``significant`` the best cell and every cell not significantly worse (where the test can decide at the table's
+    # n, :data:`DECIDES`); ``seed``: of the bootstrap and permutation tests.
+    __pydantic_config__ = CFG | ConfigDict(frozen=True)
 
-    interval: str = "std"
-    compare: str | None = None  # KEY=VALUE
-    test: str = "auto"
-    correction: str = "holm"
-    alpha: float = stats.ALPHA
-    bold: str | None = None
-    seed: int = stats.SEED
+    metrics: Annotated[Items(Choice(METRICS)), Field(description="Metric columns of the tables.")] = ("accuracy", "ece")
+    rows: Annotated[_Keys, Field(description="Keys the table's rows group by.")] = ("student",)
+    cols: Annotated[_Keys, Field(description="Keys of the columns.")] = ("eval_set", "teacher")
+    eval_sets: Annotated[Items(Str) | None, Field(description="Only these eval sets; null: all but val.")] = None
+    digits: Annotated[Int, Field(ge=0, description="Decimals shown.")] = 3
+    interval: Annotated[Choice(INTERVALS), Field(description="What ± shows: std, se or ci95.")] = "std"
+    compare: Annotated[
+        Annotated[Str, AfterValidator(_compare_key)] | None,
+        Field(description="KEY=VALUE (e.g. teacher=data): every cell tested against that reference cell; null: none."),
+    ] = None
+    test: Annotated[Choice(TESTS), Field(description=f"The test of compare: {', '.join(TESTS)}.")] = "auto"
+    correction: Annotated[Choice(CORRECTIONS), Field(description="Multiple-comparison correction.")] = "holm"
+    alpha: Annotated[Float, Field(gt=0, lt=1, description="Significance level, in (0, 1).")] = stats.ALPHA
+    bold: Annotated[
+        Choice(BOLD) | None,
+        Field(description="best: bold the best mean of every column, underline the second; significant: bold the best cell "
+              "and every cell not significantly worse, where the test can decide at the table's n; null: none."),
+    ] = None  # fmt: skip
+    seed: Annotated[Int, Field(ge=0, description="Seed of the bootstrap and permutation tests.")] = stats.SEED
 
-    def check(self) -> Stats:
-        """Itself, each choice checked (one line naming the allowed values otherwise)."""
-        stats.check_choice("interval", self.interval, labels.INTERVALS)
+    def check(self) -> ReportSpec:
+        """Itself, each statistics' choice checked (one line naming the allowed values otherwise): for flags and
+        callers that build it directly, which no file's validation saw."""
+        stats.check_choice("interval", self.interval, INTERVALS)
         if self.compare is not None:
             parse_compare(self.compare)
-        stats.check_choice("test", self.test, labels.TESTS)
-        stats.check_choice("correction", self.correction, labels.CORRECTIONS)
+        stats.check_choice("test", self.test, TESTS)
+        stats.check_choice("correction", self.correction, CORRECTIONS)
         stats.check_alpha(self.alpha)
         if self.bold is not None:
             stats.check_choice("--bold", self.bold, BOLD)
@@ -104,6 +137,11 @@ class Stats:
     def tests(self) -> bool:
         """Whether the tables test anything (a comparison, or the cells not significantly worse than the best)."""
         return self.compare is not None or self.bold == "significant"
+
+
+def parse_report(raw: Any, source: str) -> ReportSpec:
+    """The ``report`` section of a sweep file (also read back from a run folder's sweep.yaml)."""
+    return validate(ReportSpec, {} if raw is None else raw, source, "report")
 
 
 def parse_compare(text: str) -> tuple[str, str]:
@@ -617,7 +655,7 @@ def _units(planned: pd.DataFrame, keys: list[str], metric: str, agg: pd.DataFram
     }
 
 
-def _test_pair(a: Units, b: Units, opts: Stats, where: str) -> stats.Comparison:
+def _test_pair(a: Units, b: Units, opts: ReportSpec, where: str) -> stats.Comparison:
     """Cell ``a`` against cell ``b`` with the test ``opts`` asks for, paired where their units are (the same
     initialisation or the same folds: :func:`kdtune.stats.pairing`); fold units with the Nadeau–Bengio correction."""
     matched, why = stats.pair_up(a.keys, b.keys)
@@ -675,7 +713,7 @@ def _where(frame: pd.DataFrame, row: int, keys: list[str]) -> str:
 
 
 def _compare(
-    frame: pd.DataFrame, units: dict[int, Units], keys: list[str], opts: Stats
+    frame: pd.DataFrame, units: dict[int, Units], keys: list[str], opts: ReportSpec
 ) -> tuple[pd.DataFrame, dict[str, object]]:
     """Every cell of ``frame`` against its reference cell (``opts.compare``): :data:`COMPARE_COLUMNS` and a
     ``marker`` (▲/▼ where significant after the correction over the table's comparisons); and facts for the note."""
@@ -737,7 +775,7 @@ def _columns(frame: pd.DataFrame, cols: list[str]) -> list[dict[int, list[int]]]
 
 
 def _best(
-    frame: pd.DataFrame, units: dict[int, Units], cols: list[str], keys: list[str], metric: str, opts: Stats
+    frame: pd.DataFrame, units: dict[int, Units], cols: list[str], keys: list[str], metric: str, opts: ReportSpec
 ) -> tuple[pd.DataFrame, dict[str, object]]:
     """``bold`` per column of the table (:data:`BETTER` says which way is better). ``best``: the best mean in bold,
     the second best ``underline``. ``significant``: the best cell and every cell not significantly different from it
@@ -786,7 +824,7 @@ def _best(
     return frame, facts
 
 
-def _tests_used(tested: Sequence[stats.Comparison], opts: Stats) -> str:
+def _tests_used(tested: Sequence[stats.Comparison], opts: ReportSpec) -> str:
     """Which tests a family used, with the number of comparisons of each: the line a table's note names."""
     if not tested:
         return "no test (nothing to compare)"
@@ -818,14 +856,14 @@ def _sides(tested: Sequence[stats.Comparison]) -> str:
     return "n = " + ", ".join(f"{a} vs {b} ({k})" for (a, b), k in sorted(counts.items()))
 
 
-def _family(tested: Sequence[stats.Comparison], opts: Stats, what: str) -> str:
+def _family(tested: Sequence[stats.Comparison], opts: ReportSpec, what: str) -> str:
     if opts.correction == "none":
         return f"α = {opts.alpha:g}, uncorrected over the table's {len(tested)} {what}"
     return f"α = {opts.alpha:g}, {stats.CORRECTION_NAMES[opts.correction]}-corrected over the table's {len(tested)} {what}"
 
 
 def _stat_notes(
-    opts: Stats, metric: str, cols: list[str], compared: dict[str, object] | None, best: dict[str, object] | None
+    opts: ReportSpec, metric: str, cols: list[str], compared: dict[str, object] | None, best: dict[str, object] | None
 ) -> list[str]:
     """The notes that name what a table's statistics are: interval, test, α, correction, n of each side."""
     out = []
@@ -856,7 +894,7 @@ def _stat_notes(
     return out
 
 
-def _significant_notes(best: dict[str, object], opts: Stats, column: str, way: str) -> list[str]:
+def _significant_notes(best: dict[str, object], opts: ReportSpec, column: str, way: str) -> list[str]:
     """What ``--bold significant`` marked: the test and its family, and the columns where it could not decide."""
     tested: list[stats.Comparison] = best["tested"]  # type: ignore[assignment]
     undecided: list[tuple[tuple[int, int], float]] = best["undecided"]  # type: ignore[assignment]
@@ -887,7 +925,7 @@ def _significant_notes(best: dict[str, object], opts: Stats, column: str, way: s
 
 
 def _statistics(
-    planned: pd.DataFrame, keys: list[str], cols: list[str], agg: pd.DataFrame, metric: str, opts: Stats
+    planned: pd.DataFrame, keys: list[str], cols: list[str], agg: pd.DataFrame, metric: str, opts: ReportSpec
 ) -> tuple[pd.DataFrame, list[str]]:
     """The table's cells with what ``opts`` asks for (``spread``, comparisons, ``bold``), baselines shared under
     every KD setting (so a baseline meets the cells of each column), and the notes naming the statistics."""
@@ -905,7 +943,7 @@ def _statistics(
     return frame, _stat_notes(opts, metric, cols, compared, best)
 
 
-def _tidy(frame: pd.DataFrame, agg: pd.DataFrame, keys: list[str], opts: Stats) -> pd.DataFrame:
+def _tidy(frame: pd.DataFrame, agg: pd.DataFrame, keys: list[str], opts: ReportSpec) -> pd.DataFrame:
     """The CSV rows of one table: a cell once, with a baseline's KD settings empty, unless a shared baseline
     was compared differently under different KD settings (then once per setting); the statistics' columns."""
     if "_cell" not in frame:
@@ -932,7 +970,7 @@ def _tidy(frame: pd.DataFrame, agg: pd.DataFrame, keys: list[str], opts: Stats) 
     return out[[*keys, *values, *stat_cols]]
 
 
-def _check_compare(opts: Stats, rows: list[str], cols: list[str], metrics: Sequence[str]) -> None:
+def _check_compare(opts: ReportSpec, rows: list[str], cols: list[str], metrics: Sequence[str]) -> None:
     """Before any work: the compare key is a column key, and the metrics of --bold best have a direction."""
     if opts.compare is not None:
         key, _ = parse_compare(opts.compare)
@@ -956,10 +994,10 @@ def _metric_tables(
     rows: Sequence[str],
     cols: Sequence[str],
     eval_sets: Sequence[str] | None,
-    stat: Stats | None,
-) -> Iterator[tuple[str, pd.DataFrame, list[str], pd.DataFrame, pd.DataFrame, list[str], Stats]]:
+    stat: ReportSpec | None,
+) -> Iterator[tuple[str, pd.DataFrame, list[str], pd.DataFrame, pd.DataFrame, list[str], ReportSpec]]:
     """Per metric, after the checks: ``(metric, planned, keys, agg, frame, stat_lines, opts)`` of one table."""
-    opts = (stat or Stats()).check()
+    opts = (stat or ReportSpec()).check()
     rows, cols = check_keys(rows, cols)
     _check_compare(opts, rows, cols, metrics)
     for metric in metrics:
@@ -993,7 +1031,7 @@ class Look:
 
 def _table(
     metric: str, planned: pd.DataFrame, agg: pd.DataFrame, frame: pd.DataFrame, cols: list[str], digits: int,
-    opts: Stats, look: Look, rows_first: Sequence[str] = (),
+    opts: ReportSpec, look: Look, rows_first: Sequence[str] = (),
 ) -> tuple[str, pd.DataFrame, list[str]]:  # fmt: skip
     """One table as ``(title, table, notes)``; ``rows_first``: column keys shown as the outermost rows instead."""
     scaled = look.percent and metric in FRACTIONS
@@ -1017,7 +1055,7 @@ def tables(
     cols: Sequence[str] = ("eval_set", "teacher"),
     eval_sets: Sequence[str] | None = None,
     digits: int = 3,
-    stat: Stats | None = None,
+    stat: ReportSpec | None = None,
     look: Look | None = None,
 ) -> list[tuple[str, pd.DataFrame, list[str]]]:
     """The report's tables, one per metric, as ``(title, table, notes)``: what :func:`render` writes as markdown or
@@ -1032,7 +1070,7 @@ def tables(
 
 def _latex(
     df: pd.DataFrame, metrics: Sequence[str], rows: Sequence[str], cols: Sequence[str], eval_sets: Sequence[str] | None,
-    digits: int, stat: Stats | None, look: Look, label: str,
+    digits: int, stat: ReportSpec | None, look: Look, label: str,
 ) -> Iterator[str]:  # fmt: skip
     """Each metric's table in LaTeX, its statistics and notes in the caption (the unfinished trials in comments
     after it), in the first layout that fits ``look.textwidth``: the one asked for, else the outermost column keys
@@ -1065,7 +1103,7 @@ def render(
     cols: Sequence[str] = ("eval_set", "teacher"),
     eval_sets: Sequence[str] | None = None,
     digits: int = 3,
-    stat: Stats | None = None,
+    stat: ReportSpec | None = None,
     look: Look | None = None,
     label: str = "kdtune",
 ) -> str:
@@ -1074,7 +1112,7 @@ def render(
 
     CSV is tidy: mean, std, n, n_expected per cell and metric (fractions, whatever ``look``
     says); cells with n = 0 kept; baselines once per cell with their KD settings empty (not repeated under each
-    temperature). ``stat`` (:class:`Stats`) adds the interval shown (``se``; ``ci95_lo``, ``ci95_hi``), the
+    temperature). ``stat`` (:class:`ReportSpec`) adds the interval shown (``se``; ``ci95_lo``, ``ci95_hi``), the
     comparisons (:data:`COMPARE_COLUMNS`) and ``bold``; without it the tables are mean ± std (ddof 1).
     """
     if fmt not in FORMATS:

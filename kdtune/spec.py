@@ -26,7 +26,6 @@ from pydantic import (
 from pydantic.dataclasses import dataclass as section
 from pydantic_core import PydanticCustomError
 
-from kdtune import stats
 from kdtune.config import (
     KINDS,
     AshaSpec,
@@ -53,21 +52,17 @@ from kdtune.data.corruptions import CORRUPTIONS
 from kdtune.distill import KD_LOSSES, LossSpec, distill_epochs
 from kdtune.errors import KdtuneError, SpecError
 from kdtune.labels import (
-    CORRECTIONS,
     DIRECTIONS,
     INT_SETTINGS,
-    INTERVALS,
     LOSS_SETTINGS,
-    METRICS,
     NO_TEACHER,
-    REPORT_KEYS,
     STUDENT_STREAMS,
-    TESTS,
     TRAIN_SETTINGS,
 )
 from kdtune.models import MODELS, check_model
 from kdtune.optim import OPTIMIZERS, SCHEDULES, schedule_warning
 from kdtune.overrides import apply_overrides, blame_overrides
+from kdtune.report import ReportSpec
 from kdtune.validation import (
     CFG,
     Bool,
@@ -407,47 +402,6 @@ class ExecutionSpec:
     tensorboard: Bool = Field(False, description="Write per-trial TensorBoard curves to RUN/tensorboard/. Default false.")
 
 
-def _compare(v: str) -> str:
-    key, eq, rest = v.partition("=")
-    if not eq or not key.strip() or not rest.strip():
-        raise ValueError(f"must be KEY=VALUE, e.g. teacher=data; got {v!r}")
-    if key.strip() not in REPORT_KEYS:
-        raise ValueError(f"unknown compare key {key.strip()!r}; valid keys: {', '.join(REPORT_KEYS)}")
-    return v
-
-
-@section(frozen=True, config=CFG)
-class ReportSpec:
-    """Defaults of ``kdtune report`` (and of the table ``kdtune run`` prints) for this sweep."""
-
-    metrics: Items(Choice(METRICS)) = Field(
-        ("accuracy", "ece"), description="Metric columns of the tables. Default [accuracy, ece]."
-    )
-    rows: Items(Choice(REPORT_KEYS)) = Field(("student",), description="Keys the table's rows group by. Default [student].")
-    cols: Items(Choice(REPORT_KEYS)) = Field(
-        ("eval_set", "teacher"), description="Keys of the columns. Default [eval_set, teacher]."
-    )
-    eval_sets: Items(Str) | None = Field(None, description="Only these eval sets; null (default): all.")
-    digits: Seed = Field(3, description="Decimals shown. Default 3.")
-    interval: Choice(INTERVALS) = Field("std", description="What ± shows: std (default), se or ci95.")
-    compare: Annotated[Str, AfterValidator(_compare)] | None = Field(
-        None, description="KEY=VALUE (e.g. teacher=data): every cell tested against that reference cell. Default none."
-    )
-    test: Choice(TESTS) = Field("auto", description=f"The test of compare: {', '.join(TESTS)}. Default auto.")
-    correction: Choice(CORRECTIONS) = Field(
-        "holm", description=f"Multiple-comparison correction: {', '.join(CORRECTIONS)}. Default holm."
-    )
-    alpha: Annotated[Float, Field(gt=0, lt=1)] = Field(
-        stats.ALPHA, description=f"Significance level, in (0, 1). Default {stats.ALPHA}."
-    )
-    bold: Literal["best", "significant"] | None = Field(
-        None,
-        description="best: bold the best mean of every column, underline the second; significant: bold the best cell "
-        "and every cell not significantly worse, where the test can decide at the table's n. Default none.",
-    )
-    seed: Seed = Field(stats.SEED, description=f"Seed of the bootstrap and permutation tests. Default {stats.SEED}.")
-
-
 TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks")
 
 
@@ -711,11 +665,6 @@ class SweepSpec:
     trackers: TrackerSpec = TrackerSpec()  # noqa: RUF009  (outputs.mlflow / outputs.wandb)
     description: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-
-def parse_report(raw: Any, source: str) -> ReportSpec:
-    """The ``report`` section of a sweep file (also read back from a run folder's sweep.yaml)."""
-    return validate(ReportSpec, {} if raw is None else raw, source, "report")
 
 
 def _layers(m: BaseModel | None, raw: Any, keys: Sequence[str]) -> Params:

@@ -21,15 +21,17 @@ import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from kdtune import labels, stats
 from kdtune.claims import FAMILIES, FAMILY_NAMES, Claim, Evidence, check_kind, parse_check
 from kdtune.errors import KdtuneError
 from kdtune.reference import ClaimModel, ReferenceCheck, check_tables, read_model, render_checks, resolve_target, verdict_word
+from kdtune.report import ReportSpec
+from kdtune.validation import adapter
 
 REPORT_MD = "report.md"
 CLAIMS_CSV = "claims.csv"  # every claim row in full precision, beside report.md
@@ -55,17 +57,7 @@ class SweepEntry(_Strict):
     analyses: AnalysesModel | None = Field(None, description="the analyses of this sweep's run folder (default: the study's)")
 
 
-class StudyReportModel(_Strict):
-    metrics: list[str] = Field(default_factory=lambda: ["accuracy"], description="metrics of kdtune's own tables")
-    rows: list[str] = Field(default_factory=lambda: ["student"])
-    cols: list[str] = Field(default_factory=lambda: ["eval_set", "teacher"])
-    eval_sets: list[str] | None = None
-    compare: str | None = Field(None, description="KEY=VALUE, as kdtune report --compare")
-    interval: str = "ci95"
-    test: str = "auto"
-    correction: str = "holm"
-    alpha: float = 0.05
-    digits: int = 3
+STUDY_REPORT = {"metrics": ["accuracy"], "interval": "ci95"}  # a study's report: what it changes of a sweep's
 
 
 class StudyModel(_Strict):
@@ -85,7 +77,10 @@ class StudyModel(_Strict):
     )
     cuts: list[str] = Field(default_factory=list, description="settings cut from the paper's, as the report states them")
     figures: list[str] = Field(default_factory=list, description="glob patterns under RUN/analysis (default: every PNG)")
-    report: StudyReportModel = Field(default_factory=StudyReportModel)
+    report: Annotated[ReportSpec, BeforeValidator(lambda v: STUDY_REPORT | v if isinstance(v, dict) else v)] = Field(
+        default_factory=lambda: adapter(ReportSpec).validate_python(STUDY_REPORT),
+        description="kdtune's own tables, as a sweep's report section, but for accuracy with 95 % intervals by default",
+    )
 
     @field_validator("sweeps")
     @classmethod
@@ -155,10 +150,6 @@ def load_study(path: str | Path, out: str | None = None) -> Study:
                 f"{path}: primary: {name!r} is no claim of the study's reference tables or its own; "
                 f"write FILE:TABLE/ID (e.g. {listed or 'abnar2021:table6/cnn-teacher-improves-mlp-accuracy-scaled'})"
             )
-    stats.check_choice("report.interval", model.report.interval, labels.INTERVALS)
-    stats.check_choice("report.test", model.report.test, labels.TESTS)
-    stats.check_choice("report.correction", model.report.correction, labels.CORRECTIONS)
-    stats.check_alpha(model.report.alpha)
     run = Path(out or model.out or Path("runs") / model.name)
     return Study(p, model, sweeps, run, tuple(claims))
 
@@ -396,17 +387,16 @@ def write_latex(study: Study, df: pd.DataFrame) -> Path:
     captioned, labelled ``table`` each that fits a standard article at 10 pt): the paper's beside kdtune's and the
     claims, then kdtune's own tables of each run folder."""
     from kdtune.reference import render_checks
-    from kdtune.report import Stats, render
+    from kdtune.report import render
 
     r = study.model.report
     checks, own = _checks(study, df)
     parts = [render_checks([*checks, *([own] if own else [])], "latex", r.alpha, r.correction)] if checks or own else []
     metrics = [x for x in r.metrics if x in df and df[x].notna().any()]
-    stat = Stats(interval=r.interval, compare=r.compare, test=r.test, correction=r.correction, alpha=r.alpha)
     for d in study.table_dirs if metrics else []:
         part = df[df["run"] == str(d)] if "run" in df and len(study.table_dirs) > 1 else df
         try:
-            parts.append(render(part, metrics, "latex", r.rows, r.cols, r.eval_sets, r.digits, stat, label=d.name))
+            parts.append(render(part, metrics, "latex", r.rows, r.cols, r.eval_sets, r.digits, r, label=d.name))
         except KdtuneError as e:  # as the markdown report says: no table, and why
             parts.append(f"% {d}: no table: {e}")
     path = study.out / REPORT_HTML.parent / "tables.tex"
@@ -431,16 +421,15 @@ def results_versions(run_dirs: Sequence[Path]) -> set[int]:
     return found
 
 
-def own_tables(df: pd.DataFrame, r: StudyReportModel) -> list[tuple[str, pd.DataFrame, list[str]]]:
+def own_tables(df: pd.DataFrame, r: ReportSpec) -> list[tuple[str, pd.DataFrame, list[str]]]:
     """kdtune's own tables of the study (as ``kdtune report`` with the study's ``report`` section)."""
-    from kdtune.report import Stats, tables
+    from kdtune.report import tables
 
-    stat = Stats(interval=r.interval, compare=r.compare, test=r.test, correction=r.correction, alpha=r.alpha)
     metrics = [x for x in r.metrics if x in df and df[x].notna().any()]
     if not metrics:
         return []
     try:
-        return tables(df, metrics, r.rows, r.cols, r.eval_sets, r.digits, stat)
+        return tables(df, metrics, r.rows, r.cols, r.eval_sets, r.digits, r)
     except KdtuneError as e:
         return [(f"no table: {e}", pd.DataFrame(), [])]
 

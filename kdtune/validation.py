@@ -260,9 +260,9 @@ def error_line(e: Mapping[str, Any], schema: dict[str, Any]) -> tuple[str, str]:
         return path, f"must be {an} {kind} name or a mapping with {key!r} (one of {names}){got}"
     if t == "kdtune":
         return _joined(path, ctx.get("at") or ""), str(ctx["message"])
-    if t == "missing":
+    if t in ("missing", "missing_argument", "missing_keyword_only_argument"):  # (the last two: a dataclass's)
         return path, "is required"
-    if t == "extra_forbidden":
+    if t in ("extra_forbidden", "unexpected_keyword_argument"):
         key = path.rsplit(".", 1)[-1]
         keys = list(parent.get("properties", {}))
         if parent_def in _BAGS:

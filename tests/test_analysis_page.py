@@ -209,9 +209,9 @@ def _markdown_tables(text: str) -> list[tuple[str, list[list[str]], list[str]]]:
 
 
 def test_report_tables_equal_kdtune_reports_cells_markers_and_notes():
-    from kdtune.report import Stats, render
+    from kdtune.report import ReportSpec, render
 
-    opts = Stats(interval="ci95", compare="teacher=data", bold="significant")
+    opts = ReportSpec(interval="ci95", compare="teacher=data", bold="significant")
     args = (["accuracy", "ece"], ["student"], ["eval_set", "teacher"], None, 3)
     tables = report_tables(_results(), *args, stat=opts)
     report = _markdown_tables(render(_results(), args[0], "markdown", *args[1:], stat=opts))

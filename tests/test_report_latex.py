@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from kdtune.errors import KdtuneError
-from kdtune.report import Look, Stats, render, to_latex
+from kdtune.report import Look, ReportSpec, render, to_latex
 from kdtune.results import collect_run
 from tests.latex import compile_latex, needs_pdflatex
 
@@ -29,7 +29,7 @@ def _captions(tex: str) -> list[str]:
 
 
 def test_one_captioned_labelled_table_per_metric_that_says_what_its_numbers_are(df):
-    tex = render(df, ["accuracy", "ece"], "latex", label="quickstart", stat=Stats(compare="teacher=data"))
+    tex = render(df, ["accuracy", "ece"], "latex", label="quickstart", stat=ReportSpec(compare="teacher=data"))
     assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 2
     assert re.findall(r"\\label\{(.*)\}", tex) == ["tab:quickstart-accuracy", "tab:quickstart-ece"]
     accuracy, ece = _captions(tex)
@@ -93,10 +93,10 @@ def test_bad_look_is_one_line():
 @pytest.mark.parametrize(
     "look, stat",
     [
-        (Look(), Stats()),
-        (Look(textwidth=241), Stats(bold="best")),
-        (Look(percent=True, n_once=True, small_pm=True), Stats(compare="teacher=data", interval="ci95")),
-        (Look(textwidth=505), Stats(bold="significant")),
+        (Look(), ReportSpec()),
+        (Look(textwidth=241), ReportSpec(bold="best")),
+        (Look(percent=True, n_once=True, small_pm=True), ReportSpec(compare="teacher=data", interval="ci95")),
+        (Look(textwidth=505), ReportSpec(bold="significant")),
     ],
     ids=["plain", "one-column", "options", "table*"],
 )

@@ -16,7 +16,7 @@ import scipy.stats
 
 from kdtune import stats
 from kdtune.errors import KdtuneError
-from kdtune.report import Stats, render
+from kdtune.report import ReportSpec, render
 from tests.latex import compile_latex, needs_pdflatex
 
 BASE = [0.80, 0.70, 0.90, 0.75, 0.85]  # from data; seeds differ a lot
@@ -50,7 +50,7 @@ def _table(values: dict[str, list[float]] = VALUES, seeds_of: dict[str, int] | N
 
 
 def _csv(df: pd.DataFrame, **kw: object) -> pd.DataFrame:
-    return pd.read_csv(io.StringIO(render(df, ["accuracy"], "csv", stat=Stats(**kw))))  # type: ignore[arg-type]
+    return pd.read_csv(io.StringIO(render(df, ["accuracy"], "csv", stat=ReportSpec(**kw))))  # type: ignore[arg-type]
 
 
 def test_a_known_significant_and_a_known_null_difference():
@@ -74,7 +74,7 @@ def test_a_known_significant_and_a_known_null_difference():
     half = {k: scipy.stats.t.ppf(0.975, 4) * scipy.stats.sem(v) for k, v in VALUES.items()}  # t(0.975, n - 1) · s.e.
     assert (out.loc["data", "ci95_lo"], out.loc["data", "ci95_hi"]) == pytest.approx((0.8 - half["data"], 0.8 + half["data"]))
 
-    text = render(_table(), ["accuracy"], stat=Stats(compare="teacher=data", interval="ci95"))
+    text = render(_table(), ["accuracy"], stat=ReportSpec(compare="teacher=data", interval="ci95"))
     lines = text.splitlines()
     assert lines[0] == "**accuracy: mean ± 95 % CI (t, ddof=1) (n) over seeds**"
     assert lines[2] == "| student | test / data | test / big | test / same |"
@@ -100,7 +100,7 @@ def test_paired_where_the_units_share_their_streams_else_welch():
 
 def test_test_paired_where_the_design_is_unpaired_is_one_line():
     with pytest.raises(KdtuneError) as e:
-        render(_table(), ["accuracy"], stat=Stats(compare="teacher=data", test="paired"))
+        render(_table(), ["accuracy"], stat=ReportSpec(compare="teacher=data", test="paired"))
     assert "--test paired" in str(e.value) and "are not paired (different random streams)" in str(e.value)
     assert "the same initialisation (architecture and seed) or the same folds" in str(e.value) and "\n" not in str(e.value)
 
@@ -111,17 +111,17 @@ def test_bootstrap_and_permutation_on_request_reproducible_with_their_seed():
     assert set(boot.test.dropna()) == {"bootstrap"}
     perm = _csv(_table(), compare="teacher=data", test="permutation").set_index("teacher")
     assert perm.loc["big", "p"] < 0.05 < perm.loc["same", "p"]
-    text = render(_table(), ["accuracy"], stat=Stats(compare="teacher=data", test="bootstrap", seed=3))
+    text = render(_table(), ["accuracy"], stat=ReportSpec(compare="teacher=data", test="bootstrap", seed=3))
     assert "BCa bootstrap of the mean difference (scipy.stats.bootstrap), 9999 resamples, seed 3" in text
 
 
 def test_cells_with_fewer_than_two_units_are_never_marked():
     df = _table({"data": BASE, "big": [1.0, 1.0, 1.0, 1.0, 1.0]}, seeds_of={"big": 1})  # one model: 1.0, far above
-    text = render(df, ["accuracy"], stat=Stats(compare="teacher=data", bold="significant"))
+    text = render(df, ["accuracy"], stat=ReportSpec(compare="teacher=data", bold="significant"))
     assert "| MLP | 0.800 ± 0.079 (5) | 1.000 (1) |" in text  # no ▲ for the single model
     assert "1 cell(s) not tested, never marked: n < 2 on one side" in text
     assert "no test (nothing to compare)" in text and "over the table's 0 comparisons; the CSV" in text  # no empty n =
-    by_teacher = render(df, ["accuracy"], rows=["teacher"], cols=["eval_set"], stat=Stats(bold="significant"))
+    by_teacher = render(df, ["accuracy"], rows=["teacher"], cols=["eval_set"], stat=ReportSpec(bold="significant"))
     assert "| big | 1.000 (1) |" in by_teacher and "**" not in by_teacher.split("\n", 1)[1]  # best of the column: n = 1
     assert "1 column(s) without bold: their best cell has n < 2" in by_teacher
     out = _csv(df, compare="teacher=data").set_index("teacher")
@@ -142,7 +142,7 @@ def _students(values: dict[str, list[float]]) -> pd.DataFrame:
 
 def test_bold_significant_marks_a_tie_inside_the_noise_and_follows_the_metric_direction():
     df = _students({"X": [0.90, 0.80, 0.95], "Y": [0.89, 0.82, 0.93], "Z": [0.60, 0.50, 0.65]})
-    text = render(df, ["accuracy", "ece"], stat=Stats(bold="significant"))
+    text = render(df, ["accuracy", "ece"], stat=ReportSpec(bold="significant"))
     acc, ece = text.split("**ece")
     assert "| X | **0.883 ± 0.076 (3)** |" in acc and "| Y | **0.880 ± 0.056 (3)** |" in acc  # Y: within the noise
     assert "| Z | 0.583 ± 0.076 (3) |" in acc and "<u>" not in text
@@ -151,13 +151,13 @@ def test_bold_significant_marks_a_tie_inside_the_noise_and_follows_the_metric_di
     # X, Y, Z are other models at the same seeds (no shared initialisation is known): Welch, not paired
     assert "Welch's t-test" in acc and "Holm-corrected over the table's 2 comparisons" in acc
     assert "bold: the best cell of each column (eval_set × teacher)" in acc and "cannot decide" not in text
-    latex = render(df, ["accuracy"], "latex", stat=Stats(bold="significant"))
+    latex = render(df, ["accuracy"], "latex", stat=ReportSpec(bold="significant"))
     assert r"X & \bfseries 0.883{${}\pm{}$0.076 (3)} \\" in latex and r"Y & \bfseries 0.880{" in latex
 
 
 def test_bold_best_marks_the_best_mean_and_underlines_the_second_without_a_test():
     df = _students({"X": [0.90, 0.80, 0.95], "Y": [0.89, 0.82, 0.93], "Z": [0.60, 0.50, 0.65]})  # means .883 .880 .583
-    text = render(df, ["accuracy", "ece"], stat=Stats(bold="best"))
+    text = render(df, ["accuracy", "ece"], stat=ReportSpec(bold="best"))
     acc, ece = text.split("**ece")
     assert "| X | **0.883 ± 0.076 (3)** |" in acc and "| Y | <u>0.880 ± 0.056 (3)</u> |" in acc
     assert "| Z | 0.583 ± 0.076 (3) |" in acc
@@ -167,7 +167,7 @@ def test_bold_best_marks_the_best_mean_and_underlines_the_second_without_a_test(
     assert "t-test" not in text and "±: " not in text  # nothing tested, ± still the std
     out = _csv(df, bold="best").set_index("student")
     assert out["bold"].tolist() == [True, False, False] and out["underline"].tolist() == [False, True, False]
-    latex = render(df, ["accuracy"], "latex", stat=Stats(bold="best"))
+    latex = render(df, ["accuracy"], "latex", stat=ReportSpec(bold="best"))
     assert r"X & \bfseries 0.883{${}\pm{}$0.076 (3)} \\" in latex
     assert r"Y & 0.880{\llap{\underline{\phantom{$0.880$}}}${}\pm{}$0.056 (3)} \\" in latex
 
@@ -177,14 +177,14 @@ def test_bold_significant_says_when_the_test_cannot_decide_at_n_2():
     at α/2 it finds, with 80 % power, only differences of more than 8 std (stats.detectable), so 'not significantly
     worse' would hold for nearly all: only the best mean is bold and the note says why, instead of bolding every cell."""
     df = _students({"X": [0.90, 0.80], "Y": [0.89, 0.82], "Z": [0.60, 0.50]})
-    text = render(df, ["accuracy"], stat=Stats(bold="significant"))
+    text = render(df, ["accuracy"], stat=ReportSpec(bold="significant"))
     floor = stats.detectable(2, 2, paired=False, alpha=0.05 / 2)
     assert 5 < floor < 10
     assert "| Y | **0.855 ± 0.049 (2)** |" in text and text.count("**0.") == 1  # one bold cell (Y: .855), not three
     assert (f"bold: the best mean alone in 1 column(s): at n = 2 vs 2 the test cannot decide (at α = 0.025, the first "
             f"step of the correction over the table, it finds only differences above {floor:.3g} std of the units with "
             "80 % power; kdtune asks for 5 std)") in text  # fmt: skip
-    perm = render(df, ["accuracy"], stat=Stats(bold="significant", test="permutation"))
+    perm = render(df, ["accuracy"], stat=ReportSpec(bold="significant", test="permutation"))
     assert "it finds nothing there with 80 % power" in perm  # 4 sign flips: the smallest p is 0.5
 
 
@@ -210,12 +210,12 @@ def test_shared_baselines_are_the_reference_under_every_temperature():
     big = out[out.teacher == "big"].set_index("temperature")
     assert big.loc[4.0, "p_adjusted"] < 0.05 < big.loc[1.0, "p_adjusted"]  # each against the one baseline
     assert (out.teacher == "data").sum() == 1  # the baseline once in the CSV, its temperature empty
-    text = render(df, ["accuracy"], cols=["temperature", "teacher"], stat=Stats(compare="teacher=data"))
+    text = render(df, ["accuracy"], cols=["temperature", "teacher"], stat=ReportSpec(compare="teacher=data"))
     assert "the same models appear under every temperature" in text and "▲" in text
 
 
 def test_latex_markers_and_notes():
-    text = render(_table(), ["accuracy"], "latex", stat=Stats(compare="teacher=data", interval="ci95"))
+    text = render(_table(), ["accuracy"], "latex", stat=ReportSpec(compare="teacher=data", interval="ci95"))
     assert r"1.002{${}\pm{}$0.113 (5)$^{\blacktriangle}$}" in text
     assert text.startswith(r"% needs \usepackage{booktabs, siunitx, array, amssymb}")
     assert r"$^{\blacktriangle}$/$^{\blacktriangledown}$: significantly higher/lower than the cell of teacher = data" in text
@@ -235,7 +235,7 @@ def test_latex_markers_and_notes():
 )
 def test_bad_input_is_one_line(kw, words):
     with pytest.raises(KdtuneError) as e:
-        render(_table(), ["accuracy"], stat=Stats(**kw))
+        render(_table(), ["accuracy"], stat=ReportSpec(**kw))
     assert words in str(e.value) and "\n" not in str(e.value)
 
 
@@ -249,7 +249,7 @@ def test_without_the_new_options_the_table_is_unchanged():
 def test_the_latex_table_compiles_with_pdflatex(tmp_path):
     df = _table()
     df["teacher"] = df["teacher"].replace({"big": "CNN_big", "same": "MLP & co"})  # characters LaTeX must escape
-    table = render(df, ["accuracy", "ece"], "latex", stat=Stats(compare="teacher=data", interval="ci95", bold="best"))
+    table = render(df, ["accuracy", "ece"], "latex", stat=ReportSpec(compare="teacher=data", interval="ci95", bold="best"))
     compile_latex(table, tmp_path)
 
 
@@ -318,7 +318,7 @@ def test_cli_an_unknown_compare_key_is_refused_before_reading_the_run_folder(tmp
 
 def test_the_sweeps_report_section_takes_the_statistics():
     from kdtune.errors import SpecError
-    from kdtune.spec import parse_report
+    from kdtune.report import parse_report
 
     r = parse_report({"interval": "ci95", "compare": "teacher=data", "test": "welch", "bold": "best", "alpha": 0.01}, "s.yaml")
     assert (r.interval, r.compare, r.test, r.bold, r.alpha, r.correction, r.seed) == (

@@ -93,7 +93,7 @@ def test_a_study_file_is_checked_before_any_work(tiny_raw, tmp_path, monkeypatch
         ({"references": ["ref.yaml:table9"]}, "no table 'table9' in ref.yaml; tables: table1"),
         ({"references": ["nosuchpaper:table1"]}, "unknown reference 'nosuchpaper'"),
         ({"claims": [{"id": "x", "check": "accuracy[studnt=MLP] > 1"}]}, "claims: x: unknown key 'studnt'"),
-        ({"report": {"interval": "sd"}}, "unknown report.interval 'sd'"),
+        ({"report": {"interval": "sd"}}, "study.yaml: report.interval: must be one of std, se, ci95; got 'sd'"),
         ({"primary": ["ref.yaml:table1/kd-hlps"]}, "primary: 'ref.yaml:table1/kd-hlps' is no claim of the study's"),
         (
             {"claims": [{"id": "x", "check": "accuracy[student=MLP] > 1", "kind": "fact"}]},

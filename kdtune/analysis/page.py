@@ -23,7 +23,7 @@ from kdtune.analysis import Output
 from kdtune.labels import show
 
 if TYPE_CHECKING:
-    from kdtune.report import Stats
+    from kdtune.report import ReportSpec
 
 PAGE = "index.html"
 ReportTable = tuple[str, pd.DataFrame, list[str]]  # (title, table with a named index, notes as markdown lines)
@@ -94,7 +94,7 @@ def report_tables(
     cols: Sequence[str],
     eval_sets: Sequence[str] | None,
     digits: int,
-    stat: Stats | None = None,
+    stat: ReportSpec | None = None,
 ) -> list[ReportTable]:
     """The tables of ``kdtune report`` as DataFrames, each with its title and notes: the steps of
     :func:`kdtune.report.render` for one markdown table, with the same statistics (``stat``, the sweep's ``report``
