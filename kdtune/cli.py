@@ -483,8 +483,7 @@ def _report_tracker(args: argparse.Namespace) -> tuple[Any, str, dict[str, str]]
     if args.mlflow is None and setting is None:
         return None
     from kdtune import __version__
-    from kdtune.config import RESULTS_VERSION, MlflowSpec
-    from kdtune.spec import check_tracking_uri
+    from kdtune.config import RESULTS_VERSION, MlflowSpec, check_tracking_uri
     from kdtune.trackers import check_mlflow, require
 
     flag = args.mlflow is not None

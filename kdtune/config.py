@@ -14,16 +14,35 @@ import hashlib
 import inspect
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal, Protocol, Union
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from kdtune.data import DataSpec, EvalSetSpec
+from kdtune.data.augment import AUGMENTATIONS, NON_IDENTITY
 from kdtune.distill import LossSpec, switches
 from kdtune.errors import KdtuneError
 from kdtune.labels import DIRECTIONS, INT_SETTINGS, LOSS_SETTINGS, NO_TEACHER, SELECT_FROM, STUDENT_STREAMS, TRAIN_SETTINGS
-from kdtune.optim import SCHEDULES
+from kdtune.optim import OPTIMIZERS, SCHEDULES
+from kdtune.validation import (
+    CFG,
+    Choice,
+    Float,
+    Fraction,
+    Items,
+    NonNeg,
+    PosFloat,
+    PosInt,
+    Registered,
+    Seed,
+    Str,
+    StrictModel,
+    params_model,
+    registry_union,
+)
 from kdtune.yamlio import dump_yaml, load_yaml
 
 Params = tuple[tuple[str, Any], ...]
@@ -59,26 +78,89 @@ class AugmentSpec:
     params: Params = ()
 
 
-@dataclass(frozen=True)
-class TrainSpec:
-    """How one model is trained: optimizer, schedule, regularization, selection."""
+def _named(v: Any) -> Any:
+    return {"name": v} if isinstance(v, str) else v
 
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    dropout: float = 0.0
-    label_smoothing: float = 0.0
-    grad_clip: float | None = None
-    schedule: ScheduleSpec = ScheduleSpec()
-    augment: AugmentSpec | None = None
-    select: str = "val_accuracy"
+
+def _schedule_member(n: str) -> type:
+    name = (Literal[n], Field(description="The schedule."))
+    return params_model(n, "schedule", SCHEDULES.get(n), ("epoch", "total_epochs"), StrictModel, _SCHEDULE_BOUNDS, name=name)
+
+
+_SCHEDULE_BOUNDS = {"alpha": {"ge": 0, "le": 1}, "t_mul": {"ge": 1}}  # every other schedule parameter is > 0
+
+
+def _augment_member(skip: tuple[str, ...]) -> Callable[[str], type]:
+    return lambda n: params_model(
+        n, "augmentation", AUGMENTATIONS.get(n), skip, StrictModel, name=(Literal[n], Field(description="The augmentation."))
+    )
+
+
+def _spec_of(cls: type, v: BaseModel) -> Any:
+    return cls(v.name, freeze({k: getattr(v, k) for k in type(v).model_fields if k != "name"}))
+
+
+def _by_name(registry: Any, member: Callable[[str], type]) -> Any:
+    """A component of ``registry`` by its name alone or as a mapping {name: …, its parameters}."""
+    union = registry_union(registry, "name", member, append=False)
+    return Annotated[union, BeforeValidator(_named, json_schema_input_type=Union[Choice(registry.names()), union])]  # noqa: UP007
+
+
+# an augmentation (also data.invariance's), a schedule, the optimizer and the selection rule, as a sweep file gives them
+Invariance = _by_name(AUGMENTATIONS, _augment_member(("x", "generator", NON_IDENTITY)))
+Schedule = Annotated[
+    _by_name(SCHEDULES, _schedule_member),
+    AfterValidator(lambda v: _spec_of(ScheduleSpec, v)),
+    Field(json_schema_extra={"default": "constant"}),  # the schedule's name, as a file gives it
+]
+Augment = Annotated[Invariance, AfterValidator(lambda v: _spec_of(AugmentSpec, v))]
+Optimizer = Registered(OPTIMIZERS)
+Select = Choice(("last", "val_accuracy", "val_nll"))
+SCHEDULE_NAMES = f"a schedule name or a mapping {{name: …, parameters}} (schedules: {', '.join(SCHEDULES.names())})"
+
+
+@dataclass(frozen=True)
+class Train:
+    """Training settings of a model: the sweep's ``train`` (every model trained from data), a model's own ``train``,
+    and (for students) the ``distill`` sections. Each layer overrides the one before it, key by key."""
+
+    __pydantic_config__ = CFG  # read straight from a sweep file (kdtune.spec); its defaults are every trial's
+
+    epochs: Annotated[PosInt, Field(description="Epochs of training (passes over the training split).")] = 10
+    batch_size: Annotated[PosInt, Field(description="Examples per optimizer step.")] = 128
+    optimizer: Annotated[Optimizer, Field(description="The optimizer (adam, adamw or sgd).")] = "adam"
+    lr: Annotated[PosFloat, Field(description="Learning rate at the start of the schedule.")] = 1e-3
+    weight_decay: Annotated[NonNeg, Field(description="Weight decay (L2 penalty, decoupled for adamw).")] = 0.0
+    dropout: Annotated[Fraction, Field(description="Dropout probability of the model's dropout layers, in [0, 1).")] = 0.0
+    label_smoothing: Annotated[Fraction, Field(description="Label smoothing of the cross-entropy on the labels, in [0, 1).")] = (
+        0.0
+    )
+    grad_clip: Annotated[
+        PosFloat | None, Field(description="Clip the gradients' global norm to this value; null: no clipping.")
+    ] = None
+    schedule: Annotated[Schedule, Field(description=f"Learning-rate schedule over the epochs: {SCHEDULE_NAMES}.")] = (
+        ScheduleSpec()
+    )
+    augment: Annotated[
+        Augment | None,
+        Field(description="Random augmentation of every training batch: a name or {name: …, parameters}; null: none."),
+    ] = None
+    select: Annotated[
+        Select,
+        Field(description="Which epoch's model a trial keeps: the last, or the best by validation accuracy (ties: lower "
+              "NLL) or NLL."),
+    ] = "val_accuracy"  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainSpec(Train):
+    """How one model is trained: its :class:`Train` settings resolved from their layers, and the selection rule."""
+
     # the epochs ``select`` chooses among: every one ("first_epoch"), or, for a student whose loss switches between
     # the labels and its teacher, those from its last switch on ("last_switch", kdtune.distill.selection_epochs).
     # Set by the planner from the loss (:func:`with_selection`), not by sweep files; trials trained before kdtune
     # had it read "first_epoch", as they were selected, and keep their ids.
-    select_from: str = "first_epoch"
+    select_from: str = SELECT_FROM[0]
 
 
 def with_selection(train: TrainSpec, loss: LossSpec) -> TrainSpec:
@@ -90,30 +172,68 @@ def with_selection(train: TrainSpec, loss: LossSpec) -> TrainSpec:
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """What each trial leaves beyond its metrics. ``feature_epochs``: epochs (0 = initialisation, sorted,
-    distinct) at which a trial keeps penultimate features of the fixed subset for training paths; epochs
-    beyond a model's training are skipped (models of one sweep may train for different epochs)."""
+    """What each trial leaves beyond its metrics (part of its id): the penultimate features of a fixed subset of
+    examples, at the epochs of ``feature_epochs`` (sorted, distinct; epochs beyond a model's training skipped)."""
 
-    feature_examples: int = 1000
-    feature_epochs: tuple[int, ...] = ()
+    __pydantic_config__ = CFG
+
+    feature_examples: Annotated[
+        Seed, Field(description="Examples of the fixed subset whose penultimate features a trial keeps.")
+    ] = 1000
+    feature_epochs: Annotated[
+        Items(Seed),
+        Field(description="Epochs (0: initialisation; distinct) at which features are kept, for training paths; later than "
+              "a model trains: skipped."),
+    ] = ()  # fmt: skip
+
+
+TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks")
+
+
+def check_tracking_uri(v: str) -> str:
+    """An MLflow tracking URI: a server (http[s]://host[:port]), a database store, a folder (file: or a path) or databricks."""
+    scheme = v.split("://", 1)[0].split(":", 1)[0].split("+", 1)[0].lower() if ":" in v else ""
+    if not v.strip() or (scheme and len(scheme) > 1 and scheme not in TRACKING_SCHEMES):
+        raise ValueError(
+            f"must be an MLflow tracking URI ({', '.join(s + ':' for s in TRACKING_SCHEMES)} or a folder), got {v!r}"
+        )
+    if scheme in ("http", "https") and not v.split("://", 1)[-1].split("/", 1)[0]:
+        raise ValueError(f"must name a host, e.g. http://127.0.0.1:5000, got {v!r}")
+    return v
 
 
 @dataclass(frozen=True)
 class MlflowSpec:
-    """Where ``outputs.mlflow`` (or ``--mlflow``) logs a sweep's trials: a tracking URI and an experiment."""
+    """Log every trial to MLflow: one run per trial, every trial of the sweep in one experiment (the stage a tag)."""
 
-    tracking_uri: str
-    experiment: str
+    __pydantic_config__ = CFG
+
+    tracking_uri: Annotated[
+        Str,
+        AfterValidator(check_tracking_uri),
+        Field(
+            description="Where MLflow keeps the runs: a tracking server (http://127.0.0.1:5000), a database store "
+            "(sqlite:///mlflow.db) or a folder; the --mlflow flag wins. Credentials come from the environment "
+            "(MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME/PASSWORD), never from the sweep file."
+        ),
+    ]
+    experiment: Annotated[Str | None, Field(description="The MLflow experiment; null: the sweep's name.")] = None
 
 
 @dataclass(frozen=True)
 class WandbSpec:
-    """Where ``outputs.wandb`` (or ``--wandb``) logs a sweep's trials; ``mode`` None: ``$WANDB_MODE``, else online."""
+    """Log every trial to Weights & Biases: one run per trial, every trial of the sweep in one group (the stage a tag)."""
 
-    project: str
-    group: str
-    entity: str | None = None
-    mode: str | None = None
+    __pydantic_config__ = CFG
+
+    project: Annotated[Str, Field(description="The W&B project; the --wandb flag wins.")]
+    entity: Annotated[Str | None, Field(description="The W&B entity (user or team); null: the API key's default entity.")] = None
+    group: Annotated[Str | None, Field(description="The W&B group of the sweep's runs; null: the sweep's name.")] = None
+    mode: Annotated[
+        Choice(("online", "offline")) | None,
+        Field(description="online: sync to W&B as trials run (needs WANDB_API_KEY on the driver); offline: write run "
+              "files under RUN/wandb/ for `wandb sync`; null: $WANDB_MODE, else online."),
+    ] = None  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -414,10 +534,13 @@ class SearchSpace:
 
 @dataclass(frozen=True)
 class AshaSpec:
-    """Early stopping of bad search trials by Ray Tune's ASHA scheduler (it only stops trials)."""
+    """Early stopping of search trials by Ray Tune's ASHA scheduler (asynchronous successive halving; it only stops
+    trials)."""
 
-    grace_period: int = 2
-    reduction_factor: float = 3.0
+    __pydantic_config__ = CFG
+
+    grace_period: Annotated[PosInt, Field(description="Epochs every search trial runs before it can be stopped.")] = 2
+    reduction_factor: Annotated[Float, Field(gt=1, description="ASHA keeps 1/reduction_factor of the trials at each rung.")] = 3.0
 
 
 @dataclass(frozen=True)

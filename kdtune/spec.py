@@ -10,9 +10,9 @@ import functools
 import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, get_type_hints
 
 import yaml
 from pydantic import (
@@ -24,21 +24,22 @@ from pydantic import (
     create_model,
 )
 from pydantic.dataclasses import dataclass as section
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from kdtune.config import (
     KINDS,
     AshaSpec,
-    AugmentSpec,
     Distribution,
     GridSpec,
+    Invariance,
     MlflowSpec,
     ModelSpec,
     OutputSpec,
     Params,
-    ScheduleSpec,
     SearchSpace,
     TrackerSpec,
+    Train,
     TuneSpec,
     WandbSpec,
     freeze,
@@ -60,7 +61,7 @@ from kdtune.labels import (
     TRAIN_SETTINGS,
 )
 from kdtune.models import MODELS, check_model
-from kdtune.optim import OPTIMIZERS, SCHEDULES, schedule_warning
+from kdtune.optim import schedule_warning
 from kdtune.overrides import apply_overrides, blame_overrides
 from kdtune.report import ReportSpec
 from kdtune.validation import (
@@ -70,8 +71,13 @@ from kdtune.validation import (
     Float,
     Int,
     Items,
+    NonNeg,
+    PosFloat,
+    PosInt,
     Registered,
+    Seed,
     Str,
+    StrictModel,
     first_problem,
     json_schema_of,
     kind_of,
@@ -83,52 +89,11 @@ from kdtune.validation import (
 from kdtune.yamlio import load_yaml
 
 SELF_TEACHER = "self"
-SELECT_CHOICES = ("last", "val_accuracy", "val_nll")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 LABEL = r"^[A-Za-z][A-Za-z0-9_.+-]*$"
 _GRID_NOTES = {"grad_clip": " (null: no clipping)"}  # a note on the values of a train setting the grid crosses
 
 # ---------------------------------------------------------------- the models of a sweep file's sections
-
-
-def _named(v: Any) -> Any:
-    return {"name": v} if isinstance(v, str) else v
-
-
-class _Model(BaseModel):
-    model_config = CFG | ConfigDict(frozen=True)
-
-
-def _schedule_member(n: str) -> type:
-    name = (Literal[n], Field(description="The schedule."))
-    return params_model(n, "schedule", SCHEDULES.get(n), ("epoch", "total_epochs"), _Model, _SCHEDULE_BOUNDS, name=name)
-
-
-_SCHEDULE_BOUNDS = {"alpha": {"ge": 0, "le": 1}, "t_mul": {"ge": 1}}  # every other schedule parameter is > 0
-
-
-def _augment_member(skip: tuple[str, ...]) -> Callable[[str], type]:
-    return lambda n: params_model(
-        n, "augmentation", AUGMENTATIONS.get(n), skip, _Model, name=(Literal[n], Field(description="The augmentation."))
-    )
-
-
-def _spec_of(cls: type, v: BaseModel) -> Any:
-    return cls(v.name, freeze({k: getattr(v, k) for k in type(v).model_fields if k != "name"}))
-
-
-SCHEDULE_NAMES = f"a schedule name or a mapping {{name: …, parameters}} (schedules: {', '.join(SCHEDULES.names())})"
-
-
-def _by_name(registry: Any, member: Callable[[str], type]) -> Any:
-    """A component of ``registry`` by its name alone or as a mapping {name: …, its parameters}."""
-    union = registry_union(registry, "name", member, append=False)
-    return Annotated[union, BeforeValidator(_named, json_schema_input_type=Union[Choice(registry.names()), union])]  # noqa: UP007
-
-
-Invariance = _by_name(AUGMENTATIONS, _augment_member(("x", "generator", NON_IDENTITY)))
-Schedule = Annotated[_by_name(SCHEDULES, _schedule_member), AfterValidator(lambda v: _spec_of(ScheduleSpec, v))]
-Augment = Annotated[Invariance, AfterValidator(lambda v: _spec_of(AugmentSpec, v))]
 
 
 def _start(stop: bool) -> Any:
@@ -142,69 +107,33 @@ def _start(stop: bool) -> Any:
 
 
 Start, Stop = _start(False), _start(True)
-PosFloat = Annotated[Float, Field(gt=0)]
-NonNeg = Annotated[Float, Field(ge=0)]
-Fraction = Annotated[Float, Field(ge=0, lt=1)]
-PosInt = Annotated[Int, Field(ge=1)]
-Seed = Annotated[Int, Field(ge=0)]
 
 
-class Train(_Model):
-    """Training settings of a model: the sweep's ``train`` (every model trained from data), a model's own ``train``,
-    and (for students) the ``distill`` sections. Each layer overrides the one before it, key by key."""
-
-    epochs: PosInt = Field(10, description="Epochs of training (passes over the training split). Default 10.")
-    batch_size: PosInt = Field(128, description="Examples per optimizer step. Default 128.")
-    optimizer: Registered(OPTIMIZERS) = Field("adam", description="The optimizer (adam, adamw or sgd). Default adam.")
-    lr: PosFloat = Field(1e-3, description="Learning rate at the start of the schedule. Default 0.001.")
-    weight_decay: NonNeg = Field(0.0, description="Weight decay (L2 penalty, decoupled for adamw). Default 0.")
-    dropout: Fraction = Field(0.0, description="Dropout probability of the model's dropout layers, in [0, 1). Default 0.")
-    label_smoothing: Fraction = Field(
-        0.0, description="Label smoothing of the cross-entropy on the labels, in [0, 1). Default 0."
-    )
-    grad_clip: PosFloat | None = Field(
-        None, description="Clip the gradients' global norm to this value; null: no clipping (default)."
-    )
-    schedule: Schedule = Field(
-        ScheduleSpec(),
-        json_schema_extra={"default": "constant"},
-        description=f"Learning-rate schedule over the epochs: {SCHEDULE_NAMES}. Default constant.",
-    )
-    augment: Augment | None = Field(
-        None, description="Random augmentation of every training batch: a name or {name: …, parameters}; null: none (default)."
-    )
-    select: Choice(SELECT_CHOICES) = Field(
-        "val_accuracy",
-        description="Which epoch's model a trial keeps: the last, or the best by validation accuracy (ties: "
-        "lower NLL) or NLL. Default val_accuracy.",
-    )
-
-
+@dataclass(frozen=True)
 class Distill(Train):
     """A ``distill`` section: the training settings of students, and when they distil."""
 
-    start: Start = Field(
-        0.0,
-        description="First distilled epoch: a fraction in [0, 1) of the epochs (epoch "
-        "round(v·epochs)+1) or an epoch number >= 1; before it the student learns from the labels. Default 0 (from the "
-        "first epoch).",
-    )
-    stop: Stop = Field(
-        None,
-        description="Epoch from which the student learns from the labels again: a fraction in (0, 1) "
-        "of the epochs or an epoch number >= 1; null (default): distil to the end.",
-    )
+    start: Annotated[
+        Start,
+        Field(description="First distilled epoch: a fraction in [0, 1) of the epochs (epoch round(v·epochs)+1) or an epoch "
+              "number >= 1; before it the student learns from the labels. 0: from the first epoch."),
+    ] = 0.0  # fmt: skip
+    stop: Annotated[
+        Stop,
+        Field(description="Epoch from which the student learns from the labels again: a fraction in (0, 1) of the epochs "
+              "or an epoch number >= 1; null: distil to the end."),
+    ] = None  # fmt: skip
 
 
-TRAIN_KEYS = tuple(Train.model_fields)  # what a train/distill section sets for training
+TRAIN_KEYS = tuple(f.name for f in fields(Train))  # what a train/distill section sets for training
 SWITCH_KEYS = ("start", "stop")  # what a distill section adds: its switch points
 
 
 def _model_member(arch: str) -> type:
-    params = params_model(arch, "model", MODELS.get(arch).__init__, ("info", "dropout"), _Model)
+    params = params_model(arch, "model", MODELS.get(arch).__init__, ("info", "dropout"), StrictModel)
     return create_model(
         f"Model_{arch}",
-        __base__=_Model,
+        __base__=StrictModel,
         __doc__=f"A model of architecture {arch}.",
         arch=(Literal[arch], Field(description="The registered architecture.")),
         params=(
@@ -218,7 +147,7 @@ def _model_member(arch: str) -> type:
             Field(
                 "defaults",
                 description="tuned: train from data with the values `kdtune tune` found (tuned/<model>.yaml); "
-                "{data: tuned, CNN: tuned}: also as a student of CNN; defaults (default): the sweep's values.",
+                "{data: tuned, CNN: tuned}: also as a student of CNN; defaults: the sweep's values.",
             ),
         ),
     )
@@ -237,12 +166,12 @@ def _eval_member(c: str) -> type:
         "corruption",
         CORRUPTIONS.get(c),
         ("x", "generator"),
-        _Model,
+        StrictModel,
         name=(
             Str,
             Field(description="Name of the eval set in the results (not 'val': the validation split is always evaluated)."),
         ),
-        source=(Choice(EVAL_SOURCES), Field("test", description="The split it is made from: test (default), val or train.")),
+        source=(Choice(EVAL_SOURCES), Field("test", description="The split it is made from: test, val or train.")),
         corruption=(
             Literal[c],
             Field(
@@ -260,7 +189,7 @@ EvalSet = tagged_union(
 
 
 def _data_member(n: str) -> type:
-    params = params_model(n, "data set", DATASETS.get(n).__init__, (), _Model)
+    params = params_model(n, "data set", DATASETS.get(n).__init__, (), StrictModel)
     return create_model(
         f"Data_{n}",
         __base__=DataBase,
@@ -270,19 +199,19 @@ def _data_member(n: str) -> type:
     )
 
 
-class DataBase(_Model):
+class DataBase(StrictModel):
     val_size: tagged_union(
         {"number": Annotated[Float, Field(gt=0, lt=1)], "integer": PosInt}, "a fraction in (0, 1) or a count >= 1"
     ) = Field(
-        0.1, description="The validation split: a fraction in (0, 1) of the training pool or a count of examples. Default 0.1."
+        DataSpec.val_size, description="The validation split: a fraction in (0, 1) of the training pool or a count of examples."
     )
     folds: Annotated[Int, Field(ge=2)] = Field(
-        1,
+        DataSpec.folds,
         description="k >= 2: k-fold cross-validation, every trial once per fold, fold i the validation split (not with "
-        "val_size). Default 1: one split.",
+        "val_size). 1: one split.",
     )
-    split_seed: Seed = Field(0, description="Seed of the train/validation split. Default 0.")
-    corruption_seed: Seed = Field(0, description="Seed of random corruptions of the eval sets. Default 0.")
+    split_seed: Seed = Field(DataSpec.split_seed, description="Seed of the train/validation split.")
+    corruption_seed: Seed = Field(DataSpec.corruption_seed, description="Seed of random corruptions of the eval sets.")
     eval_sets: Items(EvalSet) | None = Field(
         None,
         description="The eval sets every trial is evaluated on (besides val): names the data set knows, train, or mappings; "
@@ -291,7 +220,7 @@ class DataBase(_Model):
     invariance: Invariance | None = Field(
         None,
         description="An augmentation (name or {name: …, parameters}) whose invariance metric IM every evaluation measures, "
-        "drawn without the identity; null (default): none.",
+        "drawn without the identity; null: none.",
     )
     root: Str | None = Field(
         None, description="Folder of the data files (the --data-root flag wins); default: the data set's own."
@@ -304,7 +233,7 @@ Pair = tagged_union(
         "string": Str,
         "object": create_model(
             "Pair",
-            __base__=_Model,
+            __base__=StrictModel,
             __doc__="A (teacher, student) pair as a mapping.",
             teacher=(Str, Field(description="Teacher label, data or self.")),
             student=(Str, Field(description="Student label.")),
@@ -318,28 +247,28 @@ Seeds = tagged_union(
 )
 
 
-class _GridBase(_Model):
+class _GridBase(StrictModel):
     """The grid: (teacher, student) pairs × distillation settings × training axes × seed units, crossed."""
 
     students: Items(Str) | None = Field(None, description="Student model labels (with teachers; or give pairs).")
     teachers: Items(Str) | None = Field(
         None,
         description="Teachers of every student: model labels, data (trained from data, no distillation) or self (its own "
-        "architecture). Default [data].",
+        "architecture).",
     )
     pairs: Items(Pair, scalar=False) | None = Field(
         None, description="Instead of students × teachers: a list of 'TEACHER -> STUDENT' pairs."
     )
-    temperature: Items(PosFloat) = Field((1.0,), description="Softmax temperatures of distillation (> 0). Default [1].")
-    w_hard: Items(NonNeg) = Field((0.0,), description="Weights of the loss on the labels. Default [0].")
-    w_soft: Items(NonNeg) = Field((1.0,), description="Weights of the loss on the teacher's outputs. Default [1].")
+    temperature: Items(PosFloat) = Field(GridSpec.temperature, description="Softmax temperatures of distillation (> 0).")
+    w_hard: Items(NonNeg) = Field(GridSpec.w_hard, description="Weights of the loss on the labels.")
+    w_soft: Items(NonNeg) = Field(GridSpec.w_soft, description="Weights of the loss on the teacher's outputs.")
     loss: Items(Registered(KD_LOSSES)) = Field(
-        ("hinton",), description=f"Distillation losses ({', '.join(KD_LOSSES.names())}). Default [hinton]."
+        GridSpec.loss, description=f"Distillation losses ({', '.join(KD_LOSSES.names())})."
     )
     seeds: Seeds = Field(
         1,
         description="Seeds: a count n (seeds 0…n-1) or a list of distinct seeds >= 0; each sets initialisation and data "
-        "order together. Default 1.",
+        "order together.",
     )
     init_seeds: Seeds | None = Field(
         None, description="Instead of seeds: seeds of the initial weights, crossed with data_seeds into seed units."
@@ -348,16 +277,21 @@ class _GridBase(_Model):
         None, description="Instead of seeds: seeds of data order, dropout and augmentation, crossed with init_seeds."
     )
     student_streams: Choice(STUDENT_STREAMS) = Field(
-        "apart",
-        description="apart (default): students draw their random streams apart from the models trained from data; shared: "
-        "the same.",
+        GridSpec.student_streams,
+        description="apart: students draw their random streams apart from the models trained from data; shared: the same.",
     )
     teacher_seed: tagged_union({"string": Literal["same"], "integer": Seed}, "'same' or a seed unit >= 0") = Field(
-        "same",
-        description="same (default): student unit k reads teacher unit k; a number: every student reads that teacher unit.",
+        GridSpec.teacher_seed,
+        description="same: student unit k reads teacher unit k; a number: every student reads that teacher unit.",
     )
     start: Items(Start) | None = Field(None, description="An axis of distillation start points (see distill.start).")
     stop: Items(Stop, scalar=False) | None = Field(None, description="An axis of distillation stop points (see distill.stop).")
+
+
+def _bare(t: Any) -> Any:
+    """A field's type without its description (an axis of a train setting: a list of values, described as the axis)."""
+    keep = [m for m in getattr(t, "__metadata__", ()) if not (isinstance(m, FieldInfo) and m.description)]
+    return Annotated[(t.__origin__, *keep)] if keep else getattr(t, "__origin__", t)
 
 
 Grid = create_model(  # an axis of every training setting the grid can cross, typed as the train section types it
@@ -365,7 +299,10 @@ Grid = create_model(  # an axis of every training setting the grid can cross, ty
     __base__=_GridBase,
     __doc__=_GridBase.__doc__,
     **{
-        k: (Items(Train.__annotations__[k]) | None, Field(None, description=f"An axis of train.{k} values{note}."))
+        k: (
+            Items(_bare(get_type_hints(Train, include_extras=True)[k])) | None,
+            Field(None, description=f"An axis of train.{k} values{note}."),
+        )
         for k in TRAIN_SETTINGS
         for note in [_GRID_NOTES.get(k, "")]
     },
@@ -376,8 +313,8 @@ Grid = create_model(  # an axis of every training setting the grid can cross, ty
 class Resources:
     """What one Ray Tune trial asks for; fractions allowed."""
 
-    cpu: NonNeg = Field(1.0, description="CPU cores per trial (fractions allowed). Default 1.")
-    gpu: NonNeg = Field(0.0, description="GPUs per trial (fractions share one). Default 0.")
+    cpu: NonNeg = Field(1.0, description="CPU cores per trial (fractions allowed).")
+    gpu: NonNeg = Field(0.0, description="GPUs per trial (fractions share one).")
 
 
 @section(frozen=True, config=CFG)
@@ -387,74 +324,26 @@ class ExecutionSpec:
     seeds_per_trial: tagged_union({"integer": PosInt, "string": Literal["auto"]}) = Field(
         1,
         description="Seeds one Ray trial trains together, batched (an integer >= 1), or auto: chosen from the model's size "
-        "and the device. Default 1.",
+        "and the device.",
     )
-    eval_batch_size: PosInt = Field(
-        512, description="Examples per forward pass at evaluation (no effect on results). Default 512."
-    )
-    max_concurrent_trials: PosInt | None = Field(
-        None, description="At most this many trials at once; null (default): as resources allow."
-    )
-    max_failures: Seed = Field(0, description="Retries of a failed trial. Default 0.")
+    eval_batch_size: PosInt = Field(512, description="Examples per forward pass at evaluation (no effect on results).")
+    max_concurrent_trials: PosInt | None = Field(None, description="At most this many trials at once; null: as resources allow.")
+    max_failures: Seed = Field(0, description="Retries of a failed trial.")
     device: Choice(DEVICE_CHOICES) = Field(
         "auto", description="auto (default: cuda where a gpu is asked for and present), cpu or cuda."
     )
-    tensorboard: Bool = Field(False, description="Write per-trial TensorBoard curves to RUN/tensorboard/. Default false.")
+    tensorboard: Bool = Field(False, description="Write per-trial TensorBoard curves to RUN/tensorboard/.")
 
 
-TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks")
-
-
-def check_tracking_uri(v: str) -> str:
-    """An MLflow tracking URI: a server (http[s]://host[:port]), a database store, a folder (file: or a path) or databricks."""
-    scheme = v.split("://", 1)[0].split(":", 1)[0].split("+", 1)[0].lower() if ":" in v else ""
-    if not v.strip() or (scheme and len(scheme) > 1 and scheme not in TRACKING_SCHEMES):
-        raise ValueError(
-            f"must be an MLflow tracking URI ({', '.join(s + ':' for s in TRACKING_SCHEMES)} or a folder), got {v!r}"
-        )
-    if scheme in ("http", "https") and not v.split("://", 1)[-1].split("/", 1)[0]:
-        raise ValueError(f"must name a host, e.g. http://127.0.0.1:5000, got {v!r}")
-    return v
-
-
-class MlflowOutput(_Model):
-    """Log every trial to MLflow: one run per trial, every trial of the sweep in one experiment (the stage a tag)."""
-
-    tracking_uri: Annotated[Str, AfterValidator(check_tracking_uri)] = Field(
-        description="Where MLflow keeps the runs: a tracking server (http://127.0.0.1:5000), a database store "
-        "(sqlite:///mlflow.db) or a folder; the --mlflow flag wins. Credentials come from the environment "
-        "(MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME/PASSWORD), never from the sweep file."
-    )
-    experiment: Str | None = Field(None, description="The MLflow experiment; default: the sweep's name.")
-
-
-class WandbOutput(_Model):
-    """Log every trial to Weights & Biases: one run per trial, every trial of the sweep in one group (the stage a tag)."""
-
-    project: Str = Field(description="The W&B project; the --wandb flag wins.")
-    entity: Str | None = Field(None, description="The W&B entity (user or team); default: the API key's default entity.")
-    group: Str | None = Field(None, description="The W&B group of the sweep's runs; default: the sweep's name.")
-    mode: Choice(("online", "offline")) | None = Field(
-        None,
-        description="online: sync to W&B as trials run (needs WANDB_API_KEY on the driver); offline: write run files "
-        "under RUN/wandb/ for `wandb sync`. Default: $WANDB_MODE, else online.",
-    )
-
-
-class Outputs(_Model):
+@dataclass(frozen=True)
+class Outputs(OutputSpec):
     """What each trial keeps beyond its metrics: the penultimate features of a fixed subset of examples; and the
     experiment trackers every trial is logged to (MLflow, Weights & Biases), which change no trial id."""
 
-    feature_examples: Seed = Field(
-        1000, description="Examples of the fixed subset whose penultimate features a trial keeps. Default 1000."
-    )
-    feature_epochs: Items(Seed) = Field(
-        (),
-        description="Epochs (0: initialisation; distinct) at which features are kept, for training paths; later than a "
-        "model trains: skipped. Default none.",
-    )
-    mlflow: MlflowOutput | None = Field(None, description="Log every trial to MLflow (pip install 'kdtune[mlflow]').")
-    wandb: WandbOutput | None = Field(None, description="Log every trial to Weights & Biases (pip install 'kdtune[wandb]').")
+    mlflow: Annotated[MlflowSpec | None, Field(description="Log every trial to MLflow (pip install 'kdtune[mlflow]').")] = None
+    wandb: Annotated[
+        WandbSpec | None, Field(description="Log every trial to Weights & Biases (pip install 'kdtune[wandb]').")
+    ] = None
 
 
 Bounds = Annotated[
@@ -469,7 +358,7 @@ def _bad(message: str, at: str = "") -> None:
     raise PydanticCustomError("kdtune", "{message}", {"message": message, "at": at})
 
 
-class _Dist(_Model):
+class _Dist(StrictModel):
     def to_distribution(self) -> Distribution:
         kind = next(k for k in KINDS if k in type(self).model_fields)
         if kind == "categorical":
@@ -545,7 +434,7 @@ Dist = tagged_union(
 _SCHEDULE_PARAM = "The distribution of a parameter of the learning-rate schedule, e.g. schedule.first_epochs."
 
 
-class _SpaceBase(_Model):
+class _SpaceBase(StrictModel):
     """Settings of one model (or teacher → student pair) → their distributions; schedule.<parameter> too."""
 
     model_config = CFG | ConfigDict(
@@ -572,26 +461,17 @@ Space = create_model(  # a distribution for every setting kdtune tune can search
 )
 
 
-class Asha(_Model):
-    """Early stopping of search trials by Ray Tune's ASHA scheduler (asynchronous successive halving)."""
-
-    grace_period: PosInt = Field(2, description="Epochs every search trial runs before it can be stopped. Default 2.")
-    reduction_factor: Annotated[Float, Field(gt=1)] = Field(
-        3.0, description="ASHA keeps 1/reduction_factor of the trials at each rung. Default 3."
-    )
-
-
-class Tune(_Model):
+class Tune(StrictModel):
     """``kdtune tune``: Optuna's TPE over search trials of ``seeds`` seeds each, early stopping by ASHA."""
 
     metric: Annotated[
         Choice(tuple(DIRECTIONS)), Field(json_schema_extra={"x-allowed": f"a validation metric, one of {', '.join(DIRECTIONS)}"})
-    ] = Field("accuracy", description="Validation metric the search optimizes (its direction is known). Default accuracy.")
-    seeds: PosInt = Field(3, description="Seeds every search trial trains; the objective is their mean. Default 3.")
-    sampler_seed: Seed = Field(0, description="Seed of Optuna's TPE sampler. Default 0.")
-    asha: tagged_union({"boolean": Bool, "object": Asha, "null": None}) = Field(
+    ] = Field(TuneSpec.metric, description="Validation metric the search optimizes (its direction is known).")
+    seeds: PosInt = Field(TuneSpec.seeds, description="Seeds every search trial trains; the objective is their mean.")
+    sampler_seed: Seed = Field(TuneSpec.sampler_seed, description="Seed of Optuna's TPE sampler.")
+    asha: tagged_union({"boolean": Bool, "object": AshaSpec, "null": None}) = Field(
         True,
-        description="true (default): ASHA with its defaults; a mapping {grace_period, reduction_factor}; false: every "
+        description="true: ASHA with its defaults; a mapping {grace_period, reduction_factor}; false: every "
         "search trial runs all its epochs.",
     )
     space: dict[Str, Space] | None = Field(
@@ -599,7 +479,7 @@ class Tune(_Model):
     )
 
 
-class SweepFile(_Model):
+class SweepFile(StrictModel):
     """A kdtune sweep file: data, models and a grid of (teacher, student) pairs and distillation settings."""
 
     name: (
@@ -743,8 +623,8 @@ def _trackers(outs: Outputs, name: str) -> TrackerSpec:
     """The trackers of ``outputs``: the experiment (MLflow) and group (W&B) default to the sweep's name."""
     m, w = outs.mlflow, outs.wandb
     return TrackerSpec(
-        MlflowSpec(m.tracking_uri, m.experiment or name) if m is not None else None,
-        WandbSpec(w.project, w.group or name, w.entity, w.mode) if w is not None else None,
+        replace(m, experiment=m.experiment or name) if m is not None else None,
+        replace(w, group=w.group or name) if w is not None else None,
     )
 
 
@@ -944,7 +824,7 @@ def _tune(err: Callable[..., SpecError], t: Tune | None, spec: SweepSpec) -> Tun
                     raise err(f"{where}.{setting}.{dist.kind}" + (f"[{i}]" if i is not None else ""), problem(v))
             params.append((setting, dist))
         spaces.append(SearchSpace(model, teacher, tuple(params)))
-    asha = AshaSpec(t.asha.grace_period, t.asha.reduction_factor) if isinstance(t.asha, Asha) else AshaSpec() if t.asha else None
+    asha = t.asha if isinstance(t.asha, AshaSpec) else AshaSpec() if t.asha else None
     return TuneSpec(t.metric, t.seeds, t.sampler_seed, asha, tuple(spaces))
 
 

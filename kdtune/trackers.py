@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from kdtune import __version__
 from kdtune.callbacks import Listener
-from kdtune.config import RESULTS_VERSION, MlflowSpec, TrackerSpec, TrialConfig, WandbSpec
+from kdtune.config import RESULTS_VERSION, MlflowSpec, TrackerSpec, TrialConfig, WandbSpec, check_tracking_uri
 from kdtune.errors import KdtuneError
 from kdtune.labels import STUDENT_STREAMS, TRAIN_SETTINGS, invariance_label, stream_seeds
 from kdtune.rundir import CONFIG, METRICS, is_finished, read_json, trial_dir, write_json
@@ -72,8 +72,6 @@ LEDGER = Path("trackers") / "wandb.json"  # RUN/trackers/wandb.json: the W&B run
 def with_flags(spec: SweepSpec, mlflow: str | None = None, wandb: str | None = None) -> SweepSpec:
     """``spec`` with ``--mlflow URI`` / ``--wandb PROJECT`` put over its ``outputs``: the flag gives the tracking URI
     (the sweep's experiment kept) or the project (its group, entity and mode kept)."""
-    from kdtune.spec import check_tracking_uri
-
     t = spec.trackers
     m, w = t.mlflow, t.wandb
     if mlflow is not None:
@@ -85,7 +83,7 @@ def with_flags(spec: SweepSpec, mlflow: str | None = None, wandb: str | None = N
     if wandb is not None:
         if not wandb.strip() or "/" in wandb:
             raise KdtuneError(f"--wandb {wandb!r}: must be a W&B project name (the entity goes in outputs.wandb.entity)")
-        w = replace(w, project=wandb) if w else WandbSpec(wandb, spec.name)
+        w = replace(w, project=wandb) if w else WandbSpec(wandb, group=spec.name)
     return replace(spec, trackers=TrackerSpec(m, w))
 
 

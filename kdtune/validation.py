@@ -32,6 +32,19 @@ from kdtune.errors import SpecError
 
 CFG = ConfigDict(extra="forbid", allow_inf_nan=False, regex_engine="python-re")
 Int, Float, Str, Bool = (Annotated[t, Strict()] for t in (int, float, str, bool))
+PosFloat = Annotated[Float, Field(gt=0)]
+NonNeg = Annotated[Float, Field(ge=0)]
+Fraction = Annotated[Float, Field(ge=0, lt=1)]
+PosInt = Annotated[Int, Field(ge=1)]
+Seed = Annotated[Int, Field(ge=0)]
+
+
+class StrictModel(BaseModel):
+    """A frozen model that takes no key it does not name (the sections of sweep, study and reference files)."""
+
+    model_config = CFG | ConfigDict(frozen=True)
+
+
 _TAGS = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object", type(None): "null"}
 
 
