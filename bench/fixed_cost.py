@@ -46,7 +46,7 @@ def first(events: list[dict[str, Any]], names: Sequence[str], pid: int | None = 
 
 def phases(events: list[dict[str, Any]], launch: float, exit_: float) -> dict[str, float]:
     """Seconds of each phase of one run, from its events (``launch``/``exit_``: the command's start and end)."""
-    driver = next(e["pid"] for e in events if e["name"] == "kdtune.cli._load")
+    driver = next(e["pid"] for e in events if e["name"] == "kdtune.app.load_plan")
     d = [e for e in events if e["pid"] == driver]
 
     def one(name: str) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def phases(events: list[dict[str, Any]], launch: float, exit_: float) -> dict[st
     def total(name: str) -> float:
         return sum(e["end"] - e["start"] for e in d if e["name"] == name)
 
-    load, ray_start = one("kdtune.cli._load"), [e for e in d if e["name"] == "kdtune.execute.RayExecutor.__enter__"]
+    load, ray_start = one("kdtune.app.load_plan"), [e for e in d if e["name"] == "kdtune.execute.RayExecutor.__enter__"]
     tuners = sorted((e for e in d if e["name"] == "kdtune.execute.RayExecutor.run_stages"), key=lambda e: e["start"])
     starts = sorted((e for e in d if e["name"] == "kdtune.execute.Stages.start"), key=lambda e: e["start"])
     stage_ends = sorted((e for e in d if e["name"] == "kdtune.execute.Stages.end"), key=lambda e: e["start"])

@@ -2,7 +2,8 @@
 
 A study file (``studies/*.yaml``) names the sweeps of a case study (each with ``--set`` overrides), the analyses to
 run on their run folder, the published tables to check (``abnar2021:table6``) and claims of its own, the settings
-it cuts from the paper's (declared, shown in the report), and the tables of the report. ``kdtune study FILE``:
+it cuts from the paper's (declared, shown in the report), and the tables of the report. ``kdtune study FILE``
+(:func:`kdtune.app.study`, which calls the use cases of ``kdtune run`` and ``kdtune analyze`` as they are):
 
 1. checks everything first (every sweep plans, every reference table and claim parses), before any work;
 2. runs the sweeps into one run folder as ``kdtune run`` does (finished trials reused, Ctrl-C keeps them);
@@ -18,7 +19,7 @@ import html
 import os
 import re
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -494,40 +495,6 @@ def _atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     tmp.replace(path)
-
-
-def run_study(
-    study: Study,
-    *,
-    run_sweep: Callable[[Path, SweepEntry], int],
-    analyze: Callable[[Path], int],  # kdtune analyze on one run folder, with study.analyses_of(it)
-    results: Callable[[Sequence[Path]], pd.DataFrame],
-    command: str,
-) -> int:
-    """Run a loaded study: each sweep (``run_sweep``, as ``kdtune run``), the analyses (``analyze``), then the
-    report. A sweep with failed trials does not stop the study (its report says what is missing); the exit status
-    is 1 when any step failed."""
-    status = 0
-    runs = []
-    for entry in study.sweeps:
-        rc = run_sweep(sweep_path(study, entry), entry)
-        status = max(status, rc)
-    df = results(study.table_dirs)
-    everything = results(study.run_dirs)
-    for run_dir in study.run_dirs:
-        part = everything[everything["run"] == str(run_dir)] if "run" in everything else everything
-        per_sweep = part.assign(sweep=part["sweep"].astype(str).str.split(",")).explode("sweep") if "sweep" in part else part
-        for sweep, group in per_sweep.groupby("sweep", sort=False) if "sweep" in per_sweep else []:
-            trials = group["trial_id"].nunique()
-            ok = group.loc[group["status"] == "ok", "trial_id"].nunique()
-            role = "" if run_dir in study.table_dirs else " (for the analyses only, not in the tables)"
-            runs.append(f"{sweep} in {run_dir}: {ok} of {trials} trials finished{role}")
-    for run_dir in study.run_dirs:
-        if study.analyses_of(run_dir) is not None:
-            status = max(status, analyze(run_dir))
-    md, page = write_report(study, df, command, runs)
-    print(f"report: {md}\npage: {page}\nLaTeX tables: {write_latex(study, df)}")
-    return status
 
 
 def export(study: Study, dest: Path) -> Path:

@@ -93,7 +93,7 @@ def test_none_and_a_value_of_a_setting_are_not_pooled(results):
 
 
 def test_default_metrics_missing_from_the_results_are_left_out_with_a_note(results, capsys):
-    from kdtune.cli import _metrics
+    from kdtune.app import pick_metrics as _metrics
 
     assert _metrics(results, None, ["accuracy", "d_accuracy", "ece"]) == ["accuracy", "ece"]
     assert "note: no d_accuracy in these results" in capsys.readouterr().err
