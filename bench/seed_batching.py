@@ -487,7 +487,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     slots = ray_slots(cores, spec.resources.cpu, spec.resources.gpu, args.device, spec.execution.max_concurrent_trials)
     gpu = f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""
     print(f"$ {shlex.join(['python', 'bench/seed_batching.py', *(sys.argv[1:] if argv is None else argv)])}")
-    print(f"machine: {platform.node()}, {cores} cores{gpu}; torch {torch.__version__}, Python {platform.python_version()}")
+    torch_line = f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()} kernels)"
+    print(f"machine: {platform.node()}, {cores} cores{gpu}; {torch_line}, Python {platform.python_version()}")
     print(f"grid: {grid.sweep.relative_to(REPO)} {' '.join('--set ' + s for s in sets)}")
     print(f"      {len(plan.trials)} trials, {seeds} seeds, {plan.spec.name}; run folders under {work}", flush=True)
 

@@ -16,6 +16,18 @@ import yaml
 from tests.postgres import postgres_url  # noqa: F401  (a real PostgreSQL server for tests that ask for it)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+KERNEL_SETTINGS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which SIMD kernels PyTorch runs here: the tests marked ``simd`` depend on them (``make test-simd``)."""
+    import os
+
+    import torch
+
+    settings = " ".join(f"{k}={os.environ[k]}" for k in KERNEL_SETTINGS if k in os.environ) or "the machine's own"
+    return f"torch {torch.__version__}, CPU kernels {torch.backends.cpu.get_cpu_capability()} ({settings})"
+
 
 TINY: dict[str, Any] = {
     "name": "tiny",

@@ -2,11 +2,20 @@
 each gives alone (up to float rounding), under the same trial ids; models that cannot be batched fall back.
 
 Tolerances (float32, CPU, 2 epochs): vmapped kernels add in another order, so per-seed gradients differ from
-the one-seed path by rounding (~1e-7 relative). Where training does not amplify that (MLP with Adam; BatchNorm
-models with SGD, no augmentation) parameters and buffers agree to 1e-4 and metrics to 1e-4. Two things amplify
-it, and the tests for them compare metrics only: Adam on a coordinate whose exact gradient is 0 (a bias before
-BatchNorm) turns rounding noise into lr-sized steps; zero-filled shifts (``translate``) make exact ties in
-max-pooling and maxout, which rounding breaks either way.
+the one-seed path by rounding (~1e-7 relative). Where training does not amplify that (MLPs with Adam or SGD, with
+or without BatchNorm, set models) parameters and buffers agree to 1e-4 and metrics to 1e-4, on every kernel set
+measured (AVX-512, AVX2, baseline). Three things amplify it: Adam on a coordinate whose exact gradient is 0 (a
+bias before BatchNorm) turns rounding noise into lr-sized steps; zero-filled shifts (``translate``) make exact
+ties in max-pooling and maxout, which rounding breaks either way; and in a CNN, max-pooling and maxout pick one
+of two nearly equal values even without shifts, so rounding decides where a pixel's gradient goes. Which of
+those near-ties come up depends on the SIMD kernels that do the arithmetic (which vary between x86-64 machines,
+``ATEN_CPU_CAPABILITY`` and ``ONEDNN_MAX_CPU_ISA`` emulate them): on AVX2 kernels one of three CNN seeds
+differs from its batched twin by 1.1e-3 after 2 epochs while the others agree to 1e-6. The CNN is therefore
+compared with what a batching bug would do, a seed trained on another seed's data stream
+(:func:`_compare_with_wrong_streams`), and its exactness only between two runs on one machine.
+
+The tests marked ``simd`` compare two kernel paths (vmapped and one seed) and so depend on the SIMD kernels;
+``.ci/run`` runs them again under the AVX2 and baseline kernels.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from kdtune.models import MODELS
 from kdtune.models.layers import Dropout, dropout_keys, keep_mask
 from kdtune.optim import OPTIMIZERS
 from kdtune.plan import TrialConfig, make_plan
+from kdtune.rundir import load_outputs
 from kdtune.spec import parse_sweep
 from kdtune.train import Trainer, load_state
 
@@ -140,6 +150,77 @@ def _compare(raw: dict[str, Any], tmp_path: Path, stage: int, params_tol: float 
     assert len({r["eval"]["test"]["nll"] for r in one.values()}) == 3  # three seeds, three results
 
 
+# A batching bug hands a seed something of another seed's data stream (its data order, dropout masks, shifts or
+# BatchNorm batches); trained from the same initial weights on a wrong stream, a seed ends this far from itself.
+# Where training amplifies rounding, batched and alone may differ by a tenth of that: an order of magnitude
+# below what the bug does. Measured on the CNN test below: with AVX2 kernels batched moved at most 3 % of a wrong
+# stream (tensor by tensor) for one seed, 0.005 % for the others; a seed given another dropout key moved 113 %.
+WRONG_STREAM_SHARE = 0.1
+# discrete metrics move in steps: one example more or less right moves accuracy by 1/n; one example whose
+# confidence crosses one of ECE's 15 bin edges moves ECE by up to 2/n (|acc(B) - conf(B)| ≤ 1 leaves one bin
+# and enters another)
+QUANTUM = {"accuracy": 1, "ece": 2}
+
+
+def _metric_values(result: dict[str, Any]) -> dict[tuple[str, str], float]:
+    """(where, what) → value for everything a trial's result logs: each eval set's metrics, and each epoch's
+    learning rate, training loss and validation metrics (``where`` = ``val@EPOCH`` or ``train@EPOCH``)."""
+    values = {(es, m): v for es, metrics in result["eval"].items() for m, v in metrics.items()}
+    for row in result["history"]:
+        for key, v in row.items():
+            where, what = ("val", key[4:]) if key.startswith("val_") else ("train", key)
+            values[(f"{where}@{row['epoch']}", what)] = v
+    return values
+
+
+def _compare_with_wrong_streams(raw: dict[str, Any], tmp_path: Path) -> None:
+    """Train each of 3 seeds alone, batched (one group of 3), alone again into another folder, and from its own
+    initial weights on the two other seeds' data streams (``grid.init_seeds`` × ``grid.data_seeds``).
+
+    On this machine alone and alone again are one code path: bit for bit equal. Batched and alone differ by
+    amplified rounding, which depends on the kernels: every parameter tensor by at most WRONG_STREAM_SHARE of
+    the smaller of the two wrong-stream differences; every logged metric (eval sets, and each epoch's loss, lr
+    and validation metrics) likewise, and a discrete one at least by its quantum (QUANTUM/n, n the eval set's
+    examples), since rounding may move one example across a decision or bin edge whatever the share."""
+    alone, batched, streams = tmp_path / "alone", tmp_path / "batched", tmp_path / "streams"
+    ids_alone, one = _run(raw, alone, 1, 1)
+    ids_batched, three = _run(raw, batched, 3, 1)
+    assert ids_alone == ids_batched and set(one) == set(three) and len(one) == 3
+    crossed = copy.deepcopy(raw)
+    seeds = crossed["grid"].pop("seeds")
+    crossed["grid"] |= {"init_seeds": seeds, "data_seeds": seeds}
+    _, nine = _run(crossed, streams, 1, 1)
+    units = make_plan(parse_sweep(crossed, "t.yaml", output=streams)).trials
+    unit = {tid: (t.config.seed, t.config.seed if t.config.data_seed is None else t.config.data_seed) for tid, t in units.items()}
+    assert len(nine) == seeds**2 and set(one) <= set(nine)  # unit (s, s) is seed s: the same trial
+    by_unit = {u: tid for tid, u in unit.items()}
+    cpu = torch.device("cpu")
+    for tid, a in one.items():
+        sa, sb, again = (load_state(folder, tid, cpu) for folder in (alone, batched, streams))
+        assert nine[tid]["eval"] == a["eval"] and nine[tid]["history"] == a["history"]
+        assert all(torch.equal(again[name], value) for name, value in sa.items())
+        assert a["best_epoch"] == three[tid]["best_epoch"]
+        init, _ = unit[tid]
+        wrong = [by_unit[(init, d)] for d in range(seeds) if d != init]
+        wrong_states = [load_state(streams, w, cpu) for w in wrong]
+        for name, value in sa.items():
+            if not value.is_floating_point():  # counters (BatchNorm's batches seen): exact
+                assert torch.equal(sb[name], value), f"{tid} {name}"
+                continue
+            diff = (sb[name].double() - value.double()).abs().max().item()
+            yard = min((s[name].double() - value.double()).abs().max().item() for s in wrong_states)
+            assert diff <= WRONG_STREAM_SHARE * yard, f"{tid} {name}: batched differs by {diff:.2g}, a wrong stream by {yard:.2g}"
+        outputs = load_outputs(alone, tid)
+        sizes = {key.removeprefix("labels__"): len(v) for key, v in outputs.items() if key.startswith("labels__")}
+        va, vb, vw = _metric_values(a), _metric_values(three[tid]), [_metric_values(nine[w]) for w in wrong]
+        assert set(va) == set(vb)
+        for (where, what), x in va.items():
+            n = sizes.get(where.split("@")[0])
+            yard = min(abs(w[(where, what)] - x) for w in vw)
+            tol = max(WRONG_STREAM_SHARE * yard, QUANTUM[what] / n if what in QUANTUM and n else 0.0)
+            assert abs(vb[(where, what)] - x) <= tol, f"{tid} {where} {what}: {vb[(where, what)]} != {x} (tolerance {tol:.2g})"
+
+
 @pytest.fixture
 def raw3(tiny_raw: dict[str, Any]) -> dict[str, Any]:
     raw = copy.deepcopy(tiny_raw)
@@ -148,19 +229,29 @@ def raw3(tiny_raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
+@pytest.mark.simd
 def test_mlp_with_dropout_and_adam_batched_equals_alone(raw3, tmp_path):
     raw3["train"] |= {"dropout": 0.3, "optimizer": "adam"}
     _compare(raw3, tmp_path, 1, params_tol=1e-4, metric_tol=1e-4)
 
 
-@pytest.mark.parametrize("arch", ["MLP", "CNN"])
-def test_batchnorm_models_with_dropout_batched_equal_alone(raw3, tmp_path, arch):
-    raw3["grid"]["students"] = [arch]
+@pytest.mark.simd
+def test_batchnorm_mlp_with_dropout_batched_equals_alone(raw3, tmp_path):
     raw3["models"]["MLP"]["params"]["batch_norm"] = True
     raw3["train"] |= {"dropout": 0.3, "optimizer": "sgd"}
     _compare(raw3, tmp_path, 1, params_tol=1e-4, metric_tol=1e-4)
 
 
+@pytest.mark.simd
+def test_batchnorm_cnn_with_dropout_batched_equals_alone_within_a_tenth_of_a_wrong_stream(raw3, tmp_path):
+    """Max-pooling and maxout near-ties amplify rounding on some kernel sets (module docstring): exact against
+    itself on this machine, within a tenth of a wrong data stream batched."""
+    raw3["grid"]["students"] = ["CNN"]
+    raw3["train"] |= {"dropout": 0.3, "optimizer": "sgd"}
+    _compare_with_wrong_streams(raw3, tmp_path)
+
+
+@pytest.mark.simd
 @pytest.mark.parametrize(
     ("arch", "params", "augment"),
     [
@@ -189,11 +280,13 @@ def test_set_models_batched_equal_alone(raw3, tmp_path, monkeypatch, arch, param
     assert len(epochs) == raw3["train"]["epochs"]  # the group of 3 trained as one vmapped model
 
 
+@pytest.mark.simd
 def test_mlp_with_augmentation_batched_equals_alone(raw3, tmp_path):
     raw3["train"] |= {"dropout": 0.2, "augment": {"name": "translate"}}
     _compare(raw3, tmp_path, 1, params_tol=1e-4, metric_tol=1e-4)
 
 
+@pytest.mark.simd
 def test_cnn_with_batchnorm_dropout_and_augmentation_one_step_equals_alone(raw3, tmp_path):
     """Over several epochs ties in max-pooling of zero-filled shifts make this case diverge (module docstring);
     one step on the whole training set checks every per-seed input: data, masks, shifts, BatchNorm statistics.
@@ -204,6 +297,7 @@ def test_cnn_with_batchnorm_dropout_and_augmentation_one_step_equals_alone(raw3,
     _compare(raw3, tmp_path, 1, params_tol=1e-3, metric_tol=1e-4)
 
 
+@pytest.mark.simd
 @pytest.mark.parametrize(("augment", "start"), [(None, None), ({"name": "translate"}, None), (None, 0.5)])
 def test_distilled_students_batched_equal_alone(tiny_raw, tmp_path, augment, start):
     """Each student seed reads its own teacher: cached logits, or (augmented inputs) its teacher run per batch;
@@ -217,6 +311,7 @@ def test_distilled_students_batched_equal_alone(tiny_raw, tmp_path, augment, sta
     _compare(raw, tmp_path, 2, params_tol=1e-4, metric_tol=1e-4)
 
 
+@pytest.mark.simd
 @pytest.mark.parametrize("optimizer", OPTIMIZERS.names())
 def test_every_registered_optimizer_batched_equals_alone(raw3, tmp_path, monkeypatch, optimizer):
     """``SeedBatch`` rebuilds the group's optimizer over the stacked parameters: for every registered optimizer
@@ -280,6 +375,7 @@ def test_a_model_that_cannot_be_batched_trains_one_seed_at_a_time_with_the_same_
     assert any("train one at a time" in r.message and "unkeyed dropout" in r.message for r in caplog.records)
 
 
+@pytest.mark.simd
 def test_a_diverging_seed_fails_the_group_after_the_others_finish(raw3, tmp_path, monkeypatch):
     """The others train on regrouped (their optimizer state carried over) and end as they do alone."""
     raw3["train"] |= {"epochs": 3, "dropout": 0.2}
@@ -301,6 +397,7 @@ def test_a_diverging_seed_fails_the_group_after_the_others_finish(raw3, tmp_path
         assert alone[tid]["best_epoch"] == metrics["best_epoch"]
 
 
+@pytest.mark.simd
 def test_gradient_clipping_is_per_seed(raw3, tmp_path):
     raw3["train"] |= {"grad_clip": 0.05, "optimizer": "sgd"}  # small enough to clip every step
     _compare(raw3, tmp_path, 1, params_tol=1e-4, metric_tol=1e-4)
@@ -355,6 +452,7 @@ def test_forward_flops_counts_the_matrix_products():
     assert forward_flops("mlp", _digits_info(), {"hidden": (32,)}, 4) == 2 * 4 * (144 * 32 + 32 * 10)
 
 
+@pytest.mark.simd
 def test_a_search_trial_trains_its_seeds_batched_as_they_train_alone(tiny_raw, tmp_path):
     from kdtune.train import train_trial
     from kdtune.tuning.search import prepare, run_search_trial
