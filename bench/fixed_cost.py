@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed_batching import EPOCH_FUNCTIONS, REPO, read_events, timed_env, training_seconds
 
 EPOCHS = EPOCH_FUNCTIONS
-SETUPS = ("kdtune.train.Trainer.__init__",)
-FINISHES = ("kdtune.train.Trainer.finish",)
-LOAD = "kdtune.data._load_cpu"
-IMPORTS = ("torch", "ray", "ray.tune", "pandas", "sklearn.datasets", "kdtune.cli", "kdtune.train")
+SETUPS = ("kdtune.train.trainer.Trainer.__init__",)
+FINISHES = ("kdtune.train.trainer.Trainer.finish",)
+LOAD = "kdtune.train.data._load_cpu"
+IMPORTS = ("torch", "ray", "ray.tune", "pandas", "sklearn.datasets", "kdtune.cli", "kdtune.train.trainer")
 
 
 def first(events: list[dict[str, Any]], names: Sequence[str], pid: int | None = None) -> dict[str, Any] | None:
@@ -55,10 +55,10 @@ def phases(events: list[dict[str, Any]], launch: float, exit_: float) -> dict[st
     def total(name: str) -> float:
         return sum(e["end"] - e["start"] for e in d if e["name"] == name)
 
-    load, ray_start = one("kdtune.app.load_plan"), [e for e in d if e["name"] == "kdtune.execute.RayExecutor.__enter__"]
-    tuners = sorted((e for e in d if e["name"] == "kdtune.execute.RayExecutor.run_stages"), key=lambda e: e["start"])
-    starts = sorted((e for e in d if e["name"] == "kdtune.execute.Stages.start"), key=lambda e: e["start"])
-    stage_ends = sorted((e for e in d if e["name"] == "kdtune.execute.Stages.end"), key=lambda e: e["start"])
+    load, ray_start = one("kdtune.app.load_plan"), [e for e in d if e["name"] == "kdtune.run.execute.RayExecutor.__enter__"]
+    tuners = sorted((e for e in d if e["name"] == "kdtune.run.execute.RayExecutor.run_stages"), key=lambda e: e["start"])
+    starts = sorted((e for e in d if e["name"] == "kdtune.run.execute.Stages.start"), key=lambda e: e["start"])
+    stage_ends = sorted((e for e in d if e["name"] == "kdtune.run.execute.Stages.end"), key=lambda e: e["start"])
     # a stage: from the moment its groups are handed out until it is declared over (one Tuner runs them all)
     stages = [{"start": s["start"], "end": e["end"]} for s, e in zip(starts, stage_ends, strict=False)]
     data = sum(e["end"] - e["start"] for e in d if e["name"] == LOAD and load["start"] <= e["start"] <= load["end"])
@@ -74,7 +74,7 @@ def phases(events: list[dict[str, Any]], launch: float, exit_: float) -> dict[st
     if stages:  # the worker that trained first: when it started, imported kdtune and set its trainer up
         w = epoch1["pid"]
         proc = first(events, ("process",), w)
-        imported = first(events, ("import:kdtune.execute", "import:kdtune.train"), w)
+        imported = first(events, ("import:kdtune.run.execute", "import:kdtune.train.trainer"), w)
         setup = first(events, SETUPS, w)
         tuner_start = tuners[0]["start"] if tuners else stages[0]["start"]
         out["Tuner set-up until the worker process starts"] = proc["start"] - tuner_start
@@ -98,11 +98,11 @@ def phases(events: list[dict[str, Any]], launch: float, exit_: float) -> dict[st
         out[f"stage {k + 1}: its start → first training step"] = start_k - stage["start"]
         out[f"BETWEEN STAGES {k} AND {k + 1} (last trial → first step)"] = start_k - max(ends) if ends else start_k - prev["end"]
     finish = max(e["end"] for e in events if e["name"] in FINISHES)
-    render = [e for e in d if e["name"] == "kdtune.report.render"]
+    render = [e for e in d if e["name"] == "kdtune.results.tables.render"]
     last_end = tuners[-1]["end"] if tuners else stages[-1]["end"] if stages else finish
     out["last trial → the Tuner returns"] = last_end - finish
-    out["Ray shutdown (after the table since it lingers)"] = total("kdtune.execute.RayExecutor.__exit__") + total(
-        "kdtune.execute.RayExecutor.close"
+    out["Ray shutdown (after the table since it lingers)"] = total("kdtune.run.execute.RayExecutor.__exit__") + total(
+        "kdtune.run.execute.RayExecutor.close"
     )
     out["results (record, collect_run, write_results, collect)"] = sum(
         total(f"kdtune.{m}.{n}")
@@ -113,7 +113,7 @@ def phases(events: list[dict[str, Any]], launch: float, exit_: float) -> dict[st
             ("ledger", "collect"),
         )
     )
-    out["report table (render)"] = total("kdtune.report.render")
+    out["report table (render)"] = total("kdtune.results.tables.render")
     out["LAST TRIAL → PRINTED TABLE"] = (render[-1]["end"] if render else exit_) - finish
     out["printed table → exit (Ray shutdown, Python's exit)"] = exit_ - (render[-1]["end"] if render else exit_)
     out["WALL"] = exit_ - launch

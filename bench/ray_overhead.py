@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from unittest import mock
 
-from kdtune.execute import InlineExecutor, RayExecutor, execute
-from kdtune.ledger import collect
 from kdtune.plan import make_plan
-from kdtune.spec import parse_sweep
+from kdtune.run.execute import InlineExecutor, RayExecutor, execute
+from kdtune.run.ledger import collect
+from kdtune.spec.sweepfile import parse_sweep
 
 
 def sweep(n: int, out: Path):

@@ -47,10 +47,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"  # the data folder the tests use
 # functions timed in kdtune's processes: module -> qualified names (what does not exist is skipped)
 TIMED = {
     "kdtune.cli": ["_load", "_run_locked"],
-    "kdtune.spec": ["load_sweep"],
+    "kdtune.spec.sweepfile": ["load_sweep"],
     "kdtune.plan": ["make_plan"],
-    "kdtune.data": ["_load_cpu", "_load_on", "_fingerprint"],
-    "kdtune.execute": [
+    "kdtune.train.data": ["_load_cpu", "_load_on", "_fingerprint"],
+    "kdtune.run.execute": [
         "execute",
         "run_group",
         "quarantine_damaged",
@@ -61,14 +61,20 @@ TIMED = {
         "Stages.end",
         "RayExecutor.close",
     ],
-    "kdtune.train": ["Trainer.__init__", "Trainer.train_epoch", "Trainer.finish", "load_trained_model", "teacher_train_logits"],
+    "kdtune.train.trainer": [
+        "Trainer.__init__",
+        "Trainer.train_epoch",
+        "Trainer.finish",
+        "load_trained_model",
+        "teacher_train_logits",
+    ],
     "torch.optim.optimizer": ["Optimizer.__init__"],
-    "kdtune.batched": ["SeedBatch.__init__", "SeedBatch.train_epoch", "train_together"],
-    "kdtune.ledger": ["write_sweep_record", "record_outcome", "collect"],
-    "kdtune.results": ["collect_run", "write_results"],
-    "kdtune.report": ["render"],
+    "kdtune.train.batched": ["SeedBatch.__init__", "SeedBatch.train_epoch", "train_together"],
+    "kdtune.run.ledger": ["write_sweep_record", "record_outcome", "collect"],
+    "kdtune.results.reader": ["collect_run", "write_results"],
+    "kdtune.results.tables": ["render"],
 }
-EPOCH_FUNCTIONS = ("kdtune.train.Trainer.train_epoch", "kdtune.batched.SeedBatch.train_epoch")
+EPOCH_FUNCTIONS = ("kdtune.train.trainer.Trainer.train_epoch", "kdtune.train.batched.SeedBatch.train_epoch")
 
 SITECUSTOMIZE = '''\
 """Written by kdtune's bench/seed_batching.py: times the functions named in $KDTUNE_BENCH_TIMED."""
@@ -185,7 +191,7 @@ class Outcome:
 def load_plan(grid: Grid, sets: Sequence[str], out: Path):
     """kdtune's plan of the grid (the trials every way trains)."""
     from kdtune.plan import make_plan
-    from kdtune.spec import load_sweep
+    from kdtune.spec.sweepfile import load_sweep
 
     return make_plan(load_sweep(grid.sweep, list(sets), data_root=grid.data_root, output=out))
 
@@ -197,11 +203,11 @@ def plain_loop(plan: Any, device: str, threads: int | None = None) -> Outcome:
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
 
-    from kdtune import data as kdata
-    from kdtune.data import load_data
-    from kdtune.data.augment import AUGMENTATIONS
-    from kdtune.models import build_model
-    from kdtune.optim import OPTIMIZERS, SCHEDULES
+    from kdtune.train import data as kdata
+    from kdtune.train.data import load_data
+    from kdtune.train.data.augment import AUGMENTATIONS
+    from kdtune.train.models import build_model
+    from kdtune.train.optim import OPTIMIZERS, SCHEDULES
 
     spec = plan.spec
     dev = torch.device(device)

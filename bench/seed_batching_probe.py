@@ -1,11 +1,11 @@
-"""Probe: does training k seeds as one vmapped model (kdtune.batched) beat training them one after another?
+"""Probe: does training k seeds as one vmapped model (kdtune.train.batched) beat training them one after another?
 
 For each case (a model on inputs shaped like a data set) it times training steps of k seeds (Adam, batch 64,
 keyed dropout ``--dropout`` (0.1), random inputs and labels) both ways, median of ``--repeats``, and prints seconds per step
 of all k seeds and the speedup, with the forward FLOPs of one step of one seed (what ``seeds_per_trial: auto``
 reads on a CPU). Usage: ``python bench/seed_batching_probe.py [--threads 1] [--steps 20] [--repeats 5]``.
 
-``--run-group ARCH`` instead times whole groups end to end through :func:`kdtune.execute.run_group` (digits,
+``--run-group ARCH`` instead times whole groups end to end through :func:`kdtune.run.execute.run_group` (digits,
 the quickstart's MLP 256-128 or CNN 16-16-32, batch 64, ``--epochs`` 5, evaluation and checkpoints included):
 k seeds as k one-seed groups, then as one group of k.
 """
@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
-from kdtune.data.base import DataInfo
-from kdtune.models import build_model
-from kdtune.models.layers import dropout_keys
 from kdtune.plan import forward_flops
+from kdtune.train.data.base import DataInfo
+from kdtune.train.models import build_model
+from kdtune.train.models.layers import dropout_keys
 
 CASES = [  # label, data kind, arch, params, input shape, classes
     ("digits MLP 144-256-128", "image", "mlp", {"hidden": (256, 128)}, (1, 12, 12), 10),
@@ -60,7 +60,7 @@ def time_alone(models: list[torch.nn.Module], x: torch.Tensor, y: torch.Tensor, 
 
 
 def time_batched(models: list[torch.nn.Module], x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
-    """Seconds per step of all models as one vmapped model (kdtune.batched's work)."""
+    """Seconds per step of all models as one vmapped model (kdtune.train.batched's work)."""
     params, buffers = stack_module_state(models)
     base = copy.deepcopy(models[0]).to("meta")
     opt = torch.optim.Adam(list(params.values()), lr=1e-3)
@@ -95,9 +95,9 @@ GROUP_SWEEP = {
 
 def time_groups(label: str, seeds: int, k: int, epochs: int, root: Path) -> float:
     """Seconds to train ``seeds`` seeds of model ``label`` through run_group, ``k`` seeds per group."""
-    from kdtune.execute import group_payload, run_group
     from kdtune.plan import make_plan
-    from kdtune.spec import parse_sweep
+    from kdtune.run.execute import group_payload, run_group
+    from kdtune.spec.sweepfile import parse_sweep
 
     raw = copy.deepcopy(GROUP_SWEEP) | {"execution": {"seeds_per_trial": k}}
     raw["train"]["epochs"] = epochs

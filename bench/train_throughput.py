@@ -11,11 +11,11 @@ import time
 
 import torch
 
-from kdtune.data import DATASETS, DataSpec, load_data
-from kdtune.distill import LossSpec
-from kdtune.models import build_model
-from kdtune.spec import freeze
-from kdtune.tasks import batch_inputs, task_for
+from kdtune.spec.sweepfile import freeze
+from kdtune.train.data import DATASETS, DataSpec, load_data
+from kdtune.train.distill import LossSpec
+from kdtune.train.models import build_model
+from kdtune.train.tasks import batch_inputs, task_for
 
 CASES = [
     ("digits", {}, "cnn", {"channels": (32, 32, 64)}, 128),

@@ -23,10 +23,10 @@ from kdtune.errors import KdtuneError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from kdtune.execute import InlineExecutor, RayExecutor
     from kdtune.plan import Plan
-    from kdtune.report import Look, ReportSpec
-    from kdtune.spec import SweepSpec
+    from kdtune.results.tables import Look, ReportSpec
+    from kdtune.run.execute import InlineExecutor, RayExecutor
+    from kdtune.spec.sweepfile import SweepSpec
 
 KD_SHOWN = ("temperature", "w_hard", "w_soft")  # a plan line shows these of every student (τ=4 w_hard=0 w_soft=1)
 
@@ -46,7 +46,7 @@ class SweepInput:
 
 def load_sweep(sweep: SweepInput) -> SweepSpec:
     """The sweep file read and checked (one line per mistake)."""
-    from kdtune.spec import load_sweep as load
+    from kdtune.spec.sweepfile import load_sweep as load
 
     return load(sweep.path, sweep.overrides, data_root=sweep.data_dir, output=sweep.out)
 
@@ -55,7 +55,7 @@ def with_trackers(spec: SweepSpec, mlflow: str | None = None, wandb: str | None 
     """The sweep with ``--mlflow``/``--wandb`` put in, its trackers checked (installed, reachable) before any work."""
     if mlflow is None and wandb is None and not spec.trackers:
         return spec
-    from kdtune.trackers import check_trackers, with_flags
+    from kdtune.run.trackers import check_trackers, with_flags
 
     spec = with_flags(spec, mlflow, wandb)
     check_trackers(spec.trackers, [n for n, v in (("mlflow", mlflow), ("wandb", wandb)) if v is not None])
@@ -65,9 +65,9 @@ def with_trackers(spec: SweepSpec, mlflow: str | None = None, wandb: str | None 
 def load_plan(sweep: SweepInput, *, for_run: bool = False, mlflow: str | None = None, wandb: str | None = None) -> Plan:
     """The plan of a sweep, its data loaded once (a missing file, a malformed line or an impossible split stops here);
     ``for_run``: the run folder and the trackers checked first. Warnings (valid, likely unintended settings) printed."""
-    from kdtune.data import load_data
     from kdtune.plan import make_plan
-    from kdtune.spec import sweep_warnings
+    from kdtune.spec.sweepfile import sweep_warnings
+    from kdtune.train.data import load_data
 
     spec = load_sweep(sweep)
     if for_run:
@@ -87,11 +87,11 @@ def load_plan(sweep: SweepInput, *, for_run: bool = False, mlflow: str | None = 
 
 def show_plan(sweep: SweepInput) -> int:
     """``kdtune plan``: the sweep's trials, stages and groups, what is already finished, without training."""
-    from kdtune.execute import plural
-    from kdtune.ledger import plan_trials
     from kdtune.plan import stream_design
+    from kdtune.results.status import distinguishing
+    from kdtune.run.execute import plural
+    from kdtune.run.ledger import plan_trials
     from kdtune.rundir import is_finished
-    from kdtune.status import distinguishing
 
     plan = load_plan(sweep)
     spec = plan.spec
@@ -130,7 +130,7 @@ def run_sweep(
     record. Exit status 1 when a trial did not finish."""
     import shutil
 
-    from kdtune.execute import JoinError, check_join
+    from kdtune.run.execute import JoinError, check_join
     from kdtune.rundir import RunLock, init_run_dir, remove_scratch
 
     plan = load_plan(sweep, for_run=True, mlflow=mlflow, wandb=wandb)  # checks --out before loading any data
@@ -155,8 +155,8 @@ def run_sweep(
 def _run_locked(
     plan: Plan, kind: str, address: str | None, metrics: Sequence[str] | None, report: bool, command: Sequence[str]
 ) -> int:
-    from kdtune.execute import InlineExecutor, RayExecutor, plural
-    from kdtune.ledger import write_sweep_record
+    from kdtune.run.execute import InlineExecutor, RayExecutor, plural
+    from kdtune.run.ledger import write_sweep_record
 
     spec = plan.spec
     print(f"sweep {spec.name}: {plural(len(plan.trials), 'trial')} in {plural(len(plan.stages), 'stage')} → {spec.output}")
@@ -177,10 +177,10 @@ def _finish_run(
     plan: Plan, record: Path, executor: InlineExecutor | RayExecutor, metrics: Sequence[str] | None, report: bool
 ) -> int:
     """Run the plan's trials, write the results table and print the report; the exit status."""
-    from kdtune.execute import RayDied, execute, plural
-    from kdtune.ledger import collect, record_outcome
-    from kdtune.report import render
-    from kdtune.results import collect_run, write_results
+    from kdtune.results.reader import collect_run, write_results
+    from kdtune.results.tables import render
+    from kdtune.run.execute import RayDied, execute, plural
+    from kdtune.run.ledger import collect, record_outcome
 
     spec = plan.spec
     exit_status: int | str = "interrupted"
@@ -227,7 +227,7 @@ def tune(
 ) -> int:
     """``kdtune tune``: a study of ``trials`` search trials over one model's (or one teacher → student pair's)
     settings; the teachers it needs trained first. Exit status 1 when the study has fewer finished trials."""
-    from kdtune.execute import RayExecutor, check_join, execute, run_log
+    from kdtune.run.execute import RayExecutor, check_join, execute, run_log
     from kdtune.rundir import RunLock, check_out_dir, init_run_dir
     from kdtune.tuning.search import prepare, run_search
 
@@ -236,7 +236,7 @@ def tune(
     spec = with_trackers(spec, mlflow, wandb)
     setup = prepare(spec, model, teacher)
     if storage:  # a wrong URL or a server that does not answer stops here, before any work
-        from kdtune.tuning.study import open_storage
+        from kdtune.tuning.storage import open_storage
 
         open_storage(storage)
     t = spec.tune
@@ -267,7 +267,7 @@ def tune(
 
 def status(run_dir: str | Path, sweep: str | None = None, trials: bool = False) -> str:
     """``kdtune status``: what a run folder holds, as text (read-only)."""
-    from kdtune.status import run_status
+    from kdtune.results.status import run_status
 
     return run_status(Path(run_dir), sweep, trials)
 
@@ -289,8 +289,8 @@ def pick_metrics(df: pd.DataFrame, asked: Sequence[str] | None, defaults: Sequen
 
 def report_defaults(run_dir: Path, sweep: str | None = None) -> ReportSpec:
     """The ``report`` section of the latest sweep recorded in a run folder (or of ``sweep``)."""
-    from kdtune.report import parse_report
-    from kdtune.results import select_records
+    from kdtune.results.reader import select_records
+    from kdtune.results.tables import parse_report
 
     record = select_records(run_dir, sweep)[-1]
     source = str(record.path / "sweep.yaml") if record.path else str(run_dir)
@@ -329,11 +329,11 @@ def report(
     what is given here over it: ``statistics`` holds the report's statistics flags), or with ``references`` each
     published table beside the run's cells and its claims' verdicts; written to ``output`` or stdout, and with an
     MLflow tracking (``mlflow``, else the sweep's ``outputs.mlflow``) logged to the sweep's summary run."""
-    from kdtune.execute import plural
-    from kdtune.reference import resolve_target
-    from kdtune.report import parse_compare, render
-    from kdtune.results import collect_runs, load_records, record_labels, select_records
-    from kdtune.stats import check_alpha
+    from kdtune.repro.reference import resolve_target
+    from kdtune.results.reader import collect_runs, load_records, record_labels, select_records
+    from kdtune.results.stats import check_alpha
+    from kdtune.results.tables import parse_compare, render
+    from kdtune.run.execute import plural
 
     given = {k: v for k, v in (statistics or {}).items() if v is not None}
     if "alpha" in given:
@@ -354,9 +354,9 @@ def report(
         print(f"note: {note}", file=sys.stderr)
     r = dataclasses.replace(report_defaults(Path(run_dirs[0]), sweep), **given).check()
     if targets:
-        from kdtune.claims import Evidence
         from kdtune.labels import SETTINGS
-        from kdtune.reference import check_tables, render_checks
+        from kdtune.repro.claims import Evidence
+        from kdtune.repro.reference import check_tables, render_checks
 
         interval = given.get("interval", "ci95")  # a reference check shows 95 % intervals unless told otherwise
         checks = check_tables(  # the tables' claims one family: one test per comparison, Holm once
@@ -374,7 +374,7 @@ def report(
 
     write_text(table(fmt), output)
     if tracker is not None:
-        from kdtune.trackers import log_report
+        from kdtune.run.trackers import log_report
 
         m, recorded, tags = tracker
         files = {"report.md": table("markdown"), "report.csv": table("csv"), "report.tex": table("latex")}
@@ -387,7 +387,7 @@ def report(
 def _report_tracker(run_dir: Path, sweep: str | None, mlflow: str | None) -> tuple[Any, str, dict[str, str]] | None:
     """``report --mlflow URI``, else the ``outputs.mlflow`` of the sweep recorded in the run folder: (where, the sweep's
     name, its tags), checked (installed, answering); None when neither asks for MLflow."""
-    from kdtune.results import select_records
+    from kdtune.results.reader import select_records
 
     record = select_records(run_dir, sweep)[-1]
     outputs = record.raw.get("outputs") if isinstance(record.raw.get("outputs"), dict) else {}
@@ -395,8 +395,8 @@ def _report_tracker(run_dir: Path, sweep: str | None, mlflow: str | None) -> tup
     if mlflow is None and setting is None:
         return None
     from kdtune import __version__
-    from kdtune.config import RESULTS_VERSION, MlflowSpec, check_tracking_uri
-    from kdtune.trackers import check_mlflow, require
+    from kdtune.run.trackers import check_mlflow, require
+    from kdtune.train.config import RESULTS_VERSION, MlflowSpec, check_tracking_uri
 
     flag = mlflow is not None
     uri = mlflow if flag else setting.get("tracking_uri")  # type: ignore[union-attr]
@@ -457,8 +457,8 @@ def analyse(
 
     from kdtune.analysis import ANALYSES, MODULES, Output, RunView, filter_rows, load_all, run_analyses
     from kdtune.analysis.page import AnalysisFailure, report_tables, write_page
-    from kdtune.execute import plural
-    from kdtune.results import select_records
+    from kdtune.results.reader import select_records
+    from kdtune.run.execute import plural
 
     run_dir, where = Path(run_dir), {k: list(v) for k, v in (where or {}).items()}
     select_records(run_dir, sweep)  # not a run folder, or no such sweep: one line, before any work
@@ -531,8 +531,8 @@ def study(
     the words after ``kdtune``, recorded with each sweep's run."""
     import pandas as pd
 
-    from kdtune.results import collect_runs
-    from kdtune.study import describe, load_study, sweep_path, write_latex, write_report
+    from kdtune.repro.study import describe, load_study, sweep_path, write_latex, write_report
+    from kdtune.results.reader import collect_runs
 
     s = load_study(path, out)
     data_dir = data_dir if data_dir is not None else s.model.data_dir
@@ -570,7 +570,7 @@ def study(
     md, page = write_report(s, df, shlex.join(words), runs)
     print(f"report: {md}\npage: {page}\nLaTeX tables: {write_latex(s, df)}")
     if export:
-        from kdtune.study import export as export_to
+        from kdtune.repro.study import export as export_to
 
         print(f"exported: {export_to(s, Path(export))}")
     return status

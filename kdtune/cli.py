@@ -272,7 +272,7 @@ def _cmd_tune(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.tuning:
         return app.report_tuning(args.run_dir, storage=args.storage, fmt=args.format, digits=args.digits, output=args.output)
-    from kdtune.report import Look
+    from kdtune.results.tables import Look
 
     names = ("interval", "compare", "test", "correction", "alpha", "bold", "seed")
     return app.report(
@@ -304,7 +304,7 @@ def _cmd_study(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _cmd_download(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from kdtune.data.mnist import download_mnist
+    from kdtune.train.data.mnist import download_mnist
 
     print(f"MNIST in {download_mnist(Path(args.data_dir))}")
     return 0
@@ -312,11 +312,11 @@ def _cmd_download(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def _cmd_schema(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.markdown:
-        from kdtune.sweep_reference import sweep_reference_markdown
+        from kdtune.spec.docpage import sweep_reference_markdown
 
         sys.stdout.write(sweep_reference_markdown())
         return 0
-    from kdtune.spec import schema_text
+    from kdtune.spec.sweepfile import schema_text
 
     sys.stdout.write(schema_text())
     return 0
@@ -347,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt as e:  # Ctrl-C; during a run, kdtune.execute.Interrupted once Ray is shut down
+    except KeyboardInterrupt as e:  # Ctrl-C; during a run, kdtune.run.execute.Interrupted once Ray is shut down
         with contextlib.suppress(ValueError):  # (not in the main thread)
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting: no traceback
         finished, total = getattr(e, "finished", None), getattr(e, "total", None)
@@ -356,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         words = sys.argv[1:] if argv is None else list(argv)
         prog = "python -m kdtune" if argv is None and sys.argv[0].endswith("__main__.py") else "kdtune"
-        reason = getattr(e, "reason", None)  # kdtune.execute.RayDied: the Ray instance died under the run
+        reason = getattr(e, "reason", None)  # kdtune.run.execute.RayDied: the Ray instance died under the run
         if reason is not None and reason.startswith("out of memory"):
             print(
                 f"kdtune: the run stopped, {reason} (the node's memory ran out; another process may hold it); "

@@ -53,7 +53,7 @@ SHORT = {"temperature": "τ", "kd_loss": "loss"}  # a setting's name in figures'
 SELECT_FROM = ("first_epoch", "last_switch")  # the epochs model selection chooses among (derived from the loss)
 # grid.student_streams: a student's random streams drawn apart from those of the models trained from data, or shared
 STUDENT_STREAMS = ("apart", "shared")
-# A unit (trained model) of a cell as far as pairing goes (kdtune.stats.pair_up): its fold (None without folds), the
+# A unit (trained model) of a cell as far as pairing goes (kdtune.results.stats.pair_up): its fold (None without folds), the
 # seeds of its random streams, and what its initialisation was drawn for (architecture and its parameters).
 UNIT_KEYS = ("fold", "init_seed", "data_seed", "init")
 # the choices of ``kdtune report``: output formats, what ± shows, the test of a comparison (auto: paired where the

@@ -1,7 +1,7 @@
 """Plan: a :class:`SweepSpec` → stages of trials with dependencies.
 
 A trial is one model trained on one seed unit (the seeds of its initialisation and data streams, see
-:class:`~kdtune.config.SeedUnit`) under one resolved config; its id is a hash of that config (teacher's id
+:class:`~kdtune.train.config.SeedUnit`) under one resolved config; its id is a hash of that config (teacher's id
 included), so the same trial reached from two grid cells, two sweeps or a re-run is the same folder and is
 never trained twice. Stage 1 trains from data (baselines and teachers); a student sits one stage after its
 teacher. Trials that differ only in their seeds form a :class:`TrialGroup`, the unit handed to Ray Tune
@@ -19,7 +19,10 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kdtune.config import (
+from kdtune.errors import KdtuneError
+from kdtune.labels import LOSS_SETTINGS, NO_TEACHER, STUDENT_STREAMS
+from kdtune.spec.sweepfile import SweepSpec
+from kdtune.train.config import (
     SeedUnit,
     TrialConfig,
     apply_values,
@@ -29,18 +32,15 @@ from kdtune.config import (
     switch_points,
     with_selection,
 )
-from kdtune.data import DataSpec
-from kdtune.data.base import DataInfo
-from kdtune.distill import LossSpec
-from kdtune.errors import KdtuneError
-from kdtune.labels import LOSS_SETTINGS, NO_TEACHER, STUDENT_STREAMS
-from kdtune.spec import SweepSpec
+from kdtune.train.data import DataSpec
+from kdtune.train.data.base import DataInfo
+from kdtune.train.distill import LossSpec
 
 
 @dataclass(frozen=True)
 class Trial:
     """A planned trial: its config plus the labels it is reported under. ``unit`` is the number of its seed
-    unit in the sweep (:class:`~kdtune.config.SeedUnit`), a label like ``student``: None means ``config.seed``."""
+    unit in the sweep (:class:`~kdtune.train.config.SeedUnit`), a label like ``student``: None means ``config.seed``."""
 
     config: TrialConfig
     stage: int
@@ -161,7 +161,7 @@ def _flops(arch: str, info: DataInfo, params: tuple[tuple[str, Any], ...], batch
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from kdtune.models import build_model, example_inputs
+    from kdtune.train.models import build_model, example_inputs
 
     model = build_model(arch, info, 0.0, dict(params)).eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -206,7 +206,7 @@ def auto_seeds_per_trial(spec: SweepSpec, config: TrialConfig, seeds: int) -> in
     clouds), else 1. Token sequences: 1 on a CPU (their models train one seed at a time anyway)."""
     if spec.resources.gpu > 0 and spec.execution.device != "cpu":
         return seeds
-    from kdtune.data import make_dataset
+    from kdtune.train.data import make_dataset
 
     info = make_dataset(spec.data).describe()
     if info.kind not in AUTO_CPU_KINDS:
@@ -227,7 +227,7 @@ def fold_specs(data: DataSpec) -> list[DataSpec]:
 def fold_fingerprints(spec: SweepSpec, fingerprint: str | Mapping[int, str] | None = None) -> dict[int, str]:
     """Fold → the fingerprint of the data that fold loads (one entry, fold 0, without folds): ``fingerprint``
     as given (one string for every fold, or one per fold), else computed (once per fold and process)."""
-    from kdtune.data import data_fingerprint
+    from kdtune.train.data import data_fingerprint
 
     out = {}
     for data in fold_specs(spec.data):

@@ -3,7 +3,7 @@ component's keyword parameters) and pydantic's validation errors said as kdtune'
 person writes it, what was given and what is allowed, read from the model's own JSON Schema, so that no pydantic
 wording or URL reaches the user.
 
-Sweep files (:mod:`kdtune.spec`) are its main user; any YAML file read into a pydantic model can use
+Sweep files (:mod:`kdtune.spec.sweepfile`) are its main user; any YAML file read into a pydantic model can use
 :func:`validate` to get the same one-line errors.
 """
 

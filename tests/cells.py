@@ -1,4 +1,4 @@
-"""The cells of one report table as a tidy frame, built from the steps :func:`kdtune.report.render` takes (the planned
+"""The cells of one report table as a tidy frame, built from the steps :func:`kdtune.results.tables.render` takes (the planned
 rows and keys of a table, then their aggregation): what the tests of cells, baselines and unfinished trials read."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from kdtune.report import _aggregate, _scope
+from kdtune.results.tables import _aggregate, _scope
 
 
 def aggregate(

@@ -59,7 +59,7 @@ def tiny_raw() -> dict[str, Any]:
 @pytest.fixture
 def tiny_spec(tiny_raw: dict[str, Any], tmp_path: Path):
     """The tiny sweep validated, writing into a temporary run folder."""
-    from kdtune.spec import parse_sweep
+    from kdtune.spec.sweepfile import parse_sweep
 
     return parse_sweep(tiny_raw, "tiny.yaml", output=tmp_path / "run")
 

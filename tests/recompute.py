@@ -1,5 +1,5 @@
 """Every reported p and interval of a study report, recomputed from its per-unit export with scipy (and itertools
-for the exact permutations), independently of kdtune.stats: what a reader of ``units.csv`` can redo.
+for the exact permutations), independently of kdtune.results.stats: what a reader of ``units.csv`` can redo.
 
 ``recompute(claims, units)`` returns one row per test (a claim row's comparison, once): the reported p, the p
 recomputed, and the same for the adjusted p (Holm over each family, untestable counted as p = 1) and the interval's

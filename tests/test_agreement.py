@@ -7,16 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-from kdtune import metrics
-from kdtune.data import DataSpec, EvalSetSpec, load_data
-from kdtune.data.agreement import NOUNS, SyntheticAgreement
-from kdtune.data.base import DataInfo, Split
-from kdtune.data.linzen import TSV_COLUMNS, LinzenSimple, inflect, parse_simple, parse_tsv
-from kdtune.data.text import Vocabulary, plural_of, singular_of
 from kdtune.errors import DataError, SpecError
-from kdtune.models import build_model
-from kdtune.spec import freeze, parse_sweep
-from kdtune.tasks import Classification, LanguageModel
+from kdtune.spec.sweepfile import freeze, parse_sweep
+from kdtune.train import metrics
+from kdtune.train.data import DataSpec, EvalSetSpec, load_data
+from kdtune.train.data.agreement import NOUNS, SyntheticAgreement
+from kdtune.train.data.base import DataInfo, Split
+from kdtune.train.data.linzen import TSV_COLUMNS, LinzenSimple, inflect, parse_simple, parse_tsv
+from kdtune.train.data.text import Vocabulary, plural_of, singular_of
+from kdtune.train.models import build_model
+from kdtune.train.tasks import Classification, LanguageModel
 
 TEST = (EvalSetSpec("test"),)
 
@@ -311,7 +311,7 @@ def test_lm_agreement_compares_the_two_verb_forms_at_the_verb():
 
 def test_trial_seeds_differ_between_a_self_distilled_student_and_its_teacher(tiny_raw, tmp_path):
     from kdtune.plan import make_plan
-    from kdtune.train import trial_seed
+    from kdtune.train.trainer import trial_seed
 
     tiny_raw["grid"] = {"students": ["MLP"], "teachers": ["self"], "seeds": 1}
     plan = make_plan(parse_sweep(tiny_raw, "s.yaml", output=tmp_path))
@@ -345,10 +345,10 @@ def test_a_malformed_data_file_stops_the_run_before_any_work(tmp_path, tiny_raw)
 @pytest.mark.slow
 @pytest.mark.parametrize("objective", ["classification", "language_model"])
 def test_agreement_sweep_end_to_end_with_distillation(tmp_path, objective):
-    from kdtune.execute import InlineExecutor, execute
-    from kdtune.ledger import collect
     from kdtune.plan import make_plan
-    from kdtune.report import render
+    from kdtune.results.tables import render
+    from kdtune.run.execute import InlineExecutor, execute
+    from kdtune.run.ledger import collect
 
     lm = objective == "language_model"
     small = {"d_model": 16, "n_heads": 2, "n_layers": 1}

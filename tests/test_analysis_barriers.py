@@ -27,14 +27,14 @@ from kdtune.analysis.barriers import (
     recompute_batch_norm,
     teacher_order,
 )
-from kdtune.execute import InlineExecutor, execute
-from kdtune.ledger import write_sweep_record
-from kdtune.models import build_model
 from kdtune.plan import make_plan
+from kdtune.run.execute import InlineExecutor, execute
+from kdtune.run.ledger import write_sweep_record
 from kdtune.rundir import METRICS, read_json, trial_dir
-from kdtune.spec import parse_sweep
-from kdtune.tasks import task_for
-from kdtune.train import load_trained_model
+from kdtune.spec.sweepfile import parse_sweep
+from kdtune.train.models import build_model
+from kdtune.train.tasks import task_for
+from kdtune.train.trainer import load_trained_model
 from tests.conftest import TINY
 
 CPU = torch.device("cpu")

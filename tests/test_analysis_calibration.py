@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdtune import metrics
 from kdtune.analysis.calibration import calibration, confidence_bins, reliability
-from kdtune.analysis.errors import cell
+from kdtune.analysis.overlap import cell
+from kdtune.train import metrics
 from tests.test_analysis_errors import FakeView, trial
 
 

@@ -1,4 +1,4 @@
-"""Error overlap (kdtune.analysis.errors) on hand-made error sets; ``FakeView`` serves the other analysis tests."""
+"""Error overlap (kdtune.analysis.overlap) on hand-made error sets; ``FakeView`` serves the other analysis tests."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from kdtune.analysis import TrialView
-from kdtune.analysis.errors import (
+from kdtune.analysis.overlap import (
     _pair_rows,
     cell,
     error_set,
@@ -22,8 +22,8 @@ from kdtune.analysis.errors import (
     pair_units,
     venn_trios,
 )
-from kdtune.data import EvalSetSpec
 from kdtune.errors import KdtuneError
+from kdtune.train.data import EvalSetSpec
 
 EVAL_SETS = (EvalSetSpec("test"), EvalSetSpec("translated", "test", "translate", (("shift", 1),)))
 
@@ -189,7 +189,7 @@ def _pair(ga, gb, sa, sb, shared):
 
 
 def test_cells_whose_pairs_share_their_initialisation_are_named():
-    from kdtune.analysis.errors import shared_init_cells
+    from kdtune.analysis.overlap import shared_init_cells
 
     pairs = pd.DataFrame(
         [_pair("S ← CNN", "S ← MLP", s, s, True) for s in (0, 1)]  # students of one seed: one initialisation

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from kdtune import metrics
 from kdtune.analysis import Output, RunView, outcome_lines, run_analyses
 from kdtune.analysis import calibration as calibration_module
-from kdtune.analysis import errors as errors_module
+from kdtune.analysis import overlap as errors_module
 from kdtune.analysis.calibration import N_BINS, calibration
-from kdtune.analysis.errors import cell, errors
+from kdtune.analysis.overlap import cell, errors
 from kdtune.analysis.page import report_tables
+from kdtune.train import metrics
 from tests import test_analysis_page as page_tests
 from tests.test_analysis_errors import FakeView, probs_with_errors, trial
 

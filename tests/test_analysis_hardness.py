@@ -58,11 +58,11 @@ def test_training_split_probabilities_come_from_the_checkpoints(tiny_raw, tmp_pa
     import torch
 
     from kdtune.analysis import RunView
-    from kdtune.execute import InlineExecutor, execute
-    from kdtune.ledger import write_sweep_record
     from kdtune.plan import make_plan
+    from kdtune.run.execute import InlineExecutor, execute
+    from kdtune.run.ledger import write_sweep_record
     from kdtune.rundir import trial_dir
-    from kdtune.spec import parse_sweep
+    from kdtune.spec.sweepfile import parse_sweep
 
     tiny_raw["train"]["epochs"], tiny_raw["grid"]["seeds"], tiny_raw["data"]["eval_sets"] = 1, 1, ["test"]
     plan = make_plan(parse_sweep(tiny_raw, "tiny.yaml", output=tmp_path / "run"))

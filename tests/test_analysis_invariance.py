@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kdtune.analysis.errors import cell
 from kdtune.analysis.invariance import invariance, invariance_metric, transform_pairs
-from kdtune.data import EvalSetSpec
+from kdtune.analysis.overlap import cell
+from kdtune.train.data import EvalSetSpec
 from tests.test_analysis_errors import FakeView, trial
 
 

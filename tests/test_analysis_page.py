@@ -16,10 +16,10 @@ import pytest
 
 from kdtune.analysis import ANALYSES, Output, RunView, run_analyses, save_figure, write_table
 from kdtune.analysis.page import AnalysisFailure, html_table, kdtune_version, report_tables, write_page
-from kdtune.execute import InlineExecutor, execute
-from kdtune.ledger import write_sweep_record
 from kdtune.plan import make_plan
-from kdtune.spec import parse_sweep
+from kdtune.run.execute import InlineExecutor, execute
+from kdtune.run.ledger import write_sweep_record
+from kdtune.spec.sweepfile import parse_sweep
 from tests.conftest import TINY
 
 DUMMY = "zz_page_test_dummy"  # registered only while a test runs
@@ -209,7 +209,7 @@ def _markdown_tables(text: str) -> list[tuple[str, list[list[str]], list[str]]]:
 
 
 def test_report_tables_equal_kdtune_reports_cells_markers_and_notes():
-    from kdtune.report import ReportSpec, render
+    from kdtune.results.tables import ReportSpec, render
 
     opts = ReportSpec(interval="ci95", compare="teacher=data", bold="significant")
     args = (["accuracy", "ece"], ["student"], ["eval_set", "teacher"], None, 3)
@@ -232,7 +232,7 @@ def test_the_analyze_page_shows_the_report_tables_of_the_sweeps_report_settings(
     import yaml
 
     from kdtune.cli import main
-    from kdtune.results import load_records
+    from kdtune.results.reader import load_records
 
     registered(DUMMY, dummy_analysis)
     sweep_yaml = load_records(run_copy)[0].path / "sweep.yaml"

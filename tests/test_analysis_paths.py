@@ -16,12 +16,12 @@ import torch
 from kdtune.analysis import RunView
 from kdtune.analysis.paths import paths
 from kdtune.errors import SpecError
-from kdtune.models import build_model
 from kdtune.plan import TrialConfig, make_plan
 from kdtune.rundir import load_outputs, trial_dir
-from kdtune.spec import parse_sweep
-from kdtune.tasks import feature_index, task_for
-from kdtune.train import PATHS, Trainer, load_state, train_trial, trial_seed
+from kdtune.spec.sweepfile import parse_sweep
+from kdtune.train.models import build_model
+from kdtune.train.tasks import feature_index, task_for
+from kdtune.train.trainer import PATHS, Trainer, load_state, train_trial, trial_seed
 
 # The tiny sweep's trial ids under RESULTS_VERSION 3, computed before outputs.feature_epochs, data.folds,
 # data.invariance and loss.start/stop existed in this version: settings at their defaults leave the ids alone.
@@ -117,8 +117,8 @@ def test_snapshots_are_the_features_at_those_epochs_and_change_nothing_else(tiny
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from kdtune.execute import InlineExecutor, execute
-    from kdtune.ledger import write_sweep_record
+    from kdtune.run.execute import InlineExecutor, execute
+    from kdtune.run.ledger import write_sweep_record
     from tests.conftest import TINY
 
     raw = copy.deepcopy(TINY)

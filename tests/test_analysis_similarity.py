@@ -195,10 +195,10 @@ def test_group_units_are_the_per_model_means_a_test_over_model_labels_needs():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from kdtune.execute import InlineExecutor, execute
-    from kdtune.ledger import write_sweep_record
     from kdtune.plan import make_plan
-    from kdtune.spec import parse_sweep
+    from kdtune.run.execute import InlineExecutor, execute
+    from kdtune.run.ledger import write_sweep_record
+    from kdtune.spec.sweepfile import parse_sweep
     from tests.conftest import TINY
 
     raw = copy.deepcopy(TINY)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdtune.analysis.errors import cell
+from kdtune.analysis.overlap import cell
 from kdtune.analysis.switch import recovered_fraction, switch, switch_points, switch_table
 from tests.test_analysis_errors import trial
 
@@ -30,7 +30,7 @@ def _acc(start: float | None, stop: float | None, s: int, fold: int) -> float:
     return DATA_ACC[s] + base + keep * gain + 0.001 * s * (start > 0)
 
 
-# the epochs a student of 4 epochs may keep (kdtune.distill.selection_epochs): from its last switch on
+# the epochs a student of 4 epochs may keep (kdtune.train.distill.selection_epochs): from its last switch on
 WINDOWS = {(None, None): (1, 4), (0.0, None): (1, 4), (0.25, None): (2, 4), (0.5, None): (3, 4), (0.75, None): (4, 4),
            (0.0, 0.5): (3, 4), (0.25, 0.5): (3, 4)}  # fmt: skip
 
@@ -146,10 +146,10 @@ def test_a_missing_twin_is_named():
 
 def test_switch_on_a_tiny_run_recovers_the_formula_from_the_results(tiny_raw, tmp_path):
     from kdtune.analysis import RunView
-    from kdtune.execute import InlineExecutor, execute
-    from kdtune.ledger import write_sweep_record
     from kdtune.plan import make_plan
-    from kdtune.spec import parse_sweep
+    from kdtune.run.execute import InlineExecutor, execute
+    from kdtune.run.ledger import write_sweep_record
+    from kdtune.spec.sweepfile import parse_sweep
 
     tiny_raw["train"]["epochs"], tiny_raw["grid"]["seeds"], tiny_raw["data"]["eval_sets"] = 2, 1, ["test"]
     tiny_raw["grid"]["start"] = [0, 0.5]

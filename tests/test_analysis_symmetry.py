@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdtune.analysis.errors import cell
+from kdtune.analysis.overlap import cell
 from kdtune.analysis.symmetry import metric_eval_set, summary, symmetry, symmetry_table
 from tests.test_analysis_errors import trial
 
@@ -132,10 +132,10 @@ def test_a_run_without_distilled_students_or_without_im_says_so(tmp_path):
 
 def test_symmetry_on_a_tiny_run_tabulates_each_trials_metrics(tiny_raw, tmp_path):
     from kdtune.analysis import RunView
-    from kdtune.execute import InlineExecutor, execute
-    from kdtune.ledger import write_sweep_record
     from kdtune.plan import make_plan
-    from kdtune.spec import parse_sweep
+    from kdtune.run.execute import InlineExecutor, execute
+    from kdtune.run.ledger import write_sweep_record
+    from kdtune.spec.sweepfile import parse_sweep
 
     tiny_raw["train"]["epochs"], tiny_raw["grid"]["seeds"] = 1, 1
     tiny_raw["grid"]["teachers"], tiny_raw["grid"]["temperature"] = ["data", "self", "CNN"], [1, 4]

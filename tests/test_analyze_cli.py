@@ -54,7 +54,7 @@ def test_analyze_filters_trials_and_eval_sets(run_copy, registered, capsys):
 
 def test_analyze_runs_every_installed_module_by_default(run_copy, registered, monkeypatch, capsys):
     registered(DUMMY, dummy_analysis)
-    monkeypatch.setattr("kdtune.analysis.MODULES", ("zz_not_written_yet", DUMMY))
+    monkeypatch.setattr("kdtune.analysis.MODULES", {"zz_not_written_yet": "zz_not_written_yet", DUMMY: DUMMY})
     load_all()  # a module of MODULES that does not exist is simply not registered
     assert main(["analyze", str(run_copy)]) == 0
     assert f"{DUMMY}: 1 figure(s), 1 table(s); left out:" in capsys.readouterr().out.splitlines()
@@ -77,7 +77,7 @@ def test_a_failing_analysis_is_reported_and_the_others_still_run(run_copy, regis
 def test_the_page_reports_unfinished_trials_as_kdtune_report_does(run_copy, registered, capsys):
     import shutil
 
-    from kdtune.results import load_records
+    from kdtune.results.reader import load_records
     from kdtune.rundir import trial_dir
 
     registered(DUMMY, dummy_analysis)

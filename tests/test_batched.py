@@ -32,15 +32,15 @@ import torch
 from torch import nn
 from torch.func import vmap
 
-from kdtune.batched import batch_problem
-from kdtune.execute import group_payload, run_group
-from kdtune.models import MODELS
-from kdtune.models.layers import Dropout, dropout_keys, keep_mask
-from kdtune.optim import OPTIMIZERS
 from kdtune.plan import TrialConfig, make_plan
+from kdtune.run.execute import group_payload, run_group
 from kdtune.rundir import load_outputs
-from kdtune.spec import parse_sweep
-from kdtune.train import Trainer, load_state
+from kdtune.spec.sweepfile import parse_sweep
+from kdtune.train.batched import batch_problem
+from kdtune.train.models import MODELS
+from kdtune.train.models.layers import Dropout, dropout_keys, keep_mask
+from kdtune.train.optim import OPTIMIZERS
+from kdtune.train.trainer import Trainer, load_state
 
 # --- keyed dropout ---------------------------------------------------------------------------------
 
@@ -263,7 +263,7 @@ def test_batchnorm_cnn_with_dropout_batched_equals_alone_within_a_tenth_of_a_wro
 )
 def test_set_models_batched_equal_alone(raw3, tmp_path, monkeypatch, arch, params, augment):
     """``auto`` batches small set and point-cloud models on a CPU: they must train batched as alone."""
-    from kdtune.batched import SeedBatch
+    from kdtune.train.batched import SeedBatch
 
     epochs = []
     train_epoch = SeedBatch.train_epoch
@@ -317,7 +317,7 @@ def test_every_registered_optimizer_batched_equals_alone(raw3, tmp_path, monkeyp
     """``SeedBatch`` rebuilds the group's optimizer over the stacked parameters: for every registered optimizer
     (with weight decay, so a decay rebuilt wrong shows) the seeds train batched as alone; an optimizer not known
     to be elementwise falls back to one seed at a time, with the same results."""
-    from kdtune.batched import ELEMENTWISE_OPTIMIZERS, SeedBatch
+    from kdtune.train.batched import ELEMENTWISE_OPTIMIZERS, SeedBatch
 
     epochs = []
     train_epoch = SeedBatch.train_epoch
@@ -370,7 +370,7 @@ def test_a_model_that_cannot_be_batched_trains_one_seed_at_a_time_with_the_same_
     configs = [t.config for t in make_plan(spec).trials.values()]
     problem = batch_problem([Trainer(c, tmp_path / "x", None, torch.device("cpu")) for c in configs])
     assert problem is not None and "unkeyed dropout" in problem
-    with caplog.at_level("WARNING", logger="kdtune.batched"):
+    with caplog.at_level("WARNING", logger="kdtune.train.batched"):
         _compare(unkeyed_raw, tmp_path, 1, params_tol=0.0, metric_tol=0.0)  # the same code path: exactly equal
     assert any("train one at a time" in r.message and "unkeyed dropout" in r.message for r in caplog.records)
 
@@ -440,7 +440,7 @@ def test_auto_batches_small_set_and_point_cloud_models_on_a_cpu_too(tiny_raw, tm
 
 
 def _digits_info() -> Any:
-    from kdtune.data import DataSpec, make_dataset
+    from kdtune.train.data import DataSpec, make_dataset
 
     return make_dataset(DataSpec("digits")).describe()
 
@@ -454,7 +454,7 @@ def test_forward_flops_counts_the_matrix_products():
 
 @pytest.mark.simd
 def test_a_search_trial_trains_its_seeds_batched_as_they_train_alone(tiny_raw, tmp_path):
-    from kdtune.train import train_trial
+    from kdtune.train.trainer import train_trial
     from kdtune.tuning.search import prepare, run_search_trial
 
     raw = copy.deepcopy(tiny_raw)

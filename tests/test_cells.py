@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 
 from kdtune.analysis import RunView
-from kdtune.execute import InlineExecutor, execute
 from kdtune.labels import value_text
-from kdtune.ledger import write_sweep_record
 from kdtune.plan import make_plan
-from kdtune.report import pivot, render
-from kdtune.results import collect_run
-from kdtune.spec import parse_sweep
+from kdtune.results.reader import collect_run
+from kdtune.results.tables import pivot, render
+from kdtune.run.execute import InlineExecutor, execute
+from kdtune.run.ledger import write_sweep_record
+from kdtune.spec.sweepfile import parse_sweep
 from tests.cells import aggregate
 from tests.conftest import TINY
 

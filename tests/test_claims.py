@@ -1,4 +1,4 @@
-"""Claims as checkable statements (kdtune.claims): the grammar, its one-line errors, and verdicts on made-up
+"""Claims as checkable statements (kdtune.repro.claims): the grammar, its one-line errors, and verdicts on made-up
 results whose tests are computed here with scipy.stats itself."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from kdtune import stats
-from kdtune.claims import (
+from kdtune.errors import KdtuneError
+from kdtune.repro.claims import (
     CHECKS,
     CONTRADICTED,
     EXPLORATORY,
@@ -27,8 +27,8 @@ from kdtune.claims import (
     link_ids,
     parse_check,
 )
-from kdtune.errors import KdtuneError
-from kdtune.report import SETTINGS
+from kdtune.results import stats
+from kdtune.results.tables import SETTINGS
 
 # four models per cell (seeds 0-3); the values are chosen so the verdicts are known
 CELLS = {

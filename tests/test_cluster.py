@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from kdtune.execute import InlineExecutor, execute
-from kdtune.ledger import collect
 from kdtune.plan import make_plan
-from kdtune.spec import parse_sweep
+from kdtune.run.execute import InlineExecutor, execute
+from kdtune.run.ledger import collect
+from kdtune.spec.sweepfile import parse_sweep
 from tests.conftest import trainings
 
 pytestmark = pytest.mark.slow

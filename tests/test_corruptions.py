@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from kdtune.data.augment import random_translate
-from kdtune.data.corruptions import scale, shift_images, translate
+from kdtune.train.data.augment import random_translate
+from kdtune.train.data.corruptions import scale, shift_images, translate
 
 
 def _reference_warp(img: np.ndarray, inverse_map) -> np.ndarray:

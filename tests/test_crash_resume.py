@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from kdtune.execute import InlineExecutor, execute
 from kdtune.plan import make_plan
+from kdtune.run.execute import InlineExecutor, execute
 from kdtune.rundir import METRICS, trial_dir
 from tests.conftest import trainings
 
@@ -91,7 +91,7 @@ def _kill_when(cmd: list[str], ready: Callable[[], bool], timeout: float = 200) 
 
 
 def test_a_killed_driver_resumes_without_retraining_and_leaves_no_ray_behind(tiny_raw, tmp_path):
-    from kdtune.spec import parse_sweep
+    from kdtune.spec.sweepfile import parse_sweep
 
     tiny_raw["distill"]["epochs"] = 80  # students train long enough to be killed in the middle of stage 2
     out = tmp_path / "run"
@@ -138,7 +138,7 @@ def test_a_killed_driver_resumes_without_retraining_and_leaves_no_ray_behind(tin
     local_spec = dataclasses.replace(tiny_spec, output=tmp_path / "local")
     local_plan = make_plan(local_spec)
     assert execute(local_plan, InlineExecutor(), log=lambda s: None) == {}
-    from kdtune.ledger import collect
+    from kdtune.run.ledger import collect
 
     expected = collect(local_plan).sort_values(["trial_id", "eval_set"]).reset_index(drop=True)
     got = pd.read_parquet(out / "results.parquet").sort_values(["trial_id", "eval_set"]).reset_index(drop=True)

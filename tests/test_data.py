@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from kdtune.data import DATASETS, DataSpec, load_data, make_dataset
-from kdtune.data.base import split_train_val
-from kdtune.data.mnist import FILES, MNIST, read_idx
 from kdtune.errors import DataError
+from kdtune.train.data import DATASETS, DataSpec, load_data, make_dataset
+from kdtune.train.data.base import split_train_val
+from kdtune.train.data.mnist import FILES, MNIST, read_idx
 
 from .conftest import SHARED_DATA
 

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from kdtune.data import DATASETS, DataSpec, load_data
-from kdtune.data.augment import AUGMENTATIONS, random_permute, random_translate_points
-from kdtune.data.corruptions import CORRUPTIONS, permute_points, translate_points
-from kdtune.data.jets import PARTICLE_FEATURES, JetsHLS4ML
-from kdtune.data.modelnet import ModelNet40, find_layout
-from kdtune.data.pointclouds import SHAPES, Shapes, random_rotations, sample_shapes
-from kdtune.data.sets import CLASSES, ParticleSets, sample_jets
 from kdtune.errors import DataError
+from kdtune.train.data import DATASETS, DataSpec, load_data
+from kdtune.train.data.augment import AUGMENTATIONS, random_permute, random_translate_points
+from kdtune.train.data.corruptions import CORRUPTIONS, permute_points, translate_points
+from kdtune.train.data.jets import PARTICLE_FEATURES, JetsHLS4ML
+from kdtune.train.data.modelnet import ModelNet40, find_layout
+from kdtune.train.data.pointclouds import SHAPES, Shapes, random_rotations, sample_shapes
+from kdtune.train.data.sets import CLASSES, ParticleSets, sample_jets
 
 h5py = pytest.importorskip("h5py")
 

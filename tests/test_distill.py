@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdtune.distill import KD_LOSSES, LossSpec, kd_loss, objective
+from kdtune.train.distill import KD_LOSSES, LossSpec, kd_loss, objective
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

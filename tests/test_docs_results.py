@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kdtune.config import RESULTS_VERSION
-from kdtune.study import INDEX_MARKER, load_study
+from kdtune.repro.study import INDEX_MARKER, load_study
+from kdtune.train.config import RESULTS_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"

@@ -94,8 +94,8 @@ def test_equivalence_rows_show_the_deciding_p_and_a_ninety_percent_interval(page
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
 def test_every_claim_with_the_papers_sds_has_paper_passes_and_power(page):
-    from kdtune.power import calibratable
-    from kdtune.reference import paper_summaries, resolve_target
+    from kdtune.repro.power import calibratable
+    from kdtune.repro.reference import paper_summaries, resolve_target
 
     claims, _ = export_of(page)
     for table, rows in claims.groupby("table"):

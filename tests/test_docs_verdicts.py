@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kdtune.reference import HERE  # the verdict words of a cut-down configuration
+from kdtune.repro.reference import HERE  # the verdict words of a cut-down configuration
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from kdtune.plan import make_plan
-from kdtune.spec import parse_sweep
+from kdtune.spec.sweepfile import parse_sweep
 from tests.conftest import trainings
 
 pytestmark = pytest.mark.slow

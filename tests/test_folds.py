@@ -15,17 +15,17 @@ import pandas as pd
 import pytest
 import yaml
 
-import kdtune.data as kdata
+import kdtune.train.data as kdata
 from kdtune.analysis import TrialView
-from kdtune.analysis.errors import from_data_twin, group_pair_tables
+from kdtune.analysis.overlap import from_data_twin, group_pair_tables
 from kdtune.cli import main
-from kdtune.data import data_fingerprint
 from kdtune.errors import KdtuneError, SpecError
 from kdtune.plan import make_plan
-from kdtune.report import render
-from kdtune.results import collect_run
+from kdtune.results.reader import collect_run
+from kdtune.results.tables import render
 from kdtune.rundir import trial_dir
-from kdtune.spec import parse_sweep
+from kdtune.spec.sweepfile import parse_sweep
+from kdtune.train.data import data_fingerprint
 
 
 def _spec(raw, tmp_path, **execution):
@@ -138,7 +138,7 @@ def test_a_fold_run_reports_over_seeds_and_folds(folds_raw, tmp_path, capsys):
 
 
 def test_status_names_the_fold_of_unfinished_trials(folds_raw, tmp_path, capsys):
-    from kdtune.ledger import record_outcome, write_sweep_record
+    from kdtune.run.ledger import record_outcome, write_sweep_record
 
     raw = copy.deepcopy(folds_raw)
     raw["data"]["folds"] = 2

@@ -1,4 +1,4 @@
-"""The invariance metric IM (eq. 3 of the symmetry-invariance paper): kdtune.metrics.invariance_metric, the
+"""The invariance metric IM (eq. 3 of the symmetry-invariance paper): kdtune.train.metrics.invariance_metric, the
 ``data.invariance`` sweep key, the transformed copies Task.evaluate predicts, and ``im`` in results and reports."""
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdtune.data import DataInfo, DataSpec, load_data
-from kdtune.data.augment import AUGMENTATIONS
-from kdtune.data.base import Split
 from kdtune.errors import SpecError
-from kdtune.ledger import collect
-from kdtune.metrics import invariance_metric
 from kdtune.plan import TrialConfig, make_plan
-from kdtune.report import render
+from kdtune.results.tables import render
+from kdtune.run.ledger import collect
 from kdtune.rundir import trial_dir
-from kdtune.spec import parse_sweep
-from kdtune.tasks import invariance_copy, task_for
-from kdtune.train import train_trial
+from kdtune.spec.sweepfile import parse_sweep
+from kdtune.train.data import DataInfo, DataSpec, load_data
+from kdtune.train.data.augment import AUGMENTATIONS
+from kdtune.train.data.base import Split
+from kdtune.train.metrics import invariance_metric
+from kdtune.train.tasks import invariance_copy, task_for
+from kdtune.train.trainer import train_trial
 
 
 def test_im_is_the_mean_l1_distance_of_the_probabilities():
@@ -213,7 +213,7 @@ def test_translate_copies_are_shifted_by_one_of_the_8_nonzero_shifts_of_max_shif
 
 @pytest.mark.parametrize("max_shift", [1, 2, 3])
 def test_translate_without_identity_draws_every_other_shift_of_the_square(max_shift):
-    from kdtune.data.augment import random_translate
+    from kdtune.train.data.augment import random_translate
 
     side = 2 * max_shift + 1
     x = _centre_pixels(4000, side)
@@ -232,7 +232,7 @@ def test_permute_copies_are_never_the_given_order():
     spec = DataSpec("sets", invariance=(("name", "permute"), ("non_identity", True)))
     moved = invariance_copy(Split(x, torch.zeros(60, dtype=torch.long)), "test", spec).x
     assert torch.equal(moved, x.flip(1))
-    from kdtune.data.corruptions import permute_points, random_order
+    from kdtune.train.data.corruptions import permute_points, random_order
 
     assert torch.equal(permute_points(x, torch.Generator().manual_seed(0)), x.flip(1))  # the permuted eval sets too
     order = random_order(3000, 3, torch.Generator().manual_seed(1), non_identity=True)
@@ -242,7 +242,7 @@ def test_permute_copies_are_never_the_given_order():
 
 
 def test_translate_points_copies_move_every_cloud():
-    from kdtune.data.augment import random_translate_points
+    from kdtune.train.data.augment import random_translate_points
 
     x = torch.randn(50, 4, 3)
     moved = random_translate_points(x, torch.Generator().manual_seed(0), 0.5, non_identity=True)

@@ -71,7 +71,7 @@ def test_varying_takes_a_tier_whole_before_the_next_and_groups_by_what_it_chose(
 
 
 def test_the_training_settings_are_the_train_sections_fields():
-    from kdtune.config import TrainSpec
+    from kdtune.train.config import TrainSpec
 
     fields = {f.name for f in dataclasses.fields(TrainSpec)} - {"schedule", "augment", "select", "select_from"}
     assert set(labels.TRAIN_SETTINGS) == fields and len(labels.TRAIN_SETTINGS) == len(fields)
@@ -81,7 +81,7 @@ def test_the_training_settings_are_the_train_sections_fields():
 
 def test_the_settings_of_a_stored_config_are_read_from_its_json(tiny_spec):
     from kdtune.plan import make_plan
-    from kdtune.train import stream_seeds
+    from kdtune.train.trainer import stream_seeds
 
     plan = make_plan(tiny_spec)
     for t in plan.trials.values():
@@ -98,10 +98,10 @@ def test_the_settings_of_a_stored_config_are_read_from_its_json(tiny_spec):
 
 def test_status_and_report_write_a_setting_alike(tiny_raw, tmp_path, capsys):
     """Two learning rates 4 significant digits apart: status lines and the report's rows write them the same way."""
-    from kdtune.execute import InlineExecutor, execute
-    from kdtune.ledger import write_sweep_record
     from kdtune.plan import make_plan
-    from kdtune.spec import parse_sweep
+    from kdtune.run.execute import InlineExecutor, execute
+    from kdtune.run.ledger import write_sweep_record
+    from kdtune.spec.sweepfile import parse_sweep
 
     raw = dict(tiny_raw, output=str(tmp_path / "run"), train=dict(tiny_raw["train"], epochs=1))
     raw["grid"] = {"students": ["MLP"], "teachers": ["data"], "seeds": 1, "lr": [0.0011834812, 0.0012345]}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdtune import metrics
+from kdtune.train import metrics
 
 
 def test_accuracy_counts_argmax_hits():

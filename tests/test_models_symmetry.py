@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from kdtune.data.base import DataInfo
-from kdtune.models import build_model, check_model, example_inputs
-from kdtune.models.dgcnn import EdgeConv, knn, neighbours
+from kdtune.train.data.base import DataInfo
+from kdtune.train.models import build_model, check_model, example_inputs
+from kdtune.train.models.dgcnn import EdgeConv, knn, neighbours
 
 POINTS = DataInfo("points", (12, 3), 4)
 SET = DataInfo("set", (10, 5), 3)

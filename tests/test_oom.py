@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import ray.exceptions
 
-from kdtune.execute import OOM_REASON, InlineExecutor, RayDied, execute
 from kdtune.plan import make_plan
+from kdtune.run.execute import OOM_REASON, InlineExecutor, RayDied, execute
 from kdtune.rundir import is_finished
 
 

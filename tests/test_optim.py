@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from kdtune.optim import cosine_restarts, restart_cycle_end, schedule_warning
+from kdtune.train.optim import cosine_restarts, restart_cycle_end, schedule_warning
 
 
 @pytest.mark.parametrize(

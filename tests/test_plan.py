@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from kdtune.plan import TrialConfig, make_plan
-from kdtune.spec import parse_sweep
+from kdtune.spec.sweepfile import parse_sweep
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""kdtune.power: claims on synthetic units drawn from published means, SDs and n."""
+"""kdtune.repro.power: claims on synthetic units drawn from published means, SDs and n."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from kdtune.claims import Claim, parse_check
-from kdtune.power import Summary, calibrate, needed_n, pass_rate, summaries_of
+from kdtune.repro.claims import Claim, parse_check
+from kdtune.repro.power import Summary, calibrate, needed_n, pass_rate, summaries_of
 
 A = "accuracy[student=MLP, teacher=CNN, eval_set=test]"
 B = "accuracy[student=MLP, teacher=data, eval_set=test]"
@@ -55,7 +55,7 @@ def test_a_cell_without_sds_is_not_calibrated_and_a_pilot_gives_its_own():
 def test_family_power_is_holm_over_the_family_drawn_together():
     """Two claims that share a cell: one far from its null, one near; under Holm the near one meets α/1 once the far
     one is rejected, so its power is above its Bonferroni bound (α/2) and at most its unadjusted power (α)."""
-    from kdtune.power import family_needed_n, family_power
+    from kdtune.repro.power import family_needed_n, family_power
 
     far = Claim("far", parse_check(f"{A} > {B}"))
     c = "accuracy[student=CNN, teacher=data, eval_set=test]"

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from kdtune.progress import Progress, clock_text, short_name
+from kdtune.run.progress import Progress, clock_text, short_name
 
 
 class FakeClock:

@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from kdtune.execute import InlineExecutor, RayExecutor, execute
-from kdtune.ledger import collect
 from kdtune.plan import make_plan
+from kdtune.run.execute import InlineExecutor, RayExecutor, execute
+from kdtune.run.ledger import collect
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Published tables as data (kdtune.reference): loading with one-line errors, kdtune's cells beside the paper's,
+"""Published tables as data (kdtune.repro.reference): loading with one-line errors, kdtune's cells beside the paper's,
 the claims' verdicts, and the three formats (the LaTeX compiled with pdflatex)."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import pytest
 import scipy.stats
 import yaml
 
-from kdtune.claims import CONTRADICTED, HOLDS, UNTESTABLE, Evidence
 from kdtune.cli import main
 from kdtune.errors import KdtuneError
-from kdtune.reference import ReferenceCheck, RefTable, check_tables, load_reference, render_checks, resolve_target
-from kdtune.report import SETTINGS
+from kdtune.repro.claims import CONTRADICTED, HOLDS, UNTESTABLE, Evidence
+from kdtune.repro.reference import ReferenceCheck, RefTable, check_tables, load_reference, render_checks, resolve_target
+from kdtune.results.tables import SETTINGS
 from tests.latex import compile_latex, needs_pdflatex
 from tests.test_claims import CELLS, results
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kdtune.data import DATASETS
-from kdtune.spec import NO_TEACHER, REPORT_KEYS
+from kdtune.labels import REPORT_KEYS
+from kdtune.spec.sweepfile import NO_TEACHER
+from kdtune.train.data import DATASETS
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCES = ROOT / "kdtune" / "references"
@@ -143,11 +144,11 @@ def test_models_map_to_shipped_labels(path):
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
 def test_the_papers_own_numbers_pass_every_claim_coded_from_them(path):
     """A claim whose cells the paper's tables give means, SDs and n for is run on 2,000 synthetic draws from them
-    (kdtune.power): the paper's own data must pass it at least half of the time, unless the claim says how it was
+    (kdtune.repro.power): the paper's own data must pass it at least half of the time, unless the claim says how it was
     recoded (``recoded:``) or is a premise (``kind: premise``). A claim its own paper fails says more about its
     coding than about any reproduction."""
-    from kdtune.power import calibratable, pass_rate
-    from kdtune.reference import load_reference, paper_summaries
+    from kdtune.repro.power import calibratable, pass_rate
+    from kdtune.repro.reference import load_reference, paper_summaries
 
     failing, checked = [], 0
     for key, table in load_reference(str(path)).items():
@@ -166,8 +167,8 @@ def test_the_papers_own_numbers_pass_every_claim_coded_from_them(path):
 
 def test_the_paper_passes_test_fails_on_a_claim_its_own_numbers_do_not_carry(tmp_path):
     """The check above is not vacuous: a made-up claim against its own table's numbers fails it."""
-    from kdtune.power import pass_rate
-    from kdtune.reference import load_reference, paper_summaries
+    from kdtune.repro.power import pass_rate
+    from kdtune.repro.reference import load_reference, paper_summaries
 
     doc = load(REFERENCES / "abnar2021.yaml")
     table = doc["tables"]["table5"]

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from kdtune.errors import KdtuneError
-from kdtune.report import Look, render
+from kdtune.results.tables import Look, render
 from tests.cells import aggregate
 
 
@@ -123,7 +123,7 @@ def test_bad_keys_are_one_line_listing_the_valid_ones(results, rows, cols, named
 
 def test_keys_are_checked_before_any_work():
     from kdtune.labels import REPORT_KEYS as KEYS
-    from kdtune.report import parse_report
+    from kdtune.results.tables import parse_report
 
     assert parse_report({"rows": list(KEYS)}, "s.yaml").rows == KEYS and "eval_set" in KEYS  # a sweep's report takes them
     with pytest.raises(KdtuneError, match="unknown report key 'bogus'"):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdtune.report import render
+from kdtune.results.tables import render
 from tests.cells import aggregate
 
 NOTE_TAU = "data: trained without distillation; the same models appear under every temperature"

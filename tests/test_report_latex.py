@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from kdtune.errors import KdtuneError
-from kdtune.report import Look, ReportSpec, render, to_latex
-from kdtune.results import collect_run
+from kdtune.results.reader import collect_run
+from kdtune.results.tables import Look, ReportSpec, render, to_latex
 from tests.latex import compile_latex, needs_pdflatex
 
 RUN = Path(__file__).resolve().parent / "data" / "quickstart"

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from kdtune import stats
 from kdtune.errors import KdtuneError
-from kdtune.report import ReportSpec, render
+from kdtune.results import stats
+from kdtune.results.tables import ReportSpec, render
 from tests.latex import compile_latex, needs_pdflatex
 
 BASE = [0.80, 0.70, 0.90, 0.75, 0.85]  # from data; seeds differ a lot
@@ -258,10 +258,10 @@ def tiny_run(tmp_path_factory):
     """A tiny sweep run inline: MLP students of a CNN teacher and from data, 2 seeds; its sweep file asks for s.e."""
     import copy
 
-    from kdtune.execute import InlineExecutor, execute
-    from kdtune.ledger import write_sweep_record
     from kdtune.plan import make_plan
-    from kdtune.spec import parse_sweep
+    from kdtune.run.execute import InlineExecutor, execute
+    from kdtune.run.ledger import write_sweep_record
+    from kdtune.spec.sweepfile import parse_sweep
     from tests.conftest import TINY
 
     raw = copy.deepcopy(TINY)
@@ -318,7 +318,7 @@ def test_cli_an_unknown_compare_key_is_refused_before_reading_the_run_folder(tmp
 
 def test_the_sweeps_report_section_takes_the_statistics():
     from kdtune.errors import SpecError
-    from kdtune.report import parse_report
+    from kdtune.results.tables import parse_report
 
     r = parse_report({"interval": "ci95", "compare": "teacher=data", "test": "welch", "bold": "best", "alpha": 0.01}, "s.yaml")
     assert (r.interval, r.compare, r.test, r.bold, r.alpha, r.correction, r.seed) == (

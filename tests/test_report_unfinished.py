@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from kdtune.errors import KdtuneError
-from kdtune.report import render
+from kdtune.results.tables import render
 
 INF = "FloatingPointError: training loss became inf in epoch 2"
 

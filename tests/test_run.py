@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from kdtune import execute as execute_mod
-from kdtune.execute import InlineExecutor, execute
-from kdtune.ledger import collect
 from kdtune.plan import make_plan
+from kdtune.run import execute as execute_mod
+from kdtune.run.execute import InlineExecutor, execute
+from kdtune.run.ledger import collect
 from kdtune.rundir import trial_dir
-from kdtune.tasks import task_for
-from kdtune.train import load_state, load_trained_model, teacher_train_logits
+from kdtune.train.tasks import task_for
+from kdtune.train.trainer import load_state, load_trained_model, teacher_train_logits
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_every_trial_leaves_config_metrics_checkpoint_and_outputs(finished):
 
 
 def test_teacher_logit_cache_holds_the_teachers_training_set_logits(finished):
-    from kdtune.data import load_data
+    from kdtune.train.data import load_data
 
     student = next(t for t in finished.trials.values() if t.stage == 2)
     run, tid = finished.spec.output, student.config.teacher_id
@@ -89,7 +89,7 @@ def test_rerunning_a_finished_sweep_trains_nothing(finished, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a finished trial was trained again")
 
-    monkeypatch.setattr("kdtune.train.train_trial", boom)
+    monkeypatch.setattr("kdtune.train.trainer.train_trial", boom)
     logs = []
     assert execute(make_plan(finished.spec), InlineExecutor(), log=logs.append) == {}
     assert logs == ["stage 1: nothing to run (4 trials already finished)", "stage 2: nothing to run (2 trials already finished)"]

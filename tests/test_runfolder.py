@@ -19,11 +19,11 @@ import yaml
 
 from kdtune.cli import main
 from kdtune.errors import KdtuneError
-from kdtune.execute import InlineExecutor, execute
 from kdtune.plan import TrialConfig, make_plan
-from kdtune.results import collect_run, collect_runs, load_records
+from kdtune.results.reader import collect_run, collect_runs, load_records
+from kdtune.run.execute import InlineExecutor, execute
 from kdtune.rundir import TrialWriter, check_trial, trial_dir
-from kdtune.train import DivergedError, check_divergence, selection_key, train_trial
+from kdtune.train.trainer import DivergedError, check_divergence, selection_key, train_trial
 
 
 def _write(tmp_path: Path, raw: dict, name: str = "tiny.yaml") -> Path:
@@ -113,7 +113,7 @@ def test_report_on_a_sweep_file_or_a_missing_folder_is_one_line(tmp_path, tiny_r
 
 def test_a_diverging_trial_fails_with_its_reason_and_its_students_are_skipped(tiny_raw, tmp_path):
     tiny_raw["models"]["CNN"]["train"] = {"lr": 1.0e6}
-    from kdtune.spec import parse_sweep
+    from kdtune.spec.sweepfile import parse_sweep
 
     plan = make_plan(parse_sweep(tiny_raw, "tiny.yaml", output=tmp_path / "run"))
     failures = execute(plan, InlineExecutor(), log=lambda s: None)
@@ -156,7 +156,7 @@ def test_selection_breaks_accuracy_ties_by_validation_nll_and_keeps_the_earliest
 
 
 def test_the_trainer_keeps_the_tied_epoch_with_the_lowest_validation_nll(tiny_spec, monkeypatch):
-    from kdtune.tasks import Task
+    from kdtune.train.tasks import Task
 
     scripted = iter([(0.9, 0.5), (0.9, 0.2), (0.9, 0.3), (0.8, 0.1)])
 
@@ -207,8 +207,8 @@ def test_a_truncated_or_deleted_teacher_file_is_found_and_retrained_with_its_stu
 
 
 def test_a_student_refuses_a_teacher_whose_checkpoint_fails_its_checksum(tiny_spec):
-    from kdtune.data import load_data
-    from kdtune.train import load_trained_model
+    from kdtune.train.data import load_data
+    from kdtune.train.trainer import load_trained_model
 
     plan = make_plan(tiny_spec)
     execute(plan, InlineExecutor(), log=lambda s: None)
@@ -226,7 +226,7 @@ def test_a_student_refuses_a_teacher_whose_checkpoint_fails_its_checksum(tiny_sp
 
 
 def test_trial_ids_follow_the_data_actually_loaded(tiny_spec, monkeypatch):
-    from kdtune.data import fingerprint_bundle, load_data
+    from kdtune.train.data import fingerprint_bundle, load_data
 
     bundle = load_data(tiny_spec.data, None)
     fp = fingerprint_bundle(bundle)
@@ -250,9 +250,9 @@ def test_a_worker_whose_data_differs_from_the_plans_refuses_to_train(tiny_spec):
 
 
 def test_the_teacher_logit_cache_is_named_by_the_data_fingerprint_and_checked(tiny_spec):
-    from kdtune.data import load_data
-    from kdtune.tasks import task_for
-    from kdtune.train import load_trained_model, teacher_train_logits
+    from kdtune.train.data import load_data
+    from kdtune.train.tasks import task_for
+    from kdtune.train.trainer import load_trained_model, teacher_train_logits
 
     plan = make_plan(tiny_spec)
     execute(plan, InlineExecutor(), log=lambda s: None)

@@ -16,12 +16,12 @@ import torch
 from kdtune.analysis import RunView, same_init
 from kdtune.analysis.barriers import barriers
 from kdtune.errors import SpecError
-from kdtune.execute import InlineExecutor, execute
-from kdtune.ledger import collect, write_sweep_record
 from kdtune.plan import TrialConfig, make_plan
-from kdtune.results import load_records
-from kdtune.spec import load_sweep, parse_sweep
-from kdtune.train import Trainer, stream_seeds
+from kdtune.results.reader import load_records
+from kdtune.run.execute import InlineExecutor, execute
+from kdtune.run.ledger import collect, write_sweep_record
+from kdtune.spec.sweepfile import load_sweep, parse_sweep
+from kdtune.train.trainer import Trainer, stream_seeds
 from tests.test_batched import _compare
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
@@ -182,7 +182,7 @@ def test_fixed_initialisation_varied_data_order_trains_from_equal_weights_on_dif
 
 
 def test_fixed_initialisation_units_batched_equal_alone(tiny_raw, tmp_path, monkeypatch):
-    from kdtune.batched import SeedBatch
+    from kdtune.train.batched import SeedBatch
 
     epochs = []
     train_epoch = SeedBatch.train_epoch

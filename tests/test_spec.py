@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from kdtune.errors import SpecError
-from kdtune.spec import load_sweep, parse_sweep
+from kdtune.spec.sweepfile import load_sweep, parse_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,7 +20,7 @@ def test_shipped_sweeps_validate(path):
 
 
 def test_layers_of_training_settings(tiny_spec):
-    from kdtune.spec import resolve_train
+    from kdtune.spec.sweepfile import resolve_train
 
     mlp = tiny_spec.models["MLP"]
     assert resolve_train(tiny_spec, mlp).schedule.name == "constant"

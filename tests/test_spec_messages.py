@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from kdtune.errors import KdtuneError, SpecError
-from kdtune.spec import load_sweep
+from kdtune.spec.sweepfile import load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from kdtune.errors import SpecError
-from kdtune.spec import load_sweep
+from kdtune.spec.sweepfile import load_sweep
 from kdtune.yamlio import dump_yaml, load_yaml
 
 

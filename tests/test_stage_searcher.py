@@ -3,8 +3,8 @@ Tune reports the ends, and idle workers are kept between stages, as many as the 
 
 from typing import Any
 
-from kdtune.execute import Stages, _idle_workers_kept, _stage_searcher
 from kdtune.plan import make_plan
+from kdtune.run.execute import Stages, _idle_workers_kept, _stage_searcher
 
 
 class _Trial:

@@ -1,4 +1,4 @@
-"""kdtune.stats against hand computations and against scipy.stats itself."""
+"""kdtune.results.stats against hand computations and against scipy.stats itself."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from kdtune import stats
 from kdtune.errors import KdtuneError
+from kdtune.results import stats
 
 X = [1.0, 2.0, 3.0, 4.0]  # mean 2.5, sum of squares 5, s² = 5/3
 

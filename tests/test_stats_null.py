@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from kdtune import stats
+from kdtune.results import stats
 
 ALPHA = 0.05
 DRAWS = 2000

@@ -6,11 +6,11 @@ import copy
 from pathlib import Path
 
 from kdtune.cli import main
-from kdtune.ledger import record_outcome, write_sweep_record
 from kdtune.plan import make_plan
+from kdtune.results.status import distinguishing
+from kdtune.run.ledger import record_outcome, write_sweep_record
 from kdtune.rundir import METRICS, trial_dir, write_json
-from kdtune.spec import parse_sweep
-from kdtune.status import distinguishing
+from kdtune.spec.sweepfile import parse_sweep
 
 
 def _record(raw, out: Path, name: str = "tiny"):

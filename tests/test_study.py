@@ -17,7 +17,7 @@ import yaml
 
 from kdtune.cli import main
 from kdtune.errors import KdtuneError
-from kdtune.study import load_study
+from kdtune.repro.study import load_study
 from tests.conftest import trainings
 
 REFERENCE = {

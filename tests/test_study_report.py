@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from kdtune.study import export, load_study, write_report
+from kdtune.repro.study import export, load_study, write_report
 from tests.recompute import recompute
 from tests.test_claims import results
 from tests.test_study import REFERENCE

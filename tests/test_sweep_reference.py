@@ -14,8 +14,8 @@ import pytest
 from pydantic import BaseModel, Field, TypeAdapter
 
 from kdtune.cli import main
-from kdtune.spec import json_schema
-from kdtune.sweep_reference import COMMAND, FIELD, KEY_NAMES, slug, sweep_reference_markdown
+from kdtune.spec.docpage import COMMAND, FIELD, KEY_NAMES, slug, sweep_reference_markdown
+from kdtune.spec.sweepfile import json_schema
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "sweep-reference.md"
 

@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 
 from kdtune.errors import KdtuneError
-from kdtune.spec import load_yaml, parse_sweep, schema_text
+from kdtune.spec.sweepfile import load_yaml, parse_sweep, schema_text
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "kdtune" / "sweep.schema.json"

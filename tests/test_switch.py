@@ -10,8 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdtune.data import load_data
-from kdtune.distill import (
+from kdtune.errors import SpecError
+from kdtune.labels import summary
+from kdtune.plan import TrialConfig, make_plan
+from kdtune.rundir import sha256_file, trial_dir
+from kdtune.spec.sweepfile import parse_sweep
+from kdtune.train.data import load_data
+from kdtune.train.distill import (
     LABELS_ONLY,
     LossSpec,
     distill_epochs,
@@ -22,12 +27,7 @@ from kdtune.distill import (
     switch_epoch,
     switches,
 )
-from kdtune.errors import SpecError
-from kdtune.labels import summary
-from kdtune.plan import TrialConfig, make_plan
-from kdtune.rundir import sha256_file, trial_dir
-from kdtune.spec import parse_sweep
-from kdtune.train import Trainer, train_trial
+from kdtune.train.trainer import Trainer, train_trial
 
 KD = LossSpec("hinton", temperature=4.0, w_hard=0.0, w_soft=1.0)
 
@@ -237,7 +237,7 @@ def test_a_switch_to_a_loss_of_another_scale_is_not_taken_for_divergence(wrong_t
 )
 def test_a_switched_student_keeps_an_epoch_from_its_last_switch_on(wrong_teacher, monkeypatch, switch, select_from, window, best):
     from kdtune.rundir import read_json
-    from kdtune.tasks import Task
+    from kdtune.train.tasks import Task
 
     trainer, _ = wrong_teacher(**switch)
     scripted = iter([(0.9, 0.1), (0.5, 0.5), (0.7, 0.3), (0.6, 0.4)])  # the best epoch of all is the first
@@ -267,7 +267,7 @@ QUICKSTART_IDS = {
 def test_only_switched_students_get_new_ids_for_the_selection_inside_their_window(tiny_raw, tmp_path):
     from pathlib import Path
 
-    from kdtune.spec import load_sweep
+    from kdtune.spec.sweepfile import load_sweep
 
     sweeps = Path(__file__).resolve().parents[1] / "sweeps"
     assert set(make_plan(load_sweep(sweeps / "quickstart.yaml", output=tmp_path / "q")).trials) == QUICKSTART_IDS

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kdtune.execute import InlineExecutor, execute
 from kdtune.plan import make_plan
+from kdtune.run.execute import InlineExecutor, execute
 from kdtune.rundir import trial_dir
-from kdtune.spec import SpecError, parse_sweep
+from kdtune.spec.sweepfile import SpecError, parse_sweep
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,7 @@ import yaml
 
 from kdtune.plan import make_plan
 from kdtune.rundir import METRICS, trial_dir
-from kdtune.spec import parse_sweep
+from kdtune.spec.sweepfile import parse_sweep
 from tests.conftest import TINY
 from tests.postgres import free_port
 from tests.trackers import mlflow_server, offline_run
@@ -52,7 +52,7 @@ def sweep_file(tmp_path: Path, raw: dict[str, Any], name: str = "tiny.yaml") -> 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
     """The tiny sweep trained once (inline): its sweep file, run folder and each trial's checksums.json text."""
-    from kdtune.execute import InlineExecutor, execute
+    from kdtune.run.execute import InlineExecutor, execute
     from kdtune.rundir import init_run_dir
 
     tmp = tmp_path_factory.mktemp("trained")
@@ -60,7 +60,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
     path = sweep_file(tmp, TINY)
     spec = parse_sweep(TINY, str(path), output=tmp / "run")
     plan = make_plan(spec)
-    from kdtune.ledger import write_sweep_record
+    from kdtune.run.ledger import write_sweep_record
 
     write_sweep_record(plan)
     assert execute(plan, InlineExecutor(), log=lambda s: None) == {}
@@ -141,7 +141,7 @@ def test_a_malformed_wandb_entry_is_one_line(trained, value, words, capsys):
 
 
 def test_the_flags_override_the_sweep_and_keep_its_other_settings():
-    from kdtune.trackers import with_flags
+    from kdtune.run.trackers import with_flags
 
     raw = TINY | {"outputs": {"mlflow": {"tracking_uri": "sqlite:///a.db", "experiment": "exp"},
                               "wandb": {"project": "p", "group": "g", "mode": "offline"}}}  # fmt: skip
@@ -252,7 +252,7 @@ def test_the_quickstart_logged_to_a_real_mlflow_server_equals_its_run_folder(ser
     """The quickstart at a small size, one student trial failing once in its second epoch and retried; a second run
     adds no run; the report and the analysis go to one summary run."""
     out = tmp_path / "q"
-    from kdtune.spec import load_sweep
+    from kdtune.spec.sweepfile import load_sweep
 
     spec = load_sweep(REPO / "sweeps/quickstart.yaml", SMALL[1::2], output=out)
     victim = next(t.id for t in make_plan(spec).trials.values() if t.student == "MLP" and t.teacher == "CNN" and t.seed == 1)
@@ -335,7 +335,7 @@ def test_kdtune_tune_logs_each_search_trial_and_tags_the_best(server, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     runs = mlflow_runs(server, "tiny", "search")
     storage = f"sqlite:///{(out / 'tuning' / 'optuna.db').resolve()}"
-    study = optuna.load_study(study_name=runs[0].data.tags["kdtune.study"], storage=storage)
+    study = optuna.load_study(study_name=runs[0].data.tags["kdtune.repro.study"], storage=storage)
     trials = {t.number: t for t in study.trials}
     assert sorted(int(r.data.tags["kdtune.search_trial"]) for r in runs) == sorted(trials) and len(runs) == 3
     for r in runs:

@@ -9,17 +9,17 @@ import dataclasses
 import pytest
 import torch
 
-from kdtune.data import DataSpec, EvalSetSpec, data_fingerprint, load_data
-from kdtune.data.corruptions import CORRUPTIONS
-from kdtune.data.dataset import _seed_for
 from kdtune.errors import SpecError
-from kdtune.execute import InlineExecutor, execute
-from kdtune.ledger import collect, write_sweep_record
 from kdtune.plan import make_plan
+from kdtune.run.execute import InlineExecutor, execute
+from kdtune.run.ledger import collect, write_sweep_record
 from kdtune.rundir import METRICS, read_json, trial_dir
-from kdtune.spec import parse_sweep
-from kdtune.tasks import task_for
-from kdtune.train import load_trained_model
+from kdtune.spec.sweepfile import parse_sweep
+from kdtune.train.data import DataSpec, EvalSetSpec, data_fingerprint, load_data
+from kdtune.train.data.corruptions import CORRUPTIONS
+from kdtune.train.data.dataset import _seed_for
+from kdtune.train.tasks import task_for
+from kdtune.train.trainer import load_trained_model
 
 CPU = torch.device("cpu")
 SHIFTED = {"name": "train_shifted", "source": "train", "corruption": "translate", "shift": 2}

@@ -7,8 +7,8 @@ import dataclasses
 import torch
 
 from kdtune.plan import make_plan
-from kdtune.spec import parse_sweep
-from kdtune.train import Trainer, train_trial
+from kdtune.spec.sweepfile import parse_sweep
+from kdtune.train.trainer import Trainer, train_trial
 
 
 def test_seeds_trained_in_lockstep_give_what_they_give_alone(tiny_raw, tmp_path):

@@ -21,10 +21,10 @@ import yaml
 from optuna.trial import TrialState
 
 from kdtune.cli import main
-from kdtune.config import apply_values
 from kdtune.errors import KdtuneError, SpecError
 from kdtune.rundir import read_json, trial_dir
-from kdtune.spec import parse_sweep
+from kdtune.spec.sweepfile import parse_sweep
+from kdtune.train.config import apply_values
 from kdtune.tuning.search import prepare, run_search_trial
 from tests.conftest import trainings
 
@@ -263,7 +263,7 @@ def test_the_objective_is_the_mean_of_the_seeds_validation_metric(tiny_raw, tmp_
 
 
 def test_a_student_search_tunes_temperature_and_loss_weights(tiny_raw, tmp_path):
-    from kdtune.execute import InlineExecutor, execute
+    from kdtune.run.execute import InlineExecutor, execute
 
     raw = _with_tune(tiny_raw)
     raw["tune"]["space"]["CNN -> MLP"] = {"temperature": {"uniform": [1, 8]}, "w_hard": {"uniform": [0, 1]}}
@@ -309,7 +309,7 @@ def _sweep(tmp_path: Path, raw: dict[str, Any]) -> Path:
 
 
 def _finished(out: Path, name: str = "tiny:MLP:data:accuracy") -> int:
-    from kdtune.tuning.study import counts
+    from kdtune.tuning.storage import counts
 
     db = out / "tuning" / "optuna.db"
     if not db.is_file():
@@ -371,7 +371,7 @@ def test_a_search_writes_tuned_values_that_a_sweep_then_uses(tiny_raw, tmp_path,
     raw["models"]["MLP"]["hparams"] = "tuned"
     raw["grid"]["seeds"] = 2
     assert main(["run", str(_sweep(tmp_path, raw)), "--out", str(out), "--executor", "inline", "--no-report"]) == 0
-    from kdtune.results import collect_run
+    from kdtune.results.reader import collect_run
 
     df = collect_run(out)
     mlp = df[(df.student == "MLP") & (df.teacher == "data")].drop_duplicates("trial_id")

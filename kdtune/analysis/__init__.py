@@ -27,7 +27,10 @@ from kdtune.errors import KdtuneError
 from kdtune.labels import SHORT, matches, missing, number_labels, value_text
 from kdtune.registry import Registry
 
-MODULES = ("similarity", "paths", "barriers", "errors", "calibration", "invariance", "hardness", "symmetry", "switch")
+# the analyses in their order: registered name (--only, RUN/analysis/<name>/, a claim's source) → module of this package
+MODULES = {"similarity": "similarity", "paths": "paths", "barriers": "barriers", "errors": "overlap",
+           "calibration": "calibration", "invariance": "invariance", "hardness": "hardness", "symmetry": "symmetry",
+           "switch": "switch"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class TrialView:
     @property
     def init_seed(self) -> int:
         """The seed the trial's initialisation was drawn from: two trials with the same one start from the same weights."""
-        from kdtune.train import trial_seed
+        from kdtune.train.trainer import trial_seed
 
         return trial_seed(self.config)
 
@@ -102,9 +105,9 @@ class RunView:
         data_root: str | Path | None = None,
         sweep: str | None = None,
     ) -> None:
-        from kdtune.config import TrialConfig
-        from kdtune.results import collect_run
+        from kdtune.results.reader import collect_run
         from kdtune.rundir import CONFIG, read_json, trial_dir
+        from kdtune.train.config import TrialConfig
 
         self.run_dir = Path(run_dir)
         self.results = collect_run(self.run_dir, sweep)
@@ -133,7 +136,7 @@ class RunView:
 
     def data(self, trial: TrialView) -> Any:
         """The data bundle the trial was trained and evaluated on (CPU), checked against its fingerprint."""
-        from kdtune.data import data_fingerprint, load_data
+        from kdtune.train.data import data_fingerprint, load_data
 
         cfg = trial.config
         root = self.data_root
@@ -146,7 +149,7 @@ class RunView:
         """The trial's model with its checkpoint (checked), in eval mode."""
         import torch
 
-        from kdtune.train import load_trained_model
+        from kdtune.train.trainer import load_trained_model
 
         return load_trained_model(self.run_dir, trial.id, self.data(trial).info, torch.device(device))
 
@@ -167,13 +170,13 @@ def same_init(a: TrialView, b: TrialView) -> bool:
     return a.init_seed == b.init_seed
 
 
-# ---- statistics over models: one interval helper for every analysis table (kdtune.stats, ddof 1)
+# ---- statistics over models: one interval helper for every analysis table (kdtune.results.stats, ddof 1)
 
 
 def summary(values: Sequence[float] | np.ndarray, interval: str = "std") -> tuple[float, float, int]:
     """``(mean, ± half-width, n)`` of the finite values (units: trained models), the half-width from
-    :func:`kdtune.stats.half_width` (``std`` by default, ddof 1); NaN mean for none, NaN half-width for fewer than 2."""
-    from kdtune import stats
+    :func:`kdtune.results.stats.half_width` (``std`` by default, ddof 1); NaN mean for none, NaN half-width for fewer than 2."""
+    from kdtune.results import stats
 
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
@@ -182,7 +185,7 @@ def summary(values: Sequence[float] | np.ndarray, interval: str = "std") -> tupl
 
 def cell(values: Sequence[float] | np.ndarray, digits: int = 3, interval: str = "std") -> str:
     """``mean ± std (n)`` as the report's tables write it (NaNs left out; the interval of :func:`summary`)."""
-    from kdtune.report import _cell
+    from kdtune.results.tables import _cell
 
     mean, spread, n = summary(values, interval)
     return "– (0)" if n == 0 else _cell(mean, spread, n, digits, "±")
@@ -209,7 +212,7 @@ UNITS_NOTE = (
     "each model's pairs first ({which}), then shows mean ± std over those per-model means with ddof 1, n = the "
     "number of models. Within a group a pair counts for both its models, so the models' means still share pairs "
     "(at n = 3 their std is half the pairs'): the table describes, it does not test. A claim about these cells is "
-    "tested on the pairs themselves ({pairs}), by permuting the models' labels (kdtune.stats.pair_test); the "
+    "tested on the pairs themselves ({pairs}), by permuting the models' labels (kdtune.results.stats.pair_test); the "
     "per-model values are in {csv}."
 )
 
@@ -239,7 +242,7 @@ def cell_settings(rows: pd.DataFrame) -> list[str]:
     """The settings that vary between trials of one student and teacher (one row per trial): what
     tells an analysis's groups apart, as the report's tables add them to a table's rows,
     so a group never pools two configurations (a tuned and an untuned teacher's students, say)."""
-    from kdtune.report import cell_keys
+    from kdtune.results.tables import cell_keys
 
     return cell_keys(rows.drop(columns=["eval_set"], errors="ignore"), ["student", "teacher"])
 
@@ -274,9 +277,9 @@ def filter_rows(df: pd.DataFrame, where: Mapping[str, Sequence[str]] | None) -> 
 
 def load_all() -> None:
     """Import every analysis module of :data:`MODULES` that exists (each registers itself); a missing one is not registered."""
-    for name in MODULES:
-        if importlib.util.find_spec(f"kdtune.analysis.{name}") is not None:
-            importlib.import_module(f"kdtune.analysis.{name}")
+    for module in MODULES.values():
+        if importlib.util.find_spec(f"kdtune.analysis.{module}") is not None:
+            importlib.import_module(f"kdtune.analysis.{module}")
 
 
 def run_analyses(
@@ -325,7 +328,7 @@ def save_figure(fig: Any, out: Path, stem: str) -> Path:
 
 def write_table(table: pd.DataFrame, out: Path, stem: str, title: str) -> None:
     """Write a table (named index) as ``<stem>.md``, ``<stem>.tex`` (booktabs) and ``<stem>.csv`` in ``out``."""
-    from kdtune.report import to_latex, to_markdown
+    from kdtune.results.tables import to_latex, to_markdown
 
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.md").write_text(to_markdown(table, title) + "\n")

@@ -86,7 +86,7 @@ def _batches(n: int, batch_size: int) -> list[slice]:
 def recompute_batch_norm(model: nn.Module, task: Any, split: Any, batch_size: int = BATCH_SIZE) -> None:
     """Reset every BatchNorm's running statistics and recompute them over one pass of ``split`` (cumulative average over
     batches, only the BatchNorm layers in train mode, so dropout stays off); leaves the model in eval mode."""
-    from kdtune.tasks import batch_inputs
+    from kdtune.train.tasks import batch_inputs
 
     layers = batch_norm_layers(model)
     model.eval()
@@ -258,8 +258,8 @@ def arch_curves(
     device: torch.device | None = None,
 ) -> tuple[list[Cell], pd.DataFrame]:
     """One architecture's grid cells and the curves of their pairs (one row per pair and λ)."""
-    from kdtune.tasks import task_for
-    from kdtune.train import load_trained_model
+    from kdtune.train.tasks import task_for
+    from kdtune.train.trainer import load_trained_model
 
     device = device or _device()
     cells = grid_cells(trials, max_pairs)
@@ -348,7 +348,7 @@ def barrier_units(cells_by_model: Mapping[str, Sequence[Cell]], pairs: pd.DataFr
 def barrier_table(cells_by_model: Mapping[str, Sequence[Cell]], pairs: pd.DataFrame, interval: str = "std") -> pd.DataFrame:
     """Barrier heights and accuracies mean ± std (n models) per (model, teacher of model 1, teacher of model 2, whether
     the pairs share their initialisation): over the cell's models, each model's pairs averaged first
-    (:func:`cell_units`; std with ddof 1, :mod:`kdtune.stats`). Pairs that share their initialisation and pairs that
+    (:func:`cell_units`; std with ddof 1, :mod:`kdtune.results.stats`). Pairs that share their initialisation and pairs that
     do not are never averaged together."""
     index, rows = [], []
     for model, cells in cells_by_model.items():

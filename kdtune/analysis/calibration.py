@@ -1,5 +1,5 @@
 """Calibration (Abnar et al., figure 5): reliability diagrams per group and eval set, with the ECE of
-:func:`kdtune.metrics.ece` at its bins (:data:`kdtune.metrics.ECE_BINS`), which are the diagrams' bins."""
+:func:`kdtune.train.metrics.ece` at its bins (:data:`kdtune.train.metrics.ECE_BINS`), which are the diagrams' bins."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdtune import metrics
 from kdtune.analysis import ANALYSES, Output, RunView, TrialView, save_figure, write_table
-from kdtune.analysis.errors import cell, ordered_eval_sets, ordered_groups, safe_stem
+from kdtune.analysis.overlap import cell, ordered_eval_sets, ordered_groups, safe_stem
+from kdtune.train import metrics
 
 N_BINS = metrics.ECE_BINS  # the diagrams' bins are the ECE's, so this ECE is the results tables' `ece`
 MAX_COLS = 4  # panels per row; a student with more groups continues on the next row
 
 
 def confidence_bins(probs: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
-    """Bin of each example's top-1 confidence: ``b`` for ``(b/n, (b+1)/n]`` (as :func:`kdtune.metrics.ece` bins)."""
+    """Bin of each example's top-1 confidence: ``b`` for ``(b/n, (b+1)/n]`` (as :func:`kdtune.train.metrics.ece` bins)."""
     conf = np.asarray(probs, dtype=np.float64).max(-1)
     return np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
 
@@ -124,7 +124,7 @@ def calibration(view: RunView, out: Path) -> Output:
         result.tables.append((title, ece_table))
         pd.DataFrame(bins_rows).to_csv(out / "reliability_bins.csv", index=False)
         result.notes.append(
-            f"ECE is kdtune.metrics.ece with its {N_BINS} equal-width bins (b/{N_BINS}, (b+1)/{N_BINS}], the bins of "
+            f"ECE is kdtune.train.metrics.ece with its {N_BINS} equal-width bins (b/{N_BINS}, (b+1)/{N_BINS}], the bins of "
             "the diagrams and of the trial metric `ece` that `kdtune report` shows, so the numbers are the same. "
             "reliability_bins.csv: each diagram's bins (examples, mean confidence, accuracy)."
         )

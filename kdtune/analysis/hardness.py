@@ -12,7 +12,7 @@ import pandas as pd
 
 from kdtune.analysis import ANALYSES, Output, RunView, TrialView, cell_settings, same_setting, save_figure, write_table
 from kdtune.analysis.calibration import binned_means
-from kdtune.analysis.errors import _wrap, from_data_twin, ordered_eval_sets, ordered_groups, run_trials, safe_stem
+from kdtune.analysis.overlap import _wrap, from_data_twin, ordered_eval_sets, ordered_groups, run_trials, safe_stem
 from kdtune.errors import KdtuneError
 
 N_BINS = 10
@@ -60,7 +60,7 @@ class TrainProbs:
     def _compute(self, trial: TrialView) -> np.ndarray | str:
         import torch
 
-        from kdtune.tasks import task_for
+        from kdtune.train.tasks import task_for
 
         key = (trial.config.data, trial.config.data_fingerprint)
         if key not in self._data:

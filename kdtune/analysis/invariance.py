@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from kdtune.analysis import ANALYSES, Output, RunView, TrialView, write_table
-from kdtune.analysis.errors import cell, ordered_eval_sets, ordered_groups
-from kdtune.metrics import invariance_metric
+from kdtune.analysis.overlap import cell, ordered_eval_sets, ordered_groups
+from kdtune.train.metrics import invariance_metric
 
 __all__ = ["invariance", "invariance_metric", "transform_pairs", "trial_invariance"]
 

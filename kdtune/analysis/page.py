@@ -23,7 +23,7 @@ from kdtune.analysis import Output
 from kdtune.labels import show
 
 if TYPE_CHECKING:
-    from kdtune.report import ReportSpec
+    from kdtune.results.tables import ReportSpec
 
 PAGE = "index.html"
 ReportTable = tuple[str, pd.DataFrame, list[str]]  # (title, table with a named index, notes as markdown lines)
@@ -97,10 +97,10 @@ def report_tables(
     stat: ReportSpec | None = None,
 ) -> list[ReportTable]:
     """The tables of ``kdtune report`` as DataFrames, each with its title and notes: the steps of
-    :func:`kdtune.report.render` for one markdown table, with the same statistics (``stat``, the sweep's ``report``
+    :func:`kdtune.results.tables.render` for one markdown table, with the same statistics (``stat``, the sweep's ``report``
     section as ``kdtune report`` reads it: interval, comparisons and their markers, bold), so a cell of the page is
     the cell of the report, character for character (``**…**`` of a bold cell drawn bold by :func:`html_table`)."""
-    from kdtune.report import tables
+    from kdtune.results.tables import tables
 
     return tables(df, metrics, rows, cols, eval_sets, digits, stat)
 
@@ -326,7 +326,7 @@ def write_page(
 ) -> Path:
     """Write ``run_dir/analysis/index.html`` (the sweeps' names, ``command``, kdtune's version, the date, ``facts``,
     the report tables, then each analysis or its failure, in order) and return its path."""
-    from kdtune.results import select_records
+    from kdtune.results.reader import select_records
 
     run_dir = Path(run_dir)
     page = run_dir / "analysis" / PAGE

@@ -29,7 +29,7 @@ def load_paths(view: RunView) -> tuple[list[Path2D], str, list[str]]:
     """The trials (in group order) that kept snapshots on one common set of examples, that eval set, and one
     line per trial left out and why (trials that kept none are not listed)."""
     from kdtune.rundir import check_trial, trial_dir
-    from kdtune.train import PATHS
+    from kdtune.train.trainer import PATHS
 
     found, skipped = [], []
     for t in ordered_trials(view):

@@ -141,7 +141,7 @@ def group_units(
 
 def pair_table(mats: dict[str, np.ndarray], trials: Sequence[TrialView], shared: np.ndarray) -> pd.DataFrame:
     """Every ordered pair of distinct trials with each measure of ``mats``: the units of the claims' tests over model
-    labels (:func:`kdtune.stats.pair_test`). ``within``/``between``: whether the pair counts in a cell of one group
+    labels (:func:`kdtune.results.stats.pair_test`). ``within``/``between``: whether the pair counts in a cell of one group
     or of two groups (pairs that share their initialisation count in neither, as in the group tables)."""
     rows = []
     for i, a in enumerate(trials):

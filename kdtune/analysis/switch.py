@@ -11,7 +11,7 @@ fraction and the skipped lines say why). A seed (and fold) held by two trials of
 twin, so no recovered fraction is paired with either.
 
 A switched student is only a measurement of its switch if the epoch it kept (``best_epoch``) comes after the
-switch: from ``start`` on, or from ``stop`` on for the control (:func:`kdtune.distill.selection_epochs`). kdtune
+switch: from ``start`` on, or from ``stop`` on for the control (:func:`kdtune.train.distill.selection_epochs`). kdtune
 selects inside that window since ``train.select_from: last_switch``; a trial whose kept epoch lies outside it
 (one trained by an older kdtune, which selected among every epoch) is left out of its cell, counted in the
 table's ``kept outside window`` column and named in the notes. One selected among every epoch whose kept epoch
@@ -36,10 +36,10 @@ from kdtune.analysis import (
     save_figure,
     write_table,
 )
-from kdtune.analysis.errors import cell, ordered_eval_sets, safe_stem
+from kdtune.analysis.overlap import cell, ordered_eval_sets, safe_stem
 from kdtune.analysis.symmetry import finished_rows, spread, summary
-from kdtune.distill import LossSpec, selection_epochs
 from kdtune.labels import NO_TEACHER, missing
+from kdtune.train.distill import LossSpec, selection_epochs
 
 METRICS = ("accuracy", "nll")
 LABELS = {"accuracy": "top-1 accuracy", "nll": "NLL"}
@@ -137,7 +137,7 @@ def _switch_value(v: float) -> float | int | None:
 
 def selection_check(rows: pd.DataFrame) -> pd.DataFrame:
     """Per distilled row: the window its kept epoch must lie in (``window_first``, ``window_last``: from the
-    last switch on, :func:`kdtune.distill.selection_epochs`), the window selection chose among (``chosen``,
+    last switch on, :func:`kdtune.train.distill.selection_epochs`), the window selection chose among (``chosen``,
     text: every epoch where ``metrics.json`` has no ``select_window``) and ``kept`` (inside, outside, or unknown
     without ``best_epoch`` or ``epochs``)."""
     out = rows.copy()

@@ -17,7 +17,7 @@ import pandas as pd
 
 from kdtune.analysis import ANALYSES, Output, RunView, config_labels, save_figure, write_table
 from kdtune.analysis import summary as unit_summary
-from kdtune.analysis.errors import _detail_key, _order, cell, ordered_eval_sets, safe_stem
+from kdtune.analysis.overlap import _detail_key, _order, cell, ordered_eval_sets, safe_stem
 from kdtune.labels import NO_TEACHER
 
 METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "im")
@@ -49,7 +49,7 @@ def finished_rows(view: RunView, eval_set: str | None = None) -> pd.DataFrame:
 
 
 def summary(values: Sequence[float]) -> tuple[float, float, int]:
-    """``(mean, std, n)`` of the non-NaN values (std with ddof 1 by :func:`kdtune.stats.half_width`; NaN for fewer
+    """``(mean, std, n)`` of the non-NaN values (std with ddof 1 by :func:`kdtune.results.stats.half_width`; NaN for fewer
     than two): :func:`kdtune.analysis.summary`, the one interval helper of the analyses' tables."""
     return unit_summary(np.asarray([x for x in values if not pd.isna(x)], dtype=float))
 

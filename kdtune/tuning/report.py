@@ -15,8 +15,8 @@ from optuna.trial import TrialState
 
 from kdtune.errors import KdtuneError
 from kdtune.labels import value_text
-from kdtune.report import FORMATS, to_latex, to_markdown
-from kdtune.tuning import study as studies
+from kdtune.results.tables import FORMATS, to_latex, to_markdown
+from kdtune.tuning import storage as studies
 
 TOP = 10  # search trials in the best-trials table
 FEW = 20  # complete search trials below which the importances get a caveat: fANOVA's forest fits noise

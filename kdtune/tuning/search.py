@@ -16,19 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from kdtune.batched import SeedBatch, batchable
-from kdtune.callbacks import Listener, tune_callback
-from kdtune.config import SearchSpace, TrialConfig, apply_values, tuned_name, tuned_path, write_tuned
 from kdtune.errors import KdtuneError
-from kdtune.execute import Interrupted
 from kdtune.labels import LOSS_SETTINGS, NO_TEACHER, value_text
-from kdtune.ledger import write_trials_record
 from kdtune.plan import Plan, make_plan
+from kdtune.run.callbacks import Listener, tune_callback
+from kdtune.run.execute import Interrupted
+from kdtune.run.ledger import write_trials_record
+from kdtune.run.trackers import search_callbacks, tag_best
 from kdtune.rundir import METRICS, check_trial, is_finished, read_json, trial_dir
-from kdtune.spec import SweepSpec
-from kdtune.trackers import search_callbacks, tag_best
-from kdtune.train import Trainer, resolve_device
-from kdtune.tuning import study as studies
+from kdtune.spec.sweepfile import SweepSpec
+from kdtune.train.batched import SeedBatch, batchable
+from kdtune.train.config import SearchSpace, TrialConfig, apply_values, tuned_name, tuned_path, write_tuned
+from kdtune.train.trainer import Trainer, resolve_device
+from kdtune.tuning import storage as studies
 
 Payload = dict[str, Any]
 
@@ -120,7 +120,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def _seed_batch(trainers: list[Any]) -> Any:
-    """The :class:`~kdtune.batched.SeedBatch` of a search trial's unfinished seeds where they can train as one
+    """The :class:`~kdtune.train.batched.SeedBatch` of a search trial's unfinished seeds where they can train as one
     vmapped model, else None (fewer than two, or a model that cannot: said once in the log)."""
     return SeedBatch(trainers) if batchable(trainers) else None
 
@@ -273,7 +273,7 @@ def run_search(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run (or continue) the study of ``setup`` until it has ``n_trials`` finished trials; write the
-    tuned file; return a summary. ``executor`` is a started :class:`kdtune.execute.RayExecutor` context."""
+    tuned file; return a summary. ``executor`` is a started :class:`kdtune.run.execute.RayExecutor` context."""
     from optuna.samplers import TPESampler
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler

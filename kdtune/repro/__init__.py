@@ -1,0 +1,1 @@
+"""Reproducing papers: published tables as data, claims and their verdicts, case studies."""

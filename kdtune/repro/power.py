@@ -1,0 +1,237 @@
+"""Claims calibrated on numbers: how often a claim, as coded, passes on synthetic units drawn from a table's means,
+SDs and n (the paper's own, or a pilot run's), and how many units it needs for 80 % power.
+
+A claim is only as good as its coding. Run on units drawn from the paper's own cells (normal, the paper's mean and
+SD, the paper's n; seeded, :data:`DRAWS` draws), the share of draws in which the claim *holds* — its tests as
+:mod:`kdtune.repro.claims` codes them, at α, unadjusted — is **paper passes**: a claim that the paper's own data pass less
+than half of the time says more about its coding than about a reproduction. The same simulation at this run's n
+per cell gives its **power** for the paper's effect, at the Bonferroni level α/m of the claim's family of m tests
+(a lower bound of Holm's power), and :func:`needed_n` the smallest n per cell that reaches 80 %.
+
+Synthetic cells are independent (no pairing), so a claim the run tests paired is simulated unpaired: its power here
+is a lower bound when the pairs are positively correlated. Pair measures (similarity, barriers, error overlap) have
+no published SDs and are not calibrated.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.stats
+
+from kdtune.repro.claims import Cell, Check, Claim, Expr
+from kdtune.results import stats
+
+DRAWS = 2000  # synthetic draws per claim and n
+TARGET = 0.8  # the power :func:`needed_n` looks for
+MAX_N = 64  # the largest n per cell :func:`needed_n` tries
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A cell's published (or a pilot run's) mean, standard deviation and n."""
+
+    mean: float
+    sd: float
+    n: int
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A claim on synthetic units: the share of draws at ``n_paper`` per cell where it holds (``passes``), its power
+    at the run's n per cell (``power``, at ``level``: α/m), and the n per cell that gives 80 % at that level
+    (``needed``, None beyond :data:`MAX_N`)."""
+
+    passes: float
+    power: float
+    level: float
+    needed: int | None
+    n_paper: int
+    n_run: tuple[int, ...]
+
+
+def _seed(name: str, n: int | Sequence[int]) -> int:
+    return zlib.crc32(f"{name}|{n}".encode()) + stats.SEED
+
+
+def _draw(cells: Sequence[Cell], summaries: Mapping[Cell, Summary], n: Mapping[Cell, int], rng: np.random.Generator,
+          draws: int) -> dict[Cell, np.ndarray]:  # fmt: skip
+    return {c: rng.normal(summaries[c].mean, summaries[c].sd, (draws, n[c])) for c in dict.fromkeys(cells)}
+
+
+def _coefs(left: Expr, right: Expr) -> tuple[list[Cell], list[float], float]:
+    coefs: dict[Cell, float] = {}
+    constant = 0.0
+    for side, sign in ((left, 1.0), (right, -1.0)):
+        for t in side.terms:
+            if t.cell is None:
+                constant += sign * t.coef
+            else:
+                coefs[t.cell] = coefs.get(t.cell, 0.0) + sign * t.coef
+    cells = [c for c, k in coefs.items() if k != 0]
+    return cells, [coefs[c] for c in cells], constant
+
+
+def _link_p(left: Expr, op: str, right: Expr, margin: float | None, x: Mapping[Cell, np.ndarray],
+            alpha: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Per draw, the link's p as kdtune tests it on independent cells (≈: TOST's; a spread that cannot reach
+    ``alpha``: 1) and whether its estimate lies the claimed way (always true for ≈)."""
+    if any(t.spread for t in left.terms):
+        a, b = x[left.cells[0]], x[right.cells[0]]
+        assign, _ = stats.spread_assignments(a.shape[-1], b.shape[-1])
+        p, reach = stats.spread_p(stats.spread_stats(a, b, assign))
+        ratio = np.std(a, axis=-1, ddof=stats.DDOF) / np.std(b, axis=-1, ddof=stats.DDOF)
+        return np.where(reach < alpha, p, 1.0), (ratio > 1 if op == ">" else ratio < 1)
+    cells, coefs, constant = _coefs(left, right)
+    est, se, df = stats.contrast_arrays([x[c] for c in cells], coefs, constant)
+    if op == "≈":
+        p_eq, _ = stats.tost_arrays(est, se, df, float(margin or 0.0))
+        return p_eq, np.ones(est.shape, dtype=bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = 2 * scipy.stats.t.sf(np.abs(est / se), df)
+    return p, (est > 0 if op == ">" else est < 0)
+
+
+def _holds(left: Expr, op: str, right: Expr, margin: float | None, x: Mapping[Cell, np.ndarray], alpha: float) -> np.ndarray:
+    """Per draw, whether the link holds at ``alpha`` as kdtune tests it on independent cells."""
+    p, right_way = _link_p(left, op, right, margin, x, alpha)
+    return (p < alpha) & right_way
+
+
+def _trend_p(check: Check, x: Mapping[Cell, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    k = len(check.sides)
+    sign = 1.0 if check.ops[0] == ">" else -1.0
+    coefs = [sign * ((k + 1) / 2 - (i + 1)) for i in range(k)]
+    cells = [s.plain for s in check.sides]
+    est, se, df = stats.contrast_arrays([x[c] for c in cells], coefs)  # type: ignore[index]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = 2 * scipy.stats.t.sf(np.abs(est / se), df)
+    return p, est > 0
+
+
+def _trend(check: Check, x: Mapping[Cell, np.ndarray], alpha: float) -> np.ndarray:
+    p, right_way = _trend_p(check, x)
+    return (p < alpha) & right_way
+
+
+def family_power(claims: Sequence[Claim], summaries: Mapping[Cell, Summary], n: int, alpha: float = stats.ALPHA,
+                 draws: int = DRAWS, others: int = 0) -> list[float]:  # fmt: skip
+    """Each claim's power as the verdict is reached: all the family's claims on one synthetic data set per draw (a
+    cell two claims share is drawn once), every link's p, Holm over the family's links at ``alpha``; a claim holds
+    when all its links do. ``n`` units per cell; ``others``: tests of the family without numbers to draw from, counted
+    as never rejected (p = 1: a lower bound). Holm is more powerful than its Bonferroni bound when other claims of
+    the family are far from their null (they are rejected first and the rest meet larger thresholds)."""
+    cells = list(dict.fromkeys(c for claim in claims for c in claim.check.cells))
+    rng = np.random.default_rng(_seed("|".join(c.name for c in claims), n))
+    x = _draw(cells, summaries, dict.fromkeys(cells, n), rng, draws)
+    ps, ways, owner = [], [], []
+    for i, claim in enumerate(claims):
+        if claim.chain == "trend" and len(claim.check.ops) > 1:
+            parts = [_trend_p(claim.check, x)]
+        else:
+            parts = [_link_p(left, op, right, claim.check.margin, x, alpha) for left, op, right in claim.check.links]
+        for p, way in parts:
+            ps.append(np.where(np.isfinite(p), p, 1.0))
+            ways.append(way)
+            owner.append(i)
+    p = np.stack(ps + [np.ones(draws)] * others, axis=1)  # draws × links
+    m = p.shape[1]
+    order = np.argsort(p, axis=1, kind="stable")
+    stepped = np.minimum(1.0, (m - np.arange(m)) * np.take_along_axis(p, order, axis=1))
+    adjusted = np.empty_like(p)
+    np.put_along_axis(adjusted, order, np.maximum.accumulate(stepped, axis=1), axis=1)
+    holds = (adjusted[:, : len(ways)] < alpha) & np.stack(ways, axis=1)
+    return [float(np.mean(holds[:, [j for j, o in enumerate(owner) if o == i]].all(axis=1))) for i in range(len(claims))]
+
+
+def family_needed_n(claims: Sequence[Claim], summaries: Mapping[Cell, Summary], alpha: float = stats.ALPHA,
+                    draws: int = DRAWS // 2, others: int = 0) -> list[int | None]:  # fmt: skip
+    """Per claim, the smallest n per cell (2 … :data:`MAX_N`, every cell of the family at that n) at which its power
+    under Holm over the family (:func:`family_power`) reaches :data:`TARGET`; None beyond."""
+    out: list[int | None] = [None] * len(claims)
+    for n in range(2, MAX_N + 1):
+        power = family_power(claims, summaries, n, alpha, draws, others)
+        for i, pw in enumerate(power):
+            if out[i] is None and pw >= TARGET:
+                out[i] = n
+        if all(v is not None for v in out):
+            break
+    return out
+
+
+def pass_rate(claim: Claim, summaries: Mapping[Cell, Summary], n: Mapping[Cell, int], alpha: float = stats.ALPHA,
+              draws: int = DRAWS) -> float:  # fmt: skip
+    """The share of ``draws`` synthetic data sets (normal cells of the summaries' means and SDs, ``n`` units each) in
+    which every link of the claim holds at ``alpha`` (a trend claim: its one trend)."""
+    rng = np.random.default_rng(_seed(claim.name, sorted(n.values())))
+    x = _draw(claim.check.cells, summaries, n, rng, draws)
+    if claim.chain == "trend" and len(claim.check.ops) > 1:
+        return float(np.mean(_trend(claim.check, x, alpha)))
+    ok = np.ones(draws, dtype=bool)
+    for left, op, right in claim.check.links:
+        ok &= _holds(left, op, right, claim.check.margin, x, alpha)
+    return float(np.mean(ok))
+
+
+def calibratable(claim: Claim, summaries: Mapping[Cell, Summary]) -> bool:
+    """Whether every cell of the claim has a summary with a positive SD (a per-model source: pair measures do not)."""
+    cells = claim.check.cells
+    return bool(cells) and all(c in summaries and summaries[c].sd > 0 and summaries[c].n >= 2 for c in cells)
+
+
+def needed_n(claim: Claim, summaries: Mapping[Cell, Summary], level: float, draws: int = DRAWS // 5) -> int | None:
+    """The smallest n per cell (2 … :data:`MAX_N`) at which the claim holds in :data:`TARGET` of the draws at ``level``
+    (bisection over n: the power grows with n), None when even :data:`MAX_N` does not reach it."""
+    cells = list(dict.fromkeys(claim.check.cells))
+
+    def power(k: int) -> float:
+        return pass_rate(claim, summaries, dict.fromkeys(cells, k), level, draws)
+
+    if power(MAX_N) < TARGET:
+        return None
+    lo, hi = 1, MAX_N  # power(lo) < TARGET (n = 1 cannot be tested), power(hi) >= TARGET
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if power(mid) >= TARGET:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def calibrate(
+    claim: Claim,
+    summaries: Mapping[Cell, Summary],
+    run_n: Mapping[Cell, int],
+    family_size: int,
+    alpha: float = stats.ALPHA,
+    draws: int = DRAWS,
+) -> Calibration | None:
+    """A claim on the summaries' numbers: paper passes (at the summaries' n, α), its power at ``run_n`` and the n for 80 %
+    (both at α / ``family_size``); None when a cell has no summary."""
+    if not calibratable(claim, summaries):
+        return None
+    cells = list(dict.fromkeys(claim.check.cells))
+    n_paper = {c: summaries[c].n for c in cells}
+    level = alpha / max(1, family_size)
+    passes = pass_rate(claim, summaries, n_paper, alpha, draws)
+    if all(run_n.get(c, 0) >= 2 for c in cells):
+        power = pass_rate(claim, summaries, {c: run_n[c] for c in cells}, level, draws)
+    else:
+        power = float("nan")
+    needed = needed_n(claim, summaries, level)
+    return Calibration(passes, power, level, needed, min(n_paper.values()), tuple(run_n.get(c, 0) for c in cells))
+
+
+def summaries_of(units: Mapping[Cell, np.ndarray]) -> dict[Cell, Summary]:
+    """A pilot run's summaries: each cell's mean, SD (ddof 1) and n of its finite units."""
+    out = {}
+    for c, v in units.items():
+        x = np.asarray(v, dtype=float)
+        x = x[np.isfinite(x)]
+        if len(x) >= 2:
+            out[c] = Summary(float(np.mean(x)), float(np.std(x, ddof=stats.DDOF)), len(x))
+    return out
