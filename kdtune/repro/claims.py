@@ -17,18 +17,24 @@ The grammar::
     operand  := cell | "std(" cell ")"
     cell     := [SOURCE "."] METRIC "[" KEY "=" VALUE ("," KEY "=" VALUE)* "]"
 
-A chain ``a > b > c`` is ``a > b`` and ``b > c``. ``≈`` needs ``within M`` (equivalent within ±M) and is never
-chained; ``std()`` compares spreads and is a whole side on both sides. SOURCE is ``report`` (the default: the
-run's per-trial results; METRIC a results column, KEY a report key) or an analysis' per-model unit table
-(:data:`SOURCES`).
+A chain ``a > b > c`` is ``a > b`` and ``b > c`` (or one linear trend: ``Claim.chain``). ``≈`` needs ``within M``
+(equivalent within ±M) and is never chained; ``std()`` compares spreads and is a whole side on both sides. SOURCE is
+``report`` (the default: the run's per-trial results; METRIC a results column, KEY a report key), an analysis'
+per-model table (invariance) or an analysis' table of pairs of models (similarity, CKA, error overlap, barriers:
+:data:`SOURCES`).
 
-Verdicts, with the tests of :mod:`kdtune.results.stats` over the cells' independent units (trained models) and one
-correction (Holm by default) over the comparisons of a reference table:
+Each comparison is tested with :mod:`kdtune.results.stats` over the cells' independent units: trained models (paired where
+they share their initialisation or their folds; fold units with the Nadeau–Bengio correction; zero variance by an
+exact permutation), the models behind a pair measure (a permutation of their labels, or a jackknife over them), or a
+permutation of centred units for spreads. A comparison two claims make is one test (:class:`Checker`); Holm runs
+once over the primary claims, once over the other findings and once over the claims that are not findings (setup
+checks, premises, design descriptions), an untestable comparison counting as p = 1. Verdicts:
 
 - **holds**: significant in the stated direction (for ``≈``: the two one-sided tests put the difference inside ±M);
 - **contradicted**: significant the other way (for ``≈``: significantly beyond ±M);
-- **not significant**: neither;
-- **untestable**: a cell is missing, ambiguous or has fewer than 2 units (the verdict says which).
+- **not significant**: neither (not a finding of no difference);
+- **untestable**: a cell is missing, ambiguous or has too few units, or no valid test can reach α (the verdict says
+  which).
 """
 
 from __future__ import annotations
