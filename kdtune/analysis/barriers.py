@@ -318,7 +318,7 @@ def _cell_pairs(pairs: pd.DataFrame, model: str, c: Cell) -> pd.DataFrame:
     return sel[sel["same_init"].astype(bool) == c.same_init]
 
 
-def cell_units(sel: pd.DataFrame, within: bool) -> pd.DataFrame:
+def models_of_pairs(sel: pd.DataFrame, within: bool) -> pd.DataFrame:
     """The models of one cell (its units) from its pairs: per model, its mean of each measure (:data:`MEASURES`) over
     its pairs and how many pairs that was. Between two teachers the units are model 1's (the row's) models; within
     one teacher (``within``) a pair counts for both of its models."""
@@ -335,11 +335,11 @@ def cell_units(sel: pd.DataFrame, within: bool) -> pd.DataFrame:
 
 
 def barrier_units(cells_by_model: Mapping[str, Sequence[Cell]], pairs: pd.DataFrame) -> pd.DataFrame:
-    """Every cell's units (:func:`cell_units`) with the cell's keys: the per-model values behind :func:`barrier_table`."""
+    """Every cell's units (:func:`models_of_pairs`) with the cell's keys: the per-model values behind :func:`barrier_table`."""
     frames = []
     for model, cells in cells_by_model.items():
         for c in cells:
-            units = cell_units(_cell_pairs(pairs, model, c), c.teacher1 == c.teacher2)
+            units = models_of_pairs(_cell_pairs(pairs, model, c), c.teacher1 == c.teacher2)
             keys = {"model": model, "teacher1": c.teacher1, "teacher2": c.teacher2, "same_init": c.same_init}
             frames.append(units.assign(**keys)[[*keys, *units.columns]])
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -348,12 +348,12 @@ def barrier_units(cells_by_model: Mapping[str, Sequence[Cell]], pairs: pd.DataFr
 def barrier_table(cells_by_model: Mapping[str, Sequence[Cell]], pairs: pd.DataFrame, interval: str = "std") -> pd.DataFrame:
     """Barrier heights and accuracies mean ± std (n models) per (model, teacher of model 1, teacher of model 2, whether
     the pairs share their initialisation): over the cell's models, each model's pairs averaged first
-    (:func:`cell_units`; std with ddof 1, :mod:`kdtune.results.stats`). Pairs that share their initialisation and pairs that
+    (:func:`models_of_pairs`; std with ddof 1, :mod:`kdtune.results.stats`). Pairs that share their initialisation and pairs that
     do not are never averaged together."""
     index, rows = [], []
     for model, cells in cells_by_model.items():
         for c in cells:
-            units = cell_units(_cell_pairs(pairs, model, c), c.teacher1 == c.teacher2)
+            units = models_of_pairs(_cell_pairs(pairs, model, c), c.teacher1 == c.teacher2)
             index.append((model, c.teacher1, c.teacher2, "yes" if c.same_init else "no"))
             rows.append({"kind": c.kind, "pairs": f"{len(c.pairs)} of {c.available}"}
                         | {name: cell(units[col].to_numpy(float), 3, interval) for name, col in MEASURES.items()})  # fmt: skip
