@@ -4,8 +4,10 @@ p from. Fast: the results are made up (tests/test_claims.py), the run folder hol
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -142,3 +144,25 @@ def test_units_csv_lets_a_reader_redo_every_p_and_interval(study, tmp_path):
     assert (
         len(ends) >= 3 and (ends["lo"] - ends["lo_new"]).abs().max() <= 1e-9 and (ends["hi"] - ends["hi_new"]).abs().max() <= 1e-9
     )
+
+
+def test_export_names_figures_from_the_runs_folder_as_written_not_where_a_link_points(study, tmp_path, monkeypatch):
+    """A runs/ that links elsewhere (another disk, a worktree) must not leak that path into the exported names."""
+    elsewhere = tmp_path / "disk" / "somewhere" / "runs"
+    for figure in ("made_up/analysis/errors/venn_test.png", "made_up_barriers/analysis/barriers/barriers_CNN.png"):
+        (elsewhere / figure).parent.mkdir(parents=True)
+        (elsewhere / figure).write_bytes(b"\x89PNG")
+    (elsewhere / "made_up" / "report.md").write_text(
+        "# report\n\n![venn](analysis/errors/venn_test.png)\n"
+        "![barriers](../made_up_barriers/analysis/barriers/barriers_CNN.png)\n"
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "runs").symlink_to(elsewhere, target_is_directory=True)
+    monkeypatch.chdir(work)
+    exported = export(dataclasses.replace(study, out=Path("runs/made_up")), work / "docs")
+    assert sorted(p.name for p in (work / "docs" / "made_up").glob("*.png")) == [
+        "made_up__errors__venn_test.png",
+        "made_up_barriers__barriers__barriers_CNN.png",
+    ]
+    assert "](made_up/made_up__errors__venn_test.png)" in exported.read_text()

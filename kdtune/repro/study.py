@@ -517,10 +517,12 @@ def export(study: Study, dest: Path) -> Path:
     folder.mkdir(parents=True)
 
     def copy(m: re.Match[str]) -> str:
-        source = (study.out / m.group(2)).resolve()
+        source = Path(os.path.normpath(study.out / m.group(2)))
         if not source.is_file():
             return m.group(0)
-        rel = Path(os.path.relpath(source, Path.cwd().resolve()))
+        # named from the folder that holds the study's run folders (as written, links not followed): the same
+        # names wherever the study ran and whatever its runs/ links to
+        rel = Path(os.path.relpath(source, os.path.normpath(study.out.absolute().parent)))
         name = "__".join(p for p in rel.parts if p not in ("..", "runs", "analysis"))
         shutil.copyfile(source, folder / name)
         return f"![{m.group(1)}]({study.name}/{name})"
