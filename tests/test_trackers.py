@@ -335,7 +335,7 @@ def test_kdtune_tune_logs_each_search_trial_and_tags_the_best(server, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     runs = mlflow_runs(server, "tiny", "search")
     storage = f"sqlite:///{(out / 'tuning' / 'optuna.db').resolve()}"
-    study = optuna.load_study(study_name=runs[0].data.tags["kdtune.repro.study"], storage=storage)
+    study = optuna.load_study(study_name=runs[0].data.tags["kdtune.study"], storage=storage)
     trials = {t.number: t for t in study.trials}
     assert sorted(int(r.data.tags["kdtune.search_trial"]) for r in runs) == sorted(trials) and len(runs) == 3
     for r in runs:
