@@ -133,9 +133,18 @@ def _pairs_permutation(rows: pd.DataFrame, groups: list[str]) -> float:
     return float(np.mean(a >= abs(obs) - 1e-12 * max(1.0, np.nanmax(a))))
 
 
+def _by_architecture(rows: pd.DataFrame) -> pd.DataFrame:
+    """Groups named by architecture and teacher (``MLP:data``) where the rows say which architecture (column
+    ``model``): a barrier cell of MLPs from data and one of CNNs from data are both teacher ``data``."""
+    if "model" not in rows or rows["model"].isna().all():
+        return rows
+    arch = rows["model"].astype(str) + ":"
+    return rows.assign(group1=arch + rows["group1"].astype(str), group2=arch + rows["group2"].astype(str))
+
+
 def _jackknife(rows: pd.DataFrame, constant: float) -> tuple[float, float, float]:
     """Delete-one-model jackknife of Σ coef · mean(cell) + constant, grouped by label; df over the compared groups."""
-    parts = _cells(rows)
+    parts = _cells(_by_architecture(rows))
     cells = [(_pair_cell(r), coef) for _, coef, r in parts]
     label = {}
     for _, _, r in parts:
