@@ -120,6 +120,20 @@ def test_a_table_too_wide_for_any_layout_wraps_its_text_or_at_last_shrinks(tmp_p
 
 
 @needs_pdflatex
+def test_a_column_whose_text_after_the_numbers_holds_a_semicolon_or_a_colon_compiles(tmp_path):
+    """A claims table's p column reads ``1 (TOST; beyond 1)``: its room for the text after the number goes into the
+    column format, which pandas' Styler cut at the ``;`` (a CSS-like property string), leaving an unclosed tabular
+    (found in the MNIST study's report/tables.tex)."""
+    table = pd.DataFrame(
+        {"p (adjusted)": ["1 (TOST; beyond 1)", "0.0033", "0.19 (note: one)"], "test": ["tost", "pairs", "welch"]},
+        index=pd.Index(["a", "b", "c"], name="claim"),
+    )
+    tex = to_latex(table, "claims")
+    assert "beyond 1" in tex.split(r"\toprule")[0]  # the column format is whole
+    compile_latex(tex, tmp_path)
+
+
+@needs_pdflatex
 def test_the_reference_checks_compile_on_a_standard_page(tmp_path, capsys):
     """The tables of a reproduction report (``--reference``, and kdtune study's report/tables.tex) in a plain
     article at 10 pt: no landscape, no \\tiny, no overfull box."""

@@ -578,7 +578,7 @@ def to_latex(
     size, resize = _fit(widths, least, formats, width)
     cells.columns.names = [None] * cells.columns.nlevels  # the keys' values name the columns; the rows' names the index
     text = cells.style.format_index(_tex, axis=0).format_index(_tex, axis=1).format_index_names(_tex, axis=0).to_latex(
-        column_format="".join(formats), hrules=True, siunitx=True, environment="table",
+        column_format=_styler_safe("".join(formats)), hrules=True, siunitx=True, environment="table",
         position_float="centering", caption=" ".join(_tex(c.rstrip(".") + ".") for c in [title, *caption]),
         label=label or _label_of(title), multicol_align="c",
         multirow_align="naive", clines="skip-last;data" if table.index.nlevels > 1 else None,
@@ -590,6 +590,13 @@ def to_latex(
     needs = ["booktabs", "siunitx", "array"] + ["amssymb"] * ("blacktriangle" in text) + ["graphicx"] * resize
     lines = _rules(text.splitlines(), table.index.nlevels)
     return "\n".join([f"% needs \\usepackage{{{', '.join(needs)}}}", *lines, *(f"% {' '.join(n.split())}" for n in notes)])
+
+
+def _styler_safe(column_format: str) -> str:
+    """A column format that pandas' Styler passes through whole: it stores it as a CSS-like property string, cut at
+    ``;`` and read up to ``:`` (its ``§`` stands for a colon). A ``;`` in a column's room for the text after its
+    numbers (``1 (TOST; beyond 1)``) becomes a ``,`` of the same width."""
+    return column_format.replace(";", ",").replace(":", "§")
 
 
 def _label_of(title: str) -> str:
