@@ -378,6 +378,19 @@ class PairCell:
         return f"{len(s.index(self.row))}×{len(s.index(self.col))} models"
 
 
+def _narrow(rows: pd.DataFrame, keys: Sequence[tuple[str, str]], cell: object, lacks: str) -> pd.DataFrame | str:
+    """The rows whose every ``key`` reads as its value (:func:`kdtune.labels.matches`), or one line: ``lacks`` and the
+    key the rows do not have (``these results have no seed``), or the value no row holds (and the values they do)."""
+    for key, text in keys:
+        if key not in rows.columns:
+            return f"{cell}: {lacks} {key}"
+        kept = rows[matches(rows[key], text)]
+        if kept.empty:
+            return f"{cell}: no {key}={text} (there is {_listing(rows[key]) or 'nothing'})"
+        rows = kept
+    return rows
+
+
 def _listing(values: pd.Series) -> str:
     seen = list(number_labels(dict.fromkeys(values.dropna().tolist())).values())
     return ", ".join(seen[:12]) + (", …" if len(seen) > 12 else "")
@@ -437,14 +450,9 @@ class Evidence:
             return f"{cell}: no analysis/{src.path} (run kdtune analyze RUN --only {src.analysis})"
         if src.pairs:
             return self._pair_cell(cell, src, frame)
-        rows = frame
-        for key, text in cell.keys:
-            if key not in rows.columns:
-                return f"{cell}: these results have no {key}"
-            kept = rows[matches(rows[key], text)]
-            if kept.empty:
-                return f"{cell}: no {key}={text} (there is {_listing(rows[key]) or 'nothing'})"
-            rows = kept
+        rows = _narrow(frame, cell.keys, cell, "these results have no")
+        if isinstance(rows, str):
+            return rows
         if cell.metric not in rows.columns:
             return f"{cell}: these results have no {cell.metric}"
         if cell.source == "report":
@@ -478,15 +486,10 @@ class Evidence:
         column = src.column(cell.metric)
         if column not in frame.columns:
             return f"{cell}: analysis/{src.path} has no {column} (re-run kdtune analyze RUN --only {src.analysis})"
-        rows = frame
         sample_key = tuple((k, v) for k, v in cell.keys if k not in (row_key, col_key))
-        for key, text in sample_key:
-            if key not in rows.columns:
-                return f"{cell}: analysis/{src.path} has no {key}"
-            kept = rows[matches(rows[key], text)]
-            if kept.empty:
-                return f"{cell}: no {key}={text} (there is {_listing(rows[key]) or 'nothing'})"
-            rows = kept
+        rows = _narrow(frame, sample_key, cell, f"analysis/{src.path} has no")
+        if isinstance(rows, str):
+            return rows
         g1, g2 = src.groups
         known = pd.concat([rows[g1], rows[g2]]).astype(str)
         for label in (keys[row_key], keys[col_key]):
