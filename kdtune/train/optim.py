@@ -3,8 +3,9 @@ independent models, Adam with cosine decay with restarts for students)."""
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -111,19 +112,8 @@ def schedule_warning(name: str, params: Mapping[str, Any], total_epochs: int) ->
     )
 
 
-@OPTIMIZERS.register("adam")
-def adam(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """Adam; ``weight_decay`` is an L2 penalty added to the gradient."""
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-
-
-@OPTIMIZERS.register("adamw")
-def adamw(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW (decoupled weight decay)."""
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-
-
-@OPTIMIZERS.register("sgd")
-def sgd(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum 0.9."""
-    return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=0.9, nesterov=True)
+# each is called as (params, lr=…, weight_decay=…); Adam's weight_decay is an L2 penalty added to the gradient,
+# AdamW's is decoupled, SGD uses Nesterov momentum 0.9
+OPTIMIZERS.register("adam")(torch.optim.Adam)
+OPTIMIZERS.register("adamw")(torch.optim.AdamW)
+OPTIMIZERS.register("sgd")(functools.partial(torch.optim.SGD, momentum=0.9, nesterov=True))

@@ -1,4 +1,4 @@
-"""The data-set interface and the shared image pipeline (train/val split, corrupted eval sets)."""
+"""The data-set interface and the shared pipeline of array data sets (train/val split, corrupted eval sets)."""
 
 from __future__ import annotations
 
@@ -72,9 +72,21 @@ class Dataset:
     def check(self, root: Path | None) -> None:
         """Raise DataError (one line) if the data cannot be read from ``root``; cheap, before any work."""
 
-    def build(self, spec: DataSpec, root: Path | None) -> DataBundle:
-        """Load the data and build train, val and every eval set."""
+    def load_arrays(self, root: Path | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(training pool inputs, labels, test inputs, labels): float32 inputs, int64 labels."""
         raise NotImplementedError
+
+    def build(self, spec: DataSpec, root: Path | None) -> DataBundle:
+        """Load the data and build train, val and every eval set: by default from :meth:`load_arrays`, train/val
+        (or a k-fold) by ``train_val_indices``, eval sets as corruptions of the test, val or training split."""
+        x_tr, y_tr, x_te, y_te = self.load_arrays(root)
+        info = self.describe()
+        for what, x in (("training", x_tr), ("test", x_te)):
+            if tuple(x.shape[1:]) != info.input_shape:
+                raise ValueError(
+                    f"{type(self).__name__} loaded {what} inputs of shape {tuple(x.shape[1:])}, described {info.input_shape}"
+                )
+        return split_bundle(info, spec, x_tr, y_tr, x_te, y_te)
 
 
 DATASETS: Registry[type[Dataset]] = Registry("data set")
@@ -117,16 +129,3 @@ class ImageDataset(Dataset):
 
     def describe(self) -> DataInfo:
         return DataInfo("image", self.image_shape, self.num_classes)
-
-    def load_arrays(self, root: Path | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(train images, train labels, test images, test labels): float32 N×C×H×W in [0, 1], int64."""
-        raise NotImplementedError
-
-    def build(self, spec: DataSpec, root: Path | None) -> DataBundle:
-        x_tr, y_tr, x_te, y_te = self.load_arrays(root)
-        info = self.describe()
-        if tuple(x_tr.shape[1:]) != info.input_shape:
-            raise ValueError(
-                f"{type(self).__name__} loaded images of shape {tuple(x_tr.shape[1:])}, described {info.input_shape}"
-            )
-        return split_bundle(info, spec, x_tr, y_tr, x_te, y_te)

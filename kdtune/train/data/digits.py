@@ -23,9 +23,8 @@ class Digits(ImageDataset):
     """
 
     default_eval_sets: ClassVar[dict[str, EvalSetSpec]] = {
-        "test": EvalSetSpec("test"),
+        **ImageDataset.default_eval_sets,
         "translated": EvalSetSpec("translated", "test", "translate", (("shift", 1),)),
-        "scaled": EvalSetSpec("scaled", "test", "scale", (("factor", 0.7),)),
     }
 
     def __init__(self, pad: int = 2, test_fraction: float = 0.25) -> None:

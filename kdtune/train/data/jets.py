@@ -18,16 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 
 from kdtune.errors import DataError
-from kdtune.train.data.arrays import ArrayDataset
 from kdtune.train.data.base import DataInfo
-from kdtune.train.data.dataset import DATASETS, EvalSetSpec
+from kdtune.train.data.dataset import DATASETS, Dataset
 from kdtune.train.data.modelnet import import_h5py
+from kdtune.train.data.sets import SET_EVAL_SETS
 
 PARTICLE_FEATURES = (
     "j1_px", "j1_py", "j1_pz", "j1_e", "j1_erel", "j1_pt", "j1_ptrel", "j1_eta",
@@ -95,16 +95,13 @@ def read_jet_file(path: Path, features: Sequence[str], n_particles: int, min_pt:
 
 
 @DATASETS.register("jets_hls4ml")
-class JetsHLS4ML(ArrayDataset):
+class JetsHLS4ML(Dataset):
     """hls4ml LHC jets (the module docstring): 5 classes, ``n_particles`` particles with ``features``;
     ``max_jets`` > 0 keeps the first that many jets of each split (files in name order)."""
 
     kind = "set"
     needs_root = True
-    default_eval_sets: ClassVar[dict[str, EvalSetSpec]] = {
-        "test": EvalSetSpec("test"),
-        "permuted": EvalSetSpec("permuted", "test", "permute_points"),
-    }
+    default_eval_sets = SET_EVAL_SETS
 
     def __init__(
         self,

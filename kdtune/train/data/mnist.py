@@ -73,25 +73,16 @@ class MNIST(ImageDataset):
         self.check(root)
         folder = find_raw_dir(root)  # type: ignore[arg-type]
         arrays = {k: read_idx(_find_file(folder, stem)) for k, stem in FILES.items()}  # type: ignore[arg-type]
+        out = []
         for split in ("train", "test"):
             imgs, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
             if imgs.ndim != 3 or labels.ndim != 1 or len(imgs) != len(labels):
                 raise DataError(f"{folder}: {split} images {imgs.shape} do not match labels {labels.shape}")
             if labels.max() > 9:
                 raise DataError(f"{folder}: {split} labels must be digits 0-9, found {int(labels.max())}")
-
-        def images(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)
-
-        def labels(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(a.astype(np.int64))
-
-        return (
-            images(arrays["train_images"]),
-            labels(arrays["train_labels"]),
-            images(arrays["test_images"]),
-            labels(arrays["test_labels"]),
-        )
+            out += [torch.from_numpy(imgs.astype(np.float32) / 255.0).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))]
+        x_tr, y_tr, x_te, y_te = out
+        return x_tr, y_tr, x_te, y_te
 
 
 def download_mnist(root: Path) -> Path:

@@ -14,15 +14,15 @@ usual (centred on its mean, its farthest point at distance 1). The test split is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 
 from kdtune.errors import DataError
-from kdtune.train.data.arrays import ArrayDataset, unit_sphere
 from kdtune.train.data.base import DataInfo
-from kdtune.train.data.dataset import DATASETS, EvalSetSpec
+from kdtune.train.data.dataset import DATASETS, Dataset
+from kdtune.train.data.pointclouds import POINT_EVAL_SETS, unit_sphere
 
 TEXT_DIR, HDF5_DIR = "modelnet40_normal_resampled", "modelnet40_ply_hdf5_2048"
 TEXT_FILES = {"names": "modelnet40_shape_names.txt", "train": "modelnet40_train.txt", "test": "modelnet40_test.txt"}
@@ -107,16 +107,12 @@ def downsample(cloud: np.ndarray, n_points: int, g: torch.Generator, path: Path)
 
 
 @DATASETS.register("modelnet40")
-class ModelNet40(ArrayDataset):
+class ModelNet40(Dataset):
     """ModelNet40 (the module docstring): 9,843 training and 2,468 test clouds of 40 classes."""
 
     kind = "points"
     needs_root = True
-    default_eval_sets: ClassVar[dict[str, EvalSetSpec]] = {
-        "test": EvalSetSpec("test"),
-        "translated": EvalSetSpec("translated", "test", "translate_points", (("shift", 0.5),)),
-        "permuted": EvalSetSpec("permuted", "test", "permute_points"),
-    }
+    default_eval_sets = POINT_EVAL_SETS
 
     def __init__(self, n_points: int = 1000, seed: int = 0, layout: str = "auto") -> None:
         if n_points < 1:

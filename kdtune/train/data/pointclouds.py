@@ -12,13 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 
-from kdtune.train.data.arrays import ArrayDataset, unit_sphere
 from kdtune.train.data.base import DataInfo
-from kdtune.train.data.dataset import DATASETS, EvalSetSpec
+from kdtune.train.data.dataset import DATASETS, Dataset, EvalSetSpec
 
 Sampler = Callable[[int, int, torch.Generator], torch.Tensor]
 
@@ -144,6 +142,11 @@ def capsule(n: int, p: int, g: torch.Generator) -> torch.Tensor:
     return torch.where(on_cap[..., None], cap, side)
 
 
+POINT_EVAL_SETS = {
+    "test": EvalSetSpec("test"),
+    "translated": EvalSetSpec("translated", "test", "translate_points", (("shift", 0.5),)),
+    "permuted": EvalSetSpec("permuted", "test", "permute_points"),
+}
 SHAPES: dict[str, Sampler] = {
     "sphere": sphere,
     "cube": cube,
@@ -156,6 +159,13 @@ SHAPES: dict[str, Sampler] = {
     "helix": helix,
     "capsule": capsule,
 }
+
+
+def unit_sphere(x: torch.Tensor) -> torch.Tensor:
+    """Standard point-cloud scaling (as for ModelNet): each cloud (N×P×3) centred on its mean and divided
+    by its largest distance from it, so it fits the unit sphere and touches it."""
+    x = x - x.mean(1, keepdim=True)
+    return x / x.norm(dim=-1).amax(1).clamp_min(1e-12)[:, None, None]
 
 
 def random_rotations(n: int, g: torch.Generator) -> torch.Tensor:
@@ -193,7 +203,7 @@ def sample_shapes(
 
 
 @DATASETS.register("shapes")
-class Shapes(ArrayDataset):
+class Shapes(Dataset):
     """Point clouds of parametric shapes (the module docstring): ``n_train`` / ``n_test`` per class.
 
     ``shapes`` picks the classes (default: all of sphere, cube, cylinder, cone, torus, ellipsoid, box,
@@ -201,11 +211,7 @@ class Shapes(ArrayDataset):
     """
 
     kind = "points"
-    default_eval_sets: ClassVar[dict[str, EvalSetSpec]] = {
-        "test": EvalSetSpec("test"),
-        "translated": EvalSetSpec("translated", "test", "translate_points", (("shift", 0.5),)),
-        "permuted": EvalSetSpec("permuted", "test", "permute_points"),
-    }
+    default_eval_sets = POINT_EVAL_SETS
 
     def __init__(
         self,

@@ -21,14 +21,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 
-from kdtune.train.data.arrays import ArrayDataset
 from kdtune.train.data.base import DataInfo
 from kdtune.train.data.corruptions import gather_rows
-from kdtune.train.data.dataset import DATASETS, EvalSetSpec
+from kdtune.train.data.dataset import DATASETS, Dataset, EvalSetSpec
 
 CLASSES = ("g", "q", "w", "z", "t")
 PRONGS = torch.tensor([1, 1, 2, 2, 3])
@@ -37,6 +35,7 @@ MULTIPLICITY = torch.tensor([14.0, 8.0, 12.0, 12.0, 16.0], dtype=torch.float64)
 HARDNESS = torch.tensor([1.2, 2.0, 1.5, 1.5, 1.5], dtype=torch.float64)
 SEPARATION = {2: 0.30, 3: 0.40}  # class index → mean prong separation ΔR (W, Z)
 
+SET_EVAL_SETS = {"test": EvalSetSpec("test"), "permuted": EvalSetSpec("permuted", "test", "permute_points")}
 FEATURES = {
     "pt": "pT fraction of the jet",
     "eta": "Δη from the jet axis",
@@ -114,15 +113,12 @@ def sample_jets(y: torch.Tensor, n_particles: int, features: Sequence[str], gene
 
 
 @DATASETS.register("particle_sets")
-class ParticleSets(ArrayDataset):
+class ParticleSets(Dataset):
     """Simulated jets (the module docstring): ``n_train`` / ``n_test`` per class, ``n_particles``
     particles each with ``features`` (pt, eta, phi, delta_r, log_pt), generators seeded by ``seed``."""
 
     kind = "set"
-    default_eval_sets: ClassVar[dict[str, EvalSetSpec]] = {
-        "test": EvalSetSpec("test"),
-        "permuted": EvalSetSpec("permuted", "test", "permute_points"),
-    }
+    default_eval_sets = SET_EVAL_SETS
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ are equivariant and its output invariant.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Mapping
 from typing import ClassVar
@@ -39,10 +40,19 @@ def _check_count(name: str, value: int, least: int) -> None:
         raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
 
 
-def _set_features(info: DataInfo) -> int:
+def _element_layers(
+    info: DataInfo, width: int, counts: tuple[tuple[str, int, int], ...], pool: str, activation: str, layer: Callable
+) -> nn.Sequential:
+    """Check the parameters (``counts``: (name, value, least), the number of layers second) and build that many
+    ``layer(d_in, width)`` + activation blocks applied to every element of the set."""
+    _check("pool", pool, POOLS)
+    _check("activation", activation, ACTIVATIONS)
+    for name, value, least in counts:
+        _check_count(name, value, least)
     if len(info.input_shape) != 2:
         raise ValueError(f"Deep Sets read sets shaped (points, features); the data's input shape is {info.input_shape}")
-    return int(info.input_shape[-1])
+    sizes = [int(info.input_shape[-1]), *[width] * counts[1][1]]
+    return nn.Sequential(*(nn.Sequential(layer(a, b), ACTIVATIONS[activation]()) for a, b in itertools.pairwise(sizes)))
 
 
 def _head(width: int, layers: int, num_classes: int, activation: str, dropout: float) -> tuple[nn.Module, nn.Module]:
@@ -73,14 +83,8 @@ class DeepSetsInvariant(nn.Module):
         activation: str = "relu",
     ) -> None:
         super().__init__()
-        _check("pool", pool, POOLS)
-        _check("activation", activation, ACTIVATIONS)
-        for name, value, least in (("width", width, 1), ("phi_layers", phi_layers, 1), ("rho_layers", rho_layers, 0)):
-            _check_count(name, value, least)
-        sizes = [_set_features(info), *[width] * phi_layers]
-        self.phi = nn.Sequential(
-            *(nn.Sequential(nn.Linear(a, b), ACTIVATIONS[activation]()) for a, b in itertools.pairwise(sizes))
-        )
+        counts = (("width", width, 1), ("phi_layers", phi_layers, 1), ("rho_layers", rho_layers, 0))
+        self.phi = _element_layers(info, width, counts, pool, activation, nn.Linear)
         self.pool = POOLS[pool]
         self.rho, self.out = _head(width, rho_layers, info.num_classes, activation, dropout)
 
@@ -125,14 +129,8 @@ class DeepSetsEquivariant(nn.Module):
         activation: str = "relu",
     ) -> None:
         super().__init__()
-        _check("pool", pool, POOLS)
-        _check("activation", activation, ACTIVATIONS)
-        for name, value, least in (("width", width, 1), ("layers", layers, 1), ("head_layers", head_layers, 0)):
-            _check_count(name, value, least)
-        sizes = [_set_features(info), *[width] * layers]
-        self.layers = nn.Sequential(
-            *(nn.Sequential(PermEquivariant(a, b, pool), ACTIVATIONS[activation]()) for a, b in itertools.pairwise(sizes))
-        )
+        counts = (("width", width, 1), ("layers", layers, 1), ("head_layers", head_layers, 0))
+        self.layers = _element_layers(info, width, counts, pool, activation, functools.partial(PermEquivariant, pool=pool))
         self.pool = POOLS[pool]
         self.head, self.out = _head(width, head_layers, info.num_classes, activation, dropout)
 

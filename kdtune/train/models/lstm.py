@@ -50,18 +50,15 @@ class LSTMClassifier(nn.Module):
 
 
 @MODELS.register("lstm_lm")
-class LSTMLanguageModel(nn.Module):
+class LSTMLanguageModel(LSTMClassifier):
     """Next-token prediction at every position. Features: the hidden states (B × T × hidden)."""
 
     tasks: ClassVar[tuple[str, ...]] = ("language_model",)
-    kinds: ClassVar[tuple[str, ...]] = ("tokens",)
 
     def __init__(
         self, info: DataInfo, dropout: float = 0.0, embedding_dim: int = 512, hidden_size: int = 1024, num_layers: int = 2
     ) -> None:
-        super().__init__()
-        self.backbone = LSTMBackbone(info, dropout, embedding_dim, hidden_size, num_layers)
-        self.out = nn.Linear(hidden_size, info.num_classes)
+        super().__init__(info, dropout, embedding_dim, hidden_size, num_layers)
 
     def forward(self, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.backbone(x["tokens"])

@@ -120,19 +120,16 @@ class UniversalTransformerSeqClassifier(_SequenceClassifier):
 
 
 @MODELS.register("transformer_lm")
-class TransformerLanguageModel(nn.Module):
+class TransformerLanguageModel(_SequenceClassifier):
     """Decoder-only Transformer: future masking, next-token logits at every position."""
 
     tasks: ClassVar[tuple[str, ...]] = ("language_model",)
-    kinds: ClassVar[tuple[str, ...]] = ("tokens",)
 
     def __init__(
         self, info: DataInfo, dropout: float = 0.0, d_model: int = 512, n_heads: int = 8, n_layers: int = 6,
         ff_dim: int = 0, max_len: int = 0,
     ) -> None:  # fmt: skip
-        super().__init__()
-        self.backbone = TransformerBackbone(info, dropout, d_model, n_heads, n_layers, ff_dim, True, max_len=max_len)
-        self.out = nn.Linear(d_model, info.num_classes)
+        super().__init__(info, dropout, d_model, n_heads, n_layers, ff_dim, max_len)
 
     def forward(self, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.backbone(x["tokens"])
