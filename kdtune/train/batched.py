@@ -1,19 +1,13 @@
-"""Seed-batched training: the seeds of a trial group trained as one vectorised model.
+"""Seed-batched training: the seeds of a trial group (configs equal but for the seeds and teacher) trained as one
+vectorised model.
 
-The k :class:`~kdtune.train.trainer.Trainer` s of a group (configs equal but for the seeds and teacher) keep
-everything they keep alone (config, data order generator, history, selection, snapshots, ``finish``);
-each seed's model starts from its trainer's (its initialisation stream) and draws data order, augmentation
-and dropout keys from its trainer's data stream, so units sharing one and not the other batch as well;
-a :class:`SeedBatch` stacks their models' parameters and buffers (``torch.func.stack_module_state``)
-and trains an epoch of all of them at once: each seed's batch rows from its own permutation, its own
-augmentation draws and teacher logits, its own keyed dropout masks (:mod:`kdtune.train.models.layers`), one
-vmapped forward and loss (``functional_call`` + ``vmap``), one backward of the summed per-seed losses,
-per-seed gradient-norm clipping, and ONE elementwise optimizer over the stacked parameters (so each
-seed's optimizer state is what its own optimizer would hold). BatchNorm running statistics are stacked
-buffers, updated per seed under vmap. After each epoch every seed's parameters, buffers, optimizer and
-schedule state are copied back into its trainer, which validates, checks divergence and selects as it
-does alone. A seed's result therefore does not depend on its group: equal to training it alone up to
-float rounding (vmapped kernels sum in another order; the tests hold parameters to 1e-4 after 2 epochs).
+Each seed's :class:`~kdtune.train.trainer.Trainer` keeps what it keeps alone (initialisation, data order, augmentation,
+dropout keys, history, selection, ``finish``). A :class:`SeedBatch` stacks the models' parameters and buffers
+(``torch.func.stack_module_state``) and trains an epoch of all at once: one vmapped forward and loss, one backward of the
+summed per-seed losses, per-seed clipping, ONE elementwise optimizer over the stacked parameters (so each seed's
+optimizer state is what its own would hold); BatchNorm statistics are per seed. After each epoch every seed's state
+goes back into its trainer, which validates and selects as alone: a seed's result does not depend on its group, up to
+float rounding (the tests hold parameters to 1e-4 after 2 epochs).
 """
 
 from __future__ import annotations
@@ -112,8 +106,7 @@ class SeedBatch:
         t0 = self.trainers[0]
         self.config, self.task, self.data, self.device = t0.config, t0.task, t0.data, t0.device
         self.base = copy.deepcopy(t0.model).to("meta")
-        models = [t.model for t in self.trainers]
-        params, buffers = stack_module_state(models)
+        params, buffers = stack_module_state([t.model for t in self.trainers])
         self.params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
         self.buffers = {k: v.clone() for k, v in buffers.items()}
         self.names = list(self.params)
@@ -149,12 +142,9 @@ class SeedBatch:
             logits, _ = functional_call(self.base, (params, buffers), (x,))
         return self.task.train_loss(logits, self.data.train, idx, x, t_logits, self.epoch_loss, self.config.train.label_smoothing)
 
-    def _model_params(self, trainer: Trainer) -> list[nn.Parameter]:
-        return [p for _, p in trainer.model.named_parameters()]
-
     def _import_optimizer_state(self) -> None:
         """Stack the trainers' optimizer states (after a regrouping or a lockstep start mid-run)."""
-        per_trainer = [self._model_params(t) for t in self.trainers]
+        per_trainer = [list(t.model.parameters()) for t in self.trainers]
         for n, name in enumerate(self.names):
             states = [t.optimizer.state.get(ps[n], {}) for t, ps in zip(self.trainers, per_trainer, strict=True)]
             if not states[0]:
@@ -171,7 +161,7 @@ class SeedBatch:
                 p.copy_(self.params[name][j])
             for name, b in t.model.named_buffers():
                 b.copy_(self.buffers[name][j])
-        for name, p in zip(self.names, self._model_params(t), strict=True):
+        for name, p in zip(self.names, t.model.parameters(), strict=True):
             state = self.optimizer.state.get(self.params[name])
             if state:
                 t.optimizer.state[p] = {k: (v.clone() if k in SHARED_STATE else v[j].clone()) for k, v in state.items()}

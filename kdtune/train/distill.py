@@ -1,12 +1,11 @@
 """Distillation losses (a registry, one small function per method) and the trial objective.
 
-Weights are named for what they weigh: ``w_hard`` multiplies the cross-entropy with the labels,
-``w_soft`` the distillation term. Pure distillation, as in Abnar et al., is ``w_hard=0, w_soft=1``.
+Weights are named for what they weigh: ``w_hard`` multiplies the cross-entropy with the labels, ``w_soft`` the
+distillation term. Pure distillation, as in Abnar et al., is ``w_hard=0, w_soft=1``.
 
-A student may switch between the labels and its teacher during training (student–teacher deviations paper,
-section 3.2): ``LossSpec.start`` and ``LossSpec.stop`` bound the epochs that distil, :func:`loss_for_epoch`
-gives the loss of each epoch. Model selection of a switched student stays inside the epochs its condition holds
-in: :func:`selection_epochs`.
+A student may switch between the labels and its teacher during training (student–teacher deviations paper, section 3.2):
+``LossSpec.start`` and ``LossSpec.stop`` bound the epochs that distil, :func:`loss_for_epoch` gives the loss of each
+epoch. Model selection of a switched student stays inside the epochs its condition holds in: :func:`selection_epochs`.
 """
 
 from __future__ import annotations
@@ -112,21 +111,11 @@ def switches(spec: LossSpec, epochs: int) -> bool:
 
 
 def selection_epochs(spec: LossSpec, epochs: int) -> range:
-    """The 1-based epochs a switched student's model selection may keep: from its last switch on, to the end.
-
-    A switched student is studied as the model that went through its whole schedule, so the epoch it keeps must
-    come after every switch its training makes:
-
-    - ``start`` (labels, then the teacher): the epochs from the first distilled one on. An epoch before it is a
-      student trained on the labels alone; kept, it would make every start point after the best labels-only
-      epoch the same checkpoint, a student that never read its teacher.
-    - ``stop`` (the teacher, then labels; the reverse control): the epochs from the first one back on the labels
-      on. An epoch before it is a student distilled throughout, stopped early; kept, the control would measure
-      early stopping of distillation, not whether the gain survives the return to the labels.
-    - both (labels, the teacher, labels): from ``stop`` on, for the same reason.
-
-    Without a switch inside the training (no teacher, distillation throughout, a stop after the last epoch) it is
-    every epoch."""
+    """The 1-based epochs a switched student's model selection may keep: from its last switch on, to the end (every
+    epoch without a switch inside the training). The kept epoch must follow every switch, or the student studied is not
+    the one that went through its whole schedule: before ``start`` it never read its teacher (every later start point
+    would keep the same best labels-only epoch); before ``stop`` it is a distilled student stopped early, and the reverse
+    control would measure early stopping, not whether the gain survives the return to the labels."""
     last = max((e for e in range(1, epochs + 1) if objective_starts(spec, e, epochs)), default=1)
     return range(last, epochs + 1)
 

@@ -1,15 +1,14 @@
 """Train one trial: data tensors on the device → model → loss (CE or KD) → metrics → run folder.
 
-No per-example Python: an epoch is a device-side permutation sliced into batches; teachers'
-training-set logits are computed once and cached in the teacher's folder (unless the student's
-inputs are randomly augmented, when the teacher runs in eval mode on each augmented batch).
+No per-example Python: an epoch is a device-side permutation sliced into batches; teachers' training-set logits are
+computed once and cached in the teacher's folder (with randomly augmented student inputs the teacher runs in eval mode
+on each batch).
 
-For developers' tests, ``KDTUNE_FAULT`` injects faults for real (comma-separated ``KIND:PREFIX:EPOCH[:once]``):
-in epoch EPOCH (from 1) of every trial whose id starts with PREFIX, after its first batch, ``raise`` raises
-:class:`InjectedFault`, ``nan`` makes the loss nan (the divergence check then fails the trial), ``kill`` sends
-SIGKILL to the process training it. With ``once`` only the first attempt does (a file in ``RUN/faults/``
-records it). ``view:FOLDER`` makes the shared-storage check on the nodes whose environment has it look for
-every path under FOLDER, as a node mounting the storage elsewhere would (see :mod:`kdtune.run.execute`).
+For developers' tests, ``KDTUNE_FAULT`` injects faults (comma-separated ``KIND:PREFIX:EPOCH[:once]``): in epoch EPOCH
+(from 1) of every trial whose id starts with PREFIX, after its first batch, ``raise`` raises :class:`InjectedFault`,
+``nan`` makes the loss nan (the divergence check fails the trial), ``kill`` sends SIGKILL to the training process;
+``once``: only the first attempt (a file in ``RUN/faults/`` records it). ``view:FOLDER`` makes the shared-storage check
+look for every path under FOLDER on the nodes whose environment has it (see :mod:`kdtune.run.execute`).
 """
 
 from __future__ import annotations

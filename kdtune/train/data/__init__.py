@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from kdtune.train.data import agreement, digits, jets, linzen, mnist, modelnet, pointclouds, sets  # noqa: F401  (registrations)
-from kdtune.train.data.base import DataBundle, DataInfo, Inputs, Split, num_rows, take, to_device
-from kdtune.train.data.dataset import DATASETS, EVAL_SOURCES, Dataset, DataSpec, EvalSetSpec, ImageDataset
+from kdtune.train.data.base import DataBundle, DataInfo
+from kdtune.train.data.dataset import DATASETS, EVAL_SOURCES, Dataset, DataSpec, EvalSetSpec
 
 __all__ = [
     "DATASETS",
@@ -18,18 +18,11 @@ __all__ = [
     "DataBundle",
     "DataInfo",
     "DataSpec",
-    "Dataset",
     "EvalSetSpec",
-    "ImageDataset",
-    "Inputs",
-    "Split",
     "data_fingerprint",
     "fingerprint_bundle",
     "load_data",
     "make_dataset",
-    "num_rows",
-    "take",
-    "to_device",
 ]
 
 

@@ -92,12 +92,11 @@ class _Generator:
 
 @DATASETS.register("agreement_synthetic")
 class SyntheticAgreement(AgreementDataset):
-    """Generated subject-verb agreement; ``train_size`` sentences with ``min_modifiers`` to
-    ``max_modifiers`` modifiers between subject and verb (the distance; each an attractor with
-    probability ``p_attractor``), ``test_per_group`` test sentences for each attractor count
-    0 … ``max_attractors``, none of whose prefixes occurs in training; a sentence starts with a
-    preamble (so the subject is not simply the first noun) with probability ``p_preamble``.
-    Deterministic given ``seed``."""
+    """Generated subject-verb agreement; ``train_size`` sentences with ``min_modifiers`` to ``max_modifiers`` modifiers
+    between subject and verb (the distance; each an attractor with probability ``p_attractor``), ``test_per_group`` test
+    sentences for each attractor count 0 … ``max_attractors``, none of whose prefixes occurs in training; a sentence
+    starts with a preamble (so the subject is not simply the first noun) with probability ``p_preamble``. Deterministic
+    given ``seed``."""
 
     def __init__(
         self,

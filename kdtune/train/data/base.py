@@ -24,13 +24,6 @@ def to_device(inputs: Inputs, device: torch.device | str) -> Inputs:
     return inputs.to(device)
 
 
-def num_rows(inputs: Inputs) -> int:
-    """Number of examples in a tensor or dict of tensors."""
-    if isinstance(inputs, dict):
-        return len(next(iter(inputs.values())))
-    return len(inputs)
-
-
 @dataclass
 class Split:
     """One split: inputs, integer labels, and optional per-example metadata (e.g. attractor counts)."""

@@ -1,17 +1,16 @@
 """The hls4ml LHC jet data set, 150-particle version (Pierini et al. 2020, Zenodo 3602260), from files.
 
-``--data-dir`` holds ``train/`` and ``val/`` as the two archives unpack (``hls4ml_LHCjet_150p_train``
-and ``..._val``), each a folder of ``.h5`` files with ``jetConstituentList`` (N×150×16 per-particle
-features, named in ``particleFeatureNames``, which lists a 17th, ``j1_pdgid``, that is not stored) and
-``jets`` (N×59 jet features, named in ``jetFeatureNames``, whose ``j_g, j_q, j_w, j_z, j_t`` columns
-are the one-hot labels; unnamed, they are the 5 columns before the last). ``val/`` is the test set;
-validation (or the k folds) come out of ``train/``.
+``--data-dir`` holds ``train/`` and ``val/`` as the two archives unpack (``hls4ml_LHCjet_150p_train`` and ``..._val``),
+each a folder of ``.h5`` files with ``jetConstituentList`` (N×150×16 per-particle features, named in
+``particleFeatureNames``, which lists a 17th, ``j1_pdgid``, that is not stored) and ``jets`` (N×59 jet features, named
+in ``jetFeatureNames``, whose ``j_g, j_q, j_w, j_z, j_t`` columns are the one-hot labels; unnamed, they are the 5
+columns before the last). ``val/`` is the test set; validation (or the k folds) come out of ``train/``.
 
-Processed as Odagiu et al. (2024) do: particles with pT <= ``min_pt`` GeV are dropped (jets left with
-none are dropped), the ``n_particles`` highest-pT particles are kept in descending pT order and zero
-rows pad the rest; the features are ``j1_pt``, ``j1_etarel``, ``j1_phirel`` (pT, η and φ relative to
-the jet axis) unless ``features`` names others; with ``norm: standard`` each feature is standardised
-by the mean and std of the real (non-padding) particles of ``train/``, padding staying 0.
+Processed as Odagiu et al. (2024) do: particles with pT <= ``min_pt`` GeV are dropped (jets left with none are dropped),
+the ``n_particles`` highest-pT particles are kept in descending pT order and zero rows pad the rest; the features are
+``j1_pt``, ``j1_etarel``, ``j1_phirel`` (pT, η and φ relative to the jet axis) unless ``features`` names others; with
+``norm: standard`` each feature is standardised by the mean and std of the real (non-padding) particles of ``train/``,
+padding staying 0.
 """
 
 from __future__ import annotations

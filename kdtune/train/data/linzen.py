@@ -129,10 +129,9 @@ def parse_tsv(path: Path) -> list[tuple[Item, list[str]]]:
 
 
 def inflect(items: list[Item], tagged: list[tuple[list[str], list[str]]]) -> None:
-    """Fill each item's singular and plural verb forms, as Linzen et al.'s ``gen_inflect_from_vocab``:
-    a VBZ form and a VBP form pair up when both were seen with those tags (in ``tagged``, the training
-    sentences) and one inflects into the other. Items without a known pair keep empty forms (a
-    language model is then not scored on them)."""
+    """Fill each item's singular and plural verb forms, as Linzen et al.'s ``gen_inflect_from_vocab``: a VBZ form and a
+    VBP form pair up when both were seen with those tags (in ``tagged``, the training sentences) and one inflects into
+    the other. Items without a known pair keep empty forms (a language model is then not scored on them)."""
     seen: dict[str, set[str]] = {"VBZ": set(), "VBP": set()}
     for words, tags in tagged:
         if len(words) == len(tags):

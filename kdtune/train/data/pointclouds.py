@@ -1,10 +1,9 @@
 """``shapes``: labelled point clouds sampled from parametric surfaces and curves, embedded (no files).
 
-Each example is one shape with its own random parameters (radii, aspect ratios, heights), ``n_points``
-points drawn independently from its surface (so in random order), Gaussian noise of std ``noise`` (on
-the shape's own scale, about 1), then the standard scaling used for ModelNet (centred on the mean, the
-farthest point at distance 1), then optionally a uniformly random rotation (``rotate``) and a random
-translation, uniform in [-translate, translate]^3 (``translate``).
+Each example is one shape with its own random parameters (radii, aspect ratios, heights), ``n_points`` points drawn
+independently from its surface (so in random order), Gaussian noise of std ``noise`` (on the shape's own scale, about
+1), then the standard scaling used for ModelNet (centred on the mean, the farthest point at distance 1), then optionally
+a uniformly random rotation (``rotate``) and a random translation, uniform in [-translate, translate]^3 (``translate``).
 """
 
 from __future__ import annotations

@@ -47,9 +47,8 @@ FEATURES = {
 
 @dataclass
 class Jets:
-    """Generated jets: ``x`` (N×P×F, float32, sorted by pT), ``prong`` (N×P, the prong each particle
-    came from, -1 for padding), ``n_prongs`` (N), ``axes`` (N×3×2 prong axes in (η, φ) before
-    recentring, unused prongs at 0)."""
+    """Generated jets: ``x`` (N×P×F, float32, sorted by pT), ``prong`` (N×P, the prong each particle came from, -1 for
+    padding), ``n_prongs`` (N), ``axes`` (N×3×2 prong axes in (η, φ) before recentring, unused prongs at 0)."""
 
     x: torch.Tensor
     prong: torch.Tensor

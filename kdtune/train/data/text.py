@@ -125,9 +125,11 @@ class AgreementDataset(Dataset):
         self.objective, self.max_vocab, self.max_words = objective, max_vocab, max_words
 
     def describe(self) -> DataInfo:
-        lm = self.objective == "language_model"
-        n = PLACEHOLDER_VOCAB
-        return DataInfo("tokens", (self.max_words + 2,), n if lm else 2, (("vocab_size", n), ("pad_id", 0)), self.objective)
+        return self._info(self.max_words + 2, PLACEHOLDER_VOCAB)
+
+    def _info(self, width: int, vocab_size: int) -> DataInfo:
+        classes = vocab_size if self.objective == "language_model" else 2
+        return DataInfo("tokens", (width,), classes, (("vocab_size", vocab_size), ("pad_id", 0)), self.objective)
 
     def read(self, root: Path | None, spec: DataSpec) -> dict[str, list[Item]]:
         """Items of ``train`` and of every eval set (and ``val`` if the source has its own)."""
@@ -148,13 +150,7 @@ class AgreementDataset(Dataset):
         missing = [e.name for e in spec.eval_sets if e.name not in splits and e.source != "train"]
         if missing:
             raise DataError(f"{type(self).__name__}: no eval set {', '.join(missing)}; available: {', '.join(splits)}")
-        info = DataInfo(
-            "tokens",
-            (max(int(s.x["lengths"].max()) for s in splits.values()),),  # type: ignore[index]
-            len(vocab) if lm else 2,
-            (("vocab_size", len(vocab)), ("pad_id", 0)),
-            self.objective,
-        )
+        info = self._info(max(int(s.x["lengths"].max()) for s in splits.values()), len(vocab))  # type: ignore[index]
         evals = {"val": splits["val"]}
         for e in spec.eval_sets:  # an eval set of the training split: its sentences scored as every eval set's are
             evals[e.name] = self.encode(parts["train"], vocab, e.name) if e.source == "train" else splits[e.name]

@@ -1,9 +1,8 @@
 """Deep Sets (Zaheer et al. 2017) on point clouds and particle sets, inputs of shape (B, P, F).
 
-``deepsets_inv`` is ρ(pool_i φ(x_i)): exactly invariant to permuting the P elements (up to the
-float rounding of a sum in another order). ``deepsets_equiv`` stacks permutation-equivariant layers
-Λx + Γ·pool(x)1ᵀ (the paper's PermEqui layers), then pools over the set and classifies: its layers
-are equivariant and its output invariant.
+``deepsets_inv`` is ρ(pool_i φ(x_i)): exactly invariant to permuting the P elements (up to the float rounding of a sum
+in another order). ``deepsets_equiv`` stacks permutation-equivariant layers Λx + Γ·pool(x)1ᵀ (the paper's PermEqui
+layers), then pools over the set and classifies: its layers are equivariant and its output invariant.
 """
 
 from __future__ import annotations

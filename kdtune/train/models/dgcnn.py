@@ -41,14 +41,10 @@ def neighbours(h: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 class EdgeConv(nn.Module):
-    """max_j h(x_i, x_j − x_i) over the k nearest neighbours j of i in the input's feature space, with
-    h a linear map W = [W₁ W₂], batch norm and LeakyReLU, on features (B, C, P). ``relative_only``
-    drops x_i from the edge feature (h(x_j − x_i)), which makes the layer invariant to translating
-    the inputs.
-
-    W₁x_i + W₂(x_j − x_i) = (W₁ − W₂)x_i + W₂x_j: the linear maps run on the P points, not on the P·k
-    edges, and only their outputs are gathered per edge (the same values as the paper's 1×1
-    convolution of the edge features, up to float rounding).
+    """max_j h(x_i, x_j − x_i) over the k nearest neighbours j of i in the input's feature space, h a linear map
+    W = [W₁ W₂], batch norm and LeakyReLU, on features (B, C, P); ``relative_only``: h(x_j − x_i), invariant to
+    translating the inputs. W₁x_i + W₂(x_j − x_i) = (W₁ − W₂)x_i + W₂x_j: the maps run on the P points, not the P·k
+    edges, and only their outputs are gathered per edge (the paper's 1×1 convolution's values, up to float rounding).
     """
 
     def __init__(self, d_in: int, d_out: int, k: int, relative_only: bool = False) -> None:
@@ -69,17 +65,13 @@ class EdgeConv(nn.Module):
 
 @MODELS.register("dgcnn")
 class DGCNN(nn.Module):
-    """``edge_convs`` EdgeConv layers of widths ``width``·(1, 1, 2, 4, 8, …) (64, 64, 128, 256 by
-    default, as in the paper; 2 layers for the teacher′ control), their concatenated outputs through
-    a 1×1 convolution to ``emb`` channels (0, the default: 16·``width``), max-pooled over the points,
-    then ``head_layers`` hidden layers of 8·``width``, 4·``width``, … (2 by default, as in the paper)
-    with batch norm, LeakyReLU and dropout. ``k`` neighbours (clamped to P − 1; the point itself is
-    not its own neighbour).
-
-    ``translation_invariant`` makes the first layer's edge feature x_j − x_i only, so the model is
-    invariant to translating all input points (up to float rounding); the default h(x_i, x_j − x_i)
-    is not. Either way the model is invariant to permuting the points. Features: the last hidden
-    layer of the head.
+    """``edge_convs`` EdgeConv layers of widths ``width``·(1, 1, 2, 4, 8, …) (64, 64, 128, 256 by default, as in the
+    paper; 2 layers for the teacher′ control), their concatenated outputs through a 1×1 convolution to ``emb`` channels
+    (0, the default: 16·``width``), max-pooled over the points, then ``head_layers`` hidden layers of 8·``width``,
+    4·``width``, … (2 by default, as in the paper) with batch norm, LeakyReLU and dropout. ``k`` neighbours (clamped to
+    P − 1; a point is not its own neighbour). Invariant to permuting the points; with ``translation_invariant`` (the
+    first layer's edge feature x_j − x_i only) also to translating them (up to float rounding). Features: the head's
+    last hidden layer.
     """
 
     kinds: ClassVar[tuple[str, ...]] = ("points", "set")

@@ -1,12 +1,8 @@
-"""Layers shared by the models. ``Dropout`` is the one every model uses, so that seed-batched
-training (``execution.seeds_per_trial``) can give each seed its own dropout masks.
-
-Its masks are *keyed*: inside :func:`dropout_keys` (which the trainer enters around each training
-forward pass) the mask of a call is a pure function of (the seed's key, the training step, the index
-of the dropout call within the forward pass, the element's position), computed by integer hashing on
-tensors. No global random state is read, so a seed's masks are the same whether it trains alone or
-vmapped among other seeds (its key then is one entry of a batched key tensor). Outside that context a
-``Dropout`` behaves as ``nn.Dropout``.
+"""Layers shared by the models. ``Dropout`` is the one every model uses, so that seed-batched training
+(``execution.seeds_per_trial``) can give each seed its own dropout masks: inside :func:`dropout_keys` (entered around
+each training forward pass) a mask is a pure function of (the seed's key, the training step, the index of the dropout
+call in the pass, the element's position), by integer hashing on tensors, with no global random state: a seed's masks
+are the same alone or vmapped among other seeds. Outside that context a ``Dropout`` behaves as ``nn.Dropout``.
 """
 
 from __future__ import annotations

@@ -1,15 +1,11 @@
-"""ResNet-18 for small grey images, with circular padding: a simple approximation of the truly
-shift-invariant ResNet of Chaman & Dokmanic (2021), which the symmetry-invariance paper uses.
+"""ResNet-18 for small grey images, with circular padding: a simple approximation of the truly shift-invariant
+ResNet of Chaman & Dokmanic (2021), which the symmetry-invariance paper uses (their adaptive polyphase sampling is not
+implemented).
 
-What is exactly invariant: with every stride 1 (``strides: [1, 1, 1, 1]``) each convolution is
-equivariant to circular shifts of the image (circular padding, no subsampling), and the global
-average pooling makes the logits invariant to every circular shift (up to float rounding). With
-strides s₁…s₄ the model is invariant only to circular shifts by multiples of s₁·s₂·s₃·s₄, and only if
-every stage's input size is divisible by its stride (28×28 with the default strides (1, 2, 2, 2)
-reaches a 7×7 map that the last stride-2 stage cannot subsample evenly, so no non-trivial shift is
-exact there). Shifts that move content off the image edge (zero-filled translations) are never
-exact symmetries. Chaman & Dokmanic's adaptive polyphase sampling, which restores invariance with
-strides, is not implemented.
+Exactly invariant (up to float rounding): with every stride 1 (``strides: [1, 1, 1, 1]``), to every circular shift
+(each convolution is equivariant, the global average pooling invariant); with strides s₁…s₄, only to circular shifts by
+multiples of s₁·s₂·s₃·s₄, and only if every stage's input size is divisible by its stride (not 28×28 with the default
+(1, 2, 2, 2): its 7×7 map meets the last stride 2). Zero-filled translations are never exact symmetries.
 """
 
 from __future__ import annotations
@@ -47,11 +43,10 @@ class BasicBlock(nn.Module):
 
 @MODELS.register("resnet18")
 class ResNet18(nn.Module):
-    """ResNet-18 (BasicBlock, ``blocks`` [2, 2, 2, 2]) with a 3×3 stride-1 stem and no max-pool, for
-    12×12 to 32×32 images. Stage widths ``width``·(1, 2, 4, 8) (64 as in the original; 16 is
-    CPU-sized), ``strides`` the first block of each stage's stride. Every convolution pads
-    circularly; see the module docstring for which shifts the model is exactly invariant to.
-    Features: the globally average-pooled last stage.
+    """ResNet-18 (BasicBlock, ``blocks`` [2, 2, 2, 2]) with a 3×3 stride-1 stem and no max-pool, for 12×12 to 32×32
+    images. Stage widths ``width``·(1, 2, 4, 8) (64 as in the original; 16 is CPU-sized), ``strides`` the first block of
+    each stage's stride. Every convolution pads circularly; see the module docstring for which shifts the model is
+    exactly invariant to. Features: the globally average-pooled last stage.
     """
 
     kinds: ClassVar[tuple[str, ...]] = ("image",)
