@@ -7,7 +7,6 @@ the wrong verb form at the verb position. The trainer (``kdtune.train.trainer``)
 
 from __future__ import annotations
 
-import zlib
 from typing import ClassVar
 
 import numpy as np
@@ -19,7 +18,7 @@ from kdtune.registry import Registry
 from kdtune.train import metrics
 from kdtune.train.data.augment import AUGMENTATIONS
 from kdtune.train.data.base import DataInfo, Inputs, Split, take, to_device
-from kdtune.train.data.dataset import DataSpec
+from kdtune.train.data.dataset import DataSpec, _seed_for
 from kdtune.train.distill import LossSpec, objective
 
 TASKS: Registry[type[Task]] = Registry("task")
@@ -43,12 +42,11 @@ def invariance_copy(split: Split, name: str, data: DataSpec) -> Split:
     assert data.invariance is not None
     params = dict(data.invariance)
     transform = AUGMENTATIONS.get(params.pop("name"))
-    seed = (zlib.crc32(f"invariance:{name}".encode()) + 1_000_003 * data.corruption_seed) % (2**63)
+    seed = _seed_for(f"invariance:{name}", data.corruption_seed)
     x = to_device(split.x, "cpu")
     x = {k: v.clone() for k, v in x.items()} if isinstance(x, dict) else x.clone()  # never the eval set itself
     moved = transform(x, generator=torch.Generator().manual_seed(seed), **params)
-    device = split.y.device
-    return Split(to_device(moved, device), split.y, split.meta)
+    return Split(to_device(moved, split.y.device), split.y, split.meta)
 
 
 def batch_inputs(x: Inputs, idx: torch.Tensor | slice) -> Inputs:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 
 from kdtune.registry import Registry
-from kdtune.train.data.corruptions import check_rows, gather_rows, random_order, shift_images
+from kdtune.train.data.corruptions import check_points, check_rows, gather_rows, random_order, shift_images
 
 Augmentation = Callable[..., torch.Tensor]
 AUGMENTATIONS: Registry[Augmentation] = Registry("augmentation")
@@ -44,8 +44,7 @@ def random_translate_points(
 ) -> torch.Tensor:
     """Move each point cloud (N×P×3) by its own vector, uniform in [-max_shift, max_shift]^3 (with
     ``non_identity``: max_shift > 0, and a vector drawn exactly 0 is drawn again)."""
-    if x.dim() != 3 or x.shape[-1] != 3:
-        raise ValueError(f"translate_points moves point clouds (N×P×3), got inputs of shape {tuple(x.shape)}")
+    check_points(x, "translate_points")
     if non_identity and not max_shift > 0:
         raise ValueError(f"max_shift must be > 0 to move the clouds, got {max_shift}")
 

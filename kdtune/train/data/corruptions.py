@@ -87,7 +87,8 @@ def _generator_device(generator: torch.Generator | None) -> torch.device:
     return generator.device if generator is not None else torch.device("cpu")
 
 
-def _check_points(x: torch.Tensor, name: str) -> None:
+def check_points(x: torch.Tensor, name: str) -> None:
+    """Inputs that are point clouds: N×P×3."""
     if x.dim() != 3 or x.shape[-1] != 3:
         raise ValueError(f"{name} moves point clouds (N×P×3), got inputs of shape {tuple(x.shape)}")
 
@@ -95,7 +96,7 @@ def _check_points(x: torch.Tensor, name: str) -> None:
 @CORRUPTIONS.register("translate_points")
 def translate_points(x: torch.Tensor, shift: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
     """Every point of cloud n (N×P×3) moved by the same vector v_n: a uniformly random direction, length ``shift``."""
-    _check_points(x, "translate_points")
+    check_points(x, "translate_points")
     v = torch.randn(x.shape[0], 3, generator=generator, device=_generator_device(generator), dtype=torch.float64)
     v = shift * v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return x + v.to(device=x.device, dtype=x.dtype)[:, None, :]

@@ -93,6 +93,7 @@ DATASETS: Registry[type[Dataset]] = Registry("data set")
 
 
 def _seed_for(name: str, seed: int) -> int:
+    """The seed of the generator that draws eval set ``name``'s corruption (or invariance copy)."""
     return (zlib.crc32(name.encode()) + 1_000_003 * seed) % (2**63)
 
 

@@ -26,14 +26,13 @@ from kdtune.errors import DataError
 from kdtune.train.data.base import DataInfo
 from kdtune.train.data.dataset import DATASETS, Dataset
 from kdtune.train.data.modelnet import import_h5py
-from kdtune.train.data.sets import SET_EVAL_SETS
+from kdtune.train.data.sets import CLASSES, SET_EVAL_SETS
 
 PARTICLE_FEATURES = (
     "j1_px", "j1_py", "j1_pz", "j1_e", "j1_erel", "j1_pt", "j1_ptrel", "j1_eta",
     "j1_etarel", "j1_etarot", "j1_phi", "j1_phirel", "j1_phirot", "j1_deltaR", "j1_costheta", "j1_costhetarel",
 )  # fmt: skip
 LABELS = ("j_g", "j_q", "j_w", "j_z", "j_t")
-CLASSES = ("g", "q", "w", "z", "t")
 
 
 def _names(f: Any, key: str) -> list[str] | None:

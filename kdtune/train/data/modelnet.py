@@ -23,6 +23,7 @@ from kdtune.errors import DataError
 from kdtune.train.data.base import DataInfo
 from kdtune.train.data.dataset import DATASETS, Dataset
 from kdtune.train.data.pointclouds import POINT_EVAL_SETS, unit_sphere
+from kdtune.train.data.text import read_lines
 
 TEXT_DIR, HDF5_DIR = "modelnet40_normal_resampled", "modelnet40_ply_hdf5_2048"
 TEXT_FILES = {"names": "modelnet40_shape_names.txt", "train": "modelnet40_train.txt", "test": "modelnet40_test.txt"}
@@ -44,10 +45,7 @@ def find_layout(root: Path, layout: str = "auto") -> tuple[str, Path]:
 
 def read_list(path: Path) -> list[str]:
     """The non-empty lines of a list file, stripped."""
-    try:
-        return [s.strip() for s in path.read_text().splitlines() if s.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
+    return [s.strip() for s in read_lines(path) if s.strip()]
 
 
 def read_points_txt(path: Path) -> np.ndarray:

@@ -147,16 +147,7 @@ POINT_EVAL_SETS = {
     "permuted": EvalSetSpec("permuted", "test", "permute_points"),
 }
 SHAPES: dict[str, Sampler] = {
-    "sphere": sphere,
-    "cube": cube,
-    "cylinder": cylinder,
-    "cone": cone,
-    "torus": torus,
-    "ellipsoid": ellipsoid,
-    "box": box,
-    "pyramid": pyramid,
-    "helix": helix,
-    "capsule": capsule,
+    f.__name__: f for f in (sphere, cube, cylinder, cone, torus, ellipsoid, box, pyramid, helix, capsule)
 }
 
 
