@@ -190,6 +190,14 @@ def describe(n: dict[str, Any], defs: Mapping[str, Any]) -> str:
 _PY_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list": "array", "dict": "object"}
 
 
+def resolve_ref(node: Mapping[str, Any], defs: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """A JSON Schema ``node`` with its ``$ref`` replaced by the definition (its own keys win), and the definition's name."""
+    if "$ref" not in node:
+        return dict(node), ""
+    name = node["$ref"].rsplit("/", 1)[-1]
+    return {**defs.get(name, {}), **{k: v for k, v in node.items() if k != "$ref"}}, name
+
+
 def _locate(loc: Sequence[Any], schema: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], str]:
     """Follow pydantic's ``loc`` through the JSON Schema: the field path as a person writes it (union tags left out),
     the node of the field (with what it allows in words, where the model says so), the node of the mapping holding
@@ -197,8 +205,7 @@ def _locate(loc: Sequence[Any], schema: dict[str, Any]) -> tuple[str, dict[str, 
     defs = schema.get("$defs", {})
 
     def res(n: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        name = n["$ref"].rsplit("/", 1)[-1] if "$ref" in n else ""
-        n = {**defs.get(name, {}), **{k: v for k, v in n.items() if k != "$ref"}} if name else n
+        n, name = resolve_ref(n, defs)
         other = [m for m in n.get("anyOf", []) if m.get("type") != "null"]
         if len(other) == 1 and len(n["anyOf"]) == 2:  # X or null: X
             inner, inner_name = res(other[0])

@@ -56,7 +56,6 @@ from kdtune.train.config import (
     freeze,
     resolve_train,
     switch_points,
-    thaw,
 )
 from kdtune.train.data import DATASETS, EVAL_SOURCES, DataInfo, DataSpec, EvalSetSpec, make_dataset
 from kdtune.train.data.augment import AUGMENTATIONS, NON_IDENTITY
@@ -301,10 +300,9 @@ Grid = create_model(  # an axis of every training setting the grid can cross, ty
     **{
         k: (
             Items(_bare(get_type_hints(Train, include_extras=True)[k])) | None,
-            Field(None, description=f"An axis of train.{k} values{note}."),
+            Field(None, description=f"An axis of train.{k} values{_GRID_NOTES.get(k, '')}."),
         )
         for k in TRAIN_SETTINGS
-        for note in [_GRID_NOTES.get(k, "")]
     },
 )
 
@@ -663,6 +661,10 @@ def _data(err: Callable[..., SpecError], d: Any, raw: Mapping[str, Any]) -> tupl
     return spec, Path(d.root) if d.root else None, make_dataset(spec).describe()
 
 
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
 def _check_invariance(source: str, data: DataSpec, info: DataInfo) -> None:
     """Apply ``data.invariance`` to two blank inputs of the data set's shape: parameters that fail only on
     data (e.g. a negative shift) or a transformation for other inputs fail here, in one line."""
@@ -678,10 +680,9 @@ def _check_invariance(source: str, data: DataSpec, info: DataInfo) -> None:
     try:
         out = AUGMENTATIONS.get(name)(x, generator=torch.Generator().manual_seed(0), **params)
     except Exception as e:  # any error of the augmentation on blank inputs means a bad parameter or input kind
-        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
         shown = {k: v for k, v in params.items() if k != NON_IDENTITY}  # the sweep's settings, not the fixed keyword
         what = f"{name} with {shown or 'the defaults'}"
-        raise SpecError(source, "data.invariance", f"{what} fails on {data.name}'s inputs: {msg}") from None
+        raise SpecError(source, "data.invariance", f"{what} fails on {data.name}'s inputs: {_first_line(e)}") from None
     if not isinstance(out, torch.Tensor) or out.shape != x.shape:
         raise SpecError(source, "data.invariance", f"{name} does not keep the shape of {data.name}'s inputs {info.input_shape}")
 
@@ -695,10 +696,9 @@ def _model(err: Callable[..., SpecError], label: str, m: Any, raw: Any, info: Da
         )
     params = _params(m.params, type(m).model_fields["params"].annotation.__args__[0])
     try:  # build it and run it on a small batch: parameters that only fail on data fail here
-        check_model(m.arch, info, thaw(params))
+        check_model(m.arch, info, dict(params))
     except Exception as e:  # any error from a model's constructor or forward means a bad parameter
-        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise err(where + ".params", f"{msg} (with {dict(thaw(params)) or 'the defaults'})") from None
+        raise err(where + ".params", f"{_first_line(e)} (with {dict(params) or 'the defaults'})") from None
     hp = {NO_TEACHER: m.hparams} if isinstance(m.hparams, str) else m.hparams
     for teacher in hp:
         if teacher not in (NO_TEACHER, *labels):
@@ -769,20 +769,14 @@ def _grid(err: Callable[..., SpecError], g: Grid, raw: Mapping[str, Any], models
             raise err(f"grid.{axis}", "switches distillation on or off, but every pair here trains from data (no teacher)")
     if students and 0.0 in g.w_hard and 0.0 in g.w_soft:
         raise err("grid", "w_hard = 0 and w_soft = 0 together leave a student without a loss; drop one of the zeros")
+    same = ("temperature", "w_hard", "w_soft", "loss", "teacher_seed", "start", "stop", "student_streams")  # as validated
     return GridSpec(
         pairs,
-        g.temperature,
-        g.w_hard,
-        g.w_soft,
-        g.loss,
-        seeds("seeds", g.seeds),
-        g.teacher_seed,
-        tuple((k, getattr(g, k)) for k in TRAIN_SETTINGS if getattr(g, k) is not None),
-        g.start,
-        g.stop,
-        inits,
-        datas,
-        g.student_streams,
+        seeds=seeds("seeds", g.seeds),
+        train=tuple((k, getattr(g, k)) for k in TRAIN_SETTINGS if getattr(g, k) is not None),
+        init_seeds=inits,
+        data_seeds=datas,
+        **{k: getattr(g, k) for k in same},
     )
 
 
@@ -828,6 +822,12 @@ def _tune(err: Callable[..., SpecError], t: Tune | None, spec: SweepSpec) -> Tun
     return TuneSpec(t.metric, t.seeds, t.sampler_seed, asha, tuple(spaces))
 
 
+def _train_axes(spec: SweepSpec) -> list[Params]:
+    """The grid's train axes crossed: each combination as (setting, value) overrides."""
+    keys = [k for k, _ in spec.grid.train]
+    return [tuple(zip(keys, combo, strict=True)) for combo in itertools.product(*(v for _, v in spec.grid.train))]
+
+
 def _check_switches(spec: SweepSpec) -> None:
     """Every switched student distils in at least one epoch: a start after the last epoch, or a stop at or
     before the start, is refused (one line naming where the values came from)."""
@@ -835,8 +835,7 @@ def _check_switches(spec: SweepSpec) -> None:
         if teacher == NO_TEACHER:
             continue
         model = spec.models[student]
-        for combo in itertools.product(*(v for _, v in spec.grid.train)):
-            overrides = tuple(zip((k for k, _ in spec.grid.train), combo, strict=True))
+        for overrides in _train_axes(spec):
             epochs = resolve_train(spec, model, student=True, overrides=overrides).epochs
             for start, stop in switch_points(spec, model):
                 if distill_epochs(LossSpec("hinton", 1.0, 0.0, 1.0, start, stop), epochs):
@@ -894,10 +893,8 @@ def sweep_warnings(spec: SweepSpec) -> list[str]:
     """One line per model and role (trained from data, or as a student) whose learning-rate schedule ends
     training mid-cycle, e.g. a restart just before the end; such a run is valid but rarely what was meant."""
     roles: dict[tuple[str, bool, Params], None] = {}  # the trainings make_plan will plan, in its order
-    axes = spec.grid.train
     for teacher, student in spec.grid.pairs:
-        for combo in itertools.product(*(v for _, v in axes)):
-            overrides = tuple(zip((k for k, _ in axes), combo, strict=True))
+        for overrides in _train_axes(spec):
             if teacher == NO_TEACHER:
                 roles[(student, False, overrides)] = None
             else:
@@ -907,7 +904,7 @@ def sweep_warnings(spec: SweepSpec) -> list[str]:
     for label, student, overrides in roles:
         model = spec.models[label]
         train = resolve_train(spec, model, student, overrides)
-        text = schedule_warning(train.schedule.name, thaw(train.schedule.params), train.epochs)
+        text = schedule_warning(train.schedule.name, dict(train.schedule.params), train.epochs)
         if text is None:
             continue
         layers = [("train", spec.train), (f"models.{label}.train", model.train)]

@@ -57,11 +57,6 @@ def freeze(value: Any) -> Any:
     return value
 
 
-def thaw(params: Params) -> dict[str, Any]:
-    """A parameter tuple back as keyword arguments."""
-    return dict(params)
-
-
 @dataclass(frozen=True)
 class ScheduleSpec:
     """A learning-rate schedule from :data:`kdtune.train.optim.SCHEDULES` and its parameters."""
@@ -463,16 +458,8 @@ def _jsonable(v: Any, key: str = "") -> Any:
     return v
 
 
-def _freeze(v: Any) -> Any:
-    if isinstance(v, dict):
-        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
-    if isinstance(v, list):
-        return tuple(_freeze(x) for x in v)
-    return v
-
-
 def _pairs(d: dict[str, Any] | list[Any]) -> tuple[tuple[str, Any], ...]:
-    return _freeze(d) if isinstance(d, dict) else tuple((k, _freeze(v)) for k, v in d)
+    return freeze(d) if isinstance(d, dict) else tuple((k, freeze(v)) for k, v in d)
 
 
 KINDS = ("loguniform", "uniform", "int", "categorical")
@@ -564,9 +551,7 @@ class TuneSpec:
         return next((s for s in self.spaces if s.model == model and s.teacher == teacher), None)
 
 
-def _schedule_default(name: str, param: str) -> Any:
-    p = inspect.signature(SCHEDULES.get(name)).parameters.get(param)
-    return None if p is None else p.default
+_CASTS: dict[str, Callable[[Any], Any]] = {"optimizer": str, **dict.fromkeys(INT_SETTINGS, int)}  # else float
 
 
 def apply_values(train: TrainSpec, loss: LossSpec, values: Mapping[str, Any]) -> tuple[TrainSpec, LossSpec]:
@@ -578,18 +563,13 @@ def apply_values(train: TrainSpec, loss: LossSpec, values: Mapping[str, Any]) ->
     schedule = dict(train.schedule.params)
     for key, value in values.items():
         if key in TRAIN_SETTINGS:
-            if key in INT_SETTINGS:
-                fields[key] = int(value)
-            elif key == "optimizer":
-                fields[key] = str(value)
-            else:
-                fields[key] = float(value)
+            fields[key] = _CASTS.get(key, float)(value)
         elif key in LOSS_SETTINGS:
             loss_fields[key] = float(value)
         elif key.startswith("schedule."):
             param = key.split(".", 1)[1]
-            default = _schedule_default(train.schedule.name, param)
-            schedule[param] = float(value) if isinstance(default, float) else value
+            default = inspect.signature(SCHEDULES.get(train.schedule.name)).parameters.get(param)
+            schedule[param] = float(value) if default is not None and isinstance(default.default, float) else value
         else:
             raise ValueError(f"{key!r} is not a setting kdtune can tune")
     if schedule != dict(train.schedule.params):
