@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -144,10 +145,24 @@ def registry_union(registry: Any, key: str, member: Callable[[str], type], appen
             return member(tag).model_validate(v)
         except ValidationError as e:  # said from the member's own schema, at its path; every one of its problems
             (at, message), *more = [error_line(x, json_schema_of(member(tag))) for x in e.errors(include_url=False)]
-            raise PydanticCustomError("kdtune", "{message}", {"message": message, "at": at, "more": more}) from None
+            fail(message, at, more=more)
 
     union = Union[tuple(Annotated[member(n), Tag(n)] for n in names)]  # noqa: UP007  (the JSON Schema's view)
     return Annotated[Any, PlainValidator(check, json_schema_input_type=Annotated[union, Discriminator(key)])]
+
+
+def by_name(registry: Any, key: str, member: Callable[[str], type], append: bool) -> Any:
+    """A component of ``registry`` by its name alone or as a mapping {``key``: name, its parameters}."""
+    union = registry_union(registry, key, member, append)
+    named = BeforeValidator(
+        lambda v: {key: v} if isinstance(v, str) else v, json_schema_input_type=Choice(registry.names()) | union
+    )
+    return Annotated[union, named]
+
+
+def fail(message: str, at: str = "", **ctx: Any) -> None:
+    """Raise a problem pydantic reports as kdtune's own one line: ``message`` at ``at`` inside the field."""
+    raise PydanticCustomError("kdtune", "{message}", {"message": message, "at": at, **ctx})
 
 
 @functools.cache

@@ -11,11 +11,12 @@ from __future__ import annotations
 import html
 import json
 import re
-import unicodedata
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+
+from markdown.extensions.toc import slugify
 
 from kdtune.validation import resolve_ref
 
@@ -89,10 +90,7 @@ def sweep_reference_markdown(schema: Mapping[str, Any] | None = None) -> str:
 def slug(heading: str) -> str:
     """The anchor MkDocs (Python-Markdown's toc) gives a heading written in Markdown; GitHub gives the same one to the
     headings of this page (no runs of spaces or hyphens, no non-ASCII letters)."""
-    text = re.sub(r"`([^`]*)`", r"\1", heading)
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    text = re.sub(r"[^\w\s-]", "", text).strip().lower()
-    return re.sub(r"[-\s]+", "-", text)
+    return slugify(re.sub(r"`([^`]*)`", r"\1", heading), "-")
 
 
 # ---------------------------------------------------------------- Markdown pieces

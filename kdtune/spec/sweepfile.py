@@ -8,6 +8,7 @@ Everything a person wrote is checked here, before any work starts; a wrong value
 
 import functools
 import itertools
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -15,27 +16,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_type_hints
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    create_model,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 from pydantic.dataclasses import dataclass as section
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticCustomError
 
 from kdtune.errors import KdtuneError, SpecError
-from kdtune.labels import (
-    DIRECTIONS,
-    INT_SETTINGS,
-    LOSS_SETTINGS,
-    NO_TEACHER,
-    STUDENT_STREAMS,
-    TRAIN_SETTINGS,
-)
+from kdtune.labels import DIRECTIONS, INT_SETTINGS, LOSS_SETTINGS, NO_TEACHER, STUDENT_STREAMS, TRAIN_SETTINGS
 from kdtune.results.tables import ReportSpec
 from kdtune.spec.overrides import apply_overrides, blame_overrides
 from kdtune.train.config import (
@@ -77,6 +63,8 @@ from kdtune.validation import (
     Seed,
     Str,
     StrictModel,
+    by_name,
+    fail,
     first_problem,
     json_schema_of,
     kind_of,
@@ -88,7 +76,6 @@ from kdtune.validation import (
 from kdtune.yamlio import load_yaml
 
 SELF_TEACHER = "self"
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 LABEL = r"^[A-Za-z][A-Za-z0-9_.+-]*$"
 _GRID_NOTES = {"grad_clip": " (null: no clipping)"}  # a note on the values of a train setting the grid crosses
 
@@ -152,11 +139,7 @@ def _model_member(arch: str) -> type:
     )
 
 
-_Models = registry_union(MODELS, "arch", _model_member, append=True)
-Model = Annotated[
-    _Models,
-    BeforeValidator(lambda v: {"arch": v} if isinstance(v, str) else v, json_schema_input_type=Choice(MODELS.names()) | _Models),
-]
+Model = by_name(MODELS, "arch", _model_member, append=True)
 
 
 def _eval_member(c: str) -> type:
@@ -327,7 +310,7 @@ class ExecutionSpec:
     eval_batch_size: PosInt = Field(512, description="Examples per forward pass at evaluation (no effect on results).")
     max_concurrent_trials: PosInt | None = Field(None, description="At most this many trials at once; null: as resources allow.")
     max_failures: Seed = Field(0, description="Retries of a failed trial.")
-    device: Choice(DEVICE_CHOICES) = Field(
+    device: Choice(("auto", "cpu", "cuda")) = Field(
         "auto", description="auto (default: cuda where a gpu is asked for and present), cpu or cuda."
     )
     tensorboard: Bool = Field(False, description="Write per-trial TensorBoard curves to RUN/tensorboard/.")
@@ -352,10 +335,6 @@ _SCALAR = Annotated[
 ]
 
 
-def _bad(message: str, at: str = "") -> None:
-    raise PydanticCustomError("kdtune", "{message}", {"message": message, "at": at})
-
-
 class _Dist(StrictModel):
     def to_distribution(self) -> Distribution:
         kind = next(k for k in KINDS if k in type(self).model_fields)
@@ -370,21 +349,21 @@ class _Dist(StrictModel):
         kind = next(k for k in KINDS if k in type(self).model_fields)
         if kind == "categorical":
             if len({repr(v) for v in self.categorical}) != len(self.categorical):
-                _bad(f"choices must be distinct, got {self.categorical}", "categorical")
+                fail(f"choices must be distinct, got {self.categorical}", "categorical")
             return
         (low, high), step, log = getattr(self, kind), getattr(self, "step", None), getattr(self, "log", False)
         if not low < high:
-            _bad(f"low must be < high, got [{low}, {high}]", kind)
+            fail(f"low must be < high, got [{low}, {high}]", kind)
         if (kind == "loguniform" or log) and low <= 0:
-            _bad(f"a log scale needs low > 0, got {low}", kind)
+            fail(f"a log scale needs low > 0, got {low}", kind)
         if kind == "int" and not all(isinstance(v, int) for v in (low, high)):
-            _bad(f"bounds must be integers, got {[low, high]}", "int")
+            fail(f"bounds must be integers, got {[low, high]}", "int")
         if log and step not in (None, 1):
-            _bad("a log scale takes no step (Optuna)", "step")
+            fail("a log scale takes no step (Optuna)", "step")
         if step is not None and step > high - low:
-            _bad(f"must be <= high - low ({high - low:g}), got {step!r}", "step")
+            fail(f"must be <= high - low ({high - low:g}), got {step!r}", "step")
         if kind == "int" and step and (high - low) % step:
-            _bad(f"high - low ({high - low}) must be a multiple of step {step}", "step")
+            fail(f"high - low ({high - low}) must be a multiple of step {step}", "step")
 
 
 def _dist(kind: str, doc: str, **fields: Any) -> Any:
@@ -513,8 +492,6 @@ def json_schema() -> dict[str, Any]:
 
 def schema_text() -> str:
     """:func:`json_schema` as the text of kdtune/sweep.schema.json."""
-    import json
-
     return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
@@ -656,7 +633,7 @@ def _data(err: Callable[..., SpecError], d: Any, raw: Mapping[str, Any]) -> tupl
         raise err("data.folds", "cannot be combined with data.val_size (with k folds each fold is the validation split once)")
     invariance = None
     if d.invariance is not None:
-        invariance = freeze({k: getattr(d.invariance, k) for k in type(d.invariance).model_fields} | {NON_IDENTITY: True})
+        invariance = freeze(dict(d.invariance) | {NON_IDENTITY: True})
     spec = DataSpec(d.name, params, d.val_size, d.split_seed, d.corruption_seed, tuple(eval_sets), d.folds, invariance=invariance)
     return spec, Path(d.root) if d.root else None, make_dataset(spec).describe()
 
@@ -790,9 +767,7 @@ def _tune(err: Callable[..., SpecError], t: Tune | None, spec: SweepSpec) -> Tun
         teacher, model = (teacher.strip() or NO_TEACHER), model.strip()
         if model not in spec.models or (teacher != NO_TEACHER and teacher not in spec.models):
             raise err(where, f"must be a model label or 'TEACHER -> STUDENT' with models {', '.join(spec.models)}")
-        settings = {k: getattr(body, k) for k in type(body).model_fields if getattr(body, k) is not None} | (
-            body.model_extra or {}
-        )
+        settings = {k: v for k, v in body if v is not None}  # its fields and its schedule.* keys
         if not settings:
             raise err(where, "must map settings to distributions, e.g. {lr: {loguniform: [1.0e-4, 1.0e-2]}}")
         params = []

@@ -17,9 +17,9 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol, Union
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from kdtune.errors import KdtuneError
 from kdtune.labels import DIRECTIONS, INT_SETTINGS, LOSS_SETTINGS, NO_TEACHER, SELECT_FROM, STUDENT_STREAMS, TRAIN_SETTINGS
@@ -40,8 +40,8 @@ from kdtune.validation import (
     Seed,
     Str,
     StrictModel,
+    by_name,
     params_model,
-    registry_union,
 )
 from kdtune.yamlio import dump_yaml, load_yaml
 
@@ -73,10 +73,6 @@ class AugmentSpec:
     params: Params = ()
 
 
-def _named(v: Any) -> Any:
-    return {"name": v} if isinstance(v, str) else v
-
-
 def _schedule_member(n: str) -> type:
     name = (Literal[n], Field(description="The schedule."))
     return params_model(n, "schedule", SCHEDULES.get(n), ("epoch", "total_epochs"), StrictModel, _SCHEDULE_BOUNDS, name=name)
@@ -92,19 +88,13 @@ def _augment_member(skip: tuple[str, ...]) -> Callable[[str], type]:
 
 
 def _spec_of(cls: type, v: BaseModel) -> Any:
-    return cls(v.name, freeze({k: getattr(v, k) for k in type(v).model_fields if k != "name"}))
-
-
-def _by_name(registry: Any, member: Callable[[str], type]) -> Any:
-    """A component of ``registry`` by its name alone or as a mapping {name: …, its parameters}."""
-    union = registry_union(registry, "name", member, append=False)
-    return Annotated[union, BeforeValidator(_named, json_schema_input_type=Union[Choice(registry.names()), union])]  # noqa: UP007
+    return cls(v.name, freeze({k: x for k, x in v if k != "name"}))
 
 
 # an augmentation (also data.invariance's), a schedule, the optimizer and the selection rule, as a sweep file gives them
-Invariance = _by_name(AUGMENTATIONS, _augment_member(("x", "generator", NON_IDENTITY)))
+Invariance = by_name(AUGMENTATIONS, "name", _augment_member(("x", "generator", NON_IDENTITY)), append=False)
 Schedule = Annotated[
-    _by_name(SCHEDULES, _schedule_member),
+    by_name(SCHEDULES, "name", _schedule_member, append=False),
     AfterValidator(lambda v: _spec_of(ScheduleSpec, v)),
     Field(json_schema_extra={"default": "constant"}),  # the schedule's name, as a file gives it
 ]
