@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -144,10 +145,24 @@ def registry_union(registry: Any, key: str, member: Callable[[str], type], appen
             return member(tag).model_validate(v)
         except ValidationError as e:  # said from the member's own schema, at its path; every one of its problems
             (at, message), *more = [error_line(x, json_schema_of(member(tag))) for x in e.errors(include_url=False)]
-            raise PydanticCustomError("kdtune", "{message}", {"message": message, "at": at, "more": more}) from None
+            fail(message, at, more=more)
 
     union = Union[tuple(Annotated[member(n), Tag(n)] for n in names)]  # noqa: UP007  (the JSON Schema's view)
     return Annotated[Any, PlainValidator(check, json_schema_input_type=Annotated[union, Discriminator(key)])]
+
+
+def by_name(registry: Any, key: str, member: Callable[[str], type], append: bool) -> Any:
+    """A component of ``registry`` by its name alone or as a mapping {``key``: name, its parameters}."""
+    union = registry_union(registry, key, member, append)
+    named = BeforeValidator(
+        lambda v: {key: v} if isinstance(v, str) else v, json_schema_input_type=Choice(registry.names()) | union
+    )
+    return Annotated[union, named]
+
+
+def fail(message: str, at: str = "", **ctx: Any) -> None:
+    """Raise a problem pydantic reports as kdtune's own one line: ``message`` at ``at`` inside the field."""
+    raise PydanticCustomError("kdtune", "{message}", {"message": message, "at": at, **ctx})
 
 
 @functools.cache
@@ -190,6 +205,14 @@ def describe(n: dict[str, Any], defs: Mapping[str, Any]) -> str:
 _PY_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list": "array", "dict": "object"}
 
 
+def resolve_ref(node: Mapping[str, Any], defs: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """A JSON Schema ``node`` with its ``$ref`` replaced by the definition (its own keys win), and the definition's name."""
+    if "$ref" not in node:
+        return dict(node), ""
+    name = node["$ref"].rsplit("/", 1)[-1]
+    return {**defs.get(name, {}), **{k: v for k, v in node.items() if k != "$ref"}}, name
+
+
 def _locate(loc: Sequence[Any], schema: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], str]:
     """Follow pydantic's ``loc`` through the JSON Schema: the field path as a person writes it (union tags left out),
     the node of the field (with what it allows in words, where the model says so), the node of the mapping holding
@@ -197,8 +220,7 @@ def _locate(loc: Sequence[Any], schema: dict[str, Any]) -> tuple[str, dict[str, 
     defs = schema.get("$defs", {})
 
     def res(n: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        name = n["$ref"].rsplit("/", 1)[-1] if "$ref" in n else ""
-        n = {**defs.get(name, {}), **{k: v for k, v in n.items() if k != "$ref"}} if name else n
+        n, name = resolve_ref(n, defs)
         other = [m for m in n.get("anyOf", []) if m.get("type") != "null"]
         if len(other) == 1 and len(n["anyOf"]) == 2:  # X or null: X
             inner, inner_name = res(other[0])

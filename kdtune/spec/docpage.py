@@ -1,14 +1,9 @@
-"""The sweep-file reference, docs/sweep-reference.md (``kdtune schema --markdown``): one Markdown page written from
-the JSON Schema of the pydantic models that read sweep files (:func:`kdtune.spec.sweepfile.json_schema`), so that the reference
-and the code cannot disagree (tests/test_sweep_reference.py fails when the page is out of date).
+"""The sweep-file reference, docs/sweep-reference.md (``kdtune schema --markdown``), written from the JSON Schema of
+the models that read sweep files, so the reference and the code cannot disagree (tests/test_sweep_reference.py).
 
-Every field is a row ``| field | type | default | description |`` under its dotted path (``grid.temperature``,
-``tune.asha.grace_period``; ``<label>`` or ``<key>`` for the keys of a mapping, ``[]`` for the items of a list). A nested
-mapping has a subsection of its own. A union of mappings told apart by a key (a data set by ``name``, a model by
-``arch``, a schedule, an eval set's corruption, a search-space distribution) lists the fields all of its members take,
-then each member's own fields under its name. A mapping found at several places (``train`` inside every model) is
-written out once, where it is shallowest (the first in the models' field order among equals), and linked from the
-others. The page is deterministic: fields in the models' order, members in the schema's.
+Every field is a row ``| field | type | default | description |`` under its dotted path. A union of mappings told
+apart by a key lists the fields all members take, then each member's own. A mapping found at several places is
+written out once, where it is shallowest, and linked from the others. Fields in the models' order, members in the schema's.
 """
 
 from __future__ import annotations
@@ -16,11 +11,14 @@ from __future__ import annotations
 import html
 import json
 import re
-import unicodedata
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+
+from markdown.extensions.toc import slugify
+
+from kdtune.validation import resolve_ref
 
 Node = Mapping[str, Any]
 
@@ -92,10 +90,7 @@ def sweep_reference_markdown(schema: Mapping[str, Any] | None = None) -> str:
 def slug(heading: str) -> str:
     """The anchor MkDocs (Python-Markdown's toc) gives a heading written in Markdown; GitHub gives the same one to the
     headings of this page (no runs of spaces or hyphens, no non-ASCII letters)."""
-    text = re.sub(r"`([^`]*)`", r"\1", heading)
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    text = re.sub(r"[^\w\s-]", "", text).strip().lower()
-    return re.sub(r"[-\s]+", "-", text)
+    return slugify(re.sub(r"`([^`]*)`", r"\1", heading), "-")
 
 
 # ---------------------------------------------------------------- Markdown pieces
@@ -143,10 +138,6 @@ def _heading(path: str, qual: str) -> str:
     return f"`{path}`" + (f" ({qual})" if qual else "")
 
 
-def _join(*quals: str) -> str:
-    return ", ".join(q for q in quals if q)
-
-
 def _canon(node: Any) -> str:
     return json.dumps(node, sort_keys=True)
 
@@ -155,15 +146,14 @@ def _without(node: Node, *keys: str) -> dict[str, Any]:
     return {k: v for k, v in node.items() if k not in keys}
 
 
+def _alternatives(node: Node) -> list[Node]:
+    return node.get("anyOf") or node.get("oneOf") or []
+
+
 def _pattern_name(pattern: str) -> str:
     """The field name a ``patternProperties`` pattern stands for: ``^schedule\\.`` → ``schedule.*``."""
     m = re.fullmatch(r"\^((?:[\w-]|\\\.)*)", pattern)
     return m.group(1).replace("\\.", ".") + "*" if m else pattern
-
-
-def _table(rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| field | type | default | description |", "| --- | --- | --- | --- |"]
-    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
 
 
 # ---------------------------------------------------------------- the page
@@ -190,15 +180,7 @@ class _Reference:
     # ---- the schema
 
     def _resolve(self, node: Node) -> tuple[Node, str]:
-        """``node`` with its ``$ref`` replaced by the definition (the node's own keys win), and the definition's name."""
-        if "$ref" not in node:
-            return node, ""
-        name = node["$ref"].rsplit("/", 1)[-1]
-        return {**self.defs.get(name, {}), **_without(node, "$ref")}, name
-
-    @staticmethod
-    def _alternatives(node: Node) -> list[Node]:
-        return node.get("anyOf") or node.get("oneOf") or []
+        return resolve_ref(node, self.defs)
 
     def _is_model(self, node: Node) -> bool:
         """A mapping with named fields (a pydantic model), as opposed to a free mapping or a value."""
@@ -207,16 +189,13 @@ class _Reference:
 
     def _leaves(self, node: Node, disc: Mapping[str, Any] | None = None) -> Iterator[tuple[Node, str | None]]:
         """The members of ``node``'s (nested) unions, each with its tag (``name: digits``) where a discriminator names it."""
-        alts = self._alternatives(self._resolve(node)[0])
+        alts = _alternatives(self._resolve(node)[0])
         if not alts:
             tags = [k for k, ref in (disc or {}).get("mapping", {}).items() if ref == node.get("$ref")]
             yield node, f"{disc['propertyName']}: {tags[0]}" if disc and tags else None
             return
         for alt in alts:
             yield from self._leaves(alt, self._resolve(node)[0].get("discriminator"))
-
-    def _models_only(self, node: Node) -> bool:
-        return all(self._is_model(leaf) for leaf, _ in self._leaves(node))
 
     @staticmethod
     def _label(node: Node, name: str, tag: str | None, others: Sequence[Node]) -> str:
@@ -295,7 +274,7 @@ class _Reference:
         for m in t.members:
             own = tuple(r for r in self._rows(m.node, t.path) if r.name not in (*same, *tags))
             if own:
-                qual = _join(t.qual, m.label)
+                qual = ", ".join(q for q in (t.qual, m.label) if q)
                 blocks.append(_Block(_heading(t.path, qual), self._about(m.node), own, qual))
         return blocks
 
@@ -327,7 +306,7 @@ class _Reference:
     def _type(self, node: Node, path: str) -> str:
         """What ``node`` allows, in a few words (Markdown, safe in a table cell)."""
         resolved, _ = self._resolve(node)
-        alts = self._alternatives(resolved)
+        alts = _alternatives(resolved)
         if not alts:
             return self._link(node, path) if self._is_model(resolved) else self._one(resolved, path)
         arrays = [a for a in alts if self._resolve(a)[0].get("type") == "array"]
@@ -337,7 +316,7 @@ class _Reference:
                 return f"{self._type(item, path)} or {self._array(array, path)}"
         texts, linked = [], False
         for alt in alts:
-            if not self._models_only(alt):
+            if not all(self._is_model(leaf) for leaf, _ in self._leaves(alt)):
                 texts.append(self._type(alt, path))
             elif not linked:  # the mappings with named fields, all together: one link
                 texts.append(self._link(node, path))
@@ -389,12 +368,9 @@ class _Reference:
         if " or " in item:
             item = f"({item})"
         low, high = n.get("minItems", 0), n.get("maxItems")
-        if not item:
-            text = "list"
-        elif low >= 1 and high is None:
-            return f"non-empty list of {item}"
-        else:
-            text = f"list of {item}"
+        text = f"list of {item}" if item else "list"
+        if item and low >= 1 and high is None:
+            return "non-empty " + text
         if high is not None:
             text += f" ({low} items)" if low == high else f" ({low} to {high} items)"
         elif low > 1:
@@ -412,7 +388,8 @@ class _Reference:
         for line in dict.fromkeys((*lead, *block.intro)):
             out += [line, ""]
         if block.rows:
-            out += [*_table([self._cells(r) for r in block.rows]), ""]
+            out += ["| field | type | default | description |", "| --- | --- | --- | --- |"]
+            out += ["| " + " | ".join(self._cells(r)) + " |" for r in block.rows] + [""]
         for _, targets in self._row_targets(block) if nested else ():
             out += self._write_targets(targets, level + 1)
         return out

@@ -22,26 +22,19 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
             value = load_yaml(text)
         except yaml.YAMLError:
             raise SpecError("--set", key, f"value {text!r} is not valid YAML") from None
+        *parents, last = key.split(".")
         node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
+        for part in parents:
             child = node.get(part)
-            if child is None:
-                child = {}
-            elif not isinstance(child, Mapping):
+            if child is not None and not isinstance(child, Mapping):
                 raise SpecError("--set", key, f"{part!r} is not a mapping in the sweep file")
-            node[part] = child = dict(child)
-            node = child
+            node[part] = dict(child or {})
+            node = node[part]
         if value is None:
-            node.pop(parts[-1], None)
+            node.pop(last, None)
         else:
-            node[parts[-1]] = value
+            node[last] = value
     return out
-
-
-def _under(field: str, key: str) -> bool:
-    """Whether error field ``field`` is the dotted ``key`` or inside the value set there."""
-    return field == key or field.startswith((key + ".", key + "["))
 
 
 def blame_overrides(error: SpecError, overrides: Sequence[str], check: Callable[[], Any]) -> SpecError:
@@ -59,7 +52,7 @@ def blame_overrides(error: SpecError, overrides: Sequence[str], check: Callable[
 
     def blame(p: SpecError) -> SpecError:
         nonlocal alone
-        if any(_under(p.field, k) for k in keys):
+        if any(p.field == k or p.field.startswith((k + ".", k + "[")) for k in keys):  # the field a flag set, or inside it
             return on_set(p, p.field)
         if alone is None:
             try:

@@ -8,6 +8,7 @@ Everything a person wrote is checked here, before any work starts; a wrong value
 
 import functools
 import itertools
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -15,27 +16,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_type_hints
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    create_model,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 from pydantic.dataclasses import dataclass as section
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticCustomError
 
 from kdtune.errors import KdtuneError, SpecError
-from kdtune.labels import (
-    DIRECTIONS,
-    INT_SETTINGS,
-    LOSS_SETTINGS,
-    NO_TEACHER,
-    STUDENT_STREAMS,
-    TRAIN_SETTINGS,
-)
+from kdtune.labels import DIRECTIONS, INT_SETTINGS, LOSS_SETTINGS, NO_TEACHER, STUDENT_STREAMS, TRAIN_SETTINGS
 from kdtune.results.tables import ReportSpec
 from kdtune.spec.overrides import apply_overrides, blame_overrides
 from kdtune.train.config import (
@@ -56,7 +42,6 @@ from kdtune.train.config import (
     freeze,
     resolve_train,
     switch_points,
-    thaw,
 )
 from kdtune.train.data import DATASETS, EVAL_SOURCES, DataInfo, DataSpec, EvalSetSpec, make_dataset
 from kdtune.train.data.augment import AUGMENTATIONS, NON_IDENTITY
@@ -78,6 +63,8 @@ from kdtune.validation import (
     Seed,
     Str,
     StrictModel,
+    by_name,
+    fail,
     first_problem,
     json_schema_of,
     kind_of,
@@ -89,7 +76,6 @@ from kdtune.validation import (
 from kdtune.yamlio import load_yaml
 
 SELF_TEACHER = "self"
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 LABEL = r"^[A-Za-z][A-Za-z0-9_.+-]*$"
 _GRID_NOTES = {"grad_clip": " (null: no clipping)"}  # a note on the values of a train setting the grid crosses
 
@@ -153,11 +139,7 @@ def _model_member(arch: str) -> type:
     )
 
 
-_Models = registry_union(MODELS, "arch", _model_member, append=True)
-Model = Annotated[
-    _Models,
-    BeforeValidator(lambda v: {"arch": v} if isinstance(v, str) else v, json_schema_input_type=Choice(MODELS.names()) | _Models),
-]
+Model = by_name(MODELS, "arch", _model_member, append=True)
 
 
 def _eval_member(c: str) -> type:
@@ -301,10 +283,9 @@ Grid = create_model(  # an axis of every training setting the grid can cross, ty
     **{
         k: (
             Items(_bare(get_type_hints(Train, include_extras=True)[k])) | None,
-            Field(None, description=f"An axis of train.{k} values{note}."),
+            Field(None, description=f"An axis of train.{k} values{_GRID_NOTES.get(k, '')}."),
         )
         for k in TRAIN_SETTINGS
-        for note in [_GRID_NOTES.get(k, "")]
     },
 )
 
@@ -329,7 +310,7 @@ class ExecutionSpec:
     eval_batch_size: PosInt = Field(512, description="Examples per forward pass at evaluation (no effect on results).")
     max_concurrent_trials: PosInt | None = Field(None, description="At most this many trials at once; null: as resources allow.")
     max_failures: Seed = Field(0, description="Retries of a failed trial.")
-    device: Choice(DEVICE_CHOICES) = Field(
+    device: Choice(("auto", "cpu", "cuda")) = Field(
         "auto", description="auto (default: cuda where a gpu is asked for and present), cpu or cuda."
     )
     tensorboard: Bool = Field(False, description="Write per-trial TensorBoard curves to RUN/tensorboard/.")
@@ -354,10 +335,6 @@ _SCALAR = Annotated[
 ]
 
 
-def _bad(message: str, at: str = "") -> None:
-    raise PydanticCustomError("kdtune", "{message}", {"message": message, "at": at})
-
-
 class _Dist(StrictModel):
     def to_distribution(self) -> Distribution:
         kind = next(k for k in KINDS if k in type(self).model_fields)
@@ -372,21 +349,21 @@ class _Dist(StrictModel):
         kind = next(k for k in KINDS if k in type(self).model_fields)
         if kind == "categorical":
             if len({repr(v) for v in self.categorical}) != len(self.categorical):
-                _bad(f"choices must be distinct, got {self.categorical}", "categorical")
+                fail(f"choices must be distinct, got {self.categorical}", "categorical")
             return
         (low, high), step, log = getattr(self, kind), getattr(self, "step", None), getattr(self, "log", False)
         if not low < high:
-            _bad(f"low must be < high, got [{low}, {high}]", kind)
+            fail(f"low must be < high, got [{low}, {high}]", kind)
         if (kind == "loguniform" or log) and low <= 0:
-            _bad(f"a log scale needs low > 0, got {low}", kind)
+            fail(f"a log scale needs low > 0, got {low}", kind)
         if kind == "int" and not all(isinstance(v, int) for v in (low, high)):
-            _bad(f"bounds must be integers, got {[low, high]}", "int")
+            fail(f"bounds must be integers, got {[low, high]}", "int")
         if log and step not in (None, 1):
-            _bad("a log scale takes no step (Optuna)", "step")
+            fail("a log scale takes no step (Optuna)", "step")
         if step is not None and step > high - low:
-            _bad(f"must be <= high - low ({high - low:g}), got {step!r}", "step")
+            fail(f"must be <= high - low ({high - low:g}), got {step!r}", "step")
         if kind == "int" and step and (high - low) % step:
-            _bad(f"high - low ({high - low}) must be a multiple of step {step}", "step")
+            fail(f"high - low ({high - low}) must be a multiple of step {step}", "step")
 
 
 def _dist(kind: str, doc: str, **fields: Any) -> Any:
@@ -515,8 +492,6 @@ def json_schema() -> dict[str, Any]:
 
 def schema_text() -> str:
     """:func:`json_schema` as the text of kdtune/sweep.schema.json."""
-    import json
-
     return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
 
 
@@ -658,9 +633,13 @@ def _data(err: Callable[..., SpecError], d: Any, raw: Mapping[str, Any]) -> tupl
         raise err("data.folds", "cannot be combined with data.val_size (with k folds each fold is the validation split once)")
     invariance = None
     if d.invariance is not None:
-        invariance = freeze({k: getattr(d.invariance, k) for k in type(d.invariance).model_fields} | {NON_IDENTITY: True})
+        invariance = freeze(dict(d.invariance) | {NON_IDENTITY: True})
     spec = DataSpec(d.name, params, d.val_size, d.split_seed, d.corruption_seed, tuple(eval_sets), d.folds, invariance=invariance)
     return spec, Path(d.root) if d.root else None, make_dataset(spec).describe()
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _check_invariance(source: str, data: DataSpec, info: DataInfo) -> None:
@@ -678,10 +657,9 @@ def _check_invariance(source: str, data: DataSpec, info: DataInfo) -> None:
     try:
         out = AUGMENTATIONS.get(name)(x, generator=torch.Generator().manual_seed(0), **params)
     except Exception as e:  # any error of the augmentation on blank inputs means a bad parameter or input kind
-        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
         shown = {k: v for k, v in params.items() if k != NON_IDENTITY}  # the sweep's settings, not the fixed keyword
         what = f"{name} with {shown or 'the defaults'}"
-        raise SpecError(source, "data.invariance", f"{what} fails on {data.name}'s inputs: {msg}") from None
+        raise SpecError(source, "data.invariance", f"{what} fails on {data.name}'s inputs: {_first_line(e)}") from None
     if not isinstance(out, torch.Tensor) or out.shape != x.shape:
         raise SpecError(source, "data.invariance", f"{name} does not keep the shape of {data.name}'s inputs {info.input_shape}")
 
@@ -695,10 +673,9 @@ def _model(err: Callable[..., SpecError], label: str, m: Any, raw: Any, info: Da
         )
     params = _params(m.params, type(m).model_fields["params"].annotation.__args__[0])
     try:  # build it and run it on a small batch: parameters that only fail on data fail here
-        check_model(m.arch, info, thaw(params))
+        check_model(m.arch, info, dict(params))
     except Exception as e:  # any error from a model's constructor or forward means a bad parameter
-        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise err(where + ".params", f"{msg} (with {dict(thaw(params)) or 'the defaults'})") from None
+        raise err(where + ".params", f"{_first_line(e)} (with {dict(params) or 'the defaults'})") from None
     hp = {NO_TEACHER: m.hparams} if isinstance(m.hparams, str) else m.hparams
     for teacher in hp:
         if teacher not in (NO_TEACHER, *labels):
@@ -769,20 +746,14 @@ def _grid(err: Callable[..., SpecError], g: Grid, raw: Mapping[str, Any], models
             raise err(f"grid.{axis}", "switches distillation on or off, but every pair here trains from data (no teacher)")
     if students and 0.0 in g.w_hard and 0.0 in g.w_soft:
         raise err("grid", "w_hard = 0 and w_soft = 0 together leave a student without a loss; drop one of the zeros")
+    same = ("temperature", "w_hard", "w_soft", "loss", "teacher_seed", "start", "stop", "student_streams")  # as validated
     return GridSpec(
         pairs,
-        g.temperature,
-        g.w_hard,
-        g.w_soft,
-        g.loss,
-        seeds("seeds", g.seeds),
-        g.teacher_seed,
-        tuple((k, getattr(g, k)) for k in TRAIN_SETTINGS if getattr(g, k) is not None),
-        g.start,
-        g.stop,
-        inits,
-        datas,
-        g.student_streams,
+        seeds=seeds("seeds", g.seeds),
+        train=tuple((k, getattr(g, k)) for k in TRAIN_SETTINGS if getattr(g, k) is not None),
+        init_seeds=inits,
+        data_seeds=datas,
+        **{k: getattr(g, k) for k in same},
     )
 
 
@@ -796,9 +767,7 @@ def _tune(err: Callable[..., SpecError], t: Tune | None, spec: SweepSpec) -> Tun
         teacher, model = (teacher.strip() or NO_TEACHER), model.strip()
         if model not in spec.models or (teacher != NO_TEACHER and teacher not in spec.models):
             raise err(where, f"must be a model label or 'TEACHER -> STUDENT' with models {', '.join(spec.models)}")
-        settings = {k: getattr(body, k) for k in type(body).model_fields if getattr(body, k) is not None} | (
-            body.model_extra or {}
-        )
+        settings = {k: v for k, v in body if v is not None}  # its fields and its schedule.* keys
         if not settings:
             raise err(where, "must map settings to distributions, e.g. {lr: {loguniform: [1.0e-4, 1.0e-2]}}")
         params = []
@@ -828,6 +797,12 @@ def _tune(err: Callable[..., SpecError], t: Tune | None, spec: SweepSpec) -> Tun
     return TuneSpec(t.metric, t.seeds, t.sampler_seed, asha, tuple(spaces))
 
 
+def _train_axes(spec: SweepSpec) -> list[Params]:
+    """The grid's train axes crossed: each combination as (setting, value) overrides."""
+    keys = [k for k, _ in spec.grid.train]
+    return [tuple(zip(keys, combo, strict=True)) for combo in itertools.product(*(v for _, v in spec.grid.train))]
+
+
 def _check_switches(spec: SweepSpec) -> None:
     """Every switched student distils in at least one epoch: a start after the last epoch, or a stop at or
     before the start, is refused (one line naming where the values came from)."""
@@ -835,8 +810,7 @@ def _check_switches(spec: SweepSpec) -> None:
         if teacher == NO_TEACHER:
             continue
         model = spec.models[student]
-        for combo in itertools.product(*(v for _, v in spec.grid.train)):
-            overrides = tuple(zip((k for k, _ in spec.grid.train), combo, strict=True))
+        for overrides in _train_axes(spec):
             epochs = resolve_train(spec, model, student=True, overrides=overrides).epochs
             for start, stop in switch_points(spec, model):
                 if distill_epochs(LossSpec("hinton", 1.0, 0.0, 1.0, start, stop), epochs):
@@ -894,10 +868,8 @@ def sweep_warnings(spec: SweepSpec) -> list[str]:
     """One line per model and role (trained from data, or as a student) whose learning-rate schedule ends
     training mid-cycle, e.g. a restart just before the end; such a run is valid but rarely what was meant."""
     roles: dict[tuple[str, bool, Params], None] = {}  # the trainings make_plan will plan, in its order
-    axes = spec.grid.train
     for teacher, student in spec.grid.pairs:
-        for combo in itertools.product(*(v for _, v in axes)):
-            overrides = tuple(zip((k for k, _ in axes), combo, strict=True))
+        for overrides in _train_axes(spec):
             if teacher == NO_TEACHER:
                 roles[(student, False, overrides)] = None
             else:
@@ -907,7 +879,7 @@ def sweep_warnings(spec: SweepSpec) -> list[str]:
     for label, student, overrides in roles:
         model = spec.models[label]
         train = resolve_train(spec, model, student, overrides)
-        text = schedule_warning(train.schedule.name, thaw(train.schedule.params), train.epochs)
+        text = schedule_warning(train.schedule.name, dict(train.schedule.params), train.epochs)
         if text is None:
             continue
         layers = [("train", spec.train), (f"models.{label}.train", model.train)]

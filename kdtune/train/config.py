@@ -17,9 +17,9 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol, Union
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from kdtune.errors import KdtuneError
 from kdtune.labels import DIRECTIONS, INT_SETTINGS, LOSS_SETTINGS, NO_TEACHER, SELECT_FROM, STUDENT_STREAMS, TRAIN_SETTINGS
@@ -40,8 +40,8 @@ from kdtune.validation import (
     Seed,
     Str,
     StrictModel,
+    by_name,
     params_model,
-    registry_union,
 )
 from kdtune.yamlio import dump_yaml, load_yaml
 
@@ -55,11 +55,6 @@ def freeze(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(freeze(v) for v in value)
     return value
-
-
-def thaw(params: Params) -> dict[str, Any]:
-    """A parameter tuple back as keyword arguments."""
-    return dict(params)
 
 
 @dataclass(frozen=True)
@@ -78,10 +73,6 @@ class AugmentSpec:
     params: Params = ()
 
 
-def _named(v: Any) -> Any:
-    return {"name": v} if isinstance(v, str) else v
-
-
 def _schedule_member(n: str) -> type:
     name = (Literal[n], Field(description="The schedule."))
     return params_model(n, "schedule", SCHEDULES.get(n), ("epoch", "total_epochs"), StrictModel, _SCHEDULE_BOUNDS, name=name)
@@ -97,19 +88,13 @@ def _augment_member(skip: tuple[str, ...]) -> Callable[[str], type]:
 
 
 def _spec_of(cls: type, v: BaseModel) -> Any:
-    return cls(v.name, freeze({k: getattr(v, k) for k in type(v).model_fields if k != "name"}))
-
-
-def _by_name(registry: Any, member: Callable[[str], type]) -> Any:
-    """A component of ``registry`` by its name alone or as a mapping {name: …, its parameters}."""
-    union = registry_union(registry, "name", member, append=False)
-    return Annotated[union, BeforeValidator(_named, json_schema_input_type=Union[Choice(registry.names()), union])]  # noqa: UP007
+    return cls(v.name, freeze({k: x for k, x in v if k != "name"}))
 
 
 # an augmentation (also data.invariance's), a schedule, the optimizer and the selection rule, as a sweep file gives them
-Invariance = _by_name(AUGMENTATIONS, _augment_member(("x", "generator", NON_IDENTITY)))
+Invariance = by_name(AUGMENTATIONS, "name", _augment_member(("x", "generator", NON_IDENTITY)), append=False)
 Schedule = Annotated[
-    _by_name(SCHEDULES, _schedule_member),
+    by_name(SCHEDULES, "name", _schedule_member, append=False),
     AfterValidator(lambda v: _spec_of(ScheduleSpec, v)),
     Field(json_schema_extra={"default": "constant"}),  # the schedule's name, as a file gives it
 ]
@@ -463,16 +448,8 @@ def _jsonable(v: Any, key: str = "") -> Any:
     return v
 
 
-def _freeze(v: Any) -> Any:
-    if isinstance(v, dict):
-        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
-    if isinstance(v, list):
-        return tuple(_freeze(x) for x in v)
-    return v
-
-
 def _pairs(d: dict[str, Any] | list[Any]) -> tuple[tuple[str, Any], ...]:
-    return _freeze(d) if isinstance(d, dict) else tuple((k, _freeze(v)) for k, v in d)
+    return freeze(d) if isinstance(d, dict) else tuple((k, freeze(v)) for k, v in d)
 
 
 KINDS = ("loguniform", "uniform", "int", "categorical")
@@ -564,9 +541,7 @@ class TuneSpec:
         return next((s for s in self.spaces if s.model == model and s.teacher == teacher), None)
 
 
-def _schedule_default(name: str, param: str) -> Any:
-    p = inspect.signature(SCHEDULES.get(name)).parameters.get(param)
-    return None if p is None else p.default
+_CASTS: dict[str, Callable[[Any], Any]] = {"optimizer": str, **dict.fromkeys(INT_SETTINGS, int)}  # else float
 
 
 def apply_values(train: TrainSpec, loss: LossSpec, values: Mapping[str, Any]) -> tuple[TrainSpec, LossSpec]:
@@ -578,18 +553,13 @@ def apply_values(train: TrainSpec, loss: LossSpec, values: Mapping[str, Any]) ->
     schedule = dict(train.schedule.params)
     for key, value in values.items():
         if key in TRAIN_SETTINGS:
-            if key in INT_SETTINGS:
-                fields[key] = int(value)
-            elif key == "optimizer":
-                fields[key] = str(value)
-            else:
-                fields[key] = float(value)
+            fields[key] = _CASTS.get(key, float)(value)
         elif key in LOSS_SETTINGS:
             loss_fields[key] = float(value)
         elif key.startswith("schedule."):
             param = key.split(".", 1)[1]
-            default = _schedule_default(train.schedule.name, param)
-            schedule[param] = float(value) if isinstance(default, float) else value
+            default = inspect.signature(SCHEDULES.get(train.schedule.name)).parameters.get(param)
+            schedule[param] = float(value) if default is not None and isinstance(default.default, float) else value
         else:
             raise ValueError(f"{key!r} is not a setting kdtune can tune")
     if schedule != dict(train.schedule.params):
