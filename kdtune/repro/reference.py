@@ -235,8 +235,6 @@ def _p(p: float) -> str:
 def value_rows(table: RefTable, evidence: Evidence, interval: str = "ci95") -> pd.DataFrame:
     """kdtune's cell beside each published one: means, intervals, n, the difference (kdtune − paper) and whether
     the paper's mean lies inside kdtune's interval."""
-    from kdtune.repro.claims import Cell
-
     rows = []
     for v in table.values:
         row: dict[str, Any] = {k: v.keys.get(k, "") for k in ("student", "teacher", "eval_set")}
@@ -272,25 +270,31 @@ def value_rows(table: RefTable, evidence: Evidence, interval: str = "ci95") -> p
     return pd.DataFrame(rows)
 
 
+def _eval_params(spec: dict[str, Any]) -> dict[str, Any]:
+    """An eval set's corruption parameters: its ``params`` and (in a paper's table) the keys beside them."""
+    return {k: v for k, v in spec.items() if k not in ("name", "source", "corruption", "params")} | dict(spec.get("params") or {})
+
+
 def _describe_eval_set(spec: dict[str, Any]) -> str:
-    params = {k: v for k, v in spec.items() if k not in ("name", "source", "corruption", "params")} | dict(
-        spec.get("params") or {}
-    )
     corruption = spec.get("corruption", "identity")
     what = "the clean split" if corruption == "identity" else corruption
-    return f"{what}" + "".join(f" {k}={v}" for k, v in sorted(params.items())) + f" of {spec.get('source', 'test')}"
+    return f"{what}" + "".join(f" {k}={v}" for k, v in sorted(_eval_params(spec).items())) + f" of {spec.get('source', 'test')}"
 
 
 def _same_eval_set(mine: dict[str, Any], paper: dict[str, Any]) -> bool:
-    if mine.get("source", "test") != paper.get("source", "test"):
+    if any(mine.get(k, d) != paper.get(k, d) for k, d in (("source", "test"), ("corruption", "identity"))):
         return False
-    if mine.get("corruption", "identity") != paper.get("corruption", "identity"):
-        return False
-    theirs = {k: v for k, v in paper.items() if k not in ("name", "source", "corruption", "params")} | dict(
-        paper.get("params") or {}
-    )
     ours = dict(mine.get("params") or {})
-    return all(k in ours and (str(ours[k]) == str(v) or _close(ours[k], v)) for k, v in theirs.items())
+    return all(k in ours and (str(ours[k]) == str(v) or _close(ours[k], v)) for k, v in _eval_params(paper).items())
+
+
+def _trial_config(run_dirs: Sequence[Path], trial_id: object) -> dict[str, Any] | None:
+    """A trial's stored config (``config.json``'s ``config``), from the first run folder that holds it."""
+    for folder in run_dirs:
+        path = folder / "trials" / str(trial_id) / "config.json"
+        if path.is_file():
+            return json.loads(path.read_text()).get("config", {})
+    return None
 
 
 def data_differences(table: RefTable, evidence: Evidence) -> list[str]:
@@ -303,11 +307,8 @@ def data_differences(table: RefTable, evidence: Evidence) -> list[str]:
         return []
     configs: dict[str, dict[str, Any]] = {}
     for label, rows in df.groupby(df["student"].astype(str) if "student" in df else pd.Series("", index=df.index)):
-        for folder in evidence.run_dirs:
-            path = folder / "trials" / str(rows["trial_id"].iloc[0]) / "config.json"
-            if path.is_file():
-                configs[str(label)] = json.loads(path.read_text()).get("config", {})
-                break
+        if (config := _trial_config(evidence.run_dirs, rows["trial_id"].iloc[0])) is not None:
+            configs[str(label)] = config
     if not configs:
         return []
     out = []
@@ -349,12 +350,7 @@ def setting_notes(table: RefTable, df: pd.DataFrame, run_dirs: Sequence[Path]) -
             stated.append(f"{label}: {settings}")
             continue
         rows = df[(df["student"] == label) & (df["teacher"] == "data")] if "student" in df else df.iloc[:0]
-        config = None
-        for folder in run_dirs if not rows.empty else []:
-            path = folder / "trials" / str(rows["trial_id"].iloc[0]) / "config.json"
-            if path.is_file():
-                config = json.loads(path.read_text()).get("config", {})
-                break
+        config = None if rows.empty else _trial_config(run_dirs, rows["trial_id"].iloc[0])
         unknown = []
         for key, paper in settings.items():
             try:
@@ -390,12 +386,8 @@ def claim_rows(verdicts: Sequence[Verdict]) -> pd.DataFrame:
     rows = []
     for v in verdicts:
         cal = v.calibration
-        calibration = {
-            "paper_passes": getattr(cal, "passes", np.nan),
-            "power": getattr(cal, "power", np.nan),
-            "power_level": getattr(cal, "level", np.nan),
-            "n_for_80": getattr(cal, "needed", None),
-        }
+        calibration = {column: getattr(cal, name, np.nan) for column, name in _CALIBRATION_COLUMNS}
+        calibration["n_for_80"] = getattr(cal, "needed", None)
         for i, x in enumerate(v.links):
             decided, which = deciding_p(x)
             rows.append(
@@ -406,31 +398,22 @@ def claim_rows(verdicts: Sequence[Verdict]) -> pd.DataFrame:
                     "ids": " = ".join(link_ids(x)),
                     "same_as": v.same_as,
                     "family": v.family,
-                    "kind": v.claim.kind,
-                    "where": v.claim.where,
-                    "quote": v.claim.quote,
+                    **{k: getattr(v.claim, k) for k in ("kind", "where", "quote")},
                     "check": x.text,
                     "verdict": v.verdict,
                     "link_verdict": x.verdict,
-                    "estimate": x.estimate,
-                    "lo": x.lo,
-                    "hi": x.hi,
-                    "level": x.level,
-                    "ratio": x.ratio,
-                    "p": x.p,
-                    "p_beyond": x.p_beyond,
-                    "p_adjusted": x.p_adjusted,
-                    "p_beyond_adjusted": x.p_beyond_adjusted,
+                    **{k: getattr(x, k) for k in _LINK_COLUMNS},
                     "p_decided": decided,
                     "p_which": which,
-                    "test": x.test,
-                    "n": x.n,
-                    "why": x.why,
-                    "note": x.note,
+                    **{k: getattr(x, k) for k in ("test", "n", "why", "note")},
                     **spec_columns(x),
                 }
             )
     return pd.DataFrame(rows)
+
+
+_CALIBRATION_COLUMNS = (("paper_passes", "passes"), ("power", "power"), ("power_level", "level"))  # then n_for_80
+_LINK_COLUMNS = ("estimate", "lo", "hi", "level", "ratio", "p", "p_beyond", "p_adjusted", "p_beyond_adjusted")
 
 
 SPEC_COLUMNS = ("key", "family", "paired", "folds", "margin", "constant", "exact", "relabellings", "groups", "se", "df")
@@ -647,28 +630,18 @@ def _claims_frame(check: ReferenceCheck) -> pd.DataFrame:
     for _, r in c.iterrows():
         others = [i for i in r["ids"].split(" = ") if i and i != r["ref"]]
         label = r["claim"] + (f" (= {', '.join(others)})" if others and not r["same_as"] else "")
-        verdict = verdict_word(r["verdict"], check.here)
+        verdict = f"**{verdict_word(r['verdict'], check.here)}**"
         if r["verdict"] != r["link_verdict"]:
-            verdict = f"**{verdict}** (this link: {verdict_word(r['link_verdict'], check.here)})"
-        else:
-            verdict = f"**{verdict}**"
+            verdict += f" (this link: {verdict_word(r['link_verdict'], check.here)})"
+        row = {"claim": label, "check": r["check"], "verdict": verdict}
         if r["same_as"]:
-            rows.append({"claim": label, "check": r["check"], "verdict": verdict,
-                         "estimate [interval, unadjusted]": f"the same test as {r['same_as']}", "p (adjusted)": "(there)",
-                         "test": r["test"] or "–", "n": r["n"] or "–", "paper passes": "(there)",
-                         "power (n here)": "(there)"})  # fmt: skip
-            continue
+            row |= {"estimate [interval, unadjusted]": f"the same test as {r['same_as']}", "p (adjusted)": "(there)"}
+        else:
+            row["estimate [interval, unadjusted]"] = _interval(r["estimate"], r["lo"], r["hi"], r["level"], bool(r["ratio"]))
+            row["p (adjusted)"] = _decided(r)
+        row |= {"test": r["test"] or "–", "n": r["n"] or "–"}
         rows.append(
-            {
-                "claim": label,
-                "check": r["check"],
-                "verdict": verdict,
-                "estimate [interval, unadjusted]": _interval(r["estimate"], r["lo"], r["hi"], r["level"], bool(r["ratio"])),
-                "p (adjusted)": _decided(r),
-                "test": r["test"] or "–",
-                "n": r["n"] or "–",
-            }
-            | _calibration_cells(r)
+            row | (dict.fromkeys(("paper passes", "power (n here)"), "(there)") if r["same_as"] else _calibration_cells(r))
         )
     frame = pd.DataFrame(rows).set_index("claim")
     if "paper passes" in frame and frame["paper passes"].isin(["–", "(there)"]).all():
@@ -690,7 +663,7 @@ def _calibration_cells(r: pd.Series) -> dict[str, str]:
 
 
 def _claim_notes(check: ReferenceCheck, alpha: float, correction: str) -> list[str]:
-    from kdtune.repro.claims import FAMILIES, TEST_LABELS, UNTESTABLE
+    from kdtune.repro.claims import FAMILIES, KIND_NAMES, TEST_LABELS, UNTESTABLE
 
     c = check.claims
     if c.empty:
@@ -728,8 +701,6 @@ def _claim_notes(check: ReferenceCheck, alpha: float, correction: str) -> list[s
     lines += [f"- {', '.join(ids)}{f' ({w})' if w else ''}: “{q}”" for (q, w), ids in by_quote.items()]
     for v in check.verdicts:
         if v.claim.kind != "finding":
-            from kdtune.repro.claims import KIND_NAMES
-
             lines.append(f"- {v.claim.id} is {KIND_NAMES[v.claim.kind]}: checked, not counted as a finding")
         recoded = str(v.claim.extra.get("recoded", "") or "")
         if recoded:

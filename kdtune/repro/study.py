@@ -264,40 +264,28 @@ def _power_table(checks: Sequence[ReferenceCheck], alpha: float) -> pd.DataFrame
     claims = [v.claim for _, v in found]
     n = min(n_here.values()) if n_here else 0
 
-    def columns(summaries: dict) -> tuple[dict[str, float], dict[str, int | None]]:
+    def columns(summaries: dict) -> dict[str, tuple[str, str]]:
+        """Per claim with numbers: its power here and the n per cell for 80 %, as the table shows them."""
         ok = [cl for cl in claims if calibratable(cl, summaries)]
         if not ok:
-            return {}, {}
-        others = m - sum(max(1, len(cl.check.ops)) for cl in ok)
-        power = family_power(ok, summaries, n, alpha, others=max(0, others)) if n >= 2 else [float("nan")] * len(ok)
-        needed = family_needed_n(ok, summaries, alpha, others=max(0, others))
-        return dict(zip((cl.name for cl in ok), power, strict=True)), dict(zip((cl.name for cl in ok), needed, strict=True))
+            return {}
+        others = max(0, m - sum(max(1, len(cl.check.ops)) for cl in ok))
+        power = family_power(ok, summaries, n, alpha, others=others) if n >= 2 else [float("nan")] * len(ok)
+        needed = family_needed_n(ok, summaries, alpha, others=others)
+        shown = [
+            (f"{pw:.2f}" if np.isfinite(pw) else "–", "> 64" if k is None else str(k))
+            for pw, k in zip(power, needed, strict=True)
+        ]
+        return dict(zip((cl.name for cl in ok), shown, strict=True))
 
-    p_power, p_need = columns(paper)
-    r_power, r_need = columns(pilot)
-
-    def shown(values: dict, name: str, kind: str) -> str:
-        if name not in values:
-            return "–"
-        v = values[name]
-        if kind == "power":
-            return f"{v:.2f}" if np.isfinite(v) else "–"
-        return str(v) if v is not None else "> 64"
-
+    from_paper, from_run = columns(paper), columns(pilot)
     rows = []
     for _, v in found:
         name = v.claim.name
         cells_n = " vs ".join(str(n_here[c]) for c in dict.fromkeys(v.claim.check.cells) if c in n_here) or "–"
-        rows.append(
-            {
-                "claim": name,
-                "n here": cells_n,
-                "power here (paper's effect)": shown(p_power, name, "power"),
-                "n for 80 % (paper)": shown(p_need, name, "n"),
-                "power here (this run's effect)": shown(r_power, name, "power"),
-                "n for 80 % (this run)": shown(r_need, name, "n"),
-            }
-        )
+        (p_power, p_need), (r_power, r_need) = from_paper.get(name, ("–", "–")), from_run.get(name, ("–", "–"))
+        rows.append({"claim": name, "n here": cells_n, "power here (paper's effect)": p_power, "n for 80 % (paper)": p_need,
+                     "power here (this run's effect)": r_power, "n for 80 % (this run)": r_need})  # fmt: skip
     return pd.DataFrame(rows).set_index("claim")
 
 
@@ -324,12 +312,10 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
     m = study.model
     checks, own = _checks(study, df)
     all_checks = [*checks, *([own] if own else [])]
-    tables = []
-    dirs = study.table_dirs
-    for d in dirs:  # one set of tables per run folder: two folders may hold the same labels on other data
-        part = df[df["run"] == str(d)] if "run" in df and len(dirs) > 1 else df
-        for title, table, notes in own_tables(part, m.report):
-            tables.append((f"{d}: {title}" if len(dirs) > 1 else title, table, notes))
+    several = len(study.table_dirs) > 1
+    tables = [
+        (f"{d}: {t}" if several else t, x, notes) for d, part in _by_run(study, df) for t, x, notes in own_tables(part, m.report)
+    ]
     figures = _figures(study)
     cite = citation(m.paper) if m.paper else ""
     versions = results_versions(study.run_dirs)
@@ -402,8 +388,7 @@ def write_latex(study: Study, df: pd.DataFrame) -> Path:
     checks, own = _checks(study, df)
     parts = [render_checks([*checks, *([own] if own else [])], "latex", r.alpha, r.correction)] if checks or own else []
     metrics = [x for x in r.metrics if x in df and df[x].notna().any()]
-    for d in study.table_dirs if metrics else []:
-        part = df[df["run"] == str(d)] if "run" in df and len(study.table_dirs) > 1 else df
+    for d, part in _by_run(study, df) if metrics else []:
         try:
             parts.append(render(part, metrics, "latex", r.rows, r.cols, r.eval_sets, r.digits, r, label=d.name))
         except KdtuneError as e:  # as the markdown report says: no table, and why
@@ -441,6 +426,13 @@ def own_tables(df: pd.DataFrame, r: ReportSpec) -> list[tuple[str, pd.DataFrame,
         return tables(df, metrics, r.rows, r.cols, r.eval_sets, r.digits, r)
     except KdtuneError as e:
         return [(f"no table: {e}", pd.DataFrame(), [])]
+
+
+def _by_run(study: Study, df: pd.DataFrame) -> list[tuple[Path, pd.DataFrame]]:
+    """Each run folder of the report's tables with its trials: one set of tables per run folder (two folders may hold
+    the same labels on other data)."""
+    dirs = study.table_dirs
+    return [(d, df[df["run"] == str(d)] if "run" in df and len(dirs) > 1 else df) for d in dirs]
 
 
 def unit_tables(checks: Sequence[ReferenceCheck]) -> tuple[pd.DataFrame, pd.DataFrame]:
