@@ -19,22 +19,12 @@ The grammar::
 
 A chain ``a > b > c`` is ``a > b`` and ``b > c`` (or one linear trend: ``Claim.chain``). ``≈`` needs ``within M``
 (equivalent within ±M) and is never chained; ``std()`` compares spreads and is a whole side on both sides. SOURCE is
-``report`` (the default: the run's per-trial results; METRIC a results column, KEY a report key), an analysis'
-per-model table (invariance) or an analysis' table of pairs of models (similarity, CKA, error overlap, barriers:
-:data:`SOURCES`).
+``report`` (the default: the run's per-trial results; METRIC a results column, KEY a report key) or an analysis'
+table (:data:`SOURCES`).
 
-Each comparison is tested with :mod:`kdtune.results.stats` over the cells' independent units: trained models (paired where
-they share their initialisation or their folds; fold units with the Nadeau–Bengio correction; zero variance by an
-exact permutation), the models behind a pair measure (a permutation of their labels, or a jackknife over them), or a
-permutation of centred units for spreads. A comparison two claims make is one test (:class:`Checker`); Holm runs
-once over the primary claims, once over the other findings and once over the claims that are not findings (setup
-checks, premises, design descriptions), an untestable comparison counting as p = 1. Verdicts:
-
-- **holds**: significant in the stated direction (for ``≈``: the two one-sided tests put the difference inside ±M);
-- **contradicted**: significant the other way (for ``≈``: significantly beyond ±M);
-- **not significant**: neither (not a finding of no difference);
-- **untestable**: a cell is missing, ambiguous or has too few units, or no valid test can reach α (the verdict says
-  which).
+Each comparison is tested with :mod:`kdtune.results.stats` over the cells' independent units, one test per
+comparison (:class:`Checker`), Holm once per family (:data:`FAMILIES`); the tests, families and verdicts
+(:data:`VERDICTS`) are described in docs/studies.md ("Claims and verdicts").
 """
 
 from __future__ import annotations
@@ -369,10 +359,7 @@ class PairCell:
         return len(self.sample.index(self.row))
 
     def describe(self) -> str:
-        s = self.sample
-        if self.row == self.col:
-            return f"{len(s.index(self.row))} models"
-        return f"{len(s.index(self.row))}×{len(s.index(self.col))} models"
+        return f"{self.n} models" if self.row == self.col else f"{self.n}×{len(self.sample.index(self.col))} models"
 
 
 def _narrow(rows: pd.DataFrame, keys: Sequence[tuple[str, str]], cell: object, lacks: str) -> pd.DataFrame | str:
@@ -424,11 +411,6 @@ class Evidence:
         out._tables = self._tables
         found = sorted({x for v in self.df.loc[keep, "sweep"] for x in v.split(",")} & wanted)
         return out, found
-
-    @property
-    def run_dir(self) -> Path | None:
-        """The first run folder (where a trial's stored config is looked up first)."""
-        return self.run_dirs[0] if self.run_dirs else None
 
     def table(self, source: Source) -> pd.DataFrame | None:
         """The results (``report``) or an analysis' table, those of several run folders stacked."""
@@ -487,11 +469,10 @@ class Evidence:
         rows = _narrow(frame, sample_key, cell, f"analysis/{src.path} has no")
         if isinstance(rows, str):
             return rows
-        g1, g2 = src.groups
-        known = pd.concat([rows[g1], rows[g2]]).astype(str)
-        for label in (keys[row_key], keys[col_key]):
-            if label not in set(known):
-                return f"{cell}: no {row_key if label == keys[row_key] else col_key}={label} (there is {_listing(known)})"
+        known = pd.concat([rows[g] for g in src.groups]).astype(str)
+        for key in (row_key, col_key):
+            if keys[key] not in set(known):
+                return f"{cell}: no {key}={keys[key]} (there is {_listing(known)})"
         sample = pair_sample(rows, src, column)
         if isinstance(sample, str):
             return f"{cell}: {sample}"
@@ -510,9 +491,7 @@ def pair_sample(rows: pd.DataFrame, src: Source, column: str) -> stats.PairSampl
             if label.setdefault(m, g) != g:
                 return f"model {m} is in two groups ({label[m]}, {g})"
     n = len(models)
-    values = np.full((n, n), np.nan)
-    within = np.zeros((n, n), dtype=bool)
-    between = np.zeros((n, n), dtype=bool)
+    values, within, between = np.full((n, n), np.nan), np.zeros((n, n), dtype=bool), np.zeros((n, n), dtype=bool)
     i = rows[id1].astype(str).map(where).to_numpy(dtype=int)
     j = rows[id2].astype(str).map(where).to_numpy(dtype=int)
     v = rows[column].to_numpy(dtype=float)

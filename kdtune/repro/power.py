@@ -1,16 +1,11 @@
 """Claims calibrated on numbers: how often a claim, as coded, passes on synthetic units drawn from a table's means,
 SDs and n (the paper's own, or a pilot run's), and how many units it needs for 80 % power.
 
-A claim is only as good as its coding. Run on units drawn from the paper's own cells (normal, the paper's mean and
-SD, the paper's n; seeded, :data:`DRAWS` draws), the share of draws in which the claim *holds* — its tests as
-:mod:`kdtune.repro.claims` codes them, at α, unadjusted — is **paper passes**: a claim that the paper's own data pass less
-than half of the time says more about its coding than about a reproduction. The same simulation at this run's n
-per cell gives its **power** for the paper's effect, at the Bonferroni level α/m of the claim's family of m tests
-(a lower bound of Holm's power), and :func:`needed_n` the smallest n per cell that reaches 80 %.
-
-Synthetic cells are independent (no pairing), so a claim the run tests paired is simulated unpaired: its power here
-is a lower bound when the pairs are positively correlated. Pair measures (similarity, barriers, error overlap) have
-no published SDs and are not calibrated.
+**paper passes**: the share of seeded normal draws (:data:`DRAWS`) from the paper's cells in which the claim holds as
+:mod:`kdtune.repro.claims` tests it, at α unadjusted (below half: its coding is in question); at the run's n per cell,
+at α/m of its family of m tests, its **power** (a lower bound of Holm's), and :func:`needed_n` the n for 80 %.
+Synthetic cells are unpaired (a lower bound for positively correlated pairs); pair measures have no published SDs and
+are not calibrated (docs/studies.md, "Calibration and power").
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +21,14 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from kdtune.errors import KdtuneError, SpecError
 from kdtune.labels import REPORT_KEYS
 from kdtune.repro.claims import Cell, Checker, Claim, Evidence, Family, Link, Verdict, check_kind, parse_check
 from kdtune.repro.power import DRAWS, Summary, calibrate
 from kdtune.results import stats
-from kdtune.validation import error_line, json_schema_of, spec_error
+from kdtune.validation import StrictModel, error_line, json_schema_of, spec_error
 
 REFERENCE_DIR = Path(__file__).parents[1] / "references"  # kdtune/references (package data)
 SPREADS = ("std", "se", "ci95", "none")
@@ -35,11 +36,7 @@ M = TypeVar("M", bound=BaseModel)
 VALUE_FIELDS = ("metric", "kdtune_metric", "mean", "spread", "note")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ClaimModel(_Strict):
+class ClaimModel(StrictModel):
     id: str = Field(description="unique in its file; cited as FILE:TABLE/ID")
     check: str = Field(description="the statement, in kdtune's claim grammar (kdtune.repro.claims)")
     quote: str = Field("", description="the paper's words")
@@ -54,8 +51,15 @@ class ClaimModel(_Strict):
     chain: str = Field("links", description="a chain a > b > c: links (every link tested) or trend (one linear trend)")
     recoded: str = Field("", description="how and why the check departs from the words' literal reading")
 
+    def claim(self, where: str, ref: str = "") -> Claim:
+        """The claim, its check parsed and its kind and chain checked (one line naming ``where`` when not)."""
+        check = parse_check(self.check, where)
+        check_kind(where, self.kind, self.chain, check)
+        extra = {"margin": self.margin, "note": self.note, "recoded": self.recoded}
+        return Claim(self.id, check, self.quote, self.where, extra, self.kind, self.chain, ref)
 
-class PaperDataModel(_Strict):
+
+class PaperDataModel(StrictModel):
     name: str = Field(description="the paper's data set: kdtune's data set name where kdtune has it (mnist), else in words")
     eval_sets: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -65,7 +69,7 @@ class PaperDataModel(_Strict):
     archs: dict[str, str] = Field(default_factory=dict, description="model label → the paper's architecture, as kdtune's arch")
 
 
-class TableModel(_Strict):
+class TableModel(StrictModel):
     title: str
     where: str = ""
     sweeps: list[str] = Field(default_factory=list, description="shipped sweep files whose labels the table uses")
@@ -83,7 +87,7 @@ class TableModel(_Strict):
     note: str = ""
 
 
-class ReferenceModel(_Strict):
+class ReferenceModel(StrictModel):
     id: str
     citation: str
     source: str = ""
@@ -192,11 +196,7 @@ def load_reference(name: str) -> dict[str, RefTable]:
             if c.id in seen:
                 raise KdtuneError(f"{path}: tables.{key}: claim id {c.id!r} used twice in this file")
             seen.add(c.id)
-            where = f"{path}: tables.{key}: claim {c.id}"
-            check = parse_check(c.check, where)
-            check_kind(where, c.kind, c.chain, check)
-            extra = {"margin": c.margin, "note": c.note, "recoded": c.recoded}
-            claims.append(Claim(c.id, check, c.quote, c.where, extra, c.kind, c.chain, f"{model.id}:{key}/{c.id}"))
+            claims.append(c.claim(f"{path}: tables.{key}: claim {c.id}", f"{model.id}:{key}/{c.id}"))
         out[key] = RefTable(model.id, key, t, values, tuple(claims), name)
     return out
 
@@ -508,9 +508,7 @@ def calibrate_verdicts(checks: Sequence[ReferenceCheck], alpha: float) -> None:
             if v.same_as:
                 continue
             summaries = paper_summaries(check.table, v.claim.check.cells)
-            run_n: dict[Cell, int] = {}
-            for x in v.links:
-                run_n |= x.cells_n
+            run_n = {c: k for x in v.links for c, k in x.cells_n.items()}
             size = len(check.families[v.family].links) if v.family in check.families else 1
             v.calibration = calibrate(v.claim, summaries, run_n, size, alpha)
         check.claims = claim_rows(check.verdicts)
@@ -551,9 +549,9 @@ def check_tables(
             notes = [f"Cells from the trials of sweep{'s' if len(used) > 1 else ''} {', '.join(used)}.", *notes]
         values = value_rows(table, scoped, interval) if table.values else pd.DataFrame()
         other = data_differences(table, scoped)
-        check = ReferenceCheck(table, values, claim_rows(verdicts), verdicts, notes, interval, families, here or bool(other))
-        check.other = other
-        out.append(check)
+        out.append(
+            ReferenceCheck(table, values, claim_rows(verdicts), verdicts, notes, interval, families, here or bool(other), other)
+        )
     calibrate_verdicts(out, alpha)
     return out
 
@@ -739,11 +737,8 @@ def _value_notes(check: ReferenceCheck) -> list[str]:
         lines.append(f"How the table was read from the paper's text: {t.reading}")
     missing = [w for w in check.values.get("why", []) if w]
     if missing:
-        reasons: dict[str, int] = {}
-        for w in missing:  # "cell: reason": the reasons once each, with how many cells they leave empty
-            reason = w.split("]: ", 1)[-1]
-            reasons[reason] = reasons.get(reason, 0) + 1
         lines.append(f"{len(missing)} published cell(s) without a kdtune cell (–):")
+        reasons = Counter(w.split("]: ", 1)[-1] for w in missing)  # "cell: reason": each reason once, with its count
         lines += [f"- {reason} ({n} cell{'s' if n > 1 else ''})" for reason, n in reasons.items()]
     return lines + check.notes
 
@@ -755,11 +750,12 @@ def render_checks(
     from kdtune.results.tables import to_latex, to_markdown
 
     if fmt == "csv":
-        parts = []
-        for c in checks:
-            parts.append(c.values.assign(part="value", reference=c.table.id))
-            parts.append(c.claims.assign(part="claim", reference=c.table.id))
-        frames = [p for p in parts if not p.empty]
+        frames = [
+            f
+            for c in checks
+            for f in (c.values.assign(part="value", reference=c.table.id), c.claims.assign(part="claim", reference=c.table.id))
+            if not f.empty
+        ]
         return pd.concat(frames, ignore_index=True).to_csv(index=False) if frames else ""
     write = to_markdown if fmt == "markdown" else to_latex
     out = []
@@ -795,9 +791,5 @@ def untested_lines(table: RefTable) -> list[str]:
     """The table's statements that are no claim (``untested``: the grammar cannot check them, or the paper's own numbers
     cannot carry a test), each with why: a report lists them, never leaves them out silently."""
     items = table.model.untested
-    if not items:
-        return []
-    lines = [f"{table.id}: {len(items)} statement(s) of the paper not checked:"]
-    for item in items:
-        lines.append(f"- “{item.get('quote', '')}” ({item.get('where', '')}): {item.get('why', '')}")
-    return lines
+    head = [f"{table.id}: {len(items)} statement(s) of the paper not checked:"] if items else []
+    return head + [f"- “{item.get('quote', '')}” ({item.get('where', '')}): {item.get('why', '')}" for item in items]

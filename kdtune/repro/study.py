@@ -1,16 +1,10 @@
 """One command per case study: run its sweeps, its analyses, check it against the paper, write one report.
 
-A study file (``studies/*.yaml``) names the sweeps of a case study (each with ``--set`` overrides), the analyses to
-run on their run folder, the published tables to check (``abnar2021:table6``) and claims of its own, the settings
-it cuts from the paper's (declared, shown in the report), and the tables of the report. ``kdtune study FILE``
-(:func:`kdtune.app.study`, which calls the use cases of ``kdtune run`` and ``kdtune analyze`` as they are):
-
-1. checks everything first (every sweep plans, every reference table and claim parses), before any work;
-2. runs the sweeps into one run folder as ``kdtune run`` does (finished trials reused, Ctrl-C keeps them);
-3. runs the analyses as ``kdtune analyze`` does;
-4. writes ``RUN/report.md`` and a self-contained ``RUN/report/index.html``: every reference table beside kdtune's
-   cells, every claim with its verdict and test, kdtune's own tables, the figures, the declared cuts, kdtune's
-   version and the command.
+A study file (``studies/*.yaml``, :class:`StudyModel`) names the sweeps of a case study (each with ``--set``
+overrides), the analyses, the published tables to check (``abnar2021:table6``), claims of its own, the settings it
+cuts from the paper's and the report's tables. ``kdtune study FILE`` (:func:`kdtune.app.study`) checks everything
+before any work, runs the sweeps and the analyses as ``kdtune run`` and ``kdtune analyze`` do, and writes
+``RUN/report.md`` and a self-contained ``RUN/report/index.html`` (:func:`write_report`).
 """
 
 from __future__ import annotations
@@ -26,10 +20,10 @@ from typing import Annotated
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
 from kdtune.errors import KdtuneError
-from kdtune.repro.claims import FAMILIES, FAMILY_NAMES, Claim, Evidence, check_kind, parse_check
+from kdtune.repro.claims import FAMILIES, FAMILY_NAMES, Claim, Evidence
 from kdtune.repro.reference import (
     ClaimModel,
     ReferenceCheck,
@@ -40,7 +34,7 @@ from kdtune.repro.reference import (
     verdict_word,
 )
 from kdtune.results.tables import ReportSpec
-from kdtune.validation import adapter
+from kdtune.validation import StrictModel, adapter
 
 REPORT_MD = "report.md"
 CLAIMS_CSV = "claims.csv"  # every claim row in full precision, beside report.md
@@ -48,17 +42,13 @@ UNITS_CSV = "units.csv"  # every unit behind every test (a reader can redo each 
 REPORT_HTML = Path("report") / "index.html"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AnalysesModel(_Strict):
+class AnalysesModel(StrictModel):
     only: list[str] = Field(default_factory=list, description="analyses to run (default: all)")
     where: list[str] = Field(default_factory=list, description="filters, as kdtune analyze --where KEY=V1,V2")
     eval_sets: list[str] = Field(default_factory=list, description="eval sets to analyse (default: all but val)")
 
 
-class SweepEntry(_Strict):
+class SweepEntry(StrictModel):
     path: str = Field(description="the sweep file, relative to the study file")
     set: list[str] = Field(default_factory=list, description="overrides, as kdtune run --set KEY=VALUE")
     out: str | None = Field(None, description="this sweep's run folder (default: the study's)")
@@ -69,7 +59,7 @@ class SweepEntry(_Strict):
 STUDY_REPORT = {"metrics": ["accuracy"], "interval": "ci95"}  # a study's report: what it changes of a sweep's
 
 
-class StudyModel(_Strict):
+class StudyModel(StrictModel):
     name: str = Field(description="the study's name; the run folder defaults to runs/<name>")
     description: str = ""
     paper: str = Field("", description="a shipped reference id (its citation heads the report)")
@@ -147,10 +137,7 @@ def load_study(path: str | Path, out: str | None = None) -> Study:
         known |= {c.name for c in resolve_target(target).claims}
     claims = []
     for c in model.claims:
-        where = f"{path}: claims: {c.id}"
-        check = parse_check(c.check, where)
-        check_kind(where, c.kind, c.chain, check)
-        claims.append(Claim(c.id, check, c.quote, c.where, {"note": c.note, "recoded": c.recoded}, c.kind, c.chain))
+        claims.append(c.claim(f"{path}: claims: {c.id}"))
         known.add(c.id)
     for name in model.primary:
         if name not in known:
@@ -246,10 +233,8 @@ def _power_table(checks: Sequence[ReferenceCheck], alpha: float) -> pd.DataFrame
     from kdtune.repro.reference import paper_summaries
 
     family = next((c.families[PRIMARY] for c in checks if PRIMARY in c.families), None)
-    if family is None:
-        return pd.DataFrame()
     found = [(c, v) for c in checks for v in c.verdicts if v.family == PRIMARY and not v.same_as]
-    if not found:
+    if family is None or not found:
         return pd.DataFrame()
     m = len(family.links)
     paper, pilot, n_here = {}, {}, {}
@@ -341,16 +326,12 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
     md += [f"- {families[f].note(m.report.alpha, m.report.correction)}" for f in FAMILIES if f in families]
     if families:
         md.append("")
-    power = _power_table(all_checks, m.report.alpha)
-    if not power.empty:
-        md += [to_markdown(power, "power of the primary claims", POWER_NOTES), ""]
-    tally = _tally(all_checks)
-    if not tally.empty:
-        md += [to_markdown(tally, "findings per table (each test once)"), ""]
-    for f in FAMILIES:
-        summary = _summary(all_checks, f)
-        if not summary.empty:
-            md += [to_markdown(summary, f"every claim checked: {FAMILY_NAMES[f]}"), ""]
+    shown = [(_power_table(all_checks, m.report.alpha), "power of the primary claims", POWER_NOTES)]
+    shown.append((_tally(all_checks), "findings per table (each test once)", []))
+    shown += [(_summary(all_checks, f), f"every claim checked: {FAMILY_NAMES[f]}", []) for f in FAMILIES]
+    for frame, title, notes in shown:
+        if not frame.empty:
+            md += [to_markdown(frame, title, notes), ""]
     md += ["## The paper beside kdtune", ""]
     md += [render_checks(checks, "markdown", m.report.alpha, m.report.correction) if checks else "no reference tables", ""]
     if own:
