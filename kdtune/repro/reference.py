@@ -240,25 +240,16 @@ def value_rows(table: RefTable, evidence: Evidence, interval: str = "ci95") -> p
         row: dict[str, Any] = {k: v.keys.get(k, "") for k in ("student", "teacher", "eval_set")}
         row.update({k: x for k, x in v.keys.items() if k not in row})
         row |= {"metric": v.metric, "paper_mean": v.mean, "paper_spread": v.spread, "paper_n": table.model.n}
-        mean = half = np.nan
-        n, why = 0, ""
+        cell = Cell("report", str(v.kdtune_metric), tuple(v.keys.items()))
         if v.kdtune_metric is None:
-            why = "not computed by kdtune" + (f": {v.note}" if v.note else "")
+            u: Any = "not computed by kdtune" + (f": {v.note}" if v.note else "")
         else:
-            cell = Cell("report", v.kdtune_metric, tuple(v.keys.items()))
-            u = (
-                evidence.units(cell)
-                if v.kdtune_metric in evidence.df.columns
-                else f"{cell}: these results have no {v.kdtune_metric}"
-            )
-            if isinstance(u, str):
-                why = u
-            else:
-                x = u.values[np.isfinite(u.values)]
-                n = len(x)
-                mean = float(np.mean(x)) if n else np.nan
-                half = stats.half_width(x, interval)
-                why = "" if n else "no finished trial"
+            u = evidence.units(cell) if v.kdtune_metric in evidence.df.columns else f"{cell}: these results have no {cell.metric}"
+        x = np.array([]) if isinstance(u, str) else u.values[np.isfinite(u.values)]
+        n = len(x)
+        mean = float(np.mean(x)) if n else np.nan
+        half = np.nan if isinstance(u, str) else stats.half_width(x, interval)
+        why = u if isinstance(u, str) else "" if n else "no finished trial"
         sd_here = float(np.std(x, ddof=stats.DDOF)) if n >= 2 else np.nan
         sd_paper = _as_sd(v.spread, table.model.spread, table.model.n)
         p = np.nan
@@ -660,21 +651,22 @@ def _calibration_cells(r: pd.Series) -> dict[str, str]:
     return {"paper passes": f"{passes:.2f}{flag}", "power (n here)": shown}
 
 
+_HERE_NOTE = (
+    " Verdicts here are of this run's configuration, which the study declares cut from the paper's (or whose data "
+    "differ): holds here / opposite here / not shown here."
+)
+_OTHER_NOTE = "; other data: the run measured something else than the paper (above), so neither reads as a reproduction"
+
+
 def _claim_notes(check: ReferenceCheck, alpha: float, correction: str) -> list[str]:
     from kdtune.repro.claims import FAMILIES, KIND_NAMES, TEST_LABELS, UNTESTABLE
 
     c = check.claims
     if c.empty:
         return []
-    present = [f for f in FAMILIES if f in set(c["family"]) and f in check.families]
-    lines = [f"{check.families[f].note(alpha, correction)}" for f in present]
+    lines = [check.families[f].note(alpha, correction) for f in FAMILIES if f in set(c["family"]) and f in check.families]
     tests = [t for t in dict.fromkeys(c["test"]) if t]
-    here = (
-        " Verdicts here are of this run's configuration, which the study declares cut from the paper's (or whose data "
-        "differ): holds here / opposite here / not shown here."
-        if check.here
-        else ""
-    )
+    here = _HERE_NOTE if check.here else ""
     lines.append(
         f"Tests: {'; '.join(TEST_LABELS.get(t, t) for t in tests) or 'none'}. holds: significant in the stated direction "
         "after the family's correction (≈: inside ±margin by TOST); contradicted: significant the other way (≈: beyond "
@@ -725,13 +717,7 @@ def _value_notes(check: ReferenceCheck) -> list[str]:
         f"{every}paper: mean ± {conv} over {t.n if t.n else '?'} runs ({t.where or t.title}); kdtune: mean ± {shown} (n) "
         "over its trained models; difference: kdtune − paper; paper vs kdtune: Welch's t-test on the two summaries "
         f"(scipy.stats.ttest_ind_from_stats: the paper's mean, SD and n against kdtune's), consistent where p ≥ {stats.ALPHA:g} "
-        "(unadjusted; not a finding of equality), – where the paper gives no ±"
-        + (
-            "; other data: the run measured something else than the paper (above), so neither reads as a reproduction"
-            if check.other
-            else ""
-        )
-        + "."
+        f"(unadjusted; not a finding of equality), – where the paper gives no ±{_OTHER_NOTE if check.other else ''}."
     ]
     if t.reading:
         lines.append(f"How the table was read from the paper's text: {t.reading}")
