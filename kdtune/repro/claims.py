@@ -72,9 +72,6 @@ class Source:
     cell_keys: tuple[str, str] = ("", "")
     symmetric: bool = True
 
-    def describe(self) -> str:
-        return f"{self.name}.{{{','.join(self.metrics)}}}[{', '.join(self.keys)}]"
-
     def column(self, metric: str) -> str:
         return dict(self.columns).get(metric, metric)
 
@@ -992,11 +989,8 @@ class Checker:
             if claim.name not in ids:
                 ids.append(claim.name)
             links.append(link)
-        shared = [x for x in links if x not in fresh]
-        same_as = ""
-        if links and len(shared) == len(links):
-            owners = [str(x.spec["ids"][0]) for x in links]  # type: ignore[index]
-            same_as = owners[0] if len(set(owners)) == 1 else ", ".join(dict.fromkeys(owners))
+        owners = [str(x.spec["ids"][0]) for x in links]  # type: ignore[index]
+        same_as = ", ".join(dict.fromkeys(owners)) if links and not fresh else ""  # every comparison listed first elsewhere
         v = Verdict(claim, UNTESTABLE, links, self.family_of(claim), same_as)
         self.verdicts.append(v)
         return v
@@ -1004,12 +998,10 @@ class Checker:
     def finish(self) -> dict[str, Family]:
         """Holm once per family over its distinct links; every claim's verdict. A link of claims of two families
         counts in the first of primary, exploratory, checks."""
-        rank = {f: i for i, f in enumerate(FAMILIES)}
         home: dict[int, str] = {}
         for v in self.verdicts:
             for x in v.links:
-                if id(x) not in home or rank[v.family] < rank[home[id(x)]]:
-                    home[id(x)] = v.family
+                home[id(x)] = min(home.get(id(x), v.family), v.family, key=FAMILIES.index)
         unique = list({id(x): x for v in self.verdicts for x in v.links}.values())
         self.families = {}
         for f in FAMILIES:

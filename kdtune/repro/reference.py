@@ -463,13 +463,8 @@ def paper_summaries(table: RefTable, cells: Sequence[Cell]) -> dict[Cell, Summar
 
 
 def _matches(v: RefValue, cell: Cell) -> bool:
-    if v.kdtune_metric != cell.metric:
-        return False
-    for key, text in cell.keys:
-        mine = v.keys.get(key)
-        if mine is None or (mine != text and not _close(mine, text)):
-            return False
-    return True
+    """Whether a published value is the cell: its metric, and every key the cell names (as text, or as a number)."""
+    return v.kdtune_metric == cell.metric and all(k in v.keys and (v.keys[k] == x or _close(v.keys[k], x)) for k, x in cell.keys)
 
 
 def _as_sd(spread: float | None, convention: str, n: int | None) -> float | None:

@@ -132,13 +132,9 @@ def load_study(path: str | Path, out: str | None = None) -> Study:
     for e in sweeps:
         if not (p.parent / e.path).is_file():
             raise KdtuneError(f"{path}: sweeps: {e.path}: no such sweep file (paths are relative to the study file)")
-    known: set[str] = set()
-    for target in model.references:
-        known |= {c.name for c in resolve_target(target).claims}
-    claims = []
-    for c in model.claims:
-        claims.append(c.claim(f"{path}: claims: {c.id}"))
-        known.add(c.id)
+    known = {c.name for target in model.references for c in resolve_target(target).claims}
+    claims = tuple(c.claim(f"{path}: claims: {c.id}") for c in model.claims)
+    known |= {c.id for c in claims}
     for name in model.primary:
         if name not in known:
             listed = ", ".join(sorted(known)[:3]) + (", …" if len(known) > 3 else "")
@@ -147,7 +143,7 @@ def load_study(path: str | Path, out: str | None = None) -> Study:
                 f"write FILE:TABLE/ID (e.g. {listed or 'abnar2021:table6/cnn-teacher-improves-mlp-accuracy-scaled'})"
             )
     run = Path(out or model.out or Path("runs") / model.name)
-    return Study(p, model, sweeps, run, tuple(claims))
+    return Study(p, model, sweeps, run, claims)
 
 
 def sweep_path(study: Study, entry: SweepEntry) -> Path:
@@ -529,9 +525,9 @@ def _write_index(dest: Path) -> None:
         if page.name == "index.md":
             continue
         text = page.read_text().splitlines()
-        if not text or not INDEX_MARKER.match(text[0]):
+        if not text or not (marker := INDEX_MARKER.match(text[0])):
             continue
-        name = INDEX_MARKER.match(text[0]).group(1)  # type: ignore[union-attr]
+        name = marker.group(1)
         command = next((line.split("`")[1] for line in text if line.startswith("kdtune ") and "`" in line), "")
         tally = next((line.rstrip(".") for line in text if re.match(r"^(primary|exploratory|checks) \(\d+\): ", line)), "")
         lines.append(f"| [{name}]({page.name}) | `{command}` | {tally} |")
