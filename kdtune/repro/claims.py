@@ -780,11 +780,8 @@ def decide(links: Sequence[Link], alpha: float = stats.ALPHA, correction: str = 
             x.verdict = HOLDS if pa < alpha else CONTRADICTED if pb < alpha else NOT_SIGNIFICANT
             continue
         sign = np.log(x.estimate) if x.ratio else x.estimate
-        if pa >= alpha or sign == 0:
-            x.verdict = NOT_SIGNIFICANT
-            continue
         right_way = sign > 0 if x.op == ">" else sign < 0
-        x.verdict = HOLDS if right_way else CONTRADICTED
+        x.verdict = NOT_SIGNIFICANT if pa >= alpha or sign == 0 else HOLDS if right_way else CONTRADICTED
 
 
 def combine(verdicts: Sequence[str]) -> str:

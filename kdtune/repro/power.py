@@ -186,10 +186,8 @@ def calibrate(
     n_paper = {c: summaries[c].n for c in cells}
     level = alpha / max(1, family_size)
     passes = pass_rate(claim, summaries, n_paper, alpha, draws)
-    if all(run_n.get(c, 0) >= 2 for c in cells):
-        power = pass_rate(claim, summaries, {c: run_n[c] for c in cells}, level, draws)
-    else:
-        power = float("nan")
+    testable = all(run_n.get(c, 0) >= 2 for c in cells)
+    power = pass_rate(claim, summaries, {c: run_n[c] for c in cells}, level, draws) if testable else float("nan")
     needed = needed_n(claim, summaries, level)
     return Calibration(passes, power, level, needed, min(n_paper.values()), tuple(run_n.get(c, 0) for c in cells))
 

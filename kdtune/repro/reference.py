@@ -126,10 +126,8 @@ class RefTable:
 def _value(where: str, raw: dict[str, Any], fixed: dict[str, Any]) -> RefValue:
     unknown = [k for k in raw if k not in REPORT_KEYS and k not in VALUE_FIELDS]
     if unknown:
-        raise KdtuneError(
-            f"{where}.{unknown[0]}: unknown key; allowed here: report keys ({', '.join(REPORT_KEYS)}) or "
-            + ", ".join(VALUE_FIELDS)
-        )
+        allowed = f"report keys ({', '.join(REPORT_KEYS)}) or {', '.join(VALUE_FIELDS)}"
+        raise KdtuneError(f"{where}.{unknown[0]}: unknown key; allowed here: {allowed}")
     for need in ("metric", "mean"):
         if need not in raw:
             raise KdtuneError(f"{where}.{need}: is required")
