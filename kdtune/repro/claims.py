@@ -19,22 +19,12 @@ The grammar::
 
 A chain ``a > b > c`` is ``a > b`` and ``b > c`` (or one linear trend: ``Claim.chain``). ``≈`` needs ``within M``
 (equivalent within ±M) and is never chained; ``std()`` compares spreads and is a whole side on both sides. SOURCE is
-``report`` (the default: the run's per-trial results; METRIC a results column, KEY a report key), an analysis'
-per-model table (invariance) or an analysis' table of pairs of models (similarity, CKA, error overlap, barriers:
-:data:`SOURCES`).
+``report`` (the default: the run's per-trial results; METRIC a results column, KEY a report key) or an analysis'
+table (:data:`SOURCES`).
 
-Each comparison is tested with :mod:`kdtune.results.stats` over the cells' independent units: trained models (paired where
-they share their initialisation or their folds; fold units with the Nadeau–Bengio correction; zero variance by an
-exact permutation), the models behind a pair measure (a permutation of their labels, or a jackknife over them), or a
-permutation of centred units for spreads. A comparison two claims make is one test (:class:`Checker`); Holm runs
-once over the primary claims, once over the other findings and once over the claims that are not findings (setup
-checks, premises, design descriptions), an untestable comparison counting as p = 1. Verdicts:
-
-- **holds**: significant in the stated direction (for ``≈``: the two one-sided tests put the difference inside ±M);
-- **contradicted**: significant the other way (for ``≈``: significantly beyond ±M);
-- **not significant**: neither (not a finding of no difference);
-- **untestable**: a cell is missing, ambiguous or has too few units, or no valid test can reach α (the verdict says
-  which).
+Each comparison is tested with :mod:`kdtune.results.stats` over the cells' independent units, one test per
+comparison (:class:`Checker`), Holm once per family (:data:`FAMILIES`); the tests, families and verdicts
+(:data:`VERDICTS`) are described in docs/studies.md ("Claims and verdicts").
 """
 
 from __future__ import annotations
@@ -46,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.linalg
 import scipy.stats
 
 from kdtune import labels
@@ -80,9 +71,6 @@ class Source:
     groups: tuple[str, str] = ("", "")
     cell_keys: tuple[str, str] = ("", "")
     symmetric: bool = True
-
-    def describe(self) -> str:
-        return f"{self.name}.{{{','.join(self.metrics)}}}[{', '.join(self.keys)}]"
 
     def column(self, metric: str) -> str:
         return dict(self.columns).get(metric, metric)
@@ -193,11 +181,15 @@ class _Parser:
         self.i = 0
 
     def fail(self, what: str, expected: str) -> KdtuneError:
-        pos = self.tokens[self.i][2] if self.i < len(self.tokens) else len(self.text)
-        return KdtuneError(f"{self.where}: {what} at character {pos + 1} of {self.text!r}; {expected}")
+        return KdtuneError(f"{self.where}: {what} at character {self.position() + 1} of {self.text!r}; {expected}")
 
     def peek(self) -> tuple[str, str, int] | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def at(self, kind: str, *texts: str) -> bool:
+        """Whether the next token is of ``kind`` (and one of ``texts``, when given)."""
+        tok = self.peek()
+        return tok is not None and tok[0] == kind and (not texts or tok[1] in texts)
 
     def take(self) -> tuple[str, str, int]:
         tok = self.tokens[self.i]
@@ -210,14 +202,12 @@ class _Parser:
                 f"{self.where}: empty check; e.g. accuracy[student=MLP, teacher=CNN] > accuracy[student=MLP, teacher=data]"
             )
         sides, ops, margin = [self.expr()], [], None
-        while (tok := self.peek()) is not None and tok[0] == "op":
+        while self.at("op"):
             ops.append(_OPS[self.take()[1]])
             sides.append(self.expr())
-        tok = self.peek()
-        if tok is not None and tok[0] == "name" and tok[1] == "within":
+        if self.at("name", "within"):
             self.take()
-            num = self.peek()
-            if num is None or num[0] != "num":
+            if not self.at("num"):
                 raise self.fail("'within' without a number", "write e.g. 'within 0.05'")
             margin = float(self.take()[1])
             if margin <= 0:
@@ -247,56 +237,52 @@ class _Parser:
             raise self.fail("std() with ≈", "spreads are compared with > or <")
         return Check(tuple(sides), tuple(ops), margin, self.text)
 
+    def position(self) -> int:
+        return self.tokens[self.i][2] if self.i < len(self.tokens) else len(self.text)
+
     def expr(self) -> Expr:
-        start = self.peek()[2] if self.peek() else len(self.text)  # type: ignore[index]
+        start = self.position()
         terms: list[Term] = []
         sign = 1.0
-        tok = self.peek()
-        if tok is not None and tok[0] == "sym" and tok[1] == "-":
+        if self.at("sym", "-"):
             self.take()
             sign = -1.0
         while True:
             t = self.term()
             terms.append(Term(sign * t.coef, t.cell, t.spread))
-            tok = self.peek()
-            if tok is not None and tok[0] == "sym" and tok[1] in "+-":
-                sign = 1.0 if self.take()[1] == "+" else -1.0
-                continue
-            break
-        end = self.peek()[2] if self.peek() else len(self.text)  # type: ignore[index]
-        return Expr(tuple(terms), self.text[start:end].strip())
+            if not self.at("sym", "+", "-"):
+                break
+            sign = 1.0 if self.take()[1] == "+" else -1.0
+        return Expr(tuple(terms), self.text[start : self.position()].strip())
 
     def term(self) -> Term:
-        tok = self.peek()
-        if tok is None:
+        if self.peek() is None:
             raise self.fail("the check ends early", "expected a cell or a number")
-        if tok[0] == "num":
-            coef = float(self.take()[1])
-            nxt = self.peek()
-            if nxt is not None and nxt[0] == "sym" and nxt[1] == "*":
-                self.take()
-                op = self.operand()
-                return Term(coef, op.cell, op.spread)
+        if not self.at("num"):
+            return self.operand()
+        coef = float(self.take()[1])
+        if not self.at("sym", "*"):
             return Term(coef)
-        return self.operand()
+        self.take()
+        op = self.operand()
+        return Term(coef, op.cell, op.spread)
 
     def operand(self) -> Term:
-        tok = self.peek()
-        if tok is not None and tok[0] == "name" and tok[1] == "std":
-            self.take()
-            if (p := self.peek()) is None or p[1] != "(":
-                raise self.fail("std without '('", "write std(metric[key=value])")
-            self.take()
-            cell = self.cell()
-            if (p := self.peek()) is None or p[1] != ")":
-                raise self.fail("std( without ')'", "write std(metric[key=value])")
-            self.take()
-            return Term(1.0, cell, spread=True)
-        return Term(1.0, self.cell())
+        if not self.at("name", "std"):
+            return Term(1.0, self.cell())
+        self.take()
+        if (p := self.peek()) is None or p[1] != "(":
+            raise self.fail("std without '('", "write std(metric[key=value])")
+        self.take()
+        cell = self.cell()
+        if (p := self.peek()) is None or p[1] != ")":
+            raise self.fail("std( without ')'", "write std(metric[key=value])")
+        self.take()
+        return Term(1.0, cell, spread=True)
 
     def cell(self) -> Cell:
         tok = self.peek()
-        if tok is None or tok[0] != "name":
+        if not self.at("name"):
             raise self.fail(
                 f"unexpected {tok[1]!r}" if tok else "the check ends early", "expected a cell: metric[key=value, ...]"
             )
@@ -304,8 +290,7 @@ class _Parser:
         source, metric = "report", first
         if (p := self.peek()) is not None and p[1] == ".":
             self.take()
-            name = self.peek()
-            if name is None or name[0] != "name":
+            if not self.at("name"):
                 raise self.fail(f"nothing after {first}.", "expected source.metric[...]")
             source, metric = first, self.take()[1]
         if source not in SOURCES:
@@ -313,16 +298,15 @@ class _Parser:
         src = SOURCES[source]
         if metric not in src.metrics:
             raise self.fail(f"unknown metric {metric!r} of {source}", f"one of {', '.join(src.metrics)}")
-        br = self.peek()
-        if br is None or br[0] != "br":
+        if not self.at("br"):
             raise self.fail(
                 f"{metric} without [key=value, ...]", "a cell names its keys, e.g. accuracy[student=MLP, teacher=data]"
             )
-        if not br[1].endswith("]"):
+        if not (br := self.peek()[1]).endswith("]"):  # type: ignore[index]
             raise self.fail("a '[' without ']'", "close the cell's keys with ']'")
         self.take()
         keys: list[tuple[str, str]] = []
-        for part in br[1][1:-1].split(","):
+        for part in br[1:-1].split(","):
             key, eq, value = (s.strip() for s in part.partition("="))
             if not eq or not key or not value:
                 raise self.fail(f"{part.strip()!r} in {metric}[…]", "each key is KEY=VALUE, separated by commas")
@@ -372,10 +356,7 @@ class PairCell:
         return len(self.sample.index(self.row))
 
     def describe(self) -> str:
-        s = self.sample
-        if self.row == self.col:
-            return f"{len(s.index(self.row))} models"
-        return f"{len(s.index(self.row))}×{len(s.index(self.col))} models"
+        return f"{self.n} models" if self.row == self.col else f"{self.n}×{len(self.sample.index(self.col))} models"
 
 
 def _narrow(rows: pd.DataFrame, keys: Sequence[tuple[str, str]], cell: object, lacks: str) -> pd.DataFrame | str:
@@ -427,11 +408,6 @@ class Evidence:
         out._tables = self._tables
         found = sorted({x for v in self.df.loc[keep, "sweep"] for x in v.split(",")} & wanted)
         return out, found
-
-    @property
-    def run_dir(self) -> Path | None:
-        """The first run folder (where a trial's stored config is looked up first)."""
-        return self.run_dirs[0] if self.run_dirs else None
 
     def table(self, source: Source) -> pd.DataFrame | None:
         """The results (``report``) or an analysis' table, those of several run folders stacked."""
@@ -490,11 +466,10 @@ class Evidence:
         rows = _narrow(frame, sample_key, cell, f"analysis/{src.path} has no")
         if isinstance(rows, str):
             return rows
-        g1, g2 = src.groups
-        known = pd.concat([rows[g1], rows[g2]]).astype(str)
-        for label in (keys[row_key], keys[col_key]):
-            if label not in set(known):
-                return f"{cell}: no {row_key if label == keys[row_key] else col_key}={label} (there is {_listing(known)})"
+        known = pd.concat([rows[g] for g in src.groups]).astype(str)
+        for key in (row_key, col_key):
+            if keys[key] not in set(known):
+                return f"{cell}: no {key}={keys[key]} (there is {_listing(known)})"
         sample = pair_sample(rows, src, column)
         if isinstance(sample, str):
             return f"{cell}: {sample}"
@@ -513,9 +488,7 @@ def pair_sample(rows: pd.DataFrame, src: Source, column: str) -> stats.PairSampl
             if label.setdefault(m, g) != g:
                 return f"model {m} is in two groups ({label[m]}, {g})"
     n = len(models)
-    values = np.full((n, n), np.nan)
-    within = np.zeros((n, n), dtype=bool)
-    between = np.zeros((n, n), dtype=bool)
+    values, within, between = np.full((n, n), np.nan), np.zeros((n, n), dtype=bool), np.zeros((n, n), dtype=bool)
     i = rows[id1].astype(str).map(where).to_numpy(dtype=int)
     j = rows[id2].astype(str).map(where).to_numpy(dtype=int)
     v = rows[column].to_numpy(dtype=float)
@@ -568,15 +541,7 @@ TEST_LABELS = stats.TEST_NAMES
 def _unit_rows(side: str, cell: Cell, u: Units | PairCell, coef: float = 1.0) -> list[dict[str, object]]:
     """The per-unit export rows of one side of a link."""
     if isinstance(u, PairCell):
-        s = u.sample
-        sample = dict(u.sample_key)
-        within, between = s.usable_for(True), s.usable_for(False)
-        return [
-            {"side": side, "cell": str(cell), "coef": coef, "unit": f"{s.models[i]}|{s.models[j]}", "model1": s.models[i],
-             "model2": s.models[j], "group1": s.labels[i], "group2": s.labels[j], "value": float(s.values[i, j]),
-             "within": bool(within[i, j]), "between": bool(between[i, j]), **sample}
-            for i, j in u.pairs()
-        ]  # fmt: skip
+        return _pair_rows(side, str(cell), coef, u.sample, u.pairs(), dict(u.sample_key))
     rows = []
     for uid, key, v in zip(u.ids or [""] * len(u.values), u.keys, u.values, strict=True):
         if not np.isfinite(v):
@@ -586,27 +551,28 @@ def _unit_rows(side: str, cell: Cell, u: Units | PairCell, coef: float = 1.0) ->
     return rows
 
 
+def _pair_rows(side: str, cell: str, coef: float, s: stats.PairSample, pairs: Sequence[tuple[int, int]],
+               extra: Mapping[str, str] | None = None) -> list[dict[str, object]]:  # fmt: skip
+    """The export rows of pairs (model indices) of a pair sample: the two models, their groups, the value."""
+    within, between = s.usable_for(True), s.usable_for(False)
+    return [
+        {"side": side, "cell": cell, "coef": coef, "unit": f"{s.models[i]}|{s.models[j]}", "model1": s.models[i],
+         "model2": s.models[j], "group1": s.labels[i], "group2": s.labels[j], "value": float(s.values[i, j]),
+         "within": bool(within[i, j]), "between": bool(between[i, j]), **(extra or {})}
+        for i, j in pairs
+    ]  # fmt: skip
+
+
 def _pool_rows(sample: stats.PairSample, cells: Sequence[stats.Cell], groups: Sequence[str]) -> list[dict[str, object]]:
     """The pairs a permutation of ``groups`` could bring into the cells beyond the observed ones (side ``pool``)."""
-    labels = np.asarray(sample.labels, dtype=object)
-    pooled = np.flatnonzero(np.isin(labels, list(groups)))
-    out = []
-    seen = set()
+    pooled = np.flatnonzero(np.isin(np.asarray(sample.labels, dtype=object), list(groups)))
+    seen: set[tuple[int, int]] = set()
     for r, c in cells:
         rows = pooled if r in groups else sample.index(r)
         cols = pooled if c in groups else sample.index(c)
         mask = sample.usable_for(r == c)
-        for i in rows:
-            for j in cols:
-                if i != j and mask[i, j] and np.isfinite(sample.values[i, j]) and (i, j) not in seen:
-                    seen.add((int(i), int(j)))
-    within, between = sample.usable_for(True), sample.usable_for(False)
-    for i, j in sorted(seen):
-        out.append({"side": "pool", "cell": "", "coef": 0.0, "unit": f"{sample.models[i]}|{sample.models[j]}",
-                    "model1": sample.models[i], "model2": sample.models[j], "group1": sample.labels[i],
-                    "group2": sample.labels[j], "value": float(sample.values[i, j]), "within": bool(within[i, j]),
-                    "between": bool(between[i, j])})  # fmt: skip
-    return out
+        seen |= {(int(i), int(j)) for i in rows for j in cols if i != j and mask[i, j] and np.isfinite(sample.values[i, j])}
+    return _pair_rows("pool", "", 0.0, sample, sorted(seen))
 
 
 def _merge(cells: Sequence[PairCell]) -> tuple[stats.PairSample, list[stats.Cell]]:
@@ -618,20 +584,15 @@ def _merge(cells: Sequence[PairCell]) -> tuple[stats.PairSample, list[stats.Cell
     if len(by_key) == 1:
         return cells[0].sample, [c.cell for c in cells]
     names = {k: ",".join(f"{a}={b}" for a, b in k) for k in by_key}
-    models, labels, blocks = [], [], []
-    for k, s in by_key.items():
-        models += [f"{names[k]}|{m}" for m in s.models]
-        labels += [f"{names[k]}|{g}" for g in s.labels]
-        blocks.append(s)
-    n = len(models)
-    values, within, between = np.full((n, n), np.nan), np.zeros((n, n), bool), np.zeros((n, n), bool)
-    at = 0
-    for s in blocks:
-        m = len(s.models)
-        sl = slice(at, at + m)
-        values[sl, sl], within[sl, sl], between[sl, sl] = s.values, s.usable_for(True), s.usable_for(False)
-        at += m
-    merged = stats.PairSample(tuple(models), tuple(labels), values, within=within, between=between)
+    models = tuple(f"{names[k]}|{m}" for k, s in by_key.items() for m in s.models)
+    labels = tuple(f"{names[k]}|{g}" for k, s in by_key.items() for g in s.labels)
+    blocks = by_key.values()
+    values = scipy.linalg.block_diag(*(s.values for s in blocks))
+    values[~scipy.linalg.block_diag(*(np.ones(s.values.shape, dtype=bool) for s in blocks))] = np.nan  # no pair between samples
+    within = scipy.linalg.block_diag(*(s.usable_for(True) for s in blocks))
+    merged = stats.PairSample(
+        models, labels, values, within=within, between=scipy.linalg.block_diag(*(s.usable_for(False) for s in blocks))
+    )
     return merged, [(f"{names[c.sample_key]}|{c.row}", f"{names[c.sample_key]}|{c.col}") for c in cells]
 
 
@@ -697,11 +658,7 @@ def _link(claim: str, left: Expr, op: str, right: Expr, margin: float | None, un
             e = stats.equivalence(c, margin, alpha)
             if not np.isfinite(e.p_equivalent) and "zero variance" in (c.why or ""):
                 e = stats.equivalence_exact(xa, xb, margin, paired=paired, alpha=alpha)
-            link.estimate, link.lo, link.hi, link.level = e.estimate, e.lo, e.hi, e.level
-            link.p, link.p_beyond, link.test = e.p_equivalent, e.p_beyond, "tost"
-            link.why = e.why
-            link.spec |= {"se": c.se, "df": c.df}
-            return link
+            return _tost(link, e, c)
         kind = "t" if test in ("auto", "paired", "welch") else test
         r = stats.compare(xa, xb, paired=paired, test=kind, level=1 - alpha, seed=seed, folds=folds)
         link.estimate, link.lo, link.hi, link.p, link.test, link.level = r.diff, r.lo, r.hi, r.p, r.test, r.level
@@ -709,26 +666,20 @@ def _link(claim: str, left: Expr, op: str, right: Expr, margin: float | None, un
         if r.test.endswith("-folds"):
             link.note = (link.note + "; " if link.note else "") + r.why
         return link
-    coefs, constant = _coefficients(left, right)
-    cells = [c for c, k in coefs.items() if k != 0]
+    cells, weights, constant = contrast_terms(left, right)
     if not cells:
         link.why = "the two sides cancel out"
         return link
-    c = stats.contrast([got[x].values for x in cells], [coefs[x] for x in cells], constant, 1 - alpha)  # type: ignore[union-attr]
-    link.units = [row for i, x in enumerate(cells) for row in _unit_rows(f"cell{i + 1}", x, got[x], coefs[x])]
+    c = stats.contrast([got[x].values for x in cells], weights, constant, 1 - alpha)  # type: ignore[union-attr]
+    link.units = [row for i, x in enumerate(cells) for row in _unit_rows(f"cell{i + 1}", x, got[x], weights[i])]
     link.spec = {"kind": "contrast", "constant": constant, "margin": margin}
     link.estimate, link.lo, link.hi, link.p, link.test = c.estimate, c.lo, c.hi, c.p, "contrast"
     link.why = c.why
-    if op == "≈":
-        e = stats.equivalence(c, margin, alpha)  # type: ignore[arg-type]
-        link.lo, link.hi, link.level = e.lo, e.hi, e.level
-        link.p, link.p_beyond, link.test, link.why = e.p_equivalent, e.p_beyond, "tost", e.why
-        link.spec |= {"se": c.se, "df": c.df}
-    return link
+    return _tost(link, stats.equivalence(c, margin, alpha), c) if op == "≈" else link  # type: ignore[arg-type]
 
 
-def _coefficients(left: Expr, right: Expr) -> tuple[dict[Cell, float], float]:
-    """``left − right`` as coefficients per cell and a constant."""
+def contrast_terms(left: Expr, right: Expr) -> tuple[list[Cell], list[float], float]:
+    """``left − right`` as its cells (those that do not cancel out), their coefficients and a constant."""
     coefs: dict[Cell, float] = {}
     constant = 0.0
     for side, sign in ((left, 1.0), (right, -1.0)):
@@ -737,7 +688,15 @@ def _coefficients(left: Expr, right: Expr) -> tuple[dict[Cell, float], float]:
                 constant += sign * term.coef
             else:
                 coefs[term.cell] = coefs.get(term.cell, 0.0) + sign * term.coef
-    return coefs, constant
+    cells = [c for c, k in coefs.items() if k != 0]
+    return cells, [coefs[c] for c in cells], constant
+
+
+def trend_coefs(check: Check) -> list[float]:
+    """A chain's linear trend coefficients: centred ranks ``cᵢ = (k + 1)/2 − i``, signed by the chain's direction."""
+    k = len(check.sides)
+    sign = 1.0 if check.ops[0] == ">" else -1.0
+    return [sign * ((k + 1) / 2 - (i + 1)) for i in range(k)]
 
 
 def _fold_contrast(xa: np.ndarray, xb: np.ndarray, paired: bool, folds: int) -> stats.Contrast:
@@ -765,17 +724,13 @@ def _pair_link(link: Link, left: Expr, right: Expr, margin: float | None, got: M
     (:func:`kdtune.results.stats.pair_test`; untestable where it cannot reach α or lacks pairs, never handed to another test);
     a contrast with a constant, a margin (≈), or cells of two samples that share no pair (two architectures' barriers)
     by the jackknife over models (:func:`kdtune.results.stats.pair_contrast`)."""
-    coefs, constant = _coefficients(left, right)
-    cells = [c for c, k in coefs.items() if k != 0]
+    cells, weights, constant = contrast_terms(left, right)
     if not cells:
         link.why = "the two sides cancel out"
         return link
     pcs = [got[c] for c in cells]
     sample, keys = _merge(pcs)  # type: ignore[arg-type]
-    weights = [coefs[c] for c in cells]
-    link.units = [
-        row for i, (c, pc) in enumerate(zip(cells, pcs, strict=True)) for row in _unit_rows(f"cell{i + 1}", c, pc, coefs[c])
-    ]
+    link.units = [row for i, c in enumerate(cells) for row in _unit_rows(f"cell{i + 1}", c, pcs[i], weights[i])]
     link.spec = {"kind": "pairs", "cells": [list(k) for k in keys], "coefs": weights, "constant": constant,
                  "margin": margin, "models": list(sample.models), "labels": list(sample.labels)}  # fmt: skip
     plain = left.plain is not None and right.plain is not None and constant == 0 and len(cells) == 2 and link.op != "≈"
@@ -793,10 +748,14 @@ def _pair_link(link: Link, left: Expr, right: Expr, margin: float | None, got: M
     c = stats.pair_contrast(sample, keys, weights, constant, level=1 - alpha)
     link.estimate, link.lo, link.hi, link.p, link.test, link.why = c.estimate, c.lo, c.hi, c.p, c.test, c.why
     link.spec |= {"se": c.se, "df": c.df}
-    if link.op == "≈":
-        e = stats.equivalence(c, margin, alpha)  # type: ignore[arg-type]
-        link.lo, link.hi, link.level = e.lo, e.hi, e.level
-        link.p, link.p_beyond, link.test, link.why = e.p_equivalent, e.p_beyond, "tost", e.why
+    return _tost(link, stats.equivalence(c, margin, alpha), c) if link.op == "≈" else link  # type: ignore[arg-type]
+
+
+def _tost(link: Link, e: stats.Equivalence, c: stats.Contrast) -> Link:
+    """The link as its TOST found it (≈), with what a recomputation needs (the contrast's se and df)."""
+    link.estimate, link.lo, link.hi, link.level = e.estimate, e.lo, e.hi, e.level
+    link.p, link.p_beyond, link.test, link.why = e.p_equivalent, e.p_beyond, "tost", e.why
+    link.spec |= {"se": c.se, "df": c.df}
     return link
 
 
@@ -821,11 +780,8 @@ def decide(links: Sequence[Link], alpha: float = stats.ALPHA, correction: str = 
             x.verdict = HOLDS if pa < alpha else CONTRADICTED if pb < alpha else NOT_SIGNIFICANT
             continue
         sign = np.log(x.estimate) if x.ratio else x.estimate
-        if pa >= alpha or sign == 0:
-            x.verdict = NOT_SIGNIFICANT
-            continue
         right_way = sign > 0 if x.op == ">" else sign < 0
-        x.verdict = HOLDS if right_way else CONTRADICTED
+        x.verdict = NOT_SIGNIFICANT if pa >= alpha or sign == 0 else HOLDS if right_way else CONTRADICTED
 
 
 def combine(verdicts: Sequence[str]) -> str:
@@ -949,13 +905,9 @@ def _trend_link(claim: Claim, units: Callable[[Cell], Units | PairCell | str], a
     """A chain ``s₁ > s₂ > … > s_k`` as one test: the linear trend ``Σ cᵢ mean(sᵢ)`` with centred ranks
     ``cᵢ = (k + 1)/2 − i`` against 0 (Welch–Satterthwaite), so that two neighbours the paper itself prints as ties do not
     sink a monotone claim. One link, one p."""
-    sides = claim.check.sides
-    k = len(sides)
-    sign = 1.0 if claim.check.ops[0] == ">" else -1.0
-    coefs = [sign * ((k + 1) / 2 - (i + 1)) for i in range(k)]
-    text = f"trend of {claim.check.text}"
-    link = Link(claim.id, text, ">", level=1 - alpha)
-    cells = [s.plain for s in sides]
+    coefs = trend_coefs(claim.check)
+    link = Link(claim.id, f"trend of {claim.check.text}", ">", level=1 - alpha)
+    cells = [s.plain for s in claim.check.sides]
     if any(c is None for c in cells):
         link.why = "a trend needs one cell per side"
         return link
@@ -1034,11 +986,8 @@ class Checker:
             if claim.name not in ids:
                 ids.append(claim.name)
             links.append(link)
-        shared = [x for x in links if x not in fresh]
-        same_as = ""
-        if links and len(shared) == len(links):
-            owners = [str(x.spec["ids"][0]) for x in links]  # type: ignore[index]
-            same_as = owners[0] if len(set(owners)) == 1 else ", ".join(dict.fromkeys(owners))
+        owners = [str(x.spec["ids"][0]) for x in links]  # type: ignore[index]
+        same_as = ", ".join(dict.fromkeys(owners)) if links and not fresh else ""  # every comparison listed first elsewhere
         v = Verdict(claim, UNTESTABLE, links, self.family_of(claim), same_as)
         self.verdicts.append(v)
         return v
@@ -1046,12 +995,10 @@ class Checker:
     def finish(self) -> dict[str, Family]:
         """Holm once per family over its distinct links; every claim's verdict. A link of claims of two families
         counts in the first of primary, exploratory, checks."""
-        rank = {f: i for i, f in enumerate(FAMILIES)}
         home: dict[int, str] = {}
         for v in self.verdicts:
             for x in v.links:
-                if id(x) not in home or rank[v.family] < rank[home[id(x)]]:
-                    home[id(x)] = v.family
+                home[id(x)] = min(home.get(id(x), v.family), v.family, key=FAMILIES.index)
         unique = list({id(x): x for v in self.verdicts for x in v.links}.values())
         self.families = {}
         for f in FAMILIES:

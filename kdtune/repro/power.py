@@ -1,16 +1,11 @@
 """Claims calibrated on numbers: how often a claim, as coded, passes on synthetic units drawn from a table's means,
 SDs and n (the paper's own, or a pilot run's), and how many units it needs for 80 % power.
 
-A claim is only as good as its coding. Run on units drawn from the paper's own cells (normal, the paper's mean and
-SD, the paper's n; seeded, :data:`DRAWS` draws), the share of draws in which the claim *holds* — its tests as
-:mod:`kdtune.repro.claims` codes them, at α, unadjusted — is **paper passes**: a claim that the paper's own data pass less
-than half of the time says more about its coding than about a reproduction. The same simulation at this run's n
-per cell gives its **power** for the paper's effect, at the Bonferroni level α/m of the claim's family of m tests
-(a lower bound of Holm's power), and :func:`needed_n` the smallest n per cell that reaches 80 %.
-
-Synthetic cells are independent (no pairing), so a claim the run tests paired is simulated unpaired: its power here
-is a lower bound when the pairs are positively correlated. Pair measures (similarity, barriers, error overlap) have
-no published SDs and are not calibrated.
+**paper passes**: the share of seeded normal draws (:data:`DRAWS`) from the paper's cells in which the claim holds as
+:mod:`kdtune.repro.claims` tests it, at α unadjusted (below half: its coding is in question); at the run's n per cell,
+at α/m of its family of m tests, its **power** (a lower bound of Holm's), and :func:`needed_n` the n for 80 %.
+Synthetic cells are unpaired (a lower bound for positively correlated pairs); pair measures have no published SDs and
+are not calibrated (docs/studies.md, "Calibration and power").
 """
 
 from __future__ import annotations
@@ -22,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.stats
 
-from kdtune.repro.claims import Cell, Check, Claim, Expr
+from kdtune.repro.claims import Cell, Claim, Expr, contrast_terms, trend_coefs
 from kdtune.results import stats
 
 DRAWS = 2000  # synthetic draws per claim and n
@@ -62,17 +57,11 @@ def _draw(cells: Sequence[Cell], summaries: Mapping[Cell, Summary], n: Mapping[C
     return {c: rng.normal(summaries[c].mean, summaries[c].sd, (draws, n[c])) for c in dict.fromkeys(cells)}
 
 
-def _coefs(left: Expr, right: Expr) -> tuple[list[Cell], list[float], float]:
-    coefs: dict[Cell, float] = {}
-    constant = 0.0
-    for side, sign in ((left, 1.0), (right, -1.0)):
-        for t in side.terms:
-            if t.cell is None:
-                constant += sign * t.coef
-            else:
-                coefs[t.cell] = coefs.get(t.cell, 0.0) + sign * t.coef
-    cells = [c for c, k in coefs.items() if k != 0]
-    return cells, [coefs[c] for c in cells], constant
+def _t_p(cells: Sequence[np.ndarray], coefs: Sequence[float], constant: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per draw, the two-sided Welch–Satterthwaite p of the contrast and its estimate."""
+    est, se, df = stats.contrast_arrays(cells, coefs, constant)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 2 * scipy.stats.t.sf(np.abs(est / se), df), est
 
 
 def _link_p(left: Expr, op: str, right: Expr, margin: float | None, x: Mapping[Cell, np.ndarray],
@@ -85,36 +74,21 @@ def _link_p(left: Expr, op: str, right: Expr, margin: float | None, x: Mapping[C
         p, reach = stats.spread_p(stats.spread_stats(a, b, assign))
         ratio = np.std(a, axis=-1, ddof=stats.DDOF) / np.std(b, axis=-1, ddof=stats.DDOF)
         return np.where(reach < alpha, p, 1.0), (ratio > 1 if op == ">" else ratio < 1)
-    cells, coefs, constant = _coefs(left, right)
-    est, se, df = stats.contrast_arrays([x[c] for c in cells], coefs, constant)
+    cells, coefs, constant = contrast_terms(left, right)
     if op == "≈":
+        est, se, df = stats.contrast_arrays([x[c] for c in cells], coefs, constant)
         p_eq, _ = stats.tost_arrays(est, se, df, float(margin or 0.0))
         return p_eq, np.ones(est.shape, dtype=bool)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = 2 * scipy.stats.t.sf(np.abs(est / se), df)
+    p, est = _t_p([x[c] for c in cells], coefs, constant)
     return p, (est > 0 if op == ">" else est < 0)
 
 
-def _holds(left: Expr, op: str, right: Expr, margin: float | None, x: Mapping[Cell, np.ndarray], alpha: float) -> np.ndarray:
-    """Per draw, whether the link holds at ``alpha`` as kdtune tests it on independent cells."""
-    p, right_way = _link_p(left, op, right, margin, x, alpha)
-    return (p < alpha) & right_way
-
-
-def _trend_p(check: Check, x: Mapping[Cell, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    k = len(check.sides)
-    sign = 1.0 if check.ops[0] == ">" else -1.0
-    coefs = [sign * ((k + 1) / 2 - (i + 1)) for i in range(k)]
-    cells = [s.plain for s in check.sides]
-    est, se, df = stats.contrast_arrays([x[c] for c in cells], coefs)  # type: ignore[index]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = 2 * scipy.stats.t.sf(np.abs(est / se), df)
-    return p, est > 0
-
-
-def _trend(check: Check, x: Mapping[Cell, np.ndarray], alpha: float) -> np.ndarray:
-    p, right_way = _trend_p(check, x)
-    return (p < alpha) & right_way
+def _claim_ps(claim: Claim, x: Mapping[Cell, np.ndarray], alpha: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per test of the claim (its links, or its one trend), the p per draw and whether it lies the claimed way."""
+    if claim.chain == "trend" and len(claim.check.ops) > 1:
+        p, est = _t_p([x[s.plain] for s in claim.check.sides], trend_coefs(claim.check))  # type: ignore[index]
+        return [(p, est > 0)]
+    return [_link_p(left, op, right, claim.check.margin, x, alpha) for left, op, right in claim.check.links]
 
 
 def family_power(claims: Sequence[Claim], summaries: Mapping[Cell, Summary], n: int, alpha: float = stats.ALPHA,
@@ -129,11 +103,7 @@ def family_power(claims: Sequence[Claim], summaries: Mapping[Cell, Summary], n: 
     x = _draw(cells, summaries, dict.fromkeys(cells, n), rng, draws)
     ps, ways, owner = [], [], []
     for i, claim in enumerate(claims):
-        if claim.chain == "trend" and len(claim.check.ops) > 1:
-            parts = [_trend_p(claim.check, x)]
-        else:
-            parts = [_link_p(left, op, right, claim.check.margin, x, alpha) for left, op, right in claim.check.links]
-        for p, way in parts:
+        for p, way in _claim_ps(claim, x, alpha):
             ps.append(np.where(np.isfinite(p), p, 1.0))
             ways.append(way)
             owner.append(i)
@@ -168,11 +138,9 @@ def pass_rate(claim: Claim, summaries: Mapping[Cell, Summary], n: Mapping[Cell, 
     which every link of the claim holds at ``alpha`` (a trend claim: its one trend)."""
     rng = np.random.default_rng(_seed(claim.name, sorted(n.values())))
     x = _draw(claim.check.cells, summaries, n, rng, draws)
-    if claim.chain == "trend" and len(claim.check.ops) > 1:
-        return float(np.mean(_trend(claim.check, x, alpha)))
     ok = np.ones(draws, dtype=bool)
-    for left, op, right in claim.check.links:
-        ok &= _holds(left, op, right, claim.check.margin, x, alpha)
+    for p, way in _claim_ps(claim, x, alpha):
+        ok &= (p < alpha) & way
     return float(np.mean(ok))
 
 
@@ -218,10 +186,8 @@ def calibrate(
     n_paper = {c: summaries[c].n for c in cells}
     level = alpha / max(1, family_size)
     passes = pass_rate(claim, summaries, n_paper, alpha, draws)
-    if all(run_n.get(c, 0) >= 2 for c in cells):
-        power = pass_rate(claim, summaries, {c: run_n[c] for c in cells}, level, draws)
-    else:
-        power = float("nan")
+    testable = all(run_n.get(c, 0) >= 2 for c in cells)
+    power = pass_rate(claim, summaries, {c: run_n[c] for c in cells}, level, draws) if testable else float("nan")
     needed = needed_n(claim, summaries, level)
     return Calibration(passes, power, level, needed, min(n_paper.values()), tuple(run_n.get(c, 0) for c in cells))
 

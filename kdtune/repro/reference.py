@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +21,14 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from kdtune.errors import KdtuneError, SpecError
 from kdtune.labels import REPORT_KEYS
 from kdtune.repro.claims import Cell, Checker, Claim, Evidence, Family, Link, Verdict, check_kind, parse_check
 from kdtune.repro.power import DRAWS, Summary, calibrate
 from kdtune.results import stats
-from kdtune.validation import error_line, json_schema_of, spec_error
+from kdtune.validation import StrictModel, error_line, json_schema_of, spec_error
 
 REFERENCE_DIR = Path(__file__).parents[1] / "references"  # kdtune/references (package data)
 SPREADS = ("std", "se", "ci95", "none")
@@ -35,11 +36,7 @@ M = TypeVar("M", bound=BaseModel)
 VALUE_FIELDS = ("metric", "kdtune_metric", "mean", "spread", "note")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ClaimModel(_Strict):
+class ClaimModel(StrictModel):
     id: str = Field(description="unique in its file; cited as FILE:TABLE/ID")
     check: str = Field(description="the statement, in kdtune's claim grammar (kdtune.repro.claims)")
     quote: str = Field("", description="the paper's words")
@@ -54,8 +51,15 @@ class ClaimModel(_Strict):
     chain: str = Field("links", description="a chain a > b > c: links (every link tested) or trend (one linear trend)")
     recoded: str = Field("", description="how and why the check departs from the words' literal reading")
 
+    def claim(self, where: str, ref: str = "") -> Claim:
+        """The claim, its check parsed and its kind and chain checked (one line naming ``where`` when not)."""
+        check = parse_check(self.check, where)
+        check_kind(where, self.kind, self.chain, check)
+        extra = {"margin": self.margin, "note": self.note, "recoded": self.recoded}
+        return Claim(self.id, check, self.quote, self.where, extra, self.kind, self.chain, ref)
 
-class PaperDataModel(_Strict):
+
+class PaperDataModel(StrictModel):
     name: str = Field(description="the paper's data set: kdtune's data set name where kdtune has it (mnist), else in words")
     eval_sets: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -65,7 +69,7 @@ class PaperDataModel(_Strict):
     archs: dict[str, str] = Field(default_factory=dict, description="model label → the paper's architecture, as kdtune's arch")
 
 
-class TableModel(_Strict):
+class TableModel(StrictModel):
     title: str
     where: str = ""
     sweeps: list[str] = Field(default_factory=list, description="shipped sweep files whose labels the table uses")
@@ -83,7 +87,7 @@ class TableModel(_Strict):
     note: str = ""
 
 
-class ReferenceModel(_Strict):
+class ReferenceModel(StrictModel):
     id: str
     citation: str
     source: str = ""
@@ -122,10 +126,8 @@ class RefTable:
 def _value(where: str, raw: dict[str, Any], fixed: dict[str, Any]) -> RefValue:
     unknown = [k for k in raw if k not in REPORT_KEYS and k not in VALUE_FIELDS]
     if unknown:
-        raise KdtuneError(
-            f"{where}.{unknown[0]}: unknown key; allowed here: report keys ({', '.join(REPORT_KEYS)}) or "
-            + ", ".join(VALUE_FIELDS)
-        )
+        allowed = f"report keys ({', '.join(REPORT_KEYS)}) or {', '.join(VALUE_FIELDS)}"
+        raise KdtuneError(f"{where}.{unknown[0]}: unknown key; allowed here: {allowed}")
     for need in ("metric", "mean"):
         if need not in raw:
             raise KdtuneError(f"{where}.{need}: is required")
@@ -192,11 +194,7 @@ def load_reference(name: str) -> dict[str, RefTable]:
             if c.id in seen:
                 raise KdtuneError(f"{path}: tables.{key}: claim id {c.id!r} used twice in this file")
             seen.add(c.id)
-            where = f"{path}: tables.{key}: claim {c.id}"
-            check = parse_check(c.check, where)
-            check_kind(where, c.kind, c.chain, check)
-            extra = {"margin": c.margin, "note": c.note, "recoded": c.recoded}
-            claims.append(Claim(c.id, check, c.quote, c.where, extra, c.kind, c.chain, f"{model.id}:{key}/{c.id}"))
+            claims.append(c.claim(f"{path}: tables.{key}: claim {c.id}", f"{model.id}:{key}/{c.id}"))
         out[key] = RefTable(model.id, key, t, values, tuple(claims), name)
     return out
 
@@ -235,32 +233,21 @@ def _p(p: float) -> str:
 def value_rows(table: RefTable, evidence: Evidence, interval: str = "ci95") -> pd.DataFrame:
     """kdtune's cell beside each published one: means, intervals, n, the difference (kdtune − paper) and whether
     the paper's mean lies inside kdtune's interval."""
-    from kdtune.repro.claims import Cell
-
     rows = []
     for v in table.values:
         row: dict[str, Any] = {k: v.keys.get(k, "") for k in ("student", "teacher", "eval_set")}
         row.update({k: x for k, x in v.keys.items() if k not in row})
         row |= {"metric": v.metric, "paper_mean": v.mean, "paper_spread": v.spread, "paper_n": table.model.n}
-        mean = half = np.nan
-        n, why = 0, ""
+        cell = Cell("report", str(v.kdtune_metric), tuple(v.keys.items()))
         if v.kdtune_metric is None:
-            why = "not computed by kdtune" + (f": {v.note}" if v.note else "")
+            u: Any = "not computed by kdtune" + (f": {v.note}" if v.note else "")
         else:
-            cell = Cell("report", v.kdtune_metric, tuple(v.keys.items()))
-            u = (
-                evidence.units(cell)
-                if v.kdtune_metric in evidence.df.columns
-                else f"{cell}: these results have no {v.kdtune_metric}"
-            )
-            if isinstance(u, str):
-                why = u
-            else:
-                x = u.values[np.isfinite(u.values)]
-                n = len(x)
-                mean = float(np.mean(x)) if n else np.nan
-                half = stats.half_width(x, interval)
-                why = "" if n else "no finished trial"
+            u = evidence.units(cell) if v.kdtune_metric in evidence.df.columns else f"{cell}: these results have no {cell.metric}"
+        x = np.array([]) if isinstance(u, str) else u.values[np.isfinite(u.values)]
+        n = len(x)
+        mean = float(np.mean(x)) if n else np.nan
+        half = np.nan if isinstance(u, str) else stats.half_width(x, interval)
+        why = u if isinstance(u, str) else "" if n else "no finished trial"
         sd_here = float(np.std(x, ddof=stats.DDOF)) if n >= 2 else np.nan
         sd_paper = _as_sd(v.spread, table.model.spread, table.model.n)
         p = np.nan
@@ -272,25 +259,31 @@ def value_rows(table: RefTable, evidence: Evidence, interval: str = "ci95") -> p
     return pd.DataFrame(rows)
 
 
+def _eval_params(spec: dict[str, Any]) -> dict[str, Any]:
+    """An eval set's corruption parameters: its ``params`` and (in a paper's table) the keys beside them."""
+    return {k: v for k, v in spec.items() if k not in ("name", "source", "corruption", "params")} | dict(spec.get("params") or {})
+
+
 def _describe_eval_set(spec: dict[str, Any]) -> str:
-    params = {k: v for k, v in spec.items() if k not in ("name", "source", "corruption", "params")} | dict(
-        spec.get("params") or {}
-    )
     corruption = spec.get("corruption", "identity")
     what = "the clean split" if corruption == "identity" else corruption
-    return f"{what}" + "".join(f" {k}={v}" for k, v in sorted(params.items())) + f" of {spec.get('source', 'test')}"
+    return f"{what}" + "".join(f" {k}={v}" for k, v in sorted(_eval_params(spec).items())) + f" of {spec.get('source', 'test')}"
 
 
 def _same_eval_set(mine: dict[str, Any], paper: dict[str, Any]) -> bool:
-    if mine.get("source", "test") != paper.get("source", "test"):
+    if any(mine.get(k, d) != paper.get(k, d) for k, d in (("source", "test"), ("corruption", "identity"))):
         return False
-    if mine.get("corruption", "identity") != paper.get("corruption", "identity"):
-        return False
-    theirs = {k: v for k, v in paper.items() if k not in ("name", "source", "corruption", "params")} | dict(
-        paper.get("params") or {}
-    )
     ours = dict(mine.get("params") or {})
-    return all(k in ours and (str(ours[k]) == str(v) or _close(ours[k], v)) for k, v in theirs.items())
+    return all(k in ours and (str(ours[k]) == str(v) or _close(ours[k], v)) for k, v in _eval_params(paper).items())
+
+
+def _trial_config(run_dirs: Sequence[Path], trial_id: object) -> dict[str, Any] | None:
+    """A trial's stored config (``config.json``'s ``config``), from the first run folder that holds it."""
+    for folder in run_dirs:
+        path = folder / "trials" / str(trial_id) / "config.json"
+        if path.is_file():
+            return json.loads(path.read_text()).get("config", {})
+    return None
 
 
 def data_differences(table: RefTable, evidence: Evidence) -> list[str]:
@@ -303,11 +296,8 @@ def data_differences(table: RefTable, evidence: Evidence) -> list[str]:
         return []
     configs: dict[str, dict[str, Any]] = {}
     for label, rows in df.groupby(df["student"].astype(str) if "student" in df else pd.Series("", index=df.index)):
-        for folder in evidence.run_dirs:
-            path = folder / "trials" / str(rows["trial_id"].iloc[0]) / "config.json"
-            if path.is_file():
-                configs[str(label)] = json.loads(path.read_text()).get("config", {})
-                break
+        if (config := _trial_config(evidence.run_dirs, rows["trial_id"].iloc[0])) is not None:
+            configs[str(label)] = config
     if not configs:
         return []
     out = []
@@ -349,12 +339,7 @@ def setting_notes(table: RefTable, df: pd.DataFrame, run_dirs: Sequence[Path]) -
             stated.append(f"{label}: {settings}")
             continue
         rows = df[(df["student"] == label) & (df["teacher"] == "data")] if "student" in df else df.iloc[:0]
-        config = None
-        for folder in run_dirs if not rows.empty else []:
-            path = folder / "trials" / str(rows["trial_id"].iloc[0]) / "config.json"
-            if path.is_file():
-                config = json.loads(path.read_text()).get("config", {})
-                break
+        config = None if rows.empty else _trial_config(run_dirs, rows["trial_id"].iloc[0])
         unknown = []
         for key, paper in settings.items():
             try:
@@ -390,12 +375,8 @@ def claim_rows(verdicts: Sequence[Verdict]) -> pd.DataFrame:
     rows = []
     for v in verdicts:
         cal = v.calibration
-        calibration = {
-            "paper_passes": getattr(cal, "passes", np.nan),
-            "power": getattr(cal, "power", np.nan),
-            "power_level": getattr(cal, "level", np.nan),
-            "n_for_80": getattr(cal, "needed", None),
-        }
+        calibration = {column: getattr(cal, name, np.nan) for column, name in _CALIBRATION_COLUMNS}
+        calibration["n_for_80"] = getattr(cal, "needed", None)
         for i, x in enumerate(v.links):
             decided, which = deciding_p(x)
             rows.append(
@@ -406,31 +387,22 @@ def claim_rows(verdicts: Sequence[Verdict]) -> pd.DataFrame:
                     "ids": " = ".join(link_ids(x)),
                     "same_as": v.same_as,
                     "family": v.family,
-                    "kind": v.claim.kind,
-                    "where": v.claim.where,
-                    "quote": v.claim.quote,
+                    **{k: getattr(v.claim, k) for k in ("kind", "where", "quote")},
                     "check": x.text,
                     "verdict": v.verdict,
                     "link_verdict": x.verdict,
-                    "estimate": x.estimate,
-                    "lo": x.lo,
-                    "hi": x.hi,
-                    "level": x.level,
-                    "ratio": x.ratio,
-                    "p": x.p,
-                    "p_beyond": x.p_beyond,
-                    "p_adjusted": x.p_adjusted,
-                    "p_beyond_adjusted": x.p_beyond_adjusted,
+                    **{k: getattr(x, k) for k in _LINK_COLUMNS},
                     "p_decided": decided,
                     "p_which": which,
-                    "test": x.test,
-                    "n": x.n,
-                    "why": x.why,
-                    "note": x.note,
+                    **{k: getattr(x, k) for k in ("test", "n", "why", "note")},
                     **spec_columns(x),
                 }
             )
     return pd.DataFrame(rows)
+
+
+_CALIBRATION_COLUMNS = (("paper_passes", "passes"), ("power", "power"), ("power_level", "level"))  # then n_for_80
+_LINK_COLUMNS = ("estimate", "lo", "hi", "level", "ratio", "p", "p_beyond", "p_adjusted", "p_beyond_adjusted")
 
 
 SPEC_COLUMNS = ("key", "family", "paired", "folds", "margin", "constant", "exact", "relabellings", "groups", "se", "df")
@@ -489,13 +461,8 @@ def paper_summaries(table: RefTable, cells: Sequence[Cell]) -> dict[Cell, Summar
 
 
 def _matches(v: RefValue, cell: Cell) -> bool:
-    if v.kdtune_metric != cell.metric:
-        return False
-    for key, text in cell.keys:
-        mine = v.keys.get(key)
-        if mine is None or (mine != text and not _close(mine, text)):
-            return False
-    return True
+    """Whether a published value is the cell: its metric, and every key the cell names (as text, or as a number)."""
+    return v.kdtune_metric == cell.metric and all(k in v.keys and (v.keys[k] == x or _close(v.keys[k], x)) for k, x in cell.keys)
 
 
 def _as_sd(spread: float | None, convention: str, n: int | None) -> float | None:
@@ -525,9 +492,7 @@ def calibrate_verdicts(checks: Sequence[ReferenceCheck], alpha: float) -> None:
             if v.same_as:
                 continue
             summaries = paper_summaries(check.table, v.claim.check.cells)
-            run_n: dict[Cell, int] = {}
-            for x in v.links:
-                run_n |= x.cells_n
+            run_n = {c: k for x in v.links for c, k in x.cells_n.items()}
             size = len(check.families[v.family].links) if v.family in check.families else 1
             v.calibration = calibrate(v.claim, summaries, run_n, size, alpha)
         check.claims = claim_rows(check.verdicts)
@@ -568,9 +533,9 @@ def check_tables(
             notes = [f"Cells from the trials of sweep{'s' if len(used) > 1 else ''} {', '.join(used)}.", *notes]
         values = value_rows(table, scoped, interval) if table.values else pd.DataFrame()
         other = data_differences(table, scoped)
-        check = ReferenceCheck(table, values, claim_rows(verdicts), verdicts, notes, interval, families, here or bool(other))
-        check.other = other
-        out.append(check)
+        out.append(
+            ReferenceCheck(table, values, claim_rows(verdicts), verdicts, notes, interval, families, here or bool(other), other)
+        )
     calibrate_verdicts(out, alpha)
     return out
 
@@ -647,28 +612,18 @@ def _claims_frame(check: ReferenceCheck) -> pd.DataFrame:
     for _, r in c.iterrows():
         others = [i for i in r["ids"].split(" = ") if i and i != r["ref"]]
         label = r["claim"] + (f" (= {', '.join(others)})" if others and not r["same_as"] else "")
-        verdict = verdict_word(r["verdict"], check.here)
+        verdict = f"**{verdict_word(r['verdict'], check.here)}**"
         if r["verdict"] != r["link_verdict"]:
-            verdict = f"**{verdict}** (this link: {verdict_word(r['link_verdict'], check.here)})"
-        else:
-            verdict = f"**{verdict}**"
+            verdict += f" (this link: {verdict_word(r['link_verdict'], check.here)})"
+        row = {"claim": label, "check": r["check"], "verdict": verdict}
         if r["same_as"]:
-            rows.append({"claim": label, "check": r["check"], "verdict": verdict,
-                         "estimate [interval, unadjusted]": f"the same test as {r['same_as']}", "p (adjusted)": "(there)",
-                         "test": r["test"] or "–", "n": r["n"] or "–", "paper passes": "(there)",
-                         "power (n here)": "(there)"})  # fmt: skip
-            continue
+            row |= {"estimate [interval, unadjusted]": f"the same test as {r['same_as']}", "p (adjusted)": "(there)"}
+        else:
+            row["estimate [interval, unadjusted]"] = _interval(r["estimate"], r["lo"], r["hi"], r["level"], bool(r["ratio"]))
+            row["p (adjusted)"] = _decided(r)
+        row |= {"test": r["test"] or "–", "n": r["n"] or "–"}
         rows.append(
-            {
-                "claim": label,
-                "check": r["check"],
-                "verdict": verdict,
-                "estimate [interval, unadjusted]": _interval(r["estimate"], r["lo"], r["hi"], r["level"], bool(r["ratio"])),
-                "p (adjusted)": _decided(r),
-                "test": r["test"] or "–",
-                "n": r["n"] or "–",
-            }
-            | _calibration_cells(r)
+            row | (dict.fromkeys(("paper passes", "power (n here)"), "(there)") if r["same_as"] else _calibration_cells(r))
         )
     frame = pd.DataFrame(rows).set_index("claim")
     if "paper passes" in frame and frame["paper passes"].isin(["–", "(there)"]).all():
@@ -689,21 +644,22 @@ def _calibration_cells(r: pd.Series) -> dict[str, str]:
     return {"paper passes": f"{passes:.2f}{flag}", "power (n here)": shown}
 
 
+_HERE_NOTE = (
+    " Verdicts here are of this run's configuration, which the study declares cut from the paper's (or whose data "
+    "differ): holds here / opposite here / not shown here."
+)
+_OTHER_NOTE = "; other data: the run measured something else than the paper (above), so neither reads as a reproduction"
+
+
 def _claim_notes(check: ReferenceCheck, alpha: float, correction: str) -> list[str]:
-    from kdtune.repro.claims import FAMILIES, TEST_LABELS, UNTESTABLE
+    from kdtune.repro.claims import FAMILIES, KIND_NAMES, TEST_LABELS, UNTESTABLE
 
     c = check.claims
     if c.empty:
         return []
-    present = [f for f in FAMILIES if f in set(c["family"]) and f in check.families]
-    lines = [f"{check.families[f].note(alpha, correction)}" for f in present]
+    lines = [check.families[f].note(alpha, correction) for f in FAMILIES if f in set(c["family"]) and f in check.families]
     tests = [t for t in dict.fromkeys(c["test"]) if t]
-    here = (
-        " Verdicts here are of this run's configuration, which the study declares cut from the paper's (or whose data "
-        "differ): holds here / opposite here / not shown here."
-        if check.here
-        else ""
-    )
+    here = _HERE_NOTE if check.here else ""
     lines.append(
         f"Tests: {'; '.join(TEST_LABELS.get(t, t) for t in tests) or 'none'}. holds: significant in the stated direction "
         "after the family's correction (≈: inside ±margin by TOST); contradicted: significant the other way (≈: beyond "
@@ -728,8 +684,6 @@ def _claim_notes(check: ReferenceCheck, alpha: float, correction: str) -> list[s
     lines += [f"- {', '.join(ids)}{f' ({w})' if w else ''}: “{q}”" for (q, w), ids in by_quote.items()]
     for v in check.verdicts:
         if v.claim.kind != "finding":
-            from kdtune.repro.claims import KIND_NAMES
-
             lines.append(f"- {v.claim.id} is {KIND_NAMES[v.claim.kind]}: checked, not counted as a finding")
         recoded = str(v.claim.extra.get("recoded", "") or "")
         if recoded:
@@ -756,23 +710,14 @@ def _value_notes(check: ReferenceCheck) -> list[str]:
         f"{every}paper: mean ± {conv} over {t.n if t.n else '?'} runs ({t.where or t.title}); kdtune: mean ± {shown} (n) "
         "over its trained models; difference: kdtune − paper; paper vs kdtune: Welch's t-test on the two summaries "
         f"(scipy.stats.ttest_ind_from_stats: the paper's mean, SD and n against kdtune's), consistent where p ≥ {stats.ALPHA:g} "
-        "(unadjusted; not a finding of equality), – where the paper gives no ±"
-        + (
-            "; other data: the run measured something else than the paper (above), so neither reads as a reproduction"
-            if check.other
-            else ""
-        )
-        + "."
+        f"(unadjusted; not a finding of equality), – where the paper gives no ±{_OTHER_NOTE if check.other else ''}."
     ]
     if t.reading:
         lines.append(f"How the table was read from the paper's text: {t.reading}")
     missing = [w for w in check.values.get("why", []) if w]
     if missing:
-        reasons: dict[str, int] = {}
-        for w in missing:  # "cell: reason": the reasons once each, with how many cells they leave empty
-            reason = w.split("]: ", 1)[-1]
-            reasons[reason] = reasons.get(reason, 0) + 1
         lines.append(f"{len(missing)} published cell(s) without a kdtune cell (–):")
+        reasons = Counter(w.split("]: ", 1)[-1] for w in missing)  # "cell: reason": each reason once, with its count
         lines += [f"- {reason} ({n} cell{'s' if n > 1 else ''})" for reason, n in reasons.items()]
     return lines + check.notes
 
@@ -784,11 +729,12 @@ def render_checks(
     from kdtune.results.tables import to_latex, to_markdown
 
     if fmt == "csv":
-        parts = []
-        for c in checks:
-            parts.append(c.values.assign(part="value", reference=c.table.id))
-            parts.append(c.claims.assign(part="claim", reference=c.table.id))
-        frames = [p for p in parts if not p.empty]
+        frames = [
+            f
+            for c in checks
+            for f in (c.values.assign(part="value", reference=c.table.id), c.claims.assign(part="claim", reference=c.table.id))
+            if not f.empty
+        ]
         return pd.concat(frames, ignore_index=True).to_csv(index=False) if frames else ""
     write = to_markdown if fmt == "markdown" else to_latex
     out = []
@@ -824,9 +770,5 @@ def untested_lines(table: RefTable) -> list[str]:
     """The table's statements that are no claim (``untested``: the grammar cannot check them, or the paper's own numbers
     cannot carry a test), each with why: a report lists them, never leaves them out silently."""
     items = table.model.untested
-    if not items:
-        return []
-    lines = [f"{table.id}: {len(items)} statement(s) of the paper not checked:"]
-    for item in items:
-        lines.append(f"- “{item.get('quote', '')}” ({item.get('where', '')}): {item.get('why', '')}")
-    return lines
+    head = [f"{table.id}: {len(items)} statement(s) of the paper not checked:"] if items else []
+    return head + [f"- “{item.get('quote', '')}” ({item.get('where', '')}): {item.get('why', '')}" for item in items]

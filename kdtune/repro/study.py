@@ -1,16 +1,10 @@
 """One command per case study: run its sweeps, its analyses, check it against the paper, write one report.
 
-A study file (``studies/*.yaml``) names the sweeps of a case study (each with ``--set`` overrides), the analyses to
-run on their run folder, the published tables to check (``abnar2021:table6``) and claims of its own, the settings
-it cuts from the paper's (declared, shown in the report), and the tables of the report. ``kdtune study FILE``
-(:func:`kdtune.app.study`, which calls the use cases of ``kdtune run`` and ``kdtune analyze`` as they are):
-
-1. checks everything first (every sweep plans, every reference table and claim parses), before any work;
-2. runs the sweeps into one run folder as ``kdtune run`` does (finished trials reused, Ctrl-C keeps them);
-3. runs the analyses as ``kdtune analyze`` does;
-4. writes ``RUN/report.md`` and a self-contained ``RUN/report/index.html``: every reference table beside kdtune's
-   cells, every claim with its verdict and test, kdtune's own tables, the figures, the declared cuts, kdtune's
-   version and the command.
+A study file (``studies/*.yaml``, :class:`StudyModel`) names the sweeps of a case study (each with ``--set``
+overrides), the analyses, the published tables to check (``abnar2021:table6``), claims of its own, the settings it
+cuts from the paper's and the report's tables. ``kdtune study FILE`` (:func:`kdtune.app.study`) checks everything
+before any work, runs the sweeps and the analyses as ``kdtune run`` and ``kdtune analyze`` do, and writes
+``RUN/report.md`` and a self-contained ``RUN/report/index.html`` (:func:`write_report`).
 """
 
 from __future__ import annotations
@@ -26,10 +20,10 @@ from typing import Annotated
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
 from kdtune.errors import KdtuneError
-from kdtune.repro.claims import FAMILIES, FAMILY_NAMES, Claim, Evidence, check_kind, parse_check
+from kdtune.repro.claims import FAMILIES, FAMILY_NAMES, Claim, Evidence
 from kdtune.repro.reference import (
     ClaimModel,
     ReferenceCheck,
@@ -40,7 +34,7 @@ from kdtune.repro.reference import (
     verdict_word,
 )
 from kdtune.results.tables import ReportSpec
-from kdtune.validation import adapter
+from kdtune.validation import StrictModel, adapter
 
 REPORT_MD = "report.md"
 CLAIMS_CSV = "claims.csv"  # every claim row in full precision, beside report.md
@@ -48,17 +42,13 @@ UNITS_CSV = "units.csv"  # every unit behind every test (a reader can redo each 
 REPORT_HTML = Path("report") / "index.html"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AnalysesModel(_Strict):
+class AnalysesModel(StrictModel):
     only: list[str] = Field(default_factory=list, description="analyses to run (default: all)")
     where: list[str] = Field(default_factory=list, description="filters, as kdtune analyze --where KEY=V1,V2")
     eval_sets: list[str] = Field(default_factory=list, description="eval sets to analyse (default: all but val)")
 
 
-class SweepEntry(_Strict):
+class SweepEntry(StrictModel):
     path: str = Field(description="the sweep file, relative to the study file")
     set: list[str] = Field(default_factory=list, description="overrides, as kdtune run --set KEY=VALUE")
     out: str | None = Field(None, description="this sweep's run folder (default: the study's)")
@@ -69,7 +59,7 @@ class SweepEntry(_Strict):
 STUDY_REPORT = {"metrics": ["accuracy"], "interval": "ci95"}  # a study's report: what it changes of a sweep's
 
 
-class StudyModel(_Strict):
+class StudyModel(StrictModel):
     name: str = Field(description="the study's name; the run folder defaults to runs/<name>")
     description: str = ""
     paper: str = Field("", description="a shipped reference id (its citation heads the report)")
@@ -142,16 +132,9 @@ def load_study(path: str | Path, out: str | None = None) -> Study:
     for e in sweeps:
         if not (p.parent / e.path).is_file():
             raise KdtuneError(f"{path}: sweeps: {e.path}: no such sweep file (paths are relative to the study file)")
-    known: set[str] = set()
-    for target in model.references:
-        known |= {c.name for c in resolve_target(target).claims}
-    claims = []
-    for c in model.claims:
-        where = f"{path}: claims: {c.id}"
-        check = parse_check(c.check, where)
-        check_kind(where, c.kind, c.chain, check)
-        claims.append(Claim(c.id, check, c.quote, c.where, {"note": c.note, "recoded": c.recoded}, c.kind, c.chain))
-        known.add(c.id)
+    known = {c.name for target in model.references for c in resolve_target(target).claims}
+    claims = tuple(c.claim(f"{path}: claims: {c.id}") for c in model.claims)
+    known |= {c.id for c in claims}
     for name in model.primary:
         if name not in known:
             listed = ", ".join(sorted(known)[:3]) + (", …" if len(known) > 3 else "")
@@ -160,7 +143,7 @@ def load_study(path: str | Path, out: str | None = None) -> Study:
                 f"write FILE:TABLE/ID (e.g. {listed or 'abnar2021:table6/cnn-teacher-improves-mlp-accuracy-scaled'})"
             )
     run = Path(out or model.out or Path("runs") / model.name)
-    return Study(p, model, sweeps, run, tuple(claims))
+    return Study(p, model, sweeps, run, claims)
 
 
 def sweep_path(study: Study, entry: SweepEntry) -> Path:
@@ -246,10 +229,8 @@ def _power_table(checks: Sequence[ReferenceCheck], alpha: float) -> pd.DataFrame
     from kdtune.repro.reference import paper_summaries
 
     family = next((c.families[PRIMARY] for c in checks if PRIMARY in c.families), None)
-    if family is None:
-        return pd.DataFrame()
     found = [(c, v) for c in checks for v in c.verdicts if v.family == PRIMARY and not v.same_as]
-    if not found:
+    if family is None or not found:
         return pd.DataFrame()
     m = len(family.links)
     paper, pilot, n_here = {}, {}, {}
@@ -264,40 +245,28 @@ def _power_table(checks: Sequence[ReferenceCheck], alpha: float) -> pd.DataFrame
     claims = [v.claim for _, v in found]
     n = min(n_here.values()) if n_here else 0
 
-    def columns(summaries: dict) -> tuple[dict[str, float], dict[str, int | None]]:
+    def columns(summaries: dict) -> dict[str, tuple[str, str]]:
+        """Per claim with numbers: its power here and the n per cell for 80 %, as the table shows them."""
         ok = [cl for cl in claims if calibratable(cl, summaries)]
         if not ok:
-            return {}, {}
-        others = m - sum(max(1, len(cl.check.ops)) for cl in ok)
-        power = family_power(ok, summaries, n, alpha, others=max(0, others)) if n >= 2 else [float("nan")] * len(ok)
-        needed = family_needed_n(ok, summaries, alpha, others=max(0, others))
-        return dict(zip((cl.name for cl in ok), power, strict=True)), dict(zip((cl.name for cl in ok), needed, strict=True))
+            return {}
+        others = max(0, m - sum(max(1, len(cl.check.ops)) for cl in ok))
+        power = family_power(ok, summaries, n, alpha, others=others) if n >= 2 else [float("nan")] * len(ok)
+        needed = family_needed_n(ok, summaries, alpha, others=others)
+        shown = [
+            (f"{pw:.2f}" if np.isfinite(pw) else "–", "> 64" if k is None else str(k))
+            for pw, k in zip(power, needed, strict=True)
+        ]
+        return dict(zip((cl.name for cl in ok), shown, strict=True))
 
-    p_power, p_need = columns(paper)
-    r_power, r_need = columns(pilot)
-
-    def shown(values: dict, name: str, kind: str) -> str:
-        if name not in values:
-            return "–"
-        v = values[name]
-        if kind == "power":
-            return f"{v:.2f}" if np.isfinite(v) else "–"
-        return str(v) if v is not None else "> 64"
-
+    from_paper, from_run = columns(paper), columns(pilot)
     rows = []
     for _, v in found:
         name = v.claim.name
         cells_n = " vs ".join(str(n_here[c]) for c in dict.fromkeys(v.claim.check.cells) if c in n_here) or "–"
-        rows.append(
-            {
-                "claim": name,
-                "n here": cells_n,
-                "power here (paper's effect)": shown(p_power, name, "power"),
-                "n for 80 % (paper)": shown(p_need, name, "n"),
-                "power here (this run's effect)": shown(r_power, name, "power"),
-                "n for 80 % (this run)": shown(r_need, name, "n"),
-            }
-        )
+        (p_power, p_need), (r_power, r_need) = from_paper.get(name, ("–", "–")), from_run.get(name, ("–", "–"))
+        rows.append({"claim": name, "n here": cells_n, "power here (paper's effect)": p_power, "n for 80 % (paper)": p_need,
+                     "power here (this run's effect)": r_power, "n for 80 % (this run)": r_need})  # fmt: skip
     return pd.DataFrame(rows).set_index("claim")
 
 
@@ -324,12 +293,10 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
     m = study.model
     checks, own = _checks(study, df)
     all_checks = [*checks, *([own] if own else [])]
-    tables = []
-    dirs = study.table_dirs
-    for d in dirs:  # one set of tables per run folder: two folders may hold the same labels on other data
-        part = df[df["run"] == str(d)] if "run" in df and len(dirs) > 1 else df
-        for title, table, notes in own_tables(part, m.report):
-            tables.append((f"{d}: {title}" if len(dirs) > 1 else title, table, notes))
+    several = len(study.table_dirs) > 1
+    tables = [
+        (f"{d}: {t}" if several else t, x, notes) for d, part in _by_run(study, df) for t, x, notes in own_tables(part, m.report)
+    ]
     figures = _figures(study)
     cite = citation(m.paper) if m.paper else ""
     versions = results_versions(study.run_dirs)
@@ -355,16 +322,12 @@ def write_report(study: Study, df: pd.DataFrame, command: str, runs: Sequence[st
     md += [f"- {families[f].note(m.report.alpha, m.report.correction)}" for f in FAMILIES if f in families]
     if families:
         md.append("")
-    power = _power_table(all_checks, m.report.alpha)
-    if not power.empty:
-        md += [to_markdown(power, "power of the primary claims", POWER_NOTES), ""]
-    tally = _tally(all_checks)
-    if not tally.empty:
-        md += [to_markdown(tally, "findings per table (each test once)"), ""]
-    for f in FAMILIES:
-        summary = _summary(all_checks, f)
-        if not summary.empty:
-            md += [to_markdown(summary, f"every claim checked: {FAMILY_NAMES[f]}"), ""]
+    shown = [(_power_table(all_checks, m.report.alpha), "power of the primary claims", POWER_NOTES)]
+    shown.append((_tally(all_checks), "findings per table (each test once)", []))
+    shown += [(_summary(all_checks, f), f"every claim checked: {FAMILY_NAMES[f]}", []) for f in FAMILIES]
+    for frame, title, notes in shown:
+        if not frame.empty:
+            md += [to_markdown(frame, title, notes), ""]
     md += ["## The paper beside kdtune", ""]
     md += [render_checks(checks, "markdown", m.report.alpha, m.report.correction) if checks else "no reference tables", ""]
     if own:
@@ -402,8 +365,7 @@ def write_latex(study: Study, df: pd.DataFrame) -> Path:
     checks, own = _checks(study, df)
     parts = [render_checks([*checks, *([own] if own else [])], "latex", r.alpha, r.correction)] if checks or own else []
     metrics = [x for x in r.metrics if x in df and df[x].notna().any()]
-    for d in study.table_dirs if metrics else []:
-        part = df[df["run"] == str(d)] if "run" in df and len(study.table_dirs) > 1 else df
+    for d, part in _by_run(study, df) if metrics else []:
         try:
             parts.append(render(part, metrics, "latex", r.rows, r.cols, r.eval_sets, r.digits, r, label=d.name))
         except KdtuneError as e:  # as the markdown report says: no table, and why
@@ -441,6 +403,13 @@ def own_tables(df: pd.DataFrame, r: ReportSpec) -> list[tuple[str, pd.DataFrame,
         return tables(df, metrics, r.rows, r.cols, r.eval_sets, r.digits, r)
     except KdtuneError as e:
         return [(f"no table: {e}", pd.DataFrame(), [])]
+
+
+def _by_run(study: Study, df: pd.DataFrame) -> list[tuple[Path, pd.DataFrame]]:
+    """Each run folder of the report's tables with its trials: one set of tables per run folder (two folders may hold
+    the same labels on other data)."""
+    dirs = study.table_dirs
+    return [(d, df[df["run"] == str(d)] if "run" in df and len(dirs) > 1 else df) for d in dirs]
 
 
 def unit_tables(checks: Sequence[ReferenceCheck]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -556,9 +525,9 @@ def _write_index(dest: Path) -> None:
         if page.name == "index.md":
             continue
         text = page.read_text().splitlines()
-        if not text or not INDEX_MARKER.match(text[0]):
+        if not text or not (marker := INDEX_MARKER.match(text[0])):
             continue
-        name = INDEX_MARKER.match(text[0]).group(1)  # type: ignore[union-attr]
+        name = marker.group(1)
         command = next((line.split("`")[1] for line in text if line.startswith("kdtune ") and "`" in line), "")
         tally = next((line.rstrip(".") for line in text if re.match(r"^(primary|exploratory|checks) \(\d+\): ", line)), "")
         lines.append(f"| [{name}]({page.name}) | `{command}` | {tally} |")
