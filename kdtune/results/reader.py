@@ -59,8 +59,9 @@ def read_outcome(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _record_from(path: Path, plan: dict[str, Any], raw_sweep: dict[str, Any]) -> SweepRecord:
-    outcome = read_outcome(path)
+def _record_from(path: Path) -> SweepRecord:
+    """The sweep record in folder ``path`` (its plan.json, sweep.yaml and outcome.json)."""
+    plan, outcome = read_json(path / "plan.json"), read_outcome(path)
     trials = plan.get("trials", {})
     return SweepRecord(
         name=plan.get("record", path.name),
@@ -70,7 +71,7 @@ def _record_from(path: Path, plan: dict[str, Any], raw_sweep: dict[str, Any]) ->
         eval_sets=list(plan.get("eval_sets", [])),
         models=list(plan.get("models", dict.fromkeys(t["student"] for t in trials.values()))),
         failures=dict(outcome.get("failures", {})),
-        raw=raw_sweep,
+        raw=_yaml_file(path / "sweep.yaml"),
         updated=(path / "plan.json").stat().st_mtime,
         kind=plan.get("kind", "sweep"),
         plan_hash=plan.get("plan_hash"),
@@ -89,15 +90,9 @@ def _yaml_file(path: Path) -> dict[str, Any]:
 def load_records(run_dir: str | Path) -> list[SweepRecord]:
     """Every sweep record of a run folder, oldest first (a folder of an older kdtune has one, at its root)."""
     run_dir = Path(run_dir)
-    found: list[SweepRecord] = []
     root = run_dir / SWEEPS
-    if root.is_dir():
-        for d in root.iterdir():
-            if (d / "plan.json").is_file():
-                found.append(_record_from(d, read_json(d / "plan.json"), _yaml_file(d / "sweep.yaml")))
-    elif (run_dir / "plan.json").is_file():  # the layout before sweep records
-        found.append(_record_from(run_dir, read_json(run_dir / "plan.json"), _yaml_file(run_dir / "sweep.yaml")))
-    return sorted(found, key=lambda r: r.updated)
+    folders = list(root.iterdir()) if root.is_dir() else [run_dir]  # (a folder of the layout before sweep records)
+    return sorted((_record_from(d) for d in folders if (d / "plan.json").is_file()), key=lambda r: r.updated)
 
 
 def record_labels(records: Sequence[SweepRecord]) -> dict[str, str]:
@@ -218,13 +213,7 @@ def _rows(
     fold = data.get("fold") if data.get("folds", 1) > 1 else None  # also for records written before folds existed
     base = {
         "trial_id": tid,
-        "stage": info.get("stage"),
-        "student": info.get("student"),
-        "teacher": info.get("teacher"),
-        "seed": info.get("seed"),
-        "fold": fold,
-        "teacher_seed": info.get("teacher_seed"),
-        "teacher_id": info.get("teacher_id"),
+        **{k: fold if k == "fold" else info.get(k) for k in ID_COLUMNS[1:-1]},  # (but eval_set)
         "sweep": sweeps,
         **summary,
         "_class": labels.leaves(_class_dict(config_dict, configs, run_dir)) if config_dict else None,
@@ -400,10 +389,7 @@ def write_results(run_dir: str | Path, df: pd.DataFrame) -> Path:
     """Write ``results.parquet`` and ``results.csv`` (an export; the run folder stays the source) atomically."""
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{RESULTS}.tmp"
-    df.to_parquet(tmp, index=False)
-    tmp.replace(out / RESULTS)
-    tmp_csv = out / ".results.csv.tmp"
-    df.to_csv(tmp_csv, index=False)
-    tmp_csv.replace(out / "results.csv")
+    for name, write in ((RESULTS, df.to_parquet), ("results.csv", df.to_csv)):
+        write(out / f".{name}.tmp", index=False)
+        (out / f".{name}.tmp").replace(out / name)
     return out / RESULTS

@@ -217,26 +217,29 @@ def _p_from(stat: np.ndarray, exact: bool) -> tuple[float, float]:
     return p, reach
 
 
-def permutation_p(x: np.ndarray, y: np.ndarray, *, paired: bool, seed: int = SEED) -> tuple[float, bool]:
-    """The permutation p of the mean difference ``x − y`` (sign flips of the pairs, or relabelling the units), exact
-    when there are at most :data:`MAX_EXACT` rearrangements; and whether it was exact."""
-    rng = np.random.default_rng(seed)
-    if paired:
-        d = np.asarray(x, float) - np.asarray(y, float)
-        n = len(d)
-        if 2**n <= MAX_EXACT:
-            signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
-            exact = True
-        else:
-            signs = np.vstack([np.ones(n), rng.choice((1.0, -1.0), size=(RESAMPLES, n))])
-            exact = False
-        stat = signs @ d / n
-        return _p_from(stat, exact)[0], exact
-    pooled = np.concatenate([x, y])
-    assign, exact = _assignments((len(x), len(y)), MAX_EXACT, seed, RESAMPLES)
-    ga = assign == 0
-    stat = (ga * pooled).sum(1) / len(x) - (~ga * pooled).sum(1) / len(y)
-    return _p_from(stat, exact)[0], exact
+def _mean_diffs(
+    x: np.ndarray, y: np.ndarray, *, paired: bool, seed: int = SEED, flips: float = MAX_EXACT
+) -> tuple[np.ndarray, bool]:
+    """The mean difference ``x − y`` under each rearrangement, the observed first: sign flips of the pairs (all of them
+    up to ``flips``), or relabellings of the units (all up to :data:`MAX_EXACT`); else :data:`RESAMPLES` random ones
+    seeded by ``seed``. And whether they were all."""
+    if not paired:
+        pooled = np.concatenate([x, y])
+        assign, exact = _assignments((len(x), len(y)), MAX_EXACT, seed, RESAMPLES)
+        ga = assign == 0
+        return (ga * pooled).sum(1) / len(x) - (~ga * pooled).sum(1) / len(y), exact
+    d = np.asarray(x, float) - np.asarray(y, float)
+    n = len(d)
+    if 2**n <= flips:
+        return np.array(list(itertools.product((1.0, -1.0), repeat=n))) @ d / n, True
+    signs = np.vstack([np.ones(n), np.random.default_rng(seed).choice((1.0, -1.0), size=(RESAMPLES, n))])
+    return signs @ d / n, False
+
+
+def _t_interval(est: float, se: float, df: float, level: float) -> tuple[float, float, float]:
+    """The ``level`` interval ``est ± t·se`` on ``df`` degrees of freedom and the two-sided p of ``est / se``."""
+    half = float(scipy.stats.t.ppf(0.5 + level / 2, df) * se)
+    return est - half, est + half, float(2 * scipy.stats.t.sf(abs(est / se), df))
 
 
 # ------------------------------------------------------------------------------------------ two cells of models
@@ -323,7 +326,7 @@ def compare(
     scale = float(np.max(np.abs(np.concatenate([x, y]))))
     if is_constant(x - y, scale) if paired else (is_constant(x, scale) and is_constant(y, scale)):
         # zero variance: no t statistic; the exact permutation test of the same difference
-        p = 1.0 if abs(diff) <= 1e-9 * max(1.0, scale) else permutation_p(x, y, paired=paired, seed=seed)[0]
+        p = 1.0 if abs(diff) <= 1e-9 * max(1.0, scale) else _p_from(*_mean_diffs(x, y, paired=paired, seed=seed))[0]
         why = "zero variance: exact permutation p, no interval"
         return Comparison(diff, nan, nan, p, "exact", paired, n_pairs, len(x), len(y), why, level)
     if test == "t" and use_folds:
@@ -337,15 +340,14 @@ def compare(
             vb = np.var(y, ddof=DDOF) * fold_factor(len(y), folds)
             se = math.sqrt(va + vb)
             df = (va + vb) ** 2 / (va**2 / (len(x) - 1) + vb**2 / (len(y) - 1))
-        p = float(2 * scipy.stats.t.sf(abs(diff) / se, df))
-        half = float(scipy.stats.t.ppf(0.5 + level / 2, df) * se)
+        lo, hi, p = _t_interval(diff, se, df, level)
         why = f"units are folds of a {folds}-fold split (corrected for their overlapping training sets)"
-        return Comparison(diff, diff - half, diff + half, p, name, paired, n_pairs, len(x), len(y), why, level)
+        return Comparison(diff, lo, hi, p, name, paired, n_pairs, len(x), len(y), why, level)
     t = scipy.stats.ttest_rel(x, y) if paired else scipy.stats.ttest_ind(x, y, equal_var=False)
     ci = t.confidence_interval(level)
     lo, hi, p = float(ci.low), float(ci.high), float(t.pvalue)
+    stat = _mean_diff_paired if paired else _mean_diff
     if test == "bootstrap":
-        stat = _mean_diff_paired if paired else _mean_diff
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a degenerate resample (BCa's acceleration undefined)
             res = scipy.stats.bootstrap(
@@ -362,7 +364,6 @@ def compare(
         lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
         p = float(min(1.0, 2 * min(np.mean(dist <= 0), np.mean(dist >= 0))))
     elif test == "permutation":
-        stat = _mean_diff_paired if paired else _mean_diff
         res = scipy.stats.permutation_test(
             (x, y),
             stat,
@@ -453,9 +454,7 @@ def contrast(
     scale = max(float(np.max(np.abs(x))) for x in xs)
     if se == 0 or all(is_constant(x, scale) for x in xs):
         return Contrast(est, 0.0, nan, nan, nan, nan, "zero variance in every cell: no test", level)
-    p = float(2 * scipy.stats.t.sf(abs(est / se), df))
-    half = float(scipy.stats.t.ppf(0.5 + level / 2, df) * se)
-    return Contrast(est, se, df, est - half, est + half, p, "", level)
+    return Contrast(est, se, df, *_t_interval(est, se, df, level), "", level)
 
 
 def paired_contrast(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, level: float = 1 - ALPHA) -> Contrast:
@@ -522,16 +521,7 @@ def equivalence_exact(
 
     def one_sided(shift: float, sign: float) -> float:
         """P(T* ≥ T) for T = sign · (mean difference after shifting ``a`` by ``shift``); row 0 is the observed one."""
-        xs = x - shift
-        if paired:
-            d = xs - y
-            flips = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
-            stat = sign * (flips @ d) / len(d)
-        else:
-            pooled = np.concatenate([xs, y])
-            assign, _ = _assignments((len(xs), len(y)), MAX_EXACT, SEED, RESAMPLES)
-            ga = assign == 0
-            stat = sign * ((ga * pooled).sum(1) / len(xs) - (~ga * pooled).sum(1) / len(y))
+        stat = sign * _mean_diffs(x - shift, y, paired=paired, flips=math.inf)[0]
         tol = _TIE * max(1.0, float(np.max(np.abs(stat))))
         return float(np.mean(stat >= stat[0] - tol))
 
@@ -820,11 +810,7 @@ def pair_test(
     stat = means[:, 0] - means[:, 1]
     p, reach = _p_from(stat, exact)
     theta, se, df, jwhy = _jackknife(sample, [a, b], [1.0, -1.0], 0.0)
-    if np.isfinite(se) and se > 0:
-        half = float(scipy.stats.t.ppf(0.5 + level / 2, df) * se)
-        lo, hi = theta - half, theta + half
-    else:
-        lo = hi = nan
+    lo, hi, _ = _t_interval(theta, se, df, level) if np.isfinite(se) and se > 0 else (nan, nan, nan)
     n = " vs ".join(f"{len(i)}" for i in idx)
     common = {"se": se, "df": df, "relabellings": len(assign), "exact": exact, "reach": reach, "level": level}
     if not np.isfinite(p):
@@ -852,9 +838,7 @@ def pair_contrast(
         return Contrast(theta, nan, nan, nan, nan, nan, why or "no standard error", level, "pairs-jackknife")
     if se == 0:
         return Contrast(theta, 0.0, nan, nan, nan, nan, "zero variance over the jackknife: no test", level, "pairs-jackknife")
-    p = float(2 * scipy.stats.t.sf(abs(theta / se), df))
-    half = float(scipy.stats.t.ppf(0.5 + level / 2, df) * se)
-    return Contrast(theta, se, df, theta - half, theta + half, p, "", level, "pairs-jackknife")
+    return Contrast(theta, se, df, *_t_interval(theta, se, df, level), "", level, "pairs-jackknife")
 
 
 POWER = 0.8  # the power at which :func:`detectable` measures what a test can find
@@ -867,8 +851,6 @@ def detectable(n_a: int, n_b: int, *, paired: bool, alpha: float, test: str = "t
     (df = n_a + n_b - 2, Welch's at equal spreads). ``inf`` where no data can reach ``alpha``: fewer than 2 units a side,
     or a permutation test whose smallest p (``2 / 2^n`` sign flips, ``2 / C(n_a + n_b, n_a)`` relabellings) is not
     below ``alpha``. What a test "cannot decide" at a table's n: ``--bold significant`` uses it."""
-    import math
-
     from scipy.optimize import brentq
 
     if min(n_a, n_b) < 2:

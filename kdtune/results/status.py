@@ -21,7 +21,7 @@ from typing import Any
 from kdtune import labels
 from kdtune.errors import KdtuneError
 from kdtune.labels import SETTING_COLUMNS
-from kdtune.results.reader import load_records, record_labels, select_records, trial_status
+from kdtune.results.reader import load_records, read_outcome, record_labels, select_records, trial_status
 from kdtune.rundir import CONFIG, METRICS, lock_holder, read_json, trial_dir
 
 STATES = ("finished", "failed", "skipped", "damaged", "running", "pending")
@@ -133,14 +133,6 @@ def _where(run_dir: Path, tid: str) -> str | None:
     return f"node {node[:8]} on {host}" if node else f"{host} (no Ray)"
 
 
-def _nodes_line(where: dict[str, str | None]) -> str | None:
-    """One line counting the finished trials per node (None if no trial recorded where it ran)."""
-    counts = Counter(w for w in where.values() if w)
-    if not counts:
-        return None
-    return "  ran on: " + ", ".join(f"{w}: {n}" for w, n in counts.most_common())
-
-
 def run_status(run_dir: Path, sweep: str | None = None, trials: bool = False) -> str:
     """The status report of a run folder as text (one block per recorded sweep); with ``trials``, also
     every finished trial with the node that ran it."""
@@ -155,12 +147,7 @@ def run_status(run_dir: Path, sweep: str | None = None, trials: bool = False) ->
     apart = distinguishing(run_dir, {tid: info for r in records for tid, info in r.trials.items()})
     labels = record_labels(load_records(run_dir))  # a sweep as its user named it, two of one name told apart
     for r in records:
-        runs = []
-        if r.path is not None:
-            try:
-                runs = json.loads((r.path / "outcome.json").read_text()).get("runs", [])
-            except (OSError, json.JSONDecodeError):
-                runs = []
+        runs = read_outcome(r.path).get("runs", []) if r.path is not None else []
         last = runs[-1] if runs else {}
         how = (
             f"last run {last.get('started')} → {'still going' if holder else 'stopped'}"
@@ -184,9 +171,9 @@ def run_status(run_dir: Path, sweep: str | None = None, trials: bool = False) ->
             counts = Counter(states[tid][0] for tid in ids)
             parts = ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s] or s in ("finished", "pending"))
             lines.append(f"  stage {stage}: {parts} (of {len(ids)})")
-        nodes = _nodes_line(where)
+        nodes = Counter(w for w in where.values() if w)  # the finished trials per node (none: no trial recorded where)
         if nodes:
-            lines.append(nodes)
+            lines.append("  ran on: " + ", ".join(f"{w}: {n}" for w, n in nodes.most_common()))
         if trials:
             listed = [tid for tid, (st, _) in states.items() if st == "finished"]
             if listed:
