@@ -347,33 +347,19 @@ def compare(
     ci = t.confidence_interval(level)
     lo, hi, p = float(ci.low), float(ci.high), float(t.pvalue)
     stat = _mean_diff_paired if paired else _mean_diff
+    how: dict[str, Any] = {"vectorized": True, "n_resamples": resamples}
     if test == "bootstrap":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a degenerate resample (BCa's acceleration undefined)
-            res = scipy.stats.bootstrap(
-                (x, y),
-                stat,
-                paired=paired,
-                vectorized=True,
-                confidence_level=level,
-                method="BCa",
-                n_resamples=resamples,
-                **_seeded(scipy.stats.bootstrap, seed),
-            )
+            how |= _seeded(scipy.stats.bootstrap, seed)
+            res = scipy.stats.bootstrap((x, y), stat, paired=paired, confidence_level=level, method="BCa", **how)
         dist = np.asarray(res.bootstrap_distribution)
         lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
         p = float(min(1.0, 2 * min(np.mean(dist <= 0), np.mean(dist >= 0))))
     elif test == "permutation":
-        res = scipy.stats.permutation_test(
-            (x, y),
-            stat,
-            permutation_type="samples" if paired else "independent",
-            vectorized=True,
-            n_resamples=resamples,
-            alternative="two-sided",
-            **_seeded(scipy.stats.permutation_test, seed),
-        )
-        p = float(res.pvalue)
+        how |= _seeded(scipy.stats.permutation_test, seed)
+        kind = "samples" if paired else "independent"
+        p = float(scipy.stats.permutation_test((x, y), stat, permutation_type=kind, alternative="two-sided", **how).pvalue)
     return Comparison(diff, lo, hi, p, name, paired, n_pairs, len(x), len(y), "", level)
 
 
@@ -780,15 +766,15 @@ def pair_test(
     groups = exchangeable(a, b)
     labels = np.asarray(sample.labels, dtype=object)
     idx = [np.flatnonzero(labels == g) for g in groups]
-    if any(len(i) == 0 for i in idx) or any(len(sample.index(g)) == 0 for c in (a, b) for g in c):
-        missing = [g for c in (a, b) for g in c if len(sample.index(g)) == 0]
+    n = " vs ".join(f"{len(i)}" for i in idx)
+    missing = [g for c in (a, b) for g in c if len(sample.index(g)) == 0]  # (the groups of idx among them)
+    if missing:
         return PairTest(nan, nan, nan, nan, "pairs", why=f"no model in group {missing[0]}", level=level)
     pooled = np.concatenate(idx)
     count = math.factorial(len(pooled))
     for i in idx:
         count //= math.factorial(len(i))
     if count * alpha <= 1:  # even the observed labelling alone among them has p = 1/count ≥ α: too few models
-        n = " vs ".join(f"{len(i)}" for i in idx)
         why = f"{n} models: {count} relabellings, no p below 1/{count} = {1 / count:.2g} (not below {alpha:g})"
         observed = _cell_means(sample, [a, b], labels[None, :])[0]
         est = float(observed[0] - observed[1])
@@ -811,7 +797,6 @@ def pair_test(
     p, reach = _p_from(stat, exact)
     theta, se, df, jwhy = _jackknife(sample, [a, b], [1.0, -1.0], 0.0)
     lo, hi, _ = _t_interval(theta, se, df, level) if np.isfinite(se) and se > 0 else (nan, nan, nan)
-    n = " vs ".join(f"{len(i)}" for i in idx)
     common = {"se": se, "df": df, "relabellings": len(assign), "exact": exact, "reach": reach, "level": level}
     if not np.isfinite(p):
         return PairTest(float(stat[0]), lo, hi, nan, "pairs", why="a cell without pairs", **common)

@@ -1056,15 +1056,9 @@ def _latex(
                 break
         moved = [f"{' and '.join(cols[:k])} moved from the columns to the rows to fit {look.textwidth:g} pt"] if k else []
         caption = [x.rstrip(":") + " (listed in comments after the table)" if x.endswith(":") else x for x in stat_lines + lines]
-        yield to_latex(
-            table,
-            title,
-            moved + [x[2:] for x in caption if x.startswith("- ")],
-            [x for x in caption if not x.startswith("- ")],
-            f"tab:{label}-{metric}",
-            look.small_pm,
-            look.textwidth,
-        )
+        listed = [x[2:] for x in caption if x.startswith("- ")]
+        rest = [x for x in caption if not x.startswith("- ")]
+        yield to_latex(table, title, moved + listed, rest, f"tab:{label}-{metric}", look.small_pm, look.textwidth)
 
 
 def render(
