@@ -1,13 +1,11 @@
-"""Run folder → results table: one row per trial × eval set (tidy), written as parquet and CSV; the reader of a run
-folder, which imports neither torch nor the sweep reader (what a run writes there is :mod:`kdtune.run.ledger`'s).
+"""Run folder → results table: one row per trial × eval set (tidy), written as parquet and CSV. Imports neither torch
+nor the sweep reader (what a run writes there is :mod:`kdtune.run.ledger`'s).
 
-Every ``kdtune run`` into a folder leaves a *sweep record* in ``<run>/sweeps/<record>/``: the sweep as
-run (``sweep.yaml``, after ``--set``), its planned trials with their labels and configs
-(``plan.json``) and what became of them (``outcome.json``: the failures of its last invocation, and
-a log of its invocations). The results table of a run folder is built from the records and the trial
-folders, never from memory: the union of every record by default, or one record. A trial that did
-not finish still gets one row (status ``failed``, ``skipped``, ``damaged`` or ``pending``, with its
-reason), so reports can say what is missing.
+Every ``kdtune run`` into a folder leaves a *sweep record* in ``<run>/sweeps/<record>/``: the sweep as run
+(``sweep.yaml``, after ``--set``), its planned trials with labels and configs (``plan.json``) and what became of them
+(``outcome.json``: its last invocation's failures, a log of its invocations). The table is built from the records and
+trial folders, never from memory: every record's union, or one record. A trial that did not finish still gets one row
+(status ``failed``, ``skipped``, ``damaged`` or ``pending``, with its reason), so reports can say what is missing.
 """
 
 from __future__ import annotations
@@ -261,24 +259,20 @@ def _labels(classes: list[dict[str, str]]) -> list[str]:
     return out
 
 
-def _ignored(key: str) -> bool:
-    """Config keys that change no result: what is saved (``outputs``) and which eval sets are scored."""
-    return key.startswith("outputs.") or key.startswith("data.eval_sets")
-
-
 def cell_labels(classes: pd.Series, labels: pd.Series, keep: Any) -> pd.Series:
     """One label per row: among the rows of one model label (``labels``), the settings in which its
     configuration (``classes``: flattened config dicts, ``keep`` choosing their keys) differs from the
     others'; None where the label has one configuration only."""
     out = pd.Series(None, index=classes.index, dtype=object)
-    for _, idx in labels.groupby(labels.astype(object), dropna=True).groups.items():
+    for idx in labels.groupby(labels.astype(object), dropna=True).groups.values():
         pure: dict[str, dict[str, str]] = {}
         row_key: dict[Any, str] = {}
         for i in idx:
             c = classes.loc[i]
             if not isinstance(c, dict):
                 continue
-            kept = {k: v for k, v in c.items() if keep(k) and not _ignored(k)}
+            # (what is saved and which eval sets are scored change no result)
+            kept = {k: v for k, v in c.items() if keep(k) and not k.startswith(("outputs.", "data.eval_sets"))}
             key = json.dumps(kept, sort_keys=True)
             pure.setdefault(key, kept)
             row_key[i] = key

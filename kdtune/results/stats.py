@@ -167,6 +167,11 @@ def is_paired(units_a: Sequence[Hashable], units_b: Sequence[Hashable]) -> bool:
 # -------------------------------------------------------------------------------------------- permutations
 
 
+def _multinomial(sizes: Sequence[int]) -> int:
+    """In how many distinct ways ``sum(sizes)`` units split into groups of these sizes."""
+    return math.factorial(sum(sizes)) // math.prod(math.factorial(s) for s in sizes)
+
+
 @functools.lru_cache(maxsize=256)
 def _assignments(sizes: tuple[int, ...], limit: int, seed: int, draws: int) -> tuple[np.ndarray, bool]:
     """Label assignments of ``sum(sizes)`` positions, group g taking ``sizes[g]`` of them, as a (P, N) integer array
@@ -175,10 +180,7 @@ def _assignments(sizes: tuple[int, ...], limit: int, seed: int, draws: int) -> t
     cached) and whether it is exhaustive."""
     n = int(sum(sizes))
     base = np.repeat(np.arange(len(sizes)), sizes)
-    count = math.factorial(n)
-    for s in sizes:
-        count //= math.factorial(s)
-    if count <= limit:
+    if _multinomial(sizes) <= limit:
         rows: list[np.ndarray] = []
 
         def fill(row: np.ndarray, free: list[int], g: int) -> None:
@@ -771,9 +773,7 @@ def pair_test(
     if missing:
         return PairTest(nan, nan, nan, nan, "pairs", why=f"no model in group {missing[0]}", level=level)
     pooled = np.concatenate(idx)
-    count = math.factorial(len(pooled))
-    for i in idx:
-        count //= math.factorial(len(i))
+    count = _multinomial([len(i) for i in idx])
     if count * alpha <= 1:  # even the observed labelling alone among them has p = 1/count ≥ α: too few models
         why = f"{n} models: {count} relabellings, no p below 1/{count} = {1 / count:.2g} (not below {alpha:g})"
         observed = _cell_means(sample, [a, b], labels[None, :])[0]

@@ -1,13 +1,13 @@
 """``kdtune status RUN``: what a run folder holds against its sweep records, read-only.
 
-Per recorded sweep and stage: finished, failed (with reasons), skipped, damaged, running and pending
-trials, and how many finished trials each Ray node (or host) ran. "Running" comes from ``progress.json``,
-which the ``kdtune run`` holding the folder's lock keeps up to date; without a holder nothing is running.
-Safe while a run is going on: it writes nothing and takes no lock.
+Per recorded sweep and stage: finished, failed (with reasons), skipped, damaged, running and pending trials, and how
+many finished trials each Ray node (or host) ran. "Running" comes from ``progress.json``, which the ``kdtune run``
+holding the folder's lock keeps up to date; without a holder nothing is running. Safe while a run is going on: it writes
+nothing and takes no lock.
 
-Trials that share student, teacher, seed (and fold) are told apart in every listing by the settings in
-which they differ (``temperature=2, w_hard=0.5``; a teacher's own as ``teacher.lr=0.0012``), found over
-all the records shown: see :func:`distinguishing`.
+Trials that share student, teacher, seed (and fold) are told apart in every listing by the settings in which they differ
+(``temperature=2, w_hard=0.5``; a teacher's own as ``teacher.lr=0.0012``), found over all the records shown: see
+:func:`distinguishing`.
 """
 
 from __future__ import annotations

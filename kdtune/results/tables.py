@@ -1,20 +1,19 @@
 """Results table → mean ± std (n) tables over seeds (and k-fold folds), in markdown, LaTeX (booktabs) or CSV.
 
-Default layout (Abnar et al., Tables 5-6): rows are students; columns are eval set × teacher,
-"data" meaning trained without distillation. Settings that vary inside a cell (e.g. two
-temperatures) are added to the rows automatically, so no cell ever mixes configurations.
+Default layout (Abnar et al., Tables 5-6): rows are students; columns are eval set × teacher, "data" meaning trained
+without distillation. Settings that vary inside a cell (e.g. two temperatures) are added to the rows automatically, so
+no cell ever mixes configurations.
 
-Baselines ("data" rows) have no distillation settings: when one of :data:`KD_SETTINGS` is a row or
-column key, a baseline's cell is shown under every value of it, with a note under the table.
-Seeds and folds (``data.folds``) are what a cell averages over, unless named as rows or columns: a cell of
-a 5-fold sweep with 3 seeds holds 15 trials.
+Baselines ("data" rows) have no distillation settings: when one of :data:`KD_SETTINGS` is a row or column key, a
+baseline's cell is shown under every value of it, with a note under the table. Seeds and folds (``data.folds``) are what
+a cell averages over, unless named as rows or columns: a cell of a 5-fold sweep with 3 seeds holds 15 trials.
 
-Trials that did not finish count towards a cell's planned number: ``0.967 ± 0.004 (3/4)`` means 3 of
-4 planned trials finished, ``failed (0/2)`` that none did; a note under the table lists them.
+Trials that did not finish count towards a cell's planned number: ``0.967 ± 0.004 (3/4)`` means 3 of 4 planned trials
+finished, ``failed (0/2)`` that none did; a note under the table lists them.
 
 The statistics come from :mod:`kdtune.results.stats` (:class:`ReportSpec` says which): what ``±`` shows (std, s.e. or a
-t-based 95 % interval, ddof 1), comparisons of every cell with a reference cell (``teacher=data``; ▲/▼ where
-the difference is significant after correcting over the table's comparisons) and the best cells in bold.
+t-based 95 % interval, ddof 1), comparisons of every cell with a reference cell (``teacher=data``; ▲/▼ where the
+difference is significant after correcting over the table's comparisons) and the best cells in bold.
 """
 
 from __future__ import annotations
@@ -706,11 +705,7 @@ def _compare(
     is_ref = [not pd.isna(v) and v == value for v in frame[key].astype(object)]  # (value is never missing)
     other_values = dict(zip(frame.index, _tuples(frame, others), strict=True))
     refs = [(i, other_values[i]) for i, r in zip(frame.index, is_ref, strict=True) if r]
-    frame = frame.copy()
-    for c in COMPARE_COLUMNS:
-        frame[c] = np.nan if c != "test" else ""
-    frame["marker"] = ""
-    frame["_ref"] = -1
+    frame = frame.assign(**{c: "" if c == "test" else np.nan for c in COMPARE_COLUMNS}, marker="", _ref=-1)
     done: dict[tuple[int, int], stats.Comparison] = {}
     no_ref = few = 0
     for row, ref_flag in zip(frame.index, is_ref, strict=True):
@@ -764,8 +759,7 @@ def _best(
     the test can decide at their n (it finds :data:`DECIDES` std with 80 % power at α over the comparisons);
     elsewhere the best mean alone."""
     higher = BETTER[metric] == "maximize"
-    frame = frame.copy()
-    frame["bold"] = frame["underline"] = False
+    frame = frame.assign(bold=False, underline=False)
     facts: dict[str, object] = {"higher": higher, "tested": [], "few_best": 0, "few": 0, "undecided": []}
     pairs: list[list[tuple[list[int], int, Units, Units]]] = []  # per column: (rows of a cell, row of the best, units)
     for cells in _columns(frame, cols):
