@@ -157,7 +157,7 @@ def trial_status(run_dir: Path, tid: str, failure: str | None, full: bool = Fals
     return "pending", ""
 
 
-def _stored_config(run_dir: Path, tid: str | None, configs: dict[str, dict[str, Any] | None]) -> dict[str, Any] | None:
+def stored_config(run_dir: Path, tid: str | None, configs: dict[str, dict[str, Any] | None]) -> dict[str, Any] | None:
     """A trial's config: from the records (``configs``), else from its trial folder (older records), else None."""
     if not tid:
         return None
@@ -183,7 +183,7 @@ def _class_dict(
         d["data"].pop("fold", None)
     teacher = d.pop("teacher_id", None)
     if teacher and depth < 8:
-        tc = _stored_config(run_dir, teacher, configs)
+        tc = stored_config(run_dir, teacher, configs)
         d["teacher"] = _class_dict(tc, configs, run_dir, depth + 1) if tc else {"id": teacher}
     return d
 

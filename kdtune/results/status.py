@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from kdtune import labels
-from kdtune.errors import KdtuneError
 from kdtune.labels import SETTING_COLUMNS
-from kdtune.results.reader import load_records, read_outcome, record_labels, select_records, trial_status
-from kdtune.rundir import CONFIG, METRICS, lock_holder, read_json, trial_dir
+from kdtune.results.reader import load_records, read_outcome, record_labels, select_records, stored_config, trial_status
+from kdtune.rundir import METRICS, lock_holder, trial_dir
 
 STATES = ("finished", "failed", "skipped", "damaged", "running", "pending")
 SHOWN = 10  # trials listed per state and sweep before "… and N more"
@@ -84,17 +83,10 @@ def distinguishing(run_dir: Path, trials: Mapping[str, dict[str, Any]]) -> dict[
     known: dict[str, dict[str, Any]] = {}  # every record's trials: where teachers are looked up
     for record in load_records(run_dir):
         known |= record.trials
-    configs: dict[str, dict[str, Any] | None] = {}
+    configs = {tid: t.get("config") for tid, t in (known | dict(trials)).items()}  # else read from the trial folder
 
     def config(tid: str) -> dict[str, Any] | None:
-        if tid not in configs:
-            configs[tid] = (trials.get(tid) or known.get(tid) or {}).get("config")
-            if configs[tid] is None:
-                try:
-                    configs[tid] = read_json(trial_dir(run_dir, tid) / CONFIG).get("config")
-                except (KdtuneError, OSError, ValueError, AttributeError):  # no such trial folder here
-                    configs[tid] = None
-        return configs[tid]
+        return stored_config(run_dir, tid, configs)
 
     teachers: dict[str | None, list[dict[str, Any]]] = {}
     pairs: dict[tuple[Any, ...], list[tuple[str, list[dict[str, Any]]]]] = defaultdict(list)
