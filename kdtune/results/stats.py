@@ -207,16 +207,14 @@ def _assignments(sizes: tuple[int, ...], limit: int, seed: int, draws: int) -> t
     return out, exhaustive
 
 
-def _p_from(stat: np.ndarray, exact: bool) -> tuple[float, float]:
+def _p_from(stat: np.ndarray) -> tuple[float, float]:
     """Two-sided p of the observed statistic (``stat[0]``) among the relabellings' (``|T*| ≥ |T|``), and the smallest p
-    any relabelling could have (the test's reach). Monte Carlo: ``(1 + #) / (1 + draws)`` (the observed counted)."""
-    a = np.abs(stat[np.isfinite(stat)])
-    if not len(a) or not np.isfinite(stat[0]):
+    any relabelling could have (the test's reach), by :func:`spread_p`; both NaN where ``stat[0]`` is not finite.
+    Monte Carlo: ``(1 + #) / (1 + draws)`` (the observed counted)."""
+    if not np.isfinite(stat[0]):
         return float("nan"), float("nan")
-    tol = _TIE * max(1.0, float(np.max(a)))
-    p = float(np.mean(a >= abs(stat[0]) - tol))
-    reach = float(np.mean(a >= np.max(a) - tol))
-    return p, reach
+    p, reach = spread_p(stat)
+    return float(p), float(reach)
 
 
 def _mean_diffs(
@@ -328,7 +326,7 @@ def compare(
     scale = float(np.max(np.abs(np.concatenate([x, y]))))
     if is_constant(x - y, scale) if paired else (is_constant(x, scale) and is_constant(y, scale)):
         # zero variance: no t statistic; the exact permutation test of the same difference
-        p = 1.0 if abs(diff) <= 1e-9 * max(1.0, scale) else _p_from(*_mean_diffs(x, y, paired=paired, seed=seed))[0]
+        p = 1.0 if abs(diff) <= 1e-9 * max(1.0, scale) else _p_from(_mean_diffs(x, y, paired=paired, seed=seed)[0])[0]
         why = "zero variance: exact permutation p, no interval"
         return Comparison(diff, nan, nan, p, "exact", paired, n_pairs, len(x), len(y), why, level)
     if test == "t" and use_folds:
@@ -794,7 +792,7 @@ def pair_test(
     rows[:, pooled] = names[assign]
     means = _cell_means(sample, [a, b], rows)
     stat = means[:, 0] - means[:, 1]
-    p, reach = _p_from(stat, exact)
+    p, reach = _p_from(stat)
     theta, se, df, jwhy = _jackknife(sample, [a, b], [1.0, -1.0], 0.0)
     lo, hi, _ = _t_interval(theta, se, df, level) if np.isfinite(se) and se > 0 else (nan, nan, nan)
     common = {"se": se, "df": df, "relabellings": len(assign), "exact": exact, "reach": reach, "level": level}
