@@ -345,9 +345,7 @@ def _run_rows(run_dir: Path, sweep: str | None) -> tuple[list[dict[str, Any]], l
     configs: dict[str, dict[str, Any] | None] = {
         tid: t.get("config") for r in load_records(run_dir) for tid, t in r.trials.items() if t.get("config")
     }  # every record's, so a teacher planned by another sweep of the folder is known too
-    rows: list[dict[str, Any]] = []
-    for tid, t in info.items():
-        rows += _rows(run_dir, tid, t, failure.get(tid), ",".join(owners[tid]), configs)
+    rows = [row for tid, t in info.items() for row in _rows(run_dir, tid, t, failure.get(tid), ",".join(owners[tid]), configs)]
     models = [m for r in records for m in r.models]
     return rows, models, [e for r in records for e in r.eval_sets]
 
