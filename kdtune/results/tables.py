@@ -918,8 +918,7 @@ def _tidy(frame: pd.DataFrame, agg: pd.DataFrame, keys: list[str], opts: ReportS
     keep = []
     for _, group in frame.groupby("_cell", sort=True):
         if len(group) > 1 and len(group[extra].astype(str).drop_duplicates()) == 1:
-            cell = int(group["_cell"].iloc[0])
-            original = agg[agg["_cell"] == cell] if "_cell" in agg else agg.iloc[[cell]]
+            original = agg.iloc[[int(group["_cell"].iloc[0])]]  # (``_cell`` numbers agg's rows)
             keep.append(original[keys].reset_index(drop=True).join(group.drop(columns=keys).iloc[[0]].reset_index(drop=True)))
         else:
             keep.append(group)
