@@ -25,15 +25,8 @@ NO_TEACHER = "data"  # the teacher of a model trained from data (no distillation
 # the metrics a report shows; a results table always has the first five, tasks add the others
 METRICS = ("accuracy", "nll", "ece", "agreement", "kl", "im", "d_accuracy", "a_accuracy", "perplexity", "token_nll")
 # validation metric → what a search does with it; BETTER adds the metrics no search optimises (--bold best)
-DIRECTIONS = {
-    "accuracy": "maximize",
-    "a_accuracy": "maximize",
-    "d_accuracy": "maximize",
-    "nll": "minimize",
-    "ece": "minimize",
-    "perplexity": "minimize",
-    "token_nll": "minimize",
-}
+DIRECTIONS = dict.fromkeys(("accuracy", "a_accuracy", "d_accuracy"), "maximize")
+DIRECTIONS |= dict.fromkeys(("nll", "ece", "perplexity", "token_nll"), "minimize")
 BETTER = {**DIRECTIONS, "agreement": "maximize", "kl": "minimize", "im": "minimize"}
 
 # The training settings a grid crosses, a search tunes and a table shows, in the tables' order (the train section's

@@ -1,13 +1,11 @@
-"""Run folder → results table: one row per trial × eval set (tidy), written as parquet and CSV; the reader of a run
-folder, which imports neither torch nor the sweep reader (what a run writes there is :mod:`kdtune.run.ledger`'s).
+"""Run folder → results table: one row per trial × eval set (tidy), written as parquet and CSV. Imports neither torch
+nor the sweep reader (what a run writes there is :mod:`kdtune.run.ledger`'s).
 
-Every ``kdtune run`` into a folder leaves a *sweep record* in ``<run>/sweeps/<record>/``: the sweep as
-run (``sweep.yaml``, after ``--set``), its planned trials with their labels and configs
-(``plan.json``) and what became of them (``outcome.json``: the failures of its last invocation, and
-a log of its invocations). The results table of a run folder is built from the records and the trial
-folders, never from memory: the union of every record by default, or one record. A trial that did
-not finish still gets one row (status ``failed``, ``skipped``, ``damaged`` or ``pending``, with its
-reason), so reports can say what is missing.
+Every ``kdtune run`` into a folder leaves a *sweep record* in ``<run>/sweeps/<record>/``: the sweep as run
+(``sweep.yaml``, after ``--set``), its planned trials with labels and configs (``plan.json``) and what became of them
+(``outcome.json``: its last invocation's failures, a log of its invocations). The table is built from the records and
+trial folders, never from memory: every record's union, or one record. A trial that did not finish still gets one row
+(status ``failed``, ``skipped``, ``damaged`` or ``pending``, with its reason), so reports can say what is missing.
 """
 
 from __future__ import annotations
@@ -59,8 +57,9 @@ def read_outcome(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _record_from(path: Path, plan: dict[str, Any], raw_sweep: dict[str, Any]) -> SweepRecord:
-    outcome = read_outcome(path)
+def _record_from(path: Path) -> SweepRecord:
+    """The sweep record in folder ``path`` (its plan.json, sweep.yaml and outcome.json)."""
+    plan, outcome = read_json(path / "plan.json"), read_outcome(path)
     trials = plan.get("trials", {})
     return SweepRecord(
         name=plan.get("record", path.name),
@@ -70,7 +69,7 @@ def _record_from(path: Path, plan: dict[str, Any], raw_sweep: dict[str, Any]) ->
         eval_sets=list(plan.get("eval_sets", [])),
         models=list(plan.get("models", dict.fromkeys(t["student"] for t in trials.values()))),
         failures=dict(outcome.get("failures", {})),
-        raw=raw_sweep,
+        raw=_yaml_file(path / "sweep.yaml"),
         updated=(path / "plan.json").stat().st_mtime,
         kind=plan.get("kind", "sweep"),
         plan_hash=plan.get("plan_hash"),
@@ -89,15 +88,9 @@ def _yaml_file(path: Path) -> dict[str, Any]:
 def load_records(run_dir: str | Path) -> list[SweepRecord]:
     """Every sweep record of a run folder, oldest first (a folder of an older kdtune has one, at its root)."""
     run_dir = Path(run_dir)
-    found: list[SweepRecord] = []
     root = run_dir / SWEEPS
-    if root.is_dir():
-        for d in root.iterdir():
-            if (d / "plan.json").is_file():
-                found.append(_record_from(d, read_json(d / "plan.json"), _yaml_file(d / "sweep.yaml")))
-    elif (run_dir / "plan.json").is_file():  # the layout before sweep records
-        found.append(_record_from(run_dir, read_json(run_dir / "plan.json"), _yaml_file(run_dir / "sweep.yaml")))
-    return sorted(found, key=lambda r: r.updated)
+    folders = list(root.iterdir()) if root.is_dir() else [run_dir]  # (a folder of the layout before sweep records)
+    return sorted((_record_from(d) for d in folders if (d / "plan.json").is_file()), key=lambda r: r.updated)
 
 
 def record_labels(records: Sequence[SweepRecord]) -> dict[str, str]:
@@ -164,7 +157,7 @@ def trial_status(run_dir: Path, tid: str, failure: str | None, full: bool = Fals
     return "pending", ""
 
 
-def _stored_config(run_dir: Path, tid: str | None, configs: dict[str, dict[str, Any] | None]) -> dict[str, Any] | None:
+def stored_config(run_dir: Path, tid: str | None, configs: dict[str, dict[str, Any] | None]) -> dict[str, Any] | None:
     """A trial's config: from the records (``configs``), else from its trial folder (older records), else None."""
     if not tid:
         return None
@@ -190,7 +183,7 @@ def _class_dict(
         d["data"].pop("fold", None)
     teacher = d.pop("teacher_id", None)
     if teacher and depth < 8:
-        tc = _stored_config(run_dir, teacher, configs)
+        tc = stored_config(run_dir, teacher, configs)
         d["teacher"] = _class_dict(tc, configs, run_dir, depth + 1) if tc else {"id": teacher}
     return d
 
@@ -218,13 +211,7 @@ def _rows(
     fold = data.get("fold") if data.get("folds", 1) > 1 else None  # also for records written before folds existed
     base = {
         "trial_id": tid,
-        "stage": info.get("stage"),
-        "student": info.get("student"),
-        "teacher": info.get("teacher"),
-        "seed": info.get("seed"),
-        "fold": fold,
-        "teacher_seed": info.get("teacher_seed"),
-        "teacher_id": info.get("teacher_id"),
+        **{k: fold if k == "fold" else info.get(k) for k in ID_COLUMNS[1:-1]},  # (but eval_set)
         "sweep": sweeps,
         **summary,
         "_class": labels.leaves(_class_dict(config_dict, configs, run_dir)) if config_dict else None,
@@ -272,24 +259,20 @@ def _labels(classes: list[dict[str, str]]) -> list[str]:
     return out
 
 
-def _ignored(key: str) -> bool:
-    """Config keys that change no result: what is saved (``outputs``) and which eval sets are scored."""
-    return key.startswith("outputs.") or key.startswith("data.eval_sets")
-
-
 def cell_labels(classes: pd.Series, labels: pd.Series, keep: Any) -> pd.Series:
     """One label per row: among the rows of one model label (``labels``), the settings in which its
     configuration (``classes``: flattened config dicts, ``keep`` choosing their keys) differs from the
     others'; None where the label has one configuration only."""
     out = pd.Series(None, index=classes.index, dtype=object)
-    for _, idx in labels.groupby(labels.astype(object), dropna=True).groups.items():
+    for idx in labels.groupby(labels.astype(object), dropna=True).groups.values():
         pure: dict[str, dict[str, str]] = {}
         row_key: dict[Any, str] = {}
         for i in idx:
             c = classes.loc[i]
             if not isinstance(c, dict):
                 continue
-            kept = {k: v for k, v in c.items() if keep(k) and not _ignored(k)}
+            # (what is saved and which eval sets are scored change no result)
+            kept = {k: v for k, v in c.items() if keep(k) and not k.startswith(("outputs.", "data.eval_sets"))}
             key = json.dumps(kept, sort_keys=True)
             pure.setdefault(key, kept)
             row_key[i] = key
@@ -362,9 +345,7 @@ def _run_rows(run_dir: Path, sweep: str | None) -> tuple[list[dict[str, Any]], l
     configs: dict[str, dict[str, Any] | None] = {
         tid: t.get("config") for r in load_records(run_dir) for tid, t in r.trials.items() if t.get("config")
     }  # every record's, so a teacher planned by another sweep of the folder is known too
-    rows: list[dict[str, Any]] = []
-    for tid, t in info.items():
-        rows += _rows(run_dir, tid, t, failure.get(tid), ",".join(owners[tid]), configs)
+    rows = [row for tid, t in info.items() for row in _rows(run_dir, tid, t, failure.get(tid), ",".join(owners[tid]), configs)]
     models = [m for r in records for m in r.models]
     return rows, models, [e for r in records for e in r.eval_sets]
 
@@ -400,10 +381,7 @@ def write_results(run_dir: str | Path, df: pd.DataFrame) -> Path:
     """Write ``results.parquet`` and ``results.csv`` (an export; the run folder stays the source) atomically."""
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{RESULTS}.tmp"
-    df.to_parquet(tmp, index=False)
-    tmp.replace(out / RESULTS)
-    tmp_csv = out / ".results.csv.tmp"
-    df.to_csv(tmp_csv, index=False)
-    tmp_csv.replace(out / "results.csv")
+    for name, write in ((RESULTS, df.to_parquet), ("results.csv", df.to_csv)):
+        write(out / f".{name}.tmp", index=False)
+        (out / f".{name}.tmp").replace(out / name)
     return out / RESULTS

@@ -167,6 +167,11 @@ def is_paired(units_a: Sequence[Hashable], units_b: Sequence[Hashable]) -> bool:
 # -------------------------------------------------------------------------------------------- permutations
 
 
+def _multinomial(sizes: Sequence[int]) -> int:
+    """In how many distinct ways ``sum(sizes)`` units split into groups of these sizes."""
+    return math.factorial(sum(sizes)) // math.prod(math.factorial(s) for s in sizes)
+
+
 @functools.lru_cache(maxsize=256)
 def _assignments(sizes: tuple[int, ...], limit: int, seed: int, draws: int) -> tuple[np.ndarray, bool]:
     """Label assignments of ``sum(sizes)`` positions, group g taking ``sizes[g]`` of them, as a (P, N) integer array
@@ -175,10 +180,7 @@ def _assignments(sizes: tuple[int, ...], limit: int, seed: int, draws: int) -> t
     cached) and whether it is exhaustive."""
     n = int(sum(sizes))
     base = np.repeat(np.arange(len(sizes)), sizes)
-    count = math.factorial(n)
-    for s in sizes:
-        count //= math.factorial(s)
-    if count <= limit:
+    if _multinomial(sizes) <= limit:
         rows: list[np.ndarray] = []
 
         def fill(row: np.ndarray, free: list[int], g: int) -> None:
@@ -205,38 +207,39 @@ def _assignments(sizes: tuple[int, ...], limit: int, seed: int, draws: int) -> t
     return out, exhaustive
 
 
-def _p_from(stat: np.ndarray, exact: bool) -> tuple[float, float]:
+def _p_from(stat: np.ndarray) -> tuple[float, float]:
     """Two-sided p of the observed statistic (``stat[0]``) among the relabellings' (``|T*| ≥ |T|``), and the smallest p
-    any relabelling could have (the test's reach). Monte Carlo: ``(1 + #) / (1 + draws)`` (the observed counted)."""
-    a = np.abs(stat[np.isfinite(stat)])
-    if not len(a) or not np.isfinite(stat[0]):
+    any relabelling could have (the test's reach), by :func:`spread_p`; both NaN where ``stat[0]`` is not finite.
+    Monte Carlo: ``(1 + #) / (1 + draws)`` (the observed counted)."""
+    if not np.isfinite(stat[0]):
         return float("nan"), float("nan")
-    tol = _TIE * max(1.0, float(np.max(a)))
-    p = float(np.mean(a >= abs(stat[0]) - tol))
-    reach = float(np.mean(a >= np.max(a) - tol))
-    return p, reach
+    p, reach = spread_p(stat)
+    return float(p), float(reach)
 
 
-def permutation_p(x: np.ndarray, y: np.ndarray, *, paired: bool, seed: int = SEED) -> tuple[float, bool]:
-    """The permutation p of the mean difference ``x − y`` (sign flips of the pairs, or relabelling the units), exact
-    when there are at most :data:`MAX_EXACT` rearrangements; and whether it was exact."""
-    rng = np.random.default_rng(seed)
-    if paired:
-        d = np.asarray(x, float) - np.asarray(y, float)
-        n = len(d)
-        if 2**n <= MAX_EXACT:
-            signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
-            exact = True
-        else:
-            signs = np.vstack([np.ones(n), rng.choice((1.0, -1.0), size=(RESAMPLES, n))])
-            exact = False
-        stat = signs @ d / n
-        return _p_from(stat, exact)[0], exact
-    pooled = np.concatenate([x, y])
-    assign, exact = _assignments((len(x), len(y)), MAX_EXACT, seed, RESAMPLES)
-    ga = assign == 0
-    stat = (ga * pooled).sum(1) / len(x) - (~ga * pooled).sum(1) / len(y)
-    return _p_from(stat, exact)[0], exact
+def _mean_diffs(
+    x: np.ndarray, y: np.ndarray, *, paired: bool, seed: int = SEED, flips: float = MAX_EXACT
+) -> tuple[np.ndarray, bool]:
+    """The mean difference ``x − y`` under each rearrangement, the observed first: sign flips of the pairs (all of them
+    up to ``flips``), or relabellings of the units (all up to :data:`MAX_EXACT`); else :data:`RESAMPLES` random ones
+    seeded by ``seed``. And whether they were all."""
+    if not paired:
+        pooled = np.concatenate([x, y])
+        assign, exact = _assignments((len(x), len(y)), MAX_EXACT, seed, RESAMPLES)
+        ga = assign == 0
+        return (ga * pooled).sum(1) / len(x) - (~ga * pooled).sum(1) / len(y), exact
+    d = np.asarray(x, float) - np.asarray(y, float)
+    n = len(d)
+    if 2**n <= flips:
+        return np.array(list(itertools.product((1.0, -1.0), repeat=n))) @ d / n, True
+    signs = np.vstack([np.ones(n), np.random.default_rng(seed).choice((1.0, -1.0), size=(RESAMPLES, n))])
+    return signs @ d / n, False
+
+
+def _t_interval(est: float, se: float, df: float, level: float) -> tuple[float, float, float]:
+    """The ``level`` interval ``est ± t·se`` on ``df`` degrees of freedom and the two-sided p of ``est / se``."""
+    half = float(scipy.stats.t.ppf(0.5 + level / 2, df) * se)
+    return est - half, est + half, float(2 * scipy.stats.t.sf(abs(est / se), df))
 
 
 # ------------------------------------------------------------------------------------------ two cells of models
@@ -323,7 +326,7 @@ def compare(
     scale = float(np.max(np.abs(np.concatenate([x, y]))))
     if is_constant(x - y, scale) if paired else (is_constant(x, scale) and is_constant(y, scale)):
         # zero variance: no t statistic; the exact permutation test of the same difference
-        p = 1.0 if abs(diff) <= 1e-9 * max(1.0, scale) else permutation_p(x, y, paired=paired, seed=seed)[0]
+        p = 1.0 if abs(diff) <= 1e-9 * max(1.0, scale) else _p_from(_mean_diffs(x, y, paired=paired, seed=seed)[0])[0]
         why = "zero variance: exact permutation p, no interval"
         return Comparison(diff, nan, nan, p, "exact", paired, n_pairs, len(x), len(y), why, level)
     if test == "t" and use_folds:
@@ -337,42 +340,26 @@ def compare(
             vb = np.var(y, ddof=DDOF) * fold_factor(len(y), folds)
             se = math.sqrt(va + vb)
             df = (va + vb) ** 2 / (va**2 / (len(x) - 1) + vb**2 / (len(y) - 1))
-        p = float(2 * scipy.stats.t.sf(abs(diff) / se, df))
-        half = float(scipy.stats.t.ppf(0.5 + level / 2, df) * se)
+        lo, hi, p = _t_interval(diff, se, df, level)
         why = f"units are folds of a {folds}-fold split (corrected for their overlapping training sets)"
-        return Comparison(diff, diff - half, diff + half, p, name, paired, n_pairs, len(x), len(y), why, level)
+        return Comparison(diff, lo, hi, p, name, paired, n_pairs, len(x), len(y), why, level)
     t = scipy.stats.ttest_rel(x, y) if paired else scipy.stats.ttest_ind(x, y, equal_var=False)
     ci = t.confidence_interval(level)
     lo, hi, p = float(ci.low), float(ci.high), float(t.pvalue)
+    stat = _mean_diff_paired if paired else _mean_diff
+    how: dict[str, Any] = {"vectorized": True, "n_resamples": resamples}
     if test == "bootstrap":
-        stat = _mean_diff_paired if paired else _mean_diff
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a degenerate resample (BCa's acceleration undefined)
-            res = scipy.stats.bootstrap(
-                (x, y),
-                stat,
-                paired=paired,
-                vectorized=True,
-                confidence_level=level,
-                method="BCa",
-                n_resamples=resamples,
-                **_seeded(scipy.stats.bootstrap, seed),
-            )
+            how |= _seeded(scipy.stats.bootstrap, seed)
+            res = scipy.stats.bootstrap((x, y), stat, paired=paired, confidence_level=level, method="BCa", **how)
         dist = np.asarray(res.bootstrap_distribution)
         lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
         p = float(min(1.0, 2 * min(np.mean(dist <= 0), np.mean(dist >= 0))))
     elif test == "permutation":
-        stat = _mean_diff_paired if paired else _mean_diff
-        res = scipy.stats.permutation_test(
-            (x, y),
-            stat,
-            permutation_type="samples" if paired else "independent",
-            vectorized=True,
-            n_resamples=resamples,
-            alternative="two-sided",
-            **_seeded(scipy.stats.permutation_test, seed),
-        )
-        p = float(res.pvalue)
+        how |= _seeded(scipy.stats.permutation_test, seed)
+        kind = "samples" if paired else "independent"
+        p = float(scipy.stats.permutation_test((x, y), stat, permutation_type=kind, alternative="two-sided", **how).pvalue)
     return Comparison(diff, lo, hi, p, name, paired, n_pairs, len(x), len(y), "", level)
 
 
@@ -453,9 +440,7 @@ def contrast(
     scale = max(float(np.max(np.abs(x))) for x in xs)
     if se == 0 or all(is_constant(x, scale) for x in xs):
         return Contrast(est, 0.0, nan, nan, nan, nan, "zero variance in every cell: no test", level)
-    p = float(2 * scipy.stats.t.sf(abs(est / se), df))
-    half = float(scipy.stats.t.ppf(0.5 + level / 2, df) * se)
-    return Contrast(est, se, df, est - half, est + half, p, "", level)
+    return Contrast(est, se, df, *_t_interval(est, se, df, level), "", level)
 
 
 def paired_contrast(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, level: float = 1 - ALPHA) -> Contrast:
@@ -522,16 +507,7 @@ def equivalence_exact(
 
     def one_sided(shift: float, sign: float) -> float:
         """P(T* ≥ T) for T = sign · (mean difference after shifting ``a`` by ``shift``); row 0 is the observed one."""
-        xs = x - shift
-        if paired:
-            d = xs - y
-            flips = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
-            stat = sign * (flips @ d) / len(d)
-        else:
-            pooled = np.concatenate([xs, y])
-            assign, _ = _assignments((len(xs), len(y)), MAX_EXACT, SEED, RESAMPLES)
-            ga = assign == 0
-            stat = sign * ((ga * pooled).sum(1) / len(xs) - (~ga * pooled).sum(1) / len(y))
+        stat = sign * _mean_diffs(x - shift, y, paired=paired, flips=math.inf)[0]
         tol = _TIE * max(1.0, float(np.max(np.abs(stat))))
         return float(np.mean(stat >= stat[0] - tol))
 
@@ -790,15 +766,13 @@ def pair_test(
     groups = exchangeable(a, b)
     labels = np.asarray(sample.labels, dtype=object)
     idx = [np.flatnonzero(labels == g) for g in groups]
-    if any(len(i) == 0 for i in idx) or any(len(sample.index(g)) == 0 for c in (a, b) for g in c):
-        missing = [g for c in (a, b) for g in c if len(sample.index(g)) == 0]
+    n = " vs ".join(f"{len(i)}" for i in idx)
+    missing = [g for c in (a, b) for g in c if len(sample.index(g)) == 0]  # (the groups of idx among them)
+    if missing:
         return PairTest(nan, nan, nan, nan, "pairs", why=f"no model in group {missing[0]}", level=level)
     pooled = np.concatenate(idx)
-    count = math.factorial(len(pooled))
-    for i in idx:
-        count //= math.factorial(len(i))
+    count = _multinomial([len(i) for i in idx])
     if count * alpha <= 1:  # even the observed labelling alone among them has p = 1/count ≥ α: too few models
-        n = " vs ".join(f"{len(i)}" for i in idx)
         why = f"{n} models: {count} relabellings, no p below 1/{count} = {1 / count:.2g} (not below {alpha:g})"
         observed = _cell_means(sample, [a, b], labels[None, :])[0]
         est = float(observed[0] - observed[1])
@@ -818,14 +792,9 @@ def pair_test(
     rows[:, pooled] = names[assign]
     means = _cell_means(sample, [a, b], rows)
     stat = means[:, 0] - means[:, 1]
-    p, reach = _p_from(stat, exact)
+    p, reach = _p_from(stat)
     theta, se, df, jwhy = _jackknife(sample, [a, b], [1.0, -1.0], 0.0)
-    if np.isfinite(se) and se > 0:
-        half = float(scipy.stats.t.ppf(0.5 + level / 2, df) * se)
-        lo, hi = theta - half, theta + half
-    else:
-        lo = hi = nan
-    n = " vs ".join(f"{len(i)}" for i in idx)
+    lo, hi, _ = _t_interval(theta, se, df, level) if np.isfinite(se) and se > 0 else (nan, nan, nan)
     common = {"se": se, "df": df, "relabellings": len(assign), "exact": exact, "reach": reach, "level": level}
     if not np.isfinite(p):
         return PairTest(float(stat[0]), lo, hi, nan, "pairs", why="a cell without pairs", **common)
@@ -852,9 +821,7 @@ def pair_contrast(
         return Contrast(theta, nan, nan, nan, nan, nan, why or "no standard error", level, "pairs-jackknife")
     if se == 0:
         return Contrast(theta, 0.0, nan, nan, nan, nan, "zero variance over the jackknife: no test", level, "pairs-jackknife")
-    p = float(2 * scipy.stats.t.sf(abs(theta / se), df))
-    half = float(scipy.stats.t.ppf(0.5 + level / 2, df) * se)
-    return Contrast(theta, se, df, theta - half, theta + half, p, "", level, "pairs-jackknife")
+    return Contrast(theta, se, df, *_t_interval(theta, se, df, level), "", level, "pairs-jackknife")
 
 
 POWER = 0.8  # the power at which :func:`detectable` measures what a test can find
@@ -867,8 +834,6 @@ def detectable(n_a: int, n_b: int, *, paired: bool, alpha: float, test: str = "t
     (df = n_a + n_b - 2, Welch's at equal spreads). ``inf`` where no data can reach ``alpha``: fewer than 2 units a side,
     or a permutation test whose smallest p (``2 / 2^n`` sign flips, ``2 / C(n_a + n_b, n_a)`` relabellings) is not
     below ``alpha``. What a test "cannot decide" at a table's n: ``--bold significant`` uses it."""
-    import math
-
     from scipy.optimize import brentq
 
     if min(n_a, n_b) < 2:

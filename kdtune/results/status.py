@@ -1,13 +1,13 @@
 """``kdtune status RUN``: what a run folder holds against its sweep records, read-only.
 
-Per recorded sweep and stage: finished, failed (with reasons), skipped, damaged, running and pending
-trials, and how many finished trials each Ray node (or host) ran. "Running" comes from ``progress.json``,
-which the ``kdtune run`` holding the folder's lock keeps up to date; without a holder nothing is running.
-Safe while a run is going on: it writes nothing and takes no lock.
+Per recorded sweep and stage: finished, failed (with reasons), skipped, damaged, running and pending trials, and how
+many finished trials each Ray node (or host) ran. "Running" comes from ``progress.json``, which the ``kdtune run``
+holding the folder's lock keeps up to date; without a holder nothing is running. Safe while a run is going on: it writes
+nothing and takes no lock.
 
-Trials that share student, teacher, seed (and fold) are told apart in every listing by the settings in
-which they differ (``temperature=2, w_hard=0.5``; a teacher's own as ``teacher.lr=0.0012``), found over
-all the records shown: see :func:`distinguishing`.
+Trials that share student, teacher, seed (and fold) are told apart in every listing by the settings in which they differ
+(``temperature=2, w_hard=0.5``; a teacher's own as ``teacher.lr=0.0012``), found over all the records shown: see
+:func:`distinguishing`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from kdtune import labels
-from kdtune.errors import KdtuneError
 from kdtune.labels import SETTING_COLUMNS
-from kdtune.results.reader import load_records, record_labels, select_records, trial_status
-from kdtune.rundir import CONFIG, METRICS, lock_holder, read_json, trial_dir
+from kdtune.results.reader import load_records, read_outcome, record_labels, select_records, stored_config, trial_status
+from kdtune.rundir import METRICS, lock_holder, trial_dir
 
 STATES = ("finished", "failed", "skipped", "damaged", "running", "pending")
 SHOWN = 10  # trials listed per state and sweep before "… and N more"
@@ -84,17 +83,10 @@ def distinguishing(run_dir: Path, trials: Mapping[str, dict[str, Any]]) -> dict[
     known: dict[str, dict[str, Any]] = {}  # every record's trials: where teachers are looked up
     for record in load_records(run_dir):
         known |= record.trials
-    configs: dict[str, dict[str, Any] | None] = {}
+    configs = {tid: t.get("config") for tid, t in (known | dict(trials)).items()}  # else read from the trial folder
 
     def config(tid: str) -> dict[str, Any] | None:
-        if tid not in configs:
-            configs[tid] = (trials.get(tid) or known.get(tid) or {}).get("config")
-            if configs[tid] is None:
-                try:
-                    configs[tid] = read_json(trial_dir(run_dir, tid) / CONFIG).get("config")
-                except (KdtuneError, OSError, ValueError, AttributeError):  # no such trial folder here
-                    configs[tid] = None
-        return configs[tid]
+        return stored_config(run_dir, tid, configs)
 
     teachers: dict[str | None, list[dict[str, Any]]] = {}
     pairs: dict[tuple[Any, ...], list[tuple[str, list[dict[str, Any]]]]] = defaultdict(list)
@@ -133,14 +125,6 @@ def _where(run_dir: Path, tid: str) -> str | None:
     return f"node {node[:8]} on {host}" if node else f"{host} (no Ray)"
 
 
-def _nodes_line(where: dict[str, str | None]) -> str | None:
-    """One line counting the finished trials per node (None if no trial recorded where it ran)."""
-    counts = Counter(w for w in where.values() if w)
-    if not counts:
-        return None
-    return "  ran on: " + ", ".join(f"{w}: {n}" for w, n in counts.most_common())
-
-
 def run_status(run_dir: Path, sweep: str | None = None, trials: bool = False) -> str:
     """The status report of a run folder as text (one block per recorded sweep); with ``trials``, also
     every finished trial with the node that ran it."""
@@ -155,12 +139,7 @@ def run_status(run_dir: Path, sweep: str | None = None, trials: bool = False) ->
     apart = distinguishing(run_dir, {tid: info for r in records for tid, info in r.trials.items()})
     labels = record_labels(load_records(run_dir))  # a sweep as its user named it, two of one name told apart
     for r in records:
-        runs = []
-        if r.path is not None:
-            try:
-                runs = json.loads((r.path / "outcome.json").read_text()).get("runs", [])
-            except (OSError, json.JSONDecodeError):
-                runs = []
+        runs = read_outcome(r.path).get("runs", []) if r.path is not None else []
         last = runs[-1] if runs else {}
         how = (
             f"last run {last.get('started')} → {'still going' if holder else 'stopped'}"
@@ -184,9 +163,9 @@ def run_status(run_dir: Path, sweep: str | None = None, trials: bool = False) ->
             counts = Counter(states[tid][0] for tid in ids)
             parts = ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s] or s in ("finished", "pending"))
             lines.append(f"  stage {stage}: {parts} (of {len(ids)})")
-        nodes = _nodes_line(where)
+        nodes = Counter(w for w in where.values() if w)  # the finished trials per node (none: no trial recorded where)
         if nodes:
-            lines.append(nodes)
+            lines.append("  ran on: " + ", ".join(f"{w}: {n}" for w, n in nodes.most_common()))
         if trials:
             listed = [tid for tid, (st, _) in states.items() if st == "finished"]
             if listed:

@@ -1,26 +1,26 @@
 """Results table → mean ± std (n) tables over seeds (and k-fold folds), in markdown, LaTeX (booktabs) or CSV.
 
-Default layout (Abnar et al., Tables 5-6): rows are students; columns are eval set × teacher,
-"data" meaning trained without distillation. Settings that vary inside a cell (e.g. two
-temperatures) are added to the rows automatically, so no cell ever mixes configurations.
+Default layout (Abnar et al., Tables 5-6): rows are students; columns are eval set × teacher, "data" meaning trained
+without distillation. Settings that vary inside a cell (e.g. two temperatures) are added to the rows automatically, so
+no cell ever mixes configurations.
 
-Baselines ("data" rows) have no distillation settings: when one of :data:`KD_SETTINGS` is a row or
-column key, a baseline's cell is shown under every value of it, with a note under the table.
-Seeds and folds (``data.folds``) are what a cell averages over, unless named as rows or columns: a cell of
-a 5-fold sweep with 3 seeds holds 15 trials.
+Baselines ("data" rows) have no distillation settings: when one of :data:`KD_SETTINGS` is a row or column key, a
+baseline's cell is shown under every value of it, with a note under the table. Seeds and folds (``data.folds``) are what
+a cell averages over, unless named as rows or columns: a cell of a 5-fold sweep with 3 seeds holds 15 trials.
 
-Trials that did not finish count towards a cell's planned number: ``0.967 ± 0.004 (3/4)`` means 3 of
-4 planned trials finished, ``failed (0/2)`` that none did; a note under the table lists them.
+Trials that did not finish count towards a cell's planned number: ``0.967 ± 0.004 (3/4)`` means 3 of 4 planned trials
+finished, ``failed (0/2)`` that none did; a note under the table lists them.
 
 The statistics come from :mod:`kdtune.results.stats` (:class:`ReportSpec` says which): what ``±`` shows (std, s.e. or a
-t-based 95 % interval, ddof 1), comparisons of every cell with a reference cell (``teacher=data``; ▲/▼ where
-the difference is significant after correcting over the table's comparisons) and the best cells in bold.
+t-based 95 % interval, ddof 1), comparisons of every cell with a reference cell (``teacher=data``; ▲/▼ where the
+difference is significant after correcting over the table's comparisons) and the best cells in bold.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -55,22 +55,8 @@ from kdtune.validation import CFG, Choice, Float, Int, Items, Str, validate
 MAX_LISTED = 20  # unfinished trials listed under a table; the rest are counted
 COMPARE_COLUMNS = ("diff", "diff_lo", "diff_hi", "p", "p_adjusted", "test", "n_pairs", "n_ref")  # a comparison's, in the CSV
 # aggregate's and the statistics' non-key columns
-_VALUES = (
-    "mean",
-    "std",
-    "n",
-    "n_expected",
-    "missing",
-    "metric",
-    "cell",
-    "spread",
-    "marker",
-    "bold",
-    "underline",
-    "_cell",
-    "_ref",
-    *COMPARE_COLUMNS,
-)
+_VALUES = ("mean", "std", "n", "n_expected", "missing", "metric", "cell")
+_VALUES += ("spread", "marker", "bold", "underline", "_cell", "_ref", *COMPARE_COLUMNS)
 DECIDES = 5.0  # --bold significant tests a column only where a difference of 5 std is found with 80 % power
 UP, DOWN = "▲", "▼"
 
@@ -275,11 +261,6 @@ def _scope(
     return _ordered(planned, keys), keys
 
 
-def _missing(statuses: pd.Series) -> str:
-    """Why a cell lacks values: the status words of its rows without one, comma-joined ("" if none)."""
-    return ",".join(sorted(set(statuses.dropna())))
-
-
 def _aggregate(planned: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
     value = planned[metric].where(planned["status"] == "ok")
     why = planned["status"].where(value.isna()).replace("ok", "no value")
@@ -290,7 +271,7 @@ def _aggregate(planned: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFr
         std=("_value", "std"),
         n=("_value", "count"),
         n_expected=("_value", "size"),
-        missing=("_why", _missing),
+        missing=("_why", lambda why: ",".join(sorted(set(why.dropna())))),  # the status words of rows without a value
     )
     return out.reset_index()
 
@@ -380,13 +361,10 @@ def pivot(
         cells = [f"{c} {m}" if isinstance(m, str) and m else c for c, m in zip(cells, agg["marker"], strict=True)]
     row_order = list(dict.fromkeys(_tuples(agg.sort_values(index, na_position="last", kind="stable"), index)))
     col_order = list(dict.fromkeys(_tuples(agg.sort_values(cols, na_position="last", kind="stable"), cols)))
-    r_pos = {t: i for i, t in enumerate(row_order)}
-    c_pos = {t: j for j, t in enumerate(col_order)}
-    grid: list[list[str | None]] = [[None] * len(col_order) for _ in row_order]
+    first: dict[tuple[tuple[object, ...], tuple[object, ...]], str] = {}
     for r, c, cell in zip(_tuples(agg, index), _tuples(agg, cols), cells, strict=True):
-        if grid[r_pos[r]][c_pos[c]] is None:
-            grid[r_pos[r]][c_pos[c]] = cell
-    filled = [[v if v is not None else "–" for v in line] for line in grid]
+        first.setdefault((r, c), cell)
+    filled = [[first.get((r, c), "–") for c in col_order] for r in row_order]
     rows_shown = _format_axis(row_order, index, name_values=False)
     cols_shown = _format_axis(col_order, cols, name_values=True)
     return pd.DataFrame(filled, index=_axis(rows_shown, index), columns=_axis(cols_shown, cols))
@@ -694,10 +672,6 @@ def _value_of(frame: pd.DataFrame, key: str, wanted: str) -> object:
     return found.iloc[0]
 
 
-def _same(a: object, b: object) -> bool:
-    return (pd.isna(a) and pd.isna(b)) if pd.isna(a) or pd.isna(b) else a == b
-
-
 def _reference(mine: tuple[object, ...], refs: list[tuple[int, tuple[object, ...]]]) -> int | None:
     """The reference row of a cell whose other keys are ``mine``: among ``refs`` (row, other keys), the one equal
     on every other key, a key that one side lacks (None: e.g. a baseline's temperature or teacher_config)
@@ -728,16 +702,11 @@ def _compare(
     key, text = parse_compare(opts.compare)
     value = _value_of(frame, key, text)
     others = [k for k in keys if k != key]
-    is_ref = [_same(v, value) for v in frame[key].astype(object)]
+    is_ref = [not pd.isna(v) and v == value for v in frame[key].astype(object)]  # (value is never missing)
     other_values = dict(zip(frame.index, _tuples(frame, others), strict=True))
     refs = [(i, other_values[i]) for i, r in zip(frame.index, is_ref, strict=True) if r]
-    frame = frame.copy()
-    for c in COMPARE_COLUMNS:
-        frame[c] = np.nan if c != "test" else ""
-    frame["marker"] = ""
-    frame["_ref"] = -1
+    frame = frame.assign(**{c: "" if c == "test" else np.nan for c in COMPARE_COLUMNS}, marker="", _ref=-1)
     done: dict[tuple[int, int], stats.Comparison] = {}
-    facts: dict[str, object] = {"key": key, "value": show(value), "no_ref": 0, "few": 0}
     no_ref = few = 0
     for row, ref_flag in zip(frame.index, is_ref, strict=True):
         if ref_flag or pd.isna(frame.loc[row, key]):
@@ -767,8 +736,8 @@ def _compare(
         diff = float(frame.loc[row, "diff"])
         if np.isfinite(p_adj) and p_adj < opts.alpha and diff != 0:
             frame.loc[row, "marker"] = UP if diff > 0 else DOWN
-    facts |= {"no_ref": no_ref, "few": few, "tested": list(tested.values()), "significant": int((frame["marker"] != "").sum())}
-    return frame, facts
+    facts = {"key": key, "value": show(value), "no_ref": no_ref, "few": few, "tested": list(tested.values())}
+    return frame, facts | {"significant": int((frame["marker"] != "").sum())}
 
 
 def _columns(frame: pd.DataFrame, cols: list[str]) -> list[dict[int, list[int]]]:
@@ -790,8 +759,7 @@ def _best(
     the test can decide at their n (it finds :data:`DECIDES` std with 80 % power at α over the comparisons);
     elsewhere the best mean alone."""
     higher = BETTER[metric] == "maximize"
-    frame = frame.copy()
-    frame["bold"] = frame["underline"] = False
+    frame = frame.assign(bold=False, underline=False)
     facts: dict[str, object] = {"higher": higher, "tested": [], "few_best": 0, "few": 0, "undecided": []}
     pairs: list[list[tuple[list[int], int, Units, Units]]] = []  # per column: (rows of a cell, row of the best, units)
     for cells in _columns(frame, cols):
@@ -840,26 +808,17 @@ def _tests_used(tested: Sequence[stats.Comparison], opts: ReportSpec) -> str:
     if opts.test in ("bootstrap", "permutation"):
         how = f"{stats.TEST_NAMES[opts.test]}, {stats.RESAMPLES} resamples, seed {opts.seed}"
         return f"{how}; {rule}: {paired} of {len(tested)} comparisons"
-    counts: dict[str, int] = {}
-    for c in tested:
-        counts[c.test] = counts.get(c.test, 0) + 1
-    parts = []
-    for name, k in counts.items():
-        why = " (forced by --test welch)" if opts.test == "welch" and name.startswith("welch") else ""
-        parts.append(f"{stats.TEST_NAMES[name]}{why}: {k}")
-    if paired:
-        parts.append(rule)
-    return "; ".join(parts)
+    forced = " (forced by --test welch)" if opts.test == "welch" else ""
+    counts = Counter(c.test for c in tested)
+    parts = [f"{stats.TEST_NAMES[name]}{forced if name.startswith('welch') else ''}: {k}" for name, k in counts.items()]
+    return "; ".join(parts + [rule] * bool(paired))
 
 
 def _sides(tested: Sequence[stats.Comparison]) -> str:
     """``n = 2 vs 2`` (cell vs reference), or each distinct pair of sizes with its number of comparisons."""
-    counts: dict[tuple[int, int], int] = {}
-    for c in tested:
-        counts[(c.n_a, c.n_b)] = counts.get((c.n_a, c.n_b), 0) + 1
+    counts = Counter((c.n_a, c.n_b) for c in tested)
     if len(counts) == 1:
-        (a, b), _ = next(iter(counts.items()))
-        return f"n = {a} vs {b}"
+        return "n = {} vs {}".format(*next(iter(counts)))
     return "n = " + ", ".join(f"{a} vs {b} ({k})" for (a, b), k in sorted(counts.items()))
 
 
@@ -959,8 +918,7 @@ def _tidy(frame: pd.DataFrame, agg: pd.DataFrame, keys: list[str], opts: ReportS
     keep = []
     for _, group in frame.groupby("_cell", sort=True):
         if len(group) > 1 and len(group[extra].astype(str).drop_duplicates()) == 1:
-            cell = int(group["_cell"].iloc[0])
-            original = agg[agg["_cell"] == cell] if "_cell" in agg else agg.iloc[[cell]]
+            original = agg.iloc[[int(group["_cell"].iloc[0])]]  # (``_cell`` numbers agg's rows)
             keep.append(original[keys].reset_index(drop=True).join(group.drop(columns=keys).iloc[[0]].reset_index(drop=True)))
         else:
             keep.append(group)
@@ -1091,15 +1049,9 @@ def _latex(
                 break
         moved = [f"{' and '.join(cols[:k])} moved from the columns to the rows to fit {look.textwidth:g} pt"] if k else []
         caption = [x.rstrip(":") + " (listed in comments after the table)" if x.endswith(":") else x for x in stat_lines + lines]
-        yield to_latex(
-            table,
-            title,
-            moved + [x[2:] for x in caption if x.startswith("- ")],
-            [x for x in caption if not x.startswith("- ")],
-            f"tab:{label}-{metric}",
-            look.small_pm,
-            look.textwidth,
-        )
+        listed = [x[2:] for x in caption if x.startswith("- ")]
+        rest = [x for x in caption if not x.startswith("- ")]
+        yield to_latex(table, title, moved + listed, rest, f"tab:{label}-{metric}", look.small_pm, look.textwidth)
 
 
 def render(
