@@ -1,10 +1,8 @@
 """The use cases of kdtune, typed: plan, run and tune a sweep, report, analyse and study a run folder, print its
-status. ``kdtune``'s command line (:mod:`kdtune.cli`) parses its flags and calls these; a case study
-(:func:`study`) calls :func:`run_sweep` and :func:`analyse` as they are. Heavy layers (torch, Ray, the sweep reader)
-are imported inside the functions, so ``kdtune status`` and ``kdtune report`` start light.
-
-Bad input raises :class:`~kdtune.errors.KdtuneError` (one line) before any work starts; what a use case prints while
-it runs (progress, the report) goes to stdout and stderr as it happens; each returns the exit status.
+status. :mod:`kdtune.cli` parses its flags and calls these; a case study (:func:`study`) calls :func:`run_sweep` and
+:func:`analyse` as they are. Heavy layers (torch, Ray, the sweep reader) are imported inside the functions, so
+``kdtune status`` and ``kdtune report`` start light. Bad input raises a one-line :class:`~kdtune.errors.KdtuneError`
+before any work starts; what a use case prints goes to stdout and stderr as it happens; each returns the exit status.
 """
 
 from __future__ import annotations
@@ -44,15 +42,17 @@ class SweepInput:
 # ---------------------------------------------------------------- a sweep: plan, run, tune
 
 
-def load_sweep(sweep: SweepInput) -> SweepSpec:
-    """The sweep file read and checked (one line per mistake)."""
+def load_sweep(sweep: SweepInput, for_run: bool = False, mlflow: str | None = None, wandb: str | None = None) -> SweepSpec:
+    """The sweep file read and checked (one line per mistake); ``for_run``: then its run folder checked and
+    ``--mlflow``/``--wandb`` put in, its trackers checked (installed, reachable), before any work."""
     from kdtune.spec.sweepfile import load_sweep as load
 
-    return load(sweep.path, sweep.overrides, data_root=sweep.data_dir, output=sweep.out)
+    spec = load(sweep.path, sweep.overrides, data_root=sweep.data_dir, output=sweep.out)
+    if not for_run:
+        return spec
+    from kdtune.rundir import check_out_dir
 
-
-def with_trackers(spec: SweepSpec, mlflow: str | None = None, wandb: str | None = None) -> SweepSpec:
-    """The sweep with ``--mlflow``/``--wandb`` put in, its trackers checked (installed, reachable) before any work."""
+    check_out_dir(spec.output)  # before loading any data
     if mlflow is None and wandb is None and not spec.trackers:
         return spec
     from kdtune.run.trackers import check_trackers, with_flags
@@ -69,12 +69,7 @@ def load_plan(sweep: SweepInput, *, for_run: bool = False, mlflow: str | None = 
     from kdtune.spec.sweepfile import sweep_warnings
     from kdtune.train.data import load_data
 
-    spec = load_sweep(sweep)
-    if for_run:
-        from kdtune.rundir import check_out_dir
-
-        check_out_dir(spec.output)  # before loading any data
-        spec = with_trackers(spec, mlflow, wandb)
+    spec = load_sweep(sweep, for_run, mlflow, wandb)
     try:
         load_data(spec.data, spec.data_root)
     except ValueError as e:
@@ -130,7 +125,8 @@ def run_sweep(
     record. Exit status 1 when a trial did not finish."""
     import shutil
 
-    from kdtune.run.execute import JoinError, check_join
+    from kdtune.run.execute import InlineExecutor, JoinError, RayExecutor, check_join, plural
+    from kdtune.run.ledger import write_sweep_record
     from kdtune.rundir import RunLock, init_run_dir, remove_scratch
 
     plan = load_plan(sweep, for_run=True, mlflow=mlflow, wandb=wandb)  # checks --out before loading any data
@@ -145,32 +141,24 @@ def run_sweep(
     try:
         with RunLock(spec.output):
             remove_scratch(spec.output)  # what a worker killed mid-commit left; no worker of this run has started yet
-            return _run_locked(plan, executor, address, metrics, report, command)
+            print(
+                f"sweep {spec.name}: {plural(len(plan.trials), 'trial')} in {plural(len(plan.stages), 'stage')} → {spec.output}"
+            )
+            record = write_sweep_record(plan, command)
+            if executor == "inline":
+                runner: InlineExecutor | RayExecutor = InlineExecutor()
+            else:
+                runner = RayExecutor.for_sweep(spec, address)
+                runner.linger = True  # Ray is shut down after the report is printed (_finish_run), not before
+            try:
+                return _finish_run(plan, record, runner, metrics, report)
+            finally:
+                if isinstance(runner, RayExecutor):
+                    runner.close()
     except JoinError:
         if fresh:  # made by this invocation, and no trial can have started: leave no half-made run folder
             shutil.rmtree(spec.output, ignore_errors=True)
         raise
-
-
-def _run_locked(
-    plan: Plan, kind: str, address: str | None, metrics: Sequence[str] | None, report: bool, command: Sequence[str]
-) -> int:
-    from kdtune.run.execute import InlineExecutor, RayExecutor, plural
-    from kdtune.run.ledger import write_sweep_record
-
-    spec = plan.spec
-    print(f"sweep {spec.name}: {plural(len(plan.trials), 'trial')} in {plural(len(plan.stages), 'stage')} → {spec.output}")
-    record = write_sweep_record(plan, command)
-    if kind == "inline":
-        executor: InlineExecutor | RayExecutor = InlineExecutor()
-    else:
-        executor = RayExecutor.for_sweep(spec, address)
-        executor.linger = True  # Ray is shut down after the report is printed (below), not before
-    try:
-        return _finish_run(plan, record, executor, metrics, report)
-    finally:
-        if isinstance(executor, RayExecutor):
-            executor.close()
 
 
 def _finish_run(
@@ -228,12 +216,10 @@ def tune(
     """``kdtune tune``: a study of ``trials`` search trials over one model's (or one teacher → student pair's)
     settings; the teachers it needs trained first. Exit status 1 when the study has fewer finished trials."""
     from kdtune.run.execute import RayExecutor, check_join, execute, run_log
-    from kdtune.rundir import RunLock, check_out_dir, init_run_dir
+    from kdtune.rundir import RunLock, init_run_dir
     from kdtune.tuning.search import prepare, run_search
 
-    spec = load_sweep(sweep)
-    check_out_dir(spec.output)
-    spec = with_trackers(spec, mlflow, wandb)
+    spec = load_sweep(sweep, for_run=True, mlflow=mlflow, wandb=wandb)
     setup = prepare(spec, model, teacher)
     if storage:  # a wrong URL or a server that does not answer stops here, before any work
         from kdtune.tuning.storage import open_storage
@@ -471,8 +457,7 @@ def analyse(
     if data_dir and not Path(data_dir).is_dir():
         raise KdtuneError(f"--data-dir {data_dir}: no such folder")
     view = RunView(run_dir, where, eval_sets, data_dir, sweep)  # checks the --where keys and --eval-set names
-    scope = " and ".join(f"{k} in {{{', '.join(v)}}}" for k, v in where.items())
-    scope = f" with {scope}" if scope else ""
+    scope = " with " + " and ".join(f"{k} in {{{', '.join(v)}}}" for k, v in where.items()) if where else ""
     if not view.trials:
         raise KdtuneError(f"{run_dir}: no finished trial{scope} to analyse")
     r = report_defaults(run_dir, sweep).check()
@@ -498,12 +483,9 @@ def analyse(
             message = " ".join((str(e) if isinstance(e, KdtuneError) else f"{type(e).__name__}: {e}").split())
             print(f"{name}: failed: {message}", file=sys.stderr)
             sections.append(AnalysisFailure(name, message, traceback.format_exc()))
-    command = ["kdtune", "analyze", str(run_dir)]
-    command += ["--only", ",".join(only)] if only else []
-    command += [a for k, v in where.items() for a in ("--where", f"{k}={','.join(v)}")]
-    command += ["--eval-set", ",".join(eval_sets)] if eval_sets else []
-    command += ["--data-dir", str(data_dir)] if data_dir else []
-    command += ["--sweep", sweep] if sweep else []
+    flags = [("--only", ",".join(only or [])), *(("--where", f"{k}={','.join(v)}") for k, v in where.items())]
+    flags += [("--eval-set", ",".join(eval_sets or [])), ("--data-dir", str(data_dir or "")), ("--sweep", sweep or "")]
+    command = ["kdtune", "analyze", str(run_dir), *(word for flag, value in flags if value for word in (flag, value))]
     facts = [("trials", plural(len(view.trials), "finished trial") + scope), ("eval sets", ", ".join(view.eval_sets))]
     page = write_page(run_dir, sections, shlex.join(command), tables, sweep=sweep, facts=facts, report_notes=report_notes)
     print(f"page: {page}")
@@ -536,16 +518,16 @@ def study(
 
     s = load_study(path, out)
     data_dir = data_dir if data_dir is not None else s.model.data_dir
-    for entry in s.sweeps:  # every sweep checked before any work (as kdtune run checks its one)
-        load_sweep(SweepInput(sweep_path(s, entry), entry.set, data_dir, s.out_of(entry)))
+    sweeps = [SweepInput(sweep_path(s, entry), entry.set, data_dir, s.out_of(entry)) for entry in s.sweeps]
+    for sweep in sweeps:  # every sweep checked before any work (as kdtune run checks its one)
+        load_sweep(sweep)
     if dry_run:
         print("\n".join(describe(s)))
         return 0
     if report_only and not any(d.is_dir() for d in s.table_dirs):
         raise KdtuneError(f"--report-only: no run folder {s.table_dirs[0]} yet; run kdtune study {path} first")
     status = 0
-    for entry in s.sweeps if not report_only else []:
-        sweep = SweepInput(sweep_path(s, entry), entry.set, data_dir, s.out_of(entry))
+    for sweep in sweeps if not report_only else []:
         status = max(status, run_sweep(sweep, executor=executor, address=address, report=False, command=command))
 
     def results(run_dirs: Sequence[Path]) -> pd.DataFrame:
@@ -556,8 +538,8 @@ def study(
     runs = []
     for run_dir in s.run_dirs:
         part = everything[everything["run"] == str(run_dir)] if "run" in everything else everything
-        per_sweep = part.assign(sweep=part["sweep"].astype(str).str.split(",")).explode("sweep") if "sweep" in part else part
-        for name, group in per_sweep.groupby("sweep", sort=False) if "sweep" in per_sweep else []:
+        per_sweep = part.assign(sweep=part["sweep"].astype(str).str.split(",")).explode("sweep")  # every table has "sweep"
+        for name, group in per_sweep.groupby("sweep", sort=False):
             trials, ok = group["trial_id"].nunique(), group.loc[group["status"] == "ok", "trial_id"].nunique()
             role = "" if run_dir in s.table_dirs else " (for the analyses only, not in the tables)"
             runs.append(f"{name} in {run_dir}: {ok} of {trials} trials finished{role}")

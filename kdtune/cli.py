@@ -12,7 +12,7 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -39,16 +39,15 @@ def _csv(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return int(text)
+def _whole(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``least``."""
 
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < least:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {least}, got {text!r}")
+        return int(text)
 
-def _digits(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
-    return int(text)
+    return parse
 
 
 def _add_sweep_args(p: argparse.ArgumentParser) -> None:
@@ -114,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_args(tun)
     tun.add_argument("--model", required=True, help="the model to tune (a label of the sweep's models)")
     tun.add_argument("--teacher", default="data", help="tune the model as this teacher's student (τ, w_hard, w_soft too)")
-    tun.add_argument("--trials", type=_positive, default=20, help="search trials the study should end with (default 20)")
+    tun.add_argument("--trials", type=_whole(1), default=20, help="search trials the study should end with (default 20)")
     tun.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db (default: SQLite in the run folder)")
     tun.add_argument(
         "--address",
@@ -136,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--rows", type=_csv, help="comma-separated row keys (default: the sweep's report.rows, else student)")
     rep.add_argument("--cols", type=_csv, help="comma-separated column keys (default: report.cols, else eval_set,teacher)")
     rep.add_argument("--eval-sets", type=_csv, help="eval sets to show (default: report.eval_sets, else all but val)")
-    rep.add_argument("--digits", type=_digits, help="decimals (default 3)")
+    rep.add_argument("--digits", type=_whole(0), help="decimals (default 3)")
     rep.add_argument(
         "--interval",
         choices=INTERVALS,
@@ -251,93 +250,65 @@ def _sweep(args: argparse.Namespace) -> app.SweepInput:
     return app.SweepInput(args.sweep, args.overrides, args.data_dir, args.out)
 
 
-def _cmd_plan(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    return app.show_plan(_sweep(args))
+def _call(args: argparse.Namespace, words: Sequence[str]) -> int:
+    """The use case of ``args.command`` (:mod:`kdtune.app`) called with the parsed flags; its exit status."""
+    match args.command:
+        case "plan":
+            return app.show_plan(_sweep(args))
+        case "run":
+            return app.run_sweep(
+                _sweep(args), executor=args.executor, address=args.address, metrics=args.metric, report=not args.no_report,
+                tensorboard=args.tensorboard, mlflow=args.mlflow, wandb=args.wandb, command=words,
+            )  # fmt: skip
+        case "tune":
+            return app.tune(
+                _sweep(args), model=args.model, teacher=args.teacher, trials=args.trials, storage=args.storage,
+                address=args.address, mlflow=args.mlflow, wandb=args.wandb,
+            )  # fmt: skip
+        case "report" if args.tuning:
+            return app.report_tuning(args.run_dir, storage=args.storage, fmt=args.format, digits=args.digits, output=args.output)
+        case "report":
+            from kdtune.results.tables import Look
 
+            names = ("interval", "compare", "test", "correction", "alpha", "bold", "seed")
+            return app.report(
+                args.run_dir, sweep=args.sweep, fmt=args.format, metrics=args.metric, rows=args.rows, cols=args.cols,
+                eval_sets=args.eval_sets, digits=args.digits, statistics={n: getattr(args, n) for n in names},
+                look=Look(args.percent, args.n_once, args.small_pm, args.textwidth), references=args.reference or (),
+                output=args.output, mlflow=args.mlflow,
+            )  # fmt: skip
+        case "analyze":
+            return app.analyse(
+                args.run_dir, only=args.only, where=app.parse_where(args.where),
+                eval_sets=[e for group in args.eval_set or [] for e in group], data_dir=args.data_dir, sweep=args.sweep,
+            )  # fmt: skip
+        case "study":
+            return app.study(
+                args.study, out=args.out, data_dir=args.data_dir, address=args.address, executor=args.executor,
+                report_only=args.report_only, dry_run=args.dry_run, export=args.export, command=words,
+            )  # fmt: skip
+        case "status":
+            sys.stdout.write(app.status(args.run_dir, args.sweep, args.trials))
+        case "download":
+            from kdtune.train.data.mnist import download_mnist
 
-def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    return app.run_sweep(
-        _sweep(args), executor=args.executor, address=args.address, metrics=args.metric, report=not args.no_report,
-        tensorboard=args.tensorboard, mlflow=args.mlflow, wandb=args.wandb, command=argv,
-    )  # fmt: skip
+            print(f"MNIST in {download_mnist(Path(args.data_dir))}")
+        case "schema" if args.markdown:
+            from kdtune.spec.docpage import sweep_reference_markdown
 
+            sys.stdout.write(sweep_reference_markdown())
+        case "schema":
+            from kdtune.spec.sweepfile import schema_text
 
-def _cmd_tune(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    return app.tune(
-        _sweep(args), model=args.model, teacher=args.teacher, trials=args.trials, storage=args.storage,
-        address=args.address, mlflow=args.mlflow, wandb=args.wandb,
-    )  # fmt: skip
-
-
-def _cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    if args.tuning:
-        return app.report_tuning(args.run_dir, storage=args.storage, fmt=args.format, digits=args.digits, output=args.output)
-    from kdtune.results.tables import Look
-
-    names = ("interval", "compare", "test", "correction", "alpha", "bold", "seed")
-    return app.report(
-        args.run_dir, sweep=args.sweep, fmt=args.format, metrics=args.metric, rows=args.rows, cols=args.cols,
-        eval_sets=args.eval_sets, digits=args.digits, statistics={n: getattr(args, n) for n in names},
-        look=Look(args.percent, args.n_once, args.small_pm, args.textwidth), references=args.reference or (),
-        output=args.output, mlflow=args.mlflow,
-    )  # fmt: skip
-
-
-def _cmd_status(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    sys.stdout.write(app.status(args.run_dir, args.sweep, args.trials))
-    return 0
-
-
-def _cmd_analyze(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    eval_sets = [e for group in args.eval_set or [] for e in group]
-    return app.analyse(
-        args.run_dir, only=args.only, where=app.parse_where(args.where), eval_sets=eval_sets, data_dir=args.data_dir,
-        sweep=args.sweep,
-    )  # fmt: skip
-
-
-def _cmd_study(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    return app.study(
-        args.study, out=args.out, data_dir=args.data_dir, address=args.address, executor=args.executor,
-        report_only=args.report_only, dry_run=args.dry_run, export=args.export, command=argv,
-    )  # fmt: skip
-
-
-def _cmd_download(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from kdtune.train.data.mnist import download_mnist
-
-    print(f"MNIST in {download_mnist(Path(args.data_dir))}")
-    return 0
-
-
-def _cmd_schema(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    if args.markdown:
-        from kdtune.spec.docpage import sweep_reference_markdown
-
-        sys.stdout.write(sweep_reference_markdown())
-        return 0
-    from kdtune.spec.sweepfile import schema_text
-
-    sys.stdout.write(schema_text())
+            sys.stdout.write(schema_text())
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kdtune`` console script."""
+    words = sys.argv[1:] if argv is None else list(argv)
     try:
-        words = sys.argv[1:] if argv is None else list(argv)
-        args = build_parser().parse_args(words)
-        return {
-            "run": _cmd_run,
-            "tune": _cmd_tune,
-            "plan": _cmd_plan,
-            "report": _cmd_report,
-            "status": _cmd_status,
-            "analyze": _cmd_analyze,
-            "study": _cmd_study,
-            "download": _cmd_download,
-            "schema": _cmd_schema,
-        }[args.command](args, words)
+        return _call(build_parser().parse_args(words), words)
     except KdtuneError as e:
         if isinstance(e, _UsageError):
             sys.stderr.write(e.usage)
@@ -354,30 +325,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if finished is None:
             print("kdtune: interrupted", file=sys.stderr)
             return 130
-        words = sys.argv[1:] if argv is None else list(argv)
         prog = "python -m kdtune" if argv is None and sys.argv[0].endswith("__main__.py") else "kdtune"
+        kept, resume = f"{finished} of {total} trials finished and are kept", f"{prog} {shlex.join(words)}"
         reason = getattr(e, "reason", None)  # kdtune.run.execute.RayDied: the Ray instance died under the run
-        if reason is not None and reason.startswith("out of memory"):
+        if reason is None:
+            print(f"kdtune: interrupted; {kept}. Resume with the same command: {resume}", file=sys.stderr)
+            return 130
+        if reason.startswith("out of memory"):
             print(
-                f"kdtune: the run stopped, {reason} (the node's memory ran out; another process may hold it); "
-                f"{finished} of {total} trials finished and are kept; free memory, or run fewer trials at once "
-                f"(execution.max_concurrent_trials), and resume with: {prog} {shlex.join(words)}",
+                f"kdtune: the run stopped, {reason} (the node's memory ran out; another process may hold it); {kept}; "
+                f"free memory, or run fewer trials at once (execution.max_concurrent_trials), and resume with: {resume}",
                 file=sys.stderr,
             )
-            return 1
-        if reason is not None:
-            print(
-                f"kdtune: the Ray instance died ({reason}); {finished} of {total} trials finished and are kept; "
-                f"resume with: {prog} {shlex.join(words)}",
-                file=sys.stderr,
-            )
-            return 1
-        print(
-            f"kdtune: interrupted; {finished} of {total} trials finished and are kept. "
-            f"Resume with the same command: {prog} {shlex.join(words)}",
-            file=sys.stderr,
-        )
-        return 130
+        else:
+            print(f"kdtune: the Ray instance died ({reason}); {kept}; resume with: {resume}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
