@@ -106,18 +106,13 @@ class RunView:
         sweep: str | None = None,
     ) -> None:
         from kdtune.results.reader import collect_run
-        from kdtune.rundir import CONFIG, read_json, trial_dir
-        from kdtune.train.config import TrialConfig
 
         self.run_dir = Path(run_dir)
         self.results = collect_run(self.run_dir, sweep)
         ok = self.results[self.results["status"] == "ok"]
         rows = filter_rows(ok.drop_duplicates("trial_id"), where or {})
-        self.trials: list[TrialView] = []
-        details = config_labels(rows)
-        for r, detail in zip(rows.to_dict("records"), details, strict=True):
-            cfg = TrialConfig.from_dict(read_json(trial_dir(self.run_dir, r["trial_id"]) / CONFIG)["config"])
-            self.trials.append(TrialView(r["trial_id"], str(r["student"]), str(r["teacher"]), int(r["seed"]), cfg, detail))
+        records = zip(rows.to_dict("records"), config_labels(rows), strict=True)
+        self.trials: list[TrialView] = [self.trial(r, detail) for r, detail in records]
         present = set(ok["eval_set"].astype(str))
         known = [str(e) for e in self.results["eval_set"].cat.categories if str(e) in present and e != "val"]
         if eval_sets:
@@ -126,6 +121,14 @@ class RunView:
                 raise KdtuneError(f"--eval-set {unknown[0]}: not in these results; known: {', '.join(known)}")
         self.eval_sets = list(eval_sets) if eval_sets else known
         self.data_root = data_root
+
+    def trial(self, row: Mapping[str, Any], detail: str = "") -> TrialView:
+        """The trial of a results row (``trial_id``, ``student``, ``teacher``, ``seed``), its config read from the run."""
+        from kdtune.rundir import CONFIG, read_json, trial_dir
+        from kdtune.train.config import TrialConfig
+
+        cfg = TrialConfig.from_dict(read_json(trial_dir(self.run_dir, row["trial_id"]) / CONFIG)["config"])
+        return TrialView(row["trial_id"], str(row["student"]), str(row["teacher"]), int(row["seed"]), cfg, detail)
 
     @functools.lru_cache(maxsize=64)  # noqa: B019  (one view per command; trials' arrays are read once)
     def outputs(self, trial_id: str) -> dict[str, np.ndarray]:
@@ -139,9 +142,8 @@ class RunView:
         from kdtune.train.data import data_fingerprint, load_data
 
         cfg = trial.config
-        root = self.data_root
-        bundle = load_data(cfg.data, root)
-        if cfg.data_fingerprint and data_fingerprint(cfg.data, root) != cfg.data_fingerprint:
+        bundle = load_data(cfg.data, self.data_root)
+        if cfg.data_fingerprint and data_fingerprint(cfg.data, self.data_root) != cfg.data_fingerprint:
             raise KdtuneError(f"trial {trial.id}: the data found now differs from the data it was trained on (--data-dir?)")
         return bundle
 
@@ -165,9 +167,8 @@ def same_init(a: TrialView, b: TrialView) -> bool:
     """Whether two trials started from the same initial weights (same architecture and initialisation seed)."""
     if a.arch != b.arch or dict(getattr(a.config, "params", ())) != dict(getattr(b.config, "params", ())):
         return False
-    if not all(hasattr(t.config, "loss") for t in (a, b)):  # a view without training settings: nothing to compare
-        return False
-    return a.init_seed == b.init_seed
+    # a view without training settings: nothing to compare
+    return all(hasattr(t.config, "loss") for t in (a, b)) and a.init_seed == b.init_seed
 
 
 # ---- statistics over models: one interval helper for every analysis table (kdtune.results.stats, ddof 1)

@@ -180,6 +180,19 @@ def _flagged(part: pd.DataFrame, name: str, series: str, point: float) -> tuple[
     return keep[~twins].drop(columns="pair"), lines
 
 
+def _summary_row(
+    shown: dict[str, str], group: str, series: str, point: float, metric: str, vals: list, fracs: list, outside: int
+) -> dict[str, object]:
+    """The long table's row of one metric of one series and switch point (mean, std, n of the values and of the
+    recovered fractions); its two cells written into ``shown``, the display table's row."""
+    mean, std, n = summary(vals)
+    f_mean, f_std, f_n = summary(fracs)
+    shown[metric] = cell(vals) if n else "–"
+    shown[f"{metric} recovered"] = cell(fracs) if f_n else "–"
+    return {"group": group, "series": series, "point": point, "metric": metric, "mean": mean, "std": std, "n": n,
+            "recovered_mean": f_mean, "recovered_std": f_std, "recovered_n": f_n, "outside": outside}  # fmt: skip
+
+
 SWITCH_SETTINGS = ("start", "stop", "select_from")  # the x axis (select_from is derived from it), not a group
 
 
@@ -213,18 +226,12 @@ def switch_table(rows: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, 
             skipped.append(f"{name}: {why}")
         if throughout.empty:
             skipped.append(f"{name}: no student distilled throughout (start 0, no stop) to compare")
+        ref_by, top_by = _by_pair(ref, metrics), _by_pair(throughout, metrics)
         for label, sel in (("from data", ref), ("distilled throughout", throughout)):
             skipped += _duplicate_lines(sel, f"{name} {label}", "no twin for the recovered fraction of that seed and fold")
-        ref_by, top_by = _by_pair(ref, metrics), _by_pair(throughout, metrics)
-        refs = {"from data": ref, "distilled throughout": throughout}
-        for label, sel in refs.items():
             shown = {"group": name, "series": label, "switch": "–"}
             for m in metrics:
-                vals = pd.to_numeric(sel[m], errors="coerce").tolist()
-                mean, std, n = summary(vals)
-                long.append({"group": name, "series": label, "point": np.nan, "metric": m, "mean": mean, "std": std, "n": n,
-                             "recovered_mean": np.nan, "recovered_std": np.nan, "recovered_n": 0, "outside": 0})  # fmt: skip
-                shown[m], shown[f"{m} recovered"] = cell(vals) if n else "–", "–"
+                long.append(_summary_row(shown, name, label, np.nan, m, pd.to_numeric(sel[m], errors="coerce").tolist(), [], 0))
             shown[OUTSIDE] = "–"
             display.append(shown)
         for series in SERIES:
@@ -249,13 +256,7 @@ def switch_table(rows: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, 
                     if unpaired and not ref.empty and not throughout.empty:
                         skipped.append(f"{name} {series}={point:g}: {unpaired} trial(s) without a from-data and "
                                        "a throughout twin of the same seed and fold")  # fmt: skip
-                    mean, std, n = summary(vals)
-                    f_mean, f_std, f_n = summary(fracs)
-                    long.append({"group": name, "series": series, "point": float(point), "metric": m, "mean": mean,
-                                 "std": std, "n": n, "recovered_mean": f_mean, "recovered_std": f_std,
-                                 "recovered_n": f_n, "outside": outside})  # fmt: skip
-                    shown[m] = cell(vals) if n else "–"
-                    shown[f"{m} recovered"] = cell(fracs) if f_n else "–"
+                    long.append(_summary_row(shown, name, series, float(point), m, vals, fracs, outside))
                 shown[OUTSIDE] = f"{outside} of {len(at)}" if outside else "0"  # of the trials of this switch point
                 display.append(shown)
     table = pd.DataFrame(display)
