@@ -52,8 +52,7 @@ class TrialView:
     def group(self) -> str:
         """``MLP (data)``, ``MLP ← CNN`` (or ``MLP ← CNN τ=4``, ``MLP (data) lr=0.003`` when settings vary
         between trials of one student and teacher): the trial's configuration, one per group."""
-        kind = f"{self.student} (data)" if self.teacher == "data" else f"{self.student} ← {self.teacher}"
-        return kind + (f" {self.detail}" if self.detail else "")
+        return group_name(self.student, self.teacher, self.detail)
 
     @property
     def fold(self) -> int | None:
@@ -76,6 +75,12 @@ class TrialView:
     @property
     def label(self) -> str:
         return f"{self.group} s{self.seed}" + (f" f{self.fold}" if self.fold is not None else "")
+
+
+def group_name(student: str, teacher: str, detail: str = "") -> str:
+    """``MLP (data)``, ``MLP ← CNN``, with the settings that tell the configuration apart after it (``MLP ← CNN τ=4``)."""
+    kind = f"{student} (data)" if teacher == "data" else f"{student} ← {teacher}"
+    return kind + (f" {detail}" if detail else "")
 
 
 @dataclass
@@ -163,6 +168,13 @@ class RunView:
         return out
 
 
+def most_common(found: Sequence[tuple[Any, Hashable]]) -> tuple[list[Any], list[tuple[Any, Hashable]], Hashable]:
+    """``(item, key)`` pairs split by the key most of them share: the items with it, the pairs without, and that key."""
+    keys = [k for _, k in found]
+    common = max(set(keys), key=keys.count)
+    return [x for x, k in found if k == common], [(x, k) for x, k in found if k != common], common
+
+
 def same_init(a: TrialView, b: TrialView) -> bool:
     """Whether two trials started from the same initial weights (same architecture and initialisation seed)."""
     if a.arch != b.arch or dict(getattr(a.config, "params", ())) != dict(getattr(b.config, "params", ())):
@@ -208,20 +220,17 @@ def unit_means(pairs: Iterable[tuple[K, float]]) -> dict[K, tuple[float, int]]:
     return {m: (float(np.mean(v)), len(v)) for m, v in found.items()}
 
 
-UNITS_NOTE = (
-    "Units: models, not pairs of models (pairs of 4 models are 6 or 16 values, not independent): each cell averages "
-    "each model's pairs first ({which}), then shows mean ± std over those per-model means with ddof 1, n = the "
-    "number of models. Within a group a pair counts for both its models, so the models' means still share pairs "
-    "(at n = 3 their std is half the pairs'): the table describes, it does not test. A claim about these cells is "
-    "tested on the pairs themselves ({pairs}), by permuting the models' labels (kdtune.results.stats.pair_test); the "
-    "per-model values are in {csv}."
-)
-
-
 def units_note(which: str, csv: str, pairs: str) -> str:
     """The note under a table of a pair measure naming its unit (models), which side's models, ddof and n, and the
     pair table a claim's test reads."""
-    return UNITS_NOTE.format(which=which, csv=csv, pairs=pairs)
+    return (
+        "Units: models, not pairs of models (pairs of 4 models are 6 or 16 values, not independent): each cell averages "
+        f"each model's pairs first ({which}), then shows mean ± std over those per-model means with ddof 1, n = the "
+        "number of models. Within a group a pair counts for both its models, so the models' means still share pairs "
+        "(at n = 3 their std is half the pairs'): the table describes, it does not test. A claim about these cells is "
+        f"tested on the pairs themselves ({pairs}), by permuting the models' labels (kdtune.results.stats.pair_test); the "
+        f"per-model values are in {csv}."
+    )
 
 
 def _setting(key: str, value: Any, text: str | None = None) -> str:

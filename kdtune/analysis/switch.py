@@ -1,22 +1,18 @@
 """Switching to distillation mid-training (student-teacher deviations paper, section 3.2): a metric of the
-students against the switch point (``start``: labels first, the teacher from there on; ``stop``: the
-reverse control), with the student trained from data and the student distilled throughout (start 0) as
-references, and the fraction of the distillation gain a switch recovers,
-``(m(switch) − m(data)) / (m(start 0) − m(data))``, per seed (and fold), mean ± std.
+students against the switch point (``start``: labels first, the teacher from there on; ``stop``: the reverse
+control), with the students trained from data and distilled throughout (start 0) as references, and the fraction
+of the distillation gain a switch recovers, ``(m(switch) − m(data)) / (m(start 0) − m(data))``, per seed (and
+fold), mean ± std.
 
-A group is one configuration, as the view's groups (student, teacher and the settings that tell their trials
-apart, ``teacher[...]`` included), less the switch itself; its from-data reference is the same student label's, of
-the group's configuration, never another student of the architecture (where none fits, the group has no recovered
-fraction and the skipped lines say why). A seed (and fold) held by two trials of one cell is named; it has no one
-twin, so no recovered fraction is paired with either.
+A group is one configuration, as the view's groups, less the switch; its from-data reference is the same student
+label's, of the group's configuration (where none fits: no recovered fraction, and a skipped line says why). A seed
+(and fold) held by two trials of one cell has no one twin, so no recovered fraction is paired with either.
 
-A switched student is only a measurement of its switch if the epoch it kept (``best_epoch``) comes after the
-switch: from ``start`` on, or from ``stop`` on for the control (:func:`kdtune.train.distill.selection_epochs`). kdtune
-selects inside that window since ``train.select_from: last_switch``; a trial whose kept epoch lies outside it
-(one trained by an older kdtune, which selected among every epoch) is left out of its cell, counted in the
-table's ``kept outside window`` column and named in the notes. One selected among every epoch whose kept epoch
-lies inside is the model the window gives, and counts, but once: beside a twin selected in the window (same
-switch, seed and fold), only the twin counts."""
+A switched student measures its switch only if its kept epoch (``best_epoch``) lies in the window from the last
+switch on (:func:`kdtune.train.distill.selection_epochs`; kdtune selects there since ``train.select_from:
+last_switch``). One kept outside (an older kdtune selected among every epoch) is left out, counted in the
+``kept outside window`` column and named; one selected among every epoch but kept inside counts, once: beside a
+twin selected in the window (same switch, seed and fold), only the twin counts."""
 
 from __future__ import annotations
 

@@ -200,8 +200,6 @@ def _searcher_class() -> type:
                 step, last = result.get("training_iteration"), result.get("objective", math.nan)
                 if step is not None and math.isfinite(last):
                     ot_trial.report(float(last), int(step))
-            if result and not error and result.get("final") and state == TrialState.FAIL:
-                ot_trial.set_user_attr("reason", "the objective is not a finite number")
             self._ot_study.tell(ot_trial, value, state=state)
             self._completed_trials.add(trial_id)
 
