@@ -255,9 +255,7 @@ def switch_table(rows: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, 
                     long.append(_summary_row(shown, name, series, float(point), m, vals, fracs, outside))
                 shown[OUTSIDE] = f"{outside} of {len(at)}" if outside else "0"  # of the trials of this switch point
                 display.append(shown)
-    table = pd.DataFrame(display)
-    if len(table):
-        table = table.set_index(["group", "series", "switch"])
+    table = pd.DataFrame(display).set_index(["group", "series", "switch"]) if display else pd.DataFrame()
     return table, pd.DataFrame(long), list(dict.fromkeys(skipped))
 
 

@@ -109,9 +109,7 @@ def symmetry_table(view: RunView, eval_set: str) -> tuple[pd.DataFrame, pd.DataF
                 long.append(base | {"temperature": tau, "metric": m, "eval_set": e, "mean": mean, "std": std, "n": n})
                 shown[m] = cell(vals) if n else "–"
             display.append(shown)
-    table = pd.DataFrame(display)
-    if len(table):
-        table = table.set_index(["group", "τ"])
+    table = pd.DataFrame(display).set_index(["group", "τ"]) if display else pd.DataFrame()
     return table, pd.DataFrame(long), sources
 
 
