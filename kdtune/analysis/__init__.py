@@ -52,8 +52,7 @@ class TrialView:
     def group(self) -> str:
         """``MLP (data)``, ``MLP ← CNN`` (or ``MLP ← CNN τ=4``, ``MLP (data) lr=0.003`` when settings vary
         between trials of one student and teacher): the trial's configuration, one per group."""
-        kind = f"{self.student} (data)" if self.teacher == "data" else f"{self.student} ← {self.teacher}"
-        return kind + (f" {self.detail}" if self.detail else "")
+        return group_name(self.student, self.teacher, self.detail)
 
     @property
     def fold(self) -> int | None:
@@ -76,6 +75,12 @@ class TrialView:
     @property
     def label(self) -> str:
         return f"{self.group} s{self.seed}" + (f" f{self.fold}" if self.fold is not None else "")
+
+
+def group_name(student: str, teacher: str, detail: str = "") -> str:
+    """``MLP (data)``, ``MLP ← CNN``, with the settings that tell the configuration apart after it (``MLP ← CNN τ=4``)."""
+    kind = f"{student} (data)" if teacher == "data" else f"{student} ← {teacher}"
+    return kind + (f" {detail}" if detail else "")
 
 
 @dataclass
@@ -106,18 +111,13 @@ class RunView:
         sweep: str | None = None,
     ) -> None:
         from kdtune.results.reader import collect_run
-        from kdtune.rundir import CONFIG, read_json, trial_dir
-        from kdtune.train.config import TrialConfig
 
         self.run_dir = Path(run_dir)
         self.results = collect_run(self.run_dir, sweep)
         ok = self.results[self.results["status"] == "ok"]
         rows = filter_rows(ok.drop_duplicates("trial_id"), where or {})
-        self.trials: list[TrialView] = []
-        details = config_labels(rows)
-        for r, detail in zip(rows.to_dict("records"), details, strict=True):
-            cfg = TrialConfig.from_dict(read_json(trial_dir(self.run_dir, r["trial_id"]) / CONFIG)["config"])
-            self.trials.append(TrialView(r["trial_id"], str(r["student"]), str(r["teacher"]), int(r["seed"]), cfg, detail))
+        records = zip(rows.to_dict("records"), config_labels(rows), strict=True)
+        self.trials: list[TrialView] = [self.trial(r, detail) for r, detail in records]
         present = set(ok["eval_set"].astype(str))
         known = [str(e) for e in self.results["eval_set"].cat.categories if str(e) in present and e != "val"]
         if eval_sets:
@@ -126,6 +126,14 @@ class RunView:
                 raise KdtuneError(f"--eval-set {unknown[0]}: not in these results; known: {', '.join(known)}")
         self.eval_sets = list(eval_sets) if eval_sets else known
         self.data_root = data_root
+
+    def trial(self, row: Mapping[str, Any], detail: str = "") -> TrialView:
+        """The trial of a results row (``trial_id``, ``student``, ``teacher``, ``seed``), its config read from the run."""
+        from kdtune.rundir import CONFIG, read_json, trial_dir
+        from kdtune.train.config import TrialConfig
+
+        cfg = TrialConfig.from_dict(read_json(trial_dir(self.run_dir, row["trial_id"]) / CONFIG)["config"])
+        return TrialView(row["trial_id"], str(row["student"]), str(row["teacher"]), int(row["seed"]), cfg, detail)
 
     @functools.lru_cache(maxsize=64)  # noqa: B019  (one view per command; trials' arrays are read once)
     def outputs(self, trial_id: str) -> dict[str, np.ndarray]:
@@ -139,9 +147,8 @@ class RunView:
         from kdtune.train.data import data_fingerprint, load_data
 
         cfg = trial.config
-        root = self.data_root
-        bundle = load_data(cfg.data, root)
-        if cfg.data_fingerprint and data_fingerprint(cfg.data, root) != cfg.data_fingerprint:
+        bundle = load_data(cfg.data, self.data_root)
+        if cfg.data_fingerprint and data_fingerprint(cfg.data, self.data_root) != cfg.data_fingerprint:
             raise KdtuneError(f"trial {trial.id}: the data found now differs from the data it was trained on (--data-dir?)")
         return bundle
 
@@ -161,13 +168,19 @@ class RunView:
         return out
 
 
+def most_common(found: Sequence[tuple[Any, Hashable]]) -> tuple[list[Any], list[tuple[Any, Hashable]], Hashable]:
+    """``(item, key)`` pairs split by the key most of them share: the items with it, the pairs without, and that key."""
+    keys = [k for _, k in found]
+    common = max(set(keys), key=keys.count)
+    return [x for x, k in found if k == common], [(x, k) for x, k in found if k != common], common
+
+
 def same_init(a: TrialView, b: TrialView) -> bool:
     """Whether two trials started from the same initial weights (same architecture and initialisation seed)."""
     if a.arch != b.arch or dict(getattr(a.config, "params", ())) != dict(getattr(b.config, "params", ())):
         return False
-    if not all(hasattr(t.config, "loss") for t in (a, b)):  # a view without training settings: nothing to compare
-        return False
-    return a.init_seed == b.init_seed
+    # a view without training settings: nothing to compare
+    return all(hasattr(t.config, "loss") for t in (a, b)) and a.init_seed == b.init_seed
 
 
 # ---- statistics over models: one interval helper for every analysis table (kdtune.results.stats, ddof 1)
@@ -207,20 +220,17 @@ def unit_means(pairs: Iterable[tuple[K, float]]) -> dict[K, tuple[float, int]]:
     return {m: (float(np.mean(v)), len(v)) for m, v in found.items()}
 
 
-UNITS_NOTE = (
-    "Units: models, not pairs of models (pairs of 4 models are 6 or 16 values, not independent): each cell averages "
-    "each model's pairs first ({which}), then shows mean ± std over those per-model means with ddof 1, n = the "
-    "number of models. Within a group a pair counts for both its models, so the models' means still share pairs "
-    "(at n = 3 their std is half the pairs'): the table describes, it does not test. A claim about these cells is "
-    "tested on the pairs themselves ({pairs}), by permuting the models' labels (kdtune.results.stats.pair_test); the "
-    "per-model values are in {csv}."
-)
-
-
 def units_note(which: str, csv: str, pairs: str) -> str:
     """The note under a table of a pair measure naming its unit (models), which side's models, ddof and n, and the
     pair table a claim's test reads."""
-    return UNITS_NOTE.format(which=which, csv=csv, pairs=pairs)
+    return (
+        "Units: models, not pairs of models (pairs of 4 models are 6 or 16 values, not independent): each cell averages "
+        f"each model's pairs first ({which}), then shows mean ± std over those per-model means with ddof 1, n = the "
+        "number of models. Within a group a pair counts for both its models, so the models' means still share pairs "
+        "(at n = 3 their std is half the pairs'): the table describes, it does not test. A claim about these cells is "
+        f"tested on the pairs themselves ({pairs}), by permuting the models' labels (kdtune.results.stats.pair_test); the "
+        f"per-model values are in {csv}."
+    )
 
 
 def _setting(key: str, value: Any, text: str | None = None) -> str:

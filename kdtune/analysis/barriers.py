@@ -172,12 +172,8 @@ class Cell:
     teacher2: str
     pairs: list[tuple[TrialView, TrialView]]
     available: int  # pairs there were before the limit
-    same_init: bool = False
-    kind: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.kind:
-            self.kind = pair_kind(self.teacher1, self.teacher2)
+    same_init: bool
+    kind: str  # :func:`pair_kind` of the cell's models' teachers
 
 
 def architectures(trials: Sequence[TrialView]) -> dict[str, list[TrialView]]:
@@ -334,14 +330,19 @@ def models_of_pairs(sel: pd.DataFrame, within: bool) -> pd.DataFrame:
     return pd.DataFrame(list(rows.values()), columns=["trial", "seed", *MEASURES.values(), "pairs"])
 
 
+def _cell_units(cells_by_model: Mapping[str, Sequence[Cell]], pairs: pd.DataFrame) -> Iterator[tuple[str, Cell, pd.DataFrame]]:
+    """Each architecture's cells with their units (:func:`models_of_pairs`)."""
+    for model, cells in cells_by_model.items():
+        for c in cells:
+            yield model, c, models_of_pairs(_cell_pairs(pairs, model, c), c.teacher1 == c.teacher2)
+
+
 def barrier_units(cells_by_model: Mapping[str, Sequence[Cell]], pairs: pd.DataFrame) -> pd.DataFrame:
     """Every cell's units (:func:`models_of_pairs`) with the cell's keys: the per-model values behind :func:`barrier_table`."""
     frames = []
-    for model, cells in cells_by_model.items():
-        for c in cells:
-            units = models_of_pairs(_cell_pairs(pairs, model, c), c.teacher1 == c.teacher2)
-            keys = {"model": model, "teacher1": c.teacher1, "teacher2": c.teacher2, "same_init": c.same_init}
-            frames.append(units.assign(**keys)[[*keys, *units.columns]])
+    for model, c, units in _cell_units(cells_by_model, pairs):
+        keys = {"model": model, "teacher1": c.teacher1, "teacher2": c.teacher2, "same_init": c.same_init}
+        frames.append(units.assign(**keys)[[*keys, *units.columns]])
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -351,12 +352,10 @@ def barrier_table(cells_by_model: Mapping[str, Sequence[Cell]], pairs: pd.DataFr
     (:func:`models_of_pairs`; std with ddof 1, :mod:`kdtune.results.stats`). Pairs that share their initialisation and pairs that
     do not are never averaged together."""
     index, rows = [], []
-    for model, cells in cells_by_model.items():
-        for c in cells:
-            units = models_of_pairs(_cell_pairs(pairs, model, c), c.teacher1 == c.teacher2)
-            index.append((model, c.teacher1, c.teacher2, "yes" if c.same_init else "no"))
-            rows.append({"kind": c.kind, "pairs": f"{len(c.pairs)} of {c.available}"}
-                        | {name: cell(units[col].to_numpy(float), 3, interval) for name, col in MEASURES.items()})  # fmt: skip
+    for model, c, units in _cell_units(cells_by_model, pairs):
+        index.append((model, c.teacher1, c.teacher2, "yes" if c.same_init else "no"))
+        rows.append({"kind": c.kind, "pairs": f"{len(c.pairs)} of {c.available}"}
+                    | {name: cell(units[col].to_numpy(float), 3, interval) for name, col in MEASURES.items()})  # fmt: skip
     names = ["model", "teacher of model 1", "teacher of model 2", "same init"]
     return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=names))
 

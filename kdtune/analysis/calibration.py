@@ -49,9 +49,19 @@ def panel_rows(groups: dict[str, list[TrialView]], names: list[str]) -> list[lis
     return [row[i : i + MAX_COLS] for row in by_student.values() for i in range(0, len(row), MAX_COLS)]
 
 
-def _panel(ax_acc, ax_n, table: pd.DataFrame, title: str) -> None:
+def examples_panel(ax, table: pd.DataFrame) -> None:
+    """The examples per bin of a :func:`binned_means` table as bars on a log scale (the panel under a diagram)."""
     from matplotlib.ticker import LogLocator, NullFormatter
 
+    full = table[table["examples"] > 0]
+    ax.bar(full["lo"], full["examples"], width=1 / len(table), align="edge", color="0.6", edgecolor="black", lw=0.6)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, numticks=4))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set(xlim=(0, 1), ylim=(0.7, None), ylabel="examples")
+
+
+def _panel(ax_acc, ax_n, table: pd.DataFrame, title: str) -> None:
     width = 1 / len(table)
     full = table[table["examples"] > 0]
     ax_acc.plot([0, 1], [0, 1], ls="--", color="0.4", lw=1, label="perfect calibration")
@@ -62,11 +72,8 @@ def _panel(ax_acc, ax_n, table: pd.DataFrame, title: str) -> None:
     ax_acc.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
     ax_acc.set_title(title, fontsize=9)
     ax_acc.tick_params(labelbottom=False)
-    ax_n.bar(full["lo"], full["examples"], width=width, align="edge", color="0.6", edgecolor="black", lw=0.6)
-    ax_n.set_yscale("log")
-    ax_n.yaxis.set_major_locator(LogLocator(base=10, numticks=4))
-    ax_n.yaxis.set_minor_formatter(NullFormatter())
-    ax_n.set(xlim=(0, 1), ylim=(0.7, None), xlabel="confidence", ylabel="examples")
+    examples_panel(ax_n, table)
+    ax_n.set_xlabel("confidence")
 
 
 @ANALYSES.register("calibration")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from kdtune.analysis import ANALYSES, Output, RunView, TrialView, cell_settings, same_setting, save_figure, write_table
-from kdtune.analysis.calibration import binned_means
+from kdtune.analysis.calibration import binned_means, examples_panel
 from kdtune.analysis.overlap import _wrap, from_data_twin, ordered_eval_sets, ordered_groups, run_trials, safe_stem
 from kdtune.errors import KdtuneError
 
@@ -108,20 +108,16 @@ def _curves(view: RunView, source: str, get, trials: dict[str, TrialView], skipp
         twins: list[str] = []
         teachers: list[str] = []
         for student in group:
+            # a probability array, or why there is none (a string)
             teacher = trials.get(student.config.teacher_id or "")
-            if teacher is None:
-                skipped.append(f"{source}: {student.label}: its teacher is not a finished trial of this run")
-                continue
-            t_p = get(teacher)
+            t_p = f"{student.label}: its teacher is not a finished trial of this run" if teacher is None else get(teacher)
             if isinstance(t_p, str):
                 skipped.append(f"{source}: {t_p}")
                 continue
             twin = from_data_twin(_same_config(view, trials, student), student, avoid=[teacher.id])
             for kind, model in (("distilled", student), ("from data", twin)):
-                if model is None:
-                    skipped.append(f"{source}: {student.label}: no student {student.student} trained from data to compare")
-                    continue
-                s_p = get(model)
+                none = f"{student.label}: no student {student.student} trained from data to compare"
+                s_p = none if model is None else get(model)
                 if isinstance(s_p, str):
                     skipped.append(f"{source}: {s_p}")
                 elif len(s_p) != len(t_p):
@@ -193,26 +189,14 @@ def _figure(curves: dict[str, dict[str, object]], title: str):
             ax.plot(full["teacher_p"], full["student_p"], marker=marker, ls=ls, color=color, ms=4, label=label)
         ax.set(xlim=(0, 1), ylim=(0, 1.02), ylabel="student p(true class)")
         ax.tick_params(labelbottom=False)
-        dist = c["curves"]["distilled"]
-        full = dist[dist["examples"] > 0]
-        ax_n.bar(full["lo"], full["examples"], width=1 / len(dist), align="edge", color="0.6", edgecolor="black", lw=0.6)
-        ax_n.set_yscale("log")
-        _log_ticks(ax_n)
+        examples_panel(ax_n, c["curves"]["distilled"])
         teacher = ", ".join(c["teachers"])
-        ax_n.set(xlim=(0, 1), ylim=(0.7, None), ylabel="examples")
         ax_n.set_xlabel(_wrap(f"teacher p(true class)\nteacher: {teacher}", TITLE_CHARS), fontsize=9)
         handles = ax.get_legend_handles_labels()
     header.suptitle(title)
     if handles:
         header.legend(*handles, loc="lower center", ncol=len(handles[1]), frameon=False, fontsize=9)
     return fig
-
-
-def _log_ticks(ax) -> None:
-    from matplotlib.ticker import LogLocator, NullFormatter
-
-    ax.yaxis.set_major_locator(LogLocator(base=10, numticks=4))
-    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 @ANALYSES.register("hardness")

@@ -7,7 +7,7 @@ its from-data twin, ``mean ± std (n)`` cells).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -82,32 +82,17 @@ def ordered_eval_sets(view: RunView) -> list[str]:
 
 def run_trials(view: RunView) -> dict[str, TrialView]:
     """Every finished trial of the run folder by id: the view's, then those its filters left out (teachers…)."""
-    from kdtune.rundir import CONFIG, read_json, trial_dir
-    from kdtune.train.config import TrialConfig
-
     out = {t.id: t for t in view.trials}
     ok = view.results[view.results["status"] == "ok"].drop_duplicates("trial_id")
-    for r in ok.itertuples(index=False):
-        if r.trial_id not in out:
-            cfg = TrialConfig.from_dict(read_json(trial_dir(view.run_dir, r.trial_id) / CONFIG)["config"])
-            out[r.trial_id] = TrialView(r.trial_id, str(r.student), str(r.teacher), int(r.seed), cfg)
-    return out
+    return out | {r["trial_id"]: view.trial(r) for r in ok.to_dict("records") if r["trial_id"] not in out}
 
 
 def from_data_twin(trials: dict[str, TrialView], trial: TrialView, avoid: Sequence[str] = ()) -> TrialView | None:
     """The trial's student label and architecture trained from data on the same fold (k-fold sweeps): of the
     same seed, else the lowest other seed, never one of ``avoid`` (e.g. the teacher itself in self-distillation)."""
-    twins = [
-        t
-        for t in trials.values()
-        if t.teacher == "data"
-        and t.student == trial.student
-        and t.arch == trial.arch
-        and t.fold == trial.fold
-        and t.id not in avoid
-    ]
-    twins.sort(key=lambda t: (t.seed != trial.seed, t.seed, t.id))
-    return twins[0] if twins else None
+    same = (trial.student, trial.arch, trial.fold)
+    twins = [t for t in trials.values() if t.teacher == "data" and (t.student, t.arch, t.fold) == same and t.id not in avoid]
+    return min(twins, key=lambda t: (t.seed != trial.seed, t.seed, t.id), default=None)
 
 
 def safe_stem(name: str) -> str:
@@ -221,31 +206,13 @@ def _pair_rows(eval_set: str, members: list[TrialView], errors: dict[str, np.nda
                 continue
             jac, share = overlap(errors[a.id], errors[b.id])
             both = len(np.intersect1d(errors[a.id], errors[b.id]))
-            rows.append(
-                {
-                    "eval_set": eval_set,
-                    "a": a.id,
-                    "b": b.id,
-                    "label_a": a.label,
-                    "label_b": b.label,
-                    "group_a": a.group,
-                    "group_b": b.group,
-                    "seed_a": a.seed,
-                    "seed_b": b.seed,
-                    "fold_a": a.fold,
-                    "fold_b": b.fold,
-                    "same_init": same_init(a, b),
-                    # between two groups a pair of the same seed and fold counts (a student and its teacher's run),
-                    # within one group a pair of distinct ones (as the tables average; the claims' tests read these)
-                    "within": (a.seed, a.fold) != (b.seed, b.fold),
-                    "between": (a.seed, a.fold) == (b.seed, b.fold),
-                    "errors_a": len(errors[a.id]),
-                    "errors_b": len(errors[b.id]),
-                    "both": both,
-                    "jaccard": jac,
-                    "share_of_b_in_a": share,
-                }
-            )
+            # between two groups a pair of the same seed and fold counts (a student and its teacher's run), within one
+            # group a pair of distinct ones (as the tables average; the claims' tests read within and between)
+            rows.append({"eval_set": eval_set, "a": a.id, "b": b.id, "label_a": a.label, "label_b": b.label,
+                         "group_a": a.group, "group_b": b.group, "seed_a": a.seed, "seed_b": b.seed, "fold_a": a.fold,
+                         "fold_b": b.fold, "same_init": same_init(a, b), "within": (a.seed, a.fold) != (b.seed, b.fold),
+                         "between": (a.seed, a.fold) == (b.seed, b.fold), "errors_a": len(errors[a.id]),
+                         "errors_b": len(errors[b.id]), "both": both, "jaccard": jac, "share_of_b_in_a": share})  # fmt: skip
     return rows
 
 
@@ -255,29 +222,31 @@ def _run_of(pairs: pd.DataFrame, side: str) -> pd.Series:
     return pd.Series(list(zip(pairs[f"seed_{side}"], fold, strict=True)), index=pairs.index, dtype=object)
 
 
-def pair_units(pairs: pd.DataFrame, groups: Sequence[str]) -> pd.DataFrame:
-    """The units of :func:`group_pair_tables`: one row per (row group, column group, model of the row group) with the
-    model's mean Jaccard and mean share of the column trial's errors it also makes, over its pairs of the cell (pairs
-    of the same seed and fold between two groups, of distinct ones within a group), and how many pairs that was."""
-    run_a = _run_of(pairs, "a")
-    same = run_a == _run_of(pairs, "b")
-    if "a" not in pairs:  # pairs without trial ids: a model is its group's run (seed, fold)
-        pairs = pairs.assign(a=run_a.map(str))
-    columns = ["group", "column", "trial", "label", "seed", "fold", "jaccard", "share_of_b_in_a", "pairs"]
-    rows = []
+def _cells(pairs: pd.DataFrame, groups: Sequence[str]) -> Iterator[tuple[str, str, pd.DataFrame]]:
+    """Each (row group, column group) with its pairs, where it has any: of the same seed and fold between two groups,
+    of distinct ones within one group."""
+    same = _run_of(pairs, "a") == _run_of(pairs, "b")
     for ga in groups:
         for gb in groups:
-            cell_rows = (pairs["group_a"] == ga) & (pairs["group_b"] == gb)
-            sel = pairs[cell_rows & (~same if ga == gb else same)]
-            if sel.empty:
-                continue
-            first = sel.drop_duplicates("a").set_index("a")
-            means = {k: unit_means(zip(sel["a"], sel[k].astype(float), strict=True)) for k in ("jaccard", "share_of_b_in_a")}
-            for tid, r in first.iterrows():
-                values = {k: means[k].get(tid, (float("nan"), 0))[0] for k in means}
-                n = int((sel["a"] == tid).sum())
-                fold = r.get("fold_a")
-                rows.append([ga, gb, tid, r.get("label_a", tid), r["seed_a"], fold, *values.values(), n])
+            sel = pairs[(pairs["group_a"] == ga) & (pairs["group_b"] == gb) & (~same if ga == gb else same)]
+            if len(sel):
+                yield ga, gb, sel
+
+
+def pair_units(pairs: pd.DataFrame, groups: Sequence[str]) -> pd.DataFrame:
+    """The units of :func:`group_pair_tables`: one row per (row group, column group, model of the row group) with the
+    model's mean Jaccard and mean share of the column trial's errors it also makes, over its pairs of the cell
+    (:func:`_cells`), and how many pairs that was."""
+    if "a" not in pairs:  # pairs without trial ids: a model is its group's run (seed, fold)
+        pairs = pairs.assign(a=_run_of(pairs, "a").map(str))
+    columns = ["group", "column", "trial", "label", "seed", "fold", "jaccard", "share_of_b_in_a", "pairs"]
+    rows = []
+    for ga, gb, sel in _cells(pairs, groups):
+        means = {k: unit_means(zip(sel["a"], sel[k].astype(float), strict=True)) for k in ("jaccard", "share_of_b_in_a")}
+        for tid, r in sel.drop_duplicates("a").set_index("a").iterrows():
+            values = [means[k].get(tid, (float("nan"), 0))[0] for k in means]
+            n = int((sel["a"] == tid).sum())
+            rows.append([ga, gb, tid, r.get("label_a", tid), r["seed_a"], r.get("fold_a"), *values, n])
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -303,14 +272,11 @@ def shared_init_cells(pairs: pd.DataFrame, groups: Sequence[str]) -> list[str]:
     """``row × column`` of the table cells (pairs of the same seed and fold, as :func:`group_pair_tables` averages)
     whose pairs share their initialisation: with one seed per initialisation, a cell's pairs all do or none does."""
     out = []
-    same_run = (pairs["seed_a"] == pairs["seed_b"]) & (pairs["fold_a"].fillna(-1) == pairs["fold_b"].fillna(-1))
-    for ga in groups:
-        for gb in groups:
-            sel = pairs[(pairs["group_a"] == ga) & (pairs["group_b"] == gb) & (same_run if ga != gb else ~same_run)]
-            if len(sel) and bool(sel["same_init"].all()):
-                out.append(f"{ga} × {gb}")
-            elif bool(sel["same_init"].any()):
-                out.append(f"{ga} × {gb} ({int(sel['same_init'].sum())} of {len(sel)} pairs)")
+    for ga, gb, sel in _cells(pairs, groups):
+        if bool(sel["same_init"].all()):
+            out.append(f"{ga} × {gb}")
+        elif bool(sel["same_init"].any()):
+            out.append(f"{ga} × {gb} ({int(sel['same_init'].sum())} of {len(sel)} pairs)")
     return out
 
 

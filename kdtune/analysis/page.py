@@ -8,6 +8,7 @@ import base64
 import datetime
 import html
 import importlib.metadata
+import itertools
 import os
 import re
 from collections.abc import Sequence
@@ -96,10 +97,8 @@ def report_tables(
     digits: int,
     stat: ReportSpec | None = None,
 ) -> list[ReportTable]:
-    """The tables of ``kdtune report`` as DataFrames, each with its title and notes: the steps of
-    :func:`kdtune.results.tables.render` for one markdown table, with the same statistics (``stat``, the sweep's ``report``
-    section as ``kdtune report`` reads it: interval, comparisons and their markers, bold), so a cell of the page is
-    the cell of the report, character for character (``**…**`` of a bold cell drawn bold by :func:`html_table`)."""
+    """The tables of ``kdtune report`` as DataFrames with their titles and notes (:func:`kdtune.results.tables.tables`,
+    ``stat`` the sweep's ``report`` section): a cell of the page is the report's, character for character."""
     from kdtune.results.tables import tables
 
     return tables(df, metrics, rows, cols, eval_sets, digits, stat)
@@ -208,20 +207,11 @@ def _inline(text: str) -> str:
 def _notes(lines: Sequence[str], css: str = "notes") -> str:
     """Notes as paragraphs, with markdown list items (``- ...``) as lists."""
     out: list[str] = []
-    items: list[str] = []
-
-    def flush() -> None:
-        if items:
-            out.append(f'<ul class="{css}">' + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
-            items.clear()
-
-    for line in lines:
-        if line.startswith("- "):
-            items.append(line[2:])
+    for is_item, group in itertools.groupby(lines, key=lambda line: line.startswith("- ")):
+        if is_item:
+            out.append(f'<ul class="{css}">' + "".join(f"<li>{_inline(i[2:])}</li>" for i in group) + "</ul>")
         else:
-            flush()
-            out.append(f"<p>{_inline(line)}</p>")
-    flush()
+            out += [f"<p>{_inline(line)}</p>" for line in group]
     return "\n".join(out)
 
 
@@ -333,11 +323,7 @@ def write_page(
     page.parent.mkdir(parents=True, exist_ok=True)
     sweeps = list(dict.fromkeys(r.sweep for r in select_records(run_dir, sweep)))
     when = date or datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    meta = [
-        ("sweep" if len(sweeps) == 1 else "sweeps", ", ".join(sweeps)),
-        ("run folder", str(run_dir)),
-        *facts,
-    ]
+    meta = [("sweep" if len(sweeps) == 1 else "sweeps", ", ".join(sweeps)), ("run folder", str(run_dir)), *facts]
     meta_html = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in meta)
     meta_html += f"<dt>command</dt><dd><code>{_esc(command)}</code></dd>"
     meta_html += f"<dt>kdtune</dt><dd>{_esc(kdtune_version())}</dd><dt>date</dt><dd>{_esc(when)}</dd>"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdtune.analysis import ANALYSES, Output, RunView, TrialView, save_figure
+from kdtune.analysis import ANALYSES, Output, RunView, TrialView, most_common, save_figure
 from kdtune.analysis.similarity import distances, embed_2d, group_style, ordered_trials, similarity_matrix
 
 
@@ -49,12 +49,9 @@ def load_paths(view: RunView) -> tuple[list[Path2D], str, list[str]]:
         found.append((Path2D(t, epochs, feats), key))
     if not found:
         return [], "", skipped
-    keys = [k for _, k in found]
-    common = max(set(keys), key=keys.count)
-    for p, k in found:
-        if k != common:
-            skipped.append(f"{p.trial.label} ({p.trial.id}): snapshots of other examples ({k[0]}) than most ({common[0]})")
-    return [p for p, k in found if k == common], common[0], skipped
+    kept, others, (common, _) = most_common(found)
+    skipped += [f"{p.trial.label} ({p.trial.id}): snapshots of other examples ({e}) than most ({common})" for p, (e, _) in others]
+    return kept, common, skipped
 
 
 def _draw(ax, paths: list[Path2D], style: dict, highlight: str | None = None) -> None:

@@ -22,6 +22,7 @@ from kdtune.analysis import (
     RunView,
     TrialView,
     cell,
+    most_common,
     same_init,
     save_figure,
     unit_means,
@@ -49,10 +50,7 @@ class _Rows:
     def __init__(self, x: np.ndarray, measure: str) -> None:
         x = np.asarray(x, np.float64)
         self.measure, n = measure, x.shape[0]
-        if measure == "similarity":
-            self.x = _unit_rows(x)
-        else:
-            self.x = x - x.mean(0)
+        self.x = _unit_rows(x) if measure == "similarity" else x - x.mean(0)
         if measure == "cka_debiased":  # U-centring (Székely & Rizzo 2014) of the Gram matrix, diagonal zeroed
             col = -np.einsum("ij,ij->i", self.x, self.x)  # column sums with the diagonal left out (x is centred)
             self.means = col / (n - 2)
@@ -195,15 +193,11 @@ def feature_sets(view: RunView, eval_set: str) -> tuple[list[TrialView], list[np
         if feats is None or index is None or len(feats) < 2:
             skipped.append(f"{t.label} ({t.id}): no penultimate features saved for {eval_set}")
             continue
-        found.append((t, feats, index))
+        found.append(((t, feats), index.tobytes()))
     if not found:
         return [], [], skipped
-    keys = [idx.tobytes() for _, _, idx in found]
-    common = max(set(keys), key=keys.count)
-    for (t, _, _), key in zip(found, keys, strict=True):
-        if key != common:
-            skipped.append(f"{t.label} ({t.id}): its features are of other {eval_set} examples than most trials'")
-    kept = [(t, f) for (t, f, _), key in zip(found, keys, strict=True) if key == common]
+    kept, others, _ = most_common(found)
+    skipped += [f"{t.label} ({t.id}): its features are of other {eval_set} examples than most trials'" for (t, _), _ in others]
     return [t for t, _ in kept], [f for _, f in kept], skipped
 
 

@@ -1,22 +1,18 @@
 """Switching to distillation mid-training (student-teacher deviations paper, section 3.2): a metric of the
-students against the switch point (``start``: labels first, the teacher from there on; ``stop``: the
-reverse control), with the student trained from data and the student distilled throughout (start 0) as
-references, and the fraction of the distillation gain a switch recovers,
-``(m(switch) − m(data)) / (m(start 0) − m(data))``, per seed (and fold), mean ± std.
+students against the switch point (``start``: labels first, the teacher from there on; ``stop``: the reverse
+control), with the students trained from data and distilled throughout (start 0) as references, and the fraction
+of the distillation gain a switch recovers, ``(m(switch) − m(data)) / (m(start 0) − m(data))``, per seed (and
+fold), mean ± std.
 
-A group is one configuration, as the view's groups (student, teacher and the settings that tell their trials
-apart, ``teacher[...]`` included), less the switch itself; its from-data reference is the same student label's, of
-the group's configuration, never another student of the architecture (where none fits, the group has no recovered
-fraction and the skipped lines say why). A seed (and fold) held by two trials of one cell is named; it has no one
-twin, so no recovered fraction is paired with either.
+A group is one configuration, as the view's groups, less the switch; its from-data reference is the same student
+label's, of the group's configuration (where none fits: no recovered fraction, and a skipped line says why). A seed
+(and fold) held by two trials of one cell has no one twin, so no recovered fraction is paired with either.
 
-A switched student is only a measurement of its switch if the epoch it kept (``best_epoch``) comes after the
-switch: from ``start`` on, or from ``stop`` on for the control (:func:`kdtune.train.distill.selection_epochs`). kdtune
-selects inside that window since ``train.select_from: last_switch``; a trial whose kept epoch lies outside it
-(one trained by an older kdtune, which selected among every epoch) is left out of its cell, counted in the
-table's ``kept outside window`` column and named in the notes. One selected among every epoch whose kept epoch
-lies inside is the model the window gives, and counts, but once: beside a twin selected in the window (same
-switch, seed and fold), only the twin counts."""
+A switched student measures its switch only if its kept epoch (``best_epoch``) lies in the window from the last
+switch on (:func:`kdtune.train.distill.selection_epochs`; kdtune selects there since ``train.select_from:
+last_switch``). One kept outside (an older kdtune selected among every epoch) is left out, counted in the
+``kept outside window`` column and named; one selected among every epoch but kept inside counts, once: beside a
+twin selected in the window (same switch, seed and fold), only the twin counts."""
 
 from __future__ import annotations
 
@@ -180,6 +176,19 @@ def _flagged(part: pd.DataFrame, name: str, series: str, point: float) -> tuple[
     return keep[~twins].drop(columns="pair"), lines
 
 
+def _summary_row(
+    shown: dict[str, str], group: str, series: str, point: float, metric: str, vals: list, fracs: list, outside: int
+) -> dict[str, object]:
+    """The long table's row of one metric of one series and switch point (mean, std, n of the values and of the
+    recovered fractions); its two cells written into ``shown``, the display table's row."""
+    mean, std, n = summary(vals)
+    f_mean, f_std, f_n = summary(fracs)
+    shown[metric] = cell(vals) if n else "–"
+    shown[f"{metric} recovered"] = cell(fracs) if f_n else "–"
+    return {"group": group, "series": series, "point": point, "metric": metric, "mean": mean, "std": std, "n": n,
+            "recovered_mean": f_mean, "recovered_std": f_std, "recovered_n": f_n, "outside": outside}  # fmt: skip
+
+
 SWITCH_SETTINGS = ("start", "stop", "select_from")  # the x axis (select_from is derived from it), not a group
 
 
@@ -213,18 +222,12 @@ def switch_table(rows: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, 
             skipped.append(f"{name}: {why}")
         if throughout.empty:
             skipped.append(f"{name}: no student distilled throughout (start 0, no stop) to compare")
+        ref_by, top_by = _by_pair(ref, metrics), _by_pair(throughout, metrics)
         for label, sel in (("from data", ref), ("distilled throughout", throughout)):
             skipped += _duplicate_lines(sel, f"{name} {label}", "no twin for the recovered fraction of that seed and fold")
-        ref_by, top_by = _by_pair(ref, metrics), _by_pair(throughout, metrics)
-        refs = {"from data": ref, "distilled throughout": throughout}
-        for label, sel in refs.items():
             shown = {"group": name, "series": label, "switch": "–"}
             for m in metrics:
-                vals = pd.to_numeric(sel[m], errors="coerce").tolist()
-                mean, std, n = summary(vals)
-                long.append({"group": name, "series": label, "point": np.nan, "metric": m, "mean": mean, "std": std, "n": n,
-                             "recovered_mean": np.nan, "recovered_std": np.nan, "recovered_n": 0, "outside": 0})  # fmt: skip
-                shown[m], shown[f"{m} recovered"] = cell(vals) if n else "–", "–"
+                long.append(_summary_row(shown, name, label, np.nan, m, pd.to_numeric(sel[m], errors="coerce").tolist(), [], 0))
             shown[OUTSIDE] = "–"
             display.append(shown)
         for series in SERIES:
@@ -249,18 +252,10 @@ def switch_table(rows: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, 
                     if unpaired and not ref.empty and not throughout.empty:
                         skipped.append(f"{name} {series}={point:g}: {unpaired} trial(s) without a from-data and "
                                        "a throughout twin of the same seed and fold")  # fmt: skip
-                    mean, std, n = summary(vals)
-                    f_mean, f_std, f_n = summary(fracs)
-                    long.append({"group": name, "series": series, "point": float(point), "metric": m, "mean": mean,
-                                 "std": std, "n": n, "recovered_mean": f_mean, "recovered_std": f_std,
-                                 "recovered_n": f_n, "outside": outside})  # fmt: skip
-                    shown[m] = cell(vals) if n else "–"
-                    shown[f"{m} recovered"] = cell(fracs) if f_n else "–"
+                    long.append(_summary_row(shown, name, series, float(point), m, vals, fracs, outside))
                 shown[OUTSIDE] = f"{outside} of {len(at)}" if outside else "0"  # of the trials of this switch point
                 display.append(shown)
-    table = pd.DataFrame(display)
-    if len(table):
-        table = table.set_index(["group", "series", "switch"])
+    table = pd.DataFrame(display).set_index(["group", "series", "switch"]) if display else pd.DataFrame()
     return table, pd.DataFrame(long), list(dict.fromkeys(skipped))
 
 

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdtune.analysis import ANALYSES, Output, RunView, config_labels, save_figure, write_table
-from kdtune.analysis import summary as unit_summary
+from kdtune.analysis import ANALYSES, Output, RunView, config_labels, group_name, save_figure, summary, write_table
 from kdtune.analysis.overlap import _detail_key, _order, cell, ordered_eval_sets, safe_stem
 from kdtune.labels import NO_TEACHER
 
@@ -48,12 +47,6 @@ def finished_rows(view: RunView, eval_set: str | None = None) -> pd.DataFrame:
     return df.drop_duplicates(["trial_id", "eval_set"])
 
 
-def summary(values: Sequence[float]) -> tuple[float, float, int]:
-    """``(mean, std, n)`` of the non-NaN values (std with ddof 1 by :func:`kdtune.results.stats.half_width`; NaN for fewer
-    than two): :func:`kdtune.analysis.summary`, the one interval helper of the analyses' tables."""
-    return unit_summary(np.asarray([x for x in values if not pd.isna(x)], dtype=float))
-
-
 def metric_eval_set(df: pd.DataFrame, metric: str, chosen: str, eval_sets: Sequence[str]) -> str | None:
     """The eval set a metric is read on: ``chosen`` if any row has it there, else (for IM, which a run
     may compute on its transformed sets only) the first eval set that has it; None if none has it."""
@@ -65,10 +58,6 @@ def metric_eval_set(df: pd.DataFrame, metric: str, chosen: str, eval_sets: Seque
     if metric == "im":
         return next((e for e in eval_sets if e in have), None)
     return None
-
-
-def _group_name(student: str, teacher: str) -> str:
-    return f"{student} (data)" if teacher == NO_TEACHER else f"{student} ← {teacher}"
 
 
 def _kind(student: str, teacher: str, augment: str) -> str:
@@ -109,7 +98,7 @@ def symmetry_table(view: RunView, eval_set: str) -> tuple[pd.DataFrame, pd.DataF
     for s, k, setting in keys:
         mine = rows[(rows["student"] == s) & (rows["teacher"] == k) & (rows["_setting"] == setting)]
         taus = [float("nan")] if k == NO_TEACHER else sorted(pd.to_numeric(mine["temperature"]).dropna().unique())
-        name = _group_name(s, k) + (f" {setting}" if setting else "")
+        name = group_name(s, k, setting)
         for tau in taus:
             sel = mine if k == NO_TEACHER else mine[pd.to_numeric(mine["temperature"]) == tau]
             base = {"group": name, "student": s, "teacher": k, "kind": _kind(s, k, _augment(sel))}
@@ -120,9 +109,7 @@ def symmetry_table(view: RunView, eval_set: str) -> tuple[pd.DataFrame, pd.DataF
                 long.append(base | {"temperature": tau, "metric": m, "eval_set": e, "mean": mean, "std": std, "n": n})
                 shown[m] = cell(vals) if n else "–"
             display.append(shown)
-    table = pd.DataFrame(display)
-    if len(table):
-        table = table.set_index(["group", "τ"])
+    table = pd.DataFrame(display).set_index(["group", "τ"]) if display else pd.DataFrame()
     return table, pd.DataFrame(long), sources
 
 

@@ -73,6 +73,7 @@ def prepare(spec: SweepSpec, model: str, teacher: str = NO_TEACHER) -> SearchSet
             f"tune: {{space: {{{key!r}: {{lr: {{loguniform: [1.0e-4, 1.0e-2]}}}}}}}}"
         )
     grid = spec.grid
+    axes = {k: getattr(grid, k) for k in ("temperature", "w_hard", "w_soft", "loss", "start", "stop")}
     sub = replace(
         spec,
         grid=replace(
@@ -82,13 +83,8 @@ def prepare(spec: SweepSpec, model: str, teacher: str = NO_TEACHER) -> SearchSet
             init_seeds=None,  # a search trains seeds 0..tune.seeds-1, whatever streams the sweep sets apart
             data_seeds=None,
             teacher_seed="same",
-            temperature=grid.temperature[:1],
-            w_hard=grid.w_hard[:1],
-            w_soft=grid.w_soft[:1],
-            loss=grid.loss[:1],
             train=tuple((k, v[:1]) for k, v in grid.train),
-            start=grid.start[:1] if grid.start is not None else None,
-            stop=grid.stop[:1] if grid.stop is not None else None,
+            **{k: None if v is None else v[:1] for k, v in axes.items()},  # the first value of every other axis
         ),
     )
     plan = make_plan(sub, skip_tuned={(model, teacher)})
@@ -119,12 +115,6 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.nanmean(arr)), float(np.nanstd(arr, ddof=1)) if np.isfinite(arr).sum() > 1 else 0.0
 
 
-def _seed_batch(trainers: list[Any]) -> Any:
-    """The :class:`~kdtune.train.batched.SeedBatch` of a search trial's unfinished seeds where they can train as one
-    vmapped model, else None (fewer than two, or a model that cannot: said once in the log)."""
-    return SeedBatch(trainers) if batchable(trainers) else None
-
-
 def run_search_trial(config: dict[str, Any], payload: Payload, report: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """Worker side: train the seeds of one search trial in lockstep, reporting the seeds' mean validation
     metric after every epoch and, last, the objective with ``final`` set. Finished seeds are read."""
@@ -142,7 +132,8 @@ def run_search_trial(config: dict[str, Any], payload: Payload, report: Callable[
         else:
             trainers[i] = Trainer(c, run_dir, payload["data_root"], device, payload["eval_batch_size"])
     epochs = max(c.train.epochs for c in configs)
-    batch = _seed_batch(list(trainers.values()))
+    # the unfinished seeds as one vmapped model where they can be (two or more of a model that can: said once in the log)
+    batch = SeedBatch(list(trainers.values())) if batchable(list(trainers.values())) else None
     if trainers:
         for epoch in range(1, epochs + 1):
             values = []
@@ -164,16 +155,8 @@ def run_search_trial(config: dict[str, Any], payload: Payload, report: Callable[
             done[i] = trainer.finish()
     final = [float(done[i]["eval"]["val"].get(metric, float("nan"))) for i in range(len(configs))]
     mean, std = _mean_std(final)
-    result = {
-        "objective": mean,
-        "objective_std": std,
-        "epoch": epochs,
-        "epochs": epochs,
-        "final": 1,
-        "seed_values": final,
-        "trial_ids": [c.id for c in configs],
-        "trained": len(trainers),
-    }
+    result = {"objective": mean, "objective_std": std, "epoch": epochs, "epochs": epochs, "final": 1, "seed_values": final,
+              "trial_ids": [c.id for c in configs], "trained": len(trainers)}  # fmt: skip
     report(result)
     return result
 
@@ -217,8 +200,6 @@ def _searcher_class() -> type:
                 step, last = result.get("training_iteration"), result.get("objective", math.nan)
                 if step is not None and math.isfinite(last):
                     ot_trial.report(float(last), int(step))
-            if result and not error and result.get("final") and state == TrialState.FAIL:
-                ot_trial.set_user_attr("reason", "the objective is not a finite number")
             self._ot_study.tell(ot_trial, value, state=state)
             self._completed_trials.add(trial_id)
 
@@ -301,15 +282,10 @@ def run_search(
         + (f", best {tspec.metric} {prior.value:.4f} (#{prior.number})" if prior else "")
     )
     if remaining > 0:
-        payload: Payload = {
-            "run_dir": str(run_dir.resolve()),
-            "data_root": str(spec.data_root.resolve()) if spec.data_root else None,
-            "device": spec.execution.device,
-            "cpus": spec.resources.cpu,
-            "eval_batch_size": spec.execution.eval_batch_size,
-            "metric": tspec.metric,
-            "templates": [t.to_dict() for t in setup.templates],
-        }
+        data_root = str(spec.data_root.resolve()) if spec.data_root else None
+        payload: Payload = {"run_dir": str(run_dir.resolve()), "data_root": data_root, "device": spec.execution.device,
+                            "cpus": spec.resources.cpu, "eval_batch_size": spec.execution.eval_batch_size,
+                            "metric": tspec.metric, "templates": [t.to_dict() for t in setup.templates]}  # fmt: skip
         mode = "max" if tspec.direction == "maximize" else "min"
         searcher = _searcher_class()(
             space={k: d.to_optuna() for k, d in setup.space.params},
@@ -325,14 +301,10 @@ def run_search(
         if epochs_dims is not None:
             max_t = int(max(epochs_dims.high, *(c for c in epochs_dims.choices if isinstance(c, int)), 1))
         if tspec.asha:
-            scheduler: Any = ASHAScheduler(
-                time_attr="training_iteration",
-                metric="objective",
-                mode=mode,
-                max_t=max_t + 1,  # every epoch, then the final objective
-                grace_period=tspec.asha.grace_period,
-                reduction_factor=tspec.asha.reduction_factor,
-            )
+            # max_t: every epoch, then the final objective
+            scheduler: Any = ASHAScheduler(time_attr="training_iteration", metric="objective", mode=mode, max_t=max_t + 1,
+                                           grace_period=tspec.asha.grace_period,
+                                           reduction_factor=tspec.asha.reduction_factor)  # fmt: skip
         else:
             scheduler = FIFOScheduler()
         limit = _max_concurrent(spec.resources.cpu, spec.resources.gpu)
@@ -387,20 +359,15 @@ def finish(setup: SearchSetup, study: Any, url: str, n_trials: int, log: Callabl
         log(f"study {study.study_name}: no search trial completed; nothing written to tuned/")
         return summary
     seeds = studies.seed_summary(best)
+    metric = {"name": tspec.metric, "split": "val", "direction": tspec.direction} | {
+        k: seeds[k] for k in ("mean", "std", "n_seeds", "seed_values")
+    }
     content = {
         "model": setup.model,
         "teacher": setup.teacher,
         "sweep": spec.name,
         "values": dict(best.params),
-        "metric": {
-            "name": tspec.metric,
-            "split": "val",
-            "direction": tspec.direction,
-            "mean": seeds["mean"],
-            "std": seeds["std"],
-            "n_seeds": seeds["n_seeds"],
-            "seed_values": seeds["seed_values"],
-        },
+        "metric": metric,
         "trials": {k: c[k] for k in ("finished", "complete", "pruned", "failed", "interrupted")} | {"best": best.number},
         "study": {"name": study.study_name, "storage": studies.masked(url)},
         "trial_ids": seeds["trial_ids"],

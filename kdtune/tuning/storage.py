@@ -64,20 +64,17 @@ def load_study(storage: optuna.storages.BaseStorage, name: str, direction: str) 
     return study
 
 
+_STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
+           TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}  # fmt: skip
+
+
 def counts(study: optuna.Study) -> dict[str, int]:
     """Finished (complete + pruned + failed, not counting interrupted ones), and each state."""
     out = {"complete": 0, "pruned": 0, "failed": 0, "interrupted": 0, "running": 0, "waiting": 0}
     for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.COMPLETE:
-            out["complete"] += 1
-        elif t.state == TrialState.PRUNED:
-            out["pruned"] += 1
-        elif t.state == TrialState.FAIL:
-            out["interrupted" if t.user_attrs.get(INTERRUPTED) else "failed"] += 1
-        elif t.state == TrialState.RUNNING:
-            out["running"] += 1
-        elif t.state == TrialState.WAITING:
-            out["waiting"] += 1
+        state = _STATES.get(t.state)
+        if state is not None:
+            out["interrupted" if state == "failed" and t.user_attrs.get(INTERRUPTED) else state] += 1
     out["finished"] = out["complete"] + out["pruned"] + out["failed"]
     return out
 
@@ -109,22 +106,16 @@ def recover(study: optuna.Study, only: set[int] | None = None) -> tuple[list[int
 
 def _queued(study: optuna.Study, params: dict[str, Any]) -> bool:
     """Whether a WAITING trial already holds exactly ``params`` (queued by another recovery)."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if t.system_attrs.get("fixed_params", t.params) == params:
-            return True
-    return False
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    return any(t.system_attrs.get("fixed_params", t.params) == params for t in waiting)
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best complete trial (None before any)."""
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    if not complete:
-        return None
-    finite = [t for t in complete if math.isfinite(t.value)]  # type: ignore[arg-type]
-    if not finite:
-        return None
-    key = (lambda t: t.value) if study.direction.name == "MAXIMIZE" else (lambda t: -t.value)
-    return max(finite, key=key)
+    """The best complete trial with a finite value (None before any)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    finite = [t for t in complete if t.value is not None and math.isfinite(t.value)]
+    sign = 1 if study.direction.name == "MAXIMIZE" else -1
+    return max(finite, key=lambda t: sign * t.value, default=None)  # type: ignore[operator]
 
 
 def seed_summary(trial: FrozenTrial) -> dict[str, Any]:
