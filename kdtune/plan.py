@@ -209,12 +209,9 @@ def auto_seeds_per_trial(spec: SweepSpec, config: TrialConfig, seeds: int) -> in
     from kdtune.train.data import make_dataset
 
     info = make_dataset(spec.data).describe()
-    if info.kind not in AUTO_CPU_KINDS:
+    if info.kind not in AUTO_CPU_KINDS or seeds < AUTO_CPU_MIN_SEEDS:
         return 1
-    if seeds < AUTO_CPU_MIN_SEEDS:
-        return 1
-    flops = forward_flops(config.arch, info, dict(config.params), config.train.batch_size)
-    if flops > AUTO_CPU_MAX_FLOPS:
+    if forward_flops(config.arch, info, dict(config.params), config.train.batch_size) > AUTO_CPU_MAX_FLOPS:
         return 1
     return math.ceil(seeds / math.ceil(seeds / AUTO_CPU_MAX_SEEDS))  # groups of equal size: 10 seeds → 5 + 5
 

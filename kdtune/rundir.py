@@ -113,11 +113,8 @@ def quarantine(run_dir: Path, trial_id: str) -> Path:
 def finished_trials(run_dir: Path) -> dict[str, dict[str, Any]]:
     """Every finished trial folder of a run folder: id → its config.json content (unreadable ones skipped)."""
     out: dict[str, dict[str, Any]] = {}
-    root = Path(run_dir) / "trials"
-    if not root.is_dir():
-        return out
-    for d in sorted(root.iterdir()):
-        if d.name.startswith(".") or not (d / METRICS).is_file():
+    for d in sorted((Path(run_dir) / "trials").glob("[!.]*/")):
+        if not (d / METRICS).is_file():
             continue
         try:
             out[d.name] = json.loads((d / CONFIG).read_text())
@@ -150,10 +147,7 @@ def check_out_dir(path: Path) -> None:
 def remove_scratch(run_dir: Path) -> int:
     """Remove the scratch folders (``trials/.<id>.*``) that a worker killed mid-commit left behind; call it
     only while holding the run folder's lock, before any worker starts. Returns how many were removed."""
-    root = Path(run_dir) / "trials"
-    if not root.is_dir():
-        return 0
-    leftovers = [d for d in root.iterdir() if d.name.startswith(".") and d.is_dir()]
+    leftovers = list((Path(run_dir) / "trials").glob(".*/"))
     for d in leftovers:
         shutil.rmtree(d, ignore_errors=True)
     return len(leftovers)

@@ -74,6 +74,12 @@ def trial_error(trial: Any) -> str:
     return "(see the run log)"
 
 
+def tell(listeners: Sequence[Listener], event: str, *args: Any) -> None:
+    """Call hook ``event`` of every listener, in their order."""
+    for x in listeners:
+        getattr(x, event)(*args)
+
+
 _CLASS: type | None = None
 
 
@@ -93,36 +99,27 @@ def tune_callback(listeners: Sequence[Listener], check_interrupt: Callable[[], N
                 return {"listeners": [], "check": None}
 
             def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
-                for x in self.listeners:
-                    x.step_begin(trials)
+                tell(self.listeners, "step_begin", trials)
 
             def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
                 if self.check is not None:
                     self.check()
-                for x in self.listeners:
-                    x.step_end()
+                tell(self.listeners, "step_end")
 
             def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-                for x in self.listeners:
-                    x.trial_start(trial)
+                tell(self.listeners, "trial_start", trial)
 
             def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
-                for x in self.listeners:
-                    x.result(trial, result)
+                tell(self.listeners, "result", trial, result)
 
             def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-                for x in self.listeners:
-                    x.complete(trial)
+                tell(self.listeners, "complete", trial)
 
             def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-                error = trial_error(trial) if self.listeners else ""
-                for x in self.listeners:
-                    x.recover(trial, error)
+                tell(self.listeners, "recover", trial, trial_error(trial) if self.listeners else "")
 
             def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-                error = trial_error(trial) if self.listeners else ""
-                for x in self.listeners:
-                    x.failed(trial, error)
+                tell(self.listeners, "failed", trial, trial_error(trial) if self.listeners else "")
 
         _CLASS = KdtuneCallback
     return _CLASS(listeners, check_interrupt)

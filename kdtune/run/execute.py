@@ -1,17 +1,12 @@
 """Run a plan: one Ray Tune ``Tuner`` for all its stages (a local Ray instance by default, or ``--address``).
 
-Each Ray Tune trial is a :class:`~kdtune.plan.TrialGroup` (trials differing only in seed). Finished
-trials are found in the run folder by id and skipped, which is also how an interrupted sweep
-resumes. The ``inline`` executor runs groups one after another in this process, for debugging.
-
-While trials run, :class:`~kdtune.run.progress.Progress` shows them (fed by epoch reports); kdtune's,
-Ray's and Ray Tune's log records (tracebacks included) go to ``RUN/logs/<time>-run.log``, not the
-terminal. The first Ctrl-C stops the run at once: Ray is shut down, no later stage starts, finished
-trials stay, and :class:`Interrupted` says how many.
-
-Before any trial, a run on a Ray cluster (``--address``) checks that every alive node sees the run folder and the data folder as
-this machine does (a marker with a random token in the run folder, read back by a task pinned to each
-node), and stops with one line naming the node and the path if one does not.
+Each Ray Tune trial is a :class:`~kdtune.plan.TrialGroup` (trials differing only in seed). Finished trials are found
+in the run folder by id and skipped, which is also how an interrupted sweep resumes. The ``inline`` executor runs
+groups one after another in this process, for debugging. While trials run, :class:`~kdtune.run.progress.Progress`
+shows them; kdtune's, Ray's and Ray Tune's log records (tracebacks included) go to ``RUN/logs/<time>-run.log``, not
+the terminal. The first Ctrl-C stops the run at once: Ray is shut down, no later stage starts, finished trials stay,
+and :class:`Interrupted` says how many. Before any trial, a run on a Ray cluster checks that every alive node sees
+the run folder and the data folder as this machine does (:func:`check_shared_storage`).
 """
 
 from __future__ import annotations
@@ -28,12 +23,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import TracebackType
+from types import SimpleNamespace, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from kdtune.errors import KdtuneError
 from kdtune.plan import Plan, TrialGroup
-from kdtune.run.callbacks import Listener, error_line, last_line, tune_callback
+from kdtune.run.callbacks import Listener, error_line, last_line, tell, tune_callback
 from kdtune.run.progress import Progress
 from kdtune.rundir import METRICS, check_trial, finished_trials, is_finished, quarantine, read_json, trial_dir
 from kdtune.spec.sweepfile import SweepSpec
@@ -111,7 +106,8 @@ def run_group(payload: Payload, on_epoch: EpochCallback | None = None) -> list[d
         pending.append((i, config))
 
     def each(i: int, config: TrialConfig) -> Callable[[dict[str, Any]], None] | None:
-        return None if on_epoch is None else functools.partial(_tag_epoch, on_epoch, i, config.train.epochs)
+        """``on_epoch`` of trial ``i``: its rows tagged with ``trial_index`` and ``epochs``."""
+        return None if on_epoch is None else lambda row: on_epoch({"trial_index": i, "epochs": config.train.epochs, **row})
 
     def board(i: int) -> Path | None:
         return run_dir / TENSORBOARD / payload["name"] / payload["trials"][i]["id"] if payload.get("tensorboard") else None
@@ -166,24 +162,22 @@ def _train_seeds(
     return {i: r for (i, _), r in zip(pending, results, strict=True)}  # type: ignore[misc]
 
 
-def _tag_epoch(on_epoch: EpochCallback, trial_index: int, epochs: int, row: dict[str, float]) -> None:
-    on_epoch({"trial_index": trial_index, "epochs": epochs, **row})
+def _epoch_result(row: dict[str, Any]) -> dict[str, Any]:
+    """The intermediate result of an epoch (``run_group``'s row) that the driver's listeners read."""
+    history = {k: v for k, v in row.items() if k not in ("trial_index", "epochs")}  # the trial's history row (trackers)
+    return {
+        **{k: row[k] for k in ("trial_index", "epoch", "epochs")},
+        "epoch_val_accuracy": row["val_accuracy"],
+        "epoch_train_loss": row["train_loss"],
+        "history_row": history,
+    }
 
 
 def _report_epoch(row: dict[str, Any]) -> None:
-    """An intermediate Ray Tune result after each epoch (the driver's progress display reads it)."""
+    """An intermediate Ray Tune result after each epoch (:func:`_epoch_result`)."""
     from ray import tune
 
-    keys = ("trial_index", "epoch", "epochs")
-    history = {k: v for k, v in row.items() if k not in ("trial_index", "epochs")}  # the trial's history row (trackers)
-    tune.report(
-        {
-            **{k: row[k] for k in keys},
-            "epoch_val_accuracy": row["val_accuracy"],
-            "epoch_train_loss": row["train_loss"],
-            "history_row": history,
-        }
-    )
+    tune.report(_epoch_result(row))
 
 
 def tune_trainable(config: dict[str, Any]) -> None:
@@ -287,89 +281,81 @@ class InlineExecutor:
         """Nothing to check: one process, one machine."""
 
     def run_stages(self, stages: Stages) -> None:
-        """Run every stage's groups one after another."""
-        progress = stages.progress
-        assert progress is not None
+        """Run every stage's groups one after another, telling the listeners what Ray Tune's callback would."""
         while True:
             errors: dict[str, str] = {}
             completed: set[str] = set()
+            listeners = _listeners(stages, errors)
             for p in stages.start(self.name):
-                name = p["name"]
-                ids = [t["id"] for t in p["trials"]]
-                progress.group_started(name)
+                trial = SimpleNamespace(config={"group": p}, last_result=None)  # what the listeners read of a Tune trial
+                tell(listeners, "trial_start", trial)
                 try:
-                    results = run_group(p, functools.partial(_epoch_event, progress, name, stages.trackers, ids))
+                    results = run_group(p, lambda row: tell(listeners, "result", trial, _epoch_result(row)))  # noqa: B023
                 except Exception as e:  # one failing group must not stop the others
-                    logger.error("group %s failed", name, exc_info=True)
-                    errors[name] = error_line(e)
-                    progress.group_failed(name, errors[name])
-                    if stages.trackers is not None:
-                        stages.trackers.ended(ids, errors[name])
+                    logger.error("group %s failed", p["name"], exc_info=True)
+                    tell(listeners, "failed", trial, error_line(e))
                 else:
-                    completed.add(name)
-                    if stages.trackers is not None:
-                        stages.trackers.ended(ids, None)
+                    completed.add(p["name"])
                     accuracies = ", ".join(f"{r['eval']['val']['accuracy']:.3f}" for r in results)
-                    progress.group_finished(name, "val accuracy " + accuracies)
+                    trial.last_result = {"line": "val accuracy " + accuracies}
+                    tell(listeners, "complete", trial)
             stages.end(errors, completed)
             if not stages.find():
                 return
 
 
-def _epoch_event(progress: Progress, name: str, trackers: TrackerHub | None, ids: list[str], row: dict[str, Any]) -> None:
-    progress.epoch_done(name, row["trial_index"], row["epoch"])
-    if trackers is not None:
-        trackers.epoch(ids[row["trial_index"]], {k: v for k, v in row.items() if k not in ("trial_index", "epochs")})
+def _listeners(stages: Stages, errors: dict[str, str], searcher: Any = None) -> list[Listener]:
+    """The listeners of a run's events: the progress display (and ``errors``, group → error) and the trackers, if any."""
+    out: list[Listener] = [_StageEvents(stages.progress, errors, searcher)]
+    if stages.trackers is not None:
+        from kdtune.run.trackers import HubEvents
+
+        out.append(HubEvents(stages.trackers))
+    return out
 
 
 class _StageEvents(Listener):
-    """A sweep's stages as Ray Tune runs them: the searcher synced before each step, the progress display fed from
+    """A sweep's stages as they run: the searcher (Ray Tune) synced before each step, the progress display fed from
     trial events and epoch reports, failed groups' errors kept (group name → error)."""
 
     def __init__(self, progress: Progress | None, errors: dict[str, str], searcher: Any) -> None:
+        assert progress is not None  # execute opens the display before any stage runs
         self.progress, self.errors, self.searcher = progress, errors, searcher
 
     def step_begin(self, trials: list[Any]) -> None:
         self.searcher.sync(trials)
 
     def step_end(self) -> None:
-        if self.progress:
-            self.progress.tick()
+        self.progress.tick()
 
     def trial_start(self, trial: Any) -> None:
-        if self.progress:
-            self.progress.group_started(trial.config["group"]["name"])
+        self.progress.group_started(trial.config["group"]["name"])
 
     def result(self, trial: Any, result: dict[str, Any]) -> None:
-        if self.progress and "trial_index" in result:
+        if "trial_index" in result:
             self.progress.epoch_done(trial.config["group"]["name"], int(result["trial_index"]), int(result["epoch"]))
 
     def complete(self, trial: Any) -> None:
-        acc = (trial.last_result or {}).get("val_accuracy")
-        if self.progress:
-            self.progress.group_finished(
-                trial.config["group"]["name"], f"mean val accuracy {acc:.3f}" if acc is not None else "done"
-            )
+        r = trial.last_result or {}
+        acc = r.get("val_accuracy")
+        text = r.get("line") or (f"mean val accuracy {acc:.3f}" if acc is not None else "done")  # "line": the inline executor's
+        self.progress.group_finished(trial.config["group"]["name"], text)
 
     def recover(self, trial: Any, error: str) -> None:
-        if self.progress:
-            self.progress.group_retried(trial.config["group"]["name"], error)
+        self.progress.group_retried(trial.config["group"]["name"], error)
 
     def failed(self, trial: Any, error: str) -> None:
         self.errors[trial.config["group"]["name"]] = error
-        if self.progress:
-            self.progress.group_failed(trial.config["group"]["name"], error)
+        self.progress.group_failed(trial.config["group"]["name"], error)
 
 
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast on a ``host:port`` nobody listens on (Ray itself retries for minutes)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or "://" in address or not port.isdigit():
-        return  # "auto", "ray://…": Ray resolves these itself
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as e:
-        raise JoinError(f"cannot join the Ray cluster at {address}: nothing answers there ({e.strerror or e})") from None
+def _causes(error: BaseException | str | None, limit: int) -> Iterator[BaseException | str]:
+    """``error`` and its causes (``__cause__``, else ``__context__``), at most ``limit`` of them."""
+    for _ in range(limit):
+        if error is None:
+            return
+        yield error
+        error = error.__cause__ or error.__context__ if isinstance(error, BaseException) else None
 
 
 AUTH_HINT = (
@@ -380,13 +366,7 @@ AUTH_HINT = (
 
 def _auth_failure(address: str, error: BaseException | str) -> JoinError | None:
     """The one-line :class:`JoinError` of an authentication failure, if ``error`` (or its causes) is one."""
-    texts, seen = [], 0
-    cause: BaseException | str | None = error
-    while cause is not None and seen < 10:
-        texts.append(f"{type(cause).__name__}: {cause}")
-        cause = cause.__cause__ or cause.__context__ if isinstance(cause, BaseException) else None
-        seen += 1
-    text = "\n".join(texts)
+    text = "\n".join(f"{type(cause).__name__}: {cause}" for cause in _causes(error, 10))
     if "AuthenticationError" not in text and "InvalidAuthToken" not in text:
         return None
     mode = os.environ.get("RAY_AUTH_MODE", "")
@@ -417,10 +397,13 @@ def check_join(address: str) -> None:
     """Before anything is written: a ``host:port`` that nothing answers at, or whose GCS refuses this process's
     authentication, is a one-line :class:`JoinError` in a second (``ray.init`` would retry for 20 s and say
     "Failed to connect"). Other addresses ("auto", "ray://…") and other failures are left to ``ray.init``."""
-    _check_reachable(address)
-    _, sep, port = address.rpartition(":")
+    host, sep, port = address.rpartition(":")
     if not sep or "://" in address or not port.isdigit():
-        return
+        return  # "auto", "ray://…": Ray resolves these itself
+    try:  # fail fast on a host:port nobody listens on (Ray itself retries for minutes)
+        socket.create_connection((host, int(port)), timeout=5.0).close()
+    except OSError as e:
+        raise JoinError(f"cannot join the Ray cluster at {address}: nothing answers there ({e.strerror or e})") from None
     import ray
     from ray._raylet import GcsClient
 
@@ -521,6 +504,14 @@ def _log_ray_message(data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
 # Tune starts its trial actors with a runtime environment of their own (env_vars PL_DISABLE_FORK), so
 # they never land in those workers, which only compete for the CPUs while the first trials start
 _LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False}
+_RAY_ENV = {  # set unless set already
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no per-trial CSV/JSON/TensorBoard files
+    "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0: no progress tables
+    "TUNE_MAX_PENDING_TRIALS_PG": "16",
+    # Ray replaces builtins.print when a worker dies (its tqdm support), and a later Tuner in this process
+    # (kdtune tune's search after its teachers) then fails to pickle the progress display's print
+    "RAY_TQDM_PATCH_PRINT": "0",
+}
 
 
 class RayExecutor:
@@ -543,12 +534,8 @@ class RayExecutor:
         self.linger = False
 
     def __enter__(self) -> RayExecutor:
-        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial CSV/JSON/TensorBoard files
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no progress tables
-        os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
-        # Ray replaces builtins.print when a worker dies (its tqdm support), and a later Tuner in this process
-        # (kdtune tune's search after its teachers) then fails to pickle the progress display's print
-        os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
+        for key, value in _RAY_ENV.items():
+            os.environ.setdefault(key, value)
         # Ray Tune's own SIGINT handler would end a stage gracefully (slowly, advising Tuner.restore) and let
         # the next one start; kdtune's stops the whole run at once instead
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
@@ -739,15 +726,9 @@ class RayExecutor:
 
         errors: dict[str, str] = {}
         searcher = _stage_searcher(stages, self.name, errors)
-        resources = {"cpu": self.cpu, "gpu": self.gpu}
-        listeners: list[Listener] = [_StageEvents(stages.progress, errors, searcher)]
-        if stages.trackers is not None:
-            from kdtune.run.trackers import HubEvents
-
-            listeners.append(HubEvents(stages.trackers))
-        callbacks = [tune_callback(listeners, self._interrupts.check), JsonLoggerCallback()]
+        callbacks = [tune_callback(_listeners(stages, errors, searcher), self._interrupts.check), JsonLoggerCallback()]
         tuner = tune.Tuner(
-            tune.with_resources(tune_trainable, resources),
+            tune.with_resources(tune_trainable, {"cpu": self.cpu, "gpu": self.gpu}),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
                 num_samples=stages.groups_left(),
@@ -778,14 +759,10 @@ class RayExecutor:
 def _idle_workers_kept(keep: Callable[[], int]) -> Iterator[None]:
     """While a stage waits for its last groups, keep up to ``keep()`` idle Tune workers for the next stage.
 
-    Ray Tune's actor cache keeps at most ONE idle actor while no trial is pending: at a stage's end the other
-    workers would be stopped, and the next stage would start new ones. A new actor takes seconds to start
-    (a process, torch, ``torch._dynamo``); when trials are shorter than that, the kept actor takes over each
-    trial whose new actor is still starting (Tune then cancels that actor), so a stage of short trials would
-    run on one worker. ``keep()`` is the number of groups the next stage may run (0 in the last stage: Tune's
-    own rule), so no more idle workers hold CPUs or GPUs than it can use; Tune stops them all when the search
-    ends. Patches the cache class that Tune's controller instantiates, for this ``fit`` only; if Ray's
-    internals differ from Ray 2.60's, nothing is patched and Tune behaves as it does by default."""
+    Ray Tune's actor cache keeps at most ONE idle actor while no trial is pending, so the next stage would start
+    new actors (seconds each: a process, torch), and with short trials the one kept actor would take them all.
+    ``keep()``: the groups the next stage may run (0 in the last stage: Tune's own rule). Patches the cache class
+    Tune's controller instantiates, for this ``fit`` only; with other Ray internals than 2.60's, nothing."""
     try:
         from ray.tune.execution import tune_controller
         from ray.tune.utils.object_cache import _ObjectCache
@@ -824,7 +801,8 @@ def _idle_workers_kept(keep: Callable[[], int]) -> Iterator[None]:
         tune_controller._ObjectCache = _ObjectCache  # type: ignore[attr-defined]
 
 
-def _stage_searcher_class() -> type:
+def _stage_searcher(stages: Stages, executor_name: str, errors: dict[str, str]) -> Any:
+    """A :class:`ray.tune.search.Searcher` over ``stages`` (its class is made here: Ray is imported late)."""
     from ray.tune.search import Searcher
 
     class StageSearcher(Searcher):
@@ -884,12 +862,7 @@ def _stage_searcher_class() -> type:
         def restore(self, checkpoint_path: str) -> None:
             """Nothing to restore (see :meth:`save`)."""
 
-    return StageSearcher
-
-
-def _stage_searcher(stages: Stages, executor_name: str, errors: dict[str, str]) -> Any:
-    """A :class:`ray.tune.search.Searcher` over ``stages`` (its class is made on first use: Ray is imported late)."""
-    return _stage_searcher_class()(stages, executor_name, errors)
+    return StageSearcher(stages, executor_name, errors)
 
 
 def unfinished_groups(
@@ -911,6 +884,10 @@ def unfinished_groups(
         else:
             todo.append(TrialGroup(pending))
     return todo, blocked
+
+
+def _n_trials(groups: list[TrialGroup]) -> int:
+    return sum(len(g.trials) for g in groups)
 
 
 def plural(n: int, word: str) -> str:
@@ -969,15 +946,12 @@ class Stages:
             self.stage += 1
             stage = self.plan.stages[self.stage - 1]
             todo, blocked = unfinished_groups(self.plan, stage, self.run_dir, self.done)
-            for g in blocked:
-                for t in g.trials:
-                    self.failures[t.id] = f"skipped: teacher {t.config.teacher_id} did not finish"
-            n_all = sum(len(g.trials) for g in stage)
-            self._n_done = n_all - sum(len(g.trials) for g in todo + blocked)
+            self.failures |= {t.id: f"skipped: teacher {t.config.teacher_id} did not finish" for g in blocked for t in g.trials}
+            n_all, n_blocked = _n_trials(stage), _n_trials(blocked)
+            self._n_done = n_all - _n_trials(todo) - n_blocked
             if todo:
                 self._todo = todo
                 return True
-            n_blocked = sum(len(g.trials) for g in blocked)
             done = f"{self._n_done} of {plural(n_all, 'trial')}" if n_blocked else plural(n_all, "trial")
             skipped = f", {n_blocked} skipped)" if n_blocked else ")"
             self.log(f"stage {self.stage}: nothing to run ({done} already finished{skipped}")
@@ -990,9 +964,7 @@ class Stages:
     def abandon(self, reason: str) -> None:
         """Record every trial of the stages not yet run as failed with ``reason`` (the executor stopped early)."""
         while self.find():
-            for g in self._todo:
-                for t in g.trials:
-                    self.failures[t.id] = reason
+            self.failures |= {t.id: reason for g in self._todo for t in g.trials}
             self._todo = []
 
     def groups_left(self) -> int:
@@ -1002,14 +974,14 @@ class Stages:
     def start(self, executor_name: str) -> list[Payload]:
         """Start the stage :meth:`find` found: log it, show it, and return its groups' payloads."""
         spec, todo = self.plan.spec, self._todo
-        n_all = sum(len(g.trials) for g in self.plan.stages[self.stage - 1])
-        n_trials = sum(len(g.trials) for g in todo)
+        n_all = _n_trials(self.plan.stages[self.stage - 1])
         where = f"in {plural(len(todo), 'group')} on {executor_name}"
         done = f" ({self._n_done} already finished)" if self._n_done else ""
-        self.log(f"stage {self.stage}: {n_trials} of {plural(n_all, 'trial')} to run, {where}{done}")
+        self.log(f"stage {self.stage}: {_n_trials(todo)} of {plural(n_all, 'trial')} to run, {where}{done}")
         payloads = [group_payload(self.plan, g, self.run_dir, spec.data_root) for g in todo]
         if self.progress is not None:
-            self.progress.start_stage(self.stage, {p["name"]: _trial_epochs(p) for p in payloads})
+            epochs = {p["name"]: [(t["id"], t["config"]["train"]["epochs"]) for t in p["trials"]] for p in payloads}
+            self.progress.start_stage(self.stage, epochs)
         self._start = time.perf_counter()
         return payloads
 
@@ -1064,23 +1036,12 @@ def execute(
     return failures
 
 
-def _trial_epochs(payload: Payload) -> list[tuple[str, int]]:
-    """(trial id, epochs) of each trial of a group, for :meth:`Progress.start_stage`."""
-    return [(t["id"], t["config"]["train"]["epochs"]) for t in payload["trials"]]
-
-
 OOM_REASON = "out of memory: Ray's memory monitor killed a trial's worker"
 
 
-def _is_ray_oom(exc: BaseException) -> bool:
+def _is_ray_oom(exc: BaseException | None) -> bool:
     """Whether ``exc`` (or its cause) is Ray's ``OutOfMemoryError`` (a worker killed for the node's memory)."""
-    seen = 0
-    while exc is not None and seen < 5:
-        if type(exc).__name__ == "OutOfMemoryError" and type(exc).__module__.startswith("ray"):
-            return True
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-        seen += 1
-    return False
+    return any(type(e).__name__ == "OutOfMemoryError" and type(e).__module__.startswith("ray") for e in _causes(exc, 5))
 
 
 def _count_kept(
@@ -1092,13 +1053,9 @@ def _count_kept(
 ) -> bool:
     """Exit callback of :func:`execute`: a Ctrl-C becomes :class:`Interrupted`, the Ray instance's death
     :class:`RayDied`, counting the finished trials."""
-    if exc is not None and _is_ray_oom(exc):  # Ray's memory monitor killed a worker: the driver's Tune loop raised
-        finished = sum(is_finished(plan.spec.output, tid) for tid in plan.trials)
-        raise RayDied(finished, len(plan.trials), OOM_REASON) from None
-    if exc_type is not None and issubclass(exc_type, KeyboardInterrupt) and not isinstance(exc, Interrupted):
-        finished = sum(is_finished(plan.spec.output, tid) for tid in plan.trials)
-        died = getattr(executor, "died", None)
-        if died:
-            raise RayDied(finished, len(plan.trials), died) from None
-        raise Interrupted(finished, len(plan.trials)) from None
-    return False
+    oom = _is_ray_oom(exc)  # Ray's memory monitor killed a worker: the driver's Tune loop raised
+    if not oom and not (exc_type is not None and issubclass(exc_type, KeyboardInterrupt) and not isinstance(exc, Interrupted)):
+        return False
+    finished = sum(is_finished(plan.spec.output, tid) for tid in plan.trials)
+    died = OOM_REASON if oom else getattr(executor, "died", None)
+    raise (RayDied(finished, len(plan.trials), died) if died else Interrupted(finished, len(plan.trials))) from None

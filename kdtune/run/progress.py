@@ -1,15 +1,10 @@
 """What a run shows while it trains: one live tqdm bar per stage in a terminal, plain lines otherwise.
 
-:class:`Progress` knows nothing of Ray: executors feed it events (a group started, finished an
-epoch, finished, failed). In a terminal (``live``) it draws one bar per stage on stderr, printing
-one line per finished or failed group above it; otherwise (a pipe, a file, CI) it writes those
-lines plus a status line every ``every`` seconds. The time left is estimated from each running
-trial's own seconds per epoch and each kind of group's observed pace, scheduled over the parallel
-slots (see :meth:`Progress.eta`).
-
-It also keeps ``RUN/progress.json`` for ``kdtune status``, replaced atomically (temporary file,
-then ``os.replace``) at most every 2 s while epochs finish, at once when a group ends, and at each
-stage's end and the run's end::
+:class:`Progress` knows nothing of Ray: executors feed it events (a group started, finished an epoch, finished,
+failed). In a terminal (``live``) it draws one bar per stage on stderr, with one line per finished or failed group
+above it; otherwise (a pipe, CI) it writes those lines plus a status line every ``every`` seconds. The time left:
+:meth:`Progress.eta`. It also keeps ``RUN/progress.json`` for ``kdtune status``, replaced atomically at most every
+2 s while epochs finish, and at once when a group or a stage or the run ends::
 
     {
       "pid": 1234,                # the kdtune run process
@@ -40,6 +35,7 @@ import logging
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,15 +197,11 @@ class Progress:
 
     def group_finished(self, name: str, text: str = "done") -> None:
         """``name`` finished; ``text`` follows its name on its line (e.g. its validation accuracy)."""
-        g = self.groups[name]
-        g.state, g.ended = "done", self.clock()
-        self._end_line(name, text)
+        self._end(name, "done", text)
 
     def group_failed(self, name: str, error: str) -> None:
         """``name`` failed for good; ``error`` is one line."""
-        g = self.groups[name]
-        g.state, g.ended = "failed", self.clock()
-        self._end_line(name, f"FAILED {error}")
+        self._end(name, "failed", f"FAILED {error}")
 
     def group_retried(self, name: str, error: str) -> None:
         """``name`` failed and will be tried again."""
@@ -222,19 +214,17 @@ class Progress:
         """Called often while waiting: refreshes the bar, writes plain status lines when due."""
         self._update()
 
-    def end_stage(self) -> None:
-        """The stage is over: close its bar, write progress.json."""
+    def end_stage(self, last: bool = False) -> None:
+        """The stage is over: close its bar, write progress.json (``last``: the caller writes it)."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        if self.stage:
+        if self.stage and not last:
             self._write_json()
 
     def close(self, state: str = "finished") -> None:
         """The run is over (``state``: finished, interrupted or error): close the bar, last progress.json."""
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        self.end_stage(last=True)
         if state == "interrupted":
             for g in self.groups.values():
                 if g.state == "running":
@@ -245,19 +235,13 @@ class Progress:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is None:
-            self.close("finished")
-        else:
-            self.close("interrupted" if issubclass(exc_type, KeyboardInterrupt) else "error")
+        self.close("finished" if exc_type is None else "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "error")
 
     # what is shown -----------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
         """Groups of this stage: done, running, failed, left (not started)."""
-        out = {"done": 0, "running": 0, "failed": 0, "pending": 0}
-        for g in self.groups.values():
-            out[g.state] += 1
-        return out
+        return dict.fromkeys(("done", "running", "failed", "pending"), 0) | Counter(g.state for g in self.groups.values())
 
     def _epochs(self) -> tuple[int, int]:
         """(epochs done, epochs in all) of this stage; failed groups' unrun epochs are not counted."""
@@ -268,19 +252,11 @@ class Progress:
     def eta(self) -> float | None:
         """Seconds until the stage's last group ends; None while nothing tells how fast its groups train.
 
-        Each group runs in one parallel slot; the slots are the most groups seen running at once in the
-        stage. A running group's time left is its trials' own pace: a trial still under way needs its
-        epochs left × its own seconds per epoch (between its first and latest reports, so a group's start-up
-        is not counted in; with one report, since its start); trials under way together (seeds trained
-        as one vectorised model) end with the slowest; trials not yet begun (seeds trained one after
-        another) follow at the mean pace of the group's trials; the time since its latest report is taken
-        off (at most one epoch's worth). A running group without a report yet, and a pending group, take
-        the observed pace of groups of their kind (student and teacher, e.g. ``MLP-from-CNN``): seconds
-        from start to latest report (or end) per trial-epoch done, start-up included; of all kinds together
-        where their kind has none. Pending groups then go, in order, to the slot that frees first; the
-        estimate is when the last slot frees. So two trials at epoch 2 of 6 at 120 s an epoch in two slots
-        have 8 minutes left however fast other kinds of groups went earlier in the stage.
-        """
+        Each group runs in one of the parallel slots (the most groups seen running at once). A running group
+        needs its trials' own pace (:meth:`_left`); one without a report yet, and a pending group, the observed
+        pace of its kind (``MLP-from-CNN``: seconds from start per trial-epoch, start-up included; of all kinds
+        where its kind has none). Pending groups go, in order, to the slot that frees first; the estimate is
+        when the last slot frees."""
         now = self.clock()
         paces = self._paces()
         overall = sum(p[0] for p in paces.values()) / sum(p[1] for p in paces.values()) if paces else None
@@ -321,7 +297,10 @@ class Progress:
 
     @staticmethod
     def _left(g: _Group, now: float, pace: float | None) -> float | None:
-        """Seconds a running group still needs (see :meth:`eta`); ``pace``: its kind's seconds per trial-epoch."""
+        """Seconds a running group still needs; ``pace``: its kind's seconds per trial-epoch. A trial under way needs
+        its epochs left × its own seconds per epoch (start-up not counted in); trials under way together (batched
+        seeds) end with the slowest; trials not begun follow at the group's mean pace; the time since its latest
+        report is taken off (at most one epoch's worth)."""
         own = [p for t in g.runs if (p := t.seconds_per_epoch()) is not None]
         if not own:  # no epoch reported yet: the pace of its kind, less the time it has run
             if pace is None:
@@ -356,7 +335,9 @@ class Progress:
         else:
             self.write(text)
 
-    def _end_line(self, name: str, text: str) -> None:
+    def _end(self, name: str, state: str, text: str) -> None:
+        g = self.groups[name]
+        g.state, g.ended = state, self.clock()
         self.ended += 1
         self.line(f"  [{self.ended}/{len(self.groups)}] {name}: {text}")
         self._update(redraw=True, save=True)

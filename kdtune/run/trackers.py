@@ -3,24 +3,17 @@ one Weights & Biases run (``outputs.wandb``, ``--wandb``); ``kdtune tune`` logs 
 logs the tables and figures to one summary run of the sweep. The run folder stays the source of truth: a tracker is
 told what the run folder holds, and never decides what a table holds.
 
-Ray Tune runs one trial per *group* of seeds (:mod:`kdtune.run.execute`), so Ray's own ``MLflowLoggerCallback`` and
-``WandbLoggerCallback`` (one tracker run per Ray trial, its config the group's payload) would log a group, not a
-trial, and would log a trial again on every re-run. :class:`TrackerHub` keeps one tracker run per kdtune trial
-instead, driven by kdtune's Ray Tune callback on the driver (:class:`HubEvents`; the inline executor calls the hub
-itself), so no worker needs the tracker's credentials:
-
-- a trial's run starts with its first epoch (parameters: its resolved configuration under kdtune's setting names;
-  tags: trial id, sweep, stage, teacher id, versions, git commit) and gets every epoch's history row (step = epoch);
-- when its group ends, a trial whose files are in the run folder gets its final metrics (``accuracy/translated``),
-  any epochs not yet logged and its ``config.json`` and ``metrics.json`` as artifacts, and ends FINISHED; a trial
-  that did not finish ends FAILED with the error (a retry starts a new run);
-- before and after every run, :meth:`TrackerHub.sync` brings the tracker in line with the run folder: a finished
-  trial without a finished run gets one (or its open run is completed), and a run left RUNNING by a killed driver
-  for a trial that did not finish is marked KILLED. So a second run, or a resume after a kill, adds no run.
-
-MLflow is asked which runs it holds (tag ``kdtune.trial_id`` in the sweep's experiment, ``kdtune.run_folder`` this
-folder); W&B offline runs cannot be asked, so the W&B runs that finished are listed in ``RUN/trackers/wandb.json``.
-Search trials are one Ray trial each, so ``kdtune tune`` uses Ray's callbacks themselves (:func:`search_callbacks`).
+A Ray Tune trial is a *group* of seeds (:mod:`kdtune.run.execute`), so Ray's own ``MLflowLoggerCallback`` and
+``WandbLoggerCallback`` would log a group, and log it again on every re-run. :class:`TrackerHub` keeps one run per
+kdtune trial instead, on the driver (no worker needs credentials): a trial's run starts with its first epoch
+(parameters: its resolved configuration; tags: trial id, sweep, stage, teacher id, versions, git commit) and gets
+every epoch's history row (step = epoch); when its group ends, a finished trial gets its final metrics
+(``accuracy/translated``) and its ``config.json`` and ``metrics.json`` as artifacts and ends FINISHED, another ends
+FAILED with the error. Before and after every run, :meth:`TrackerHub.sync` brings the tracker in line with the run
+folder (a finished trial gets its one finished run; a run a killed driver left RUNNING ends KILLED), so a re-run or
+a resume adds no run. MLflow is asked which runs it holds (tags ``kdtune.trial_id``, ``kdtune.run_folder``); W&B
+offline runs cannot be asked, so the finished ones are listed in ``RUN/trackers/wandb.json``. Search trials are
+one Ray trial each: ``kdtune tune`` uses Ray's callbacks themselves (:func:`search_callbacks`).
 
 Neither package is required: each is imported only when a sweep asks for it, and :func:`check_trackers` says in one
 line, before any work, that one is not installed, that a tracking server does not answer, or that W&B online mode
@@ -51,10 +44,10 @@ from kdtune.errors import KdtuneError
 from kdtune.labels import STUDENT_STREAMS, TRAIN_SETTINGS, invariance_label, stream_seeds
 from kdtune.run.callbacks import Listener
 from kdtune.rundir import CONFIG, METRICS, is_finished, read_json, trial_dir, write_json
-from kdtune.train.config import RESULTS_VERSION, MlflowSpec, TrackerSpec, TrialConfig, WandbSpec, check_tracking_uri
+from kdtune.train.config import RESULTS_VERSION, MlflowSpec, TrackerSpec, WandbSpec, check_tracking_uri
 
 if TYPE_CHECKING:
-    from kdtune.plan import Plan
+    from kdtune.plan import Plan, Trial
     from kdtune.spec.sweepfile import SweepSpec
 
 logger = logging.getLogger(__name__)
@@ -106,29 +99,19 @@ def require(tracker: str, flag: bool = False) -> None:
 def check_trackers(trackers: TrackerSpec, flags: Iterable[str] = ()) -> None:
     """Before any work: every tracker asked for is installed and can be reached (one line, :class:`KdtuneError`,
     otherwise). ``flags``: the trackers given on the command line (named so in the message)."""
-    flags = set(flags)
-    if trackers.mlflow is not None:
-        require("mlflow", "mlflow" in flags)
-        check_mlflow(trackers.mlflow, "mlflow" in flags)
-    if trackers.wandb is not None:
-        require("wandb", "wandb" in flags)
-        check_wandb(trackers.wandb, "wandb" in flags)
+    for name, check in (("mlflow", check_mlflow), ("wandb", check_wandb)):
+        if (spec := getattr(trackers, name)) is not None:
+            require(name, name in flags)
+            check(spec, name in flags)
 
 
-@contextlib.contextmanager
-def _quick_mlflow() -> Any:
-    """MLflow's HTTP client without its retries (seven, with back-off: minutes on a server that is down)."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(CHECK_TIMEOUT))
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def _port(parts: urllib.parse.SplitResult) -> int:
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _answers(parts: urllib.parse.SplitResult, host: str) -> None:
+    """Connect to the server of URL ``parts`` (at ``host``), raising OSError if nothing answers in CHECK_TIMEOUT."""
+    socket.create_connection((host, _port(parts)), timeout=CHECK_TIMEOUT).close()
 
 
 def check_mlflow(m: MlflowSpec, flag: bool = False) -> None:
@@ -138,19 +121,23 @@ def check_mlflow(m: MlflowSpec, flag: bool = False) -> None:
     parts = urllib.parse.urlsplit(m.tracking_uri)
     if parts.scheme not in ("http", "https"):
         return
-    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        socket.create_connection((host, port), timeout=CHECK_TIMEOUT).close()
+        _answers(parts, parts.hostname or "")
     except OSError as e:
         raise KdtuneError(
             f"{where}: the MLflow tracking server does not answer ({e.strerror or e}); start it "
-            f"(mlflow server --host 127.0.0.1 --port {port}) or fix the URI"
+            f"(mlflow server --host 127.0.0.1 --port {_port(parts)}) or fix the URI"
         ) from None
+    from unittest import mock
+
     from mlflow.exceptions import MlflowException
 
-    with _quick_mlflow():
+    # MLflow's HTTP client without its retries (seven, with back-off: minutes on a server that is down)
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(CHECK_TIMEOUT))}
+    client = _mlflow_client(m.tracking_uri)  # first: the patch undoes every change to os.environ within
+    with mock.patch.dict(os.environ, quick):
         try:
-            _mlflow_client(m.tracking_uri).search_experiments(max_results=1)
+            client.search_experiments(max_results=1)
         except MlflowException as e:
             text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             auth = (
@@ -170,8 +157,7 @@ def wandb_mode(w: WandbSpec) -> str:
 
 def check_wandb(w: WandbSpec, flag: bool = False) -> None:
     """Online mode needs an API key on the driver and W&B's server answering; offline mode needs nothing."""
-    mode = wandb_mode(w)
-    if mode in ("offline", "disabled"):
+    if wandb_mode(w) in ("offline", "disabled"):
         return
     where = _where("wandb", flag)
     base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
@@ -188,9 +174,8 @@ def check_wandb(w: WandbSpec, flag: bool = False) -> None:
             f"{where}: W&B online mode needs an API key on the driver: set WANDB_API_KEY (or run `wandb login`), "
             "or log offline (outputs.wandb.mode: offline, or WANDB_MODE=offline)"
         )
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        socket.create_connection((host, port), timeout=CHECK_TIMEOUT).close()
+        _answers(parts, host)
     except OSError as e:
         raise KdtuneError(
             f"{where}: W&B's server {base} does not answer ({e.strerror or e}); log offline (WANDB_MODE=offline) "
@@ -201,31 +186,9 @@ def check_wandb(w: WandbSpec, flag: bool = False) -> None:
 # ---------------------------------------------------------------- what a tracked run holds
 
 
-@dataclass(frozen=True)
-class TrackedTrial:
-    """A kdtune trial as a tracker shows it: its labels in the sweep and its configuration."""
-
-    id: str
-    stage: int
-    student: str
-    teacher: str
-    seed: int
-    fold: int | None
-    teacher_seed: int | None
-    config: TrialConfig
-
-    @property
-    def name(self) -> str:
-        """The run's name: ``MLP-from-CNN-s1-1a2b3c4d``."""
-        return f"{self.student}-from-{self.teacher}-s{self.seed}-{self.id[:8]}"
-
-
-def tracked_trials(plan: Plan) -> dict[str, TrackedTrial]:
-    """Every trial of ``plan`` with its labels."""
-    return {
-        t.id: TrackedTrial(t.id, t.stage, t.student, t.teacher, t.seed, t.fold, t.teacher_seed, t.config)
-        for t in plan.trials.values()
-    }
+def run_name(t: Trial) -> str:
+    """A trial's run name: ``MLP-from-CNN-s1-1a2b3c4d``."""
+    return f"{t.student}-from-{t.teacher}-s{t.seed}-{t.id[:8]}"
 
 
 def param_text(value: Any) -> str:
@@ -237,7 +200,7 @@ def _bag(prefix: str, params: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     return {f"{prefix}.{k}": v for k, v in params}
 
 
-def trial_params(t: TrackedTrial) -> dict[str, Any]:
+def trial_params(t: Trial) -> dict[str, Any]:
     """The trial's resolved configuration, flat, under kdtune's own setting names (``lr``, ``temperature``,
     ``schedule.decay_rate``, ``params.hidden``, ``data.val_size``) with its labels and seed units (``seed``,
     ``init_seed``, ``data_seed``); settings that do not apply (a student's, for a model trained from data; no
@@ -253,9 +216,8 @@ def trial_params(t: TrackedTrial) -> dict[str, Any]:
         out["teacher_seed"] = t.teacher_seed
     out["arch"] = c.arch
     out |= _bag("params", c.params)
-    for k in (*TRAIN_SETTINGS, "select"):
+    for k in (*TRAIN_SETTINGS, "select", "select_from"):
         out[k] = getattr(tr, k)
-    out["select_from"] = tr.select_from
     out["schedule"] = tr.schedule.name
     out |= _bag("schedule", tr.schedule.params)
     if tr.augment is not None:
@@ -311,7 +273,7 @@ def base_tags(spec: SweepSpec, run_dir: Path) -> dict[str, str]:
     return tags
 
 
-def trial_tags(t: TrackedTrial, base: Mapping[str, str]) -> dict[str, str]:
+def trial_tags(t: Trial, base: Mapping[str, str]) -> dict[str, str]:
     """A trial run's tags: the sweep's (:func:`base_tags`) with its id, stage, labels and teacher's trial id."""
     tags = dict(base) | {
         f"{TAG}kind": TRIAL,
@@ -387,10 +349,10 @@ class MlflowBackend:
                 got.running += (run.info.run_id,)
         return out
 
-    def start(self, t: TrackedTrial, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+    def start(self, t: Trial, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         from mlflow.entities import Param
 
-        run = self.client.create_run(self.experiment_id, run_name=t.name, tags=dict(tags))
+        run = self.client.create_run(self.experiment_id, run_name=run_name(t), tags=dict(tags))
         run_id = run.info.run_id
         items = [Param(k, param_text(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):  # MLflow takes at most 100 parameters a call
@@ -489,14 +451,14 @@ class WandbBackend:
     def logged(self, kind: str = TRIAL) -> dict[str, Logged]:
         return {tid: Logged(finished=run_id) for tid, run_id in self._ledger().get(self.key, {}).items()}
 
-    def start(self, t: TrackedTrial, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+    def start(self, t: Trial, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         config = dict(params) | dict(tags)
         run = self.wandb.init(
             project=self.spec.project,
             entity=self.spec.entity,
             group=self.spec.group,
             job_type=f"stage-{t.stage}",
-            name=t.name,
+            name=run_name(t),
             config=config,
             tags=[f"stage-{t.stage}", f"student-{t.student}", f"teacher-{t.teacher}"],
             mode=self.mode,
@@ -558,17 +520,16 @@ class TrackerHub:
     executor, kept in line with the run folder by :meth:`sync`. A tracker that fails while trials train is said once
     in the run log and then left alone: a tracker never stops a sweep."""
 
-    def __init__(
-        self, backends: list[Backend], trials: Mapping[str, TrackedTrial], run_dir: Path, tags: Mapping[str, str]
-    ) -> None:
+    def __init__(self, backends: list[Backend], trials: Mapping[str, Trial], run_dir: Path, tags: Mapping[str, str]) -> None:
         self.backends, self.trials, self.run_dir, self.tags = list(backends), dict(trials), Path(run_dir), dict(tags)
         self.open: dict[tuple[str, str], str] = {}  # (backend, trial id) → open run id
         self.finished: dict[str, set[str]] = {b.name: set() for b in backends}  # trial ids with a finished run
         self.lock = threading.Lock()
         self.broken: set[str] = set()
 
-    def _guard(self, backend: Backend, what: str, fn: Callable[[], Any]) -> Any:
-        if backend.name in self.broken:
+    def _guard(self, backend: Backend, what: str, fn: Callable[[], Any], tid: str | None = None) -> Any:
+        """``fn()``, unless ``backend`` broke (or trial ``tid`` has its finished run there); a failure breaks it."""
+        if backend.name in self.broken or tid in self.finished[backend.name]:
             return None
         try:
             return fn()
@@ -577,7 +538,7 @@ class TrackerHub:
             self.broken.add(backend.name)
             return None
 
-    def _start(self, b: Backend, t: TrackedTrial) -> str:
+    def _start(self, b: Backend, t: Trial) -> str:
         return b.start(t, trial_params(t), trial_tags(t, self.tags))
 
     def sync(self, ending: bool = False) -> None:
@@ -628,16 +589,13 @@ class TrackerHub:
             return
         with self.lock:
             for b in self.backends:
-                if tid in self.finished[b.name]:
-                    continue
+                self._guard(b, f"logging an epoch of trial {tid}", functools.partial(self._log_epoch, b, t, row), tid)
 
-                def log(b: Backend = b) -> None:
-                    key = (b.name, tid)
-                    if key not in self.open:
-                        self.open[key] = self._start(b, t)
-                    b.log_epoch(self.open[key], row)
-
-                self._guard(b, f"logging an epoch of trial {tid}", log)
+    def _log_epoch(self, b: Backend, t: Trial, row: Mapping[str, Any]) -> None:
+        key = (b.name, t.id)
+        if key not in self.open:
+            self.open[key] = self._start(b, t)
+        b.log_epoch(self.open[key], row)
 
     def ended(self, tids: Iterable[str], error: str | None) -> None:
         """A group of trials ended (``error``: why it failed, None if it did not): each finished trial's run is
@@ -645,17 +603,14 @@ class TrackerHub:
         with self.lock:
             for tid in tids:
                 for b in self.backends:
-                    if tid in self.finished[b.name]:
-                        continue
+                    self._guard(b, f"ending trial {tid}", functools.partial(self._end, b, tid, error), tid)
 
-                    def end(b: Backend = b, tid: str = tid) -> None:
-                        key = (b.name, tid)
-                        if is_finished(self.run_dir, tid):
-                            self._finish(b, tid, self.open.get(key) or self._start(b, self.trials[tid]))
-                        elif key in self.open and error is not None:
-                            b.end(self.open.pop(key), "FAILED", error)
-
-                    self._guard(b, f"ending trial {tid}", end)
+    def _end(self, b: Backend, tid: str, error: str | None) -> None:
+        key = (b.name, tid)
+        if is_finished(self.run_dir, tid):
+            self._finish(b, tid, self.open.get(key) or self._start(b, self.trials[tid]))
+        elif key in self.open and error is not None:
+            b.end(self.open.pop(key), "FAILED", error)
 
     def close(self) -> None:
         """The run is over: a last :meth:`sync` (runs still open end KILLED), and the backends closed."""
@@ -678,12 +633,9 @@ def open_trackers(plan: Plan) -> TrackerHub | None:
     t = spec.trackers
     if not t:
         return None
-    backends: list[Backend] = []
-    if t.mlflow is not None:
-        backends.append(MlflowBackend(t.mlflow, spec.output))
-    if t.wandb is not None:
-        backends.append(WandbBackend(t.wandb, spec.output))
-    hub = TrackerHub(backends, tracked_trials(plan), spec.output, base_tags(spec, spec.output))
+    kinds: list[tuple[str, type[Backend]]] = [("mlflow", MlflowBackend), ("wandb", WandbBackend)]
+    backends = [kind(getattr(t, name), spec.output) for name, kind in kinds if getattr(t, name) is not None]
+    hub = TrackerHub(backends, plan.trials, spec.output, base_tags(spec, spec.output))
     hub.sync()
     return hub
 
@@ -729,9 +681,8 @@ def search_callbacks(
     if t.mlflow is not None:
         from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-        client = _mlflow_client(t.mlflow.tracking_uri)
-        eid = experiment_id(client, t.mlflow.experiment)
-        for run in search(client, eid, SEARCH, Path(run_dir).resolve(), f"tags.`{TAG}study` = '{study}'"):
+        client, runs = _study_runs(t.mlflow, run_dir, study)
+        for run in runs:
             if run.info.status == "RUNNING":
                 client.set_tag(run.info.run_id, f"{TAG}error", "the kdtune tune logging it was killed")
                 client.set_terminated(run.info.run_id, "KILLED")
@@ -777,11 +728,17 @@ def tag_best(spec: SweepSpec, run_dir: Path, study: str, best: int | None) -> No
     m = spec.trackers.mlflow
     if m is None or best is None:
         return
-    client = _mlflow_client(m.tracking_uri)
-    eid = experiment_id(client, m.experiment)
-    for run in search(client, eid, SEARCH, Path(run_dir).resolve(), f"tags.`{TAG}study` = '{study}'"):
+    client, runs = _study_runs(m, run_dir, study)
+    for run in runs:
         is_best = run.data.tags.get(f"{TAG}search_trial") == str(best) and run.info.status == "FINISHED"
         client.set_tag(run.info.run_id, f"{TAG}best", "true" if is_best else "false")
+
+
+def _study_runs(m: MlflowSpec, run_dir: Path, study: str) -> tuple[Any, list[Any]]:
+    """An MLflow client of ``m`` and the search runs of ``study`` logged from ``run_dir``."""
+    client = _mlflow_client(m.tracking_uri)
+    eid = experiment_id(client, m.experiment)
+    return client, search(client, eid, SEARCH, Path(run_dir).resolve(), f"tags.`{TAG}study` = '{study}'")
 
 
 def _mlflow_client(uri: str) -> Any:
