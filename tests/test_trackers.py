@@ -105,6 +105,22 @@ def test_a_tracking_server_that_does_not_answer_is_one_line(trained, capsys):
     _refused(["report", str(run), "--mlflow", uri], capsys, run, sums, uri, "does not answer")
 
 
+def test_a_folder_store_mlflow_will_not_open_is_one_line_naming_the_way_out(trained, tmp_path, monkeypatch, capsys):
+    """MLflow 3 refuses a folder store unless MLFLOW_ALLOW_FILE_STORE=true: one line before any work, not a traceback;
+    with the variable set, the same folder passes the check."""
+    from kdtune.run.trackers import check_mlflow
+    from kdtune.train.config import MlflowSpec
+
+    path, run, sums = trained
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    folder = str(tmp_path / "mlruns-folder")
+    words = ("--mlflow", folder, "MLFLOW_ALLOW_FILE_STORE=true", "sqlite:///")
+    _refused(["run", str(path), "--out", str(run), "--mlflow", folder], capsys, run, sums, *words)
+    _refused(["report", str(run), "--mlflow", folder], capsys, run, sums, *words)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    check_mlflow(MlflowSpec(tracking_uri=folder), flag=True)
+
+
 def test_wandb_online_without_a_key_is_one_line(trained, tmp_path, monkeypatch, capsys):
     path, run, sums = trained
     for k in [k for k in os.environ if k.startswith("WANDB_")]:

@@ -115,38 +115,45 @@ def _answers(parts: urllib.parse.SplitResult, host: str) -> None:
 
 
 def check_mlflow(m: MlflowSpec, flag: bool = False) -> None:
-    """A tracking server that does not answer, or refuses this process, is one line; a local store (a folder, a
-    database URI) is left to MLflow."""
+    """A tracking server that does not answer or refuses this process, and a local store (a folder, a database URI)
+    MLflow will not open, are one line each."""
     where = f"{_where('mlflow', flag)} {m.tracking_uri}"
     parts = urllib.parse.urlsplit(m.tracking_uri)
-    if parts.scheme not in ("http", "https"):
-        return
-    try:
-        _answers(parts, parts.hostname or "")
-    except OSError as e:
-        raise KdtuneError(
-            f"{where}: the MLflow tracking server does not answer ({e.strerror or e}); start it "
-            f"(mlflow server --host 127.0.0.1 --port {_port(parts)}) or fix the URI"
-        ) from None
+    server = parts.scheme in ("http", "https")
+    if server:
+        try:
+            _answers(parts, parts.hostname or "")
+        except OSError as e:
+            raise KdtuneError(
+                f"{where}: the MLflow tracking server does not answer ({e.strerror or e}); start it "
+                f"(mlflow server --host 127.0.0.1 --port {_port(parts)}) or fix the URI"
+            ) from None
     from unittest import mock
 
     from mlflow.exceptions import MlflowException
 
     # MLflow's HTTP client without its retries (seven, with back-off: minutes on a server that is down)
     quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(CHECK_TIMEOUT))}
-    client = _mlflow_client(m.tracking_uri)  # first: the patch undoes every change to os.environ within
     with mock.patch.dict(os.environ, quick):
         try:
-            client.search_experiments(max_results=1)
+            _mlflow_client(m.tracking_uri).search_experiments(max_results=1)
         except MlflowException as e:
             text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if "MLFLOW_ALLOW_FILE_STORE" in text:
+                raise KdtuneError(
+                    f"{where}: MLflow 3 opens a folder store only with MLFLOW_ALLOW_FILE_STORE=true in the environment; "
+                    "set it, or use a database store (sqlite:///mlflow.db) or a server (http://127.0.0.1:5000)"
+                ) from None
             auth = (
                 " (credentials: MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD)"
                 if "401" in text or "403" in text
                 else ""
             )
-            raise KdtuneError(f"{where}: not an MLflow tracking server that answers ({text[:200]}){auth}") from None
+            what = "not an MLflow tracking server that answers" if server else "MLflow cannot open this store"
+            raise KdtuneError(f"{where}: {what} ({text[:200]}){auth}") from None
         except Exception as e:  # requests' connection errors and the like
+            if not server:
+                raise
             raise KdtuneError(f"{where}: not an MLflow tracking server that answers ({type(e).__name__})") from None
 
 

@@ -198,7 +198,8 @@ class MlflowSpec:
         AfterValidator(check_tracking_uri),
         Field(
             description="Where MLflow keeps the runs: a tracking server (http://127.0.0.1:5000), a database store "
-            "(sqlite:///mlflow.db) or a folder; the --mlflow flag wins. Credentials come from the environment "
+            "(sqlite:///mlflow.db) or a folder (MLflow 3 opens one only with MLFLOW_ALLOW_FILE_STORE=true); the --mlflow "
+            "flag wins. Credentials come from the environment "
             "(MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME/PASSWORD), never from the sweep file."
         ),
     ]
