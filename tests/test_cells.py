@@ -144,7 +144,7 @@ def test_close_values_keep_enough_digits_to_stay_apart():
 
 @pytest.mark.slow
 def test_the_readmes_tuning_workflow_gives_one_configuration_per_cell(tmp_path):
-    """The README's workflow as typed (cut to a few epochs, one seed): run, tune the MLP, run with the tuned MLP,
+    """The README's workflow (cut to a few epochs, one seed, the runs inline): run, tune the MLP, run with the tuned MLP,
     report and analyze the folder. Before teacher_config, a one-seed cell held the students of both MLP teachers."""
     import subprocess
     import sys
@@ -157,9 +157,10 @@ def test_the_readmes_tuning_workflow_gives_one_configuration_per_cell(tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout
 
-    kdtune("run", "sweeps/quickstart.yaml", *small, "--no-report")
+    inline = ["--executor", "inline", "--no-report"]  # the cells are the point here; tests/test_ray.py runs Ray's path
+    kdtune("run", "sweeps/quickstart.yaml", *small, *inline)
     kdtune("tune", "sweeps/quickstart.yaml", "--model", "MLP", "--trials", "3", *small)
-    kdtune("run", "sweeps/quickstart.yaml", *small, "--set", "models.MLP.hparams=tuned", "--no-report")
+    kdtune("run", "sweeps/quickstart.yaml", *small, "--set", "models.MLP.hparams=tuned", *inline)
     csv = pd.read_csv(
         __import__("io").StringIO(
             kdtune("report", str(out), "--rows", "student,teacher,seed", "--cols", "eval_set", "--format", "csv")

@@ -1,7 +1,9 @@
 """The same tiny sweep through Ray Tune (a local instance): same results as in process, resumable."""
 
 import json
+import os
 import re
+import shutil
 
 import pytest
 
@@ -57,35 +59,38 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_joining_an_existing_ray_cluster_with_address(tiny_spec, tmp_path):
-    import os
-    import signal
+def test_joining_an_existing_ray_cluster_with_address(tiny_raw, tiny_spec, tmp_path):
+    """``kdtune run --address`` joins a running head instead of starting Ray: token authentication on (as Ray 2.60
+    starts a head), the token in the environment of the head and of the driver, as a user would run them. (The
+    driver is a process of its own: a driver in this process keeps the token of the first Ray it met.)"""
     import subprocess
     import sys
-    import time
+    import tempfile
+    import uuid
     from pathlib import Path
 
-    ray_bin = str(Path(sys.executable).parent / "ray")
+    import yaml
+
+    from tests.test_cluster import _start_node, _stop_node
+
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex}
+    env.pop("KDTUNE_FAULT", None)
+    temp = Path(tempfile.mkdtemp(prefix="kdj", dir="/tmp"))  # short: Ray's socket paths live under it
+    (temp / "h").mkdir()
     port = _free_port()
-    cmd = [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false", "--block"]
-    head = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    head = _start_node(["--head", f"--port={port}", "--include-dashboard=false"], temp / "h", env)
     try:
-        address = f"127.0.0.1:{port}"
+        sweep = tmp_path / "tiny.yaml"
+        sweep.write_text(yaml.safe_dump(tiny_raw))
+        cmd = [sys.executable, "-m", "kdtune", "run", str(sweep), "--out", str(tiny_spec.output), "--address",
+               f"127.0.0.1:{port}", "--no-report"]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         plan = make_plan(tiny_spec)
-        ray_exec = RayExecutor(address, cpu=1, gpu=0, max_concurrent=None, max_failures=0, storage=tmp_path / "ray")
-        for _ in range(60):  # the head takes a few seconds to come up
-            try:
-                failures = execute(plan, ray_exec, log=lambda s: None)
-                break
-            except Exception as e:
-                if "cannot join" not in str(e):
-                    raise
-                time.sleep(1)
-        assert failures == {}
         assert len(collect(plan).drop_duplicates("trial_id")) == len(plan.trials)
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=60)
+        _stop_node(head)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_a_wrong_address_is_one_clear_error(tiny_spec, tmp_path):
