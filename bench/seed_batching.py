@@ -46,7 +46,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"  # the data folder the tests use
 
 # functions timed in kdtune's processes: module -> qualified names (what does not exist is skipped)
 TIMED = {
-    "kdtune.cli": ["_load", "_run_locked"],
+    "kdtune.app": ["load_plan", "run_sweep"],
     "kdtune.spec.sweepfile": ["load_sweep"],
     "kdtune.plan": ["make_plan"],
     "kdtune.train.data": ["_load_cpu", "_load_on", "_fingerprint"],
