@@ -4,6 +4,7 @@ in sweeps, and whole searches through Ray Tune (interrupted, killed, resumed; on
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import signal
@@ -554,3 +555,39 @@ def test_importances_say_how_many_complete_trials_they_stand_on(tmp_path, capsys
     assert set(csv["complete"].dropna()) == {complete}
     assert main(["report", str(out), "--tuning", "--format", "latex"]) == 0
     assert ("too few for fANOVA" in capsys.readouterr().out.split(r"\caption{", 2)[2].split("}\n")[0]) is caveat
+
+
+def test_the_searcher_tells_optuna_complete_pruned_or_failed_as_the_trial_ended():
+    """A finite final objective is COMPLETE with its seeds' values; a result ASHA stopped on is PRUNED at its epoch;
+    an error, and a final objective that is NaN or infinite (a diverged seed), are FAIL, the latter with its reason
+    (before, a non-finite final objective was recorded as PRUNED, as if ASHA had stopped the trial)."""
+    from optuna.distributions import FloatDistribution
+    from optuna.samplers import RandomSampler
+
+    from kdtune.tuning.search import _searcher_class
+
+    searcher = _searcher_class()(
+        space={"lr": FloatDistribution(1e-4, 1e-1, log=True)}, metric="objective", mode="max", sampler=RandomSampler(seed=0)
+    )
+    final = {"final": 1, "epoch": 4, "seed_values": [0.5, 0.7], "trial_ids": ["a", "b"], "objective_std": 0.1}
+    endings = {
+        "complete": ({**final, "objective": 0.6}, False),
+        "stopped": ({"final": 0, "epoch": 2, "training_iteration": 2, "objective": 0.3}, False),
+        "nan": ({**final, "objective": math.nan}, False),
+        "inf": ({**final, "objective": -math.inf}, False),
+        "error": (None, True),
+    }
+    for tid in endings:
+        assert searcher.suggest(tid) is not None
+    for tid, (result, error) in endings.items():
+        searcher.on_trial_complete(tid, result=result, error=error)
+    trials = {tid: searcher._ot_study.trials[searcher.number_of(tid)] for tid in endings}
+    assert {tid: t.state for tid, t in trials.items()} == {
+        "complete": TrialState.COMPLETE, "stopped": TrialState.PRUNED, "nan": TrialState.FAIL, "inf": TrialState.FAIL,
+        "error": TrialState.FAIL,
+    }  # fmt: skip
+    assert trials["complete"].value == 0.6 and trials["complete"].user_attrs["seed_values"] == [0.5, 0.7]
+    assert trials["stopped"].user_attrs["stopped_at_epoch"] == 2 and trials["stopped"].intermediate_values == {2: 0.3}
+    for tid in ("nan", "inf"):
+        assert trials[tid].user_attrs["reason"] == "the objective is not a finite number"
+    assert "reason" not in trials["error"].user_attrs

@@ -173,8 +173,9 @@ def _searcher_class() -> type:
     from ray.tune.search.optuna import OptunaSearch
 
     class KdtuneOptunaSearch(OptunaSearch):
-        """OptunaSearch that tells Optuna what really happened: COMPLETE only with the final objective
-        (a trial ASHA stopped is PRUNED, an error FAIL), and keeps every seed's value on the trial."""
+        """OptunaSearch that tells Optuna what really happened: COMPLETE only with a finite final objective
+        (a trial ASHA stopped is PRUNED, an error or a non-finite final objective FAIL), and keeps every seed's
+        value on the trial."""
 
         def number_of(self, trial_id: str) -> int | None:
             t = self._ot_trials.get(trial_id)
@@ -187,11 +188,14 @@ def _searcher_class() -> type:
             value, state = None, TrialState.FAIL
             if result:  # seed-epochs this trial trained (seeds read from the run folder cost none)
                 ot_trial.set_user_attr("seed_epochs", int(result.get("trained", 0)) * int(result.get("epoch", 0)))
-            if result and not error and result.get("final") and math.isfinite(result.get("objective", math.nan)):
+            final = bool(result) and not error and bool(result.get("final"))
+            if final and math.isfinite(result.get("objective", math.nan)):
                 for key in ("seed_values", "trial_ids"):
                     ot_trial.set_user_attr(key, list(result.get(key, [])))
                 ot_trial.set_user_attr("std", result.get("objective_std"))
                 value, state = float(result["objective"]), TrialState.COMPLETE
+            elif final:  # trained to the end, its objective NaN or infinite (a diverged seed): FAIL, as Optuna does
+                ot_trial.set_user_attr("reason", "the objective is not a finite number")
             elif result and not error:
                 ot_trial.set_user_attr("stopped_at_epoch", result.get("epoch"))
                 state = TrialState.PRUNED
@@ -230,6 +234,8 @@ class _SearchLines(Listener):
                 self.best, self.best_number = value, self.searcher.number_of(trial.trial_id)
             n = len(r.get("seed_values", []))
             self._line(trial, f"{metric} {value:.4f} ± {r.get('objective_std', 0.0):.4f} ({n} seeds)")
+        elif r.get("final"):
+            self._line(trial, f"FAILED: the objective is not a finite number ({metric} {r.get('objective', math.nan)})")
         else:
             self._line(trial, f"stopped by ASHA after epoch {r.get('epoch')} ({metric} {r.get('objective', math.nan):.4f})")
 
