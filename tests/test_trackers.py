@@ -121,6 +121,15 @@ def test_a_folder_store_mlflow_will_not_open_is_one_line_naming_the_way_out(trai
     check_mlflow(MlflowSpec(tracking_uri=folder), flag=True)
 
 
+def test_a_database_store_mlflow_cannot_make_is_one_line(trained, tmp_path, capsys):
+    """A local store MLflow fails to open with an error of its own (here: its database's folder is a file) is one
+    line before any work, not a traceback."""
+    path, run, sums = trained
+    (tmp_path / "a-file").write_text("")
+    uri = f"sqlite:///{tmp_path}/a-file/mlflow.db"
+    _refused(["run", str(path), "--out", str(run), "--mlflow", uri], capsys, run, sums, uri, "MLflow cannot open this store")
+
+
 def test_wandb_online_without_a_key_is_one_line(trained, tmp_path, monkeypatch, capsys):
     path, run, sums = trained
     for k in [k for k in os.environ if k.startswith("WANDB_")]:

@@ -134,6 +134,7 @@ def check_mlflow(m: MlflowSpec, flag: bool = False) -> None:
 
     # MLflow's HTTP client without its retries (seven, with back-off: minutes on a server that is down)
     quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(CHECK_TIMEOUT))}
+    what = "not an MLflow tracking server that answers" if server else "MLflow cannot open this store"
     with mock.patch.dict(os.environ, quick):
         try:
             _mlflow_client(m.tracking_uri).search_experiments(max_results=1)
@@ -149,12 +150,10 @@ def check_mlflow(m: MlflowSpec, flag: bool = False) -> None:
                 if "401" in text or "403" in text
                 else ""
             )
-            what = "not an MLflow tracking server that answers" if server else "MLflow cannot open this store"
             raise KdtuneError(f"{where}: {what} ({text[:200]}){auth}") from None
-        except Exception as e:  # requests' connection errors and the like
-            if not server:
-                raise
-            raise KdtuneError(f"{where}: not an MLflow tracking server that answers ({type(e).__name__})") from None
+        except Exception as e:  # requests' connection errors; a store's folder or database that cannot be made
+            detail = type(e).__name__ if server else f"{type(e).__name__}: {str(e).strip()[:200]}"
+            raise KdtuneError(f"{where}: {what} ({detail})") from None
 
 
 def wandb_mode(w: WandbSpec) -> str:
