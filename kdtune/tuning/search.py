@@ -307,10 +307,14 @@ def run_search(
         if epochs_dims is not None:
             max_t = int(max(epochs_dims.high, *(c for c in epochs_dims.choices if isinstance(c, int)), 1))
         if tspec.asha:
-            # max_t: every epoch, then the final objective
-            scheduler: Any = ASHAScheduler(time_attr="training_iteration", metric="objective", mode=mode, max_t=max_t + 1,
-                                           grace_period=tspec.asha.grace_period,
-                                           reduction_factor=tspec.asha.reduction_factor)  # fmt: skip
+            scheduler: Any = ASHAScheduler(
+                time_attr="training_iteration",
+                metric="objective",
+                mode=mode,
+                max_t=max_t + 1,  # every epoch, then the final objective
+                grace_period=tspec.asha.grace_period,
+                reduction_factor=tspec.asha.reduction_factor,
+            )
         else:
             scheduler = FIFOScheduler()
         limit = _max_concurrent(spec.resources.cpu, spec.resources.gpu)
