@@ -65,8 +65,7 @@ def load_sweep(sweep: SweepInput, for_run: bool = False, mlflow: str | None = No
 def load_plan(sweep: SweepInput, *, for_run: bool = False, mlflow: str | None = None, wandb: str | None = None) -> Plan:
     """The plan of a sweep, its data loaded once (a missing file, a malformed line or an impossible split stops here);
     ``for_run``: the run folder and the trackers checked first. Warnings (valid, likely unintended settings) printed."""
-    from kdtune.plan import make_plan
-    from kdtune.spec.sweepfile import sweep_warnings
+    from kdtune.plan import make_plan, sweep_warnings
     from kdtune.train.data import load_data
 
     spec = load_sweep(sweep, for_run, mlflow, wandb)

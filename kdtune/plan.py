@@ -23,6 +23,7 @@ from kdtune.errors import KdtuneError
 from kdtune.labels import LOSS_SETTINGS, NO_TEACHER, STUDENT_STREAMS
 from kdtune.spec.sweepfile import SweepSpec
 from kdtune.train.config import (
+    Params,
     SeedUnit,
     TrialConfig,
     apply_values,
@@ -35,6 +36,7 @@ from kdtune.train.config import (
 from kdtune.train.data import DataSpec
 from kdtune.train.data.base import DataInfo
 from kdtune.train.distill import LossSpec
+from kdtune.train.optim import schedule_warning
 
 
 @dataclass(frozen=True)
@@ -142,11 +144,6 @@ def stream_design(spec: SweepSpec) -> dict[str, Any]:
         "student_streams": grid.student_streams,
         "lines": lines,
     }
-
-
-def _train_overrides(spec: SweepSpec) -> list[tuple[tuple[str, Any], ...]]:
-    axes = spec.grid.train
-    return [tuple(zip((k for k, _ in axes), combo, strict=True)) for combo in itertools.product(*(v for _, v in axes))]
 
 
 def _tuned(spec: SweepSpec, model: str, teacher: str, skip: Collection[tuple[str, str]]) -> dict[str, Any] | None:
@@ -284,7 +281,7 @@ def make_plan(
                           data_fingerprint=prints[data.fold], **streams(unit, student=False))  # fmt: skip
         return add(Trial(cfg, 1, label, NO_TEACHER, unit=unit.seed))
 
-    settings = itertools.product(grid.pairs, _train_overrides(spec), fold_specs(spec.data), grid.units())
+    settings = itertools.product(grid.pairs, grid.train_axes(), fold_specs(spec.data), grid.units())
     for (teacher, student), overrides, data, unit in settings:
         if teacher == NO_TEACHER:
             from_data(student, unit, overrides, data)
@@ -318,3 +315,27 @@ def make_plan(
         for i in range(0, len(members), k):
             stages[stage - 1].append(TrialGroup(tuple(members[i : i + k])))
     return Plan(spec, stages, trials, needs_logits)
+
+
+def sweep_warnings(spec: SweepSpec) -> list[str]:
+    """One line per model and role (trained from data, or as a student) whose learning-rate schedule ends
+    training mid-cycle, e.g. a restart just before the end; such a run is valid but rarely what was meant."""
+    roles: dict[tuple[str, bool, Params], None] = {}  # the trainings make_plan plans, in its order
+    for (teacher, student), overrides in itertools.product(spec.grid.pairs, spec.grid.train_axes()):
+        if teacher != NO_TEACHER:
+            roles[(teacher, False, ())] = None  # teachers are trained without the grid's train axes
+        roles[(student, teacher != NO_TEACHER, overrides)] = None
+    out: dict[str, None] = {}
+    for label, student, overrides in roles:
+        model = spec.models[label]
+        train = resolve_train(spec, model, student, overrides)
+        text = schedule_warning(train.schedule.name, dict(train.schedule.params), train.epochs)
+        if text is None:
+            continue
+        layers = [("train", spec.train), (f"models.{label}.train", model.train)]
+        layers += [("distill", spec.distill), (f"models.{label}.distill", model.distill)] if student else []
+        where = [name for name, layer in layers if "schedule" in dict(layer)][-1] + ".schedule"
+        role = "as a student" if student else "trained from data"
+        grid = f" with grid epochs {train.epochs}" if "epochs" in dict(overrides) else ""
+        out[f"{spec.source}: models.{label} {role}{grid} ({where}): {text}"] = None
+    return list(out)

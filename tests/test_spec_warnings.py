@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kdtune.spec.sweepfile import load_sweep, parse_sweep, sweep_warnings
+from kdtune.plan import sweep_warnings
+from kdtune.spec.sweepfile import load_sweep, parse_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 

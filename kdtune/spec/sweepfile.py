@@ -7,7 +7,6 @@ Everything a person wrote is checked here, before any work starts; a wrong value
 """
 
 import functools
-import itertools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -48,7 +47,6 @@ from kdtune.train.data.augment import AUGMENTATIONS, NON_IDENTITY
 from kdtune.train.data.corruptions import CORRUPTIONS
 from kdtune.train.distill import KD_LOSSES, LossSpec, distill_epochs
 from kdtune.train.models import MODELS, check_model
-from kdtune.train.optim import schedule_warning
 from kdtune.validation import (
     CFG,
     Bool,
@@ -797,12 +795,6 @@ def _tune(err: Callable[..., SpecError], t: Tune | None, spec: SweepSpec) -> Tun
     return TuneSpec(t.metric, t.seeds, t.sampler_seed, asha, tuple(spaces))
 
 
-def _train_axes(spec: SweepSpec) -> list[Params]:
-    """The grid's train axes crossed: each combination as (setting, value) overrides."""
-    keys = [k for k, _ in spec.grid.train]
-    return [tuple(zip(keys, combo, strict=True)) for combo in itertools.product(*(v for _, v in spec.grid.train))]
-
-
 def _check_switches(spec: SweepSpec) -> None:
     """Every switched student distils in at least one epoch: a start after the last epoch, or a stop at or
     before the start, is refused (one line naming where the values came from)."""
@@ -810,7 +802,7 @@ def _check_switches(spec: SweepSpec) -> None:
         if teacher == NO_TEACHER:
             continue
         model = spec.models[student]
-        for overrides in _train_axes(spec):
+        for overrides in spec.grid.train_axes():
             epochs = resolve_train(spec, model, student=True, overrides=overrides).epochs
             for start, stop in switch_points(spec, model):
                 if distill_epochs(LossSpec("hinton", 1.0, 0.0, 1.0, start, stop), epochs):
@@ -862,30 +854,3 @@ def load_sweep(
             raise
         check = lambda: parse_sweep(raw, str(path), data_root=data_root, output=output)
         raise blame_overrides(e, overrides, check) from None
-
-
-def sweep_warnings(spec: SweepSpec) -> list[str]:
-    """One line per model and role (trained from data, or as a student) whose learning-rate schedule ends
-    training mid-cycle, e.g. a restart just before the end; such a run is valid but rarely what was meant."""
-    roles: dict[tuple[str, bool, Params], None] = {}  # the trainings make_plan will plan, in its order
-    for teacher, student in spec.grid.pairs:
-        for overrides in _train_axes(spec):
-            if teacher == NO_TEACHER:
-                roles[(student, False, overrides)] = None
-            else:
-                roles[(teacher, False, ())] = None  # teachers are trained without the grid's train axes
-                roles[(student, True, overrides)] = None
-    out: dict[str, None] = {}
-    for label, student, overrides in roles:
-        model = spec.models[label]
-        train = resolve_train(spec, model, student, overrides)
-        text = schedule_warning(train.schedule.name, dict(train.schedule.params), train.epochs)
-        if text is None:
-            continue
-        layers = [("train", spec.train), (f"models.{label}.train", model.train)]
-        layers += [("distill", spec.distill), (f"models.{label}.distill", model.distill)] if student else []
-        where = [name for name, layer in layers if "schedule" in dict(layer)][-1] + ".schedule"
-        role = "as a student" if student else "trained from data"
-        grid = f" with grid epochs {train.epochs}" if "epochs" in dict(overrides) else ""
-        out[f"{spec.source}: models.{label} {role}{grid} ({where}): {text}"] = None
-    return list(out)

@@ -308,6 +308,11 @@ class GridSpec:
         pairs = itertools.product(self.init_seeds or (0,), self.data_seeds or (0,))
         return tuple(SeedUnit(k, i, d) for k, (i, d) in enumerate(pairs))
 
+    def train_axes(self) -> list[Params]:
+        """The grid's train axes crossed: each combination as (setting, value) overrides."""
+        keys = [k for k, _ in self.train]
+        return [tuple(zip(keys, combo, strict=True)) for combo in itertools.product(*(v for _, v in self.train))]
+
     def teacher_unit(self, unit: SeedUnit) -> SeedUnit:
         """The unit of the teacher a student of ``unit`` reads (``teacher_seed``)."""
         if self.teacher_seed == "same":
