@@ -43,7 +43,7 @@ from kdtune.train.config import (
     switch_points,
 )
 from kdtune.train.data import DATASETS, EVAL_SOURCES, DataInfo, DataSpec, EvalSetSpec, make_dataset
-from kdtune.train.data.augment import AUGMENTATIONS, NON_IDENTITY
+from kdtune.train.data.augment import NON_IDENTITY, check_invariance
 from kdtune.train.data.corruptions import CORRUPTIONS
 from kdtune.train.distill import KD_LOSSES, LossSpec, distill_epochs
 from kdtune.train.models import MODELS, check_model
@@ -641,25 +641,13 @@ def _first_line(e: Exception) -> str:
 
 
 def _check_invariance(source: str, data: DataSpec, info: DataInfo) -> None:
-    """Apply ``data.invariance`` to two blank inputs of the data set's shape: parameters that fail only on
-    data (e.g. a negative shift) or a transformation for other inputs fail here, in one line."""
+    """``data.invariance`` applied to blank inputs of the data set (:func:`~kdtune.train.data.augment.check_invariance`)."""
     if data.invariance is None:
         return
-    import torch
-
-    params = dict(data.invariance)
-    name = params.pop("name")
-    if info.kind == "tokens":
-        raise SpecError(source, "data.invariance", f"needs inputs that {name} can transform; {data.name} has token sequences")
-    x = torch.zeros(2, *info.input_shape)
     try:
-        out = AUGMENTATIONS.get(name)(x, generator=torch.Generator().manual_seed(0), **params)
-    except Exception as e:  # any error of the augmentation on blank inputs means a bad parameter or input kind
-        shown = {k: v for k, v in params.items() if k != NON_IDENTITY}  # the sweep's settings, not the fixed keyword
-        what = f"{name} with {shown or 'the defaults'}"
-        raise SpecError(source, "data.invariance", f"{what} fails on {data.name}'s inputs: {_first_line(e)}") from None
-    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
-        raise SpecError(source, "data.invariance", f"{name} does not keep the shape of {data.name}'s inputs {info.input_shape}")
+        check_invariance(data.invariance, info, data.name)
+    except ValueError as e:
+        raise SpecError(source, "data.invariance", str(e)) from None
 
 
 def _model(err: Callable[..., SpecError], label: str, m: Any, raw: Any, info: DataInfo, labels: list[str]) -> ModelSpec:

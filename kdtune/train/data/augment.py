@@ -9,11 +9,13 @@ identity included) and a ``data.invariance`` config holds it as ``non_identity: 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
 from kdtune.registry import Registry
+from kdtune.train.data.base import DataInfo
 from kdtune.train.data.corruptions import check_points, check_rows, gather_rows, random_order, shift_images
 
 Augmentation = Callable[..., torch.Tensor]
@@ -63,3 +65,22 @@ def random_permute(x: torch.Tensor, generator: torch.Generator, *, non_identity:
     P! orders; with ``non_identity`` over the P! − 1 orders other than the given one (P ≥ 2)."""
     check_rows(x, "permute")
     return gather_rows(x, random_order(x.shape[0], x.shape[1], generator, non_identity=non_identity))
+
+
+def check_invariance(invariance: Mapping[str, Any], info: DataInfo, data_name: str) -> None:
+    """Apply the ``data.invariance`` augmentation (its name and parameters) to two blank inputs of the data set's
+    shape, so that parameters that fail only on data (e.g. a negative shift) or a transformation for other inputs
+    fail before any training: a ValueError saying what fails."""
+    params = dict(invariance)
+    name = params.pop("name")
+    if info.kind == "tokens":
+        raise ValueError(f"needs inputs that {name} can transform; {data_name} has token sequences")
+    x = torch.zeros(2, *info.input_shape)
+    try:
+        out = AUGMENTATIONS.get(name)(x, generator=torch.Generator().manual_seed(0), **params)
+    except Exception as e:  # any error of the augmentation on blank inputs means a bad parameter or input kind
+        shown = {k: v for k, v in params.items() if k != NON_IDENTITY}  # the sweep's settings, not the fixed keyword
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"{name} with {shown or 'the defaults'} fails on {data_name}'s inputs: {first}") from None
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+        raise ValueError(f"{name} does not keep the shape of {data_name}'s inputs {info.input_shape}")
