@@ -338,13 +338,8 @@ def _one_per_value(found: list[tuple[str, str]]) -> list[tuple[str, str]]:
     groups: dict[str, list[tuple[str, str]]] = {}
     for f, m in found:
         groups.setdefault(re.sub(r"\.[^.\[]+$", "", f), []).append((f, m))
-    out = []
-    for f, m in found:
-        siblings = groups[re.sub(r"\.[^.\[]+$", "", f)]
-        kinds = {n.split(";")[0].split(" '")[0] for _, n in siblings}
-        if (f, m) == siblings[0] or kinds != {"is required", "unknown key"}:
-            out.append((f, m))
-    return out
+    mixed = [s for s in groups.values() if {n.split(";")[0].split(" '")[0] for _, n in s} == {"is required", "unknown key"}]
+    return [p for p in found if not any(p in s and p != s[0] for s in mixed)]
 
 
 def validate(model: Any, raw: Any, source: str, prefix: str = "") -> Any:

@@ -61,10 +61,6 @@ class _Row:
     node: Node
     required: bool
 
-    @property
-    def parent(self) -> str:
-        return self.path[: -len(self.name) - 1] if self.path != self.name else ""
-
 
 @dataclass(frozen=True)
 class _Block:
@@ -179,23 +175,20 @@ class _Reference:
 
     # ---- the schema
 
-    def _resolve(self, node: Node) -> tuple[Node, str]:
-        return resolve_ref(node, self.defs)
-
     def _is_model(self, node: Node) -> bool:
         """A mapping with named fields (a pydantic model), as opposed to a free mapping or a value."""
-        node, _ = self._resolve(node)
+        node, _ = resolve_ref(node, self.defs)
         return node.get("type", "object") == "object" and bool(node.get("properties") or node.get("patternProperties"))
 
     def _leaves(self, node: Node, disc: Mapping[str, Any] | None = None) -> Iterator[tuple[Node, str | None]]:
         """The members of ``node``'s (nested) unions, each with its tag (``name: digits``) where a discriminator names it."""
-        alts = _alternatives(self._resolve(node)[0])
+        alts = _alternatives(resolve_ref(node, self.defs)[0])
         if not alts:
             tags = [k for k, ref in (disc or {}).get("mapping", {}).items() if ref == node.get("$ref")]
             yield node, f"{disc['propertyName']}: {tags[0]}" if disc and tags else None
             return
         for alt in alts:
-            yield from self._leaves(alt, self._resolve(node)[0].get("discriminator"))
+            yield from self._leaves(alt, resolve_ref(node, self.defs)[0].get("discriminator"))
 
     @staticmethod
     def _label(node: Node, name: str, tag: str | None, others: Sequence[Node]) -> str:
@@ -212,7 +205,7 @@ class _Reference:
         out: list[_Target | None] = []
         group: list[tuple[Node, str, str | None]] = []
         for leaf, tag in self._leaves(node):
-            resolved, name = self._resolve(leaf)
+            resolved, name = resolve_ref(leaf, self.defs)
             if self._is_model(resolved):
                 out += [] if group else [None]
                 group.append((resolved, name, tag))
@@ -291,7 +284,7 @@ class _Reference:
             moved = []
             for t in targets:
                 if len(names[t.key]) > 1:
-                    where = f"{row.parent}.<{FIELD}>" if row.parent else f"<{FIELD}>"
+                    where = f"{row.path[: -len(row.name)]}<{FIELD}>"  # the row's parent path, then <field>
                     t = replace(t, path=where + t.path[len(row.path) :], shared=", ".join(names[t.key]))
                 moved.append(t)
             out.append((row, moved))
@@ -305,13 +298,13 @@ class _Reference:
 
     def _type(self, node: Node, path: str) -> str:
         """What ``node`` allows, in a few words (Markdown, safe in a table cell)."""
-        resolved, _ = self._resolve(node)
+        resolved, _ = resolve_ref(node, self.defs)
         alts = _alternatives(resolved)
         if not alts:
             return self._link(node, path) if self._is_model(resolved) else self._one(resolved, path)
-        arrays = [a for a in alts if self._resolve(a)[0].get("type") == "array"]
+        arrays = [a for a in alts if resolve_ref(a, self.defs)[0].get("type") == "array"]
         if len(alts) == 2 and len(arrays) == 1:  # an item or a list of them
-            array, item = self._resolve(arrays[0])[0], next(a for a in alts if a is not arrays[0])
+            array, item = resolve_ref(arrays[0], self.defs)[0], next(a for a in alts if a is not arrays[0])
             if _canon(array.get("items")) == _canon(item):
                 return f"{self._type(item, path)} or {self._array(array, path)}"
         texts, linked = [], False

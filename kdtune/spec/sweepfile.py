@@ -762,15 +762,11 @@ def _tune(err: Callable[..., SpecError], t: Tune | None, spec: SweepSpec) -> Tun
             allowed = [*TRAIN_SETTINGS, "schedule.<parameter>", *(LOSS_SETTINGS if teacher != NO_TEACHER else ())]
             if setting not in allowed and not setting.startswith("schedule."):
                 raise err(f"{where}.{setting}", f"cannot be tuned here; allowed: {', '.join(allowed)}")
-            dist = settings[setting].to_distribution()
-            if setting.startswith("schedule."):
-                problem = lambda v: first_problem(Train, {"schedule": {"name": schedule, setting.split(".", 1)[1]: v}})  # noqa: B023
-                if problem(1.0) and "unknown parameter" in problem(1.0):
-                    raise err(f"{where}.{setting}", problem(1.0).replace("this schedule", f"the schedule {schedule}"))
-            elif setting in LOSS_SETTINGS:
-                problem = lambda v: first_problem(Grid, {setting: v})  # noqa: B023
-            else:
-                problem = lambda v: first_problem(Train, {setting: v})  # noqa: B023
+            dist, param = settings[setting].to_distribution(), setting.partition("schedule.")[2]  # param: of the schedule
+            reader = Grid if setting in LOSS_SETTINGS else Train
+            problem = lambda v: first_problem(reader, {"schedule": {"name": schedule, param: v}} if param else {setting: v})  # noqa: B023
+            if param and "unknown parameter" in (problem(1.0) or ""):
+                raise err(f"{where}.{setting}", problem(1.0).replace("this schedule", f"the schedule {schedule}"))
             if setting in INT_SETTINGS and dist.kind in ("uniform", "loguniform"):
                 raise err(f"{where}.{setting}", "is a whole number: use {int: [low, high]} or categorical")
             probes = list(enumerate(dist.choices)) if dist.kind == "categorical" else [(None, dist.low), (None, dist.high)]
