@@ -185,11 +185,8 @@ def describe(n: dict[str, Any], defs: Mapping[str, Any]) -> str:
     if members:
         return " or ".join(dict.fromkeys(describe(m, defs) for m in members))
     t = n.get("type")
-    b = [
-        f"{op} {n[k]}"
-        for k, op in [("exclusiveMinimum", ">"), ("minimum", ">="), ("exclusiveMaximum", "<"), ("maximum", "<=")]
-        if k in n
-    ]
+    signs = {"exclusiveMinimum": ">", "minimum": ">=", "exclusiveMaximum": "<", "maximum": "<="}
+    b = [f"{op} {n[k]}" for k, op in signs.items() if k in n]
     words = {
         "integer": "an integer",
         "number": "a number",

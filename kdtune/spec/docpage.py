@@ -160,7 +160,6 @@ class _Reference:
     then the page, depth first."""
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
-        self.schema = schema
         self.defs: Mapping[str, Any] = schema.get("$defs", {})
         self.root = _Block("Top level", self._about(schema), self._rows(schema, ""), "")
         self.homes: dict[str, str] = {}  # target key → the heading it is written out under

@@ -629,9 +629,7 @@ def _data(err: Callable[..., SpecError], d: Any, raw: Mapping[str, Any]) -> tupl
         raise err("data.eval_sets", f"names must be unique, got {names}")
     if d.folds > 1 and "val_size" in raw:
         raise err("data.folds", "cannot be combined with data.val_size (with k folds each fold is the validation split once)")
-    invariance = None
-    if d.invariance is not None:
-        invariance = freeze(dict(d.invariance) | {NON_IDENTITY: True})
+    invariance = freeze(dict(d.invariance) | {NON_IDENTITY: True}) if d.invariance is not None else None
     spec = DataSpec(d.name, params, d.val_size, d.split_seed, d.corruption_seed, tuple(eval_sets), d.folds, invariance=invariance)
     return spec, Path(d.root) if d.root else None, make_dataset(spec).describe()
 
@@ -667,14 +665,13 @@ def _model(err: Callable[..., SpecError], label: str, m: Any, raw: Any, info: Da
         if teacher not in (NO_TEACHER, *labels):
             raise err(f"{where}.hparams.{teacher}", f"must be data or a model label ({', '.join(labels)})")
     raw = raw if isinstance(raw, Mapping) else {}
-    tuned = tuple(t for t, v in hp.items() if v == "tuned")
     return ModelSpec(
         label,
         m.arch,
         params,
         _layers(m.train, raw.get("train"), TRAIN_KEYS),
         _layers(m.distill, raw.get("distill"), TRAIN_KEYS),
-        tuned,
+        tuple(t for t, v in hp.items() if v == "tuned"),
         _layers(m.distill, raw.get("distill"), SWITCH_KEYS),
     )
 
