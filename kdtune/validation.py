@@ -131,7 +131,6 @@ def registry_union(registry: Any, key: str, member: Callable[[str], type], appen
     """A mapping whose ``key`` names a component of ``registry``; the rest of it is that component's model. Looked up
     when a file is read, so components registered after this module was imported are known too."""
     member = functools.cache(member)
-    names = registry.names()
     info = {"kind": registry.kind, "key": key, "append": append}
 
     def check(v: Any) -> BaseModel:
@@ -147,7 +146,7 @@ def registry_union(registry: Any, key: str, member: Callable[[str], type], appen
             (at, message), *more = [error_line(x, json_schema_of(member(tag))) for x in e.errors(include_url=False)]
             fail(message, at, more=more)
 
-    union = Union[tuple(Annotated[member(n), Tag(n)] for n in names)]  # noqa: UP007  (the JSON Schema's view)
+    union = Union[tuple(Annotated[member(n), Tag(n)] for n in registry.names())]  # noqa: UP007  (the JSON Schema's view)
     return Annotated[Any, PlainValidator(check, json_schema_input_type=Annotated[union, Discriminator(key)])]
 
 
