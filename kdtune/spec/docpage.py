@@ -278,16 +278,12 @@ class _Reference:
         for row, targets in found:
             for t in targets:
                 names.setdefault(t.key, {})[row.name] = None
-        out = []
-        for row, targets in found:
-            moved = []
-            for t in targets:
-                if len(names[t.key]) > 1:
-                    where = f"{row.path[: -len(row.name)]}<{FIELD}>"  # the row's parent path, then <field>
-                    t = replace(t, path=where + t.path[len(row.path) :], shared=", ".join(names[t.key]))
-                moved.append(t)
-            out.append((row, moved))
-        return out
+
+        def moved(row: _Row, t: _Target) -> _Target:  # one that several rows hold: at <field> beside the row
+            where = f"{row.path[: -len(row.name)]}<{FIELD}>" + t.path[len(row.path) :]
+            return replace(t, path=where, shared=", ".join(names[t.key])) if len(names[t.key]) > 1 else t
+
+        return [(row, [moved(row, t) for t in targets]) for row, targets in found]
 
     @staticmethod
     def _about(node: Node) -> tuple[str, ...]:
