@@ -302,13 +302,10 @@ class _Reference:
             array, item = resolve_ref(arrays[0], self.defs)[0], next(a for a in alts if a is not arrays[0])
             if _canon(array.get("items")) == _canon(item):
                 return f"{self._type(item, path)} or {self._array(array, path)}"
-        texts, linked = [], False
-        for alt in alts:
-            if not all(self._is_model(leaf) for leaf, _ in self._leaves(alt)):
-                texts.append(self._type(alt, path))
-            elif not linked:  # the mappings with named fields, all together: one link
-                texts.append(self._link(node, path))
-                linked = True
+        texts = [  # the mappings with named fields, all together: one link
+            self._link(node, path) if all(self._is_model(leaf) for leaf, _ in self._leaves(alt)) else self._type(alt, path)
+            for alt in alts
+        ]
         texts = list(dict.fromkeys(texts))
         if "number" in texts and "integer" in texts:
             texts.remove("integer")

@@ -827,9 +827,8 @@ def load_sweep(
         raise KdtuneError(f"{path}: cannot read ({e})") from None
     if not isinstance(raw, Mapping):
         raise SpecError(str(path), "", f"must be a YAML mapping at the top level, got {kind_of(raw)}")
-    changed = apply_overrides(raw, overrides)
     try:
-        return parse_sweep(changed, str(path), data_root=data_root, output=output)
+        return parse_sweep(apply_overrides(raw, overrides), str(path), data_root=data_root, output=output)
     except SpecError as e:
         if not overrides:
             raise
