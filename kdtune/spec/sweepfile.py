@@ -645,7 +645,7 @@ def _check_invariance(source: str, data: DataSpec, info: DataInfo) -> None:
     try:
         check_invariance(data.invariance, info, data.name)
     except ValueError as e:
-        raise SpecError(source, "data.invariance", str(e)) from None
+        raise SpecError(source, "data.invariance", _first_line(e)) from None
 
 
 def _model(err: Callable[..., SpecError], label: str, m: Any, raw: Any, info: DataInfo, labels: list[str]) -> ModelSpec:

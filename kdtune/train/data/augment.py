@@ -80,7 +80,7 @@ def check_invariance(invariance: Mapping[str, Any], info: DataInfo, data_name: s
         out = AUGMENTATIONS.get(name)(x, generator=torch.Generator().manual_seed(0), **params)
     except Exception as e:  # any error of the augmentation on blank inputs means a bad parameter or input kind
         shown = {k: v for k, v in params.items() if k != NON_IDENTITY}  # the sweep's settings, not the fixed keyword
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"{name} with {shown or 'the defaults'} fails on {data_name}'s inputs: {first}") from None
+        what = f"{name} with {shown or 'the defaults'}"
+        raise ValueError(f"{what} fails on {data_name}'s inputs: {str(e).strip() or type(e).__name__}") from None
     if not isinstance(out, torch.Tensor) or out.shape != x.shape:
         raise ValueError(f"{name} does not keep the shape of {data_name}'s inputs {info.input_shape}")
