@@ -173,21 +173,14 @@ def _epoch_result(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _report_epoch(row: dict[str, Any]) -> None:
-    """An intermediate Ray Tune result after each epoch (:func:`_epoch_result`)."""
-    from ray import tune
-
-    tune.report(_epoch_result(row))
-
-
 def tune_trainable(config: dict[str, Any]) -> None:
-    """The Ray Tune function trainable: trains one group, reporting after every epoch; its last report
-    holds the group's validation means (``val_accuracy``, ``val_nll``, ``val_ece``) and ``trials``."""
+    """The Ray Tune function trainable: trains one group, reporting after every epoch (:func:`_epoch_result`); its
+    last report holds the group's validation means (``val_accuracy``, ``val_nll``, ``val_ece``) and ``trials``."""
     from ray import tune
 
     from kdtune.train.trainer import summarize
 
-    tune.report(summarize(run_group(config["group"], _report_epoch)))
+    tune.report(summarize(run_group(config["group"], lambda row: tune.report(_epoch_result(row)))))
 
 
 class _Interrupts:
@@ -364,11 +357,12 @@ AUTH_HINT = (
 )
 
 
-def _auth_failure(address: str, error: BaseException | str) -> JoinError | None:
-    """The one-line :class:`JoinError` of an authentication failure, if ``error`` (or its causes) is one."""
+def _join_error(address: str, error: BaseException) -> JoinError:
+    """The one-line :class:`JoinError` of a failure to join: why authentication failed, if ``error`` (or one of its
+    causes) is an authentication failure, else the error's last line."""
     text = "\n".join(f"{type(cause).__name__}: {cause}" for cause in _causes(error, 10))
     if "AuthenticationError" not in text and "InvalidAuthToken" not in text:
-        return None
+        return JoinError(f"cannot join the Ray cluster at {address}: {last_line(error)}")
     mode = os.environ.get("RAY_AUTH_MODE", "")
     if mode.lower() != "token":
         why = f"RAY_AUTH_MODE is {mode!r}" if mode else "RAY_AUTH_MODE is not set"
@@ -417,7 +411,7 @@ def check_join(address: str) -> None:
         with _quiet_stderr():
             GcsClient(address=address)
     except ray.exceptions.AuthenticationError as e:
-        raise _auth_failure(address, e) or JoinError(f"cannot join the Ray cluster at {address}: {last_line(e)}") from None
+        raise _join_error(address, e) from None
     except Exception:  # not this check's to judge: ray.init says what is wrong
         logger.info("GCS check of %s failed", address, exc_info=True)
 
@@ -558,8 +552,7 @@ class RayExecutor:
                         with self._interrupts.held():
                             ray.init(address=self.address, runtime_env=runtime_env, **kwargs)
                     except (ConnectionError, RuntimeError, ValueError, SystemExit, ray.exceptions.RayError) as e:
-                        auth = _auth_failure(self.address, e)
-                        raise auth or JoinError(f"cannot join the Ray cluster at {self.address}: {last_line(e)}") from None
+                        raise _join_error(self.address, e) from None
                 else:  # a fresh local instance (never a stale one from /tmp/ray), no dashboard, small object store
                     kwargs["_system_config"] = _LOCAL_SYSTEM_CONFIG.copy()  # ray.init adds to the dict it is given
                     with self._interrupts.held():
@@ -767,9 +760,8 @@ def _idle_workers_kept(keep: Callable[[], int]) -> Iterator[None]:
         from ray.tune.execution import tune_controller
         from ray.tune.utils.object_cache import _ObjectCache
     except ImportError:  # pragma: no cover - another Ray version
-        yield
-        return
-    if getattr(tune_controller, "_ObjectCache", None) is not _ObjectCache:
+        tune_controller = None
+    if tune_controller is None or getattr(tune_controller, "_ObjectCache", None) is not _ObjectCache:
         yield
         return
 
