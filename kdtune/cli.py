@@ -79,6 +79,10 @@ def _add_tracker_args(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _add_address(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None, help=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``kdtune``."""
     parser = _Parser(prog="kdtune", description="Knowledge-distillation sweeps on Ray Tune.")
@@ -86,11 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a sweep: teachers, then students; then print the report")
     _add_sweep_args(run)
-    run.add_argument(
-        "--address",
-        default=os.environ.get("RAY_ADDRESS") or None,
-        help="join this Ray cluster (e.g. auto or ray://head:10001; default: $RAY_ADDRESS) "
-        "instead of starting a fresh local instance",
+    _add_address(
+        run,
+        "join this Ray cluster (e.g. auto or ray://head:10001; default: $RAY_ADDRESS) instead of starting a fresh local instance",
     )
     run.add_argument(
         "--executor",
@@ -115,11 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     tun.add_argument("--teacher", default="data", help="tune the model as this teacher's student (τ, w_hard, w_soft too)")
     tun.add_argument("--trials", type=_whole(1), default=20, help="search trials the study should end with (default 20)")
     tun.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user@host/db (default: SQLite in the run folder)")
-    tun.add_argument(
-        "--address",
-        default=os.environ.get("RAY_ADDRESS") or None,
-        help="join this Ray cluster (default: $RAY_ADDRESS, else a fresh local instance)",
-    )
+    _add_address(tun, "join this Ray cluster (default: $RAY_ADDRESS, else a fresh local instance)")
     _add_tracker_args(tun, "every search trial (its sampled values and objective; the best one tagged)")
 
     plan = sub.add_parser("plan", help="validate a sweep and show its trials and stages without training")
@@ -201,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("study", help="the study file (YAML), e.g. studies/abnar2021_mnist_cpu.yaml")
     sd.add_argument("--data-dir", help="data folder for every sweep and analysis; overrides each sweep's data.root")
     sd.add_argument("--out", help="run folder (default: the study's out, else runs/<name>)")
-    sd.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None, help="join this Ray cluster (as kdtune run)")
+    _add_address(sd, "join this Ray cluster (as kdtune run)")
     sd.add_argument("--executor", choices=("ray", "inline"), default="ray", help="as kdtune run --executor")
     sd.add_argument(
         "--report-only", action="store_true", help="train and analyse nothing: write the report from what the run folder holds"

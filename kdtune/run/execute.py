@@ -173,21 +173,14 @@ def _epoch_result(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _report_epoch(row: dict[str, Any]) -> None:
-    """An intermediate Ray Tune result after each epoch (:func:`_epoch_result`)."""
-    from ray import tune
-
-    tune.report(_epoch_result(row))
-
-
 def tune_trainable(config: dict[str, Any]) -> None:
-    """The Ray Tune function trainable: trains one group, reporting after every epoch; its last report
-    holds the group's validation means (``val_accuracy``, ``val_nll``, ``val_ece``) and ``trials``."""
+    """The Ray Tune function trainable: trains one group, reporting after every epoch (:func:`_epoch_result`); its
+    last report holds the group's validation means (``val_accuracy``, ``val_nll``, ``val_ece``) and ``trials``."""
     from ray import tune
 
     from kdtune.train.trainer import summarize
 
-    tune.report(summarize(run_group(config["group"], _report_epoch)))
+    tune.report(summarize(run_group(config["group"], lambda row: tune.report(_epoch_result(row)))))
 
 
 class _Interrupts:
@@ -235,11 +228,6 @@ class _Interrupts:
         elif self.previous is not None and signal.getsignal(signal.SIGINT) == self._handle:
             signal.signal(signal.SIGINT, self.previous)
             self.previous = None
-
-
-def _is_console(handler: logging.Handler) -> bool:
-    """Whether a log handler writes to a stream (the terminal) rather than a file."""
-    return isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
 
 
 @contextlib.contextmanager
@@ -364,11 +352,12 @@ AUTH_HINT = (
 )
 
 
-def _auth_failure(address: str, error: BaseException | str) -> JoinError | None:
-    """The one-line :class:`JoinError` of an authentication failure, if ``error`` (or its causes) is one."""
+def _join_error(address: str, error: BaseException) -> JoinError:
+    """The one-line :class:`JoinError` of a failure to join: why authentication failed, if ``error`` (or one of its
+    causes) is an authentication failure, else the error's last line."""
     text = "\n".join(f"{type(cause).__name__}: {cause}" for cause in _causes(error, 10))
     if "AuthenticationError" not in text and "InvalidAuthToken" not in text:
-        return None
+        return JoinError(f"cannot join the Ray cluster at {address}: {last_line(error)}")
     mode = os.environ.get("RAY_AUTH_MODE", "")
     if mode.lower() != "token":
         why = f"RAY_AUTH_MODE is {mode!r}" if mode else "RAY_AUTH_MODE is not set"
@@ -417,7 +406,7 @@ def check_join(address: str) -> None:
         with _quiet_stderr():
             GcsClient(address=address)
     except ray.exceptions.AuthenticationError as e:
-        raise _auth_failure(address, e) or JoinError(f"cannot join the Ray cluster at {address}: {last_line(e)}") from None
+        raise _join_error(address, e) from None
     except Exception:  # not this check's to judge: ray.init says what is wrong
         logger.info("GCS check of %s failed", address, exc_info=True)
 
@@ -500,6 +489,32 @@ def _log_ray_message(data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
         logger.warning("(%s) %s", data.get("pid", "ray"), line)
 
 
+@contextlib.contextmanager
+def _ray_logs_to_run_log() -> Iterator[None]:
+    """Within: Ray's loggers write to no terminal, their records going up to the root logger (the run log), and
+    Ray's messages to the driver go there too (:func:`_log_ray_message`)."""
+    import ray._private.worker
+
+    saved: list[tuple[logging.Logger, list[logging.Handler], bool]] = []
+    names = ["ray", *(n for n in logging.root.manager.loggerDict if n.startswith("ray."))]
+    for lg in map(logging.getLogger, names):
+        if lg.handlers or not lg.propagate:
+            saved.append((lg, list(lg.handlers), lg.propagate))
+            # a stream handler writes to the terminal, a file handler (a subclass) to its file
+            lg.handlers = [
+                h for h in lg.handlers if isinstance(h, logging.FileHandler) or not isinstance(h, logging.StreamHandler)
+            ]
+            lg.propagate = True
+    printer = ray._private.worker.print_to_stdstream
+    ray._private.worker.print_to_stdstream = _log_ray_message
+    try:
+        yield
+    finally:
+        for lg, handlers, propagate in saved:
+            lg.handlers, lg.propagate = handlers, propagate
+        ray._private.worker.print_to_stdstream = printer
+
+
 # Ray prestarts one idle worker per CPU for the first driver, with the job's (empty) runtime environment;
 # Tune starts its trial actors with a runtime environment of their own (env_vars PL_DISABLE_FORK), so
 # they never land in those workers, which only compete for the CPUs while the first trials start
@@ -529,6 +544,7 @@ class RayExecutor:
         self.died: str | None = None  # why the Ray instance died under the run (the watchdog's finding)
         self._watch_stop = threading.Event()
         self._watchdog: threading.Thread | None = None
+        self._ray_logs = contextlib.ExitStack()  # Ray's logs sent to the run log (:func:`_ray_logs_to_run_log`) until close()
         # keep a local Ray instance up after a clean exit until close(), so that `kdtune run` prints its
         # results before the second or so that ray.shutdown takes
         self.linger = False
@@ -543,7 +559,7 @@ class RayExecutor:
         import ray
         import ray.tune  # sets up Ray's loggers before they are redirected
 
-        self._redirect_ray_logs()
+        self._ray_logs.enter_context(_ray_logs_to_run_log())
         try:
             if not ray.is_initialized():
                 # workers' own output stays in Ray's log files; failures are reported per trial below
@@ -558,8 +574,7 @@ class RayExecutor:
                         with self._interrupts.held():
                             ray.init(address=self.address, runtime_env=runtime_env, **kwargs)
                     except (ConnectionError, RuntimeError, ValueError, SystemExit, ray.exceptions.RayError) as e:
-                        auth = _auth_failure(self.address, e)
-                        raise auth or JoinError(f"cannot join the Ray cluster at {self.address}: {last_line(e)}") from None
+                        raise _join_error(self.address, e) from None
                 else:  # a fresh local instance (never a stale one from /tmp/ray), no dashboard, small object store
                     kwargs["_system_config"] = _LOCAL_SYSTEM_CONFIG.copy()  # ray.init adds to the dict it is given
                     with self._interrupts.held():
@@ -597,28 +612,7 @@ class RayExecutor:
 
             ray.shutdown()
             self._started = False
-        self._restore_ray_logs()
-
-    def _redirect_ray_logs(self) -> None:
-        """Ray's loggers stop writing to the terminal; their records go up to the root logger (the run log)."""
-        self._ray_loggers: list[tuple[logging.Logger, list[logging.Handler], bool]] = []
-        names = ["ray", *(n for n in logging.root.manager.loggerDict if n.startswith("ray."))]
-        for lg in map(logging.getLogger, names):
-            if lg.handlers or not lg.propagate:
-                self._ray_loggers.append((lg, list(lg.handlers), lg.propagate))
-                lg.handlers = [h for h in lg.handlers if not _is_console(h)]
-                lg.propagate = True
-
-    def _restore_ray_logs(self) -> None:
-        for lg, handlers, propagate in getattr(self, "_ray_loggers", []):
-            lg.handlers, lg.propagate = handlers, propagate
-        self._ray_loggers = []
-        printer = getattr(self, "_ray_printer", None)
-        if printer is not None:
-            import ray._private.worker
-
-            ray._private.worker.print_to_stdstream = printer
-            self._ray_printer = None
+        self._ray_logs.close()
 
     def _liveness(self) -> Callable[[], str | None]:
         """A check that returns why the Ray instance is dead, or None while it lives: for the local instance,
@@ -658,13 +652,7 @@ class RayExecutor:
 
     def _start_watchdog(self) -> None:
         """Watch the Ray instance from a thread: when it dies, stop the run as a Ctrl-C would (at the Tune loop's
-        next check, or with a SIGINT if that loop is stuck in Ray for 3 s) and remember why in :attr:`died`.
-        Ray's own messages to the driver (the dying raylet's log tail among them) go to the run log."""
-        import ray._private.worker
-
-        if getattr(self, "_ray_printer", None) is None:
-            self._ray_printer = ray._private.worker.print_to_stdstream
-            ray._private.worker.print_to_stdstream = _log_ray_message
+        next check, or with a SIGINT if that loop is stuck in Ray for 3 s) and remember why in :attr:`died`."""
         alive = self._liveness()
         self.died = None
         self._watch_stop = stop = threading.Event()
@@ -767,9 +755,8 @@ def _idle_workers_kept(keep: Callable[[], int]) -> Iterator[None]:
         from ray.tune.execution import tune_controller
         from ray.tune.utils.object_cache import _ObjectCache
     except ImportError:  # pragma: no cover - another Ray version
-        yield
-        return
-    if getattr(tune_controller, "_ObjectCache", None) is not _ObjectCache:
+        tune_controller = None
+    if tune_controller is None or getattr(tune_controller, "_ObjectCache", None) is not _ObjectCache:
         yield
         return
 

@@ -337,8 +337,7 @@ class MlflowBackend:
 
     def __init__(self, m: MlflowSpec, run_dir: Path) -> None:
         self.spec, self.run_dir = m, Path(run_dir).resolve()
-        self.client = _mlflow_client(m.tracking_uri)
-        self.experiment_id = experiment_id(self.client, m.experiment)
+        self.client, self.experiment_id = _experiment(m)
         self._steps: dict[str, set[int]] = {}
 
     def logged(self, kind: str = TRIAL) -> dict[str, Logged]:
@@ -399,22 +398,24 @@ class MlflowBackend:
         self._steps.pop(run_id, None)
 
 
-def experiment_id(client: Any, name: str) -> str:
-    """The id of the MLflow experiment ``name``, made if it does not exist (restored if deleted)."""
+def _experiment(m: MlflowSpec) -> tuple[Any, str]:
+    """An MLflow client of ``m``'s tracking URI and the id of its experiment, made if it does not exist (restored
+    if deleted)."""
     from mlflow.exceptions import MlflowException
 
+    client, name = _mlflow_client(m.tracking_uri), m.experiment
     exp = client.get_experiment_by_name(name)
     if exp is None:
         try:
             # opened on the UI's training-runs view
-            return client.create_experiment(name, tags={"mlflow.experimentKind": "custom_model_development"})
+            return client, client.create_experiment(name, tags={"mlflow.experimentKind": "custom_model_development"})
         except MlflowException:  # made meanwhile by another process
             exp = client.get_experiment_by_name(name)
             if exp is None:
                 raise
     if exp.lifecycle_stage == "deleted":
         client.restore_experiment(exp.experiment_id)
-    return exp.experiment_id
+    return client, exp.experiment_id
 
 
 def search(client: Any, experiment: str, kind: str, run_dir: Path, extra: str = "") -> list[Any]:
@@ -742,8 +743,7 @@ def tag_best(spec: SweepSpec, run_dir: Path, study: str, best: int | None) -> No
 
 def _study_runs(m: MlflowSpec, run_dir: Path, study: str) -> tuple[Any, list[Any]]:
     """An MLflow client of ``m`` and the search runs of ``study`` logged from ``run_dir``."""
-    client = _mlflow_client(m.tracking_uri)
-    eid = experiment_id(client, m.experiment)
+    client, eid = _experiment(m)
     return client, search(client, eid, SEARCH, Path(run_dir).resolve(), f"tags.`{TAG}study` = '{study}'")
 
 
@@ -764,8 +764,7 @@ def log_report(
     """Log the report's tables (file name → text: Markdown, CSV, LaTeX) and, where ``kdtune analyze`` wrote them,
     the analysis figures and page (``RUN/analysis/``) as artifacts of the sweep's one summary run (made on first use,
     its artifacts replaced after). Returns the run id and the artifact paths logged."""
-    client = _mlflow_client(m.tracking_uri)
-    eid = experiment_id(client, m.experiment)
+    client, eid = _experiment(m)
     run_dir = Path(run_dir).resolve()
     found = search(client, eid, SUMMARY, run_dir, f"tags.`{TAG}sweep` = '{sweep}'")
     all_tags = dict(tags) | {f"{TAG}kind": SUMMARY, f"{TAG}sweep": sweep, f"{TAG}run_folder": str(run_dir)}
