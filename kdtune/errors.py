@@ -38,3 +38,8 @@ class SpecError(KdtuneError):
 
 class DataError(KdtuneError):
     """A data folder or data file that cannot be used."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's text (a library's message can run to a traceback), or its type's name."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -113,7 +113,7 @@ def quarantine(run_dir: Path, trial_id: str) -> Path:
 def finished_trials(run_dir: Path) -> dict[str, dict[str, Any]]:
     """Every finished trial folder of a run folder: id → its config.json content (unreadable ones skipped)."""
     out: dict[str, dict[str, Any]] = {}
-    for d in sorted((Path(run_dir) / "trials").glob("[!.]*/")):
+    for d in sorted((Path(run_dir) / "trials").glob("[!.]*")):  # (a file has no METRICS inside)
         if not (d / METRICS).is_file():
             continue
         try:
@@ -147,7 +147,7 @@ def check_out_dir(path: Path) -> None:
 def remove_scratch(run_dir: Path) -> int:
     """Remove the scratch folders (``trials/.<id>.*``) that a worker killed mid-commit left behind; call it
     only while holding the run folder's lock, before any worker starts. Returns how many were removed."""
-    leftovers = list((Path(run_dir) / "trials").glob(".*/"))
+    leftovers = [d for d in (Path(run_dir) / "trials").glob(".*") if d.is_dir()]  # (a trailing / in glob: 3.11+)
     for d in leftovers:
         shutil.rmtree(d, ignore_errors=True)
     return len(leftovers)

@@ -175,7 +175,7 @@ def kind_of(value: Any) -> str:
 
 def describe(n: dict[str, Any], defs: Mapping[str, Any]) -> str:
     """What a JSON Schema node allows, in words."""
-    n = defs.get(n["$ref"].rsplit("/", 1)[-1], {}) if "$ref" in n else n
+    n = resolve_ref(n, defs)[0]
     members = n.get("oneOf") or n.get("anyOf")
     if "x-allowed" in n:
         return n["x-allowed"]

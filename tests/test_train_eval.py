@@ -17,7 +17,7 @@ from kdtune.rundir import METRICS, read_json, trial_dir
 from kdtune.spec.sweepfile import parse_sweep
 from kdtune.train.data import DataSpec, EvalSetSpec, data_fingerprint, load_data
 from kdtune.train.data.corruptions import CORRUPTIONS
-from kdtune.train.data.dataset import _seed_for
+from kdtune.train.data.dataset import eval_seed
 from kdtune.train.tasks import task_for
 from kdtune.train.trainer import load_trained_model
 
@@ -49,7 +49,7 @@ def test_stored_accuracy_on_the_training_split_is_the_models_accuracy_recomputed
     assert stored["train"]["n"] == len(data.train) == len(data.train.y)
     assert stored["train"]["accuracy"] == pytest.approx(_accuracy(model, data.train.x, data.train.y), abs=1e-9)
     # the corrupted copy: the training images shifted by the eval set's own seeded generator, as test sets are
-    gen = torch.Generator().manual_seed(_seed_for("train_shifted", spec.data.corruption_seed))
+    gen = torch.Generator().manual_seed(eval_seed("train_shifted", spec.data.corruption_seed))
     shifted = CORRUPTIONS.get("translate")(data.train.x, generator=gen, shift=2)
     assert stored["train_shifted"]["accuracy"] == pytest.approx(_accuracy(model, shifted, data.train.y), abs=1e-9)
     assert stored["train_shifted"]["accuracy"] != stored["train"]["accuracy"]

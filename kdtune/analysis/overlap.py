@@ -206,13 +206,31 @@ def _pair_rows(eval_set: str, members: list[TrialView], errors: dict[str, np.nda
                 continue
             jac, share = overlap(errors[a.id], errors[b.id])
             both = len(np.intersect1d(errors[a.id], errors[b.id]))
-            # between two groups a pair of the same seed and fold counts (a student and its teacher's run), within one
-            # group a pair of distinct ones (as the tables average; the claims' tests read within and between)
-            rows.append({"eval_set": eval_set, "a": a.id, "b": b.id, "label_a": a.label, "label_b": b.label,
-                         "group_a": a.group, "group_b": b.group, "seed_a": a.seed, "seed_b": b.seed, "fold_a": a.fold,
-                         "fold_b": b.fold, "same_init": same_init(a, b), "within": (a.seed, a.fold) != (b.seed, b.fold),
-                         "between": (a.seed, a.fold) == (b.seed, b.fold), "errors_a": len(errors[a.id]),
-                         "errors_b": len(errors[b.id]), "both": both, "jaccard": jac, "share_of_b_in_a": share})  # fmt: skip
+            rows.append(
+                {
+                    "eval_set": eval_set,
+                    "a": a.id,
+                    "b": b.id,
+                    "label_a": a.label,
+                    "label_b": b.label,
+                    "group_a": a.group,
+                    "group_b": b.group,
+                    "seed_a": a.seed,
+                    "seed_b": b.seed,
+                    "fold_a": a.fold,
+                    "fold_b": b.fold,
+                    "same_init": same_init(a, b),
+                    # between two groups a pair of the same seed and fold counts (a student and its teacher's run),
+                    # within one group a pair of distinct ones (as the tables average; the claims' tests read these)
+                    "within": (a.seed, a.fold) != (b.seed, b.fold),
+                    "between": (a.seed, a.fold) == (b.seed, b.fold),
+                    "errors_a": len(errors[a.id]),
+                    "errors_b": len(errors[b.id]),
+                    "both": both,
+                    "jaccard": jac,
+                    "share_of_b_in_a": share,
+                }
+            )
     return rows
 
 

@@ -556,11 +556,22 @@ def _pair_rows(side: str, cell: str, coef: float, s: stats.PairSample, pairs: Se
     """The export rows of pairs (model indices) of a pair sample: the two models, their groups, the value."""
     within, between = s.usable_for(True), s.usable_for(False)
     return [
-        {"side": side, "cell": cell, "coef": coef, "unit": f"{s.models[i]}|{s.models[j]}", "model1": s.models[i],
-         "model2": s.models[j], "group1": s.labels[i], "group2": s.labels[j], "value": float(s.values[i, j]),
-         "within": bool(within[i, j]), "between": bool(between[i, j]), **(extra or {})}
+        {
+            "side": side,
+            "cell": cell,
+            "coef": coef,
+            "unit": f"{s.models[i]}|{s.models[j]}",
+            "model1": s.models[i],
+            "model2": s.models[j],
+            "group1": s.labels[i],
+            "group2": s.labels[j],
+            "value": float(s.values[i, j]),
+            "within": bool(within[i, j]),
+            "between": bool(between[i, j]),
+            **(extra or {}),
+        }
         for i, j in pairs
-    ]  # fmt: skip
+    ]
 
 
 def _pool_rows(sample: stats.PairSample, cells: Sequence[stats.Cell], groups: Sequence[str]) -> list[dict[str, object]]:

@@ -265,8 +265,16 @@ def _power_table(checks: Sequence[ReferenceCheck], alpha: float) -> pd.DataFrame
         name = v.claim.name
         cells_n = " vs ".join(str(n_here[c]) for c in dict.fromkeys(v.claim.check.cells) if c in n_here) or "–"
         (p_power, p_need), (r_power, r_need) = from_paper.get(name, ("–", "–")), from_run.get(name, ("–", "–"))
-        rows.append({"claim": name, "n here": cells_n, "power here (paper's effect)": p_power, "n for 80 % (paper)": p_need,
-                     "power here (this run's effect)": r_power, "n for 80 % (this run)": r_need})  # fmt: skip
+        rows.append(
+            {
+                "claim": name,
+                "n here": cells_n,
+                "power here (paper's effect)": p_power,
+                "n for 80 % (paper)": p_need,
+                "power here (this run's effect)": r_power,
+                "n for 80 % (this run)": r_need,
+            }
+        )
     return pd.DataFrame(rows).set_index("claim")
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kdtune import __version__
-from kdtune.errors import KdtuneError
+from kdtune.errors import KdtuneError, first_line
 from kdtune.labels import STUDENT_STREAMS, TRAIN_SETTINGS, invariance_label, stream_seeds
 from kdtune.run.callbacks import Listener
 from kdtune.rundir import CONFIG, METRICS, is_finished, read_json, trial_dir, write_json
@@ -139,7 +139,7 @@ def check_mlflow(m: MlflowSpec, flag: bool = False) -> None:
         try:
             _mlflow_client(m.tracking_uri).search_experiments(max_results=1)
         except MlflowException as e:
-            text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            text = first_line(e)
             if "MLFLOW_ALLOW_FILE_STORE" in text:
                 raise KdtuneError(
                     f"{where}: MLflow 3 opens a folder store only with MLFLOW_ALLOW_FILE_STORE=true in the environment; "

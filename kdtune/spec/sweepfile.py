@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 from pydantic.dataclasses import dataclass as section
 from pydantic.fields import FieldInfo
 
-from kdtune.errors import KdtuneError, SpecError
+from kdtune.errors import KdtuneError, SpecError, first_line
 from kdtune.labels import DIRECTIONS, INT_SETTINGS, LOSS_SETTINGS, NO_TEACHER, STUDENT_STREAMS, TRAIN_SETTINGS
 from kdtune.results.tables import ReportSpec
 from kdtune.spec.overrides import apply_overrides, blame_overrides
@@ -634,10 +634,6 @@ def _data(err: Callable[..., SpecError], d: Any, raw: Mapping[str, Any]) -> tupl
     return spec, Path(d.root) if d.root else None, make_dataset(spec).describe()
 
 
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
 def _check_invariance(source: str, data: DataSpec, info: DataInfo) -> None:
     """``data.invariance`` applied to blank inputs of the data set (:func:`~kdtune.train.data.augment.check_invariance`)."""
     if data.invariance is None:
@@ -645,7 +641,7 @@ def _check_invariance(source: str, data: DataSpec, info: DataInfo) -> None:
     try:
         check_invariance(data.invariance, info, data.name)
     except ValueError as e:
-        raise SpecError(source, "data.invariance", _first_line(e)) from None
+        raise SpecError(source, "data.invariance", first_line(e)) from None
 
 
 def _model(err: Callable[..., SpecError], label: str, m: Any, raw: Any, info: DataInfo, labels: list[str]) -> ModelSpec:
@@ -659,7 +655,7 @@ def _model(err: Callable[..., SpecError], label: str, m: Any, raw: Any, info: Da
     try:  # build it and run it on a small batch: parameters that only fail on data fail here
         check_model(m.arch, info, dict(params))
     except Exception as e:  # any error from a model's constructor or forward means a bad parameter
-        raise err(where + ".params", f"{_first_line(e)} (with {dict(params) or 'the defaults'})") from None
+        raise err(where + ".params", f"{first_line(e)} (with {dict(params) or 'the defaults'})") from None
     hp = {NO_TEACHER: m.hparams} if isinstance(m.hparams, str) else m.hparams
     for teacher in hp:
         if teacher not in (NO_TEACHER, *labels):

@@ -18,7 +18,7 @@ from kdtune.registry import Registry
 from kdtune.train import metrics
 from kdtune.train.data.augment import AUGMENTATIONS
 from kdtune.train.data.base import DataInfo, Inputs, Split, take, to_device
-from kdtune.train.data.dataset import DataSpec, _seed_for
+from kdtune.train.data.dataset import DataSpec, eval_seed
 from kdtune.train.distill import LossSpec, objective
 
 TASKS: Registry[type[Task]] = Registry("task")
@@ -42,7 +42,7 @@ def invariance_copy(split: Split, name: str, data: DataSpec) -> Split:
     assert data.invariance is not None
     params = dict(data.invariance)
     transform = AUGMENTATIONS.get(params.pop("name"))
-    seed = _seed_for(f"invariance:{name}", data.corruption_seed)
+    seed = eval_seed(f"invariance:{name}", data.corruption_seed)
     x = to_device(split.x, "cpu")
     x = {k: v.clone() for k, v in x.items()} if isinstance(x, dict) else x.clone()  # never the eval set itself
     moved = transform(x, generator=torch.Generator().manual_seed(seed), **params)

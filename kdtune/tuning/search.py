@@ -133,7 +133,8 @@ def run_search_trial(config: dict[str, Any], payload: Payload, report: Callable[
             trainers[i] = Trainer(c, run_dir, payload["data_root"], device, payload["eval_batch_size"])
     epochs = max(c.train.epochs for c in configs)
     # the unfinished seeds as one vmapped model where they can be (two or more of a model that can: said once in the log)
-    batch = SeedBatch(list(trainers.values())) if batchable(list(trainers.values())) else None
+    unfinished = list(trainers.values())
+    batch = SeedBatch(unfinished) if batchable(unfinished) else None
     if trainers:
         for epoch in range(1, epochs + 1):
             values = []
@@ -155,8 +156,16 @@ def run_search_trial(config: dict[str, Any], payload: Payload, report: Callable[
             done[i] = trainer.finish()
     final = [float(done[i]["eval"]["val"].get(metric, float("nan"))) for i in range(len(configs))]
     mean, std = _mean_std(final)
-    result = {"objective": mean, "objective_std": std, "epoch": epochs, "epochs": epochs, "final": 1, "seed_values": final,
-              "trial_ids": [c.id for c in configs], "trained": len(trainers)}  # fmt: skip
+    result = {
+        "objective": mean,
+        "objective_std": std,
+        "epoch": epochs,
+        "epochs": epochs,
+        "final": 1,
+        "seed_values": final,
+        "trial_ids": [c.id for c in configs],
+        "trained": len(trainers),
+    }
     report(result)
     return result
 
@@ -288,10 +297,15 @@ def run_search(
         + (f", best {tspec.metric} {prior.value:.4f} (#{prior.number})" if prior else "")
     )
     if remaining > 0:
-        data_root = str(spec.data_root.resolve()) if spec.data_root else None
-        payload: Payload = {"run_dir": str(run_dir.resolve()), "data_root": data_root, "device": spec.execution.device,
-                            "cpus": spec.resources.cpu, "eval_batch_size": spec.execution.eval_batch_size,
-                            "metric": tspec.metric, "templates": [t.to_dict() for t in setup.templates]}  # fmt: skip
+        payload: Payload = {
+            "run_dir": str(run_dir.resolve()),
+            "data_root": str(spec.data_root.resolve()) if spec.data_root else None,
+            "device": spec.execution.device,
+            "cpus": spec.resources.cpu,
+            "eval_batch_size": spec.execution.eval_batch_size,
+            "metric": tspec.metric,
+            "templates": [t.to_dict() for t in setup.templates],
+        }
         mode = "max" if tspec.direction == "maximize" else "min"
         searcher = _searcher_class()(
             space={k: d.to_optuna() for k, d in setup.space.params},

@@ -64,8 +64,13 @@ def load_study(storage: optuna.storages.BaseStorage, name: str, direction: str) 
     return study
 
 
-_STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
-           TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}  # fmt: skip
+_STATES = {
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "failed",
+    TrialState.RUNNING: "running",
+    TrialState.WAITING: "waiting",
+}
 
 
 def counts(study: optuna.Study) -> dict[str, int]:

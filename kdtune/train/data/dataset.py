@@ -92,7 +92,7 @@ class Dataset:
 DATASETS: Registry[type[Dataset]] = Registry("data set")
 
 
-def _seed_for(name: str, seed: int) -> int:
+def eval_seed(name: str, seed: int) -> int:
     """The seed of the generator that draws eval set ``name``'s corruption (or invariance copy)."""
     return (zlib.crc32(name.encode()) + 1_000_003 * seed) % (2**63)
 
@@ -111,7 +111,7 @@ def split_bundle(
         if es.corruption == "identity":
             evals[es.name] = src
             continue
-        gen = torch.Generator().manual_seed(_seed_for(es.name, spec.corruption_seed))
+        gen = torch.Generator().manual_seed(eval_seed(es.name, spec.corruption_seed))
         evals[es.name] = Split(CORRUPTIONS.get(es.corruption)(src.x, generator=gen, **dict(es.params)), src.y)
     return DataBundle(info, train, val, evals)
 
